@@ -1,0 +1,415 @@
+//! The one error type of Nestor's library, carrying the SPEC §12 codes.
+//!
+//! Backends keep their private errors and convert them into [`Error`]; the
+//! HTTP front-end maps [`Error::code`] to a status and [`Error::details`] to
+//! the body, and the CLI prints the code.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// A `Result` with Nestor's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The error codes of SPEC §12.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// 400
+    BadRequest,
+    /// 401
+    Unauthorized,
+    /// 403
+    Forbidden,
+    /// 404
+    ResourceNotFound,
+    /// 404
+    VersionNotFound,
+    /// 404
+    CompositionNotFound,
+    /// 404
+    DeploymentNotFound,
+    /// 409
+    VersionImmutable,
+    /// 409
+    Conflict,
+    /// 422
+    ValidationFailed,
+    /// 422
+    BreakingChange,
+    /// 422
+    DependencyCycle,
+    /// 422
+    DependencyNotFound,
+    /// 422
+    EngineNotFound,
+    /// 502
+    EngineFailed,
+    /// 429
+    RateLimited,
+    /// 503
+    StorageUnavailable,
+    /// 500
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The wire spelling, e.g. `VERSION_IMMUTABLE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::ResourceNotFound => "RESOURCE_NOT_FOUND",
+            ErrorCode::VersionNotFound => "VERSION_NOT_FOUND",
+            ErrorCode::CompositionNotFound => "COMPOSITION_NOT_FOUND",
+            ErrorCode::DeploymentNotFound => "DEPLOYMENT_NOT_FOUND",
+            ErrorCode::VersionImmutable => "VERSION_IMMUTABLE",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::ValidationFailed => "VALIDATION_FAILED",
+            ErrorCode::BreakingChange => "BREAKING_CHANGE",
+            ErrorCode::DependencyCycle => "DEPENDENCY_CYCLE",
+            ErrorCode::DependencyNotFound => "DEPENDENCY_NOT_FOUND",
+            ErrorCode::EngineNotFound => "ENGINE_NOT_FOUND",
+            ErrorCode::EngineFailed => "ENGINE_FAILED",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
+            ErrorCode::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The HTTP status of SPEC §12.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::ResourceNotFound
+            | ErrorCode::VersionNotFound
+            | ErrorCode::CompositionNotFound
+            | ErrorCode::DeploymentNotFound => 404,
+            ErrorCode::VersionImmutable | ErrorCode::Conflict => 409,
+            ErrorCode::ValidationFailed
+            | ErrorCode::BreakingChange
+            | ErrorCode::DependencyCycle
+            | ErrorCode::DependencyNotFound
+            | ErrorCode::EngineNotFound => 422,
+            ErrorCode::EngineFailed => 502,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::StorageUnavailable => 503,
+            ErrorCode::InternalError => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem with one field of a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Path such as `spec.required_inputs[0].name`; empty for the whole document.
+    pub field: String,
+    /// What is wrong, for a human.
+    pub message: String,
+    /// Line in the source file, when the error came from a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+}
+
+impl FieldError {
+    /// An error on `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into(), line: None }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// How a change between two versions of a definition is classified (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// Neither breaks nor adds anything a user could use.
+    Cosmetic,
+    /// Adds something; old users are unaffected.
+    Additive,
+    /// May break existing users.
+    Breaking,
+}
+
+/// One classified change between two versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Its classification.
+    pub kind: ChangeKind,
+    /// The field path that changed.
+    pub field: String,
+    /// What changed, for a human.
+    pub message: String,
+}
+
+/// Nestor's error. Each variant maps to one SPEC §12 code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request itself is malformed (bad YAML, bad query...).
+    #[error("bad request: {message}")]
+    BadRequest {
+        /// What is wrong.
+        message: String,
+    },
+    /// No credentials, or unknown ones.
+    #[error("unauthorized: {message}")]
+    Unauthorized {
+        /// Why.
+        message: String,
+    },
+    /// Credentials without the needed role.
+    #[error("forbidden: {message}")]
+    Forbidden {
+        /// Why.
+        message: String,
+    },
+    /// No definition of that name.
+    #[error("resource not found: {name}")]
+    ResourceNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// The name exists, but no version matches.
+    #[error("version not found: {name}@{version}")]
+    VersionNotFound {
+        /// The name asked for.
+        name: String,
+        /// The version or requirement asked for.
+        version: String,
+    },
+    /// No composition of that name in that team.
+    #[error("composition not found: {team}/{name}")]
+    CompositionNotFound {
+        /// The team.
+        team: String,
+        /// The composition.
+        name: String,
+    },
+    /// No deployment with that id.
+    #[error("deployment not found: {id}")]
+    DeploymentNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// name@version exists with other content.
+    #[error("{name}@{version} is already published with different content; versions are immutable, publish a new version")]
+    VersionImmutable {
+        /// The name.
+        name: String,
+        /// The version.
+        version: String,
+    },
+    /// A concurrent or conflicting write (idempotency key reuse, state race...).
+    #[error("conflict: {message}")]
+    Conflict {
+        /// What conflicted.
+        message: String,
+    },
+    /// The document breaks validity rules; every violation is listed.
+    #[error("validation failed: {}", summarize(.errors))]
+    Validation {
+        /// Every violation, each with its field path.
+        errors: Vec<FieldError>,
+    },
+    /// The version bump is too small for the changes it carries.
+    #[error("{name}@{version}: breaking or additive changes need at least version {minimum_version}")]
+    BreakingChange {
+        /// The name.
+        name: String,
+        /// The version that was attempted.
+        version: String,
+        /// The version it was compared against.
+        predecessor: String,
+        /// The smallest acceptable version.
+        minimum_version: String,
+        /// Every classified change.
+        changes: Vec<Change>,
+    },
+    /// A dependency graph has a cycle.
+    #[error("dependency cycle: {}", .path.join(" -> "))]
+    DependencyCycle {
+        /// The cycle, first node repeated at the end.
+        path: Vec<String>,
+    },
+    /// A named dependency does not resolve.
+    #[error("dependency not found: {}", summarize(.errors))]
+    DependencyNotFound {
+        /// Every unresolved dependency, each with its field path.
+        errors: Vec<FieldError>,
+    },
+    /// No engine of that name is loaded.
+    #[error("engine not found: {name}")]
+    EngineNotFound {
+        /// The engine asked for.
+        name: String,
+    },
+    /// An engine failed to render.
+    #[error("engine {engine} failed: {message}")]
+    EngineFailed {
+        /// The engine.
+        engine: String,
+        /// The cause.
+        message: String,
+    },
+    /// Too many requests.
+    #[error("rate limited")]
+    RateLimited,
+    /// The store cannot be reached or answered with an error.
+    #[error("storage unavailable: {message}")]
+    StorageUnavailable {
+        /// What failed.
+        message: String,
+        /// The backend's own error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A bug or an unexpected condition.
+    #[error("internal error: {message}")]
+    Internal {
+        /// What happened.
+        message: String,
+    },
+}
+
+fn summarize(errors: &[FieldError]) -> String {
+    match errors {
+        [] => "no details".into(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+    }
+}
+
+impl Error {
+    /// A validation error with one field problem.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Validation { errors: vec![FieldError::new(field, message)] }
+    }
+
+    /// A storage error wrapping a backend's error.
+    pub fn storage(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::StorageUnavailable { message: message.into(), source: Some(Box::new(source)) }
+    }
+
+    /// A bad-request error.
+    pub fn bad_request(message: impl Into<String>) -> Error {
+        Error::BadRequest { message: message.into() }
+    }
+
+    /// An internal error.
+    pub fn internal(message: impl Into<String>) -> Error {
+        Error::Internal { message: message.into() }
+    }
+
+    /// The SPEC §12 code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::BadRequest { .. } => ErrorCode::BadRequest,
+            Error::Unauthorized { .. } => ErrorCode::Unauthorized,
+            Error::Forbidden { .. } => ErrorCode::Forbidden,
+            Error::ResourceNotFound { .. } => ErrorCode::ResourceNotFound,
+            Error::VersionNotFound { .. } => ErrorCode::VersionNotFound,
+            Error::CompositionNotFound { .. } => ErrorCode::CompositionNotFound,
+            Error::DeploymentNotFound { .. } => ErrorCode::DeploymentNotFound,
+            Error::VersionImmutable { .. } => ErrorCode::VersionImmutable,
+            Error::Conflict { .. } => ErrorCode::Conflict,
+            Error::Validation { .. } => ErrorCode::ValidationFailed,
+            Error::BreakingChange { .. } => ErrorCode::BreakingChange,
+            Error::DependencyCycle { .. } => ErrorCode::DependencyCycle,
+            Error::DependencyNotFound { .. } => ErrorCode::DependencyNotFound,
+            Error::EngineNotFound { .. } => ErrorCode::EngineNotFound,
+            Error::EngineFailed { .. } => ErrorCode::EngineFailed,
+            Error::RateLimited => ErrorCode::RateLimited,
+            Error::StorageUnavailable { .. } => ErrorCode::StorageUnavailable,
+            Error::Internal { .. } => ErrorCode::InternalError,
+        }
+    }
+
+    /// The `details` object of the SPEC §12 error body.
+    pub fn details(&self) -> Value {
+        match self {
+            Error::ResourceNotFound { name } => json!({"resource_name": name}),
+            Error::VersionNotFound { name, version } => json!({"resource_name": name, "version": version}),
+            Error::CompositionNotFound { team, name } => json!({"team": team, "composition": name}),
+            Error::DeploymentNotFound { id } => json!({"deployment_id": id}),
+            Error::VersionImmutable { name, version } => json!({"resource_name": name, "version": version}),
+            Error::Validation { errors } => json!({"validation_errors": errors}),
+            Error::DependencyNotFound { errors } => json!({"validation_errors": errors}),
+            Error::BreakingChange { name, version, predecessor, minimum_version, changes } => json!({
+                "resource_name": name, "version": version, "predecessor": predecessor,
+                "minimum_version": minimum_version, "changes": changes,
+            }),
+            Error::DependencyCycle { path } => json!({"cycle": path}),
+            Error::EngineNotFound { name } => json!({"engine": name}),
+            Error::EngineFailed { engine, .. } => json!({"engine": engine}),
+            _ => json!({}),
+        }
+    }
+
+    /// The field errors carried by this error, if any (validation and dependency errors).
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Error::Validation { errors } | Error::DependencyNotFound { errors } => errors.clone(),
+            Error::BreakingChange { changes, minimum_version, .. } => changes
+                .iter()
+                .filter(|c| c.kind != ChangeKind::Cosmetic)
+                .map(|c| FieldError::new(&c.field, format!("{} change: {}", kind_word(c.kind), c.message)))
+                .chain(std::iter::once(FieldError::new(
+                    "metadata.version",
+                    format!("version bump too small: the smallest valid version is {minimum_version}"),
+                )))
+                .collect(),
+            other => vec![FieldError::new("", other.to_string())],
+        }
+    }
+}
+
+fn kind_word(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Cosmetic => "cosmetic",
+        ChangeKind::Additive => "additive",
+        ChangeKind::Breaking => "breaking",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_spec_statuses() {
+        assert_eq!(ErrorCode::VersionImmutable.http_status(), 409);
+        assert_eq!(ErrorCode::BreakingChange.http_status(), 422);
+        assert_eq!(ErrorCode::EngineFailed.http_status(), 502);
+        let e = Error::VersionNotFound { name: "x".into(), version: "2.0.0".into() };
+        assert_eq!(e.code().as_str(), "VERSION_NOT_FOUND");
+        assert_eq!(e.details()["version"], "2.0.0");
+        assert_eq!(serde_json::to_value(ErrorCode::StorageUnavailable).unwrap(), "STORAGE_UNAVAILABLE");
+    }
+
+    #[test]
+    fn validation_message_summarises_every_error() {
+        let e = Error::Validation {
+            errors: vec![FieldError::new("metadata.name", "bad"), FieldError::new("spec", "worse")],
+        };
+        assert_eq!(e.to_string(), "validation failed: metadata.name: bad (and 1 more)");
+    }
+}

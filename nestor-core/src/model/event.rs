@@ -1,0 +1,136 @@
+//! Events: the one log behind SSE, replay, audit and cache invalidation (SPEC §8).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Timestamp;
+
+/// The event types of SPEC §8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    /// The first version of a name.
+    #[serde(rename = "resource.created")]
+    ResourceCreated,
+    /// A new version of an existing name.
+    #[serde(rename = "resource.updated")]
+    ResourceUpdated,
+    /// A version was yanked.
+    #[serde(rename = "resource.yanked")]
+    ResourceYanked,
+    /// A version was published deprecated.
+    #[serde(rename = "resource.deprecated")]
+    ResourceDeprecated,
+    /// The first version of a team composition.
+    #[serde(rename = "composition.created")]
+    CompositionCreated,
+    /// A new version of a team composition.
+    #[serde(rename = "composition.updated")]
+    CompositionUpdated,
+    /// A deployment began.
+    #[serde(rename = "deployment.started")]
+    DeploymentStarted,
+    /// A deployment's status or a resource's status changed.
+    #[serde(rename = "deployment.updated")]
+    DeploymentUpdated,
+    /// A deployment succeeded.
+    #[serde(rename = "deployment.completed")]
+    DeploymentCompleted,
+    /// A deployment failed.
+    #[serde(rename = "deployment.failed")]
+    DeploymentFailed,
+    /// A source sync finished (possibly with per-document errors).
+    #[serde(rename = "sync.completed")]
+    SyncCompleted,
+    /// A source sync could not run (the source was unreachable).
+    #[serde(rename = "sync.failed")]
+    SyncFailed,
+}
+
+impl EventType {
+    /// Every type.
+    pub const ALL: [EventType; 12] = [
+        EventType::ResourceCreated,
+        EventType::ResourceUpdated,
+        EventType::ResourceYanked,
+        EventType::ResourceDeprecated,
+        EventType::CompositionCreated,
+        EventType::CompositionUpdated,
+        EventType::DeploymentStarted,
+        EventType::DeploymentUpdated,
+        EventType::DeploymentCompleted,
+        EventType::DeploymentFailed,
+        EventType::SyncCompleted,
+        EventType::SyncFailed,
+    ];
+
+    /// The wire name, e.g. `resource.created`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ResourceCreated => "resource.created",
+            EventType::ResourceUpdated => "resource.updated",
+            EventType::ResourceYanked => "resource.yanked",
+            EventType::ResourceDeprecated => "resource.deprecated",
+            EventType::CompositionCreated => "composition.created",
+            EventType::CompositionUpdated => "composition.updated",
+            EventType::DeploymentStarted => "deployment.started",
+            EventType::DeploymentUpdated => "deployment.updated",
+            EventType::DeploymentCompleted => "deployment.completed",
+            EventType::DeploymentFailed => "deployment.failed",
+            EventType::SyncCompleted => "sync.completed",
+            EventType::SyncFailed => "sync.failed",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<EventType> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// An event before the log gives it a sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// Who caused it: a source name, `api`, `cli`...
+    pub source: String,
+    /// What it is about, e.g. `aws-rds-mysql:1.2.0`.
+    pub subject: String,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// The full object.
+    pub data: Value,
+}
+
+/// An event as stored in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Strictly increasing across all replicas sharing a store; the SSE id.
+    pub id: u64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// Who caused it.
+    pub source: String,
+    /// What it is about.
+    pub subject: String,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// The full object.
+    pub data: Value,
+}
+
+impl Event {
+    /// Gives a new event its sequence.
+    pub fn from_new(id: u64, event: NewEvent) -> Event {
+        Event {
+            id,
+            event_type: event.event_type,
+            source: event.source,
+            subject: event.subject,
+            timestamp: event.timestamp,
+            data: event.data,
+        }
+    }
+}

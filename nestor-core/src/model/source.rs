@@ -1,0 +1,118 @@
+//! Catalog sources and what a sync of one reports (SPEC §3).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FieldError;
+
+/// A configured catalog source: a git repository or a plain folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceConfig {
+    /// Unique name, used in reports and `?source=`.
+    pub name: String,
+    /// Anything libgit2 clones (local paths included), or a plain directory.
+    pub url: String,
+    /// Branch to read (default `main`).
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// Folder inside the repository to read (default: the whole tree).
+    #[serde(default)]
+    pub path: String,
+    /// How often a server polls the source.
+    #[serde(default = "default_poll", with = "duration_secs")]
+    pub poll_interval: Duration,
+    /// Shared secret for webhook signatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+
+fn default_poll() -> Duration {
+    Duration::from_secs(60)
+}
+
+mod duration_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", d.as_secs()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::config_util::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl SourceConfig {
+    /// A source reading the whole default branch of `url`.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+        SourceConfig {
+            name: name.into(),
+            url: url.into(),
+            branch: default_branch(),
+            path: String::new(),
+            poll_interval: default_poll(),
+            webhook_secret: None,
+        }
+    }
+}
+
+/// One document that could not be published, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentError {
+    /// Path of the file inside the source.
+    pub file: String,
+    /// Index of the document in the file, from 0.
+    pub document: usize,
+    /// Line of the document's first line, from 1.
+    pub line: usize,
+    /// The SPEC §12 code of the failure (`VALIDATION_FAILED`,
+    /// `VERSION_IMMUTABLE`, `BREAKING_CHANGE`...).
+    pub code: String,
+    /// Every problem found, each with a field path where one applies.
+    pub errors: Vec<FieldError>,
+}
+
+/// What one sync of one source did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// The source's name.
+    pub source: String,
+    /// The head that was read (commit id, or folder fingerprint).
+    pub commit: Option<String>,
+    /// `name:version` of every version published by this sync.
+    pub published: Vec<String>,
+    /// How many documents were already published with the same content.
+    pub unchanged: usize,
+    /// `name:version` of every version this sync yanked.
+    pub yanked: Vec<String>,
+    /// Documents that were skipped.
+    pub errors: Vec<DocumentError>,
+    /// Wall time of the sync.
+    pub duration_ms: u64,
+    /// How many files were read and parsed (an unchanged head reads none, an
+    /// incremental sync only what the diff names).
+    pub files_read: usize,
+    /// When the sync finished.
+    pub finished_at: super::Timestamp,
+}
+
+/// What the sync service remembers of a source between syncs: the head it
+/// last read and which versions each file published, so a later sync can
+/// re-read only what changed and yank what vanished.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceState {
+    /// The source's name.
+    pub source: String,
+    /// The head read last time.
+    pub head: Option<String>,
+    /// File path → `name:version` of the documents it held.
+    pub files: BTreeMap<String, Vec<String>>,
+}

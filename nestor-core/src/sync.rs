@@ -1,0 +1,310 @@
+//! The sync service (SPEC §3): read a catalog source, publish what is new in
+//! dependency and semver order, yank what vanished, and store the report.
+//!
+//! Incremental by construction: the service remembers the head it read last
+//! and which versions each file published ([`SourceState`]); an unchanged
+//! head reads nothing, a changed one re-reads only the files the source's
+//! diff names.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use petgraph::graphmap::DiGraphMap;
+use serde_json::json;
+
+use crate::catalog::CatalogService;
+use crate::error::{Error, ErrorCode, FieldError, Result};
+use crate::model::*;
+use crate::parse::{parse_file, Document};
+use crate::source::{CatalogSource, FileChange, SourceHead};
+
+/// A definition read from a file, waiting to be published.
+struct Pending {
+    file: String,
+    document: usize,
+    line: usize,
+    definition: ResourceDefinition,
+}
+
+/// Syncs catalog sources into the store behind a [`CatalogService`].
+#[derive(Clone)]
+pub struct SyncService {
+    catalog: CatalogService,
+}
+
+impl SyncService {
+    /// A sync service publishing through `catalog`.
+    pub fn new(catalog: CatalogService) -> Self {
+        SyncService { catalog }
+    }
+
+    /// Syncs one source and returns (and stores) its report. Per-document
+    /// problems are in the report; an error means the source itself could
+    /// not be read (then `sync.failed` is appended).
+    pub async fn sync(&self, source: &dyn CatalogSource) -> Result<SyncReport> {
+        let started = Instant::now();
+        let name = source.config().name.clone();
+        match self.run(source, started).await {
+            Ok(report) => Ok(report),
+            Err(e) => {
+                let store = self.catalog.store();
+                let _ = store
+                    .append(NewEvent {
+                        event_type: EventType::SyncFailed,
+                        source: name.clone(),
+                        subject: name,
+                        timestamp: self.catalog.now(),
+                        data: json!({"error": {"code": e.code(), "message": e.to_string()}}),
+                    })
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn run(&self, source: &dyn CatalogSource, started: Instant) -> Result<SyncReport> {
+        let config = source.config();
+        let store = self.catalog.store().clone();
+        let head = source.head().await?;
+        let mut state = store.source_state(&config.name).await?.unwrap_or_else(|| SourceState {
+            source: config.name.clone(),
+            ..SourceState::default()
+        });
+        let mut report = SyncReport {
+            source: config.name.clone(),
+            commit: head.commit.clone().or(Some(head.id.clone())),
+            published: vec![],
+            unchanged: 0,
+            yanked: vec![],
+            errors: vec![],
+            duration_ms: 0,
+            files_read: 0,
+            finished_at: 0,
+        };
+        if state.head.as_deref() == Some(head.id.as_str()) {
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            report.finished_at = self.catalog.now();
+            store.record_sync(&report).await?;
+            return Ok(report);
+        }
+
+        let (to_read, deleted) = self.plan(source, &head, &state).await?;
+        let mut pending = Vec::new();
+        // Files whose every document parsed: only there can a missing
+        // version be told apart from a broken document.
+        let mut clean_files = BTreeSet::new();
+        for path in &to_read {
+            report.files_read += 1;
+            if self.read_one(source, &head, path, &mut pending, &mut report.errors).await {
+                clean_files.insert(path.clone());
+            }
+        }
+
+        let origin_for = |file: &str| Origin {
+            source: config.name.clone(),
+            git_repository: config.url.clone(),
+            git_commit: head.commit.clone(),
+            git_path: file.to_string(),
+        };
+        let mut now_in_file: BTreeMap<String, Vec<String>> = to_read.iter().map(|f| (f.clone(), vec![])).collect();
+        for p in order_for_publish(pending) {
+            let subject = p.definition.subject();
+            let result = self.catalog.publish(p.definition, Some(origin_for(&p.file)), &config.name).await;
+            match result {
+                Ok(r) => {
+                    now_in_file.entry(p.file.clone()).or_default().push(subject.clone());
+                    match r.outcome {
+                        PublishOutcome::Created => report.published.push(subject),
+                        PublishOutcome::Unchanged => {
+                            report.unchanged += 1;
+                            self.restore_if_returned(&r.version, &config.name).await?;
+                        }
+                    }
+                }
+                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => return Err(e),
+                Err(e) => report.errors.push(document_error(&p.file, p.document, p.line, &e)),
+            }
+        }
+
+        // Yank what vanished: deleted files, and versions missing from files
+        // that were re-read cleanly.
+        let mut gone: Vec<String> = Vec::new();
+        for file in &deleted {
+            gone.extend(state.files.remove(file).unwrap_or_default());
+        }
+        for (file, subjects) in &now_in_file {
+            let before = state.files.get(file).cloned().unwrap_or_default();
+            if clean_files.contains(file) {
+                gone.extend(before.into_iter().filter(|s| !subjects.contains(s)));
+                if subjects.is_empty() {
+                    state.files.remove(file);
+                } else {
+                    state.files.insert(file.clone(), subjects.clone());
+                }
+            } else {
+                let merged: BTreeSet<String> = before.into_iter().chain(subjects.iter().cloned()).collect();
+                state.files.insert(file.clone(), merged.into_iter().collect());
+            }
+        }
+        let still_present: BTreeSet<&String> = state.files.values().flatten().collect();
+        for subject in gone {
+            if still_present.contains(&subject) {
+                continue; // moved to another file
+            }
+            if let Some((name, version)) = subject.split_once(':') {
+                let Ok(version) = version.parse() else { continue };
+                if self.catalog.set_yanked(name, &version, true, &config.name).await? {
+                    report.yanked.push(subject);
+                }
+            }
+        }
+
+        state.head = Some(head.id.clone());
+        store.save_source_state(&state).await?;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report.finished_at = self.catalog.now();
+        store.record_sync(&report).await?;
+        store
+            .append(NewEvent {
+                event_type: EventType::SyncCompleted,
+                source: config.name.clone(),
+                subject: config.name.clone(),
+                timestamp: report.finished_at,
+                data: json!(report),
+            })
+            .await?;
+        Ok(report)
+    }
+
+    /// Which files to read and which were deleted: the source's diff when it
+    /// has one from the last head, else everything.
+    async fn plan(&self, source: &dyn CatalogSource, head: &SourceHead, state: &SourceState) -> Result<(Vec<String>, Vec<String>)> {
+        if let Some(previous) = &state.head {
+            if let Some(changes) = source.changed_files(previous, head).await? {
+                let mut read = Vec::new();
+                let mut deleted = Vec::new();
+                for change in changes {
+                    match change {
+                        FileChange::Modified(p) => read.push(p),
+                        FileChange::Deleted(p) => deleted.push(p),
+                    }
+                }
+                return Ok((read, deleted));
+            }
+        }
+        let files = source.list_files(head).await?;
+        let listed: BTreeSet<&String> = files.iter().collect();
+        let deleted = state.files.keys().filter(|f| !listed.contains(f)).cloned().collect();
+        Ok((files, deleted))
+    }
+
+    /// Reads and parses one file into `pending`; returns whether every
+    /// document of it was usable.
+    async fn read_one(
+        &self,
+        source: &dyn CatalogSource,
+        head: &SourceHead,
+        path: &str,
+        pending: &mut Vec<Pending>,
+        errors: &mut Vec<DocumentError>,
+    ) -> bool {
+        let bytes = match source.read_file(head, path).await {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(document_error(path, 0, 1, &e));
+                return false;
+            }
+        };
+        let docs = match parse_file(&bytes) {
+            Ok(docs) => docs,
+            Err(e) => {
+                errors.push(DocumentError {
+                    file: path.into(),
+                    document: 0,
+                    line: 1,
+                    code: ErrorCode::BadRequest.as_str().into(),
+                    errors: vec![e],
+                });
+                return false;
+            }
+        };
+        let mut clean = true;
+        for doc in docs {
+            match doc.document {
+                Document::Definition(def) => {
+                    pending.push(Pending { file: path.into(), document: doc.index, line: doc.line, definition: *def })
+                }
+                Document::Invalid(errs) => {
+                    clean = false;
+                    errors.push(DocumentError {
+                        file: path.into(),
+                        document: doc.index,
+                        line: doc.line,
+                        code: ErrorCode::ValidationFailed.as_str().into(),
+                        errors: errs,
+                    });
+                }
+                Document::Foreign { api_version, kind } => {
+                    tracing::warn!(file = path, document = doc.index, %api_version, %kind, "skipping a document that is not Nestor's");
+                }
+                // Compositions sync through the composer.
+                Document::Composition(_) => {}
+            }
+        }
+        clean
+    }
+
+    /// A version that was yanked because its file vanished comes back when
+    /// the same content reappears in the same source.
+    async fn restore_if_returned(&self, version: &PublishedVersion, source: &str) -> Result<()> {
+        let from_here = version.origin.as_ref().is_some_and(|o| o.source == source);
+        if version.yanked && from_here {
+            self.catalog.set_yanked(version.name(), version.version(), false, source).await?;
+        }
+        Ok(())
+    }
+}
+
+fn document_error(file: &str, document: usize, line: usize, e: &Error) -> DocumentError {
+    let mut errors = e.field_errors();
+    for err in &mut errors {
+        err.line.get_or_insert(line);
+    }
+    if errors.is_empty() {
+        errors.push(FieldError::new("", e.to_string()));
+    }
+    DocumentError { file: file.into(), document, line, code: e.code().as_str().into(), errors }
+}
+
+/// Orders definitions so that each comes after the definitions it names as
+/// dependencies (by name) and, within a name, by ascending semver. Names in
+/// a dependency cycle keep name order; their publishes then fail on the
+/// missing dependency, which is the honest outcome.
+fn order_for_publish(pending: Vec<Pending>) -> Vec<Pending> {
+    let mut by_name: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
+    for p in pending {
+        by_name.entry(p.definition.metadata.name.clone()).or_default().push(p);
+    }
+    for versions in by_name.values_mut() {
+        versions.sort_by(|a, b| a.definition.metadata.version.cmp(&b.definition.metadata.version));
+    }
+    let mut graph: DiGraphMap<&str, ()> = DiGraphMap::new();
+    for name in by_name.keys() {
+        graph.add_node(name.as_str());
+    }
+    for (name, versions) in &by_name {
+        for dep in versions.iter().flat_map(|p| &p.definition.spec.dependencies) {
+            if let Some((dep_name, _)) = by_name.get_key_value(&dep.name) {
+                if dep_name != name {
+                    graph.add_edge(dep_name.as_str(), name.as_str(), ());
+                }
+            }
+        }
+    }
+    let order: Vec<String> = match petgraph::algo::toposort(&graph, None) {
+        Ok(order) => order.into_iter().map(str::to_string).collect(),
+        Err(_) => by_name.keys().cloned().collect(),
+    };
+    let mut index: HashMap<String, Vec<Pending>> = by_name.into_iter().collect();
+    order.into_iter().flat_map(|name| index.remove(&name).unwrap_or_default()).collect()
+}
