@@ -1,1 +1,522 @@
-//! The store conformance suite.
+//! The store conformance suite (feature `testing`).
+//!
+//! Every store runs every case here, through [`store_conformance_tests!`],
+//! so memory, SQLite and DynamoDB behave identically. Each case takes a fresh
+//! store and panics with a message saying what a user would see go wrong.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use semver::Version;
+use serde_json::json;
+
+use crate::*;
+
+/// A fresh store for one case, with whatever must live as long as it (a
+/// temporary directory, a table prefix to drop...).
+pub struct Fixture {
+    /// The store under test.
+    pub store: Arc<dyn CatalogStore>,
+    /// Dropped after the case.
+    pub guard: Box<dyn Any + Send + Sync>,
+}
+
+impl Fixture {
+    /// A fixture with nothing to keep alive.
+    pub fn new(store: Arc<dyn CatalogStore>) -> Self {
+        Fixture { store, guard: Box::new(()) }
+    }
+
+    /// A fixture keeping `guard` alive.
+    pub fn with_guard(store: Arc<dyn CatalogStore>, guard: impl Any + Send + Sync) -> Self {
+        Fixture { store, guard: Box::new(guard) }
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance case. `$make` is an
+/// expression evaluating to a future of a [`Fixture`].
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@cases $make;
+            publish_get_and_latest, immutability, versions_newest_first_by_semver, prerelease_and_yank_rules,
+            requirements_use_cargo_semantics, list_filters_and_pagination, pagination_is_stable_under_inserts,
+            search_ranking, event_log_sequences, concurrent_publishers_one_wins, concurrent_event_appends,
+            bump_rules_enforced, dependencies_must_resolve, events_for_catalog_changes, sync_state_and_reports);
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let fixture = $make.await;
+                $crate::testing::$case(fixture.store.clone()).await;
+                drop(fixture);
+            }
+        )*
+    };
+}
+
+/// A valid definition for tests: `name@version` with one required input
+/// `size` and one output `endpoint`.
+pub fn definition(name: &str, version: &str) -> ResourceDefinition {
+    let yaml = format!(
+        r#"
+apiVersion: catalog.nestor.io/v1
+kind: ResourceDefinition
+metadata:
+  name: {name}
+  version: "{version}"
+  provider: aws
+  category: database
+  resource_type: mysql
+  description: "Test definition {name}"
+  labels: {{tier: data}}
+spec:
+  supported_engines: [terraform, crossplane]
+  required_inputs:
+    - name: size
+      type: string
+  outputs:
+    - name: endpoint
+      type: string
+"#
+    );
+    parse_definition_yaml(&yaml).expect("test definition is valid")
+}
+
+fn v(s: &str) -> Version {
+    s.parse().expect("test version")
+}
+
+fn service(store: &Arc<dyn CatalogStore>) -> CatalogService {
+    CatalogService::new(store.clone())
+}
+
+async fn publish(store: &Arc<dyn CatalogStore>, def: ResourceDefinition) -> PublishOutcome {
+    service(store).publish(def, None, "test").await.expect("publish succeeds").outcome
+}
+
+/// Publish, read back by exact version, and `latest` moves forward.
+pub async fn publish_get_and_latest(store: Arc<dyn CatalogStore>) {
+    assert_eq!(publish(&store, definition("db", "1.0.0")).await, PublishOutcome::Created);
+    let got = store.get_version("db", &v("1.0.0")).await.unwrap().expect("published version is readable");
+    assert_eq!(got.definition, definition("db", "1.0.0"));
+    assert!(!got.yanked);
+    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("1.0.0"));
+
+    let mut next = definition("db", "1.1.0");
+    next.metadata.description = "now with more".into();
+    publish(&store, next).await;
+    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("1.1.0"));
+    assert!(store.get_version("db", &v("9.9.9")).await.unwrap().is_none());
+    assert!(store.get_version("nope", &v("1.0.0")).await.unwrap().is_none());
+    assert!(store.latest("nope").await.unwrap().is_none());
+    let err = store.resolve("nope", &VersionSpec::Latest).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::ResourceNotFound);
+    let err = store.resolve("db", &VersionSpec::Exact(v("3.0.0"))).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::VersionNotFound);
+}
+
+/// Same content is a no-op; other content is `VERSION_IMMUTABLE`, at the
+/// service and at the store.
+pub async fn immutability(store: Arc<dyn CatalogStore>) {
+    publish(&store, definition("db", "1.0.0")).await;
+    assert_eq!(publish(&store, definition("db", "1.0.0")).await, PublishOutcome::Unchanged);
+
+    let mut changed = definition("db", "1.0.0");
+    changed.metadata.description = "sneaky edit".into();
+    let err = service(&store).publish(changed.clone(), None, "test").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::VersionImmutable);
+    let err = store.insert_version(PublishedVersion::new(changed, 0, None)).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::VersionImmutable, "the store itself enforces immutability");
+    assert_eq!(
+        store.get_version("db", &v("1.0.0")).await.unwrap().unwrap().definition.metadata.description,
+        "Test definition db",
+        "the original content is kept"
+    );
+}
+
+/// Version history is ordered by semver, not by string.
+pub async fn versions_newest_first_by_semver(store: Arc<dyn CatalogStore>) {
+    for version in ["1.2.0", "1.10.0", "1.9.0", "1.9.1", "0.9.0"] {
+        store.insert_version(PublishedVersion::new(definition("db", version), 0, None)).await.unwrap();
+    }
+    let order: Vec<String> = store.versions("db").await.unwrap().iter().map(|s| s.version.to_string()).collect();
+    assert_eq!(order, ["1.10.0", "1.9.1", "1.9.0", "1.2.0", "0.9.0"]);
+    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("1.10.0"));
+    assert!(store.versions("nope").await.unwrap().is_empty());
+}
+
+/// Pre-releases count for latest only when nothing else exists; yanked
+/// versions are never latest but stay readable by exact version.
+pub async fn prerelease_and_yank_rules(store: Arc<dyn CatalogStore>) {
+    store.insert_version(PublishedVersion::new(definition("db", "2.0.0-rc.1"), 0, None)).await.unwrap();
+    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("2.0.0-rc.1"), "only a pre-release exists");
+    store.insert_version(PublishedVersion::new(definition("db", "1.0.0"), 0, None)).await.unwrap();
+    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("1.0.0"), "a release beats a pre-release");
+
+    assert!(store.set_yanked("db", &v("1.0.0"), true).await.unwrap());
+    assert!(!store.set_yanked("db", &v("1.0.0"), true).await.unwrap(), "yanking twice changes nothing");
+    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("2.0.0-rc.1"));
+    let exact = store.resolve("db", &VersionSpec::Exact(v("1.0.0"))).await.unwrap();
+    assert!(exact.yanked, "a yanked version stays readable by exact version");
+    let err = store.resolve("db", &VersionSpec::parse("^1").unwrap()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::VersionNotFound, "a requirement never picks a yanked version");
+    assert!(store.versions("db").await.unwrap().iter().any(|s| s.yanked && s.version == v("1.0.0")));
+
+    store.set_yanked("db", &v("2.0.0-rc.1"), true).await.unwrap();
+    assert!(store.latest("db").await.unwrap().is_none(), "everything yanked: no latest");
+    assert_eq!(
+        store.set_yanked("db", &v("5.0.0"), true).await.unwrap_err().code(),
+        ErrorCode::VersionNotFound
+    );
+}
+
+/// Requirements pick the greatest matching version with Cargo's meaning.
+pub async fn requirements_use_cargo_semantics(store: Arc<dyn CatalogStore>) {
+    for version in ["1.2.0", "1.3.5", "1.10.0", "2.0.0", "2.1.0-beta.1"] {
+        store.insert_version(PublishedVersion::new(definition("db", version), 0, None)).await.unwrap();
+    }
+    let pick = |req: &'static str| {
+        let store = store.clone();
+        async move { store.resolve("db", &VersionSpec::parse(req).unwrap()).await.map(|p| p.version().to_string()) }
+    };
+    assert_eq!(pick("^1.2").await.unwrap(), "1.10.0");
+    assert_eq!(pick("~1.3.0").await.unwrap(), "1.3.5");
+    assert_eq!(pick(">=1, <2").await.unwrap(), "1.10.0");
+    assert_eq!(pick("*").await.unwrap(), "2.0.0");
+    assert_eq!(pick("1.2.0").await.unwrap(), "1.2.0", "a bare full version is exact");
+    assert_eq!(pick("^3").await.unwrap_err().code(), ErrorCode::VersionNotFound);
+}
+
+async fn seed_catalog(store: &Arc<dyn CatalogStore>, count: usize) {
+    for i in 0..count {
+        let mut def = definition(&format!("res-{i:03}"), "1.0.0");
+        def.metadata.provider = ["aws", "gcp", "k8s"][i % 3].into();
+        def.metadata.category = if i % 2 == 0 { "database".into() } else { "cache".into() };
+        if i % 5 == 0 {
+            def.metadata.labels.insert("team".into(), "core".into());
+            def.spec.supported_engines = vec!["helm".into()];
+        }
+        store.insert_version(PublishedVersion::new(def, 0, None)).await.unwrap();
+    }
+}
+
+async fn all_pages(store: &Arc<dyn CatalogStore>, filter: &ListFilter, limit: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut page = PageRequest::first(limit);
+    for _ in 0..1000 {
+        let got = store.list_latest(filter, &page).await.unwrap();
+        assert!(got.items.len() <= limit, "a page never exceeds its limit");
+        names.extend(got.items.iter().map(|v| v.name().to_string()));
+        match got.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => return names,
+        }
+    }
+    panic!("pagination did not end");
+}
+
+/// Filters select by provider, category, engine and label; pages cover
+/// every match once, in name order, and only latest versions are listed.
+pub async fn list_filters_and_pagination(store: Arc<dyn CatalogStore>) {
+    seed_catalog(&store, 30).await;
+    let mut newer = definition("res-000", "1.1.0");
+    newer.metadata.provider = "aws".into();
+    newer.metadata.labels.insert("team".into(), "core".into());
+    newer.spec.supported_engines = vec!["helm".into()];
+    store.insert_version(PublishedVersion::new(newer, 0, None)).await.unwrap();
+
+    let everything = all_pages(&store, &ListFilter::default(), 7).await;
+    let expected: Vec<String> = (0..30).map(|i| format!("res-{i:03}")).collect();
+    assert_eq!(everything, expected, "every name once, in name order");
+    let first = store.list_latest(&ListFilter::default(), &PageRequest::first(1)).await.unwrap();
+    assert_eq!(first.items[0].version(), &v("1.1.0"), "only the latest version of a name is listed");
+
+    let aws = ListFilter { provider: Some("aws".into()), ..Default::default() };
+    assert_eq!(all_pages(&store, &aws, 4).await.len(), 10);
+    let aws_db = ListFilter { provider: Some("aws".into()), category: Some("database".into()), ..Default::default() };
+    assert_eq!(all_pages(&store, &aws_db, 50).await.len(), 5);
+    let helm = ListFilter { engine: Some("helm".into()), ..Default::default() };
+    assert_eq!(all_pages(&store, &helm, 50).await.len(), 6);
+    let labelled = ListFilter { labels: BTreeMap::from([("team".into(), "core".into())]), ..Default::default() };
+    assert_eq!(all_pages(&store, &labelled, 2).await.len(), 6);
+    let q = ListFilter { q: Some("RES-02".into()), ..Default::default() };
+    assert_eq!(all_pages(&store, &q, 50).await.len(), 10);
+    let none = ListFilter { provider: Some("azure".into()), ..Default::default() };
+    let empty = store.list_latest(&none, &PageRequest::default()).await.unwrap();
+    assert!(empty.items.is_empty() && empty.next_cursor.is_none());
+}
+
+/// Names inserted while a client pages never make it see a name twice or
+/// miss one that existed when it started.
+pub async fn pagination_is_stable_under_inserts(store: Arc<dyn CatalogStore>) {
+    seed_catalog(&store, 20).await;
+    let filter = ListFilter::default();
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(5);
+    let mut round = 0;
+    loop {
+        let got = store.list_latest(&filter, &page).await.unwrap();
+        seen.extend(got.items.iter().map(|v| v.name().to_string()));
+        // Insert one name before the cursor and one after, every page.
+        for name in [format!("aaa-{round}"), format!("res-{:03}x", 5 * round + 7)] {
+            store.insert_version(PublishedVersion::new(definition(&name, "1.0.0"), 0, None)).await.unwrap();
+        }
+        round += 1;
+        match got.next_cursor {
+            Some(c) => page.cursor = Some(c),
+            None => break,
+        }
+        assert!(round < 100, "pagination ends");
+    }
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no name is returned twice");
+    for i in 0..20 {
+        assert!(seen.contains(&format!("res-{i:03}")), "res-{i:03} existed at the start and was returned");
+    }
+}
+
+/// Exact name beats prefix beats description; every term must match.
+pub async fn search_ranking(store: Arc<dyn CatalogStore>) {
+    let mut exact = definition("mysql", "1.0.0");
+    exact.metadata.description = "plain".into();
+    let mut prefix = definition("mysql-ha", "1.0.0");
+    prefix.metadata.description = "replicated".into();
+    let mut mention = definition("warehouse", "1.0.0");
+    mention.metadata.description = "Stores orders in mysql".into();
+    mention.metadata.resource_type = "warehouse".into();
+    let mut unrelated = definition("bucket", "1.0.0");
+    unrelated.metadata.description = "object storage".into();
+    unrelated.metadata.resource_type = "s3".into();
+    unrelated.metadata.category = "storage".into();
+    for def in [unrelated, mention, prefix, exact] {
+        store.insert_version(PublishedVersion::new(def, 0, None)).await.unwrap();
+    }
+    let hits = store.search("mysql", &ListFilter::default(), 10).await.unwrap();
+    let names: Vec<&str> = hits.iter().map(|h| h.version.name()).collect();
+    assert_eq!(names, ["mysql", "mysql-ha", "warehouse"]);
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    let both = store.search("mysql replicated", &ListFilter::default(), 10).await.unwrap();
+    assert_eq!(both.len(), 1, "every term must match");
+    assert_eq!(store.search("mysql", &ListFilter::default(), 1).await.unwrap().len(), 1, "limit applies");
+    let gcp = ListFilter { provider: Some("gcp".into()), ..Default::default() };
+    assert!(store.search("mysql", &gcp, 10).await.unwrap().is_empty(), "filters apply to search");
+}
+
+fn event(i: usize) -> NewEvent {
+    NewEvent {
+        event_type: EventType::ResourceCreated,
+        source: "test".into(),
+        subject: format!("e-{i}"),
+        timestamp: i as Timestamp,
+        data: json!({"i": i}),
+    }
+}
+
+/// Sequences strictly increase, reads are ordered and bounded, pruning
+/// never lets a sequence repeat.
+pub async fn event_log_sequences(store: Arc<dyn CatalogStore>) {
+    assert_eq!(store.last_sequence().await.unwrap(), 0);
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        ids.push(store.append(event(i)).await.unwrap().id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing: {ids:?}");
+    let after = store.read_after(ids[9], 5).await.unwrap();
+    assert_eq!(after.iter().map(|e| e.id).collect::<Vec<_>>(), ids[10..15].to_vec());
+    assert_eq!(after[0].subject, "e-10");
+    assert_eq!(after[0].data, json!({"i": 10}));
+    assert_eq!(store.last_sequence().await.unwrap(), ids[49]);
+    assert!(store.read_after(ids[49], 10).await.unwrap().is_empty());
+
+    assert_eq!(store.prune_before(20).await.unwrap(), 20);
+    let remaining = store.read_after(0, 100).await.unwrap();
+    assert_eq!(remaining.len(), 30);
+    assert_eq!(remaining[0].subject, "e-20");
+    let next = store.append(event(99)).await.unwrap();
+    assert!(next.id > ids[49], "sequences never repeat after pruning");
+}
+
+/// Of 16 concurrent publishers of one name@version with different content,
+/// exactly one wins; with the same content, one creates and the rest see
+/// `unchanged`.
+pub async fn concurrent_publishers_one_wins(store: Arc<dyn CatalogStore>) {
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut def = definition("raced", "1.0.0");
+            def.metadata.description = format!("writer {i}");
+            store.insert_version(PublishedVersion::new(def, 0, None)).await
+        }));
+    }
+    let mut created = 0;
+    let mut immutable = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(PublishOutcome::Created) => created += 1,
+            Err(e) if e.code() == ErrorCode::VersionImmutable => immutable += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((created, immutable), (1, 15));
+
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { service(&store).publish(definition("same", "1.0.0"), None, "t").await }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap().expect("same content never conflicts").outcome);
+    }
+    assert_eq!(outcomes.iter().filter(|o| **o == PublishOutcome::Created).count(), 1);
+}
+
+/// Appends from 8 concurrent tasks get distinct, strictly increasing ids.
+pub async fn concurrent_event_appends(store: Arc<dyn CatalogStore>) {
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..25 {
+                ids.push(store.append(event(t * 100 + i)).await.unwrap().id);
+            }
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let ids = t.await.unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "each writer sees increasing ids");
+        all.extend(ids);
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 200, "no id is handed out twice");
+    let read = store.read_after(0, 1000).await.unwrap();
+    assert_eq!(read.len(), 200);
+    assert!(read.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+/// A breaking change needs a major bump; the error lists the changes and
+/// the smallest valid version; nothing is written.
+pub async fn bump_rules_enforced(store: Arc<dyn CatalogStore>) {
+    publish(&store, definition("db", "1.0.0")).await;
+    let mut breaking = definition("db", "1.1.0");
+    breaking.spec.required_inputs.push(Input {
+        name: "region".into(),
+        value_type: ValueType::String,
+        description: String::new(),
+        sensitive: false,
+        default: None,
+        validation: Validation::default(),
+    });
+    let err = service(&store).publish(breaking.clone(), None, "t").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::BreakingChange);
+    assert_eq!(err.details()["minimum_version"], "2.0.0");
+    assert_eq!(err.details()["changes"][0]["kind"], "breaking");
+    assert!(store.get_version("db", &v("1.1.0")).await.unwrap().is_none(), "nothing written");
+
+    breaking.metadata.version = v("2.0.0");
+    assert_eq!(publish(&store, breaking).await, PublishOutcome::Created);
+
+    let mut cosmetic = definition("db", "1.0.1");
+    cosmetic.metadata.description = "typo fixed".into();
+    assert_eq!(publish(&store, cosmetic).await, PublishOutcome::Created, "a backport patch compares with 1.0.0");
+}
+
+/// Dependencies must name a published, non-yanked matching version.
+pub async fn dependencies_must_resolve(store: Arc<dyn CatalogStore>) {
+    let mut app = definition("app", "1.0.0");
+    app.spec.dependencies.push(Dependency { name: "network".into(), version: "^1.5".into() });
+    let err = service(&store).publish(app.clone(), None, "t").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::DependencyNotFound);
+    assert_eq!(err.field_errors()[0].field, "spec.dependencies[0].name");
+
+    publish(&store, definition("network", "1.4.0")).await;
+    let err = service(&store).publish(app.clone(), None, "t").await.unwrap_err();
+    assert_eq!(err.field_errors()[0].field, "spec.dependencies[0].version", "1.4.0 does not match ^1.5");
+
+    publish(&store, definition("network", "1.5.2")).await;
+    assert_eq!(publish(&store, app.clone()).await, PublishOutcome::Created);
+
+    service(&store).set_yanked("network", &v("1.5.2"), true, "t").await.unwrap();
+    let mut app2 = app;
+    app2.metadata.version = v("1.0.1");
+    assert_eq!(
+        service(&store).publish(app2, None, "t").await.unwrap_err().code(),
+        ErrorCode::DependencyNotFound,
+        "a yanked version does not satisfy a dependency"
+    );
+}
+
+/// Publishing and yanking append the SPEC §8 events with the full object.
+pub async fn events_for_catalog_changes(store: Arc<dyn CatalogStore>) {
+    let svc = service(&store);
+    svc.publish(definition("db", "1.0.0"), None, "api").await.unwrap();
+    svc.publish(definition("db", "1.0.0"), None, "api").await.unwrap();
+    let mut next = definition("db", "1.0.1");
+    next.metadata.deprecated = true;
+    next.metadata.deprecation_message = "use db2".into();
+    svc.publish(next, None, "api").await.unwrap();
+    svc.set_yanked("db", &v("1.0.0"), true, "api").await.unwrap();
+    let events = store.read_after(0, 100).await.unwrap();
+    let kinds: Vec<(&str, &str)> = events.iter().map(|e| (e.event_type.as_str(), e.subject.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("resource.created", "db:1.0.0"),
+            ("resource.updated", "db:1.0.1"),
+            ("resource.deprecated", "db:1.0.1"),
+            ("resource.yanked", "db:1.0.0"),
+        ],
+        "an unchanged publish appends nothing"
+    );
+    assert_eq!(events[0].data["definition"]["metadata"]["name"], "db");
+    assert_eq!(events[0].source, "api");
+}
+
+/// Source state and sync reports round-trip.
+pub async fn sync_state_and_reports(store: Arc<dyn CatalogStore>) {
+    assert!(store.source_state("platform").await.unwrap().is_none());
+    let state = SourceState {
+        source: "platform".into(),
+        head: Some("abc123".into()),
+        files: BTreeMap::from([("a.yaml".into(), vec!["db:1.0.0".into()])]),
+    };
+    store.save_source_state(&state).await.unwrap();
+    assert_eq!(store.source_state("platform").await.unwrap(), Some(state.clone()));
+    let updated = SourceState { head: Some("def456".into()), ..state };
+    store.save_source_state(&updated).await.unwrap();
+    assert_eq!(store.source_state("platform").await.unwrap().unwrap().head.as_deref(), Some("def456"));
+
+    let report = |source: &str, commit: &str| SyncReport {
+        source: source.into(),
+        commit: Some(commit.into()),
+        published: vec!["db:1.0.0".into()],
+        unchanged: 2,
+        yanked: vec![],
+        errors: vec![DocumentError {
+            file: "bad.yaml".into(),
+            document: 1,
+            line: 12,
+            code: "VALIDATION_FAILED".into(),
+            errors: vec![FieldError::new("metadata.name", "bad")],
+        }],
+        duration_ms: 5,
+        files_read: 3,
+        finished_at: 1000,
+    };
+    store.record_sync(&report("platform", "a")).await.unwrap();
+    store.record_sync(&report("platform", "b")).await.unwrap();
+    store.record_sync(&report("team", "c")).await.unwrap();
+    let mut last = store.last_syncs().await.unwrap();
+    last.sort_by(|a, b| a.source.cmp(&b.source));
+    assert_eq!(last.len(), 2, "one report per source");
+    assert_eq!(last[0], report("platform", "b"));
+}

@@ -1,0 +1,1 @@
+//! Git and folder catalog sources (being written).

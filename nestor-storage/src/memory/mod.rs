@@ -1,0 +1,192 @@
+//! The in-memory store: the reference implementation of the storage traits,
+//! used by tests and by programs that embed Nestor without persistence.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use nestor_core::{
+    search_score, CatalogReader, CatalogSearch, CatalogWriter, Error, Event, EventLog, ListFilter, NewEvent, Page,
+    PageRequest, PublishOutcome, PublishedVersion, Result, SearchHit, SourceState, SyncReport, SyncStore,
+    Timestamp, VersionSummary,
+};
+use semver::Version;
+
+/// A store that keeps everything in memory; cloning it is not sharing it
+/// (wrap it in an `Arc`).
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// name → version → record; BTreeMaps give name order for listing and
+    /// semver order for history without sorting on read.
+    versions: BTreeMap<String, BTreeMap<Version, PublishedVersion>>,
+    events: Vec<Event>,
+    /// Survives pruning so sequences never repeat.
+    last_sequence: u64,
+    source_states: HashMap<String, SourceState>,
+    reports: BTreeMap<String, SyncReport>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (every
+        // mutation is a single insert), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    fn latest_of(&self, name: &str) -> Option<&PublishedVersion> {
+        let versions = self.versions.get(name)?;
+        let summaries: Vec<VersionSummary> = versions.values().map(PublishedVersion::summary).collect();
+        nestor_core::select_latest(&summaries).and_then(|v| versions.get(&v))
+    }
+}
+
+#[async_trait]
+impl CatalogReader for MemoryStore {
+    async fn get_version(&self, name: &str, version: &Version) -> Result<Option<PublishedVersion>> {
+        Ok(self.lock().versions.get(name).and_then(|v| v.get(version)).cloned())
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>> {
+        let inner = self.lock();
+        Ok(inner
+            .versions
+            .get(name)
+            .map(|v| v.values().rev().map(PublishedVersion::summary).collect())
+            .unwrap_or_default())
+    }
+
+    async fn list_latest(&self, filter: &ListFilter, page: &PageRequest) -> Result<Page<PublishedVersion>> {
+        let inner = self.lock();
+        let start = match &page.cursor {
+            Some(c) => std::ops::Bound::Excluded(c.clone()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut items = Vec::new();
+        let mut more = false;
+        for name in inner.versions.range::<String, _>((start, std::ops::Bound::Unbounded)).map(|(n, _)| n) {
+            let Some(latest) = inner.latest_of(name) else { continue };
+            if !filter.matches(latest) {
+                continue;
+            }
+            if items.len() == page.limit {
+                more = true;
+                break;
+            }
+            items.push(latest.clone());
+        }
+        let next_cursor = if more { items.last().map(|v: &PublishedVersion| v.name().to_string()) } else { None };
+        Ok(Page { items, next_cursor })
+    }
+}
+
+#[async_trait]
+impl CatalogWriter for MemoryStore {
+    async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome> {
+        let mut inner = self.lock();
+        let slot = inner.versions.entry(version.name().to_string()).or_default();
+        match slot.get(version.version()) {
+            Some(existing) if existing.content_hash == version.content_hash => Ok(PublishOutcome::Unchanged),
+            Some(_) => Err(Error::VersionImmutable {
+                name: version.name().to_string(),
+                version: version.version().to_string(),
+            }),
+            None => {
+                slot.insert(version.version().clone(), version);
+                Ok(PublishOutcome::Created)
+            }
+        }
+    }
+
+    async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<bool> {
+        let mut inner = self.lock();
+        let record = inner
+            .versions
+            .get_mut(name)
+            .and_then(|v| v.get_mut(version))
+            .ok_or_else(|| Error::VersionNotFound { name: name.into(), version: version.to_string() })?;
+        let changed = record.yanked != yanked;
+        record.yanked = yanked;
+        Ok(changed)
+    }
+}
+
+#[async_trait]
+impl CatalogSearch for MemoryStore {
+    async fn search(&self, query: &str, filter: &ListFilter, limit: usize) -> Result<Vec<SearchHit>> {
+        let inner = self.lock();
+        let mut hits: Vec<SearchHit> = inner
+            .versions
+            .keys()
+            .filter_map(|name| inner.latest_of(name))
+            .filter(|v| filter.matches(v))
+            .filter_map(|v| {
+                let score = search_score(&v.definition, query);
+                (score > 0).then(|| SearchHit { score, version: v.clone() })
+            })
+            .collect();
+        nestor_core::rank_hits(&mut hits);
+        hits.truncate(limit);
+        Ok(hits)
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryStore {
+    async fn append(&self, event: NewEvent) -> Result<Event> {
+        let mut inner = self.lock();
+        inner.last_sequence += 1;
+        let event = Event::from_new(inner.last_sequence, event);
+        inner.events.push(event.clone());
+        Ok(event)
+    }
+
+    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        let inner = self.lock();
+        let start = inner.events.partition_point(|e| e.id <= after);
+        Ok(inner.events[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn last_sequence(&self) -> Result<u64> {
+        Ok(self.lock().last_sequence)
+    }
+
+    async fn prune_before(&self, before: Timestamp) -> Result<u64> {
+        let mut inner = self.lock();
+        let len = inner.events.len();
+        inner.events.retain(|e| e.timestamp >= before);
+        Ok((len - inner.events.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl SyncStore for MemoryStore {
+    async fn source_state(&self, source: &str) -> Result<Option<SourceState>> {
+        Ok(self.lock().source_states.get(source).cloned())
+    }
+
+    async fn save_source_state(&self, state: &SourceState) -> Result<()> {
+        self.lock().source_states.insert(state.source.clone(), state.clone());
+        Ok(())
+    }
+
+    async fn record_sync(&self, report: &SyncReport) -> Result<()> {
+        self.lock().reports.insert(report.source.clone(), report.clone());
+        Ok(())
+    }
+
+    async fn last_syncs(&self) -> Result<Vec<SyncReport>> {
+        Ok(self.lock().reports.values().cloned().collect())
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of nestor-storage: one binary, one module per topic.
+
+mod memory;
