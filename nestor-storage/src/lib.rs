@@ -28,5 +28,5 @@ mod sqlite;
 
 #[cfg(feature = "git")]
 mod git;
-// #[cfg(feature = "git")]
-// pub use git::{open_source, FolderSource, GitSource};
+#[cfg(feature = "git")]
+pub use git::{open_source, FolderSource, GitSource};

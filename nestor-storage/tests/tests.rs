@@ -1,3 +1,4 @@
 //! Integration tests of nestor-storage: one binary, one module per topic.
 
 mod memory;
+mod sync;

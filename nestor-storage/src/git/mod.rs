@@ -1,1 +1,194 @@
-//! Git and folder catalog sources (being written).
+//! Catalog sources: git repositories ([`GitSource`], via libgit2) and plain
+//! folders ([`FolderSource`]) — what the core's sync service reads.
+//!
+//! A git source keeps a bare mirror of the repository in a cache folder and
+//! fetches the configured branch into it on every [`CatalogSource::head`];
+//! files are read from the commit, never from a working tree, so what is
+//! synced is exactly what was committed. The diff between two commits names
+//! the files an incremental sync re-reads.
+//!
+//! A folder source (local development) is read as it is on disk. Its head is
+//! a fingerprint of the catalog files' paths, sizes and modification times,
+//! so an untouched folder costs one directory walk and no parsing.
+
+mod folder;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use git2::{FetchOptions, Oid, Repository};
+use nestor_core::{is_catalog_file, CatalogSource, Error, FileChange, Result, SourceConfig, SourceHead, MAX_FILE_BYTES};
+
+pub use folder::FolderSource;
+
+/// A catalog source backed by a git repository (any URL libgit2 clones,
+/// local paths included).
+pub struct GitSource {
+    config: SourceConfig,
+    mirror: PathBuf,
+}
+
+fn git_err(context: impl std::fmt::Display, e: git2::Error) -> Error {
+    Error::storage(format!("git: {context}: {}", e.message()), e)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("git task failed: {e}")))?
+}
+
+impl GitSource {
+    /// A source for `config`, mirrored under `cache_dir`.
+    pub fn new(config: SourceConfig, cache_dir: &Path) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        config.url.hash(&mut h);
+        let safe: String =
+            config.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let mirror = cache_dir.join(format!("{safe}-{:016x}.git", h.finish()));
+        GitSource { config, mirror }
+    }
+
+    fn open_mirror(&self) -> Result<Repository> {
+        if self.mirror.exists() {
+            return Repository::open_bare(&self.mirror).map_err(|e| git_err("opening the mirror", e));
+        }
+        std::fs::create_dir_all(&self.mirror)
+            .map_err(|e| Error::storage(format!("creating {}", self.mirror.display()), e))?;
+        let repo = Repository::init_bare(&self.mirror).map_err(|e| git_err("creating the mirror", e))?;
+        repo.remote("origin", &remote_url(&self.config.url)).map_err(|e| git_err("adding the remote", e))?;
+        Ok(repo)
+    }
+
+    fn tracking_ref(&self) -> String {
+        format!("refs/remotes/origin/{}", self.config.branch)
+    }
+}
+
+/// Relative local paths are made absolute so the mirror can fetch from them.
+fn remote_url(url: &str) -> String {
+    let path = Path::new(url);
+    if !url.contains("://") && !url.contains('@') && path.exists() {
+        if let Ok(abs) = path.canonicalize() {
+            return abs.to_string_lossy().into_owned();
+        }
+    }
+    url.to_string()
+}
+
+fn commit_tree<'r>(repo: &'r Repository, id: &str) -> Result<git2::Tree<'r>> {
+    let oid = Oid::from_str(id).map_err(|e| git_err(format!("bad commit id {id}"), e))?;
+    let commit = repo.find_commit(oid).map_err(|e| git_err(format!("commit {id}"), e))?;
+    commit.tree().map_err(|e| git_err("reading the commit's tree", e))
+}
+
+#[async_trait]
+impl CatalogSource for GitSource {
+    fn config(&self) -> &SourceConfig {
+        &self.config
+    }
+
+    async fn head(&self) -> Result<SourceHead> {
+        let this = GitSource { config: self.config.clone(), mirror: self.mirror.clone() };
+        blocking(move || {
+            let repo = this.open_mirror()?;
+            let mut remote = repo.find_remote("origin").map_err(|e| git_err("finding the remote", e))?;
+            let refspec = format!("+refs/heads/{0}:{1}", this.config.branch, this.tracking_ref());
+            let mut opts = FetchOptions::new();
+            opts.download_tags(git2::AutotagOption::None);
+            remote
+                .fetch(&[refspec.as_str()], Some(&mut opts), None)
+                .map_err(|e| git_err(format!("fetching {} from {}", this.config.branch, this.config.url), e))?;
+            let reference = repo.find_reference(&this.tracking_ref()).map_err(|e| {
+                git_err(format!("branch {:?} not found in {}", this.config.branch, this.config.url), e)
+            })?;
+            let commit = reference.peel_to_commit().map_err(|e| git_err("resolving the branch head", e))?;
+            let id = commit.id().to_string();
+            Ok(SourceHead { id: id.clone(), commit: Some(id) })
+        })
+        .await
+    }
+
+    async fn list_files(&self, head: &SourceHead) -> Result<Vec<String>> {
+        let (mirror, base, id) = (self.mirror.clone(), self.config.path.clone(), head.id.clone());
+        blocking(move || {
+            let repo = Repository::open_bare(&mirror).map_err(|e| git_err("opening the mirror", e))?;
+            let tree = commit_tree(&repo, &id)?;
+            let mut files = Vec::new();
+            tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+                if entry.kind() == Some(git2::ObjectType::Blob) {
+                    let path = format!("{dir}{}", entry.name().unwrap_or_default());
+                    if is_catalog_file(&path, &base) {
+                        files.push(path);
+                    }
+                }
+                git2::TreeWalkResult::Ok
+            })
+            .map_err(|e| git_err("walking the tree", e))?;
+            files.sort();
+            Ok(files)
+        })
+        .await
+    }
+
+    async fn changed_files(&self, from: &str, to: &SourceHead) -> Result<Option<Vec<FileChange>>> {
+        let (mirror, base, from, to) = (self.mirror.clone(), self.config.path.clone(), from.to_string(), to.id.clone());
+        blocking(move || {
+            let repo = Repository::open_bare(&mirror).map_err(|e| git_err("opening the mirror", e))?;
+            // The previous head may be gone (force push, gc): read everything.
+            let Ok(old) = commit_tree(&repo, &from) else { return Ok(None) };
+            let new = commit_tree(&repo, &to)?;
+            let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), None).map_err(|e| git_err("diffing", e))?;
+            let mut changes = Vec::new();
+            for delta in diff.deltas() {
+                let old_path = delta.old_file().path().map(|p| p.to_string_lossy().into_owned());
+                let new_path = delta.new_file().path().map(|p| p.to_string_lossy().into_owned());
+                if delta.status() != git2::Delta::Added {
+                    if let Some(p) = old_path.filter(|p| is_catalog_file(p, &base)) {
+                        if delta.status() == git2::Delta::Deleted || new_path.as_ref() != Some(&p) {
+                            changes.push(FileChange::Deleted(p));
+                        }
+                    }
+                }
+                if delta.status() != git2::Delta::Deleted {
+                    if let Some(p) = new_path.filter(|p| is_catalog_file(p, &base)) {
+                        changes.push(FileChange::Modified(p));
+                    }
+                }
+            }
+            Ok(Some(changes))
+        })
+        .await
+    }
+
+    async fn read_file(&self, head: &SourceHead, path: &str) -> Result<Vec<u8>> {
+        let (mirror, id, path) = (self.mirror.clone(), head.id.clone(), path.to_string());
+        blocking(move || {
+            let repo = Repository::open_bare(&mirror).map_err(|e| git_err("opening the mirror", e))?;
+            let tree = commit_tree(&repo, &id)?;
+            let entry = tree.get_path(Path::new(&path)).map_err(|e| git_err(format!("{path} not found"), e))?;
+            let odb = repo.odb().map_err(|e| git_err("opening the object database", e))?;
+            let (size, _) = odb.read_header(entry.id()).map_err(|e| git_err(format!("reading {path}"), e))?;
+            if size > MAX_FILE_BYTES {
+                return Err(Error::bad_request(format!(
+                    "{path} is {size} bytes, larger than the {MAX_FILE_BYTES} byte limit for catalog files"
+                )));
+            }
+            let blob = repo.find_blob(entry.id()).map_err(|e| git_err(format!("reading {path}"), e))?;
+            Ok(blob.content().to_vec())
+        })
+        .await
+    }
+}
+
+/// Opens the right kind of source for a configuration: a plain folder when
+/// `url` is an existing directory that is not a git repository, a git
+/// source otherwise. Git mirrors live under `cache_dir`.
+pub fn open_source(config: SourceConfig, cache_dir: &Path) -> Box<dyn CatalogSource> {
+    let path = Path::new(&config.url);
+    let is_local_dir = !config.url.contains("://") && path.is_dir();
+    if is_local_dir && Repository::open(path).is_err() {
+        Box::new(FolderSource::new(config))
+    } else {
+        Box::new(GitSource::new(config, cache_dir))
+    }
+}

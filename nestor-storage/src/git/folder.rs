@@ -1,0 +1,103 @@
+//! A plain directory as a catalog source (local development).
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use async_trait::async_trait;
+use nestor_core::{is_catalog_file, CatalogSource, Error, FileChange, Result, SourceConfig, SourceHead, MAX_FILE_BYTES};
+
+/// A folder read as it is on disk; its versions carry no git commit.
+pub struct FolderSource {
+    config: SourceConfig,
+    root: PathBuf,
+}
+
+impl FolderSource {
+    /// A source reading the folder at `config.url`.
+    pub fn new(config: SourceConfig) -> Self {
+        let root = PathBuf::from(config.url.strip_prefix("file://").unwrap_or(&config.url));
+        FolderSource { config, root }
+    }
+
+    /// Catalog files with their size and modification time, sorted by path.
+    fn scan(&self) -> Result<Vec<(String, u64, u128)>> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| Error::storage(format!("reading {}", dir.display()), e))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else { continue };
+                let rel = rel_path(&self.root, &path);
+                // Symlinks are not followed: a link loop must not hang a sync.
+                if kind.is_dir() && !entry.file_name().to_string_lossy().starts_with('.') {
+                    stack.push(path);
+                } else if kind.is_file() && is_catalog_file(&rel, &self.config.path) {
+                    let meta = entry.metadata().map_err(|e| Error::storage(format!("reading {}", path.display()), e))?;
+                    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+                    out.push((rel, meta.len(), mtime));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn rel_path(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
+#[async_trait]
+impl CatalogSource for FolderSource {
+    fn config(&self) -> &SourceConfig {
+        &self.config
+    }
+
+    async fn head(&self) -> Result<SourceHead> {
+        if !self.root.is_dir() {
+            return Err(Error::storage(
+                format!("catalog folder {} does not exist", self.root.display()),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        let files = self.scan()?;
+        Ok(SourceHead { id: fingerprint(&files), commit: None })
+    }
+
+    async fn list_files(&self, _head: &SourceHead) -> Result<Vec<String>> {
+        Ok(self.scan()?.into_iter().map(|(p, _, _)| p).collect())
+    }
+
+    async fn changed_files(&self, _from: &str, _to: &SourceHead) -> Result<Option<Vec<FileChange>>> {
+        // A folder has no history to diff; the sync re-reads it whole.
+        Ok(None)
+    }
+
+    async fn read_file(&self, _head: &SourceHead, path: &str) -> Result<Vec<u8>> {
+        let full = self.root.join(path);
+        let meta = std::fs::metadata(&full).map_err(|e| Error::storage(format!("reading {path}"), e))?;
+        if meta.len() as usize > MAX_FILE_BYTES {
+            return Err(Error::bad_request(format!(
+                "{path} is {} bytes, larger than the {MAX_FILE_BYTES} byte limit for catalog files",
+                meta.len()
+            )));
+        }
+        std::fs::read(&full).map_err(|e| Error::storage(format!("reading {path}"), e))
+    }
+}
+
+/// A stable fingerprint of a listing. Not cryptographic: it only has to
+/// change when a file is added, removed, resized or touched.
+fn fingerprint(files: &[(String, u64, u128)]) -> String {
+    // FNV-1a, 64 bit, over path, size and mtime.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for (path, size, mtime) in files {
+        for b in path.bytes().chain(size.to_le_bytes()).chain(mtime.to_le_bytes()).chain([0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("folder-{h:016x}-{}", files.len())
+}
