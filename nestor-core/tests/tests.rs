@@ -1,0 +1,4 @@
+//! Integration tests of nestor-core: one binary, one module per topic.
+
+mod parse;
+mod versioning;
