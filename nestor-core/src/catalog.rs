@@ -189,3 +189,41 @@ impl CatalogService {
         Ok(())
     }
 }
+
+/// Orders items holding definitions so each comes after the definitions it
+/// names as dependencies and, within a name, by ascending semver: the order
+/// a batch (a sync, `nestor catalog publish a.yaml b.yaml`) must publish in,
+/// whatever the order of files and documents. Names in a dependency cycle
+/// keep name order; their publishes then fail on the missing dependency,
+/// which is the honest outcome.
+pub fn publish_order<T>(items: Vec<T>, definition: impl Fn(&T) -> &ResourceDefinition) -> Vec<T> {
+    use petgraph::graphmap::DiGraphMap;
+    use std::collections::{BTreeMap, HashMap};
+
+    let mut by_name: BTreeMap<String, Vec<T>> = BTreeMap::new();
+    for item in items {
+        by_name.entry(definition(&item).metadata.name.clone()).or_default().push(item);
+    }
+    for versions in by_name.values_mut() {
+        versions.sort_by(|a, b| definition(a).metadata.version.cmp(&definition(b).metadata.version));
+    }
+    let mut graph: DiGraphMap<&str, ()> = DiGraphMap::new();
+    for name in by_name.keys() {
+        graph.add_node(name.as_str());
+    }
+    for (name, versions) in &by_name {
+        for dep in versions.iter().flat_map(|p| &definition(p).spec.dependencies) {
+            if let Some((dep_name, _)) = by_name.get_key_value(&dep.name) {
+                if dep_name != name {
+                    graph.add_edge(dep_name.as_str(), name.as_str(), ());
+                }
+            }
+        }
+    }
+    let order: Vec<String> = match petgraph::algo::toposort(&graph, None) {
+        Ok(order) => order.into_iter().map(str::to_string).collect(),
+        Err(_) => by_name.keys().cloned().collect(),
+    };
+    let mut index: HashMap<String, Vec<T>> = by_name.into_iter().collect();
+    order.into_iter().flat_map(|name| index.remove(&name).unwrap_or_default()).collect()
+}

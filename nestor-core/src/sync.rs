@@ -6,13 +6,12 @@
 //! head reads nothing, a changed one re-reads only the files the source's
 //! diff names.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use petgraph::graphmap::DiGraphMap;
 use serde_json::json;
 
-use crate::catalog::CatalogService;
+use crate::catalog::{publish_order, CatalogService};
 use crate::error::{Error, ErrorCode, FieldError, Result};
 use crate::model::*;
 use crate::parse::{parse_file, Document};
@@ -107,7 +106,7 @@ impl SyncService {
             git_path: file.to_string(),
         };
         let mut now_in_file: BTreeMap<String, Vec<String>> = to_read.iter().map(|f| (f.clone(), vec![])).collect();
-        for p in order_for_publish(pending) {
+        for p in publish_order(pending, |p| &p.definition) {
             let subject = p.definition.subject();
             let result = self.catalog.publish(p.definition, Some(origin_for(&p.file)), &config.name).await;
             match result {
@@ -274,37 +273,4 @@ fn document_error(file: &str, document: usize, line: usize, e: &Error) -> Docume
         errors.push(FieldError::new("", e.to_string()));
     }
     DocumentError { file: file.into(), document, line, code: e.code().as_str().into(), errors }
-}
-
-/// Orders definitions so that each comes after the definitions it names as
-/// dependencies (by name) and, within a name, by ascending semver. Names in
-/// a dependency cycle keep name order; their publishes then fail on the
-/// missing dependency, which is the honest outcome.
-fn order_for_publish(pending: Vec<Pending>) -> Vec<Pending> {
-    let mut by_name: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
-    for p in pending {
-        by_name.entry(p.definition.metadata.name.clone()).or_default().push(p);
-    }
-    for versions in by_name.values_mut() {
-        versions.sort_by(|a, b| a.definition.metadata.version.cmp(&b.definition.metadata.version));
-    }
-    let mut graph: DiGraphMap<&str, ()> = DiGraphMap::new();
-    for name in by_name.keys() {
-        graph.add_node(name.as_str());
-    }
-    for (name, versions) in &by_name {
-        for dep in versions.iter().flat_map(|p| &p.definition.spec.dependencies) {
-            if let Some((dep_name, _)) = by_name.get_key_value(&dep.name) {
-                if dep_name != name {
-                    graph.add_edge(dep_name.as_str(), name.as_str(), ());
-                }
-            }
-        }
-    }
-    let order: Vec<String> = match petgraph::algo::toposort(&graph, None) {
-        Ok(order) => order.into_iter().map(str::to_string).collect(),
-        Err(_) => by_name.keys().cloned().collect(),
-    };
-    let mut index: HashMap<String, Vec<Pending>> = by_name.into_iter().collect();
-    order.into_iter().flat_map(|name| index.remove(&name).unwrap_or_default()).collect()
 }
