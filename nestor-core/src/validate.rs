@@ -14,6 +14,27 @@ use crate::error::FieldError;
 use crate::model::{ResourceDefinition, Validation, ValueType};
 use crate::versioning::VersionSpec;
 
+/// Compiles a user pattern, through a small cache: catalogs repeat the same
+/// few patterns thousands of times, and compiling one costs far more than
+/// matching it. Regex is cheap to clone (shared program).
+fn compile(pattern: &str) -> Result<Regex, regex::Error> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(r) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
+        return Ok(r);
+    }
+    let compiled = Regex::new(pattern)?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= 1024 {
+            c.clear();
+        }
+        c.insert(pattern.to_string(), compiled.clone());
+    }
+    Ok(compiled)
+}
+
 fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
     cell.get_or_init(|| Regex::new(pattern).expect("static pattern compiles"))
 }
@@ -150,7 +171,7 @@ pub fn validation_fits(value_type: ValueType, v: &Validation, path: &str) -> Vec
         misfit("enum", &[String, Integer, Number, Boolean]);
     }
     if let Some(p) = &v.pattern {
-        if let Err(e) = Regex::new(p) {
+        if let Err(e) = compile(p) {
             errors.push(FieldError::new(format!("{path}.pattern"), format!("pattern does not compile: {}", first_line(&e.to_string()))));
         }
     }
@@ -198,7 +219,7 @@ pub fn check_value(value_type: ValueType, v: &Validation, value: &Value, path: &
     }
     if let (Some(pattern), Some(s)) = (&v.pattern, value.as_str()) {
         // A pattern that does not compile is reported by `validation_fits`.
-        if Regex::new(pattern).is_ok_and(|r| !r.is_match(s)) {
+        if compile(pattern).is_ok_and(|r| !r.is_match(s)) {
             errors.push(FieldError::new(path, format!("{s:?} does not match pattern {pattern:?}")));
         }
     }

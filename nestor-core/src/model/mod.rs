@@ -2,11 +2,15 @@
 //! and events. Plain data; the rules live in `validate`, `versioning` and the
 //! services.
 
+mod composition;
 mod definition;
+mod deployment;
 mod event;
 mod source;
 
+pub use composition::*;
 pub use definition::*;
+pub use deployment::*;
 pub use event::*;
 pub use source::*;
 
