@@ -14,7 +14,10 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{Event, NewEvent, PublishOutcome, PublishedVersion, SourceState, SyncReport, VersionSummary};
+use crate::model::{
+    Deployment, DeploymentKey, DeploymentStatus, Event, NewEvent, PublishOutcome, PublishedComposition, PublishedVersion,
+    RevisionContent, SourceState, SyncReport, VersionSummary,
+};
 use crate::versioning::{self, VersionSpec};
 
 /// Reads the catalog.
@@ -123,6 +126,12 @@ pub trait CatalogStore: CatalogReader + CatalogWriter + CatalogSearch + EventLog
 
 impl<T: CatalogReader + CatalogWriter + CatalogSearch + EventLog + SyncStore> CatalogStore for T {}
 
+/// Everything Nestor needs from a store: the catalog, compositions and
+/// deployments. (`Arc<dyn Store>` upcasts to `Arc<dyn CatalogStore>`.)
+pub trait Store: CatalogStore + CompositionStore + DeploymentStore {}
+
+impl<T: CatalogStore + CompositionStore + DeploymentStore> Store for T {}
+
 /// Filters of `GET /resources` and `/search`. Empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListFilter {
@@ -204,4 +213,107 @@ pub struct SearchHit {
     pub score: u32,
     /// The matching latest version.
     pub version: PublishedVersion,
+}
+
+/// Stores team compositions, immutable per `team/name@version`.
+#[async_trait]
+pub trait CompositionStore: Send + Sync {
+    /// Inserts unless it exists: same content → `Unchanged`, other content →
+    /// [`Error::VersionImmutable`]; of concurrent writers one creates.
+    async fn insert_composition(&self, composition: PublishedComposition) -> Result<PublishOutcome>;
+
+    /// Exactly `team/name@version`.
+    async fn get_composition(&self, team: &str, name: &str, version: &Version) -> Result<Option<PublishedComposition>>;
+
+    /// Every version of `team/name`, newest first by semver.
+    async fn composition_versions(&self, team: &str, name: &str) -> Result<Vec<Version>>;
+
+    /// The newest version of every composition of `team` (every team when
+    /// `None`), ordered by team then name.
+    async fn list_compositions(&self, team: Option<&str>) -> Result<Vec<PublishedComposition>>;
+
+    /// Resolves a version spec for `team/name`.
+    async fn resolve_composition(&self, team: &str, name: &str, spec: &VersionSpec) -> Result<PublishedComposition> {
+        let not_found = || Error::CompositionNotFound { team: team.into(), name: name.into() };
+        let versions = self.composition_versions(team, name).await?;
+        let chosen = match spec {
+            VersionSpec::Exact(v) => versions.iter().find(|x| *x == v).cloned(),
+            VersionSpec::Req(r) => versions.iter().filter(|v| r.matches(v)).max().cloned(),
+            VersionSpec::Latest => {
+                versions.iter().filter(|v| v.pre.is_empty()).max().or_else(|| versions.iter().max()).cloned()
+            }
+        };
+        let chosen = chosen.ok_or_else(not_found)?;
+        self.get_composition(team, name, &chosen).await?.ok_or_else(not_found)
+    }
+}
+
+/// Which deployments to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentFilter {
+    /// Only this team.
+    pub team: Option<String>,
+    /// Only this environment.
+    pub environment: Option<String>,
+    /// Only this deployment name.
+    pub name: Option<String>,
+    /// Only this status.
+    pub status: Option<DeploymentStatus>,
+}
+
+impl DeploymentFilter {
+    /// Whether a deployment passes the filter.
+    pub fn matches(&self, d: &Deployment) -> bool {
+        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        eq(&self.team, &d.team)
+            && eq(&self.environment, &d.environment)
+            && eq(&self.name, &d.name)
+            && self.status.is_none_or(|s| s == d.status)
+    }
+}
+
+/// What creating a deployment revision did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    /// A new revision was recorded.
+    Created,
+    /// The idempotency key was seen before with the same request: here is
+    /// the deployment it created.
+    Existing(Box<Deployment>),
+}
+
+/// Stores deployments, their revisions and what each revision contains.
+/// Every write is conditional, so two writers never both win.
+#[async_trait]
+pub trait DeploymentStore: Send + Sync {
+    /// Records a new revision. Fails with [`Error::Conflict`] if
+    /// `(team, environment, name, revision)` exists (another writer took that
+    /// revision number). With an idempotency key: the same key and request
+    /// hash returns [`CreateOutcome::Existing`]; the same key with another
+    /// hash is [`Error::Conflict`].
+    async fn create_deployment(
+        &self,
+        deployment: &Deployment,
+        content: &RevisionContent,
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<CreateOutcome>;
+
+    /// Replaces a deployment if its stored `generation` is `expected`;
+    /// the stored copy gets `expected + 1`. Otherwise [`Error::Conflict`].
+    async fn update_deployment(&self, deployment: &Deployment, expected: u64) -> Result<()>;
+
+    /// Replaces a revision's content (artifacts are known after rendering).
+    async fn save_revision_content(&self, id: &str, content: &RevisionContent) -> Result<()>;
+
+    /// One deployment by id.
+    async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>>;
+
+    /// What a revision contains.
+    async fn revision_content(&self, id: &str) -> Result<Option<RevisionContent>>;
+
+    /// Deployments passing the filter, newest first (by creation, then id).
+    async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>>;
+
+    /// Every revision of one deployment, oldest first.
+    async fn revisions(&self, key: &DeploymentKey) -> Result<Vec<Deployment>>;
 }

@@ -520,3 +520,224 @@ pub async fn sync_state_and_reports(store: Arc<dyn CatalogStore>) {
     assert_eq!(last.len(), 2, "one report per source");
     assert_eq!(last[0], report("platform", "b"));
 }
+
+/// A fresh full store (catalog, compositions, deployments) for one case.
+pub struct StoreFixture {
+    /// The store under test.
+    pub store: Arc<dyn Store>,
+    /// Dropped after the case.
+    pub guard: Box<dyn Any + Send + Sync>,
+}
+
+impl StoreFixture {
+    /// A fixture with nothing to keep alive.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        StoreFixture { store, guard: Box::new(()) }
+    }
+
+    /// A fixture keeping `guard` alive.
+    pub fn with_guard(store: Arc<dyn Store>, guard: impl Any + Send + Sync) -> Self {
+        StoreFixture { store, guard: Box::new(guard) }
+    }
+}
+
+/// Generates one `#[tokio::test]` per composition and deployment case.
+/// `$make` evaluates to a future of a [`StoreFixture`].
+#[macro_export]
+macro_rules! deployment_store_conformance_tests {
+    ($make:expr) => {
+        $crate::deployment_store_conformance_tests!(@cases $make;
+            compositions_are_versioned_per_team, deployment_revisions_and_conflicts, idempotency_keys,
+            concurrent_updates_one_wins, deployment_listing_filters);
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let fixture = $make.await;
+                $crate::testing::$case(fixture.store.clone()).await;
+                drop(fixture);
+            }
+        )*
+    };
+}
+
+fn composition(team: &str, name: &str, version: &str, description: &str) -> PublishedComposition {
+    let c = Composition {
+        api_version: COMPOSITION_API_VERSION.into(),
+        kind: COMPOSITION_KIND.into(),
+        metadata: CompositionMetadata { name: name.into(), team: team.into(), version: v(version) },
+        spec: CompositionSpec {
+            description: description.into(),
+            parameters: vec![],
+            resources: vec![CompositionResource {
+                name: "db".into(),
+                catalog_ref: "db:^1".into(),
+                engine: None,
+                config: BTreeMap::new(),
+                depends_on: vec![],
+            }],
+            dependencies: vec![],
+        },
+    };
+    PublishedComposition { content_hash: c.content_hash(), composition: c, published_at: 0, origin: None }
+}
+
+/// Compositions are namespaced by team, versioned and immutable.
+pub async fn compositions_are_versioned_per_team(store: Arc<dyn Store>) {
+    for (team, version) in [("alpha", "1.0.0"), ("alpha", "1.10.0"), ("alpha", "1.9.0"), ("beta", "0.1.0")] {
+        let outcome = store.insert_composition(composition(team, "web-app", version, team)).await.unwrap();
+        assert_eq!(outcome, PublishOutcome::Created);
+    }
+    assert_eq!(
+        store.insert_composition(composition("alpha", "web-app", "1.0.0", "alpha")).await.unwrap(),
+        PublishOutcome::Unchanged
+    );
+    let err = store.insert_composition(composition("alpha", "web-app", "1.0.0", "changed")).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::VersionImmutable);
+    let versions = store.composition_versions("alpha", "web-app").await.unwrap();
+    assert_eq!(versions, [v("1.10.0"), v("1.9.0"), v("1.0.0")]);
+    let beta = store.resolve_composition("beta", "web-app", &VersionSpec::Latest).await.unwrap();
+    assert_eq!(beta.composition.spec.description, "beta", "alpha/web-app ≠ beta/web-app");
+    let picked = store.resolve_composition("alpha", "web-app", &VersionSpec::parse("~1.9").unwrap()).await.unwrap();
+    assert_eq!(picked.composition.metadata.version, v("1.9.0"));
+    let err = store.resolve_composition("gamma", "web-app", &VersionSpec::Latest).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::CompositionNotFound);
+    store.insert_composition(composition("alpha", "data-pipeline", "1.0.0", "x")).await.unwrap();
+    let alpha: Vec<String> = store
+        .list_compositions(Some("alpha"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}@{}", c.composition.metadata.name, c.composition.metadata.version))
+        .collect();
+    assert_eq!(alpha, ["data-pipeline@1.0.0", "web-app@1.10.0"]);
+    assert_eq!(store.list_compositions(None).await.unwrap().len(), 3);
+}
+
+fn deployment(id: &str, env: &str, revision: u64, created_at: Timestamp) -> Deployment {
+    Deployment {
+        id: id.into(),
+        team: "alpha".into(),
+        environment: env.into(),
+        name: "checkout".into(),
+        revision,
+        status: DeploymentStatus::Pending,
+        created_at,
+        updated_at: created_at,
+        waves: vec![vec!["db".into()]],
+        resources: vec![DeployedResource {
+            name: "db".into(),
+            catalog_ref: "db:1.0.0".into(),
+            engine: "terraform".into(),
+            status: ResourceStatus::Pending,
+            outputs: BTreeMap::new(),
+            artifacts: vec![],
+            error: None,
+        }],
+        error: None,
+        composition: None,
+        params: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        commit: None,
+        rollback_of: None,
+        generation: 0,
+    }
+}
+
+/// Revisions are unique per deployment; content round-trips.
+pub async fn deployment_revisions_and_conflicts(store: Arc<dyn Store>) {
+    let content = RevisionContent {
+        artifacts: BTreeMap::from([(
+            "db".to_string(),
+            vec![Artifact { path: "main.tf.json".into(), content: "{}".into(), media_type: "application/json".into() }],
+        )]),
+        ..Default::default()
+    };
+    store.create_deployment(&deployment("d1", "staging", 1, 10), &content, None).await.unwrap();
+    let err = store.create_deployment(&deployment("d2", "staging", 1, 11), &content, None).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict, "a revision number is taken once");
+    store.create_deployment(&deployment("d2", "staging", 2, 11), &content, None).await.unwrap();
+    store.create_deployment(&deployment("p1", "production", 1, 12), &content, None).await.unwrap();
+
+    assert_eq!(store.get_deployment("d1").await.unwrap().unwrap().revision, 1);
+    assert!(store.get_deployment("nope").await.unwrap().is_none());
+    assert_eq!(store.revision_content("d1").await.unwrap().unwrap(), content);
+    let mut more = content.clone();
+    more.artifacts.insert("app".into(), vec![]);
+    store.save_revision_content("d1", &more).await.unwrap();
+    assert_eq!(store.revision_content("d1").await.unwrap().unwrap(), more);
+
+    let key = DeploymentKey { team: "alpha".into(), environment: "staging".into(), name: "checkout".into() };
+    let revs: Vec<u64> = store.revisions(&key).await.unwrap().iter().map(|d| d.revision).collect();
+    assert_eq!(revs, [1, 2]);
+}
+
+/// The same idempotency key and request returns the first deployment;
+/// another request under the key is a conflict.
+pub async fn idempotency_keys(store: Arc<dyn Store>) {
+    let content = RevisionContent::default();
+    let first = store.create_deployment(&deployment("d1", "staging", 1, 10), &content, Some(("key-1", "hash-a"))).await.unwrap();
+    assert_eq!(first, CreateOutcome::Created);
+    let again = store.create_deployment(&deployment("d9", "staging", 2, 11), &content, Some(("key-1", "hash-a"))).await.unwrap();
+    match again {
+        CreateOutcome::Existing(d) => assert_eq!(d.id, "d1"),
+        other => panic!("expected the first deployment, got {other:?}"),
+    }
+    assert!(store.get_deployment("d9").await.unwrap().is_none(), "nothing is created twice");
+    let err = store.create_deployment(&deployment("d9", "staging", 2, 11), &content, Some(("key-1", "hash-b"))).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict);
+}
+
+/// Of 16 writers updating from the same generation, exactly one wins.
+pub async fn concurrent_updates_one_wins(store: Arc<dyn Store>) {
+    store.create_deployment(&deployment("d1", "staging", 1, 10), &RevisionContent::default(), None).await.unwrap();
+    let base = store.get_deployment("d1").await.unwrap().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        let mut d = base.clone();
+        d.status = if i % 2 == 0 { DeploymentStatus::Cancelled } else { DeploymentStatus::Planning };
+        d.error = Some(format!("writer {i}"));
+        tasks.push(tokio::spawn(async move { store.update_deployment(&d, base.generation).await }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(e) => assert_eq!(e.code(), ErrorCode::Conflict),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one state transition wins");
+    let stored = store.get_deployment("d1").await.unwrap().unwrap();
+    assert_eq!(stored.generation, base.generation + 1);
+    let mut next = stored.clone();
+    next.status = DeploymentStatus::Succeeded;
+    store.update_deployment(&next, stored.generation).await.unwrap();
+    let err = store.update_deployment(&next, stored.generation).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict, "a stale generation is refused");
+    let missing = deployment("ghost", "staging", 1, 0);
+    assert_eq!(store.update_deployment(&missing, 0).await.unwrap_err().code(), ErrorCode::DeploymentNotFound);
+}
+
+/// Listing filters by team, environment and status, newest first.
+pub async fn deployment_listing_filters(store: Arc<dyn Store>) {
+    let content = RevisionContent::default();
+    store.create_deployment(&deployment("a", "staging", 1, 10), &content, None).await.unwrap();
+    store.create_deployment(&deployment("b", "staging", 2, 20), &content, None).await.unwrap();
+    store.create_deployment(&deployment("c", "production", 1, 30), &content, None).await.unwrap();
+    let mut beta = deployment("d", "staging", 1, 40);
+    beta.team = "beta".into();
+    store.create_deployment(&beta, &content, None).await.unwrap();
+    let mut done = store.get_deployment("b").await.unwrap().unwrap();
+    done.status = DeploymentStatus::Succeeded;
+    store.update_deployment(&done, done.generation).await.unwrap();
+
+    let ids = |list: Vec<Deployment>| list.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    let all = DeploymentFilter::default();
+    assert_eq!(ids(store.list_deployments(&all).await.unwrap()), ["d", "c", "b", "a"]);
+    let alpha_staging = DeploymentFilter { team: Some("alpha".into()), environment: Some("staging".into()), ..Default::default() };
+    assert_eq!(ids(store.list_deployments(&alpha_staging).await.unwrap()), ["b", "a"]);
+    let succeeded = DeploymentFilter { status: Some(DeploymentStatus::Succeeded), ..Default::default() };
+    assert_eq!(ids(store.list_deployments(&succeeded).await.unwrap()), ["b"]);
+}

@@ -163,6 +163,10 @@ pub struct Deployment {
     /// For a rollback: the revision whose content it restores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<u64>,
+    /// Optimistic-concurrency counter: every stored update must name the
+    /// generation it read (see `DeploymentStore::update_deployment`).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 impl Deployment {

@@ -6,9 +6,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use nestor_core::{
-    search_score, CatalogReader, CatalogSearch, CatalogWriter, Error, Event, EventLog, ListFilter, NewEvent, Page,
-    PageRequest, PublishOutcome, PublishedVersion, Result, SearchHit, SourceState, SyncReport, SyncStore,
-    Timestamp, VersionSummary,
+    search_score, CatalogReader, CatalogSearch, CatalogWriter, CompositionStore, CreateOutcome, Deployment,
+    DeploymentFilter, DeploymentKey, DeploymentStore, Error, Event, EventLog, ListFilter, NewEvent, Page, PageRequest,
+    PublishOutcome, PublishedComposition, PublishedVersion, Result, RevisionContent, SearchHit, SourceState,
+    SyncReport, SyncStore, Timestamp, VersionSummary,
 };
 use semver::Version;
 
@@ -29,6 +30,13 @@ struct Inner {
     last_sequence: u64,
     source_states: HashMap<String, SourceState>,
     reports: BTreeMap<String, SyncReport>,
+    /// (team, name) → version → composition.
+    compositions: BTreeMap<(String, String), BTreeMap<Version, PublishedComposition>>,
+    deployments: HashMap<String, (Deployment, RevisionContent)>,
+    /// Which id holds each revision of a deployment.
+    revisions: HashMap<DeploymentKey, BTreeMap<u64, String>>,
+    /// Idempotency key → (request hash, deployment id).
+    idempotency: HashMap<String, (String, String)>,
 }
 
 impl MemoryStore {
@@ -188,5 +196,123 @@ impl SyncStore for MemoryStore {
 
     async fn last_syncs(&self) -> Result<Vec<SyncReport>> {
         Ok(self.lock().reports.values().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl CompositionStore for MemoryStore {
+    async fn insert_composition(&self, c: PublishedComposition) -> Result<PublishOutcome> {
+        let mut inner = self.lock();
+        let m = &c.composition.metadata;
+        let slot = inner.compositions.entry((m.team.clone(), m.name.clone())).or_default();
+        match slot.get(&m.version) {
+            Some(existing) if existing.content_hash == c.content_hash => Ok(PublishOutcome::Unchanged),
+            Some(_) => Err(Error::VersionImmutable { name: format!("{}/{}", m.team, m.name), version: m.version.to_string() }),
+            None => {
+                slot.insert(m.version.clone(), c);
+                Ok(PublishOutcome::Created)
+            }
+        }
+    }
+
+    async fn get_composition(&self, team: &str, name: &str, version: &Version) -> Result<Option<PublishedComposition>> {
+        let inner = self.lock();
+        Ok(inner.compositions.get(&(team.to_string(), name.to_string())).and_then(|v| v.get(version)).cloned())
+    }
+
+    async fn composition_versions(&self, team: &str, name: &str) -> Result<Vec<Version>> {
+        let inner = self.lock();
+        Ok(inner
+            .compositions
+            .get(&(team.to_string(), name.to_string()))
+            .map(|v| v.keys().rev().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn list_compositions(&self, team: Option<&str>) -> Result<Vec<PublishedComposition>> {
+        let inner = self.lock();
+        Ok(inner
+            .compositions
+            .iter()
+            .filter(|((t, _), _)| team.is_none_or(|want| want == t))
+            .filter_map(|(_, versions)| versions.values().next_back().cloned())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl DeploymentStore for MemoryStore {
+    async fn create_deployment(
+        &self,
+        d: &Deployment,
+        content: &RevisionContent,
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<CreateOutcome> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if let Some((key, hash)) = idempotency {
+            if let Some((seen_hash, id)) = inner.idempotency.get(key) {
+                return if seen_hash == hash {
+                    let existing = inner.deployments.get(id).map(|(d, _)| d.clone());
+                    existing.map(|d| CreateOutcome::Existing(Box::new(d))).ok_or_else(|| Error::internal("idempotency key without deployment"))
+                } else {
+                    Err(Error::Conflict { message: format!("idempotency key {key:?} was used with another request") })
+                };
+            }
+        }
+        let revisions = inner.revisions.entry(d.key()).or_default();
+        if revisions.contains_key(&d.revision) || inner.deployments.contains_key(&d.id) {
+            return Err(Error::Conflict { message: format!("{} revision {} already exists", d.key(), d.revision) });
+        }
+        revisions.insert(d.revision, d.id.clone());
+        inner.deployments.insert(d.id.clone(), (d.clone(), content.clone()));
+        if let Some((key, hash)) = idempotency {
+            inner.idempotency.insert(key.to_string(), (hash.to_string(), d.id.clone()));
+        }
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn update_deployment(&self, d: &Deployment, expected: u64) -> Result<()> {
+        let mut inner = self.lock();
+        let (stored, _) = inner.deployments.get_mut(&d.id).ok_or_else(|| Error::DeploymentNotFound { id: d.id.clone() })?;
+        if stored.generation != expected {
+            return Err(Error::Conflict {
+                message: format!("deployment {} changed concurrently (generation {} ≠ {expected})", d.id, stored.generation),
+            });
+        }
+        *stored = Deployment { generation: expected + 1, ..d.clone() };
+        Ok(())
+    }
+
+    async fn save_revision_content(&self, id: &str, content: &RevisionContent) -> Result<()> {
+        let mut inner = self.lock();
+        let (_, stored) = inner.deployments.get_mut(id).ok_or_else(|| Error::DeploymentNotFound { id: id.into() })?;
+        *stored = content.clone();
+        Ok(())
+    }
+
+    async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>> {
+        Ok(self.lock().deployments.get(id).map(|(d, _)| d.clone()))
+    }
+
+    async fn revision_content(&self, id: &str) -> Result<Option<RevisionContent>> {
+        Ok(self.lock().deployments.get(id).map(|(_, c)| c.clone()))
+    }
+
+    async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>> {
+        let inner = self.lock();
+        let mut out: Vec<Deployment> =
+            inner.deployments.values().map(|(d, _)| d).filter(|d| filter.matches(d)).cloned().collect();
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.revision.cmp(&a.revision)).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    async fn revisions(&self, key: &DeploymentKey) -> Result<Vec<Deployment>> {
+        let inner = self.lock();
+        Ok(inner
+            .revisions
+            .get(key)
+            .map(|r| r.values().filter_map(|id| inner.deployments.get(id).map(|(d, _)| d.clone())).collect())
+            .unwrap_or_default())
     }
 }

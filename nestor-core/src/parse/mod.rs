@@ -1,0 +1,372 @@
+//! YAML files → canonical documents: resource definitions (SPEC §1) and
+//! compositions (SPEC §4).
+//!
+//! Parsing is done on a generic value tree rather than with
+//! `#[serde(deny_unknown_fields)]` so that every problem of a document is
+//! reported at once, each with its field path, instead of stopping at the
+//! first. Aliases (camelCase keys, `ComponentDefinition`, `spec.engines`,
+//! `spec.inputs`, classification under `spec`) are normalised here and
+//! nowhere else.
+
+mod composition;
+mod definition;
+mod lines;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::error::FieldError;
+use crate::model::*;
+
+pub use composition::{check_composition, check_resources, parse_composition, parse_composition_yaml};
+pub use definition::{parse_definition, parse_definition_yaml};
+pub use lines::locate_lines;
+
+/// Largest file the parser reads; definitions are small, and a bigger file
+/// is almost certainly not one (or an attack).
+pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A document of a multi-document YAML file, before interpretation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawDocument {
+    /// Index in the file, from 0.
+    pub index: usize,
+    /// Line of its first line in the file, from 1.
+    pub line: usize,
+    /// The document's text.
+    pub text: String,
+    /// The parsed tree, or the YAML error.
+    pub value: Result<Value, FieldError>,
+}
+
+/// What one document turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Document {
+    /// A valid resource definition.
+    Definition(Box<ResourceDefinition>),
+    /// A Nestor composition (`composer.nestor.io/v1`) that passed the
+    /// checks needing no catalog.
+    Composition(Box<Composition>),
+    /// A document that is not Nestor's: skipped with a warning, never an error.
+    Foreign {
+        /// Its apiVersion, if any.
+        api_version: String,
+        /// Its kind, if any.
+        kind: String,
+    },
+    /// A document that is Nestor's but invalid; every problem is listed.
+    Invalid(Vec<FieldError>),
+}
+
+/// A document with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocatedDocument {
+    /// Index in the file, from 0.
+    pub index: usize,
+    /// Line of its first line, from 1.
+    pub line: usize,
+    /// What it is.
+    pub document: Document,
+}
+
+/// Splits a YAML file into documents on `---` / `...` markers, keeping
+/// each one's first line so errors can point into the file.
+pub fn split_documents(text: &str) -> Vec<RawDocument> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    let flush = |current: &mut String, start: usize, docs: &mut Vec<RawDocument>| {
+        if current.lines().any(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#') && !t.starts_with('%')
+        }) {
+            let value = parse_yaml_value(current).map_err(|m| FieldError::new("", m));
+            docs.push(RawDocument { index: docs.len(), line: start, text: std::mem::take(current), value });
+        }
+        current.clear();
+    };
+    for (i, line) in text.lines().enumerate() {
+        let is_start = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        if is_start || line == "..." {
+            flush(&mut current, start, &mut docs);
+            start = i + 2;
+            if let Some(rest) = line.strip_prefix("---").filter(|r| !r.trim().is_empty()) {
+                // `--- {inline: doc}` starts the document on the marker line.
+                current.push_str(rest.trim_start());
+                current.push('\n');
+                start = i + 1;
+            }
+            continue;
+        }
+        if current.is_empty() && line.trim().is_empty() {
+            start = i + 2;
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+    }
+    flush(&mut current, start, &mut docs);
+    docs
+}
+
+/// Parses one YAML document into a JSON value tree. The YAML library refuses
+/// alias bombs (repetition limit) and deep nesting (recursion limit) with an
+/// error instead of exhausting memory or stack.
+pub fn parse_yaml_value(text: &str) -> Result<Value, String> {
+    serde_yaml::from_str::<Value>(text).map_err(|e| format!("invalid YAML: {e}"))
+}
+
+/// Parses a whole file's bytes: size and encoding checks, then every document.
+pub fn parse_file(bytes: &[u8]) -> Result<Vec<LocatedDocument>, FieldError> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(FieldError::new(
+            "",
+            format!("file is {} bytes, larger than the {} byte limit for catalog files", bytes.len(), MAX_FILE_BYTES),
+        ));
+    }
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| FieldError::new("", format!("file is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
+    Ok(split_documents(text)
+        .into_iter()
+        .map(|raw| {
+            let document = match &raw.value {
+                Err(e) => Document::Invalid(vec![e.clone()]),
+                Ok(value) => {
+                    let mut doc = interpret(value);
+                    if let Document::Invalid(errors) = &mut doc {
+                        locate_lines(&raw.text, raw.line, errors);
+                    }
+                    doc
+                }
+            };
+            LocatedDocument { index: raw.index, line: raw.line, document }
+        })
+        .collect())
+}
+
+/// Decides what a parsed document is and, for definitions, parses and
+/// validates it (everything that needs no store).
+pub fn interpret(value: &Value) -> Document {
+    let Some(map) = value.as_object() else {
+        return Document::Invalid(vec![FieldError::new("", "a document must be a mapping")]);
+    };
+    let api = map.get("apiVersion").or_else(|| map.get("api_version")).and_then(Value::as_str).unwrap_or("");
+    let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
+    match api {
+        DEFINITION_API_VERSION => match parse_definition(value) {
+            Ok(def) => Document::Definition(Box::new(def)),
+            Err(errors) => Document::Invalid(errors),
+        },
+        COMPOSITION_API_VERSION => match parse_composition(value) {
+            Ok(c) => Document::Composition(Box::new(c)),
+            Err(errors) => Document::Invalid(errors),
+        },
+        _ => Document::Foreign { api_version: api.to_string(), kind: kind.to_string() },
+    }
+}
+
+/// Converts `camelCase` to `snake_case`; snake_case passes through.
+fn snake(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    for (i, c) in key.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A mapping whose keys were normalised to snake_case, remembering the
+/// spelling each came from so errors can quote it.
+pub(crate) struct Keys {
+    path: String,
+    entries: BTreeMap<String, (String, Value)>,
+}
+
+#[derive(Default)]
+pub(crate) struct Parser {
+    errors: Vec<FieldError>,
+}
+
+pub(crate) fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl Parser {
+    fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// Normalises a mapping's keys; reports non-mappings and duplicates that
+    /// differ only in spelling (`resourceType` and `resource_type`).
+    fn keys(&mut self, value: Option<&Value>, path: &str) -> Option<Keys> {
+        let value = value?;
+        let Some(map) = value.as_object() else {
+            self.err(path, "must be a mapping");
+            return None;
+        };
+        let mut entries = BTreeMap::new();
+        for (k, v) in map {
+            let canonical = snake(k);
+            if let Some((first, _)) = entries.get(&canonical) {
+                self.err(join(path, &canonical), format!("given twice, as {first:?} and {k:?}"));
+                continue;
+            }
+            entries.insert(canonical, (k.clone(), v.clone()));
+        }
+        Some(Keys { path: path.to_string(), entries })
+    }
+
+    /// Renames an alias to its canonical key inside `keys`.
+    fn alias(&mut self, keys: &mut Keys, alias: &str, canonical: &str) {
+        if let Some(entry) = keys.entries.remove(alias) {
+            if keys.entries.contains_key(canonical) {
+                self.err(join(&keys.path, canonical), format!("given twice, as {canonical:?} and its alias {alias:?}"));
+            } else {
+                keys.entries.insert(canonical.to_string(), entry);
+            }
+        }
+    }
+
+    /// Reports every key not in `allowed`.
+    fn unknown(&mut self, keys: &Keys, allowed: &[&str]) {
+        for (canonical, (original, _)) in &keys.entries {
+            if !allowed.contains(&canonical.as_str()) {
+                let hint = closest(canonical, allowed).map(|c| format!(" (did you mean {c:?}?)")).unwrap_or_default();
+                self.err(join(&keys.path, original), format!("unknown key {original:?}{hint}"));
+            }
+        }
+    }
+
+    fn string(&mut self, keys: &Keys, key: &str, required: bool) -> String {
+        match keys.entries.get(key) {
+            None | Some((_, Value::Null)) => {
+                if required {
+                    self.err(join(&keys.path, key), "is required");
+                }
+                String::new()
+            }
+            Some((_, Value::String(s))) => s.clone(),
+            Some((_, other)) => {
+                self.err(join(&keys.path, key), format!("must be a string, found {}", type_name(other)));
+                String::new()
+            }
+        }
+    }
+
+    fn boolean(&mut self, keys: &Keys, key: &str) -> bool {
+        match keys.entries.get(key) {
+            None | Some((_, Value::Null)) => false,
+            Some((_, Value::Bool(b))) => *b,
+            Some((_, other)) => {
+                self.err(join(&keys.path, key), format!("must be true or false, found {}", type_name(other)));
+                false
+            }
+        }
+    }
+
+    fn string_list(&mut self, keys: &Keys, key: &str) -> Vec<String> {
+        let path = join(&keys.path, key);
+        match keys.entries.get(key) {
+            None | Some((_, Value::Null)) => Vec::new(),
+            Some((_, Value::Array(items))) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| match v {
+                    Value::String(s) => Some(s.clone()),
+                    other => {
+                        self.err(format!("{path}[{i}]"), format!("must be a string, found {}", type_name(other)));
+                        None
+                    }
+                })
+                .collect(),
+            Some((_, other)) => {
+                self.err(path, format!("must be a list of strings, found {}", type_name(other)));
+                Vec::new()
+            }
+        }
+    }
+
+    fn string_map(&mut self, keys: &Keys, key: &str) -> BTreeMap<String, String> {
+        let path = join(&keys.path, key);
+        match keys.entries.get(key) {
+            None | Some((_, Value::Null)) => BTreeMap::new(),
+            Some((_, Value::Object(map))) => map
+                .iter()
+                .filter_map(|(k, v)| match v {
+                    Value::String(s) => Some((k.clone(), s.clone())),
+                    Value::Number(n) => Some((k.clone(), n.to_string())),
+                    Value::Bool(b) => Some((k.clone(), b.to_string())),
+                    other => {
+                        self.err(join(&path, k), format!("must be a string, found {}", type_name(other)));
+                        None
+                    }
+                })
+                .collect(),
+            Some((_, other)) => {
+                self.err(path, format!("must be a mapping of strings, found {}", type_name(other)));
+                BTreeMap::new()
+            }
+        }
+    }
+
+    fn list<'v>(&mut self, keys: &'v Keys, key: &str) -> Vec<(String, &'v Value)> {
+        let path = join(&keys.path, key);
+        match keys.entries.get(key) {
+            None | Some((_, Value::Null)) => Vec::new(),
+            Some((_, Value::Array(items))) => {
+                items.iter().enumerate().map(|(i, v)| (format!("{path}[{i}]"), v)).collect()
+            }
+            Some((_, other)) => {
+                self.err(path, format!("must be a list, found {}", type_name(other)));
+                Vec::new()
+            }
+        }
+    }
+
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// The allowed key closest to a misspelled one, for "did you mean".
+fn closest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|a| (edit_distance(key, a), *a))
+        .filter(|(d, a)| *d <= 3.max(a.len() / 4))
+        .min()
+        .map(|(_, a)| a)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
