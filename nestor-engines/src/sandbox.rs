@@ -133,15 +133,17 @@ impl std::fmt::Display for CpuBudgetExceeded {
 
 impl std::error::Error for CpuBudgetExceeded {}
 
-/// The WASI interface families a plugin may import: what Rust's standard
-/// library links even when unused (the context behind them grants nothing),
-/// plus sockets when the network is granted.
+/// The interface families a plugin may import: the ABI's types, what Rust's
+/// standard library links even when unused (the context behind them grants
+/// nothing), plus sockets when the network is granted.
 pub(crate) fn check_imports(engine: &wasmtime::Engine, component: &Component, grants: &Grants) -> Result<(), String> {
     let mut refused = Vec::new();
     for (name, item) in component.component_type().imports(engine) {
         let allowed = match name.split_once('/').map(|(package, _)| package) {
             Some("wasi:cli" | "wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:filesystem") => true,
             Some("wasi:sockets") => grants.network,
+            // The ABI's own type-only interface; a function it lacks fails at link.
+            Some("nestor:engine") => true,
             _ => false,
         };
         if !allowed || !matches!(item.ty, ComponentItem::ComponentInstance(_)) {

@@ -28,8 +28,8 @@ impl Engine for Hostile {
                 }
             }
             "alloc" => {
-                let big = vec![1u8; 1 << 30];
-                Ok(Rendered::new().output("len", big.len()))
+                let big = black_box(vec![1u8; 1 << 30]);
+                Ok(Rendered::new().output("len", big.iter().step_by(4096).map(|b| *b as u64).sum::<u64>()))
             }
             "trap" => {
                 #[cfg(target_arch = "wasm32")]
