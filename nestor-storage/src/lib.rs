@@ -23,10 +23,14 @@ pub use memory::MemoryStore;
 
 #[cfg(feature = "sqlite")]
 mod sqlite;
-// #[cfg(feature = "sqlite")]
-// pub use sqlite::SqliteStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
 
 #[cfg(feature = "git")]
 mod git;
+#[cfg(feature = "git")]
+mod gitops;
+#[cfg(feature = "git")]
+pub use gitops::{GitOpsConfig, GitOpsExecutor};
 #[cfg(feature = "git")]
 pub use git::{open_source, FolderSource, GitSource};

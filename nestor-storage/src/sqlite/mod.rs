@@ -1,1 +1,243 @@
-//! The SQLite store (being written).
+//! The SQLite store: Nestor's embedded default (SPEC §10) — one file, WAL,
+//! versioned migrations, and a read cache callers never see.
+//!
+//! # Layout
+//! - `mod.rs`: [`SqliteStore`], its connections and the blocking bridge.
+//! - `schema`: connection settings and the ordered list of migrations.
+//! - `catalog`: `CatalogReader`, `CatalogWriter` and `CatalogSearch`.
+//! - `events`: `EventLog` and `SyncStore`.
+//! - `cache`: the content-addressed definition cache.
+//!
+//! # Design decisions
+//! - **Connections.** One writer connection behind a mutex, plus a pool of
+//!   reader connections opened on demand (at most `MAX_IDLE_READERS` are
+//!   kept). WAL lets readers run beside the writer, so a slow publish never
+//!   stalls `get_version`. Serialising writers in-process costs nothing:
+//!   SQLite allows one writer per file anyway. An in-memory database has a
+//!   single connection that serves reads too (each in-memory connection is
+//!   its own database).
+//! - **Several processes on one file** (a server and a CLI, two CLIs) are
+//!   expected. Every write is one `BEGIN IMMEDIATE` transaction, so the file
+//!   lock is taken before the read half of a read-check-write (immutability,
+//!   the latest pointer), and `busy_timeout` makes a second writer wait
+//!   instead of failing. Of concurrent publishers of one name@version, in one
+//!   process or several, exactly one sees `Created`.
+//! - **Blocking work** runs on tokio's blocking pool (`spawn_blocking`), never
+//!   on the async workers. [`SqliteStore::open`] and [`SqliteStore::migrate`]
+//!   are synchronous: they run once at start-up or in `nestor migrate`.
+//! - **Migrations** are an ordered list of SQL scripts; `PRAGMA user_version`
+//!   is the number applied. They run inside one immediate transaction, so two
+//!   processes opening a fresh file cannot both apply them. A file whose
+//!   version is newer than this build knows is refused with
+//!   `STORAGE_UNAVAILABLE` naming both versions, rather than misread.
+//! - **Semver order** is decided in Rust with [`semver::Version`]: a name has
+//!   few versions, and pre-release precedence (`rc.10` > `rc.9`) is easy to
+//!   get wrong in SQL. The integer major/minor/patch columns are for ad-hoc
+//!   queries, never trusted for order alone.
+//! - **Latest pointer.** `names.latest_id` holds each name's latest version,
+//!   recomputed with `nestor_core::select_latest` in the same transaction as
+//!   every insert and yank, so `latest` is one indexed lookup and
+//!   `list_latest` is one range scan over `names`. Provider, category,
+//!   resource type and `q` are pre-filtered in SQL; `ListFilter::matches`
+//!   stays the rule and is applied to every row in Rust.
+//! - **Cache.** Parsing a definition's JSON is the expensive part of a read,
+//!   and a definition is immutable: its content hash covers name, version and
+//!   content. The cache therefore maps content hash → definition and is never
+//!   invalidated; the mutable fields (yanked, the latest pointer) are always
+//!   read from SQL. A write by another process is thus seen at once, with no
+//!   `data_version` polling. It keeps two generations of at most
+//!   `CACHE_ENTRIES`/2 entries each (a cheap approximation of LRU).
+//! - **Durability.** `synchronous = NORMAL`, the usual WAL setting: a commit
+//!   survives a crash of the process; only a power loss may drop the last
+//!   commits, never corrupt the file.
+//! - **Errors.** Every rusqlite and JSON error becomes
+//!   `Error::StorageUnavailable` with a short message saying what was being
+//!   done; the SQLite detail stays in the error's source for the log.
+
+mod cache;
+mod catalog;
+mod events;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use nestor_core::{Error, Result};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use cache::DefinitionCache;
+
+/// How many idle reader connections are kept open for reuse.
+const MAX_IDLE_READERS: usize = 4;
+
+/// How many parsed definitions the read cache holds at most.
+const CACHE_ENTRIES: usize = 16_384;
+
+/// The SQLite store. Cloning it is cheap and shares connections and cache.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+/// Everything the clones of one store share.
+struct Shared {
+    /// The database file readers open; `None` for an in-memory database,
+    /// whose only connection is the writer.
+    path: Option<PathBuf>,
+    /// The one connection that writes; the mutex serialises this process's
+    /// writers so they queue here rather than spin on the file lock.
+    writer: Mutex<Connection>,
+    /// Reader connections waiting for reuse; opening one costs more than a
+    /// point read.
+    idle_readers: Mutex<Vec<Connection>>,
+    /// Parsed definitions by content hash.
+    cache: DefinitionCache,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// The schema version this build writes and understands.
+    pub const SCHEMA_VERSION: u32 = schema::SCHEMA_VERSION;
+
+    /// Opens (creating it and its parent directories if needed) the database
+    /// file at `path`, switches it to WAL and applies pending migrations.
+    /// Blocking: call it at start-up, or from `spawn_blocking`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::storage(
+                    format!("cannot create the directory {}", parent.display()),
+                    e,
+                )
+            })?;
+        }
+        let mut writer = Connection::open(path).map_err(|e| {
+            Error::storage(
+                format!("cannot open the SQLite database {}", path.display()),
+                e,
+            )
+        })?;
+        schema::configure_writer(&writer, true)?;
+        schema::migrate(&mut writer)?;
+        Ok(Self::from_writer(writer, Some(path.to_path_buf())))
+    }
+
+    /// A private, empty database in memory, gone when the store is dropped.
+    /// For tests and tools; it behaves like a file except that it has one
+    /// connection, so reads wait for writes.
+    pub fn open_in_memory() -> Result<Self> {
+        let mut writer = Connection::open_in_memory()
+            .map_err(|e| Error::storage("cannot open an in-memory SQLite database", e))?;
+        schema::configure_writer(&writer, false)?;
+        schema::migrate(&mut writer)?;
+        Ok(Self::from_writer(writer, None))
+    }
+
+    fn from_writer(writer: Connection, path: Option<PathBuf>) -> Self {
+        SqliteStore {
+            shared: Arc::new(Shared {
+                path,
+                writer: Mutex::new(writer),
+                idle_readers: Mutex::new(Vec::new()),
+                cache: DefinitionCache::new(CACHE_ENTRIES),
+            }),
+        }
+    }
+
+    /// Applies pending migrations and returns the schema version, which is
+    /// [`Self::SCHEMA_VERSION`]. Idempotent; `open` already ran it, so this
+    /// is for `nestor migrate` to report. Blocking.
+    pub fn migrate(&self) -> Result<u32> {
+        schema::migrate(&mut lock(&self.shared.writer))
+    }
+
+    /// Runs `read` on a reader connection, on the blocking pool.
+    async fn read<T, F>(&self, read: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &DefinitionCache) -> Result<T> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        blocking(move || shared.with_reader(|conn| read(conn, &shared.cache))).await
+    }
+
+    /// Runs `write` in one `BEGIN IMMEDIATE` transaction on the writer, on
+    /// the blocking pool; commits if it returns `Ok`, rolls back otherwise.
+    async fn write<T, F>(&self, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, &DefinitionCache) -> Result<T> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        blocking(move || {
+            let mut conn = lock(&shared.writer);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx("starting a write transaction")?;
+            let value = write(&tx, &shared.cache)?;
+            tx.commit().ctx("committing a write transaction")?;
+            Ok(value)
+        })
+        .await
+    }
+}
+
+impl Shared {
+    fn with_reader<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let Some(path) = &self.path else {
+            return read(&lock(&self.writer));
+        };
+        let idle = lock(&self.idle_readers).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => schema::open_reader(path)?,
+        };
+        let result = read(&conn);
+        let mut idle = lock(&self.idle_readers);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+/// Runs blocking SQLite work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::internal(format!("a SQLite task did not finish: {e}")))?
+}
+
+/// Locks a mutex even if a panic poisoned it: a panicking writer's
+/// transaction is rolled back when it unwinds, so the connection is sound.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Turns a backend error into `STORAGE_UNAVAILABLE`, saying what was being
+/// done and keeping the backend's detail as the source.
+trait Context<T> {
+    fn ctx(self, doing: &str) -> Result<T>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn ctx(self, doing: &str) -> Result<T> {
+        self.map_err(|e| Error::storage(format!("SQLite failed {doing}"), e))
+    }
+}
+
+impl<T> Context<T> for serde_json::Result<T> {
+    fn ctx(self, doing: &str) -> Result<T> {
+        self.map_err(|e| Error::storage(format!("bad JSON {doing}"), e))
+    }
+}

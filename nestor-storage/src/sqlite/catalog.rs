@@ -1,0 +1,468 @@
+//! The catalog tables: reads through the cache, writes that keep the latest
+//! pointer of `names` in step in the same transaction.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use nestor_core::{
+    search_score, CatalogReader, CatalogSearch, CatalogWriter, Error, ListFilter, Origin, Page,
+    PageRequest, PublishOutcome, PublishedVersion, ResourceDefinition, Result, SearchHit,
+    VersionSummary,
+};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
+use semver::Version;
+
+use super::cache::DefinitionCache;
+use super::{Context, SqliteStore};
+
+/// The columns of a version row except the definition, prefixed `v.`, in
+/// the order [`VersionRow::read`] expects.
+const ROW_COLUMNS: &str = "v.id, v.content_hash, v.published_at, v.yanked, v.origin_source, \
+                           v.origin_repository, v.origin_commit, v.origin_path, v.name";
+
+/// A version row without its definition, which comes from the cache or a
+/// second query.
+struct VersionRow {
+    id: i64,
+    content_hash: String,
+    published_at: i64,
+    yanked: bool,
+    origin: Option<Origin>,
+    name: String,
+}
+
+impl VersionRow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRow> {
+        let origin_source: Option<String> = row.get(4)?;
+        let origin = match origin_source {
+            Some(source) => Some(Origin {
+                source,
+                git_repository: row.get(5)?,
+                git_commit: row.get(6)?,
+                git_path: row.get(7)?,
+            }),
+            None => None,
+        };
+        Ok(VersionRow {
+            id: row.get(0)?,
+            content_hash: row.get(1)?,
+            published_at: row.get(2)?,
+            yanked: row.get(3)?,
+            origin,
+            name: row.get(8)?,
+        })
+    }
+
+    /// The full record: the definition from the cache, or parsed from the
+    /// row and cached.
+    fn hydrate(self, conn: &Connection, cache: &DefinitionCache) -> Result<PublishedVersion> {
+        let definition = match cache.get(&self.content_hash) {
+            Some(found) => found,
+            None => {
+                let json: String = conn
+                    .prepare_cached("SELECT definition FROM versions WHERE id = ?1")
+                    .and_then(|mut s| s.query_row([self.id], |r| r.get(0)))
+                    .ctx("reading a definition")?;
+                let parsed: ResourceDefinition =
+                    serde_json::from_str(&json).ctx("in a stored definition")?;
+                let parsed = Arc::new(parsed);
+                cache.insert(self.content_hash.clone(), parsed.clone());
+                parsed
+            }
+        };
+        Ok(PublishedVersion {
+            definition: Arc::unwrap_or_clone(definition),
+            content_hash: self.content_hash,
+            published_at: self.published_at,
+            yanked: self.yanked,
+            origin: self.origin,
+        })
+    }
+}
+
+fn get_version(
+    conn: &Connection,
+    cache: &DefinitionCache,
+    name: &str,
+    version: &str,
+) -> Result<Option<PublishedVersion>> {
+    let sql = format!("SELECT {ROW_COLUMNS} FROM versions v WHERE v.name = ?1 AND v.version = ?2");
+    let row = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([name, version], VersionRow::read).optional())
+        .ctx("reading a version")?;
+    row.map(|r| r.hydrate(conn, cache)).transpose()
+}
+
+/// A name's versions with their row ids, newest first by semver.
+fn history(conn: &Connection, name: &str) -> Result<Vec<(i64, VersionSummary)>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, version, published_at, yanked, deprecated, origin_commit \
+             FROM versions WHERE name = ?1",
+        )
+        .ctx("reading a version history")?;
+    let rows = stmt
+        .query_map([name], |r| {
+            let row: (i64, String, i64, bool, bool, Option<String>) = (
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            );
+            Ok(row)
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .ctx("reading a version history")?;
+    let mut history = rows
+        .into_iter()
+        .map(
+            |(id, version, published_at, yanked, deprecated, git_commit)| {
+                let version = Version::parse(&version).map_err(|e| {
+                    Error::storage(format!("bad stored version {name}@{version}"), e)
+                })?;
+                Ok((
+                    id,
+                    VersionSummary {
+                        version,
+                        published_at,
+                        yanked,
+                        deprecated,
+                        git_commit,
+                    },
+                ))
+            },
+        )
+        .collect::<Result<Vec<_>>>()?;
+    history.sort_by(|a, b| b.1.version.cmp(&a.1.version));
+    Ok(history)
+}
+
+/// Points `names.latest_id` at the latest version of `name` by the core
+/// rule; called in the transaction of every insert and yank.
+fn refresh_latest(tx: &Transaction<'_>, name: &str) -> Result<()> {
+    let history = history(tx, name)?;
+    let summaries: Vec<VersionSummary> = history.iter().map(|(_, s)| s.clone()).collect();
+    let latest = nestor_core::select_latest(&summaries).and_then(|v| {
+        history
+            .iter()
+            .find(|(_, s)| s.version == v)
+            .map(|(id, _)| *id)
+    });
+    tx.prepare_cached("UPDATE names SET latest_id = ?2 WHERE name = ?1")
+        .and_then(|mut s| s.execute(params![name, latest]))
+        .ctx("updating the latest version")?;
+    Ok(())
+}
+
+/// Lower-cased searchable fields, one per line. Every field is lower-cased on
+/// its own, as `search_score` and `ListFilter::matches` do, so a term or `q`
+/// that matches a field is a substring of this text.
+fn search_text(def: &ResourceDefinition) -> String {
+    let m = &def.metadata;
+    let fields = [&m.name, &m.resource_type, &m.category, &m.provider]
+        .into_iter()
+        .chain(m.labels.iter().flat_map(|(k, v)| [k, v]))
+        .chain([&m.description]);
+    fields
+        .map(|f| f.to_lowercase())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn insert_version(
+    tx: &Transaction<'_>,
+    cache: &DefinitionCache,
+    new: PublishedVersion,
+) -> Result<PublishOutcome> {
+    let name = new.name().to_string();
+    let version = new.version().clone();
+    let version_text = version.to_string();
+    let existing: Option<String> = tx
+        .prepare_cached("SELECT content_hash FROM versions WHERE name = ?1 AND version = ?2")
+        .and_then(|mut s| s.query_row([&name, &version_text], |r| r.get(0)).optional())
+        .ctx("checking for an existing version")?;
+    match existing {
+        Some(hash) if hash == new.content_hash => return Ok(PublishOutcome::Unchanged),
+        Some(_) => {
+            return Err(Error::VersionImmutable {
+                name,
+                version: version_text,
+            })
+        }
+        None => {}
+    }
+    let definition_json = serde_json::to_string(&new.definition).ctx("serialising a definition")?;
+    let m = &new.definition.metadata;
+    let origin = new.origin.as_ref();
+    // Beyond i64 the integer columns saturate; order is decided in Rust anyway.
+    let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    tx.prepare_cached("INSERT OR IGNORE INTO names (name) VALUES (?1)")
+        .and_then(|mut s| s.execute([&name]))
+        .ctx("inserting a name")?;
+    tx.prepare_cached(
+        "INSERT INTO versions (name, version, major, minor, patch, pre, content_hash, published_at, \
+         yanked, deprecated, provider, category, resource_type, search_text, origin_source, \
+         origin_repository, origin_commit, origin_path, definition) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            name,
+            version_text,
+            int(version.major),
+            int(version.minor),
+            int(version.patch),
+            version.pre.as_str(),
+            new.content_hash,
+            new.published_at,
+            new.yanked,
+            m.deprecated,
+            m.provider,
+            m.category,
+            m.resource_type,
+            search_text(&new.definition),
+            origin.map(|o| &o.source),
+            origin.map(|o| &o.git_repository),
+            origin.and_then(|o| o.git_commit.as_ref()),
+            origin.map(|o| &o.git_path),
+            definition_json,
+        ])
+    })
+    .ctx("inserting a version")?;
+    refresh_latest(tx, &name)?;
+    // Harmless even if the commit fails: the cache is keyed by content.
+    cache.insert(new.content_hash, Arc::new(new.definition));
+    Ok(PublishOutcome::Created)
+}
+
+fn set_yanked(tx: &Transaction<'_>, name: &str, version: &str, yanked: bool) -> Result<bool> {
+    let current: Option<(i64, bool)> = tx
+        .prepare_cached("SELECT id, yanked FROM versions WHERE name = ?1 AND version = ?2")
+        .and_then(|mut s| {
+            s.query_row([name, version], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .ctx("reading a version")?;
+    let Some((id, was)) = current else {
+        return Err(Error::VersionNotFound {
+            name: name.into(),
+            version: version.into(),
+        });
+    };
+    if was == yanked {
+        return Ok(false);
+    }
+    tx.prepare_cached("UPDATE versions SET yanked = ?2 WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![id, yanked]))
+        .ctx("yanking a version")?;
+    refresh_latest(tx, name)?;
+    Ok(true)
+}
+
+/// A query over the latest version of every name, with the filters SQL can
+/// apply; `ListFilter::matches` is still applied to every row it returns.
+struct LatestQuery {
+    sql: String,
+    params: Vec<Value>,
+}
+
+impl LatestQuery {
+    /// `terms` must each appear (lower-cased) in the searchable text.
+    fn new(filter: &ListFilter, terms: &[String]) -> Self {
+        let mut q = LatestQuery {
+            sql: format!(
+                "SELECT {ROW_COLUMNS} FROM names n JOIN versions v ON v.id = n.latest_id WHERE 1"
+            ),
+            params: Vec::new(),
+        };
+        for (column, wanted) in [
+            ("v.provider", &filter.provider),
+            ("v.category", &filter.category),
+            ("v.resource_type", &filter.resource_type),
+        ] {
+            if let Some(wanted) = wanted {
+                q.condition(&format!("{column} = ?"), wanted.clone());
+            }
+        }
+        let q_text = filter.q.as_deref().map(str::to_lowercase);
+        for needle in terms.iter().cloned().chain(q_text) {
+            q.condition("instr(v.search_text, ?) > 0", needle);
+        }
+        q
+    }
+
+    /// Adds `AND test`, whose one `?` is bound to `param`.
+    fn condition(&mut self, test: &str, param: String) {
+        self.params.push(Value::Text(param));
+        let placeholder = format!("?{}", self.params.len());
+        self.sql.push_str(" AND ");
+        self.sql.push_str(&test.replace('?', &placeholder));
+    }
+
+    /// Rows with a name after `after`, in name order, at most `limit`.
+    fn page(&self, conn: &Connection, after: &str, limit: usize) -> Result<Vec<VersionRow>> {
+        let n = self.params.len();
+        let sql = format!(
+            "{} AND n.name > ?{} ORDER BY n.name LIMIT ?{}",
+            self.sql,
+            n + 1,
+            n + 2
+        );
+        let mut params = self.params.clone();
+        params.push(Value::Text(after.to_string()));
+        params.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        self.run(conn, &sql, params)
+    }
+
+    /// Every matching row.
+    fn all(&self, conn: &Connection) -> Result<Vec<VersionRow>> {
+        self.run(conn, &self.sql, self.params.clone())
+    }
+
+    fn run(&self, conn: &Connection, sql: &str, params: Vec<Value>) -> Result<Vec<VersionRow>> {
+        let mut stmt = conn.prepare_cached(sql).ctx("listing latest versions")?;
+        stmt.query_map(params_from_iter(params), VersionRow::read)
+            .and_then(|rows| rows.collect())
+            .ctx("listing latest versions")
+    }
+}
+
+fn list_latest(
+    conn: &Connection,
+    cache: &DefinitionCache,
+    filter: &ListFilter,
+    page: &PageRequest,
+) -> Result<Page<PublishedVersion>> {
+    let query = LatestQuery::new(filter, &[]);
+    // One match beyond the page tells whether there is a next page.
+    let wanted = page.limit.saturating_add(1);
+    let batch = wanted.clamp(32, 1024);
+    let mut after = page.cursor.clone().unwrap_or_default();
+    let mut items = Vec::new();
+    'scan: loop {
+        let rows = query.page(conn, &after, batch)?;
+        let exhausted = rows.len() < batch;
+        for row in rows {
+            after.clone_from(&row.name);
+            let version = row.hydrate(conn, cache)?;
+            if filter.matches(&version) {
+                items.push(version);
+                if items.len() == wanted {
+                    break 'scan;
+                }
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    let more = items.len() > page.limit;
+    items.truncate(page.limit);
+    let next_cursor = if more {
+        items.last().map(|v| v.name().to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+fn search(
+    conn: &Connection,
+    cache: &DefinitionCache,
+    query: &str,
+    filter: &ListFilter,
+    limit: usize,
+) -> Result<Vec<SearchHit>> {
+    let terms: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+    if terms.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut hits = Vec::new();
+    for row in LatestQuery::new(filter, &terms).all(conn)? {
+        let version = row.hydrate(conn, cache)?;
+        if !filter.matches(&version) {
+            continue;
+        }
+        let score = search_score(&version.definition, query);
+        if score > 0 {
+            hits.push(SearchHit { score, version });
+        }
+    }
+    nestor_core::rank_hits(&mut hits);
+    hits.truncate(limit);
+    Ok(hits)
+}
+
+#[async_trait]
+impl CatalogReader for SqliteStore {
+    async fn get_version(&self, name: &str, version: &Version) -> Result<Option<PublishedVersion>> {
+        let (name, version) = (name.to_string(), version.to_string());
+        self.read(move |conn, cache| get_version(conn, cache, &name, &version))
+            .await
+    }
+
+    async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>> {
+        let name = name.to_string();
+        self.read(move |conn, _| Ok(history(conn, &name)?.into_iter().map(|(_, s)| s).collect()))
+            .await
+    }
+
+    async fn list_latest(
+        &self,
+        filter: &ListFilter,
+        page: &PageRequest,
+    ) -> Result<Page<PublishedVersion>> {
+        let (filter, page) = (filter.clone(), page.clone());
+        self.read(move |conn, cache| list_latest(conn, cache, &filter, &page))
+            .await
+    }
+
+    /// One lookup through the latest pointer, which every write keeps equal
+    /// to what the default method would compute from `versions`.
+    async fn latest(&self, name: &str) -> Result<Option<PublishedVersion>> {
+        let name = name.to_string();
+        self.read(move |conn, cache| {
+            let sql = format!(
+                "SELECT {ROW_COLUMNS} FROM names n JOIN versions v ON v.id = n.latest_id WHERE n.name = ?1"
+            );
+            let row = conn
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.query_row([&name], VersionRow::read).optional())
+                .ctx("reading the latest version")?;
+            row.map(|r| r.hydrate(conn, cache)).transpose()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CatalogWriter for SqliteStore {
+    async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome> {
+        self.write(move |tx, cache| insert_version(tx, cache, version))
+            .await
+    }
+
+    async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<bool> {
+        let (name, version) = (name.to_string(), version.to_string());
+        self.write(move |tx, _| set_yanked(tx, &name, &version, yanked))
+            .await
+    }
+}
+
+#[async_trait]
+impl CatalogSearch for SqliteStore {
+    async fn search(
+        &self,
+        query: &str,
+        filter: &ListFilter,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
+        let (query, filter) = (query.to_string(), filter.clone());
+        self.read(move |conn, cache| search(conn, cache, &query, &filter, limit))
+            .await
+    }
+}

@@ -1,0 +1,172 @@
+//! The event log and the sync bookkeeping.
+//!
+//! Event ids come from `INTEGER PRIMARY KEY AUTOINCREMENT`: assigned inside
+//! the writer's transaction (so strictly increasing across every process
+//! sharing the file) and never reused, because SQLite remembers the greatest
+//! id in `sqlite_sequence` even after pruning deletes the rows.
+
+use async_trait::async_trait;
+use nestor_core::{
+    Error, Event, EventLog, EventType, NewEvent, Result, SourceState, SyncReport, SyncStore,
+    Timestamp,
+};
+use rusqlite::{params, OptionalExtension};
+
+use super::{Context, SqliteStore};
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// id, type, source, subject, timestamp, data: an event row before decoding.
+type EventRow = (i64, String, String, String, i64, String);
+
+fn read_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn into_event((id, event_type, source, subject, timestamp, data): EventRow) -> Result<Event> {
+    let event_type = EventType::parse(&event_type).ok_or_else(|| Error::StorageUnavailable {
+        message: format!("unknown event type {event_type:?} in event {id}"),
+        source: None,
+    })?;
+    let data = serde_json::from_str(&data).ctx("in a stored event")?;
+    Ok(Event {
+        id: id.unsigned_abs(),
+        event_type,
+        source,
+        subject,
+        timestamp,
+        data,
+    })
+}
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    async fn append(&self, event: NewEvent) -> Result<Event> {
+        self.write(move |tx, _| {
+            let data = serde_json::to_string(&event.data).ctx("serialising event data")?;
+            tx.prepare_cached(
+                "INSERT INTO events (event_type, source, subject, timestamp, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![event.event_type.as_str(), event.source, event.subject, event.timestamp, data])
+            })
+            .ctx("appending an event")?;
+            Ok(Event::from_new(tx.last_insert_rowid().unsigned_abs(), event))
+        })
+        .await
+    }
+
+    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        self.read(move |conn, _| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT id, event_type, source, subject, timestamp, data FROM events \
+                     WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![to_i64(after), to_i64(limit as u64)], read_event)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .ctx("reading events")?;
+            rows.into_iter().map(into_event).collect()
+        })
+        .await
+    }
+
+    async fn last_sequence(&self) -> Result<u64> {
+        self.read(|conn, _| {
+            // sqlite_sequence keeps the greatest id ever handed out, pruned or not.
+            let seq: Option<i64> = conn
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .ctx("reading the last event id")?;
+            Ok(seq.unwrap_or(0).unsigned_abs())
+        })
+        .await
+    }
+
+    async fn prune_before(&self, before: Timestamp) -> Result<u64> {
+        self.write(move |tx, _| {
+            let deleted = tx
+                .execute("DELETE FROM events WHERE timestamp < ?1", [before])
+                .ctx("pruning events")?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SyncStore for SqliteStore {
+    async fn source_state(&self, source: &str) -> Result<Option<SourceState>> {
+        let source = source.to_string();
+        self.read(move |conn, _| {
+            let json: Option<String> = conn
+                .prepare_cached("SELECT state FROM source_states WHERE source = ?1")
+                .and_then(|mut s| s.query_row([&source], |r| r.get(0)).optional())
+                .ctx("reading a source state")?;
+            json.map(|j| serde_json::from_str(&j).ctx("in a stored source state"))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn save_source_state(&self, state: &SourceState) -> Result<()> {
+        let json = serde_json::to_string(state).ctx("serialising a source state")?;
+        let source = state.source.clone();
+        self.write(move |tx, _| {
+            tx.execute(
+                "INSERT INTO source_states (source, state) VALUES (?1, ?2) \
+                 ON CONFLICT (source) DO UPDATE SET state = excluded.state",
+                [&source, &json],
+            )
+            .ctx("saving a source state")?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_sync(&self, report: &SyncReport) -> Result<()> {
+        let json = serde_json::to_string(report).ctx("serialising a sync report")?;
+        let source = report.source.clone();
+        self.write(move |tx, _| {
+            tx.execute(
+                "INSERT INTO sync_reports (source, report) VALUES (?1, ?2) \
+                 ON CONFLICT (source) DO UPDATE SET report = excluded.report",
+                [&source, &json],
+            )
+            .ctx("recording a sync report")?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn last_syncs(&self) -> Result<Vec<SyncReport>> {
+        self.read(|conn, _| {
+            let rows = conn
+                .prepare_cached("SELECT report FROM sync_reports ORDER BY source")
+                .and_then(|mut s| {
+                    s.query_map([], |r| r.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .ctx("reading sync reports")?;
+            rows.iter()
+                .map(|j| serde_json::from_str(j).ctx("in a stored sync report"))
+                .collect()
+        })
+        .await
+    }
+}

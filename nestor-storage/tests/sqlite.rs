@@ -1,0 +1,394 @@
+//! The SQLite store runs the whole conformance suite on a real file, then
+//! what only a file can get wrong: persistence, migrations, WAL, and two
+//! handles on one file behaving like two processes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use nestor_core::testing::{definition, Fixture};
+use nestor_core::{
+    CatalogReader, CatalogWriter, ErrorCode, EventLog, EventType, ListFilter, NewEvent,
+    PageRequest, PublishOutcome, PublishedVersion, SourceState, SyncStore,
+};
+use nestor_storage::SqliteStore;
+use semver::Version;
+use tempfile::TempDir;
+
+async fn fresh() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    // A parent that does not exist yet: `open` creates it.
+    let store = SqliteStore::open(dir.path().join("data").join("nestor.db")).unwrap();
+    Fixture::with_guard(Arc::new(store), dir)
+}
+
+nestor_core::store_conformance_tests!(fresh());
+
+/// The in-memory variant (one connection) passes the suite too.
+mod in_memory {
+    use super::*;
+
+    nestor_core::store_conformance_tests!(async {
+        Fixture::new(Arc::new(SqliteStore::open_in_memory().unwrap()))
+    });
+}
+
+fn db_file() -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nestor.db");
+    (dir, path)
+}
+
+fn v(s: &str) -> Version {
+    s.parse().unwrap()
+}
+
+fn published(name: &str, version: &str) -> PublishedVersion {
+    PublishedVersion::new(definition(name, version), 1_700_000_000, None)
+}
+
+fn event(subject: &str, timestamp: i64) -> NewEvent {
+    NewEvent {
+        event_type: EventType::ResourceCreated,
+        source: "test".into(),
+        subject: subject.into(),
+        timestamp,
+        data: serde_json::json!({"subject": subject}),
+    }
+}
+
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+#[tokio::test]
+async fn data_persists_across_reopen() {
+    let (_dir, path) = db_file();
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .insert_version(published("db", "1.0.0"))
+            .await
+            .unwrap();
+        store
+            .insert_version(published("db", "1.1.0"))
+            .await
+            .unwrap();
+        store.set_yanked("db", &v("1.1.0"), true).await.unwrap();
+        store.append(event("db:1.0.0", 1)).await.unwrap();
+        let state = SourceState {
+            source: "platform".into(),
+            head: Some("abc".into()),
+            ..Default::default()
+        };
+        store.save_source_state(&state).await.unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let got = store
+        .get_version("db", &v("1.0.0"))
+        .await
+        .unwrap()
+        .expect("persisted");
+    assert_eq!(got, published("db", "1.0.0"));
+    assert!(
+        store
+            .get_version("db", &v("1.1.0"))
+            .await
+            .unwrap()
+            .unwrap()
+            .yanked,
+        "the yank persisted"
+    );
+    assert_eq!(
+        store.latest("db").await.unwrap().unwrap().version(),
+        &v("1.0.0")
+    );
+    assert_eq!(
+        store.read_after(0, 10).await.unwrap()[0].subject,
+        "db:1.0.0"
+    );
+    assert_eq!(
+        store
+            .source_state("platform")
+            .await
+            .unwrap()
+            .unwrap()
+            .head
+            .as_deref(),
+        Some("abc")
+    );
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let (_dir, path) = db_file();
+    let first = SqliteStore::open(&path).unwrap();
+    assert_eq!(first.migrate().unwrap(), SqliteStore::SCHEMA_VERSION);
+    first
+        .insert_version(published("db", "1.0.0"))
+        .await
+        .unwrap();
+    let second = SqliteStore::open(&path).unwrap();
+    assert_eq!(second.migrate().unwrap(), SqliteStore::SCHEMA_VERSION);
+    assert_eq!(
+        second.migrate().unwrap(),
+        SqliteStore::SCHEMA_VERSION,
+        "migrating twice changes nothing"
+    );
+    assert!(
+        second
+            .get_version("db", &v("1.0.0"))
+            .await
+            .unwrap()
+            .is_some(),
+        "data survives re-migration"
+    );
+    let version: u32 = raw(&path)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SqliteStore::SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_by_name() {
+    let (_dir, path) = db_file();
+    drop(SqliteStore::open(&path).unwrap());
+    raw(&path).pragma_update(None, "user_version", 99).unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::StorageUnavailable);
+    assert!(
+        err.to_string().contains("99"),
+        "the error names the schema version: {err}"
+    );
+}
+
+#[tokio::test]
+async fn wal_mode_is_on() {
+    let (_dir, path) = db_file();
+    let _store = SqliteStore::open(&path).unwrap();
+    let mode: String = raw(&path)
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_handles_on_one_file_see_each_others_writes() {
+    let (_dir, path) = db_file();
+    let cli = SqliteStore::open(&path).unwrap();
+    let server = SqliteStore::open(&path).unwrap();
+
+    cli.insert_version(published("db", "1.0.0")).await.unwrap();
+    let seen = server
+        .get_version("db", &v("1.0.0"))
+        .await
+        .unwrap()
+        .expect("a publish through one is visible");
+    assert!(!seen.yanked);
+    assert_eq!(
+        server.latest("db").await.unwrap().unwrap().version(),
+        &v("1.0.0")
+    );
+
+    // The server has 1.0.0 cached now; a yank elsewhere must still show.
+    cli.insert_version(published("db", "1.1.0")).await.unwrap();
+    assert_eq!(
+        server.latest("db").await.unwrap().unwrap().version(),
+        &v("1.1.0")
+    );
+    cli.set_yanked("db", &v("1.1.0"), true).await.unwrap();
+    cli.set_yanked("db", &v("1.0.0"), true).await.unwrap();
+    assert!(
+        server
+            .get_version("db", &v("1.0.0"))
+            .await
+            .unwrap()
+            .unwrap()
+            .yanked,
+        "the cache does not hide a yank"
+    );
+    assert!(server.latest("db").await.unwrap().is_none());
+    let listed = server
+        .list_latest(&ListFilter::default(), &PageRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        listed.items.is_empty(),
+        "a name with every version yanked is not listed"
+    );
+
+    // Immutability holds across handles.
+    let mut other = definition("db", "1.0.0");
+    other.metadata.description = "other content".into();
+    let err = server
+        .insert_version(PublishedVersion::new(other, 0, None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::VersionImmutable);
+
+    // Event ids interleave without repeating.
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let store = if i % 2 == 0 { &cli } else { &server };
+        ids.push(store.append(event("x", i)).await.unwrap().id);
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing across handles: {ids:?}"
+    );
+    assert_eq!(server.last_sequence().await.unwrap(), ids[9]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_publishers_on_two_handles_one_wins() {
+    let (_dir, path) = db_file();
+    let handles = [
+        Arc::new(SqliteStore::open(&path).unwrap()),
+        Arc::new(SqliteStore::open(&path).unwrap()),
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = handles[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut def = definition("raced", "1.0.0");
+            def.metadata.description = format!("writer {i}");
+            store
+                .insert_version(PublishedVersion::new(def, 0, None))
+                .await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(PublishOutcome::Created) => created += 1,
+            Err(e) => assert_eq!(e.code(), ErrorCode::VersionImmutable, "{e}"),
+            Ok(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+#[tokio::test]
+async fn history_uses_semver_precedence_for_pre_releases() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    for version in [
+        "2.0.0-rc.9",
+        "2.0.0",
+        "2.0.0-beta",
+        "2.0.0-rc.10",
+        "10.0.0-alpha",
+        "2.0.0-rc.9.1",
+    ] {
+        store
+            .insert_version(published("db", version))
+            .await
+            .unwrap();
+    }
+    let order: Vec<String> = store
+        .versions("db")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.version.to_string())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "10.0.0-alpha",
+            "2.0.0",
+            "2.0.0-rc.10",
+            "2.0.0-rc.9.1",
+            "2.0.0-rc.9",
+            "2.0.0-beta"
+        ]
+    );
+    assert_eq!(
+        store.latest("db").await.unwrap().unwrap().version(),
+        &v("2.0.0"),
+        "a release beats a newer pre-release"
+    );
+}
+
+#[tokio::test]
+async fn event_ids_keep_increasing_across_reopen_and_prune() {
+    let (_dir, path) = db_file();
+    let last = {
+        let store = SqliteStore::open(&path).unwrap();
+        for i in 0..3 {
+            store.append(event("a", i)).await.unwrap();
+        }
+        assert_eq!(
+            store.prune_before(i64::MAX).await.unwrap(),
+            3,
+            "prune everything"
+        );
+        assert_eq!(
+            store.last_sequence().await.unwrap(),
+            3,
+            "the last sequence survives pruning"
+        );
+        store.last_sequence().await.unwrap()
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.last_sequence().await.unwrap(), last, "and reopening");
+    let next = store.append(event("b", 10)).await.unwrap();
+    assert!(next.id > last, "no id is reused: {} after {last}", next.id);
+    assert_eq!(store.read_after(0, 10).await.unwrap().len(), 1);
+}
+
+/// An ad-hoc timing of point reads with 10k definitions; run with
+/// `cargo test -p nestor-storage --release sqlite::timing -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing, not a check; run by hand"]
+async fn timing_point_reads_with_10k_definitions() {
+    let (_dir, path) = db_file();
+    let store = SqliteStore::open(&path).unwrap();
+    let started = Instant::now();
+    for i in 0..10_000 {
+        store
+            .insert_version(published(&format!("res-{i:05}"), "1.0.0"))
+            .await
+            .unwrap();
+    }
+    println!("inserted 10k definitions in {:?}", started.elapsed());
+
+    let names: Vec<String> = (0..10_000)
+        .map(|i| format!("res-{:05}", (i * 7919) % 10_000))
+        .collect();
+    let one = v("1.0.0");
+    // Inserting cached every definition.
+    let started = Instant::now();
+    for name in &names {
+        store.get_version(name, &one).await.unwrap().unwrap();
+    }
+    println!(
+        "get_version (cached definition): {:?} per read",
+        started.elapsed() / names.len() as u32
+    );
+    let started = Instant::now();
+    for name in &names {
+        store.latest(name).await.unwrap().unwrap();
+    }
+    println!(
+        "latest (cached definition): {:?} per read",
+        started.elapsed() / names.len() as u32
+    );
+    let started = Instant::now();
+    let page = store
+        .list_latest(&ListFilter::default(), &PageRequest::first(50))
+        .await
+        .unwrap();
+    println!("list_latest first page of 50: {:?}", started.elapsed());
+    assert_eq!(page.items.len(), 50);
+
+    // A fresh handle: every definition is parsed from SQL.
+    let cold = SqliteStore::open(&path).unwrap();
+    let started = Instant::now();
+    for name in names.iter().take(2_000) {
+        cold.get_version(name, &one).await.unwrap().unwrap();
+    }
+    println!(
+        "get_version (uncached, parse JSON): {:?} per read",
+        started.elapsed() / 2_000
+    );
+}
