@@ -21,26 +21,42 @@ const BUNDLED: &[(&str, &str)] = &[
 ];
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let plugins = manifest_dir.parent().expect("the crate lives in the workspace").join("plugins");
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let plugins = manifest_dir
+        .parent()
+        .expect("the crate lives in the workspace")
+        .join("plugins");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     watch_sources(&plugins);
 
     let target_dir = guest_target_dir(&out_dir);
-    cargo(&plugins, &target_dir, &["--target", "wasm32-wasip2", "--workspace"]);
-    cargo(&plugins, &target_dir, &["-p", "nestor-engine-terraform", "--lib"]);
+    cargo(
+        &plugins,
+        &target_dir,
+        &["--target", "wasm32-wasip2", "--workspace"],
+    );
+    cargo(
+        &plugins,
+        &target_dir,
+        &["-p", "nestor-engine-terraform", "--lib"],
+    );
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
     for (krate, file) in BUNDLED {
         let built = wasm_dir.join(format!("{krate}.wasm"));
-        std::fs::copy(&built, out_dir.join(file)).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+        std::fs::copy(&built, out_dir.join(file))
+            .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
     }
     let native = target_dir.join("release").join(format!(
         "{}nestor_engine_terraform{}",
         env::consts::DLL_PREFIX,
         env::consts::DLL_SUFFIX
     ));
-    println!("cargo:rustc-env=NESTOR_TEST_GUESTS_DIR={}", wasm_dir.display());
+    println!(
+        "cargo:rustc-env=NESTOR_TEST_GUESTS_DIR={}",
+        wasm_dir.display()
+    );
     println!("cargo:rustc-env=NESTOR_NATIVE_EXAMPLE={}", native.display());
 }
 
@@ -77,8 +93,13 @@ fn cargo(plugins: &Path, target_dir: &Path, args: &[&str]) {
     ] {
         command.env_remove(var);
     }
-    let status = command.status().unwrap_or_else(|e| panic!("running cargo for the plugins: {e}"));
-    assert!(status.success(), "building the plugins workspace failed ({status}); see the output above");
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo for the plugins: {e}"));
+    assert!(
+        status.success(),
+        "building the plugins workspace failed ({status}); see the output above"
+    );
 }
 
 /// Reruns this script when anything the guests are built from changes
@@ -94,7 +115,9 @@ fn watch_sources(plugins: &Path) {
         if !dir.join("target").exists() {
             println!("cargo:rerun-if-changed={}", dir.display());
         }
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name();
@@ -103,7 +126,10 @@ fn watch_sources(plugins: &Path) {
             }
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs" || e == "toml" || e == "wit") {
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "rs" || e == "toml" || e == "wit")
+            {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
         }

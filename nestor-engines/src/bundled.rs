@@ -12,10 +12,22 @@ pub struct BundledPlugin {
 
 /// Terraform, Crossplane, Helm and Pulumi.
 pub const BUNDLED: &[BundledPlugin] = &[
-    BundledPlugin { name: "terraform", wasm: include_bytes!(concat!(env!("OUT_DIR"), "/terraform.wasm")) },
-    BundledPlugin { name: "crossplane", wasm: include_bytes!(concat!(env!("OUT_DIR"), "/crossplane.wasm")) },
-    BundledPlugin { name: "helm", wasm: include_bytes!(concat!(env!("OUT_DIR"), "/helm.wasm")) },
-    BundledPlugin { name: "pulumi", wasm: include_bytes!(concat!(env!("OUT_DIR"), "/pulumi.wasm")) },
+    BundledPlugin {
+        name: "terraform",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/terraform.wasm")),
+    },
+    BundledPlugin {
+        name: "crossplane",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/crossplane.wasm")),
+    },
+    BundledPlugin {
+        name: "helm",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/helm.wasm")),
+    },
+    BundledPlugin {
+        name: "pulumi",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/pulumi.wasm")),
+    },
 ];
 
 /// Where the build put artifacts the tests and the benchmark load: the

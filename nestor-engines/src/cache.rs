@@ -43,11 +43,17 @@ impl DiskCache {
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Some(DiskCache { dir: dir.to_path_buf(), settings: format!("{:016x}", hasher.finish()) })
+        Some(DiskCache {
+            dir: dir.to_path_buf(),
+            settings: format!("{:016x}", hasher.finish()),
+        })
     }
 
     fn entry(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!("{sha256}-wasmtime{WASMTIME_MAJOR}-{}.cwasm", self.settings))
+        self.dir.join(format!(
+            "{sha256}-wasmtime{WASMTIME_MAJOR}-{}.cwasm",
+            self.settings
+        ))
     }
 
     /// The cached component for this wasm, when there is a usable one.
@@ -72,14 +78,19 @@ impl DiskCache {
 
     /// Stores a freshly compiled component; failures only cost a recompile later.
     pub(crate) fn store(&self, sha256: &str, component: &Component) {
-        let result = component.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
-            let path = self.entry(sha256);
-            let temp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, &path)).map_err(|e| {
-                let _ = std::fs::remove_file(&temp);
-                e.to_string()
-            })
-        });
+        let result = component
+            .serialize()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                let path = self.entry(sha256);
+                let temp = path.with_extension(format!("tmp{}", std::process::id()));
+                std::fs::write(&temp, bytes)
+                    .and_then(|()| std::fs::rename(&temp, &path))
+                    .map_err(|e| {
+                        let _ = std::fs::remove_file(&temp);
+                        e.to_string()
+                    })
+            });
         if let Err(e) = result {
             tracing::warn!(dir = %self.dir.display(), error = %e, "could not write an engine cache entry");
         }

@@ -69,10 +69,19 @@ impl WasmHost {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| Error::internal(format!("cannot link WASI: {e}")))?;
-        let disk = config.cache_dir.as_deref().and_then(|dir| DiskCache::open(dir, &engine));
+        let disk = config
+            .cache_dir
+            .as_deref()
+            .and_then(|dir| DiskCache::open(dir, &engine));
         start_ticker(&engine);
         Ok(WasmHost {
-            inner: Arc::new(HostInner { engine, linker, config, disk, compiled: Mutex::new(HashMap::new()) }),
+            inner: Arc::new(HostInner {
+                engine,
+                linker,
+                config,
+                disk,
+                compiled: Mutex::new(HashMap::new()),
+            }),
         })
     }
 
@@ -91,20 +100,34 @@ impl WasmHost {
     pub fn compile(&self, bytes: &[u8]) -> Result<(Component, CompileSource), String> {
         let sha256 = sha256_hex(bytes);
         let inner = &self.inner;
-        if let Some(component) = inner.compiled.lock().expect("compiled cache lock").get(&sha256) {
+        if let Some(component) = inner
+            .compiled
+            .lock()
+            .expect("compiled cache lock")
+            .get(&sha256)
+        {
             return Ok((component.clone(), CompileSource::Memory));
         }
-        let (component, source) = match inner.disk.as_ref().and_then(|d| d.load(&inner.engine, &sha256)) {
+        let (component, source) = match inner
+            .disk
+            .as_ref()
+            .and_then(|d| d.load(&inner.engine, &sha256))
+        {
             Some(component) => (component, CompileSource::DiskCache),
             None => {
-                let component = Component::new(&inner.engine, bytes).map_err(|e| format!("is not a valid component: {e:#}"))?;
+                let component = Component::new(&inner.engine, bytes)
+                    .map_err(|e| format!("is not a valid component: {e:#}"))?;
                 if let Some(disk) = &inner.disk {
                     disk.store(&sha256, &component);
                 }
                 (component, CompileSource::Compiled)
             }
         };
-        inner.compiled.lock().expect("compiled cache lock").insert(sha256, component.clone());
+        inner
+            .compiled
+            .lock()
+            .expect("compiled cache lock")
+            .insert(sha256, component.clone());
         Ok((component, source))
     }
 
@@ -112,7 +135,10 @@ impl WasmHost {
     /// ABI version, pre-instantiate, and ask its `info()`. `label` names the
     /// plugin in errors (a file name, `bundled:terraform`).
     pub fn load(&self, bytes: &[u8], label: &str) -> Result<WasmEngine> {
-        let fail = |message: String| Error::EngineFailed { engine: label.to_string(), message: format!("plugin {label} {message}") };
+        let fail = |message: String| Error::EngineFailed {
+            engine: label.to_string(),
+            message: format!("plugin {label} {message}"),
+        };
         let sha256 = sha256_hex(bytes);
         let (component, _) = self.compile(bytes).map_err(fail)?;
         let abi_version = abi_version(&self.inner.engine, &component).map_err(fail)?;
@@ -135,7 +161,11 @@ impl WasmHost {
             label: label.to_string(),
             sha256,
             abi_version,
-            info: EngineInfo { name: String::new(), version: String::new(), description: String::new() },
+            info: EngineInfo {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+            },
         };
         engine.info = block_on_fresh_runtime(engine.call_info()).map_err(|e| match e {
             Error::EngineFailed { message, .. } => fail(format!("failed in info(): {message}")),
@@ -180,13 +210,15 @@ fn budget_ticks(timeout: Duration) -> u64 {
 /// Advances the engine's epoch every [`TICK`] until the engine is dropped.
 fn start_ticker(engine: &wasmtime::Engine) {
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new().name("nestor-engine-epoch".into()).spawn(move || loop {
-        std::thread::sleep(TICK);
-        match weak.upgrade() {
-            Some(engine) => engine.increment_epoch(),
-            None => break,
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("nestor-engine-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => break,
+            }
+        });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the engine epoch thread: CPU budgets will not be enforced");
     }
@@ -213,7 +245,10 @@ where
 }
 
 /// The version in the component's `nestor:engine/engine-api@X` export.
-pub(crate) fn abi_version(engine: &wasmtime::Engine, component: &Component) -> Result<String, String> {
+pub(crate) fn abi_version(
+    engine: &wasmtime::Engine,
+    component: &Component,
+) -> Result<String, String> {
     component
         .component_type()
         .exports(engine)
@@ -221,7 +256,12 @@ pub(crate) fn abi_version(engine: &wasmtime::Engine, component: &Component) -> R
             let (interface, version) = name.split_once('@')?;
             (interface == abi::ENGINE_INTERFACE).then(|| version.to_string())
         })
-        .ok_or_else(|| format!("does not export {}@<version>: not a Nestor engine plugin", abi::ENGINE_INTERFACE))
+        .ok_or_else(|| {
+            format!(
+                "does not export {}@<version>: not a Nestor engine plugin",
+                abi::ENGINE_INTERFACE
+            )
+        })
 }
 
 /// Hex SHA-256 of `bytes`: the identity of a plugin file.
@@ -248,7 +288,10 @@ pub struct WasmEngine {
 
 impl std::fmt::Debug for WasmEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WasmEngine").field("label", &self.label).field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("WasmEngine")
+            .field("label", &self.label)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -269,20 +312,37 @@ impl WasmEngine {
     }
 
     fn failed(&self, message: impl std::fmt::Display) -> Error {
-        let engine = if self.info.name.is_empty() { self.label.clone() } else { self.info.name.clone() };
-        Error::EngineFailed { engine, message: format!("plugin {} {message}", self.label) }
+        let engine = if self.info.name.is_empty() {
+            self.label.clone()
+        } else {
+            self.info.name.clone()
+        };
+        Error::EngineFailed {
+            engine,
+            message: format!("plugin {} {message}", self.label),
+        }
     }
 
     async fn call_info(&self) -> Result<EngineInfo> {
         let mut store = self.host.new_store();
         let call = async {
             let plugin = self.pre.instantiate_async(&mut store).await?;
-            plugin.nestor_engine_engine_api().call_info(&mut store).await
+            plugin
+                .nestor_engine_engine_api()
+                .call_info(&mut store)
+                .await
         };
         match tokio::time::timeout(self.host.wall_limit(), call).await {
-            Err(_) => Err(self.failed(format!("did not answer within {} ms", self.host.wall_limit().as_millis()))),
+            Err(_) => Err(self.failed(format!(
+                "did not answer within {} ms",
+                self.host.wall_limit().as_millis()
+            ))),
             Ok(Err(e)) => Err(self.failed(describe_failure(&e, store.data(), self.host.config()))),
-            Ok(Ok(info)) => Ok(EngineInfo { name: info.name, version: info.version, description: info.description }),
+            Ok(Ok(info)) => Ok(EngineInfo {
+                name: info.name,
+                version: info.version,
+                description: info.description,
+            }),
         }
     }
 
@@ -293,7 +353,10 @@ impl WasmEngine {
         let mut store = self.host.new_store();
         let call = async {
             let plugin = self.pre.instantiate_async(&mut store).await?;
-            plugin.nestor_engine_engine_api().call_render(&mut store, &wit_request).await
+            plugin
+                .nestor_engine_engine_api()
+                .call_render(&mut store, &wit_request)
+                .await
         };
         let result = tokio::time::timeout(self.host.wall_limit(), call).await;
         let output = match result {
@@ -303,7 +366,9 @@ impl WasmEngine {
                     self.host.wall_limit().as_millis()
                 )))
             }
-            Ok(Err(e)) => return Err(self.failed(describe_failure(&e, store.data(), self.host.config()))),
+            Ok(Err(e)) => {
+                return Err(self.failed(describe_failure(&e, store.data(), self.host.config())))
+            }
             Ok(Ok(Err(engine_error))) => {
                 let (kind, message) = match engine_error {
                     wit::EngineError::InvalidConfig(m) => ("invalid engine config", m),
@@ -318,9 +383,17 @@ impl WasmEngine {
         let artifacts = output
             .artifacts
             .into_iter()
-            .map(|a| Artifact { path: a.path, content: a.content, media_type: a.media_type })
+            .map(|a| Artifact {
+                path: a.path,
+                content: a.content,
+                media_type: a.media_type,
+            })
             .collect();
-        let outputs = output.outputs.into_iter().map(|o| (o.name, o.value)).collect();
+        let outputs = output
+            .outputs
+            .into_iter()
+            .map(|o| (o.name, o.value))
+            .collect();
         let rendered = crate::output::validate(artifacts, outputs, self.host.config().output_limit)
             .map_err(|e| self.failed(e))?;
         tracing::debug!(engine = %self.info.name, elapsed_us = started.elapsed().as_micros() as u64, "rendered");
@@ -335,7 +408,12 @@ fn to_wit_request(request: &RenderRequest) -> Result<wit::RenderRequest, String>
         inputs: request
             .inputs
             .iter()
-            .map(|(name, value)| Ok(wit::NamedValue { name: name.clone(), value: json(value)? }))
+            .map(|(name, value)| {
+                Ok(wit::NamedValue {
+                    name: name.clone(),
+                    value: json(value)?,
+                })
+            })
             .collect::<Result<_, String>>()?,
         engine_config: json(&request.engine_config)?,
         context: wit::RenderContext {

@@ -36,14 +36,21 @@ pub struct ComponentInspection {
 
 /// Inspects the component at `path` with a default host.
 pub fn inspect_component(path: &Path) -> Result<ComponentInspection> {
-    let bytes = std::fs::read(path).map_err(|e| Error::bad_request(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::bad_request(format!("cannot read {}: {e}", path.display())))?;
     let host = WasmHost::new(HostConfig::default())?;
     inspect_component_bytes(&host, &bytes, &path.display().to_string())
 }
 
 /// Inspects a component held in memory.
-pub fn inspect_component_bytes(host: &WasmHost, bytes: &[u8], label: &str) -> Result<ComponentInspection> {
-    let (component, _) = host.compile(bytes).map_err(|e| Error::bad_request(format!("{label} {e}")))?;
+pub fn inspect_component_bytes(
+    host: &WasmHost,
+    bytes: &[u8],
+    label: &str,
+) -> Result<ComponentInspection> {
+    let (component, _) = host
+        .compile(bytes)
+        .map_err(|e| Error::bad_request(format!("{label} {e}")))?;
     let engine = host.wasmtime_engine();
     let ty = component.component_type();
     let mut exports = Vec::new();
@@ -53,7 +60,10 @@ pub fn inspect_component_bytes(host: &WasmHost, bytes: &[u8], label: &str) -> Re
             exports.extend(instance.exports(engine).map(|(f, _)| format!("{name}#{f}")));
         }
     }
-    let imports = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+    let imports = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
     let mut inspection = ComponentInspection {
         abi_version: abi_version(engine, &component).ok(),
         name: None,

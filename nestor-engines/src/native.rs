@@ -63,32 +63,45 @@ impl NativeEngine {
     /// Loads the library at `path`, copying it first into `stage_dir`
     /// (content-addressed), and checks its ABI version.
     pub fn load(path: &Path, stage_dir: &Path, output_limit: usize) -> Result<NativeEngine> {
-        let label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let fail = |message: String| Error::EngineFailed { engine: label.clone(), message: format!("native plugin {label} {message}") };
+        let label = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let fail = |message: String| Error::EngineFailed {
+            engine: label.clone(),
+            message: format!("native plugin {label} {message}"),
+        };
         let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot be read: {e}")))?;
         let sha256 = sha256_hex(&bytes);
-        let staged = stage(&bytes, &sha256, path, stage_dir).map_err(|e| fail(format!("cannot be staged: {e}")))?;
+        let staged = stage(&bytes, &sha256, path, stage_dir)
+            .map_err(|e| fail(format!("cannot be staged: {e}")))?;
 
         // SAFETY: loading runs the library's initialisers; native engines
         // are trusted like the host's own code (module docs). The library
         // is leaked so every symbol below stays valid for the process.
         let library: &'static libloading::Library = unsafe {
-            let library = libloading::Library::new(&staged).map_err(|e| fail(format!("cannot be loaded: {e}")))?;
+            let library = libloading::Library::new(&staged)
+                .map_err(|e| fail(format!("cannot be loaded: {e}")))?;
             Box::leak(Box::new(library))
         };
         // SAFETY: the symbol types are the SDK's C ABI, checked by version
         // before any other call.
         let (version, info_fn, render_fn, free_fn) = unsafe {
             let symbol = |name: &[u8]| -> Result<*const (), Error> {
-                library
-                    .get::<*const ()>(name)
-                    .map(|s| *s)
-                    .map_err(|e| fail(format!("does not export {}: {e}", String::from_utf8_lossy(&name[..name.len() - 1]))))
+                library.get::<*const ()>(name).map(|s| *s).map_err(|e| {
+                    fail(format!(
+                        "does not export {}: {e}",
+                        String::from_utf8_lossy(&name[..name.len() - 1])
+                    ))
+                })
             };
-            let version: AbiVersionFn = std::mem::transmute(symbol(b"nestor_engine_native_abi_version\0")?);
+            let version: AbiVersionFn =
+                std::mem::transmute(symbol(b"nestor_engine_native_abi_version\0")?);
             let version = version();
             if version != NATIVE_ABI_VERSION {
-                return Err(fail(format!("speaks native ABI {version}; this host speaks {NATIVE_ABI_VERSION}")));
+                return Err(fail(format!(
+                    "speaks native ABI {version}; this host speaks {NATIVE_ABI_VERSION}"
+                )));
             }
             let info: InfoFn = std::mem::transmute(symbol(b"nestor_engine_info\0")?);
             let render: RenderFn = std::mem::transmute(symbol(b"nestor_engine_render\0")?);
@@ -101,12 +114,18 @@ impl NativeEngine {
             free_fn,
             label: label.clone(),
             sha256,
-            info: EngineInfo { name: String::new(), version: String::new(), description: String::new() },
+            info: EngineInfo {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+            },
             output_limit,
         };
         // SAFETY: `info_fn` returns a string of this library, freed by `take_string`.
-        let info_text = unsafe { engine.take_string(info_fn()) }.ok_or_else(|| fail("returned no info".into()))?;
-        engine.info = serde_json::from_str(&info_text).map_err(|e| fail(format!("returned invalid info: {e}")))?;
+        let info_text = unsafe { engine.take_string(info_fn()) }
+            .ok_or_else(|| fail("returned no info".into()))?;
+        engine.info = serde_json::from_str(&info_text)
+            .map_err(|e| fail(format!("returned invalid info: {e}")))?;
         Ok(engine)
     }
 
@@ -123,32 +142,50 @@ impl NativeEngine {
         if ptr.is_null() {
             return None;
         }
-        let text = unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned();
+        let text = unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned();
         unsafe { (self.free_fn)(ptr) };
         Some(text)
     }
 
     fn failed(&self, message: impl std::fmt::Display) -> Error {
-        Error::EngineFailed { engine: self.info.name.clone(), message: format!("native plugin {} {message}", self.label) }
+        Error::EngineFailed {
+            engine: self.info.name.clone(),
+            message: format!("native plugin {} {message}", self.label),
+        }
     }
 
     /// Renders synchronously on the calling thread.
     pub fn render_blocking(&self, request: &RenderRequest) -> Result<RenderOutput> {
-        let body = serde_json::to_vec(request).map_err(|e| self.failed(format!("could not be sent the request: {e}")))?;
+        let body = serde_json::to_vec(request)
+            .map_err(|e| self.failed(format!("could not be sent the request: {e}")))?;
         // SAFETY: `body` outlives the call; the answer is freed by `take_string`.
         let answer = unsafe { self.take_string((self.render_fn)(body.as_ptr(), body.len())) }
             .ok_or_else(|| self.failed("returned nothing"))?;
         if answer.len() > self.output_limit {
-            return Err(self.failed(format!("returned {} bytes, over the output cap of {}", answer.len(), self.output_limit)));
+            return Err(self.failed(format!(
+                "returned {} bytes, over the output cap of {}",
+                answer.len(),
+                self.output_limit
+            )));
         }
         match serde_json::from_str::<Answer>(&answer) {
             Ok(Answer { ok: Some(ok), .. }) => {
-                let outputs = ok.outputs.into_iter().map(|(k, v)| (k, v.to_string())).collect();
-                crate::output::validate(ok.artifacts, outputs, self.output_limit).map_err(|e| self.failed(e))
+                let outputs = ok
+                    .outputs
+                    .into_iter()
+                    .map(|(k, v)| (k, v.to_string()))
+                    .collect();
+                crate::output::validate(ok.artifacts, outputs, self.output_limit)
+                    .map_err(|e| self.failed(e))
             }
-            Ok(Answer { error: Some(error), .. }) => {
-                Err(self.failed(format!("rejected the request: {}: {}", error.kind, error.message)))
-            }
+            Ok(Answer {
+                error: Some(error), ..
+            }) => Err(self.failed(format!(
+                "rejected the request: {}: {}",
+                error.kind, error.message
+            ))),
             Ok(_) => Err(self.failed("returned neither `ok` nor `error`")),
             Err(e) => Err(self.failed(format!("returned an invalid answer: {e}"))),
         }
@@ -176,9 +213,17 @@ struct AnswerError {
 }
 
 /// `stage_dir/{sha256}.{ext}`, written once.
-fn stage(bytes: &[u8], sha256: &str, original: &Path, stage_dir: &Path) -> std::io::Result<PathBuf> {
+fn stage(
+    bytes: &[u8],
+    sha256: &str,
+    original: &Path,
+    stage_dir: &Path,
+) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(stage_dir)?;
-    let ext = original.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_else(|| "so".into());
+    let ext = original
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "so".into());
     let staged = stage_dir.join(format!("{sha256}.{ext}"));
     if !staged.is_file() {
         let temp = staged.with_extension(format!("tmp{}", std::process::id()));

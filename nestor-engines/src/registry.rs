@@ -108,7 +108,11 @@ struct FileSlot {
 impl EngineRegistry {
     /// An empty registry whose WASM plugins run under `config`.
     pub fn new(config: HostConfig) -> Result<EngineRegistry> {
-        let native_stage = config.cache_dir.clone().unwrap_or_else(std::env::temp_dir).join("native");
+        let native_stage = config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("native");
         Ok(EngineRegistry {
             inner: Arc::new(RegistryInner {
                 host: WasmHost::new(config)?,
@@ -128,7 +132,10 @@ impl EngineRegistry {
 
     /// `config`'s limits, the bundled engines, and every plugin in
     /// `plugins_dir` (a missing directory is watched until it appears).
-    pub fn with_plugins_dir(config: HostConfig, plugins_dir: Option<&Path>) -> Result<EngineRegistry> {
+    pub fn with_plugins_dir(
+        config: HostConfig,
+        plugins_dir: Option<&Path>,
+    ) -> Result<EngineRegistry> {
         let registry = EngineRegistry::new(config)?;
         registry.load_bundled()?;
         if let Some(dir) = plugins_dir {
@@ -146,7 +153,10 @@ impl EngineRegistry {
     /// build defect, so this fails rather than reporting it unhealthy.
     pub fn load_bundled(&self) -> Result<()> {
         for plugin in BUNDLED {
-            let engine = self.inner.host.load(plugin.wasm, &format!("bundled:{}", plugin.name))?;
+            let engine = self
+                .inner
+                .host
+                .load(plugin.wasm, &format!("bundled:{}", plugin.name))?;
             let sha256 = engine.sha256().to_string();
             self.insert(Arc::new(engine), "bundled", &sha256);
         }
@@ -167,17 +177,31 @@ impl EngineRegistry {
             error: None,
         };
         let mut state = self.inner.state.write().expect("registry lock");
-        state.builtin.insert(info.name, Slot { engine: Some(engine), status });
+        state.builtin.insert(
+            info.name,
+            Slot {
+                engine: Some(engine),
+                status,
+            },
+        );
     }
 
     /// Loads a native engine library and registers it.
     pub fn load_native(&self, path: &Path) -> Result<EngineStatus> {
-        let engine = NativeEngine::load(path, &self.inner.native_stage, self.inner.host.config().output_limit)?;
+        let engine = NativeEngine::load(
+            path,
+            &self.inner.native_stage,
+            self.inner.host.config().output_limit,
+        )?;
         let sha256 = engine.sha256().to_string();
         let source = format!("native:{}", path.display());
         self.insert(Arc::new(engine.clone()), &source, &sha256);
         let name = engine.info().name;
-        Ok(self.list().into_iter().find(|s| s.name == name && s.source == source).expect("just inserted"))
+        Ok(self
+            .list()
+            .into_iter()
+            .find(|s| s.name == name && s.source == source)
+            .expect("just inserted"))
     }
 
     /// Watches `dir` for plugins (`*.wasm`, and native `*.so`, `*.dylib`,
@@ -209,10 +233,18 @@ impl EngineRegistry {
                     files.insert(path, old.clone());
                 }
                 old => {
-                    let Ok(bytes) = std::fs::read(&path) else { continue };
+                    let Ok(bytes) = std::fs::read(&path) else {
+                        continue;
+                    };
                     let sha256 = sha256_hex(&bytes);
                     if let Some(old) = old.filter(|o| o.slot.status.sha256 == sha256) {
-                        files.insert(path, FileSlot { stamp, slot: old.slot.clone() });
+                        files.insert(
+                            path,
+                            FileSlot {
+                                stamp,
+                                slot: old.slot.clone(),
+                            },
+                        );
                         continue;
                     }
                     let slot = self.load_file(&path, &bytes, sha256);
@@ -224,7 +256,11 @@ impl EngineRegistry {
                 }
             }
         }
-        report.removed = known.keys().filter(|p| !files.contains_key(*p)).cloned().collect();
+        report.removed = known
+            .keys()
+            .filter(|p| !files.contains_key(*p))
+            .cloned()
+            .collect();
         for (path, error) in &report.failed {
             tracing::warn!(plugin = %path.display(), %error, "engine plugin failed to load");
         }
@@ -239,15 +275,32 @@ impl EngineRegistry {
     }
 
     fn load_file(&self, path: &Path, bytes: &[u8], sha256: String) -> Slot {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let is_wasm = path.extension().is_some_and(|e| e == "wasm");
-        let source = format!("{}:{}", if is_wasm { "wasm" } else { "native" }, path.display());
+        let source = format!(
+            "{}:{}",
+            if is_wasm { "wasm" } else { "native" },
+            path.display()
+        );
         let loaded: Result<Arc<dyn Engine>> = if is_wasm {
-            let label = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            self.inner.host.load(bytes, &label).map(|e| Arc::new(e) as Arc<dyn Engine>)
-        } else {
-            NativeEngine::load(path, &self.inner.native_stage, self.inner.host.config().output_limit)
+            let label = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.inner
+                .host
+                .load(bytes, &label)
                 .map(|e| Arc::new(e) as Arc<dyn Engine>)
+        } else {
+            NativeEngine::load(
+                path,
+                &self.inner.native_stage,
+                self.inner.host.config().output_limit,
+            )
+            .map(|e| Arc::new(e) as Arc<dyn Engine>)
         };
         match loaded {
             Ok(engine) => {
@@ -288,18 +341,22 @@ impl EngineRegistry {
     pub fn watch(&self, interval: Duration) -> WatchHandle {
         let weak: Weak<RegistryInner> = Arc::downgrade(&self.inner);
         let (stop, stopped) = mpsc::channel::<()>();
-        let spawned = std::thread::Builder::new().name("nestor-engine-watch".into()).spawn(move || loop {
-            match stopped.recv_timeout(interval) {
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                _ => break,
-            }
-            let Some(inner) = weak.upgrade() else { break };
-            EngineRegistry { inner }.refresh();
-        });
+        let spawned = std::thread::Builder::new()
+            .name("nestor-engine-watch".into())
+            .spawn(move || {
+                // A message or a dropped sender both mean stop.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    let Some(inner) = weak.upgrade() else { break };
+                    EngineRegistry { inner }.refresh();
+                }
+            });
         if let Err(e) = &spawned {
             tracing::error!(error = %e, "cannot start the plugin watcher: plugins will not hot-reload");
         }
-        WatchHandle { stop: Some(stop), thread: spawned.ok() }
+        WatchHandle {
+            stop: Some(stop),
+            thread: spawned.ok(),
+        }
     }
 
     /// Every engine, healthy or not, sorted by name; a plugin file that
@@ -330,7 +387,11 @@ impl EngineRegistry {
     pub fn get(&self, name: &str) -> Result<Arc<dyn Engine>> {
         let state = self.inner.state.read().expect("registry lock");
         let files = state.files.values().map(|f| &f.slot);
-        if let Some(engine) = files.clone().find(|s| s.status.healthy && s.status.name == name).and_then(|s| s.engine.clone()) {
+        if let Some(engine) = files
+            .clone()
+            .find(|s| s.status.healthy && s.status.name == name)
+            .and_then(|s| s.engine.clone())
+        {
             return Ok(engine);
         }
         if let Some(engine) = state.builtin.get(name).and_then(|s| s.engine.clone()) {
@@ -339,10 +400,16 @@ impl EngineRegistry {
         if let Some(broken) = files.into_iter().find(|s| s.status.name == name) {
             return Err(Error::EngineFailed {
                 engine: name.to_string(),
-                message: broken.status.error.clone().unwrap_or_else(|| "failed to load".into()),
+                message: broken
+                    .status
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "failed to load".into()),
             });
         }
-        Err(Error::EngineNotFound { name: name.to_string() })
+        Err(Error::EngineNotFound {
+            name: name.to_string(),
+        })
     }
 
     /// Renders `request` with the engine called `name`.
@@ -371,7 +438,9 @@ impl Drop for WatchHandle {
 /// Plugin files in `dir` with their change stamps; hidden and temporary
 /// files are skipped so an atomic write-then-rename is never seen half-done.
 fn plugin_files(dir: &Path) -> Vec<(PathBuf, (Option<SystemTime>, u64))> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut files: Vec<_> = entries
         .flatten()
         .filter_map(|entry| {

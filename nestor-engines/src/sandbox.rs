@@ -8,7 +8,9 @@ use std::time::Duration;
 use wasmtime::component::{types::ComponentItem, Component, ResourceTable};
 use wasmtime::{ResourceLimiter, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+};
 
 use crate::config::{Grants, HostConfig};
 
@@ -29,7 +31,10 @@ pub(crate) struct StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -38,12 +43,19 @@ impl StoreState {
     pub(crate) fn new(config: &HostConfig) -> StoreState {
         let stderr = MemoryOutputPipe::new(config.stderr_limit);
         let mut builder = WasiCtxBuilder::new();
-        builder.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        builder
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         apply_grants(&mut builder, &config.grants);
         StoreState {
             wasi: builder.build(),
             table: ResourceTable::new(),
-            limiter: MemoryCap { limit: config.memory_limit, hit: false },
+            limiter: MemoryCap {
+                limit: config.memory_limit,
+                hit: false,
+            },
             stderr,
             ticks_used: 0,
         }
@@ -53,7 +65,11 @@ impl StoreState {
     pub(crate) fn stderr_tail(&self) -> Option<String> {
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
         (!tail.is_empty()).then(|| tail.chars().take(600).collect())
     }
@@ -72,7 +88,11 @@ fn apply_grants(builder: &mut WasiCtxBuilder, grants: &Grants) {
         builder.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
     }
     if grants.network {
-        builder.inherit_network().allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
+        builder
+            .inherit_network()
+            .allow_tcp(true)
+            .allow_udp(true)
+            .allow_ip_name_lookup(true);
     }
 }
 
@@ -107,7 +127,12 @@ pub(crate) struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.hit = true;
             return Ok(false);
@@ -115,7 +140,12 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // Tables hold function references; a plugin needs a few thousand.
         Ok(desired <= 1_000_000)
     }
@@ -136,11 +166,17 @@ impl std::error::Error for CpuBudgetExceeded {}
 /// The interface families a plugin may import: the ABI's types, what Rust's
 /// standard library links even when unused (the context behind them grants
 /// nothing), plus sockets when the network is granted.
-pub(crate) fn check_imports(engine: &wasmtime::Engine, component: &Component, grants: &Grants) -> Result<(), String> {
+pub(crate) fn check_imports(
+    engine: &wasmtime::Engine,
+    component: &Component,
+    grants: &Grants,
+) -> Result<(), String> {
     let mut refused = Vec::new();
     for (name, item) in component.component_type().imports(engine) {
         let allowed = match name.split_once('/').map(|(package, _)| package) {
-            Some("wasi:cli" | "wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:filesystem") => true,
+            Some("wasi:cli" | "wasi:io" | "wasi:clocks" | "wasi:random" | "wasi:filesystem") => {
+                true
+            }
             Some("wasi:sockets") => grants.network,
             // The ABI's own type-only interface; a function it lacks fails at link.
             Some("nestor:engine") => true,
@@ -156,21 +192,40 @@ pub(crate) fn check_imports(engine: &wasmtime::Engine, component: &Component, gr
         Err(format!(
             "imports {}, a capability the host does not grant{}",
             refused.join(", "),
-            if refused.iter().any(|r| r.starts_with("wasi:sockets")) { " (network is off)" } else { "" }
+            if refused.iter().any(|r| r.starts_with("wasi:sockets")) {
+                " (network is off)"
+            } else {
+                ""
+            }
         ))
     }
 }
 
 /// Turns a failed call into the cause a person needs: budget, memory,
 /// stack, or the trap and what the guest printed before it.
-pub(crate) fn describe_failure(error: &wasmtime::Error, state: &StoreState, config: &HostConfig) -> String {
-    if error.downcast_ref::<CpuBudgetExceeded>().is_some() || matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-        return format!("exceeded its CPU budget of {} ms and was stopped", config.timeout.as_millis());
+pub(crate) fn describe_failure(
+    error: &wasmtime::Error,
+    state: &StoreState,
+    config: &HostConfig,
+) -> String {
+    if error.downcast_ref::<CpuBudgetExceeded>().is_some()
+        || matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+    {
+        return format!(
+            "exceeded its CPU budget of {} ms and was stopped",
+            config.timeout.as_millis()
+        );
     }
     if state.limiter.hit {
-        return format!("exceeded its memory limit of {} MiB", config.memory_limit >> 20);
+        return format!(
+            "exceeded its memory limit of {} MiB",
+            config.memory_limit >> 20
+        );
     }
-    let guest_said = state.stderr_tail().map(|t| format!(" (guest stderr: {t})")).unwrap_or_default();
+    let guest_said = state
+        .stderr_tail()
+        .map(|t| format!(" (guest stderr: {t})"))
+        .unwrap_or_default();
     match error.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => "overflowed its stack".to_string(),
         Some(trap) => format!("trapped: {trap}{guest_said}"),

@@ -22,17 +22,35 @@ fn the_bundled_engines_are_listed_healthy() {
 #[tokio::test]
 async fn terraform_renders_a_module_call_with_outputs() {
     let def = definition("mysql");
-    let out = registry().render("terraform", &request(&def, "database", "terraform", mysql_inputs())).await.unwrap();
+    let out = registry()
+        .render(
+            "terraform",
+            &request(&def, "database", "terraform", mysql_inputs()),
+        )
+        .await
+        .unwrap();
     let doc: Value = serde_json::from_str(artifact(&out, "main.tf.json")).unwrap();
     let module = &doc["module"]["database"];
     assert_eq!(module["source"], "./modules/rds-stub");
-    assert!(module.get("version").is_none(), "a local module takes no version: {module}");
+    assert!(
+        module.get("version").is_none(),
+        "a local module takes no version: {module}"
+    );
     assert_eq!(module["identifier"], "alpha-staging-database");
     assert_eq!(module["instance_class"], "db.t3.micro");
-    assert_eq!(module["tags"]["cost"], "$${not-a-template}", "input strings are escaped, not interpolated");
-    assert_eq!(doc["output"]["endpoint"]["value"], "${module.database.db_instance_address}");
+    assert_eq!(
+        module["tags"]["cost"], "$${not-a-template}",
+        "input strings are escaped, not interpolated"
+    );
+    assert_eq!(
+        doc["output"]["endpoint"]["value"],
+        "${module.database.db_instance_address}"
+    );
     assert_eq!(doc["output"]["master_user_secret_arn"]["sensitive"], true);
-    assert_eq!(out.outputs["endpoint"], "${module.database.db_instance_address}");
+    assert_eq!(
+        out.outputs["endpoint"],
+        "${module.database.db_instance_address}"
+    );
     assert_eq!(out.outputs["port"], "${module.database.db_instance_port}");
 }
 
@@ -48,7 +66,10 @@ async fn terraform_keeps_registry_versions_and_expands_the_backend() {
     let out = registry().render("terraform", &req).await.unwrap();
     let doc: Value = serde_json::from_str(artifact(&out, "main.tf.json")).unwrap();
     assert_eq!(doc["module"]["database"]["version"], "~> 5.0");
-    assert_eq!(doc["terraform"]["backend"]["s3"], json!({"bucket": "tfstate", "key": "alpha/staging/shop/database.tfstate"}));
+    assert_eq!(
+        doc["terraform"]["backend"]["s3"],
+        json!({"bucket": "tfstate", "key": "alpha/staging/shop/database.tfstate"})
+    );
 }
 
 #[tokio::test]
@@ -59,21 +80,35 @@ async fn an_engine_error_is_engine_failed_naming_plugin_and_cause() {
     let err = registry().render("terraform", &req).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::EngineFailed);
     let text = err.to_string();
-    assert!(text.contains("bundled:terraform") && text.contains("invalid engine config") && text.contains("module_source"), "{text}");
+    assert!(
+        text.contains("bundled:terraform")
+            && text.contains("invalid engine config")
+            && text.contains("module_source"),
+        "{text}"
+    );
     assert!(matches!(err, Error::EngineFailed { ref engine, .. } if engine == "terraform"));
 }
 
 #[tokio::test]
 async fn an_unknown_engine_is_engine_not_found() {
     let def = definition("mysql");
-    let err = registry().render("ansible", &request(&def, "db", "ansible", json!({}))).await.unwrap_err();
+    let err = registry()
+        .render("ansible", &request(&def, "db", "ansible", json!({})))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::EngineNotFound);
 }
 
 #[tokio::test]
 async fn crossplane_renders_a_claim_with_composition_and_connection_secret() {
     let def = definition("mysql");
-    let out = registry().render("crossplane", &request(&def, "database", "crossplane", mysql_inputs())).await.unwrap();
+    let out = registry()
+        .render(
+            "crossplane",
+            &request(&def, "database", "crossplane", mysql_inputs()),
+        )
+        .await
+        .unwrap();
     assert_eq!(out.artifacts.len(), 1);
     let doc: Value = serde_yaml::from_str(&out.artifacts[0].content).unwrap();
     assert_eq!(doc["apiVersion"], "database.example.org/v1alpha1");
@@ -83,8 +118,14 @@ async fn crossplane_renders_a_claim_with_composition_and_connection_secret() {
     assert_eq!(doc["spec"]["compositionRef"]["name"], "rds-mysql-aws");
     assert_eq!(doc["spec"]["parameters"]["instanceClass"], "db.t3.micro");
     assert_eq!(doc["spec"]["parameters"]["storageGB"], 50);
-    assert_eq!(doc["spec"]["parameters"]["network"]["securityGroupIds"], json!(["sg-1", "sg-2"]));
-    assert_eq!(doc["spec"]["writeConnectionSecretToRef"]["name"], "shop-database-conn");
+    assert_eq!(
+        doc["spec"]["parameters"]["network"]["securityGroupIds"],
+        json!(["sg-1", "sg-2"])
+    );
+    assert_eq!(
+        doc["spec"]["writeConnectionSecretToRef"]["name"],
+        "shop-database-conn"
+    );
     assert_eq!(
         out.outputs["master_user_secret_arn"],
         json!({"secretKeyRef": {"name": "shop-database-conn", "key": "masterUserSecretArn", "namespace": "alpha-staging"}})
@@ -94,24 +135,44 @@ async fn crossplane_renders_a_claim_with_composition_and_connection_secret() {
 #[tokio::test]
 async fn crossplane_derives_api_version_and_kind_when_unconfigured() {
     let def = definition("mysql");
-    let mut req = request(&def, "db", "crossplane", json!({"instance_class": "db.t3.micro"}));
+    let mut req = request(
+        &def,
+        "db",
+        "crossplane",
+        json!({"instance_class": "db.t3.micro"}),
+    );
     req.engine_config = json!({"composite": true});
     let out = registry().render("crossplane", &req).await.unwrap();
     let doc: Value = serde_yaml::from_str(&out.artifacts[0].content).unwrap();
     assert_eq!(doc["apiVersion"], "database.aws.nestor.io/v1alpha1");
     assert_eq!(doc["kind"], "XMysql");
-    assert!(doc["metadata"].get("namespace").is_none(), "a composite resource is cluster-scoped");
-    assert_eq!(doc["spec"]["writeConnectionSecretToRef"]["namespace"], "crossplane-system");
+    assert!(
+        doc["metadata"].get("namespace").is_none(),
+        "a composite resource is cluster-scoped"
+    );
+    assert_eq!(
+        doc["spec"]["writeConnectionSecretToRef"]["namespace"],
+        "crossplane-system"
+    );
 }
 
 #[tokio::test]
 async fn helm_renders_values_and_an_argo_cd_application() {
     let def = definition("web-app");
-    let out = registry().render("helm", &request(&def, "web", "helm", web_inputs())).await.unwrap();
+    let out = registry()
+        .render("helm", &request(&def, "web", "helm", web_inputs()))
+        .await
+        .unwrap();
     let values: Value = serde_yaml::from_str(artifact(&out, "values.yaml")).unwrap();
     assert_eq!(values["replicaCount"], 3);
-    assert_eq!(values["image"], json!({"repository": "nginx", "tag": "1.27"}));
-    assert_eq!(values["service"], json!({"type": "ClusterIP", "port": 8080}));
+    assert_eq!(
+        values["image"],
+        json!({"repository": "nginx", "tag": "1.27"})
+    );
+    assert_eq!(
+        values["service"],
+        json!({"type": "ClusterIP", "port": 8080})
+    );
     let app: Value = serde_yaml::from_str(artifact(&out, "application.yaml")).unwrap();
     assert_eq!(app["kind"], "Application");
     let source = &app["spec"]["source"];
@@ -120,14 +181,26 @@ async fn helm_renders_values_and_an_argo_cd_application() {
     assert_eq!(source["targetRevision"], "0.1.0");
     assert_eq!(source["helm"]["valuesObject"], values);
     assert_eq!(app["spec"]["destination"]["namespace"], "alpha-staging");
-    assert_eq!(out.outputs["url"], "http://shop-web.alpha-staging.svc.cluster.local:8080");
-    assert_eq!(out.outputs["host"], "shop-web.alpha-staging.svc.cluster.local");
+    assert_eq!(
+        out.outputs["url"],
+        "http://shop-web.alpha-staging.svc.cluster.local:8080"
+    );
+    assert_eq!(
+        out.outputs["host"],
+        "shop-web.alpha-staging.svc.cluster.local"
+    );
 }
 
 #[tokio::test]
 async fn pulumi_renders_a_yaml_program_and_stack_config() {
     let def = definition("mysql");
-    let out = registry().render("pulumi", &request(&def, "database", "pulumi", mysql_inputs())).await.unwrap();
+    let out = registry()
+        .render(
+            "pulumi",
+            &request(&def, "database", "pulumi", mysql_inputs()),
+        )
+        .await
+        .unwrap();
     let program: Value = serde_yaml::from_str(artifact(&out, "Pulumi.yaml")).unwrap();
     assert_eq!(program["name"], "shop-database");
     assert_eq!(program["runtime"], "yaml");
@@ -135,15 +208,35 @@ async fn pulumi_renders_a_yaml_program_and_stack_config() {
     assert_eq!(resource["type"], "aws:rds:Instance");
     assert_eq!(resource["properties"]["instanceClass"], "${instanceClass}");
     assert_eq!(resource["properties"]["multiAz"], "${multiAz}");
-    assert_eq!(resource["properties"]["identifier"], "alpha-staging-database");
-    assert_eq!(resource["properties"]["tags"]["team"], "alpha", "objects are written as literals");
-    assert_eq!(program["config"]["vpcSecurityGroupIds"], json!({"type": "array", "items": {"type": "string"}}));
+    assert_eq!(
+        resource["properties"]["identifier"],
+        "alpha-staging-database"
+    );
+    assert_eq!(
+        resource["properties"]["tags"]["team"], "alpha",
+        "objects are written as literals"
+    );
+    assert_eq!(
+        program["config"]["vpcSecurityGroupIds"],
+        json!({"type": "array", "items": {"type": "string"}})
+    );
     assert_eq!(program["config"]["masterPassword"]["secret"], true);
-    assert_eq!(program["outputs"]["master_user_secret_arn"], "${database.masterUserSecrets[0].secretArn}");
+    assert_eq!(
+        program["outputs"]["master_user_secret_arn"],
+        "${database.masterUserSecrets[0].secretArn}"
+    );
     let stack: Value = serde_yaml::from_str(artifact(&out, "Pulumi.staging.yaml")).unwrap();
     assert_eq!(stack["config"]["shop-database:allocatedStorage"], 50);
-    assert!(stack["config"].get("shop-database:masterPassword").is_none(), "secrets stay out of the stack file");
-    assert_eq!(out.outputs["endpoint"], json!({"stackReference": "organization/shop-database/staging", "output": "endpoint"}));
+    assert!(
+        stack["config"]
+            .get("shop-database:masterPassword")
+            .is_none(),
+        "secrets stay out of the stack file"
+    );
+    assert_eq!(
+        out.outputs["endpoint"],
+        json!({"stackReference": "organization/shop-database/staging", "output": "endpoint"})
+    );
 }
 
 /// Every definition of examples/catalog renders with every bundled engine it
@@ -170,17 +263,24 @@ async fn the_example_catalog_renders_with_every_supported_engine() {
     let mut rendered = 0;
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        let Ok(def) = nestor_core::parse_definition_yaml(&text) else { continue };
+        let Ok(def) = nestor_core::parse_definition_yaml(&text) else {
+            continue;
+        };
         let inputs: serde_json::Map<String, Value> = def
             .inputs()
             .map(|(input, _)| {
-                let value = input.default.clone().unwrap_or_else(|| match input.value_type {
-                    nestor_core::ValueType::String => json!("value"),
-                    nestor_core::ValueType::Integer | nestor_core::ValueType::Number => json!(1),
-                    nestor_core::ValueType::Boolean => json!(true),
-                    nestor_core::ValueType::Array => json!(["a"]),
-                    nestor_core::ValueType::Object => json!({"k": "v"}),
-                });
+                let value = input
+                    .default
+                    .clone()
+                    .unwrap_or_else(|| match input.value_type {
+                        nestor_core::ValueType::String => json!("value"),
+                        nestor_core::ValueType::Integer | nestor_core::ValueType::Number => {
+                            json!(1)
+                        }
+                        nestor_core::ValueType::Boolean => json!(true),
+                        nestor_core::ValueType::Array => json!(["a"]),
+                        nestor_core::ValueType::Object => json!({"k": "v"}),
+                    });
                 (input.name.clone(), value)
             })
             .collect();
@@ -189,7 +289,10 @@ async fn the_example_catalog_renders_with_every_supported_engine() {
                 continue;
             }
             let req = request(&def, "res", engine, Value::Object(inputs.clone()));
-            let out = registry().render(engine, &req).await.unwrap_or_else(|e| panic!("{} with {engine}: {e}", file.display()));
+            let out = registry()
+                .render(engine, &req)
+                .await
+                .unwrap_or_else(|e| panic!("{} with {engine}: {e}", file.display()));
             assert!(!out.artifacts.is_empty());
             rendered += 1;
         }

@@ -9,7 +9,12 @@ use crate::support::{definition, mysql_inputs, registry, request};
 
 fn native() -> NativeEngine {
     let stage = tempfile::tempdir().unwrap();
-    NativeEngine::load(std::path::Path::new(build_artifacts::NATIVE_EXAMPLE), stage.path(), 16 << 20).unwrap()
+    NativeEngine::load(
+        std::path::Path::new(build_artifacts::NATIVE_EXAMPLE),
+        stage.path(),
+        16 << 20,
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -47,17 +52,39 @@ fn a_file_that_is_not_a_library_fails_to_load() {
 #[tokio::test]
 async fn native_libraries_load_from_the_plugins_dir_and_by_hand() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = dir.path().join(format!("{}nestor_engine_terraform{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
+    let lib = dir.path().join(format!(
+        "{}nestor_engine_terraform{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
     std::fs::copy(build_artifacts::NATIVE_EXAMPLE, &lib).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let config = HostConfig { cache_dir: Some(cache.path().to_path_buf()), ..HostConfig::default() };
+    let config = HostConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..HostConfig::default()
+    };
     let registry = EngineRegistry::with_plugins_dir(config, Some(dir.path())).unwrap();
-    let status = registry.list().into_iter().find(|s| s.name == "terraform").unwrap();
-    assert!(status.source.starts_with("native:") && status.healthy, "{status:?}");
+    let status = registry
+        .list()
+        .into_iter()
+        .find(|s| s.name == "terraform")
+        .unwrap();
+    assert!(
+        status.source.starts_with("native:") && status.healthy,
+        "{status:?}"
+    );
     let def = definition("mysql");
-    registry.render("terraform", &request(&def, "database", "terraform", mysql_inputs())).await.unwrap();
+    registry
+        .render(
+            "terraform",
+            &request(&def, "database", "terraform", mysql_inputs()),
+        )
+        .await
+        .unwrap();
 
     let by_hand = EngineRegistry::new(HostConfig::default()).unwrap();
-    let status = by_hand.load_native(std::path::Path::new(build_artifacts::NATIVE_EXAMPLE)).unwrap();
+    let status = by_hand
+        .load_native(std::path::Path::new(build_artifacts::NATIVE_EXAMPLE))
+        .unwrap();
     assert_eq!(status.name, "terraform");
 }

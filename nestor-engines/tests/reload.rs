@@ -19,7 +19,10 @@ fn install(dir: &Path, name: &str, bytes: &[u8]) {
 
 async fn served_version(registry: &EngineRegistry) -> String {
     let def = definition("mysql");
-    let out = registry.render("echo", &request(&def, "db", "echo", json!({"x": 1}))).await.unwrap();
+    let out = registry
+        .render("echo", &request(&def, "db", "echo", json!({"x": 1})))
+        .await
+        .unwrap();
     out.outputs["version"].as_str().unwrap().to_string()
 }
 
@@ -35,39 +38,74 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 async fn a_replaced_plugin_is_served_without_restart() {
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), "echo.wasm", &guest("nestor_test_echo"));
-    let registry = EngineRegistry::with_plugins_dir(HostConfig::default(), Some(dir.path())).unwrap();
+    let registry =
+        EngineRegistry::with_plugins_dir(HostConfig::default(), Some(dir.path())).unwrap();
     let _watch = registry.watch(Duration::from_millis(25));
     assert_eq!(served_version(&registry).await, "1.0.0");
-    let status = registry.list().into_iter().find(|s| s.name == "echo").unwrap();
-    assert!(status.healthy && status.source.starts_with("wasm:"), "{status:?}");
+    let status = registry
+        .list()
+        .into_iter()
+        .find(|s| s.name == "echo")
+        .unwrap();
+    assert!(
+        status.healthy && status.source.starts_with("wasm:"),
+        "{status:?}"
+    );
 
     install(dir.path(), "echo.wasm", &guest("nestor_test_echo_v2"));
-    wait_for("version 2.0.0", || registry.list().iter().any(|s| s.name == "echo" && s.version == "2.0.0"));
+    wait_for("version 2.0.0", || {
+        registry
+            .list()
+            .iter()
+            .any(|s| s.name == "echo" && s.version == "2.0.0")
+    });
     assert_eq!(served_version(&registry).await, "2.0.0");
     // The bundled engines are still there.
     assert!(registry.get("terraform").is_ok());
 
     std::fs::remove_file(dir.path().join("echo.wasm")).unwrap();
     wait_for("removal", || registry.get("echo").is_err());
-    assert_eq!(registry.get("echo").err().unwrap().code(), ErrorCode::EngineNotFound);
+    assert_eq!(
+        registry.get("echo").err().unwrap().code(),
+        ErrorCode::EngineNotFound
+    );
 }
 
 #[tokio::test]
 async fn a_broken_file_is_unhealthy_until_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = EngineRegistry::with_plugins_dir(HostConfig::default(), Some(dir.path())).unwrap();
+    let registry =
+        EngineRegistry::with_plugins_dir(HostConfig::default(), Some(dir.path())).unwrap();
     install(dir.path(), "echo.wasm", b"\0asm garbage");
     let report = registry.refresh();
     assert_eq!(report.failed.len(), 1, "{report:?}");
-    let status = registry.list().into_iter().find(|s| s.name == "echo").unwrap();
-    assert!(!status.healthy && status.error.as_deref().unwrap().contains("not a valid component"), "{status:?}");
-    assert_eq!(registry.get("echo").err().unwrap().code(), ErrorCode::EngineFailed);
+    let status = registry
+        .list()
+        .into_iter()
+        .find(|s| s.name == "echo")
+        .unwrap();
+    assert!(
+        !status.healthy
+            && status
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("not a valid component"),
+        "{status:?}"
+    );
+    assert_eq!(
+        registry.get("echo").err().unwrap().code(),
+        ErrorCode::EngineFailed
+    );
 
     install(dir.path(), "echo.wasm", &guest("nestor_test_echo"));
     let report = registry.refresh();
     assert_eq!(report.loaded.len(), 1, "{report:?}");
     assert_eq!(served_version(&registry).await, "1.0.0");
-    assert!(registry.refresh().is_empty(), "an unchanged directory reloads nothing");
+    assert!(
+        registry.refresh().is_empty(),
+        "an unchanged directory reloads nothing"
+    );
 }
 
 #[tokio::test]
@@ -76,7 +114,11 @@ async fn a_plugin_file_overrides_the_bundled_engine_of_its_name() {
     // names come from info(), not from file names.
     let dir = tempfile::tempdir().unwrap();
     install(dir.path(), "terraform.wasm", &guest("nestor_test_echo"));
-    let registry = EngineRegistry::with_plugins_dir(HostConfig::default(), Some(dir.path())).unwrap();
+    let registry =
+        EngineRegistry::with_plugins_dir(HostConfig::default(), Some(dir.path())).unwrap();
     let names: Vec<String> = registry.list().into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"echo".to_string()) && names.contains(&"terraform".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"echo".to_string()) && names.contains(&"terraform".to_string()),
+        "{names:?}"
+    );
 }

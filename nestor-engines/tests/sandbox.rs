@@ -14,7 +14,8 @@ fn host(config: HostConfig) -> WasmHost {
 }
 
 fn hostile(host: &WasmHost) -> WasmEngine {
-    host.load(&guest("nestor_test_hostile"), "hostile.wasm").unwrap()
+    host.load(&guest("nestor_test_hostile"), "hostile.wasm")
+        .unwrap()
 }
 
 async fn misbehave(engine: &WasmEngine, mode: &str) -> (Result<RenderOutput>, Duration) {
@@ -34,12 +35,25 @@ async fn fails_cleanly(engine: &WasmEngine, mode: &str, within: Duration) -> Str
     assert_eq!(err.code(), ErrorCode::EngineFailed, "{mode}: {err}");
     assert!(elapsed < within, "{mode} took {elapsed:?}");
     let message = err.to_string();
-    assert!(message.contains("hostile") && message.contains("hostile.wasm"), "{mode}: names the plugin: {message}");
+    assert!(
+        message.contains("hostile") && message.contains("hostile.wasm"),
+        "{mode}: names the plugin: {message}"
+    );
 
     let (ok, _) = misbehave(engine, "ok").await;
-    assert_eq!(ok.unwrap().artifacts[0].path, "ok.txt", "{mode}: the same plugin renders again");
+    assert_eq!(
+        ok.unwrap().artifacts[0].path,
+        "ok.txt",
+        "{mode}: the same plugin renders again"
+    );
     let def = definition("mysql");
-    registry().render("terraform", &request(&def, "database", "terraform", mysql_inputs())).await.unwrap();
+    registry()
+        .render(
+            "terraform",
+            &request(&def, "database", "terraform", mysql_inputs()),
+        )
+        .await
+        .unwrap();
     message
 }
 
@@ -68,7 +82,10 @@ async fn a_trap_is_reported() {
 async fn a_panic_is_reported_with_its_message() {
     let host = host(HostConfig::default());
     let message = fails_cleanly(&hostile(&host), "panic", Duration::from_secs(2)).await;
-    assert!(message.contains("hostile guest panicked on purpose"), "{message}");
+    assert!(
+        message.contains("hostile guest panicked on purpose"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -77,7 +94,10 @@ async fn runaway_recursion_traps() {
     // ends as an out-of-bounds access rather than wasmtime's stack guard.
     let host = host(HostConfig::default());
     let message = fails_cleanly(&hostile(&host), "stack", Duration::from_secs(2)).await;
-    assert!(message.contains("trapped") || message.contains("stack"), "{message}");
+    assert!(
+        message.contains("trapped") || message.contains("stack"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -87,7 +107,11 @@ async fn a_100_mb_output_cannot_get_out() {
     let message = fails_cleanly(&hostile(&host64), "flood", Duration::from_secs(3)).await;
     assert!(message.contains("memory limit"), "{message}");
     // ...and with memory to spare, the output cap stops it.
-    let roomy = host(HostConfig { memory_limit: 512 << 20, cache_dir: None, ..HostConfig::default() });
+    let roomy = host(HostConfig {
+        memory_limit: 512 << 20,
+        cache_dir: None,
+        ..HostConfig::default()
+    });
     let message = fails_cleanly(&hostile(&roomy), "flood", Duration::from_secs(5)).await;
     assert!(message.contains("over the cap of 16.0 MiB"), "{message}");
 }
@@ -96,7 +120,10 @@ async fn a_100_mb_output_cannot_get_out() {
 async fn an_artifact_path_leaving_the_resource_folder_is_refused() {
     let host = host(HostConfig::default());
     let message = fails_cleanly(&hostile(&host), "garbage", Duration::from_secs(2)).await;
-    assert!(message.contains("leaves the resource's folder"), "{message}");
+    assert!(
+        message.contains("leaves the resource's folder"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -107,14 +134,25 @@ async fn files_environment_and_clocks_are_not_granted() {
     assert!(message.contains("filesystem denied"), "{message}");
 
     let (env, _) = misbehave(&engine, "env").await;
-    assert_eq!(env.unwrap().outputs["env"], json!([]), "the host environment stays invisible");
+    assert_eq!(
+        env.unwrap().outputs["env"],
+        json!([]),
+        "the host environment stays invisible"
+    );
     let (clock, _) = misbehave(&engine, "clock").await;
-    assert_eq!(clock.unwrap().outputs["now"], 0, "clocks are frozen at the epoch");
+    assert_eq!(
+        clock.unwrap().outputs["now"],
+        0,
+        "clocks are frozen at the epoch"
+    );
 }
 
 #[tokio::test]
 async fn granted_environment_and_clocks_are_visible() {
-    let mut config = HostConfig { cache_dir: None, ..HostConfig::default() };
+    let mut config = HostConfig {
+        cache_dir: None,
+        ..HostConfig::default()
+    };
     config.grants.env = vec![("REGION".into(), "eu-west-1".into())];
     config.grants.clocks = true;
     let engine = hostile(&host(config));
@@ -127,31 +165,63 @@ async fn granted_environment_and_clocks_are_visible() {
 #[tokio::test]
 async fn a_plugin_importing_sockets_is_refused_at_load() {
     let host = host(HostConfig::default());
-    let err = host.load(&guest("nestor_test_hostile_net"), "phone-home.wasm").unwrap_err();
+    let err = host
+        .load(&guest("nestor_test_hostile_net"), "phone-home.wasm")
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::EngineFailed);
     let message = err.to_string();
-    assert!(message.contains("phone-home.wasm") && message.contains("wasi:sockets") && message.contains("not grant"), "{message}");
+    assert!(
+        message.contains("phone-home.wasm")
+            && message.contains("wasi:sockets")
+            && message.contains("not grant"),
+        "{message}"
+    );
 
     // With the network granted it loads, and the guest's connection attempt
     // is its own business.
-    let mut config = HostConfig { cache_dir: None, ..HostConfig::default() };
+    let mut config = HostConfig {
+        cache_dir: None,
+        ..HostConfig::default()
+    };
     config.grants.network = true;
-    let engine = WasmHost::new(config).unwrap().load(&guest("nestor_test_hostile_net"), "phone-home.wasm").unwrap();
+    let engine = WasmHost::new(config)
+        .unwrap()
+        .load(&guest("nestor_test_hostile_net"), "phone-home.wasm")
+        .unwrap();
     assert_eq!(engine.info().name, "hostile-net");
 }
 
 #[tokio::test]
 async fn a_plugin_in_the_plugins_dir_that_imports_sockets_is_unhealthy_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("hostile-net.wasm"), guest("nestor_test_hostile_net")).unwrap();
-    let registry = nestor_engines::EngineRegistry::with_plugins_dir(HostConfig::default(), Some(dir.path())).unwrap();
-    let status = registry.list().into_iter().find(|s| s.name == "hostile-net").unwrap();
+    std::fs::write(
+        dir.path().join("hostile-net.wasm"),
+        guest("nestor_test_hostile_net"),
+    )
+    .unwrap();
+    let registry =
+        nestor_engines::EngineRegistry::with_plugins_dir(HostConfig::default(), Some(dir.path()))
+            .unwrap();
+    let status = registry
+        .list()
+        .into_iter()
+        .find(|s| s.name == "hostile-net")
+        .unwrap();
     assert!(!status.healthy);
-    assert!(status.error.as_deref().unwrap().contains("wasi:sockets"), "{status:?}");
+    assert!(
+        status.error.as_deref().unwrap().contains("wasi:sockets"),
+        "{status:?}"
+    );
     let err = registry.get("hostile-net").err().unwrap();
     assert_eq!(err.code(), ErrorCode::EngineFailed);
     let def = definition("mysql");
-    registry.render("terraform", &request(&def, "database", "terraform", mysql_inputs())).await.unwrap();
+    registry
+        .render(
+            "terraform",
+            &request(&def, "database", "terraform", mysql_inputs()),
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,9 +233,19 @@ async fn a_looping_plugin_does_not_hold_up_other_renders() {
     let def = definition("mysql");
     let started = Instant::now();
     for _ in 0..10 {
-        registry().render("terraform", &request(&def, "database", "terraform", mysql_inputs())).await.unwrap();
+        registry()
+            .render(
+                "terraform",
+                &request(&def, "database", "terraform", mysql_inputs()),
+            )
+            .await
+            .unwrap();
     }
-    assert!(started.elapsed() < Duration::from_millis(900), "renders waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "renders waited {:?}",
+        started.elapsed()
+    );
     let (result, _) = looping.await.unwrap();
     assert_eq!(result.unwrap_err().code(), ErrorCode::EngineFailed);
 }
@@ -177,7 +257,9 @@ async fn engine_info_and_errors_are_typed() {
     assert_eq!(engine.abi_version(), "0.1.0");
     assert_eq!(engine.info().name, "hostile");
     let garbage: Value = json!("not a component");
-    let err = host.load(garbage.to_string().as_bytes(), "junk.wasm").unwrap_err();
+    let err = host
+        .load(garbage.to_string().as_bytes(), "junk.wasm")
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::EngineFailed);
     assert!(err.to_string().contains("junk.wasm"), "{err}");
 }

@@ -11,7 +11,9 @@ use serde_json::Value;
 
 /// `tests/data`.
 pub fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("data")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("data")
 }
 
 /// One registry with the bundled engines for every test that only renders.
@@ -29,11 +31,21 @@ pub fn definition(name: &str) -> ResourceDefinition {
 
 /// A request for `resource` of the `alpha/staging/shop` deployment, with the
 /// definition's engine config for `engine` and these inputs.
-pub fn request(definition: &ResourceDefinition, resource: &str, engine: &str, inputs: Value) -> RenderRequest {
+pub fn request(
+    definition: &ResourceDefinition,
+    resource: &str,
+    engine: &str,
+    inputs: Value,
+) -> RenderRequest {
     let inputs: BTreeMap<String, Value> = serde_json::from_value(inputs).unwrap();
     RenderRequest {
         resource: resource.to_string(),
-        engine_config: definition.spec.engine_configs.get(engine).cloned().unwrap_or(Value::Null),
+        engine_config: definition
+            .spec
+            .engine_configs
+            .get(engine)
+            .cloned()
+            .unwrap_or(Value::Null),
         definition: definition.clone(),
         inputs,
         context: RenderContext {
@@ -92,14 +104,24 @@ pub fn checkers(test: &str) -> Option<Checkers> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/nestor/tools")))
         .unwrap_or_default();
-    let python = std::env::var_os("NESTOR_PYTHON").map(PathBuf::from).unwrap_or_else(|| tools.join("venv/bin/python"));
-    let helm = std::env::var_os("NESTOR_HELM").map(PathBuf::from).unwrap_or_else(|| tools.join("bin/helm"));
-    let missing: Vec<String> =
-        [&python, &helm].iter().filter(|p| !p.is_file()).map(|p| p.display().to_string()).collect();
+    let python = std::env::var_os("NESTOR_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tools.join("venv/bin/python"));
+    let helm = std::env::var_os("NESTOR_HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tools.join("bin/helm"));
+    let missing: Vec<String> = [&python, &helm]
+        .iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
     if missing.is_empty() {
         return Some(Checkers { python, helm });
     }
-    let why = format!("{test}: skipped: checker(s) not installed ({}); run .ci/engine-checkers.sh", missing.join(", "));
+    let why = format!(
+        "{test}: skipped: checker(s) not installed ({}); run .ci/engine-checkers.sh",
+        missing.join(", ")
+    );
     if std::env::var("NESTOR_REQUIRE_CHECKERS").is_ok_and(|v| v == "1") {
         panic!("{why}");
     }
@@ -112,17 +134,35 @@ impl Checkers {
     /// output when the checker rejects.
     pub fn check(&self, args: &[&str]) -> String {
         let script = data_dir().join("checkers").join("check.py");
-        let output = Command::new(&self.python).arg(script).args(args).output().expect("the checker runs");
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        assert!(output.status.success(), "checker {args:?} rejected:\n{text}");
+        let output = Command::new(&self.python)
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("the checker runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "checker {args:?} rejected:\n{text}"
+        );
         text
     }
 
     /// Runs helm; panics with its output on failure.
     pub fn helm(&self, args: &[&str]) -> String {
-        let output = Command::new(&self.helm).args(args).output().expect("helm runs");
+        let output = Command::new(&self.helm)
+            .args(args)
+            .output()
+            .expect("helm runs");
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(output.status.success(), "helm {args:?} failed:\n{text}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "helm {args:?} failed:\n{text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         text
     }
 }
@@ -142,7 +182,12 @@ pub fn artifact<'a>(output: &'a nestor_core::RenderOutput, path: &str) -> &'a st
         .artifacts
         .iter()
         .find(|a| a.path == path)
-        .unwrap_or_else(|| panic!("no artifact {path} in {:?}", output.artifacts.iter().map(|a| &a.path).collect::<Vec<_>>()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no artifact {path} in {:?}",
+                output.artifacts.iter().map(|a| &a.path).collect::<Vec<_>>()
+            )
+        })
         .content
 }
 

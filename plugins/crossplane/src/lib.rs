@@ -18,7 +18,8 @@
 #![deny(missing_docs)]
 
 use nestor_engine_sdk::{
-    export_engine, json, names, serde_json::Map, yaml, Engine, EngineError, EngineInfo, Rendered, Request, Value,
+    export_engine, json, names, serde_json::Map, yaml, Engine, EngineError, EngineInfo, Rendered,
+    Request, Value,
 };
 
 /// The engine.
@@ -26,7 +27,11 @@ pub struct Crossplane;
 
 impl Engine for Crossplane {
     fn info() -> EngineInfo {
-        EngineInfo::new("crossplane", env!("CARGO_PKG_VERSION"), "Crossplane claim or composite resource manifest")
+        EngineInfo::new(
+            "crossplane",
+            env!("CARGO_PKG_VERSION"),
+            "Crossplane claim or composite resource manifest",
+        )
     }
 
     fn render(request: Request) -> Result<Rendered, EngineError> {
@@ -34,10 +39,16 @@ impl Engine for Crossplane {
         let definition = &request.definition;
         let composite = config.bool("composite").unwrap_or(false);
         let api_version = config.str("api_version").unwrap_or_else(|| {
-            format!("{}.{}.nestor.io/v1alpha1", names::dns_label(definition.category()), names::dns_label(definition.provider()))
+            format!(
+                "{}.{}.nestor.io/v1alpha1",
+                names::dns_label(definition.category()),
+                names::dns_label(definition.provider())
+            )
         });
         if !api_version.contains('/') {
-            return Err(EngineError::InvalidConfig(format!("`api_version` must be group/version, not `{api_version}`")));
+            return Err(EngineError::InvalidConfig(format!(
+                "`api_version` must be group/version, not `{api_version}`"
+            )));
         }
         let kind = config.str("kind").unwrap_or_else(|| {
             let base = names::pascal_case(definition.resource_type());
@@ -49,15 +60,23 @@ impl Engine for Crossplane {
         });
 
         let name = request.qualified_name();
-        let namespace = config.str("namespace").map(|n| request.expand(&n)).unwrap_or_else(|| {
-            names::dns_label(&format!("{}-{}", request.context.team, request.context.environment))
-        });
+        let namespace = config
+            .str("namespace")
+            .map(|n| request.expand(&n))
+            .unwrap_or_else(|| {
+                names::dns_label(&format!(
+                    "{}-{}",
+                    request.context.team, request.context.environment
+                ))
+            });
         let secret_name = config
             .str("connection_secret")
             .map(|n| request.expand(&n))
             .unwrap_or_else(|| names::dns_label(&format!("{name}-conn")));
         let secret_namespace = if composite {
-            config.str("connection_secret_namespace").unwrap_or_else(|| "crossplane-system".into())
+            config
+                .str("connection_secret_namespace")
+                .unwrap_or_else(|| "crossplane-system".into())
         } else {
             namespace.clone()
         };
@@ -75,22 +94,38 @@ impl Engine for Crossplane {
         }
 
         let mut spec = Map::new();
-        spec.insert("parameters".into(), Value::Object(request.arguments(names::camel_case, |_, v| v.clone())?));
+        spec.insert(
+            "parameters".into(),
+            Value::Object(request.arguments(names::camel_case, |_, v| v.clone())?),
+        );
         match config.get("composition_ref") {
             Some(Value::String(name)) => {
-                spec.insert("compositionRef".into(), json!({"name": request.expand(name)}));
+                spec.insert(
+                    "compositionRef".into(),
+                    json!({"name": request.expand(name)}),
+                );
             }
-            Some(Value::Object(reference)) if reference.get("name").is_some_and(Value::is_string) => {
+            Some(Value::Object(reference))
+                if reference.get("name").is_some_and(Value::is_string) =>
+            {
                 spec.insert("compositionRef".into(), json!({"name": reference["name"]}));
             }
             Some(other) => {
-                return Err(EngineError::InvalidConfig(format!("`composition_ref` must be a name or {{name}}, not {other}")))
+                return Err(EngineError::InvalidConfig(format!(
+                    "`composition_ref` must be a name or {{name}}, not {other}"
+                )))
             }
             None => {}
         }
         if let Some(selector) = config.object("composition_selector") {
-            let match_labels = selector.get("matchLabels").and_then(Value::as_object).unwrap_or(selector);
-            spec.insert("compositionSelector".into(), json!({"matchLabels": match_labels}));
+            let match_labels = selector
+                .get("matchLabels")
+                .and_then(Value::as_object)
+                .unwrap_or(selector);
+            spec.insert(
+                "compositionSelector".into(),
+                json!({"matchLabels": match_labels}),
+            );
         }
         if let Some(policy) = config.str("composition_update_policy") {
             spec.insert("compositionUpdatePolicy".into(), json!(policy));
@@ -101,9 +136,11 @@ impl Engine for Crossplane {
         }
         spec.insert("writeConnectionSecretToRef".into(), secret_ref);
 
-        let manifest = json!({"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec});
+        let manifest =
+            json!({"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec});
         let file = format!("{}.yaml", names::dns_label(&kind));
-        let mut rendered = Rendered::new().artifact(file, yaml::to_string(&manifest), "application/yaml");
+        let mut rendered =
+            Rendered::new().artifact(file, yaml::to_string(&manifest), "application/yaml");
         for output in definition.outputs() {
             let key = request.output_target(&output.name);
             rendered = rendered.output(

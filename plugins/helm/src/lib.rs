@@ -17,7 +17,8 @@
 #![deny(missing_docs)]
 
 use nestor_engine_sdk::{
-    export_engine, json, names, serde_json::Map, yaml, Engine, EngineError, EngineInfo, Rendered, Request, Value,
+    export_engine, json, names, serde_json::Map, yaml, Engine, EngineError, EngineInfo, Rendered,
+    Request, Value,
 };
 
 /// The engine.
@@ -25,7 +26,11 @@ pub struct Helm;
 
 impl Engine for Helm {
     fn info() -> EngineInfo {
-        EngineInfo::new("helm", env!("CARGO_PKG_VERSION"), "Helm values.yaml and an Argo CD Application")
+        EngineInfo::new(
+            "helm",
+            env!("CARGO_PKG_VERSION"),
+            "Helm values.yaml and an Argo CD Application",
+        )
     }
 
     fn render(request: Request) -> Result<Rendered, EngineError> {
@@ -35,19 +40,39 @@ impl Engine for Helm {
         let chart = match (&path, config.str("chart")) {
             (_, Some(chart)) => Some(chart),
             (Some(_), None) => None,
-            (None, None) => return Err(EngineError::InvalidConfig("`chart` (or `path`) is required".into())),
+            (None, None) => {
+                return Err(EngineError::InvalidConfig(
+                    "`chart` (or `path`) is required".into(),
+                ))
+            }
         };
         let target_revision = config.str("target_revision").unwrap_or_else(|| "*".into());
-        let namespace = config.str("namespace").map(|n| request.expand(&n)).unwrap_or_else(|| {
-            names::dns_label(&format!("{}-{}", request.context.team, request.context.environment))
-        });
-        let release = config.str("release_name").map(|n| request.expand(&n)).unwrap_or_else(|| request.qualified_name());
+        let namespace = config
+            .str("namespace")
+            .map(|n| request.expand(&n))
+            .unwrap_or_else(|| {
+                names::dns_label(&format!(
+                    "{}-{}",
+                    request.context.team, request.context.environment
+                ))
+            });
+        let release = config
+            .str("release_name")
+            .map(|n| request.expand(&n))
+            .unwrap_or_else(|| request.qualified_name());
 
         let mut values = match config.object("values") {
-            Some(base) => request.expand_value(&Value::Object(base.clone())).as_object().cloned().unwrap_or_default(),
+            Some(base) => request
+                .expand_value(&Value::Object(base.clone()))
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
             None => Map::new(),
         };
-        merge(&mut values, request.arguments(str::to_string, |_, v| v.clone())?);
+        merge(
+            &mut values,
+            request.arguments(str::to_string, |_, v| v.clone())?,
+        );
 
         let mut source = Map::new();
         source.insert("repoURL".into(), json!(repo_url));
@@ -58,7 +83,10 @@ impl Engine for Helm {
             source.insert("path".into(), json!(path));
         }
         source.insert("targetRevision".into(), json!(target_revision));
-        source.insert("helm".into(), json!({"releaseName": release, "valuesObject": values}));
+        source.insert(
+            "helm".into(),
+            json!({"releaseName": release, "valuesObject": values}),
+        );
 
         let destination = match config.str("destination_name") {
             Some(name) => json!({"name": name, "namespace": namespace}),
@@ -72,7 +100,12 @@ impl Engine for Helm {
             sync_policy["automated"] = json!({"prune": true, "selfHeal": true});
         }
         let ctx = &request.context;
-        let app_name = names::dns_label(&format!("{}-{}-{}", ctx.team, ctx.environment, request.qualified_name()));
+        let app_name = names::dns_label(&format!(
+            "{}-{}-{}",
+            ctx.team,
+            ctx.environment,
+            request.qualified_name()
+        ));
         let application = json!({
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Application",
@@ -98,18 +131,29 @@ impl Engine for Helm {
             },
         });
 
-        let values_text =
-            if values.is_empty() { "{}\n".to_string() } else { yaml::to_string(&Value::Object(values)) };
+        let values_text = if values.is_empty() {
+            "{}\n".to_string()
+        } else {
+            yaml::to_string(&Value::Object(values))
+        };
         let mut rendered = Rendered::new()
             .artifact("values.yaml", values_text, "application/yaml")
-            .artifact("application.yaml", yaml::to_string(&application), "application/yaml");
+            .artifact(
+                "application.yaml",
+                yaml::to_string(&application),
+                "application/yaml",
+            );
         let output_map = config.object("output_map");
         for output in request.definition.outputs() {
             let template = output_map
                 .and_then(|m| m.get(&output.name))
                 .and_then(Value::as_str)
                 .unwrap_or("{release}.{namespace}.svc.cluster.local");
-            let value = request.expand(&template.replace("{release}", &release).replace("{namespace}", &namespace));
+            let value = request.expand(
+                &template
+                    .replace("{release}", &release)
+                    .replace("{namespace}", &namespace),
+            );
             rendered = rendered.output(output.name, value);
         }
         Ok(rendered)

@@ -27,34 +27,52 @@ mod wasm {
     /// `info()` for the component export.
     pub fn wasm_info<E: Engine>() -> wit::EngineInfo {
         let info = E::info();
-        wit::EngineInfo { name: info.name, version: info.version, description: info.description }
+        wit::EngineInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+        }
     }
 
     /// `render()` for the component export.
-    pub fn wasm_render<E: Engine>(request: wit::RenderRequest) -> Result<wit::RenderOutput, wit::EngineError> {
+    pub fn wasm_render<E: Engine>(
+        request: wit::RenderRequest,
+    ) -> Result<wit::RenderOutput, wit::EngineError> {
         let request = request_from_wit(request).map_err(to_wit_error)?;
         let rendered = E::render(request).map_err(to_wit_error)?;
         Ok(wit::RenderOutput {
             artifacts: rendered
                 .artifacts
                 .into_iter()
-                .map(|a| wit::Artifact { path: a.path, content: a.content, media_type: a.media_type })
+                .map(|a| wit::Artifact {
+                    path: a.path,
+                    content: a.content,
+                    media_type: a.media_type,
+                })
                 .collect(),
             outputs: rendered
                 .outputs
                 .into_iter()
-                .map(|(name, value)| wit::NamedValue { name, value: value.to_string() })
+                .map(|(name, value)| wit::NamedValue {
+                    name,
+                    value: value.to_string(),
+                })
                 .collect(),
         })
     }
 
     fn request_from_wit(request: wit::RenderRequest) -> Result<Request, EngineError> {
         let parse = |what: &str, text: &str| {
-            serde_json::from_str(text).map_err(|e| EngineError::Internal(format!("host sent invalid JSON for {what}: {e}")))
+            serde_json::from_str(text).map_err(|e| {
+                EngineError::Internal(format!("host sent invalid JSON for {what}: {e}"))
+            })
         };
         let mut inputs = BTreeMap::new();
         for input in &request.inputs {
-            inputs.insert(input.name.clone(), parse(&format!("input {}", input.name), &input.value)?);
+            inputs.insert(
+                input.name.clone(),
+                parse(&format!("input {}", input.name), &input.value)?,
+            );
         }
         Ok(Request {
             resource: request.resource,
@@ -98,7 +116,8 @@ mod native {
 
     /// `nestor_engine_info()`.
     pub fn native_info<E: Engine>() -> *mut c_char {
-        let info = catch_unwind(E::info).unwrap_or_else(|_| crate::EngineInfo::new("unknown", "0.0.0", "info() panicked"));
+        let info = catch_unwind(E::info)
+            .unwrap_or_else(|_| crate::EngineInfo::new("unknown", "0.0.0", "info() panicked"));
         into_c_string(serde_json::to_string(&info).expect("serialises"))
     }
 
@@ -107,7 +126,11 @@ mod native {
     /// # Safety
     /// `ptr` must point to `len` readable bytes.
     pub unsafe fn native_render<E: Engine>(ptr: *const u8, len: usize) -> *mut c_char {
-        let bytes = if ptr.is_null() { &[][..] } else { unsafe { std::slice::from_raw_parts(ptr, len) } };
+        let bytes = if ptr.is_null() {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(ptr, len) }
+        };
         let answer = match catch_unwind(AssertUnwindSafe(|| render_json::<E>(bytes))) {
             Ok(answer) => answer,
             Err(panic) => {
@@ -125,7 +148,11 @@ mod native {
     fn render_json<E: Engine>(bytes: &[u8]) -> serde_json::Value {
         let request: Request = match serde_json::from_slice(bytes) {
             Ok(request) => request,
-            Err(e) => return error_json(&EngineError::Internal(format!("host sent an invalid request: {e}"))),
+            Err(e) => {
+                return error_json(&EngineError::Internal(format!(
+                    "host sent an invalid request: {e}"
+                )))
+            }
         };
         match E::render(request) {
             Ok(rendered) => json!({"ok": rendered}),

@@ -45,6 +45,9 @@
 //! `nestor_engine_free(*mut c_char)` for every string returned.
 #![deny(missing_docs)]
 
+// The generated WIT bindings name their runtime by this crate's path, which
+// must also resolve inside the crate itself.
+#[cfg(target_arch = "wasm32")]
 extern crate self as nestor_engine_sdk;
 
 mod glue;
@@ -53,7 +56,9 @@ mod types;
 pub mod yaml;
 
 pub use serde_json::{self, json, Value};
-pub use types::{Artifact, Config, Context, Definition, EngineError, EngineInfo, OutputSpec, Rendered, Request};
+pub use types::{
+    Artifact, Config, Context, Definition, EngineError, EngineInfo, OutputSpec, Rendered, Request,
+};
 
 /// Version of the native C ABI the [`export_engine!`] macro exports.
 pub const NATIVE_ABI_VERSION: u32 = 1;

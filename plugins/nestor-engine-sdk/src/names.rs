@@ -26,8 +26,16 @@ pub fn dns_label(text: &str) -> String {
 /// A Terraform/HCL identifier: letters, digits, `_` and `-`, starting with
 /// a letter or `_`.
 pub fn identifier(text: &str) -> String {
-    let mut out: String =
-        text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if !out.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
         out.insert(0, '_');
     }
@@ -82,7 +90,10 @@ pub fn snake_case(text: &str) -> String {
 /// A key with case and separators removed, for lenient matching
 /// (`repoURL` = `repo_url`).
 pub fn loose_key(text: &str) -> String {
-    text.chars().filter(|c| *c != '_' && *c != '-').map(|c| c.to_ascii_lowercase()).collect()
+    text.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 #[cfg(test)]

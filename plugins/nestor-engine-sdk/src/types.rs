@@ -21,8 +21,16 @@ pub struct EngineInfo {
 
 impl EngineInfo {
     /// An info record.
-    pub fn new(name: impl Into<String>, version: impl Into<String>, description: impl Into<String>) -> Self {
-        EngineInfo { name: name.into(), version: version.into(), description: description.into() }
+    pub fn new(
+        name: impl Into<String>,
+        version: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        EngineInfo {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+        }
     }
 }
 
@@ -75,8 +83,14 @@ impl Request {
     pub fn expand_value(&self, value: &Value) -> Value {
         match value {
             Value::String(s) => Value::String(self.expand(s)),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.expand_value(v)).collect()),
-            Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), self.expand_value(v))).collect()),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.expand_value(v)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), self.expand_value(v)))
+                    .collect(),
+            ),
             other => other.clone(),
         }
     }
@@ -93,9 +107,9 @@ impl Request {
     ) -> Result<serde_json::Map<String, Value>, EngineError> {
         let mut args = serde_json::Map::new();
         if let Some(statics) = self.engine_config.get("static_inputs") {
-            let statics = statics
-                .as_object()
-                .ok_or_else(|| EngineError::InvalidConfig("`static_inputs` must be a map".into()))?;
+            let statics = statics.as_object().ok_or_else(|| {
+                EngineError::InvalidConfig("`static_inputs` must be a map".into())
+            })?;
             for (key, v) in statics {
                 insert_path(&mut args, key, self.expand_value(v))?;
             }
@@ -106,7 +120,9 @@ impl Request {
                 Some(Value::String(target)) if !target.is_empty() => target.clone(),
                 Some(Value::Null) | None => default_key(name),
                 Some(other) => {
-                    return Err(EngineError::InvalidConfig(format!("`input_map.{name}` must be a string, not {other}")))
+                    return Err(EngineError::InvalidConfig(format!(
+                        "`input_map.{name}` must be a string, not {other}"
+                    )))
                 }
             };
             insert_path(&mut args, &key, value(name, v))?;
@@ -128,7 +144,11 @@ impl Request {
 
     /// Whether the definition marks input `name` as sensitive.
     pub fn is_sensitive(&self, name: &str) -> bool {
-        self.definition.input_spec(name).and_then(|i| i.get("sensitive")).and_then(Value::as_bool).unwrap_or(false)
+        self.definition
+            .input_spec(name)
+            .and_then(|i| i.get("sensitive"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 }
 
@@ -157,7 +177,10 @@ pub struct Definition(pub Value);
 
 impl Definition {
     fn metadata_str(&self, key: &str) -> &str {
-        self.0.pointer(&format!("/metadata/{key}")).and_then(Value::as_str).unwrap_or("")
+        self.0
+            .pointer(&format!("/metadata/{key}"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     /// `metadata.name`.
@@ -201,8 +224,16 @@ impl Definition {
                     .filter_map(|o| {
                         Some(OutputSpec {
                             name: o.get("name")?.as_str()?.to_string(),
-                            value_type: o.get("type").and_then(Value::as_str).unwrap_or("string").to_string(),
-                            description: o.get("description").and_then(Value::as_str).unwrap_or("").to_string(),
+                            value_type: o
+                                .get("type")
+                                .and_then(Value::as_str)
+                                .unwrap_or("string")
+                                .to_string(),
+                            description: o
+                                .get("description")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string(),
                             sensitive: o.get("sensitive").and_then(Value::as_bool).unwrap_or(false),
                         })
                     })
@@ -245,15 +276,21 @@ impl Config {
     /// (`null` counts as absent).
     pub fn get(&self, key: &str) -> Option<&Value> {
         let map = self.0.as_object()?;
-        [key.to_string(), names::camel_case(key), names::snake_case(key)]
-            .iter()
-            .find_map(|k| map.get(k))
-            .or_else(|| {
-                // `repoURL` and friends: compare case-insensitively without separators.
-                let wanted = names::loose_key(key);
-                map.iter().find(|(k, _)| names::loose_key(k) == wanted).map(|(_, v)| v)
-            })
-            .filter(|v| !v.is_null())
+        [
+            key.to_string(),
+            names::camel_case(key),
+            names::snake_case(key),
+        ]
+        .iter()
+        .find_map(|k| map.get(k))
+        .or_else(|| {
+            // `repoURL` and friends: compare case-insensitively without separators.
+            let wanted = names::loose_key(key);
+            map.iter()
+                .find(|(k, _)| names::loose_key(k) == wanted)
+                .map(|(_, v)| v)
+        })
+        .filter(|v| !v.is_null())
     }
 
     /// A string value; numbers and booleans are accepted and written as text.
@@ -269,7 +306,9 @@ impl Config {
 
     /// A string value that must be present.
     pub fn require_str(&self, key: &str) -> Result<String, EngineError> {
-        self.str(key).ok_or_else(|| EngineError::InvalidConfig(format!("`{key}` is required in the engine config")))
+        self.str(key).ok_or_else(|| {
+            EngineError::InvalidConfig(format!("`{key}` is required in the engine config"))
+        })
     }
 
     /// A boolean value (`true`, `"true"`, `"yes"`).
@@ -318,8 +357,17 @@ impl Rendered {
     }
 
     /// Adds a file.
-    pub fn artifact(mut self, path: impl Into<String>, content: impl Into<String>, media_type: impl Into<String>) -> Self {
-        self.artifacts.push(Artifact { path: path.into(), content: content.into(), media_type: media_type.into() });
+    pub fn artifact(
+        mut self,
+        path: impl Into<String>,
+        content: impl Into<String>,
+        media_type: impl Into<String>,
+    ) -> Self {
+        self.artifacts.push(Artifact {
+            path: path.into(),
+            content: content.into(),
+            media_type: media_type.into(),
+        });
         self
     }
 
@@ -375,21 +423,31 @@ impl fmt::Display for EngineError {
 impl std::error::Error for EngineError {}
 
 /// Sets `path` (dotted: `a.b.c`) in `map`, creating objects on the way.
-fn insert_path(map: &mut serde_json::Map<String, Value>, path: &str, value: Value) -> Result<(), EngineError> {
+fn insert_path(
+    map: &mut serde_json::Map<String, Value>,
+    path: &str,
+    value: Value,
+) -> Result<(), EngineError> {
     let mut parts = path.split('.').peekable();
     let mut current = map;
     while let Some(part) = parts.next() {
         if part.is_empty() {
-            return Err(EngineError::InvalidConfig(format!("`{path}` is not a valid argument path")));
+            return Err(EngineError::InvalidConfig(format!(
+                "`{path}` is not a valid argument path"
+            )));
         }
         if parts.peek().is_none() {
             current.insert(part.to_string(), value);
             return Ok(());
         }
-        let entry = current.entry(part.to_string()).or_insert_with(|| Value::Object(serde_json::Map::new()));
-        current = entry
-            .as_object_mut()
-            .ok_or_else(|| EngineError::InvalidConfig(format!("`{path}` nests inside `{part}`, which is not a map")))?;
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        current = entry.as_object_mut().ok_or_else(|| {
+            EngineError::InvalidConfig(format!(
+                "`{path}` nests inside `{part}`, which is not a map"
+            ))
+        })?;
     }
     Ok(())
 }
@@ -412,7 +470,9 @@ mod tests {
             "context": {"team": "alpha", "environment": "dev", "deployment": "shop", "revision": 1},
         }))
         .unwrap();
-        let args = request.arguments(crate::names::camel_case, |_, v| v.clone()).unwrap();
+        let args = request
+            .arguments(crate::names::camel_case, |_, v| v.clone())
+            .unwrap();
         assert_eq!(
             Value::Object(args),
             json!({"identifier": "alpha-dev-db", "instance_class": "x", "instanceClass": "db.t3.micro",

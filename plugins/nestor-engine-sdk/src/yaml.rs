@@ -23,7 +23,11 @@ pub fn to_string(value: &Value) -> String {
 
 /// Several documents separated by `---`.
 pub fn to_multi_document_string(values: &[Value]) -> String {
-    values.iter().map(to_string).collect::<Vec<_>>().join("---\n")
+    values
+        .iter()
+        .map(to_string)
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 fn is_block(value: &Value) -> bool {
@@ -96,10 +100,14 @@ fn string_text(s: &str) -> String {
     }
 }
 
-const RESERVED: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"];
+const RESERVED: &[&str] = &[
+    "y", "n", "yes", "no", "on", "off", "true", "false", "null", "~",
+];
 
 fn is_plain_safe(s: &str) -> bool {
-    let Some(first) = s.chars().next() else { return false };
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
     if !(first.is_ascii_alphabetic() || first == '_' || first == '/') {
         return false;
     }
@@ -109,7 +117,8 @@ fn is_plain_safe(s: &str) -> bool {
     if s.contains(": ") || s.contains(" #") {
         return false;
     }
-    s.chars().all(|c| c.is_ascii_alphanumeric() || "_-./@+=: ".contains(c))
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-./@+=: ".contains(c))
 }
 
 #[cfg(test)]

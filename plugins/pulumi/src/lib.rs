@@ -20,7 +20,8 @@
 #![deny(missing_docs)]
 
 use nestor_engine_sdk::{
-    export_engine, json, names, serde_json::Map, yaml, Engine, EngineError, EngineInfo, Rendered, Request, Value,
+    export_engine, json, names, serde_json::Map, yaml, Engine, EngineError, EngineInfo, Rendered,
+    Request, Value,
 };
 
 /// The engine.
@@ -28,7 +29,11 @@ pub struct Pulumi;
 
 impl Engine for Pulumi {
     fn info() -> EngineInfo {
-        EngineInfo::new("pulumi", env!("CARGO_PKG_VERSION"), "Pulumi YAML program and stack config")
+        EngineInfo::new(
+            "pulumi",
+            env!("CARGO_PKG_VERSION"),
+            "Pulumi YAML program and stack config",
+        )
     }
 
     fn render(request: Request) -> Result<Rendered, EngineError> {
@@ -39,23 +44,38 @@ impl Engine for Pulumi {
                 "`type` must be a Pulumi type token `package:module:Type`, not `{resource_type}`"
             )));
         }
-        let project = config.str("project").map(|p| request.expand(&p)).unwrap_or_else(|| request.qualified_name());
-        let stack = config.str("stack").map(|s| request.expand(&s)).unwrap_or_else(|| {
-            if request.context.environment.is_empty() {
-                "dev".into()
-            } else {
-                names::dns_label(&request.context.environment)
-            }
-        });
-        let logical = config.str("name").map(|n| request.expand(&n)).unwrap_or_else(|| request.resource.clone());
+        let project = config
+            .str("project")
+            .map(|p| request.expand(&p))
+            .unwrap_or_else(|| request.qualified_name());
+        let stack = config
+            .str("stack")
+            .map(|s| request.expand(&s))
+            .unwrap_or_else(|| {
+                if request.context.environment.is_empty() {
+                    "dev".into()
+                } else {
+                    names::dns_label(&request.context.environment)
+                }
+            });
+        let logical = config
+            .str("name")
+            .map(|n| request.expand(&n))
+            .unwrap_or_else(|| request.resource.clone());
 
         let mut declarations = Map::new();
         let mut stack_values = Map::new();
         let properties = request.arguments(names::camel_case, |name, value| {
-            let Some(declared_type) = config_type(value) else { return value.clone() };
+            let Some(declared_type) = config_type(value) else {
+                return value.clone();
+            };
             let key = names::camel_case(name);
             let mut declaration = json!({"type": declared_type});
-            if let Some(items) = value.as_array().and_then(|a| a.first()).and_then(config_type) {
+            if let Some(items) = value
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(config_type)
+            {
                 declaration["items"] = json!({"type": items});
             }
             if request.is_sensitive(name) {
@@ -88,12 +108,17 @@ impl Engine for Pulumi {
         }
         program.insert("resources".into(), json!({ logical.clone(): resource }));
 
-        let organization = config.str("organization").unwrap_or_else(|| "organization".into());
+        let organization = config
+            .str("organization")
+            .unwrap_or_else(|| "organization".into());
         let mut outputs = Map::new();
         let mut rendered = Rendered::new();
         for output in request.definition.outputs() {
             let target = request.output_target(&output.name);
-            outputs.insert(output.name.clone(), json!(format!("${{{logical}.{target}}}")));
+            outputs.insert(
+                output.name.clone(),
+                json!(format!("${{{logical}.{target}}}")),
+            );
             rendered = rendered.output(
                 output.name.clone(),
                 json!({"stackReference": format!("{organization}/{project}/{stack}"), "output": output.name}),
@@ -105,8 +130,16 @@ impl Engine for Pulumi {
 
         let stack_file = json!({"config": stack_values});
         Ok(rendered
-            .artifact("Pulumi.yaml", yaml::to_string(&Value::Object(program)), "application/yaml")
-            .artifact(format!("Pulumi.{stack}.yaml"), yaml::to_string(&stack_file), "application/yaml"))
+            .artifact(
+                "Pulumi.yaml",
+                yaml::to_string(&Value::Object(program)),
+                "application/yaml",
+            )
+            .artifact(
+                format!("Pulumi.{stack}.yaml"),
+                yaml::to_string(&stack_file),
+                "application/yaml",
+            ))
     }
 }
 
@@ -118,7 +151,10 @@ fn config_type(value: &Value) -> Option<&'static str> {
         Value::Number(n) if n.is_i64() || n.is_u64() => Some("integer"),
         Value::Array(items) if !items.is_empty() => {
             let first = config_type(&items[0]).filter(|t| *t != "array")?;
-            items.iter().all(|i| config_type(i) == Some(first)).then_some("array")
+            items
+                .iter()
+                .all(|i| config_type(i) == Some(first))
+                .then_some("array")
         }
         _ => None,
     }

@@ -12,14 +12,20 @@
 //! Outputs are Terraform references, `${module.<resource>.<module output>}`.
 #![deny(missing_docs)]
 
-use nestor_engine_sdk::{export_engine, json, names, Engine, EngineError, EngineInfo, Rendered, Request, Value};
+use nestor_engine_sdk::{
+    export_engine, json, names, Engine, EngineError, EngineInfo, Rendered, Request, Value,
+};
 
 /// The engine.
 pub struct Terraform;
 
 impl Engine for Terraform {
     fn info() -> EngineInfo {
-        EngineInfo::new("terraform", env!("CARGO_PKG_VERSION"), "Terraform module call as main.tf.json")
+        EngineInfo::new(
+            "terraform",
+            env!("CARGO_PKG_VERSION"),
+            "Terraform module call as main.tf.json",
+        )
     }
 
     fn render(request: Request) -> Result<Rendered, EngineError> {
@@ -36,7 +42,10 @@ impl Engine for Terraform {
             }
         }
         for (name, value) in request.arguments(str::to_string, |_, v| escape_templates(v))? {
-            if matches!(name.as_str(), "source" | "version" | "providers" | "count" | "for_each" | "depends_on") {
+            if matches!(
+                name.as_str(),
+                "source" | "version" | "providers" | "count" | "for_each" | "depends_on"
+            ) {
                 return Err(EngineError::InvalidInput(format!(
                     "argument `{name}` collides with a Terraform module meta-argument"
                 )));
@@ -47,7 +56,10 @@ impl Engine for Terraform {
         let mut outputs = serde_json_map();
         let mut rendered = Rendered::new();
         for output in request.definition.outputs() {
-            let reference = format!("${{module.{module_name}.{}}}", request.output_target(&output.name));
+            let reference = format!(
+                "${{module.{module_name}.{}}}",
+                request.output_target(&output.name)
+            );
             let mut block = json!({"value": reference});
             if !output.description.is_empty() {
                 block["description"] = json!(output.description);
@@ -87,12 +99,18 @@ fn serde_json_map() -> nestor_engine_sdk::serde_json::Map<String, Value> {
 /// `namespace/name/provider` or `host/namespace/name/provider`, optionally
 /// with a `//subdir`: the only sources `version` applies to.
 fn is_registry_source(source: &str) -> bool {
-    if source.starts_with('.') || source.starts_with('/') || source.contains("::") || source.contains("://") {
+    if source.starts_with('.')
+        || source.starts_with('/')
+        || source.contains("::")
+        || source.contains("://")
+    {
         return false;
     }
     let base = source.split("//").next().unwrap_or(source);
     let parts = base.split('/').count();
-    let vcs_host = ["github.com/", "bitbucket.org/", "gitlab.com/"].iter().any(|h| base.starts_with(h));
+    let vcs_host = ["github.com/", "bitbucket.org/", "gitlab.com/"]
+        .iter()
+        .any(|h| base.starts_with(h));
     (parts == 3 || parts == 4) && !vcs_host && !base.contains('?')
 }
 
@@ -102,28 +120,46 @@ fn escape_templates(value: &Value) -> Value {
     match value {
         Value::String(s) => Value::String(s.replace("${", "$${").replace("%{", "%%{")),
         Value::Array(items) => Value::Array(items.iter().map(escape_templates).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), escape_templates(v))).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), escape_templates(v)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
 
 fn backend(request: &Request) -> Result<Option<Value>, EngineError> {
-    let Some(raw) = request.engine_config.get("backend") else { return Ok(None) };
+    let Some(raw) = request.engine_config.get("backend") else {
+        return Ok(None);
+    };
     let (kind, mut settings) = match raw {
         Value::String(kind) => (kind.clone(), serde_json_map()),
         Value::Object(map) if map.contains_key("type") => {
             let kind = map["type"]
                 .as_str()
-                .ok_or_else(|| EngineError::InvalidConfig("`backend.type` must be a string".into()))?
+                .ok_or_else(|| {
+                    EngineError::InvalidConfig("`backend.type` must be a string".into())
+                })?
                 .to_string();
-            let settings = map.get("config").and_then(Value::as_object).cloned().unwrap_or_else(|| {
-                map.iter().filter(|(k, _)| k.as_str() != "type").map(|(k, v)| (k.clone(), v.clone())).collect()
-            });
+            let settings = map
+                .get("config")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_else(|| {
+                    map.iter()
+                        .filter(|(k, _)| k.as_str() != "type")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                });
             (kind, settings)
         }
         Value::Object(map) if map.len() == 1 => {
             let (kind, settings) = map.iter().next().expect("one entry");
-            (kind.clone(), settings.as_object().cloned().unwrap_or_default())
+            (
+                kind.clone(),
+                settings.as_object().cloned().unwrap_or_default(),
+            )
         }
         _ => {
             return Err(EngineError::InvalidConfig(
@@ -133,13 +169,18 @@ fn backend(request: &Request) -> Result<Option<Value>, EngineError> {
     };
     // One state per resource of a deployment unless the config says otherwise.
     let ctx = &request.context;
-    let state_path = format!("{}/{}/{}/{}.tfstate", ctx.team, ctx.environment, ctx.deployment, request.resource);
+    let state_path = format!(
+        "{}/{}/{}/{}.tfstate",
+        ctx.team, ctx.environment, ctx.deployment, request.resource
+    );
     match kind.as_str() {
         "s3" | "oss" | "cos" => {
             settings.entry("key").or_insert_with(|| json!(state_path));
         }
         "gcs" => {
-            settings.entry("prefix").or_insert_with(|| json!(state_path.trim_end_matches(".tfstate")));
+            settings
+                .entry("prefix")
+                .or_insert_with(|| json!(state_path.trim_end_matches(".tfstate")));
         }
         "azurerm" => {
             settings.entry("key").or_insert_with(|| json!(state_path));
@@ -159,7 +200,9 @@ mod tests {
     #[test]
     fn registry_sources() {
         assert!(is_registry_source("terraform-aws-modules/rds/aws"));
-        assert!(is_registry_source("app.terraform.io/acme/rds/aws//modules/db"));
+        assert!(is_registry_source(
+            "app.terraform.io/acme/rds/aws//modules/db"
+        ));
         assert!(!is_registry_source("./modules/rds"));
         assert!(!is_registry_source("git::https://example.com/x.git"));
         assert!(!is_registry_source("github.com/acme/rds"));

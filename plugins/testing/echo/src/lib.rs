@@ -10,7 +10,11 @@ pub struct Echo;
 
 impl Engine for Echo {
     fn info() -> EngineInfo {
-        EngineInfo::new("echo", env!("CARGO_PKG_VERSION"), "Echoes the request (test guest)")
+        EngineInfo::new(
+            "echo",
+            env!("CARGO_PKG_VERSION"),
+            "Echoes the request (test guest)",
+        )
     }
 
     fn render(request: Request) -> Result<Rendered, EngineError> {

@@ -15,7 +15,11 @@ pub struct Hostile;
 
 impl Engine for Hostile {
     fn info() -> EngineInfo {
-        EngineInfo::new("hostile", env!("CARGO_PKG_VERSION"), "Misbehaves on request (test guest)")
+        EngineInfo::new(
+            "hostile",
+            env!("CARGO_PKG_VERSION"),
+            "Misbehaves on request (test guest)",
+        )
     }
 
     fn render(request: Request) -> Result<Rendered, EngineError> {
@@ -29,7 +33,10 @@ impl Engine for Hostile {
             }
             "alloc" => {
                 let big = black_box(vec![1u8; 1 << 30]);
-                Ok(Rendered::new().output("len", big.iter().step_by(4096).map(|b| *b as u64).sum::<u64>()))
+                Ok(Rendered::new().output(
+                    "len",
+                    big.iter().step_by(4096).map(|b| *b as u64).sum::<u64>(),
+                ))
             }
             "trap" => {
                 #[cfg(target_arch = "wasm32")]
@@ -42,7 +49,8 @@ impl Engine for Hostile {
                 let chunk = "x".repeat(1 << 20);
                 let mut rendered = Rendered::new();
                 for i in 0..100 {
-                    rendered = rendered.artifact(format!("flood-{i}.txt"), chunk.clone(), "text/plain");
+                    rendered =
+                        rendered.artifact(format!("flood-{i}.txt"), chunk.clone(), "text/plain");
                 }
                 Ok(rendered)
             }
@@ -61,7 +69,11 @@ impl Engine for Hostile {
                     .unwrap_or(0);
                 Ok(Rendered::new().output("now", now))
             }
-            "garbage" => Ok(Rendered::new().artifact("../../etc/cron.d/evil", "* * * * * root true", "text/plain")),
+            "garbage" => Ok(Rendered::new().artifact(
+                "../../etc/cron.d/evil",
+                "* * * * * root true",
+                "text/plain",
+            )),
             "stack" => Ok(Rendered::new().output("depth", recurse(black_box(1)))),
             _ => Ok(Rendered::new().artifact("ok.txt", "fine\n", "text/plain")),
         }
