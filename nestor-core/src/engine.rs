@@ -81,3 +81,22 @@ pub trait Engine: Send + Sync {
     /// naming the engine and the cause.
     async fn render(&self, request: &RenderRequest) -> Result<RenderOutput>;
 }
+
+/// Where the orchestrator finds engines by name (the registry in
+/// `nestor-engines` implements it; tests may use a map).
+pub trait EngineProvider: Send + Sync {
+    /// The engine called `name`, if loaded.
+    fn engine(&self, name: &str) -> Option<std::sync::Arc<dyn Engine>>;
+    /// Names of every loaded engine.
+    fn engine_names(&self) -> Vec<String>;
+}
+
+impl EngineProvider for BTreeMap<String, std::sync::Arc<dyn Engine>> {
+    fn engine(&self, name: &str) -> Option<std::sync::Arc<dyn Engine>> {
+        self.get(name).cloned()
+    }
+
+    fn engine_names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+}

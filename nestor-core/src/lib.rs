@@ -31,11 +31,14 @@
 #![deny(missing_docs)]
 
 mod catalog;
+mod composer;
 mod config_util;
 mod engine;
 mod error;
+mod executor;
 mod graph;
 mod model;
+mod orchestrator;
 mod parse;
 mod search;
 mod source;
@@ -49,11 +52,14 @@ mod versioning;
 pub mod testing;
 
 pub use catalog::*;
+pub use composer::*;
 pub use config_util::parse_duration;
 pub use engine::*;
 pub use error::*;
+pub use executor::*;
 pub use graph::*;
 pub use model::*;
+pub use orchestrator::*;
 pub use parse::*;
 pub use search::*;
 pub use source::*;

@@ -1,0 +1,650 @@
+//! The orchestrator (SPEC §5): resolve → render templates → validate inputs
+//! → graph and waves → render each wave through the engines in parallel →
+//! hand the artifacts to the executor → record outputs and statuses.
+//!
+//! A plan is the same walk without the executor and without writes. Every
+//! state change of a deployment is a conditional write (the store's
+//! generation counter), so a cancel racing a running apply is never lost,
+//! and every change appends an event.
+
+mod plan;
+mod resolve;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use serde_json::json;
+
+pub use plan::{diff_artifacts, FileDiff, Plan, PlanDiff};
+pub use resolve::{render_inputs, resolve_params, resolve_resources, PinnedResource, Resolved};
+
+use crate::catalog::{Clock, SystemClock};
+use crate::engine::{Artifact, EngineProvider, RenderContext, RenderOutput, RenderRequest};
+use crate::error::{Error, FieldError, Result};
+use crate::executor::{ApplyTarget, Executor};
+use crate::model::*;
+use crate::parse::check_resources;
+use crate::store::{CreateOutcome, Store};
+use crate::template::{ResourceOutputs, TemplateContext};
+use crate::validate::is_valid_name;
+use crate::versioning::{CatalogRef, VersionSpec};
+
+/// What to deploy, after the request was understood: the resources with
+/// their (template) configs, the parameters with defaults, the edges.
+#[derive(Debug, Clone)]
+struct Spec {
+    key: DeploymentKey,
+    composition: Option<String>,
+    params: BTreeMap<String, serde_json::Value>,
+    resources: Vec<CompositionResource>,
+    edges: Vec<Edge>,
+    labels: BTreeMap<String, String>,
+    /// Field path prefix for errors about resources.
+    base: &'static str,
+}
+
+/// The outcome of rendering every wave.
+struct Rendered {
+    outputs: BTreeMap<String, RenderOutput>,
+    /// Resource → why it failed, was skipped or cancelled.
+    problems: BTreeMap<String, (ResourceStatus, String)>,
+}
+
+/// Plans, applies, rolls back and promotes deployments.
+#[derive(Clone)]
+pub struct Orchestrator {
+    store: Arc<dyn Store>,
+    engines: Arc<dyn EngineProvider>,
+    executor: Arc<dyn Executor>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Orchestrator {
+    /// An orchestrator over a store, the engines and an executor.
+    pub fn new(store: Arc<dyn Store>, engines: Arc<dyn EngineProvider>, executor: Arc<dyn Executor>) -> Self {
+        Orchestrator { store, engines, executor, clock: Arc::new(SystemClock) }
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// One deployment by id.
+    pub async fn get(&self, id: &str) -> Result<Deployment> {
+        self.store.get_deployment(id).await?.ok_or_else(|| Error::DeploymentNotFound { id: id.into() })
+    }
+
+    async fn spec(&self, request: &DeploymentRequest) -> Result<Spec> {
+        let mut errors = Vec::new();
+        for (field, value) in [("team", &request.team), ("environment", &request.environment), ("name", &request.name)] {
+            if !is_valid_name(value) {
+                errors.push(FieldError::new(field, format!("{value:?} is not a valid {field} (lowercase letters, digits and '-')")));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Validation { errors });
+        }
+        let key = DeploymentKey { team: request.team.clone(), environment: request.environment.clone(), name: request.name.clone() };
+        match (&request.composition, request.resources.is_empty()) {
+            (Some(_), false) => Err(Error::bad_request("give either a composition with params, or resources, not both")),
+            (None, true) => Err(Error::bad_request("nothing to deploy: give a composition or resources")),
+            (Some(name), true) => {
+                let spec = VersionSpec::parse(request.composition_version.as_deref().unwrap_or(""))
+                    .map_err(|e| Error::invalid("composition_version", e))?;
+                let published = self.store.resolve_composition(&request.team, name, &spec).await?;
+                let c = published.composition;
+                let params = resolve_params(&c.spec.parameters, &request.params)?;
+                Ok(Spec {
+                    key,
+                    composition: Some(c.subject()),
+                    params,
+                    resources: c.spec.resources,
+                    edges: c.spec.dependencies,
+                    labels: request.labels.clone(),
+                    base: "spec.resources",
+                })
+            }
+            (None, false) => {
+                if !request.params.is_empty() {
+                    return Err(Error::invalid("params", "params need a composition; resources take literal config"));
+                }
+                let mut edges = Vec::new();
+                for (i, text) in request.dependencies.iter().enumerate() {
+                    match Edge::parse(text) {
+                        Some(e) => edges.push(e),
+                        None => errors.push(FieldError::new(format!("dependencies[{i}]"), format!("{text:?} is not an edge: write \"from -> to\""))),
+                    }
+                }
+                errors.extend(check_resources(&request.resources, &BTreeSet::new(), "resources"));
+                if !errors.is_empty() {
+                    return Err(Error::Validation { errors });
+                }
+                Ok(Spec {
+                    key,
+                    composition: None,
+                    params: BTreeMap::new(),
+                    resources: request.resources.clone(),
+                    edges,
+                    labels: request.labels.clone(),
+                    base: "resources",
+                })
+            }
+        }
+    }
+
+    async fn resolve(&self, spec: &Spec) -> Result<Resolved> {
+        let loaded = self.engines.engine_names();
+        resolve_resources(self.store.as_ref(), &spec.resources, &spec.edges, spec.base, Some(&loaded)).await
+    }
+
+    fn draft(&self, spec: &Spec, resolved: &Resolved, revision: u64) -> Deployment {
+        let now = self.clock.now();
+        let k = &spec.key;
+        let resources = resolved
+            .waves
+            .iter()
+            .flatten()
+            .filter_map(|name| resolved.get(name))
+            .map(|p| DeployedResource {
+                name: p.resource.name.clone(),
+                catalog_ref: p.definition.definition.subject(),
+                engine: p.engine.clone(),
+                status: ResourceStatus::Pending,
+                outputs: BTreeMap::new(),
+                artifacts: vec![],
+                error: None,
+            })
+            .collect();
+        Deployment {
+            id: format!("{}.{}.{}.r{revision}", k.team, k.environment, k.name),
+            team: k.team.clone(),
+            environment: k.environment.clone(),
+            name: k.name.clone(),
+            revision,
+            status: DeploymentStatus::Pending,
+            created_at: now,
+            updated_at: now,
+            waves: resolved.waves.clone(),
+            resources,
+            error: None,
+            composition: spec.composition.clone(),
+            params: spec.params.clone(),
+            labels: spec.labels.clone(),
+            commit: None,
+            rollback_of: None,
+            generation: 0,
+        }
+    }
+
+    fn content(resolved: &Resolved) -> RevisionContent {
+        RevisionContent {
+            resources: resolved
+                .resources
+                .iter()
+                .map(|p| ResolvedResource {
+                    name: p.resource.name.clone(),
+                    definition: p.definition.name().to_string(),
+                    version: p.definition.version().clone(),
+                    engine: p.engine.clone(),
+                    config: p.resource.config.clone(),
+                })
+                .collect(),
+            edges: resolved.edges.clone(),
+            artifacts: BTreeMap::new(),
+        }
+    }
+
+    async fn next_revision(&self, key: &DeploymentKey) -> Result<u64> {
+        Ok(self.store.revisions(key).await?.last().map_or(1, |d| d.revision + 1))
+    }
+
+    /// The artifacts of the last succeeded revision of `key`, if any.
+    async fn current(&self, key: &DeploymentKey) -> Result<(Option<u64>, BTreeMap<String, Vec<Artifact>>)> {
+        let revisions = self.store.revisions(key).await?;
+        match revisions.iter().rev().find(|d| d.status == DeploymentStatus::Succeeded) {
+            Some(d) => {
+                let content = self.store.revision_content(&d.id).await?.unwrap_or_default();
+                Ok((Some(d.revision), content.artifacts))
+            }
+            None => Ok((None, BTreeMap::new())),
+        }
+    }
+
+    /// Everything but the executor: the rendered files and a diff against
+    /// the current revision. Writes nothing.
+    pub async fn plan(&self, request: &DeploymentRequest) -> Result<Plan> {
+        let spec = self.spec(request).await?;
+        let resolved = self.resolve(&spec).await?;
+        let revision = self.next_revision(&spec.key).await?;
+        let mut deployment = self.draft(&spec, &resolved, revision);
+        let rendered = self.render_waves(&spec, &resolved, &mut deployment, false).await?;
+        let artifacts = Self::artifacts_of(&rendered);
+        for r in &mut deployment.resources {
+            if let Some(out) = rendered.outputs.get(&r.name) {
+                r.outputs = out.outputs.clone();
+                r.artifacts = out.artifacts.iter().map(|a| a.path.clone()).collect();
+            }
+        }
+        Self::finish_statuses(&mut deployment, &rendered, false);
+        let (base, current) = self.current(&spec.key).await?;
+        let diff = diff_artifacts(base, &current, &artifacts);
+        Ok(Plan { deployment, artifacts, diff })
+    }
+
+    fn artifacts_of(rendered: &Rendered) -> BTreeMap<String, Vec<Artifact>> {
+        rendered.outputs.iter().map(|(name, out)| (name.clone(), out.artifacts.clone())).collect()
+    }
+
+    /// Applies a request: records revision n+1, renders wave by wave, commits
+    /// through the executor, and returns the finished deployment. With an
+    /// idempotency key, the same key and request return the deployment the
+    /// first call created and apply nothing; another request is a conflict.
+    pub async fn apply(&self, request: &DeploymentRequest, idempotency_key: Option<&str>) -> Result<Deployment> {
+        if request.dry_run {
+            return Ok(self.plan(request).await?.deployment);
+        }
+        let spec = self.spec(request).await?;
+        let resolved = self.resolve(&spec).await?;
+        let request_hash = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(serde_json::to_vec(request).map_err(|e| Error::internal(e.to_string()))?))
+        };
+        let content = Self::content(&resolved);
+        let mut deployment = None;
+        for _ in 0..8 {
+            let revision = self.next_revision(&spec.key).await?;
+            let draft = self.draft(&spec, &resolved, revision);
+            match self.store.create_deployment(&draft, &content, idempotency_key.map(|k| (k, request_hash.as_str()))).await {
+                Ok(CreateOutcome::Created) => {
+                    deployment = Some(draft);
+                    break;
+                }
+                Ok(CreateOutcome::Existing(existing)) => return Ok(*existing),
+                // Another apply of the same deployment took this revision number.
+                Err(Error::Conflict { .. }) if idempotency_key.is_none() || self.store.get_deployment(&draft.id).await?.is_some() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut deployment = deployment.ok_or_else(|| Error::Conflict { message: format!("{} is being applied concurrently; try again", spec.key) })?;
+        self.emit(EventType::DeploymentStarted, &deployment).await?;
+        self.run(&spec, &resolved, &mut deployment, content).await?;
+        Ok(deployment)
+    }
+
+    /// Renders, commits and records one revision that is already stored.
+    async fn run(&self, spec: &Spec, resolved: &Resolved, d: &mut Deployment, mut content: RevisionContent) -> Result<()> {
+        d.status = DeploymentStatus::Planning;
+        self.save(d).await?;
+        let rendered = self.render_waves(spec, resolved, d, true).await?;
+        let artifacts = Self::artifacts_of(&rendered);
+        if d.status == DeploymentStatus::Cancelled {
+            Self::finish_statuses(d, &rendered, false);
+            content.artifacts = artifacts;
+            self.store.save_revision_content(&d.id, &content).await?;
+            self.save(d).await?;
+            return self.emit(EventType::DeploymentFailed, d).await;
+        }
+        d.status = DeploymentStatus::Applying;
+        self.save(d).await?;
+        let target = ApplyTarget { key: spec.key.clone(), revision: d.revision, deployment_id: d.id.clone() };
+        let applied = self.executor.apply(&target, &artifacts).await;
+        match applied {
+            Ok(receipt) => {
+                for r in &mut d.resources {
+                    if let Some(paths) = receipt.paths.get(&r.name) {
+                        r.artifacts = paths.clone();
+                    }
+                }
+                d.commit = receipt.commit;
+                Self::finish_statuses(d, &rendered, true);
+            }
+            Err(e) => {
+                Self::finish_statuses(d, &rendered, false);
+                for r in d.resources.iter_mut().filter(|r| rendered.outputs.contains_key(&r.name)) {
+                    r.status = ResourceStatus::Failed;
+                    r.error = Some(format!("executor failed: {e}"));
+                }
+                d.status = DeploymentStatus::Failed;
+                d.error = Some(Self::causes(d));
+            }
+        }
+        content.artifacts = artifacts;
+        self.store.save_revision_content(&d.id, &content).await?;
+        self.save(d).await?;
+        let kind = if d.status == DeploymentStatus::Succeeded { EventType::DeploymentCompleted } else { EventType::DeploymentFailed };
+        self.emit(kind, d).await
+    }
+
+    /// Sets final resource statuses and the deployment's status and error.
+    fn finish_statuses(d: &mut Deployment, rendered: &Rendered, committed: bool) {
+        for r in &mut d.resources {
+            if let Some((status, why)) = rendered.problems.get(&r.name) {
+                r.status = *status;
+                r.error = Some(why.clone());
+            } else if let Some(out) = rendered.outputs.get(&r.name) {
+                r.outputs = out.outputs.clone();
+                r.status = if committed { ResourceStatus::Applied } else { ResourceStatus::Rendering };
+            }
+        }
+        if d.status == DeploymentStatus::Cancelled {
+            d.error = Some("cancelled".into());
+            return;
+        }
+        if rendered.problems.is_empty() {
+            d.status = if committed { DeploymentStatus::Succeeded } else { d.status };
+            d.error = None;
+        } else {
+            d.status = if committed { DeploymentStatus::Failed } else { d.status };
+            d.error = Some(Self::causes(d));
+        }
+    }
+
+    fn causes(d: &Deployment) -> String {
+        d.resources
+            .iter()
+            .filter(|r| r.status == ResourceStatus::Failed)
+            .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Renders every wave in order, each wave's resources in parallel. A
+    /// failed resource skips its dependents; independent ones carry on.
+    /// With `persist`, statuses are saved after each wave and a cancel seen
+    /// in the store stops before the next wave.
+    async fn render_waves(
+        &self,
+        spec: &Spec,
+        resolved: &Resolved,
+        d: &mut Deployment,
+        persist: bool,
+    ) -> Result<Rendered> {
+        let mut rendered = Rendered { outputs: BTreeMap::new(), problems: BTreeMap::new() };
+        let mut ctx = TemplateContext {
+            params: spec.params.clone(),
+            resources: BTreeMap::new(),
+            team: spec.key.team.clone(),
+            environment: spec.key.environment.clone(),
+            deployment: spec.key.name.clone(),
+        };
+        for wave in &resolved.waves {
+            if persist && self.cancelled(d).await? {
+                for name in resolved.waves.iter().flatten().filter(|n| !rendered.outputs.contains_key(*n)) {
+                    rendered.problems.entry(name.clone()).or_insert((ResourceStatus::Cancelled, "deployment cancelled".into()));
+                }
+                return Ok(rendered);
+            }
+            let runnable: Vec<&String> = wave.iter().filter(|n| !rendered.problems.contains_key(*n)).collect();
+            if persist {
+                for name in &runnable {
+                    if let Some(r) = d.resource_mut(name) {
+                        r.status = ResourceStatus::Rendering;
+                    }
+                }
+                self.save(d).await?;
+                self.emit(EventType::DeploymentUpdated, d).await?;
+            }
+            let jobs = runnable.iter().map(|name| {
+                let pinned = resolved.get(name).expect("wave names are resources");
+                self.render_one(pinned, &ctx, d.revision)
+            });
+            let results = join_all(jobs).await;
+            for (name, result) in runnable.into_iter().zip(results) {
+                match result {
+                    Ok(out) => {
+                        ctx.resources.insert(name.clone(), ResourceOutputs { outputs: out.outputs.clone() });
+                        if let Some(r) = d.resource_mut(name) {
+                            r.outputs = out.outputs.clone();
+                        }
+                        rendered.outputs.insert(name.clone(), out);
+                    }
+                    Err(e) => {
+                        rendered.problems.insert(name.clone(), (ResourceStatus::Failed, error_text(&e)));
+                        for dependent in resolved.graph.dependents_of(name) {
+                            rendered
+                                .problems
+                                .entry(dependent)
+                                .or_insert((ResourceStatus::Skipped, format!("skipped: {name} failed")));
+                        }
+                    }
+                }
+            }
+            if persist {
+                for (name, (status, why)) in &rendered.problems {
+                    if let Some(r) = d.resource_mut(name) {
+                        r.status = *status;
+                        r.error = Some(why.clone());
+                    }
+                }
+            }
+        }
+        Ok(rendered)
+    }
+
+    async fn render_one(&self, pinned: &PinnedResource, ctx: &TemplateContext, revision: u64) -> Result<RenderOutput> {
+        let def = &pinned.definition.definition;
+        let inputs = render_inputs(&pinned.resource, def, ctx)?;
+        let engine = self.engines.engine(&pinned.engine).ok_or_else(|| Error::EngineNotFound { name: pinned.engine.clone() })?;
+        let request = RenderRequest {
+            resource: pinned.resource.name.clone(),
+            definition: def.clone(),
+            inputs,
+            engine_config: def.spec.engine_configs.get(&pinned.engine).cloned().unwrap_or(serde_json::Value::Null),
+            context: RenderContext {
+                team: ctx.team.clone(),
+                environment: ctx.environment.clone(),
+                deployment: ctx.deployment.clone(),
+                revision,
+            },
+        };
+        engine.render(&request).await
+    }
+
+    /// Whether someone cancelled `d` in the store; adopts the stored generation.
+    async fn cancelled(&self, d: &mut Deployment) -> Result<bool> {
+        let stored = self.get(&d.id).await?;
+        if stored.status == DeploymentStatus::Cancelled {
+            d.status = DeploymentStatus::Cancelled;
+            d.generation = stored.generation;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Saves `d` conditionally. A concurrent cancel wins: its status is
+    /// adopted and the save retried with our resource states.
+    async fn save(&self, d: &mut Deployment) -> Result<()> {
+        for _ in 0..8 {
+            d.updated_at = self.clock.now();
+            match self.store.update_deployment(d, d.generation).await {
+                Ok(()) => {
+                    d.generation += 1;
+                    return Ok(());
+                }
+                Err(Error::Conflict { .. }) => {
+                    let stored = self.get(&d.id).await?;
+                    if stored.status == DeploymentStatus::Cancelled && !d.status.is_final() {
+                        d.status = DeploymentStatus::Cancelled;
+                    }
+                    d.generation = stored.generation;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict { message: format!("deployment {} keeps changing concurrently", d.id) })
+    }
+
+    async fn emit(&self, event_type: EventType, d: &Deployment) -> Result<()> {
+        self.store
+            .append(NewEvent {
+                event_type,
+                source: "orchestrator".into(),
+                subject: format!("{}@{}", d.key(), d.revision),
+                timestamp: self.clock.now(),
+                data: json!(d),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Rolls `id`'s deployment back: a new revision whose content equals
+    /// revision `to` (default: the one before `id`), committed as a new
+    /// commit; `id` becomes `rolled_back`.
+    pub async fn rollback(&self, id: &str, to: Option<u64>) -> Result<Deployment> {
+        let current = self.get(id).await?;
+        if !current.status.is_final() {
+            return Err(Error::Conflict { message: format!("deployment {id} is still {}; cancel it first", current.status.as_str()) });
+        }
+        let target_rev = match to {
+            Some(r) => r,
+            None if current.revision > 1 => current.revision - 1,
+            None => return Err(Error::bad_request(format!("{id} is revision 1: there is nothing to roll back to"))),
+        };
+        let revisions = self.store.revisions(&current.key()).await?;
+        let target = revisions
+            .iter()
+            .find(|d| d.revision == target_rev)
+            .ok_or_else(|| Error::bad_request(format!("{} has no revision {target_rev}", current.key())))?;
+        let content = self.store.revision_content(&target.id).await?.unwrap_or_default();
+        let mut restored = self.restore(target, content, Some(target_rev)).await?;
+        let mut old = current;
+        old.status = DeploymentStatus::RolledBack;
+        self.save(&mut old).await?;
+        self.emit(EventType::DeploymentUpdated, &old).await?;
+        restored.generation = self.get(&restored.id).await?.generation;
+        Ok(restored)
+    }
+
+    /// Records and commits a new revision with exactly `content`'s files.
+    async fn restore(&self, template: &Deployment, content: RevisionContent, rollback_of: Option<u64>) -> Result<Deployment> {
+        let key = template.key();
+        for _ in 0..8 {
+            let revision = self.next_revision(&key).await?;
+            let now = self.clock.now();
+            let mut d = Deployment {
+                id: format!("{}.{}.{}.r{revision}", key.team, key.environment, key.name),
+                revision,
+                status: DeploymentStatus::Applying,
+                created_at: now,
+                updated_at: now,
+                error: None,
+                commit: None,
+                rollback_of,
+                generation: 0,
+                ..template.clone()
+            };
+            d.resources.retain(|r| content.artifacts.contains_key(&r.name));
+            match self.store.create_deployment(&d, &content, None).await {
+                Ok(_) => {}
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+            self.emit(EventType::DeploymentStarted, &d).await?;
+            let target = ApplyTarget { key: key.clone(), revision, deployment_id: d.id.clone() };
+            match self.executor.apply(&target, &content.artifacts).await {
+                Ok(receipt) => {
+                    d.commit = receipt.commit;
+                    for r in &mut d.resources {
+                        r.status = ResourceStatus::Applied;
+                        r.error = None;
+                        r.artifacts = receipt.paths.get(&r.name).cloned().unwrap_or_default();
+                    }
+                    d.status = DeploymentStatus::Succeeded;
+                }
+                Err(e) => {
+                    d.status = DeploymentStatus::Failed;
+                    d.error = Some(format!("executor failed: {e}"));
+                }
+            }
+            self.save(&mut d).await?;
+            let kind = if d.status == DeploymentStatus::Succeeded { EventType::DeploymentCompleted } else { EventType::DeploymentFailed };
+            self.emit(kind, &d).await?;
+            return Ok(d);
+        }
+        Err(Error::Conflict { message: format!("{key} is being changed concurrently; try again") })
+    }
+
+    /// `DELETE /deployments/{id}`: cancels one in progress (no new wave
+    /// starts); on a finished one rolls back to the previous revision, or
+    /// for revision 1 removes its files.
+    pub async fn delete(&self, id: &str) -> Result<Deployment> {
+        let mut d = self.get(id).await?;
+        if !d.status.is_final() {
+            d.status = DeploymentStatus::Cancelled;
+            self.save(&mut d).await?;
+            self.emit(EventType::DeploymentUpdated, &d).await?;
+            return Ok(d);
+        }
+        if d.revision > 1 {
+            return self.rollback(id, None).await;
+        }
+        let mut empty = d.clone();
+        empty.resources.clear();
+        let removed = self.restore(&empty, RevisionContent::default(), Some(0)).await?;
+        d.status = DeploymentStatus::RolledBack;
+        self.save(&mut d).await?;
+        Ok(removed)
+    }
+
+    /// Deploys to `to` exactly the pinned versions, configs and params of
+    /// the latest succeeded revision of `team/from/name`.
+    pub async fn promote(&self, team: &str, name: &str, from: &str, to: &str) -> Result<Deployment> {
+        let key = DeploymentKey { team: team.into(), environment: from.into(), name: name.into() };
+        let revisions = self.store.revisions(&key).await?;
+        let source = revisions
+            .iter()
+            .rev()
+            .find(|d| d.status == DeploymentStatus::Succeeded)
+            .ok_or_else(|| Error::DeploymentNotFound { id: format!("{key} (no succeeded revision)") })?;
+        let content = self.store.revision_content(&source.id).await?.unwrap_or_default();
+        let resources: Vec<CompositionResource> = content
+            .resources
+            .iter()
+            .map(|r| CompositionResource {
+                name: r.name.clone(),
+                catalog_ref: CatalogRef { name: r.definition.clone(), version: VersionSpec::Exact(r.version.clone()) }.to_string(),
+                engine: Some(r.engine.clone()),
+                config: r.config.clone(),
+                depends_on: vec![],
+            })
+            .collect();
+        let spec = Spec {
+            key: DeploymentKey { team: team.into(), environment: to.into(), name: name.into() },
+            composition: source.composition.clone(),
+            params: source.params.clone(),
+            resources,
+            edges: content.edges.clone(),
+            labels: source.labels.clone(),
+            base: "resources",
+        };
+        if !is_valid_name(to) {
+            return Err(Error::invalid("to", format!("{to:?} is not a valid environment")));
+        }
+        let resolved = self.resolve(&spec).await?;
+        let content = Self::content(&resolved);
+        for _ in 0..8 {
+            let revision = self.next_revision(&spec.key).await?;
+            let mut d = self.draft(&spec, &resolved, revision);
+            match self.store.create_deployment(&d, &content, None).await {
+                Ok(_) => {
+                    self.emit(EventType::DeploymentStarted, &d).await?;
+                    self.run(&spec, &resolved, &mut d, content).await?;
+                    return Ok(d);
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict { message: format!("{} is being applied concurrently; try again", spec.key) })
+    }
+}
+
+fn error_text(e: &Error) -> String {
+    match e {
+        Error::Validation { errors } => errors.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "),
+        other => format!("[{}] {other}", other.code()),
+    }
+}

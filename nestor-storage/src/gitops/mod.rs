@@ -1,0 +1,257 @@
+//! The GitOps executor (SPEC §5): every apply is one commit in a git
+//! repository that Argo CD syncs.
+//!
+//! Layout: `{team}/{environment}/{name}/{resource}/{file}`, plus one Argo CD
+//! `Application` per team and environment at `argocd/{team}-{environment}.yaml`
+//! pointing at `{team}/{environment}`. The commit is built in memory from
+//! the branch head (an index read from its tree, the deployment's folder
+//! replaced), so the working tree is never half-written; a non-bare
+//! repository's checkout is refreshed afterwards. History is never
+//! rewritten: a rollback is a new commit. With a remote, the commit is
+//! pushed; a failed push moves the branch back, leaving the repository as
+//! it was.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use git2::{IndexEntry, IndexTime, Oid, Repository, Signature};
+use nestor_core::{ApplyReceipt, ApplyTarget, Artifact, Error, Executor, Result};
+
+/// Settings of the GitOps executor (the `gitops:` section of nestor.yaml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitOpsConfig {
+    /// Local repository path; created (non-bare) when missing.
+    pub repo: PathBuf,
+    /// Branch to commit to.
+    pub branch: String,
+    /// Remote URL to push to after each commit, if any.
+    pub remote: Option<String>,
+    /// Commit author name.
+    pub author_name: String,
+    /// Commit author e-mail.
+    pub author_email: String,
+}
+
+impl GitOpsConfig {
+    /// A local repository at `repo` on branch `main`, no remote.
+    pub fn local(repo: impl Into<PathBuf>) -> Self {
+        GitOpsConfig {
+            repo: repo.into(),
+            branch: "main".into(),
+            remote: None,
+            author_name: "nestor".into(),
+            author_email: "nestor@localhost".into(),
+        }
+    }
+}
+
+/// Commits deployments to a GitOps repository.
+pub struct GitOpsExecutor {
+    config: Arc<GitOpsConfig>,
+    /// Applies are serialised: two commits built from the same head would
+    /// otherwise race on the branch.
+    lock: tokio::sync::Mutex<()>,
+}
+
+fn git_err(context: impl std::fmt::Display, e: git2::Error) -> Error {
+    Error::storage(format!("gitops: {context}: {}", e.message()), e)
+}
+
+impl GitOpsExecutor {
+    /// Opens (or creates) the repository.
+    pub fn open(config: GitOpsConfig) -> Result<Self> {
+        if Repository::open(&config.repo).is_err() {
+            std::fs::create_dir_all(&config.repo)
+                .map_err(|e| Error::storage(format!("creating {}", config.repo.display()), e))?;
+            let mut opts = git2::RepositoryInitOptions::new();
+            opts.initial_head(&config.branch);
+            Repository::init_opts(&config.repo, &opts).map_err(|e| git_err("creating the repository", e))?;
+        }
+        Ok(GitOpsExecutor { config: Arc::new(config), lock: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The repository's path.
+    pub fn path(&self) -> &Path {
+        &self.config.repo
+    }
+}
+
+/// A path component must be a plain name: no traversal, no separators.
+fn safe_segment(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0'])
+}
+
+fn safe_relative(path: &str) -> bool {
+    !path.starts_with('/') && path.split('/').all(safe_segment)
+}
+
+fn entry(path: &str) -> IndexEntry {
+    IndexEntry {
+        ctime: IndexTime::new(0, 0),
+        mtime: IndexTime::new(0, 0),
+        dev: 0,
+        ino: 0,
+        mode: 0o100644,
+        uid: 0,
+        gid: 0,
+        file_size: 0,
+        id: Oid::zero(),
+        flags: path.len().min(0xfff) as u16,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    }
+}
+
+/// The Argo CD Application for one team and environment.
+fn application(config: &GitOpsConfig, team: &str, environment: &str) -> String {
+    let repo_url = config.remote.clone().unwrap_or_else(|| {
+        let abs = config.repo.canonicalize().unwrap_or_else(|_| config.repo.clone());
+        format!("file://{}", abs.display())
+    });
+    format!(
+        r#"# Managed by Nestor: syncs every deployment of {team} in {environment}.
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: {team}-{environment}
+  namespace: argocd
+  labels:
+    app.kubernetes.io/managed-by: nestor
+    nestor.io/team: {team}
+    nestor.io/environment: {environment}
+spec:
+  project: default
+  source:
+    repoURL: {repo_url}
+    targetRevision: {branch}
+    path: {team}/{environment}
+    directory:
+      recurse: true
+      include: "*.yaml"
+      exclude: "{{values.yaml,Pulumi.yaml,Pulumi.*.yaml}}"
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: {team}-{environment}
+  syncPolicy:
+    automated:
+      prune: true
+      selfHeal: true
+    syncOptions:
+      - CreateNamespace=true
+"#,
+        branch = config.branch
+    )
+}
+
+fn commit(config: &GitOpsConfig, target: &ApplyTarget, files: &BTreeMap<String, Vec<Artifact>>) -> Result<ApplyReceipt> {
+    let k = &target.key;
+    for part in [&k.team, &k.environment, &k.name] {
+        if !safe_segment(part) {
+            return Err(Error::bad_request(format!("{part:?} cannot be a folder name in the GitOps repository")));
+        }
+    }
+    let repo = Repository::open(&config.repo).map_err(|e| git_err("opening the repository", e))?;
+    let refname = format!("refs/heads/{}", config.branch);
+    let parent = repo.find_reference(&refname).ok().and_then(|r| r.peel_to_commit().ok());
+    let mut index = git2::Index::new().map_err(|e| git_err("creating an index", e))?;
+    if let Some(p) = &parent {
+        index.read_tree(&p.tree().map_err(|e| git_err("reading the head tree", e))?).map_err(|e| git_err("reading the head tree", e))?;
+    }
+    let prefix = format!("{}/{}/{}", k.team, k.environment, k.name);
+    index.remove_dir(Path::new(&prefix), 0).map_err(|e| git_err("clearing the deployment's folder", e))?;
+    let mut paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (resource, artifacts) in files {
+        if !safe_segment(resource) {
+            return Err(Error::bad_request(format!("{resource:?} cannot be a folder name in the GitOps repository")));
+        }
+        for a in artifacts {
+            if !safe_relative(&a.path) {
+                return Err(Error::EngineFailed {
+                    engine: resource.clone(),
+                    message: format!("artifact path {:?} escapes the resource's folder", a.path),
+                });
+            }
+            let path = format!("{prefix}/{resource}/{}", a.path);
+            index.add_frombuffer(&entry(&path), a.content.as_bytes()).map_err(|e| git_err(format!("staging {path}"), e))?;
+            paths.entry(resource.clone()).or_default().push(path);
+        }
+    }
+    let app_path = format!("argocd/{}-{}.yaml", k.team, k.environment);
+    index
+        .add_frombuffer(&entry(&app_path), application(config, &k.team, &k.environment).as_bytes())
+        .map_err(|e| git_err("staging the Argo CD Application", e))?;
+    let tree_id = index.write_tree_to(&repo).map_err(|e| git_err("writing the tree", e))?;
+    let tree = repo.find_tree(tree_id).map_err(|e| git_err("reading the new tree", e))?;
+    let sig = Signature::now(&config.author_name, &config.author_email).map_err(|e| git_err("author", e))?;
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    let id = repo
+        .commit(Some(&refname), &sig, &sig, &target.message(), &tree, &parents)
+        .map_err(|e| git_err("committing", e))?;
+
+    if let Some(remote) = &config.remote {
+        if let Err(e) = push(&repo, remote, &refname) {
+            // Leave the repository as it was before the apply.
+            match &parent {
+                Some(p) => {
+                    repo.reference(&refname, p.id(), true, "nestor: push failed, undo").map_err(|e| git_err("undoing", e))?;
+                }
+                None => {
+                    if let Ok(mut r) = repo.find_reference(&refname) {
+                        let _ = r.delete();
+                    }
+                }
+            }
+            return Err(e);
+        }
+    }
+    refresh_checkout(&repo, &refname);
+    Ok(ApplyReceipt { commit: Some(id.to_string()), paths })
+}
+
+fn push(repo: &Repository, url: &str, refname: &str) -> Result<()> {
+    let mut remote = repo.remote_anonymous(url).map_err(|e| git_err(format!("remote {url}"), e))?;
+    let mut rejected = None;
+    let mut callbacks = git2::RemoteCallbacks::new();
+    callbacks.push_update_reference(|r, status| {
+        if let Some(s) = status {
+            rejected = Some(format!("{r}: {s}"));
+        }
+        Ok(())
+    });
+    let mut opts = git2::PushOptions::new();
+    opts.remote_callbacks(callbacks);
+    remote.push(&[format!("{refname}:{refname}")], Some(&mut opts)).map_err(|e| git_err(format!("pushing to {url}"), e))?;
+    drop(opts);
+    match rejected {
+        Some(why) => Err(Error::StorageUnavailable { message: format!("gitops: push to {url} rejected: {why}"), source: None }),
+        None => Ok(()),
+    }
+}
+
+/// Keeps a non-bare repository's files in step with the branch when it is
+/// checked out, so people browsing it see what was committed.
+fn refresh_checkout(repo: &Repository, refname: &str) {
+    if repo.is_bare() {
+        return;
+    }
+    let on_branch = repo.head().ok().and_then(|h| h.name().map(str::to_string)).is_none_or(|h| h == refname);
+    if on_branch {
+        let _ = repo.set_head(refname);
+        let mut opts = git2::build::CheckoutBuilder::new();
+        opts.force().remove_untracked(false);
+        let _ = repo.checkout_head(Some(&mut opts));
+    }
+}
+
+#[async_trait]
+impl Executor for GitOpsExecutor {
+    async fn apply(&self, target: &ApplyTarget, files: &BTreeMap<String, Vec<Artifact>>) -> Result<ApplyReceipt> {
+        let _guard = self.lock.lock().await;
+        let (config, target, files) = (self.config.clone(), target.clone(), files.clone());
+        tokio::task::spawn_blocking(move || commit(&config, &target, &files))
+            .await
+            .map_err(|e| Error::internal(format!("gitops task failed: {e}")))?
+    }
+}
