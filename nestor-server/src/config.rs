@@ -1,0 +1,361 @@
+//! `nestor.yaml` (SPEC §11): every key optional, defaults that give a working
+//! embedded server, `NESTOR_*` environment overrides, `${VAR}` substitution,
+//! and an error naming any unknown key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use nestor_core::SourceConfig;
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP listener.
+    pub server: ServerConfig,
+    /// Which store and where.
+    pub storage: StorageConfig,
+    /// Catalog sources to sync.
+    pub catalog: CatalogConfig,
+    /// Engine plugins.
+    pub engines: EnginesConfig,
+    /// The GitOps repository deployments are committed to.
+    pub gitops: GitopsConfig,
+    /// Tokens and anonymous access.
+    pub auth: AuthConfig,
+    /// Server-sent events.
+    pub sse: SseConfig,
+    /// Defaults for CLI commands.
+    pub defaults: DefaultsConfig,
+}
+
+/// `server:`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (`127.0.0.1:8080`).
+    pub listen: String,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: "127.0.0.1:8080".into(), max_body_bytes: 1024 * 1024 }
+    }
+}
+
+/// `storage:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite` (default), `dynamodb` or `memory`.
+    #[serde(rename = "type")]
+    pub kind: StorageKind,
+    /// SQLite settings.
+    pub sqlite: SqliteConfig,
+    /// DynamoDB settings.
+    pub dynamodb: DynamoConfig,
+}
+
+/// The store backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// One embedded file.
+    #[default]
+    Sqlite,
+    /// Shared by several replicas.
+    Dynamodb,
+    /// Nothing persists (tests, demos).
+    Memory,
+}
+
+/// `storage.sqlite:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteConfig {
+    /// The database file; default `<data dir>/nestor.db`.
+    pub path: Option<PathBuf>,
+}
+
+/// `storage.dynamodb:`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DynamoConfig {
+    /// Prefix of every table name.
+    pub table_prefix: String,
+    /// AWS region.
+    pub region: String,
+    /// A DynamoDB-compatible endpoint (local servers); `None` for AWS.
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for DynamoConfig {
+    fn default() -> Self {
+        DynamoConfig { table_prefix: "nestor".into(), region: "us-east-1".into(), endpoint_url: None }
+    }
+}
+
+/// `catalog:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// The sources to sync.
+    pub sources: Vec<SourceConfig>,
+}
+
+/// `engines:`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnginesConfig {
+    /// Folder of extra `.wasm` plugins, watched for changes.
+    pub plugins_dir: PathBuf,
+    /// CPU budget of one render call.
+    pub timeout_ms: u64,
+    /// Memory cap of one plugin instance.
+    pub memory_limit_mb: u64,
+}
+
+impl Default for EnginesConfig {
+    fn default() -> Self {
+        EnginesConfig { plugins_dir: "./plugins".into(), timeout_ms: 1000, memory_limit_mb: 64 }
+    }
+}
+
+/// `gitops:`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitopsConfig {
+    /// Local path of the GitOps repository.
+    pub repo: PathBuf,
+    /// Branch to commit to.
+    pub branch: String,
+    /// Remote to push to, if any.
+    pub remote: Option<String>,
+    /// Commit author name.
+    pub author_name: String,
+    /// Commit author e-mail.
+    pub author_email: String,
+}
+
+impl Default for GitopsConfig {
+    fn default() -> Self {
+        GitopsConfig {
+            repo: "./gitops".into(),
+            branch: "main".into(),
+            remote: None,
+            author_name: "nestor".into(),
+            author_email: "nestor@localhost".into(),
+        }
+    }
+}
+
+/// `auth:`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Whether catalog reads need no token.
+    pub anonymous_read: bool,
+    /// Accepted tokens, stored as SHA-256 hashes.
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { anonymous_read: true, tokens: Vec::new() }
+    }
+}
+
+/// One accepted token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (logged, never the token).
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+    /// `admin`, `platform`, `team:<name>`, `reader`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `sse:`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SseConfig {
+    /// Heartbeat interval (`15s`).
+    pub heartbeat: String,
+    /// Events buffered per client before it is told to resync.
+    pub client_buffer: usize,
+    /// How long events are kept for replay (`7d`).
+    pub retention: String,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        SseConfig { heartbeat: "15s".into(), client_buffer: 256, retention: "7d".into() }
+    }
+}
+
+/// `defaults:`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefaultsConfig {
+    /// Team used when `--team` is absent.
+    pub team: String,
+    /// Environment used when `--env` is absent.
+    pub environment: String,
+}
+
+impl Default for DefaultsConfig {
+    fn default() -> Self {
+        DefaultsConfig { team: "alpha".into(), environment: "dev".into() }
+    }
+}
+
+impl Config {
+    /// Loads `path` (or, when `None`, `./nestor.yaml` if present), applies
+    /// `${VAR}` substitution and `NESTOR_*` overrides from `env`, and
+    /// rejects unknown keys by name.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let default_path = Path::new("nestor.yaml");
+        let path = match path {
+            Some(p) => Some(p),
+            None if default_path.exists() => Some(default_path),
+            None => None,
+        };
+        let mut value = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                let value: Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+                if value.is_null() {
+                    Value::Mapping(Default::default())
+                } else {
+                    value
+                }
+            }
+            None => Value::Mapping(Default::default()),
+        };
+        substitute(&mut value, &env)?;
+        for (key, raw) in &env {
+            let Some(path) = key.strip_prefix("NESTOR_").filter(|p| p.contains("__")) else { continue };
+            let segments: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+            set_path(&mut value, &segments, serde_yaml::from_str(raw).unwrap_or(Value::String(raw.clone())))
+                .with_context(|| format!("applying {key}"))?;
+        }
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("invalid configuration at {path}: {}", e.into_inner())
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        nestor_core::parse_duration(&self.sse.heartbeat).map_err(|e| anyhow::anyhow!("sse.heartbeat: {e}"))?;
+        nestor_core::parse_duration(&self.sse.retention).map_err(|e| anyhow::anyhow!("sse.retention: {e}"))?;
+        let mut names = std::collections::HashSet::new();
+        for s in &self.catalog.sources {
+            if !names.insert(&s.name) {
+                bail!("catalog.sources: the source name {:?} is used twice", s.name);
+            }
+        }
+        Ok(())
+    }
+
+    /// The SQLite file: `storage.sqlite.path`, else `<data_dir>/nestor.db`.
+    pub fn sqlite_path(&self, data_dir: &Path) -> PathBuf {
+        self.storage.sqlite.path.clone().unwrap_or_else(|| data_dir.join("nestor.db"))
+    }
+}
+
+/// Replaces `${VAR}` in every string; an unset variable is an error naming it.
+fn substitute(value: &mut Value, env: &[(String, String)]) -> anyhow::Result<()> {
+    match value {
+        Value::String(s) if s.contains("${") => {
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let end = rest[start..].find('}').map(|e| start + e).context("unterminated ${ in configuration")?;
+                let var = &rest[start + 2..end];
+                let found = env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone());
+                out.push_str(&found.with_context(|| format!("environment variable {var} is not set"))?);
+                rest = &rest[end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        Value::Mapping(m) => {
+            for (_, v) in m.iter_mut() {
+                substitute(v, env)?;
+            }
+        }
+        Value::Sequence(items) => {
+            for v in items {
+                substitute(v, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn set_path(value: &mut Value, segments: &[String], new: Value) -> anyhow::Result<()> {
+    let Some((first, rest)) = segments.split_first() else {
+        *value = new;
+        return Ok(());
+    };
+    if value.is_null() {
+        *value = Value::Mapping(Default::default());
+    }
+    let Value::Mapping(map) = value else { bail!("{first} is not a mapping") };
+    let key = Value::String(first.clone());
+    if !map.contains_key(&key) {
+        map.insert(key.clone(), Value::Null);
+    }
+    set_path(map.get_mut(&key).expect("just inserted"), rest, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nestor.yaml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_give_an_embedded_server() {
+        let c = load_text("", &[]).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.storage.kind, StorageKind::Sqlite);
+        assert_eq!(c.sqlite_path(Path::new(".nestor")), Path::new(".nestor/nestor.db"));
+        assert!(c.auth.anonymous_read);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load_text("storage:\n  tpye: sqlite\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("storage") && err.contains("tpye"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_and_substitution() {
+        let text = "catalog:\n  sources:\n    - {name: p, url: /x, webhook_secret: \"${SECRET}\", poll_interval: 5m}\n";
+        let c = load_text(text, &[("SECRET", "s3cr3t"), ("NESTOR_STORAGE__TYPE", "memory"), ("NESTOR_SERVER__MAX_BODY_BYTES", "10")]).unwrap();
+        assert_eq!(c.storage.kind, StorageKind::Memory);
+        assert_eq!(c.server.max_body_bytes, 10);
+        assert_eq!(c.catalog.sources[0].webhook_secret.as_deref(), Some("s3cr3t"));
+        assert_eq!(c.catalog.sources[0].poll_interval.as_secs(), 300);
+        let err = load_text(text, &[]).unwrap_err().to_string();
+        assert!(err.contains("SECRET"), "{err}");
+    }
+}

@@ -1,0 +1,24 @@
+//! # nestor-server
+//!
+//! The `nestor` binary's library: configuration loading, wiring, and the
+//! command line. It is thin on purpose: every command calls the same
+//! `nestor-core` services a library user calls, over the stores of
+//! `nestor-storage`.
+//!
+//! # Layout
+//! - `config`: `nestor.yaml` (SPEC §11) with `NESTOR_*` overrides.
+//! - `cli`: the clap command line (SPEC §9); `cli::output` renders tables,
+//!   JSON and YAML from one value per command.
+//!
+//! # Design decisions
+//! - `anyhow` lives here and only here; library errors stay typed and are
+//!   printed with their SPEC §12 code (`error[VERSION_IMMUTABLE]: …`).
+//! - Wiring is plain constructors: the configuration picks the store, the
+//!   command builds the service it needs.
+#![deny(missing_docs)]
+
+mod cli;
+mod config;
+
+pub use cli::{run, Cli, Format};
+pub use config::*;

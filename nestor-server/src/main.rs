@@ -1,0 +1,5 @@
+//! The `nestor` binary: see the `nestor_server` library.
+
+fn main() -> std::process::ExitCode {
+    nestor_server::run()
+}

@@ -1,0 +1,2 @@
+//! Integration tests of the nestor binary: one binary, one module per topic.
+mod cli;
