@@ -45,6 +45,9 @@ struct HostInner {
     /// Compiled components in memory by wasm sha256, so a reload of an
     /// unchanged file or a second registry costs nothing.
     compiled: Mutex<HashMap<String, Component>>,
+    /// One permit per pooled instance slot: a call beyond the pool waits
+    /// for a slot instead of failing.
+    slots: tokio::sync::Semaphore,
 }
 
 /// How a component was obtained, for the benchmark and the logs.
@@ -61,11 +64,7 @@ pub enum CompileSource {
 impl WasmHost {
     /// A host with these limits; starts the epoch ticker thread.
     pub fn new(config: HostConfig) -> Result<WasmHost> {
-        let mut wasm_config = wasmtime::Config::new();
-        wasm_config.epoch_interruption(true);
-        wasm_config.max_wasm_stack(1 << 20);
-        let engine = wasmtime::Engine::new(&wasm_config)
-            .map_err(|e| Error::internal(format!("cannot create the wasmtime engine: {e}")))?;
+        let engine = new_engine(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| Error::internal(format!("cannot link WASI: {e}")))?;
@@ -81,6 +80,7 @@ impl WasmHost {
                 config,
                 disk,
                 compiled: Mutex::new(HashMap::new()),
+                slots: tokio::sync::Semaphore::new(POOLED_INSTANCES as usize),
             }),
         })
     }
@@ -177,6 +177,15 @@ impl WasmHost {
         Ok(engine)
     }
 
+    /// Waits for a free instance slot.
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.inner
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("the engine host is shutting down"))
+    }
+
     fn new_store(&self) -> Store<StoreState> {
         let config = &self.inner.config;
         let mut store = Store::new(&self.inner.engine, StoreState::new(config));
@@ -200,6 +209,42 @@ impl WasmHost {
     /// spent in wasm, so a call blocked in a host call is cut off here.
     fn wall_limit(&self) -> Duration {
         self.inner.config.timeout * 2 + Duration::from_millis(250)
+    }
+}
+
+/// How many calls may run at once with pooled (pre-reserved) memories and
+/// stacks; more concurrent calls wait for a slot to free (see `slots`).
+pub const POOLED_INSTANCES: u32 = 128;
+
+/// The wasmtime engine: epoch interruption, and the pooling allocator so a
+/// call's instance reuses a memory and a fiber stack instead of mapping
+/// fresh ones (that is most of the per-call cost otherwise). Where the pool
+/// cannot be reserved (a low virtual-memory ulimit) the on-demand allocator
+/// is used instead.
+fn new_engine(config: &HostConfig) -> Result<wasmtime::Engine> {
+    let mut wasm_config = wasmtime::Config::new();
+    wasm_config.epoch_interruption(true);
+    wasm_config.max_wasm_stack(1 << 20);
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(POOLED_INSTANCES)
+        .total_core_instances(POOLED_INSTANCES * 8)
+        .total_memories(POOLED_INSTANCES * 2)
+        .total_tables(POOLED_INSTANCES * 8)
+        .total_stacks(POOLED_INSTANCES)
+        .max_memories_per_component(4)
+        .max_tables_per_component(16)
+        .max_memory_size(config.memory_limit.max(1 << 20))
+        .linear_memory_keep_resident(1 << 20)
+        .async_stack_keep_resident(64 << 10);
+    let mut pooled = wasm_config.clone();
+    pooled.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    match wasmtime::Engine::new(&pooled) {
+        Ok(engine) => Ok(engine),
+        Err(e) => {
+            tracing::warn!(error = %e, "wasmtime pooling allocator unavailable; allocating per call");
+            wasmtime::Engine::new(&wasm_config)
+                .map_err(|e| Error::internal(format!("cannot create the wasmtime engine: {e}")))
+        }
     }
 }
 
@@ -324,6 +369,7 @@ impl WasmEngine {
     }
 
     async fn call_info(&self) -> Result<EngineInfo> {
+        let _slot = self.host.slot().await?;
         let mut store = self.host.new_store();
         let call = async {
             let plugin = self.pre.instantiate_async(&mut store).await?;
@@ -350,6 +396,7 @@ impl WasmEngine {
     pub async fn render_request(&self, request: &RenderRequest) -> Result<RenderOutput> {
         let started = Instant::now();
         let wit_request = to_wit_request(request).map_err(|e| self.failed(e))?;
+        let _slot = self.host.slot().await?;
         let mut store = self.host.new_store();
         let call = async {
             let plugin = self.pre.instantiate_async(&mut store).await?;
