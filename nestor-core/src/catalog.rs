@@ -2,6 +2,7 @@
 //! before the store is touched, and an event appended after each change.
 //! The library user, the CLI and the server all publish through it.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use semver::Version;
@@ -9,7 +10,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::error::{Change, Error, FieldError, Result};
-use crate::model::{EventType, NewEvent, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, Timestamp};
+use crate::model::{
+    EventType, NewEvent, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, Timestamp, VersionSummary,
+};
 use crate::store::CatalogStore;
 use crate::validate::validate_definition;
 use crate::versioning::{check_bump, predecessor, select_matching, VersionSpec};
@@ -79,87 +82,123 @@ impl CatalogService {
     /// immutability, required bump, then the conditional write and the event.
     /// `actor` is recorded as the event's source (`api`, `cli`, a source name).
     pub async fn publish(&self, def: ResourceDefinition, origin: Option<Origin>, actor: &str) -> Result<PublishResult> {
-        let errors = validate_definition(&def);
+        let mut results = self.publish_many(vec![(def, origin)], actor).await?;
+        results.pop().expect("one result per definition")
+    }
+
+    /// Publishes many definitions in the order given (see [`publish_order`]),
+    /// each with exactly [`CatalogService::publish`]'s rules and its own
+    /// result; definitions earlier in the batch count as published for the
+    /// ones after them (dependencies, predecessors). The store is read once
+    /// up front and written once, and the events are appended together: a
+    /// cold sync of thousands of files costs a few transactions, not
+    /// thousands. Only storage failures fail the whole call.
+    pub async fn publish_many(
+        &self,
+        items: Vec<(ResourceDefinition, Option<Origin>)>,
+        actor: &str,
+    ) -> Result<Vec<Result<PublishResult>>> {
+        let now = self.clock.now();
+        let mut names: Vec<String> = items
+            .iter()
+            .flat_map(|(d, _)| std::iter::once(&d.metadata.name).chain(d.spec.dependencies.iter().map(|x| &x.name)))
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut batch = Batch { known: self.store.versions_many(&names).await?, new: HashMap::new() };
+        let mut first_seen: HashSet<String> =
+            batch.known.iter().filter(|(_, v)| !v.is_empty()).map(|(n, _)| n.clone()).collect();
+
+        let mut results: Vec<Option<Result<PublishResult>>> = Vec::with_capacity(items.len());
+        let mut pending = Vec::new();
+        for (i, (def, origin)) in items.into_iter().enumerate() {
+            let candidate = PublishedVersion::new(def, now, origin);
+            match self.prepare(candidate, &batch).await {
+                Ok(Prepared::Unchanged(existing)) => results.push(Some(Ok(PublishResult {
+                    outcome: PublishOutcome::Unchanged,
+                    version: existing,
+                    changes: vec![],
+                }))),
+                Ok(Prepared::New { candidate, changes, was_deprecated }) => {
+                    batch.add(&candidate);
+                    pending.push((i, candidate, changes, was_deprecated));
+                    results.push(None);
+                }
+                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => return Err(e),
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+
+        let outcomes = self.store.insert_versions(pending.iter().map(|p| p.1.clone()).collect()).await?;
+        let mut events = Vec::new();
+        for ((i, candidate, changes, was_deprecated), outcome) in pending.into_iter().zip(outcomes) {
+            results[i] = Some(match outcome {
+                Ok(PublishOutcome::Created) => {
+                    let first = first_seen.insert(candidate.name().to_string());
+                    let kind = if first { EventType::ResourceCreated } else { EventType::ResourceUpdated };
+                    events.push(self.event(kind, actor, &candidate));
+                    if candidate.definition.metadata.deprecated && !was_deprecated {
+                        events.push(self.event(EventType::ResourceDeprecated, actor, &candidate));
+                    }
+                    Ok(PublishResult { outcome: PublishOutcome::Created, version: candidate, changes })
+                }
+                // Another publisher won the race with the same content.
+                Ok(PublishOutcome::Unchanged) => {
+                    Ok(PublishResult { outcome: PublishOutcome::Unchanged, version: candidate, changes: vec![] })
+                }
+                Err(e) => Err(e),
+            });
+        }
+        self.store.append_many(events).await?;
+        Ok(results.into_iter().map(|r| r.expect("every definition has a result")).collect())
+    }
+
+    /// Every rule of one publish, against the store as the batch sees it.
+    async fn prepare(&self, candidate: PublishedVersion, batch: &Batch) -> Result<Prepared> {
+        let errors = validate_definition(&candidate.definition);
         if !errors.is_empty() {
             return Err(Error::Validation { errors });
         }
-        let name = def.metadata.name.clone();
-        let version = def.metadata.version.clone();
-        let candidate = PublishedVersion::new(def, self.clock.now(), origin);
-
-        if let Some(existing) = self.store.get_version(&name, &version).await? {
-            return self.existing(existing, &candidate);
+        let (name, version) = (candidate.name().to_string(), candidate.version().clone());
+        let versions = batch.versions(&name);
+        if versions.iter().any(|v| v.version == version) {
+            let existing = self.read(batch, &name, &version).await?;
+            return if existing.content_hash == candidate.content_hash {
+                Ok(Prepared::Unchanged(existing))
+            } else {
+                Err(Error::VersionImmutable { name, version: version.to_string() })
+            };
         }
-        self.check_dependencies(&candidate.definition).await?;
-
-        let versions = self.store.versions(&name).await?;
+        check_dependencies(&candidate.definition, batch)?;
         let mut changes = Vec::new();
         let mut was_deprecated = false;
         if let Some(pred) = predecessor(versions.iter().map(|v| &v.version), &version) {
-            let old = self.store.get_version(&name, &pred).await?.ok_or_else(|| {
-                Error::internal(format!("{name}@{pred} is listed but cannot be read"))
-            })?;
+            let old = self.read(batch, &name, &pred).await?;
             changes = check_bump(&old.definition, &candidate.definition)?;
             was_deprecated = old.definition.metadata.deprecated;
         }
-
-        match self.store.insert_version(candidate.clone()).await? {
-            PublishOutcome::Unchanged => {
-                // Another publisher won the race with the same content.
-                return Ok(PublishResult { outcome: PublishOutcome::Unchanged, version: candidate, changes: vec![] });
-            }
-            PublishOutcome::Created => {}
-        }
-        let event_type = if versions.is_empty() { EventType::ResourceCreated } else { EventType::ResourceUpdated };
-        self.emit(event_type, actor, &candidate).await?;
-        if candidate.definition.metadata.deprecated && !was_deprecated {
-            self.emit(EventType::ResourceDeprecated, actor, &candidate).await?;
-        }
-        Ok(PublishResult { outcome: PublishOutcome::Created, version: candidate, changes })
+        Ok(Prepared::New { candidate, changes, was_deprecated })
     }
 
-    fn existing(&self, existing: PublishedVersion, candidate: &PublishedVersion) -> Result<PublishResult> {
-        if existing.content_hash == candidate.content_hash {
-            Ok(PublishResult { outcome: PublishOutcome::Unchanged, version: existing, changes: vec![] })
-        } else {
-            Err(Error::VersionImmutable {
-                name: candidate.name().to_string(),
-                version: candidate.version().to_string(),
-            })
+    /// A version from the batch, else from the store.
+    async fn read(&self, batch: &Batch, name: &str, version: &Version) -> Result<PublishedVersion> {
+        if let Some(v) = batch.new.get(&(name.to_string(), version.clone())) {
+            return Ok(v.clone());
         }
+        self.store
+            .get_version(name, version)
+            .await?
+            .ok_or_else(|| Error::internal(format!("{name}@{version} is listed but cannot be read")))
     }
 
-    /// Every dependency must name an existing definition with a published,
-    /// non-yanked version matching its requirement.
-    async fn check_dependencies(&self, def: &ResourceDefinition) -> Result<()> {
-        let mut errors = Vec::new();
-        for (i, dep) in def.spec.dependencies.iter().enumerate() {
-            let field = format!("spec.dependencies[{i}]");
-            let spec = match VersionSpec::parse(&dep.version) {
-                // Dependencies use Cargo's meaning: a bare version is a caret requirement.
-                Ok(VersionSpec::Exact(v)) => VersionSpec::Req(
-                    semver::VersionReq::parse(&v.to_string()).map_err(|e| Error::internal(e.to_string()))?,
-                ),
-                Ok(spec) => spec,
-                Err(e) => {
-                    errors.push(FieldError::new(format!("{field}.version"), e));
-                    continue;
-                }
-            };
-            let versions = self.store.versions(&dep.name).await?;
-            if versions.is_empty() {
-                errors.push(FieldError::new(format!("{field}.name"), format!("no definition named {:?} is published", dep.name)));
-            } else if select_matching(&versions, &spec).is_none() {
-                errors.push(FieldError::new(
-                    format!("{field}.version"),
-                    format!("no published, non-yanked version of {:?} matches {:?}", dep.name, dep.version),
-                ));
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::DependencyNotFound { errors })
+    fn event(&self, event_type: EventType, actor: &str, version: &PublishedVersion) -> NewEvent {
+        NewEvent {
+            event_type,
+            source: actor.to_string(),
+            subject: version.definition.subject(),
+            timestamp: self.clock.now(),
+            data: json!(version),
         }
     }
 
@@ -177,16 +216,69 @@ impl CatalogService {
     }
 
     async fn emit(&self, event_type: EventType, actor: &str, version: &PublishedVersion) -> Result<()> {
-        self.store
-            .append(NewEvent {
-                event_type,
-                source: actor.to_string(),
-                subject: version.definition.subject(),
-                timestamp: self.clock.now(),
-                data: json!(version),
-            })
-            .await?;
+        self.store.append(self.event(event_type, actor, version)).await?;
         Ok(())
+    }
+}
+
+/// What a batch knows: every relevant name's versions (store plus batch),
+/// and the definitions the batch adds.
+struct Batch {
+    known: HashMap<String, Vec<VersionSummary>>,
+    new: HashMap<(String, Version), PublishedVersion>,
+}
+
+impl Batch {
+    fn versions(&self, name: &str) -> &[VersionSummary] {
+        self.known.get(name).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    fn add(&mut self, v: &PublishedVersion) {
+        self.known.entry(v.name().to_string()).or_default().push(v.summary());
+        self.new.insert((v.name().to_string(), v.version().clone()), v.clone());
+    }
+}
+
+enum Prepared {
+    Unchanged(PublishedVersion),
+    New { candidate: PublishedVersion, changes: Vec<Change>, was_deprecated: bool },
+}
+
+/// Every dependency must name an existing definition with a published,
+/// non-yanked version matching its requirement (Cargo's meaning: a bare
+/// version is a caret requirement here).
+fn check_dependencies(def: &ResourceDefinition, batch: &Batch) -> Result<()> {
+    let mut errors = Vec::new();
+    for (i, dep) in def.spec.dependencies.iter().enumerate() {
+        let field = format!("spec.dependencies[{i}]");
+        let spec = match VersionSpec::parse(&dep.version) {
+            Ok(VersionSpec::Exact(v)) => match semver::VersionReq::parse(&v.to_string()) {
+                Ok(req) => VersionSpec::Req(req),
+                Err(e) => {
+                    errors.push(FieldError::new(format!("{field}.version"), e.to_string()));
+                    continue;
+                }
+            },
+            Ok(spec) => spec,
+            Err(e) => {
+                errors.push(FieldError::new(format!("{field}.version"), e));
+                continue;
+            }
+        };
+        let versions = batch.versions(&dep.name);
+        if versions.is_empty() {
+            errors.push(FieldError::new(format!("{field}.name"), format!("no definition named {:?} is published", dep.name)));
+        } else if select_matching(versions, &spec).is_none() {
+            errors.push(FieldError::new(
+                format!("{field}.version"),
+                format!("no published, non-yanked version of {:?} matches {:?}", dep.name, dep.version),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::DependencyNotFound { errors })
     }
 }
 

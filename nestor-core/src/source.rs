@@ -46,6 +46,16 @@ pub trait CatalogSource: Send + Sync {
 
     /// A file's bytes at `head`.
     async fn read_file(&self, head: &SourceHead, path: &str) -> Result<Vec<u8>>;
+
+    /// Many files at `head`, each with its own result, in the order asked.
+    /// Sources override it to open their storage once for the lot.
+    async fn read_files(&self, head: &SourceHead, paths: &[String]) -> Vec<Result<Vec<u8>>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            out.push(self.read_file(head, p).await);
+        }
+        out
+    }
 }
 
 /// Whether `path` (relative to the repository root) is a catalog file of a

@@ -29,6 +29,17 @@ pub trait CatalogReader: Send + Sync {
     /// Every version of a name, newest first by semver.
     async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>>;
 
+    /// [`CatalogReader::versions`] of many names at once (names without
+    /// versions map to an empty list). Backends override it with one query;
+    /// batch publishing (a cold sync) leans on it.
+    async fn versions_many(&self, names: &[String]) -> Result<std::collections::HashMap<String, Vec<VersionSummary>>> {
+        let mut out = std::collections::HashMap::with_capacity(names.len());
+        for name in names {
+            out.insert(name.clone(), self.versions(name).await?);
+        }
+        Ok(out)
+    }
+
     /// The latest version of each name that passes `filter`, ordered by name,
     /// one page at a time. The cursor is the last name of the previous page,
     /// so paging is stable under concurrent inserts.
@@ -77,6 +88,20 @@ pub trait CatalogWriter: Send + Sync {
     /// of one name@version exactly one gets `Created`.
     async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome>;
 
+    /// Inserts many versions, each with [`CatalogWriter::insert_version`]'s
+    /// rules and its own outcome. Backends override it to write the batch
+    /// in one transaction.
+    async fn insert_versions(&self, versions: Vec<PublishedVersion>) -> Result<Vec<Result<PublishOutcome>>> {
+        let mut out = Vec::with_capacity(versions.len());
+        for v in versions {
+            out.push(match self.insert_version(v).await {
+                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => return Err(e),
+                other => other,
+            });
+        }
+        Ok(out)
+    }
+
     /// Sets the yanked flag; returns whether it changed. Unknown name@version
     /// → [`Error::VersionNotFound`].
     async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<bool>;
@@ -97,6 +122,16 @@ pub trait EventLog: Send + Sync {
     /// Appends an event and returns it with its sequence, strictly greater
     /// than every sequence handed out before (across replicas).
     async fn append(&self, event: NewEvent) -> Result<Event>;
+
+    /// Appends events in order, with increasing sequences. Backends
+    /// override it to append the batch at once.
+    async fn append_many(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            out.push(self.append(e).await?);
+        }
+        Ok(out)
+    }
 
     /// Events with sequence > `after`, oldest first, at most `limit`.
     async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Event>>;

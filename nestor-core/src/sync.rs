@@ -88,16 +88,10 @@ impl SyncService {
         }
 
         let (to_read, deleted) = self.plan(source, &head, &state).await?;
-        let mut pending = Vec::new();
-        // Files whose every document parsed: only there can a missing
-        // version be told apart from a broken document.
-        let mut clean_files = BTreeSet::new();
-        for path in &to_read {
-            report.files_read += 1;
-            if self.read_one(source, &head, path, &mut pending, &mut report.errors).await {
-                clean_files.insert(path.clone());
-            }
-        }
+        let contents = source.read_files(&head, &to_read).await;
+        report.files_read = to_read.len();
+        let (pending, clean_files, errors) = parse_all(&to_read, contents);
+        report.errors.extend(errors);
 
         let origin_for = |file: &str| Origin {
             source: config.name.clone(),
@@ -106,9 +100,11 @@ impl SyncService {
             git_path: file.to_string(),
         };
         let mut now_in_file: BTreeMap<String, Vec<String>> = to_read.iter().map(|f| (f.clone(), vec![])).collect();
-        for p in publish_order(pending, |p| &p.definition) {
+        let pending = publish_order(pending, |p| &p.definition);
+        let batch = pending.iter().map(|p| (p.definition.clone(), Some(origin_for(&p.file)))).collect();
+        let results = self.catalog.publish_many(batch, &config.name).await?;
+        for (p, result) in pending.into_iter().zip(results) {
             let subject = p.definition.subject();
-            let result = self.catalog.publish(p.definition, Some(origin_for(&p.file)), &config.name).await;
             match result {
                 Ok(r) => {
                     now_in_file.entry(p.file.clone()).or_default().push(subject.clone());
@@ -120,7 +116,6 @@ impl SyncService {
                         }
                     }
                 }
-                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => return Err(e),
                 Err(e) => report.errors.push(document_error(&p.file, p.document, p.line, &e)),
             }
         }
@@ -197,62 +192,6 @@ impl SyncService {
         Ok((files, deleted))
     }
 
-    /// Reads and parses one file into `pending`; returns whether every
-    /// document of it was usable.
-    async fn read_one(
-        &self,
-        source: &dyn CatalogSource,
-        head: &SourceHead,
-        path: &str,
-        pending: &mut Vec<Pending>,
-        errors: &mut Vec<DocumentError>,
-    ) -> bool {
-        let bytes = match source.read_file(head, path).await {
-            Ok(b) => b,
-            Err(e) => {
-                errors.push(document_error(path, 0, 1, &e));
-                return false;
-            }
-        };
-        let docs = match parse_file(&bytes) {
-            Ok(docs) => docs,
-            Err(e) => {
-                errors.push(DocumentError {
-                    file: path.into(),
-                    document: 0,
-                    line: 1,
-                    code: ErrorCode::BadRequest.as_str().into(),
-                    errors: vec![e],
-                });
-                return false;
-            }
-        };
-        let mut clean = true;
-        for doc in docs {
-            match doc.document {
-                Document::Definition(def) => {
-                    pending.push(Pending { file: path.into(), document: doc.index, line: doc.line, definition: *def })
-                }
-                Document::Invalid(errs) => {
-                    clean = false;
-                    errors.push(DocumentError {
-                        file: path.into(),
-                        document: doc.index,
-                        line: doc.line,
-                        code: ErrorCode::ValidationFailed.as_str().into(),
-                        errors: errs,
-                    });
-                }
-                Document::Foreign { api_version, kind } => {
-                    tracing::warn!(file = path, document = doc.index, %api_version, %kind, "skipping a document that is not Nestor's");
-                }
-                // Compositions sync through the composer.
-                Document::Composition(_) => {}
-            }
-        }
-        clean
-    }
-
     /// A version that was yanked because its file vanished comes back when
     /// the same content reappears in the same source.
     async fn restore_if_returned(&self, version: &PublishedVersion, source: &str) -> Result<()> {
@@ -273,4 +212,88 @@ fn document_error(file: &str, document: usize, line: usize, e: &Error) -> Docume
         errors.push(FieldError::new("", e.to_string()));
     }
     DocumentError { file: file.into(), document, line, code: e.code().as_str().into(), errors }
+}
+
+/// Parses every file, on all cores: parsing is pure CPU work and the bulk
+/// of a cold sync. Returns the definitions, the files whose every document
+/// was usable, and the per-document errors, all in file order.
+fn parse_all(paths: &[String], contents: Vec<Result<Vec<u8>>>) -> (Vec<Pending>, BTreeSet<String>, Vec<DocumentError>) {
+    let jobs: Vec<(&String, Result<Vec<u8>>)> = paths.iter().zip(contents).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let chunk = jobs.len().div_ceil(threads).max(64);
+    let mut parsed: Vec<(Vec<Pending>, bool, Vec<DocumentError>)> = Vec::with_capacity(jobs.len());
+    if jobs.len() <= chunk {
+        parsed.extend(jobs.into_iter().map(|(p, c)| parse_one(p, c)));
+    } else {
+        let mut chunks: Vec<Vec<(&String, Result<Vec<u8>>)>> = Vec::new();
+        let mut iter = jobs.into_iter().peekable();
+        while iter.peek().is_some() {
+            chunks.push(iter.by_ref().take(chunk).collect());
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|c| scope.spawn(move || c.into_iter().map(|(p, b)| parse_one(p, b)).collect::<Vec<_>>()))
+                .collect();
+            for h in handles {
+                parsed.extend(h.join().expect("parsing never panics"));
+            }
+        });
+    }
+    let mut pending = Vec::new();
+    let mut clean = BTreeSet::new();
+    let mut errors = Vec::new();
+    for (path, (defs, ok, errs)) in paths.iter().zip(parsed) {
+        pending.extend(defs);
+        if ok {
+            clean.insert(path.clone());
+        }
+        errors.extend(errs);
+    }
+    (pending, clean, errors)
+}
+
+/// Parses one file: its definitions, whether every document was usable,
+/// and the errors of those that were not.
+fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> (Vec<Pending>, bool, Vec<DocumentError>) {
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => return (vec![], false, vec![document_error(path, 0, 1, &e)]),
+    };
+    let docs = match parse_file(&bytes) {
+        Ok(docs) => docs,
+        Err(e) => {
+            let error = DocumentError {
+                file: path.into(),
+                document: 0,
+                line: 1,
+                code: ErrorCode::BadRequest.as_str().into(),
+                errors: vec![e],
+            };
+            return (vec![], false, vec![error]);
+        }
+    };
+    let mut pending = Vec::new();
+    let mut errors = Vec::new();
+    for doc in docs {
+        match doc.document {
+            Document::Definition(def) => {
+                pending.push(Pending { file: path.into(), document: doc.index, line: doc.line, definition: *def })
+            }
+            Document::Invalid(errs) => errors.push(DocumentError {
+                file: path.into(),
+                document: doc.index,
+                line: doc.line,
+                code: ErrorCode::ValidationFailed.as_str().into(),
+                errors: errs,
+            }),
+            Document::Foreign { api_version, kind } => {
+                tracing::warn!(file = path, document = doc.index, %api_version, %kind, "skipping a document that is not Nestor's");
+            }
+            // Compositions are published by the composer's sync.
+            Document::Composition(_) => {}
+        }
+    }
+    let clean = errors.is_empty();
+    (pending, clean, errors)
 }

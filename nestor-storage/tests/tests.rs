@@ -1,6 +1,9 @@
 //! Integration tests of nestor-storage: one binary, one module per topic.
 
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
 mod memory;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod sync;
+mod orchestrator;

@@ -161,23 +161,39 @@ impl CatalogSource for GitSource {
     }
 
     async fn read_file(&self, head: &SourceHead, path: &str) -> Result<Vec<u8>> {
-        let (mirror, id, path) = (self.mirror.clone(), head.id.clone(), path.to_string());
-        blocking(move || {
+        let mut files = self.read_files(head, &[path.to_string()]).await;
+        files.pop().unwrap_or_else(|| Err(Error::internal("no result for a file read")))
+    }
+
+    async fn read_files(&self, head: &SourceHead, paths: &[String]) -> Vec<Result<Vec<u8>>> {
+        let (mirror, id, paths) = (self.mirror.clone(), head.id.clone(), paths.to_vec());
+        let count = paths.len();
+        let read = blocking(move || {
             let repo = Repository::open_bare(&mirror).map_err(|e| git_err("opening the mirror", e))?;
             let tree = commit_tree(&repo, &id)?;
-            let entry = tree.get_path(Path::new(&path)).map_err(|e| git_err(format!("{path} not found"), e))?;
             let odb = repo.odb().map_err(|e| git_err("opening the object database", e))?;
-            let (size, _) = odb.read_header(entry.id()).map_err(|e| git_err(format!("reading {path}"), e))?;
-            if size > MAX_FILE_BYTES {
-                return Err(Error::bad_request(format!(
-                    "{path} is {size} bytes, larger than the {MAX_FILE_BYTES} byte limit for catalog files"
-                )));
-            }
-            let blob = repo.find_blob(entry.id()).map_err(|e| git_err(format!("reading {path}"), e))?;
-            Ok(blob.content().to_vec())
+            Ok(paths.iter().map(|p| read_blob(&repo, &odb, &tree, p)).collect::<Vec<_>>())
         })
-        .await
+        .await;
+        match read {
+            Ok(files) => files,
+            // The repository itself failed: every file shares the cause.
+            Err(e) => (0..count).map(|_| Err(Error::StorageUnavailable { message: e.to_string(), source: None })).collect(),
+        }
     }
+}
+
+/// One file of a tree, refused before loading when it is over the limit.
+fn read_blob(repo: &Repository, odb: &git2::Odb<'_>, tree: &git2::Tree<'_>, path: &str) -> Result<Vec<u8>> {
+    let entry = tree.get_path(Path::new(path)).map_err(|e| git_err(format!("{path} not found"), e))?;
+    let (size, _) = odb.read_header(entry.id()).map_err(|e| git_err(format!("reading {path}"), e))?;
+    if size > MAX_FILE_BYTES {
+        return Err(Error::bad_request(format!(
+            "{path} is {size} bytes, larger than the {MAX_FILE_BYTES} byte limit for catalog files"
+        )));
+    }
+    let blob = repo.find_blob(entry.id()).map_err(|e| git_err(format!("reading {path}"), e))?;
+    Ok(blob.content().to_vec())
 }
 
 /// Opens the right kind of source for a configuration: a plain folder when

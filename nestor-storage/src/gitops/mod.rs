@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use git2::{IndexEntry, IndexTime, Oid, Repository, Signature};
+use git2::{IndexEntry, IndexTime, Repository, Signature};
 use nestor_core::{ApplyReceipt, ApplyTarget, Artifact, Error, Executor, Result};
 
 /// Settings of the GitOps executor (the `gitops:` section of nestor.yaml).
@@ -87,8 +87,11 @@ fn safe_relative(path: &str) -> bool {
     !path.starts_with('/') && path.split('/').all(safe_segment)
 }
 
-fn entry(path: &str) -> IndexEntry {
-    IndexEntry {
+/// An index entry for `content`, written as a blob first: an in-memory
+/// index has no repository to write blobs for it.
+fn entry(repo: &Repository, path: &str, content: &[u8]) -> Result<IndexEntry> {
+    let id = repo.blob(content).map_err(|e| git_err(format!("writing {path}"), e))?;
+    Ok(IndexEntry {
         ctime: IndexTime::new(0, 0),
         mtime: IndexTime::new(0, 0),
         dev: 0,
@@ -96,12 +99,12 @@ fn entry(path: &str) -> IndexEntry {
         mode: 0o100644,
         uid: 0,
         gid: 0,
-        file_size: 0,
-        id: Oid::zero(),
+        file_size: content.len() as u32,
+        id,
         flags: path.len().min(0xfff) as u16,
         flags_extended: 0,
         path: path.as_bytes().to_vec(),
-    }
+    })
 }
 
 /// The Argo CD Application for one team and environment.
@@ -174,14 +177,13 @@ fn commit(config: &GitOpsConfig, target: &ApplyTarget, files: &BTreeMap<String, 
                 });
             }
             let path = format!("{prefix}/{resource}/{}", a.path);
-            index.add_frombuffer(&entry(&path), a.content.as_bytes()).map_err(|e| git_err(format!("staging {path}"), e))?;
+            index.add(&entry(&repo, &path, a.content.as_bytes())?).map_err(|e| git_err(format!("staging {path}"), e))?;
             paths.entry(resource.clone()).or_default().push(path);
         }
     }
     let app_path = format!("argocd/{}-{}.yaml", k.team, k.environment);
-    index
-        .add_frombuffer(&entry(&app_path), application(config, &k.team, &k.environment).as_bytes())
-        .map_err(|e| git_err("staging the Argo CD Application", e))?;
+    let app = application(config, &k.team, &k.environment);
+    index.add(&entry(&repo, &app_path, app.as_bytes())?).map_err(|e| git_err("staging the Argo CD Application", e))?;
     let tree_id = index.write_tree_to(&repo).map_err(|e| git_err("writing the tree", e))?;
     let tree = repo.find_tree(tree_id).map_err(|e| git_err("reading the new tree", e))?;
     let sig = Signature::now(&config.author_name, &config.author_email).map_err(|e| git_err("author", e))?;
