@@ -6,10 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use nestor_core::testing::{definition, Fixture};
+use std::collections::BTreeMap;
+
+use nestor_core::testing::{definition, Fixture, StoreFixture};
 use nestor_core::{
-    CatalogReader, CatalogWriter, ErrorCode, EventLog, EventType, ListFilter, NewEvent,
-    PageRequest, PublishOutcome, PublishedVersion, SourceState, SyncStore,
+    Artifact, CatalogReader, CatalogWriter, Composition, CompositionMetadata, CompositionResource,
+    CompositionSpec, CompositionStore, CreateOutcome, DeployedResource, Deployment,
+    DeploymentFilter, DeploymentKey, DeploymentStatus, DeploymentStore, ErrorCode, EventLog,
+    EventType, ListFilter, NewEvent, PageRequest, PublishOutcome, PublishedComposition,
+    PublishedVersion, ResourceStatus, RevisionContent, SourceState, SyncStore,
+    COMPOSITION_API_VERSION, COMPOSITION_KIND,
 };
 use nestor_storage::SqliteStore;
 use semver::Version;
@@ -31,6 +37,25 @@ mod in_memory {
     nestor_core::store_conformance_tests!(async {
         Fixture::new(Arc::new(SqliteStore::open_in_memory().unwrap()))
     });
+}
+
+/// Compositions and deployments, on a real file too.
+mod deployments {
+    use super::*;
+
+    nestor_core::deployment_store_conformance_tests!(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("nestor.db")).unwrap();
+        StoreFixture::with_guard(Arc::new(store), dir)
+    });
+
+    mod in_memory {
+        use super::*;
+
+        nestor_core::deployment_store_conformance_tests!(async {
+            StoreFixture::new(Arc::new(SqliteStore::open_in_memory().unwrap()))
+        });
+    }
 }
 
 fn db_file() -> (TempDir, PathBuf) {
@@ -334,6 +359,245 @@ async fn event_ids_keep_increasing_across_reopen_and_prune() {
     let next = store.append(event("b", 10)).await.unwrap();
     assert!(next.id > last, "no id is reused: {} after {last}", next.id);
     assert_eq!(store.read_after(0, 10).await.unwrap().len(), 1);
+}
+
+fn composition(team: &str, name: &str, version: &str) -> PublishedComposition {
+    let c = Composition {
+        api_version: COMPOSITION_API_VERSION.into(),
+        kind: COMPOSITION_KIND.into(),
+        metadata: CompositionMetadata {
+            name: name.into(),
+            team: team.into(),
+            version: v(version),
+        },
+        spec: CompositionSpec {
+            description: format!("{team}'s {name}"),
+            parameters: vec![],
+            resources: vec![CompositionResource {
+                name: "db".into(),
+                catalog_ref: "db:^1".into(),
+                engine: None,
+                config: BTreeMap::from([("size".into(), serde_json::json!(20))]),
+                depends_on: vec![],
+            }],
+            dependencies: vec![],
+        },
+    };
+    PublishedComposition {
+        content_hash: c.content_hash(),
+        composition: c,
+        published_at: 1_700_000_000,
+        origin: None,
+    }
+}
+
+fn deployment(id: &str, revision: u64) -> Deployment {
+    Deployment {
+        id: id.into(),
+        team: "alpha".into(),
+        environment: "staging".into(),
+        name: "checkout".into(),
+        revision,
+        status: DeploymentStatus::Pending,
+        created_at: 100 + revision as i64,
+        updated_at: 100 + revision as i64,
+        waves: vec![vec!["db".into()]],
+        resources: vec![DeployedResource {
+            name: "db".into(),
+            catalog_ref: "db:1.0.0".into(),
+            engine: "terraform".into(),
+            status: ResourceStatus::Pending,
+            outputs: BTreeMap::new(),
+            artifacts: vec![],
+            error: None,
+        }],
+        error: None,
+        composition: Some("alpha/web-app:1.0.0".into()),
+        params: BTreeMap::from([("size".into(), serde_json::json!("small"))]),
+        labels: BTreeMap::new(),
+        commit: None,
+        rollback_of: None,
+        generation: 0,
+    }
+}
+
+fn content(file: &str) -> RevisionContent {
+    RevisionContent {
+        artifacts: BTreeMap::from([(
+            "db".to_string(),
+            vec![Artifact {
+                path: file.into(),
+                content: "{}".into(),
+                media_type: "application/json".into(),
+            }],
+        )]),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn compositions_and_deployments_persist_across_reopen() {
+    let (_dir, path) = db_file();
+    let applied = {
+        let store = SqliteStore::open(&path).unwrap();
+        for version in ["1.0.0", "1.10.0", "1.9.0"] {
+            let c = composition("alpha", "web-app", version);
+            store.insert_composition(c).await.unwrap();
+        }
+        let first = deployment("d1", 1);
+        let outcome = store
+            .create_deployment(&first, &content("a.json"), Some(("key-1", "hash-a")))
+            .await
+            .unwrap();
+        assert_eq!(outcome, CreateOutcome::Created);
+        store
+            .save_revision_content("d1", &content("b.json"))
+            .await
+            .unwrap();
+        let mut applied = first.clone();
+        applied.status = DeploymentStatus::Succeeded;
+        applied.commit = Some("abc123".into());
+        store.update_deployment(&applied, 0).await.unwrap();
+        Deployment {
+            generation: 1,
+            ..applied
+        }
+    };
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store
+            .composition_versions("alpha", "web-app")
+            .await
+            .unwrap(),
+        [v("1.10.0"), v("1.9.0"), v("1.0.0")]
+    );
+    assert_eq!(
+        store
+            .get_composition("alpha", "web-app", &v("1.9.0"))
+            .await
+            .unwrap(),
+        Some(composition("alpha", "web-app", "1.9.0"))
+    );
+    let listed = store.list_compositions(Some("alpha")).await.unwrap();
+    assert_eq!(listed, [composition("alpha", "web-app", "1.10.0")]);
+
+    assert_eq!(store.get_deployment("d1").await.unwrap(), Some(applied));
+    assert_eq!(
+        store.revision_content("d1").await.unwrap(),
+        Some(content("b.json"))
+    );
+    // The idempotency key survived too: the same request finds d1 ...
+    let again = store
+        .create_deployment(
+            &deployment("d2", 2),
+            &content("x"),
+            Some(("key-1", "hash-a")),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(again, CreateOutcome::Existing(d) if d.id == "d1"));
+    // ... and another one under the key is refused.
+    let err = store
+        .create_deployment(
+            &deployment("d2", 2),
+            &content("x"),
+            Some(("key-1", "hash-b")),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict);
+    // The stored generation is 1 now; 0 is stale even after reopening.
+    let err = store
+        .update_deployment(&deployment("d1", 1), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::Conflict);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_handles_racing_update_deployment_one_wins() {
+    let (_dir, path) = db_file();
+    let handles = [
+        Arc::new(SqliteStore::open(&path).unwrap()),
+        Arc::new(SqliteStore::open(&path).unwrap()),
+    ];
+    handles[0]
+        .create_deployment(&deployment("d1", 1), &RevisionContent::default(), None)
+        .await
+        .unwrap();
+    let base = handles[1].get_deployment("d1").await.unwrap().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = handles[i % 2].clone();
+        let mut d = base.clone();
+        d.status = if i % 2 == 0 {
+            DeploymentStatus::Cancelled
+        } else {
+            DeploymentStatus::Planning
+        };
+        d.error = Some(format!("writer {i}"));
+        tasks.push(tokio::spawn(async move {
+            store
+                .update_deployment(&d, base.generation)
+                .await
+                .map(|()| d)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(d) => winners.push(d),
+            Err(e) => assert_eq!(e.code(), ErrorCode::Conflict, "{e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer wins");
+    for store in &handles {
+        let stored = store.get_deployment("d1").await.unwrap().unwrap();
+        assert_eq!(stored.generation, base.generation + 1);
+        assert_eq!(
+            stored.error, winners[0].error,
+            "the winner's write is stored"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_handles_racing_for_one_revision_one_wins() {
+    let (_dir, path) = db_file();
+    let handles = [
+        Arc::new(SqliteStore::open(&path).unwrap()),
+        Arc::new(SqliteStore::open(&path).unwrap()),
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = handles[i % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let d = deployment(&format!("d{i}"), 1);
+            store
+                .create_deployment(&d, &RevisionContent::default(), None)
+                .await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(CreateOutcome::Created) => created += 1,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => assert_eq!(e.code(), ErrorCode::Conflict, "{e}"),
+        }
+    }
+    assert_eq!(created, 1, "revision 1 is taken once");
+    let key = DeploymentKey {
+        team: "alpha".into(),
+        environment: "staging".into(),
+        name: "checkout".into(),
+    };
+    assert_eq!(handles[1].revisions(&key).await.unwrap().len(), 1);
+    let all = handles[0]
+        .list_deployments(&DeploymentFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
 }
 
 /// An ad-hoc timing of point reads with 10k definitions; run with

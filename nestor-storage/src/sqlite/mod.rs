@@ -6,6 +6,9 @@
 //! - `schema`: connection settings and the ordered list of migrations.
 //! - `catalog`: `CatalogReader`, `CatalogWriter` and `CatalogSearch`.
 //! - `events`: `EventLog` and `SyncStore`.
+//! - `compositions`: `CompositionStore`.
+//! - `deployments`: `DeploymentStore`: revisions, their content and
+//!   idempotency keys.
 //! - `cache`: the content-addressed definition cache.
 //!
 //! # Design decisions
@@ -40,6 +43,14 @@
 //!   `list_latest` is one range scan over `names`. Provider, category,
 //!   resource type and `q` are pre-filtered in SQL; `ListFilter::matches`
 //!   stays the rule and is applied to every row in Rust.
+//! - **Compositions and deployments** are stored whole, as JSON, beside
+//!   copies of the fields that are unique keys, filters or sort keys. Their
+//!   conditional writes (immutable `team/name@version`, a revision number
+//!   taken once, idempotency keys, the deployment's `generation` as an
+//!   optimistic lock) are read-check-write inside one `BEGIN IMMEDIATE`
+//!   transaction, so they hold across processes as the catalog's do. They
+//!   are not cached: a deployment changes, and reads of it are rare next
+//!   to catalog reads.
 //! - **Cache.** Parsing a definition's JSON is the expensive part of a read,
 //!   and a definition is immutable: its content hash covers name, version and
 //!   content. The cache therefore maps content hash → definition and is never
@@ -56,6 +67,8 @@
 
 mod cache;
 mod catalog;
+mod compositions;
+mod deployments;
 mod events;
 mod schema;
 

@@ -18,7 +18,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The migrations, in order; entry `i` takes the schema from version `i` to
 /// `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_CATALOG_EVENTS_SYNC];
+const MIGRATIONS: &[&str] = &[V1_CATALOG_EVENTS_SYNC, V2_COMPOSITIONS_DEPLOYMENTS];
 
 /// The schema version this build writes and understands.
 pub(super) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -82,6 +82,56 @@ CREATE TABLE source_states (
 CREATE TABLE sync_reports (
     source TEXT PRIMARY KEY NOT NULL,
     report TEXT NOT NULL
+) WITHOUT ROWID;
+"#;
+
+/// Version 2: team compositions, deployments, their revision content and
+/// idempotency keys. Whole objects are JSON; the other columns are copies of
+/// their fields, kept for uniqueness, lookups and order.
+const V2_COMPOSITIONS_DEPLOYMENTS: &str = r#"
+-- One row per published team/name@version; `record` is the whole
+-- PublishedComposition. Semver order is decided in Rust.
+CREATE TABLE compositions (
+    id           INTEGER PRIMARY KEY,
+    team         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    record       TEXT NOT NULL,
+    UNIQUE (team, name, version)
+);
+
+-- One row per revision; `deployment` is the whole Deployment, and the
+-- columns before it are copies of its fields. The unique key is what makes
+-- two writers racing for one revision number collide.
+CREATE TABLE deployments (
+    id          TEXT PRIMARY KEY NOT NULL,
+    team        TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    revision    INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    generation  INTEGER NOT NULL,
+    deployment  TEXT NOT NULL,
+    UNIQUE (team, environment, name, revision)
+);
+-- Exactly the order of list_deployments: newest first.
+CREATE INDEX deployments_newest_first ON deployments (created_at DESC, revision DESC, id);
+
+-- What each revision contains (rendered files can be large), apart from the
+-- deployments so listing never reads it.
+CREATE TABLE revision_contents (
+    deployment_id TEXT PRIMARY KEY NOT NULL REFERENCES deployments(id),
+    content       TEXT NOT NULL
+);
+
+-- Idempotency-Key → the request hash it was first used with and the
+-- deployment that request created.
+CREATE TABLE idempotency_keys (
+    key           TEXT PRIMARY KEY NOT NULL,
+    request_hash  TEXT NOT NULL,
+    deployment_id TEXT NOT NULL REFERENCES deployments(id)
 ) WITHOUT ROWID;
 "#;
 
@@ -156,4 +206,85 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<u32> {
 fn user_version(conn: &Connection) -> Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
         .ctx("reading the schema version")
+}
+
+#[cfg(test)]
+mod tests {
+    use nestor_core::testing::definition;
+    use nestor_core::{
+        CatalogReader, CatalogWriter, CompositionStore, DeploymentFilter, DeploymentStore,
+        EventLog, EventType, NewEvent, PublishedVersion, SourceState, SyncStore,
+    };
+
+    use super::super::SqliteStore;
+    use super::*;
+
+    /// A file as a version-1 build left it: only migration 1 applied, its
+    /// data written by the catalog code (which migration 2 does not touch).
+    async fn version_1_file(path: &Path) {
+        let mut conn = Connection::open(path).unwrap();
+        configure_writer(&conn, true).unwrap();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        tx.execute_batch(MIGRATIONS[0]).unwrap();
+        tx.pragma_update(None, "user_version", 1).unwrap();
+        tx.commit().unwrap();
+        let store = SqliteStore::from_writer(conn, Some(path.to_path_buf()));
+        for version in ["1.0.0", "1.1.0"] {
+            let published = PublishedVersion::new(definition("db", version), 1, None);
+            store.insert_version(published).await.unwrap();
+        }
+        let v110 = "1.1.0".parse().unwrap();
+        store.set_yanked("db", &v110, true).await.unwrap();
+        store
+            .append(NewEvent {
+                event_type: EventType::ResourceCreated,
+                source: "test".into(),
+                subject: "db:1.0.0".into(),
+                timestamp: 1,
+                data: serde_json::json!({}),
+            })
+            .await
+            .unwrap();
+        let state = SourceState {
+            source: "platform".into(),
+            head: Some("abc".into()),
+            ..Default::default()
+        };
+        store.save_source_state(&state).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_1_file_upgrades_keeping_its_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nestor.db");
+        version_1_file(&path).await;
+        assert_eq!(user_version(&Connection::open(&path).unwrap()).unwrap(), 1);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let on_disk = user_version(&Connection::open(&path).unwrap()).unwrap();
+        assert_eq!(on_disk, i64::from(SCHEMA_VERSION));
+        assert_eq!(SCHEMA_VERSION, 2);
+
+        let v100 = "1.0.0".parse().unwrap();
+        let got = store.get_version("db", &v100).await.unwrap();
+        assert_eq!(
+            got,
+            Some(PublishedVersion::new(definition("db", "1.0.0"), 1, None))
+        );
+        let history = store.versions("db").await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert!(history[0].yanked, "1.1.0 is still yanked");
+        let latest = store.latest("db").await.unwrap().unwrap();
+        assert_eq!(latest.version(), &v100, "the latest pointer survived");
+        assert_eq!(store.read_after(0, 10).await.unwrap().len(), 1);
+        let state = store.source_state("platform").await.unwrap().unwrap();
+        assert_eq!(state.head.as_deref(), Some("abc"));
+
+        // The new tables are there and empty.
+        assert!(store.list_compositions(None).await.unwrap().is_empty());
+        let all = DeploymentFilter::default();
+        assert!(store.list_deployments(&all).await.unwrap().is_empty());
+    }
 }
