@@ -30,6 +30,7 @@
 //! - One error type, [`Error`], whose [`Error::code`] is the SPEC §12 code.
 #![deny(missing_docs)]
 
+mod annotations;
 mod catalog;
 mod composer;
 mod config_util;
@@ -51,6 +52,7 @@ mod versioning;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use annotations::*;
 pub use catalog::*;
 pub use composer::*;
 pub use config_util::parse_duration;
