@@ -26,6 +26,11 @@ mod sqlite;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::{DynamoConfig, DynamoStore};
+
 #[cfg(feature = "git")]
 mod git;
 #[cfg(feature = "git")]
