@@ -84,9 +84,11 @@ impl Engine for Crossplane {
         let mut metadata = json!({
             "name": name,
             "labels": labels(&request),
+            // No revision here: a manifest that changes on every apply
+            // would make every plan show a change. The GitOps commit
+            // message carries the revision.
             "annotations": {
                 "nestor.io/definition": format!("{}:{}", definition.name(), definition.version()),
-                "nestor.io/revision": request.context.revision.to_string(),
             },
         });
         if !composite {
