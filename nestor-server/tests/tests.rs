@@ -1,2 +1,3 @@
 //! Integration tests of the nestor binary: one binary, one module per topic.
 mod cli;
+mod deploy;

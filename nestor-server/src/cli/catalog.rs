@@ -150,7 +150,7 @@ pub(super) async fn run(command: CatalogCommand, ctx: &Context<'_>) -> anyhow::R
 }
 
 /// Every catalog file below the given paths, in path order.
-fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub(super) fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {

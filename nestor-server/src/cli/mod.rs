@@ -6,6 +6,8 @@
 //! (invalid input, failed operation), 2 usage.
 
 mod catalog;
+mod deploy;
+mod engines;
 mod output;
 
 use std::path::PathBuf;
@@ -14,11 +16,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use nestor_core::{CatalogService, CatalogStore};
-use nestor_storage::MemoryStore;
+use nestor_core::{CatalogService, Composer, Orchestrator, Store};
+use nestor_engines::{EngineRegistry, HostConfig};
+use nestor_storage::{GitOpsConfig, GitOpsExecutor, MemoryStore};
 
 use crate::config::{Config, StorageKind};
 pub use catalog::CatalogCommand;
+pub use deploy::CompositionCommand;
+pub use engines::EnginesCommand;
 pub use output::Format;
 
 /// `nestor`: a platform-engineering catalog, composer and deployer.
@@ -66,6 +71,95 @@ enum Command {
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+    /// Validate, publish and browse team compositions.
+    Composition {
+        #[command(subcommand)]
+        command: CompositionCommand,
+    },
+    /// Scan source files for `nestor:` annotations and write nestor.deploy.yaml.
+    Generate {
+        /// Folder to scan (the file is written there).
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Environment for every deployment found.
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Show what an apply would change; applies nothing.
+    Plan {
+        /// The deployment file.
+        #[arg(default_value = "nestor.deploy.yaml")]
+        file: PathBuf,
+        /// Override every deployment's environment.
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Deploy: render through the engines and commit to the GitOps repository.
+    Apply {
+        /// The deployment file.
+        #[arg(default_value = "nestor.deploy.yaml")]
+        file: PathBuf,
+        /// Override every deployment's environment.
+        #[arg(long)]
+        env: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Wait for the deployment to finish (embedded applies always do).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// One deployment, or the team's deployments.
+    Status {
+        /// A deployment id.
+        id: Option<String>,
+        /// Only this environment.
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// Roll a deployment back: a new revision with an earlier one's content.
+    Rollback {
+        /// The deployment id.
+        id: String,
+        /// The revision to restore (default: the one before).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Deploy to TO exactly what last succeeded in FROM.
+    Promote {
+        /// Source environment.
+        from: String,
+        /// Target environment.
+        to: String,
+        /// Only this deployment (default: every deployment of the team in FROM).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The dependency graph of the team's deployments.
+    Graph {
+        /// `json` (see -o) or `dot`.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Only this environment.
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// List or inspect engines.
+    Engines {
+        #[command(subcommand)]
+        command: EnginesCommand,
+    },
+    /// Print the artifacts one resource would produce.
+    Render {
+        /// NAME or NAME:VERSION.
+        reference: String,
+        /// The engine (default: the definition's first).
+        #[arg(long)]
+        engine: Option<String>,
+        /// Input values, typed like annotations (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// Create or upgrade the store's tables.
     Migrate,
@@ -124,10 +218,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--server is not supported by this build yet: run the command without --server to work on the local store");
     }
     let config = Config::load(g.config.as_deref(), std::env::vars())?;
+    let ctx = Context { config, global: g };
     match cli.command {
-        Command::Catalog { command } => catalog::run(command, &Context { config, global: g }).await,
+        Command::Catalog { command } => catalog::run(command, &ctx).await,
+        Command::Composition { command } => deploy::composition(command, &ctx).await,
+        Command::Generate { path, env } => deploy::generate(&path, env.as_deref(), &ctx).await,
+        Command::Plan { file, env } => deploy::plan(&file, env.as_deref(), &ctx).await,
+        Command::Apply { file, env, yes, wait: _ } => deploy::apply(&file, env.as_deref(), yes, &ctx).await,
+        Command::Status { id, env } => deploy::status(id.as_deref(), env.as_deref(), &ctx).await,
+        Command::Rollback { id, to } => deploy::rollback(&id, to, &ctx).await,
+        Command::Promote { from, to, name } => deploy::promote(&from, &to, name.as_deref(), &ctx).await,
+        Command::Graph { format, env } => match format.as_str() {
+            "dot" => deploy::graph(env.as_deref(), true, &ctx).await,
+            "json" => deploy::graph(env.as_deref(), false, &ctx).await,
+            other => anyhow::bail!("--format {other:?}: use json or dot"),
+        },
+        Command::Engines { command } => engines::engines(command, &ctx).await,
+        Command::Render { reference, engine, sets } => engines::render(&reference, engine, &sets, &ctx).await,
         Command::Migrate => {
-            let ctx = Context { config, global: g };
             let version = ctx.migrate().await?;
             println!("{version}");
             Ok(ExitCode::SUCCESS)
@@ -143,7 +251,7 @@ struct Context<'a> {
 
 impl Context<'_> {
     /// Opens the configured store.
-    async fn store(&self) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
         match self.config.storage.kind {
             StorageKind::Memory => Ok(Arc::new(MemoryStore::new())),
             StorageKind::Sqlite => {
@@ -161,6 +269,41 @@ impl Context<'_> {
     /// A catalog service over the configured store.
     async fn catalog(&self) -> anyhow::Result<CatalogService> {
         Ok(CatalogService::new(self.store().await?))
+    }
+
+    /// A composer over the configured store.
+    async fn composer(&self) -> anyhow::Result<Composer> {
+        Ok(Composer::new(self.store().await?))
+    }
+
+    /// The bundled engines plus `engines.plugins_dir`, with the configured limits.
+    fn engines(&self) -> anyhow::Result<Arc<EngineRegistry>> {
+        let e = &self.config.engines;
+        let host = HostConfig {
+            timeout: std::time::Duration::from_millis(e.timeout_ms),
+            memory_limit: (e.memory_limit_mb as usize) << 20,
+            ..HostConfig::default()
+        };
+        let dir = e.plugins_dir.is_dir().then_some(e.plugins_dir.as_path());
+        Ok(Arc::new(EngineRegistry::with_plugins_dir(host, dir)?))
+    }
+
+    /// The orchestrator: the store, the engines and the GitOps executor.
+    async fn orchestrator(&self) -> anyhow::Result<Orchestrator> {
+        let g = &self.config.gitops;
+        let executor = GitOpsExecutor::open(GitOpsConfig {
+            repo: g.repo.clone(),
+            branch: g.branch.clone(),
+            remote: g.remote.clone(),
+            author_name: g.author_name.clone(),
+            author_email: g.author_email.clone(),
+        })?;
+        Ok(Orchestrator::new(self.store().await?, self.engines()?, Arc::new(executor)))
+    }
+
+    /// `--team`, else `defaults.team`.
+    fn team(&self) -> String {
+        self.global.team.clone().unwrap_or_else(|| self.config.defaults.team.clone())
     }
 
     async fn migrate(&self) -> anyhow::Result<String> {

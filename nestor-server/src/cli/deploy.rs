@@ -1,0 +1,444 @@
+//! Compositions and deployments from the command line: `composition …`,
+//! `generate`, `plan`, `apply`, `status`, `rollback`, `promote`, `graph`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use nestor_core::{
+    parse_file, scan_annotations, CatalogRef, Deployment, DeploymentEntry, DeploymentFilter, DeploymentRequest, DeploymentSet, Document,
+    Error, EventType, PublishOutcome, VersionSpec,
+};
+use serde_json::json;
+
+use super::output::{emit, timestamp, Table};
+use super::Context;
+
+/// `nestor composition …`
+#[derive(Debug, Subcommand)]
+pub enum CompositionCommand {
+    /// Check composition files against the catalog; prints file:line: field: message.
+    Validate {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Publish composition files.
+    Publish {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// The newest version of each composition of the team (--team), or of every team with --all.
+    List {
+        /// Every team.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One composition: NAME or NAME:VERSION of the team (--team).
+    Get {
+        /// e.g. web-app, web-app:1.0.0.
+        reference: String,
+    },
+}
+
+fn compositions_in(paths: &[PathBuf]) -> anyhow::Result<(Vec<(String, usize, nestor_core::Composition)>, Vec<String>)> {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for file in super::catalog::expand(paths)? {
+        let name = file.display().to_string();
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {name}"))?;
+        match parse_file(&bytes) {
+            Err(e) => problems.push(format!("{name}:1: {}", e.message)),
+            Ok(docs) => {
+                for doc in docs {
+                    match doc.document {
+                        Document::Composition(c) => found.push((name.clone(), doc.line, *c)),
+                        Document::Invalid(errors) => {
+                            problems.extend(errors.iter().map(|e| format!("{name}:{}: {e}", e.line.unwrap_or(doc.line))))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok((found, problems))
+}
+
+pub(super) async fn composition(command: CompositionCommand, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+    match command {
+        CompositionCommand::Validate { paths } => publish_or_validate(&paths, false, ctx).await,
+        CompositionCommand::Publish { paths } => publish_or_validate(&paths, true, ctx).await,
+        CompositionCommand::List { all } => {
+            let store = ctx.store().await?;
+            let team = ctx.team();
+            let list = store.list_compositions(if all { None } else { Some(team.as_str()) }).await?;
+            emit(ctx.format(), &list, || {
+                let mut t = Table::new(&["TEAM", "NAME", "VERSION", "RESOURCES", "DESCRIPTION"]);
+                for c in &list {
+                    let m = &c.composition.metadata;
+                    let resources: Vec<&str> = c.composition.spec.resources.iter().map(|r| r.name.as_str()).collect();
+                    t.row(vec![m.team.clone(), m.name.clone(), m.version.to_string(), resources.join(","), c.composition.spec.description.clone()]);
+                }
+                t.render()
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        CompositionCommand::Get { reference } => {
+            let r = CatalogRef::parse(&reference).map_err(Error::bad_request)?;
+            let c = ctx.composer().await?.get(&ctx.team(), &r.name, &r.version).await?;
+            emit(ctx.format(), &c, || serde_yaml::to_string(&c.composition).unwrap_or_default())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn publish_or_validate(paths: &[PathBuf], publish: bool, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+    let (found, mut problems) = compositions_in(paths)?;
+    let composer = ctx.composer().await?;
+    let mut lines = Vec::new();
+    for (file, line, c) in found {
+        let subject = c.subject();
+        let result = if publish {
+            composer.publish(c, None, "cli").await.map(|p| (p.outcome, p.waves))
+        } else {
+            composer.validate(&c).await.map(|w| (PublishOutcome::Unchanged, w))
+        };
+        match result {
+            Ok((outcome, waves)) => {
+                let word = match (publish, outcome) {
+                    (false, _) => "valid",
+                    (true, PublishOutcome::Created) => "created",
+                    (true, PublishOutcome::Unchanged) => "unchanged",
+                };
+                lines.push(json!({"composition": subject, "file": file, "outcome": word, "waves": waves}));
+            }
+            Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => return Err(e.into()),
+            Err(e) => {
+                for fe in e.field_errors() {
+                    problems.push(format!("{file}:{line}: [{}] {fe}", e.code()));
+                }
+            }
+        }
+    }
+    let result = json!({"compositions": lines, "errors": problems});
+    emit(ctx.format(), &result, || {
+        let mut t = Table::new(&["COMPOSITION", "OUTCOME", "WAVES"]);
+        for l in &lines {
+            let waves: Vec<String> = l["waves"].as_array().into_iter().flatten().map(|w| w.as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")).collect();
+            t.row(vec![l["composition"].as_str().unwrap_or_default().into(), l["outcome"].as_str().unwrap_or_default().into(), waves.join(" → ")]);
+        }
+        let mut out = if lines.is_empty() { String::new() } else { t.render() };
+        for p in &problems {
+            out.push_str(p);
+            out.push('\n');
+        }
+        out
+    })?;
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Source files an annotation scan reads: text files below `root`, hidden
+/// folders, build output and dependencies skipped.
+fn source_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    const SKIP: [&str; 5] = ["target", "node_modules", "vendor", "dist", "build"];
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() && !SKIP.contains(&name.as_str()) {
+                stack.push(entry.path());
+            } else if kind.is_file() && name != "nestor.deploy.yaml" && entry.metadata()?.len() < 1 << 20 {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `nestor generate [PATH]`: annotations → `nestor.deploy.yaml` in PATH.
+pub(super) async fn generate(root: &Path, env: Option<&str>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+    let team = ctx.team();
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    for file in source_files(root)? {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue }; // binary files carry no annotations
+        let rel = file.strip_prefix(root).unwrap_or(&file).to_string_lossy().replace('\\', "/");
+        match scan_annotations(&text) {
+            Err(e) => problems.push(format!("{rel}:{}: {}", e.line.unwrap_or(1), e.message)),
+            Ok(found) => {
+                for a in found {
+                    let mut params = a.values.clone();
+                    let name = match params.remove("name") {
+                        Some(v) => v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+                        None => file
+                            .parent()
+                            .and_then(|p| p.file_name())
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| a.composition.clone()),
+                    };
+                    let environment = env.map(str::to_string).or_else(|| params.remove("environment").and_then(|v| v.as_str().map(str::to_string)));
+                    params.remove("environment");
+                    entries.push(DeploymentEntry {
+                        team: team.clone(),
+                        environment: environment.unwrap_or_else(|| ctx.config.defaults.environment.clone()),
+                        name,
+                        composition: a.composition,
+                        composition_version: "*".into(),
+                        params,
+                        source: Some(format!("{rel}:{}", a.line)),
+                    });
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        return Err(Error::bad_request(format!("{} malformed annotation(s)", problems.len())).into());
+    }
+    let set = DeploymentSet::new(entries);
+    let path = root.join("nestor.deploy.yaml");
+    std::fs::write(&path, serde_yaml::to_string(&set)?).with_context(|| format!("writing {}", path.display()))?;
+    emit(ctx.format(), &set, || format!("wrote {} with {} deployment(s)\n", path.display(), set.deployments.len()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the deployment file into requests (`--env` overrides every environment).
+fn requests(file: &Path, env: Option<&str>) -> anyhow::Result<Vec<DeploymentRequest>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {} (run `nestor generate` to create it)", file.display()))?;
+    let set = DeploymentSet::parse(&text)?;
+    Ok(set
+        .deployments
+        .into_iter()
+        .map(|d| DeploymentRequest {
+            team: d.team,
+            environment: env.map(str::to_string).unwrap_or(d.environment),
+            name: d.name,
+            composition: Some(d.composition),
+            composition_version: Some(d.composition_version),
+            params: d.params,
+            ..Default::default()
+        })
+        .collect())
+}
+
+pub(super) async fn plan(file: &Path, env: Option<&str>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+    let orchestrator = ctx.orchestrator().await?;
+    let mut plans = Vec::new();
+    for request in requests(file, env)? {
+        plans.push(orchestrator.plan(&request).await?);
+    }
+    emit(ctx.format(), &plans, || {
+        let mut out = String::new();
+        for p in &plans {
+            let d = &p.deployment;
+            let base = p.diff.base_revision.map_or("nothing deployed".to_string(), |r| format!("revision {r}"));
+            out.push_str(&format!(
+                "{}/{}/{} → revision {} (against {base}): {} to add, {} to change, {} to remove\n",
+                d.team, d.environment, d.name, d.revision, p.diff.added.len(), p.diff.changed.len(), p.diff.removed.len()
+            ));
+            for (mark, list) in [("+", &p.diff.added), ("~", &p.diff.changed), ("-", &p.diff.removed)] {
+                for r in list {
+                    let engine = d.resources.iter().find(|x| &x.name == r).map(|x| format!(" ({}, {})", x.catalog_ref, x.engine)).unwrap_or_default();
+                    out.push_str(&format!("  {mark} {r}{engine}\n"));
+                }
+            }
+            for f in &p.diff.files {
+                out.push_str(&f.diff);
+            }
+        }
+        out
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn apply(file: &Path, env: Option<&str>, yes: bool, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+    let requests = requests(file, env)?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("nestor apply changes the GitOps repository: pass --yes to confirm when not on a terminal");
+        }
+        plan(file, env, ctx).await?;
+        eprint!("apply {} deployment(s)? [y/N] ", requests.len());
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("nothing applied");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let orchestrator = ctx.orchestrator().await?;
+    let store = ctx.store().await?;
+    let mut results = Vec::new();
+    for request in requests {
+        let progress = follow(store.clone(), ctx.global.quiet || ctx.format() != super::Format::Table);
+        let outcome = orchestrator.apply(&request, None).await;
+        progress.abort();
+        results.push(outcome?);
+    }
+    emit(ctx.format(), &results, || results.iter().map(summary).collect())?;
+    Ok(if results.iter().all(|d| d.status == nestor_core::DeploymentStatus::Succeeded) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Prints each resource's status changes from the event log while an
+/// apply runs: one line per change (the log is the same stream SSE serves).
+fn follow(store: std::sync::Arc<dyn nestor_core::Store>, quiet: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if quiet {
+            return;
+        }
+        let Ok(mut after) = store.last_sequence().await else { return };
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let Ok(events) = store.read_after(after, 100).await else { return };
+            for e in events {
+                after = e.id;
+                if !matches!(e.event_type, EventType::DeploymentUpdated | EventType::DeploymentStarted) {
+                    continue;
+                }
+                let Ok(d) = serde_json::from_value::<Deployment>(e.data) else { continue };
+                for r in &d.resources {
+                    let status = format!("{:?}", r.status).to_lowercase();
+                    if seen.get(&r.name) != Some(&status) {
+                        eprintln!("  {:<20} {:<10} {}", r.name, status, r.engine);
+                        seen.insert(r.name.clone(), status);
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn summary(d: &Deployment) -> String {
+    let mut out = format!(
+        "{} {}/{}/{} revision {}: {}{}\n",
+        d.id,
+        d.team,
+        d.environment,
+        d.name,
+        d.revision,
+        d.status.as_str(),
+        d.commit.as_deref().map(|c| format!(" (commit {})", &c[..c.len().min(12)])).unwrap_or_default()
+    );
+    let mut t = Table::new(&["RESOURCE", "DEFINITION", "ENGINE", "STATUS", "ERROR"]);
+    for r in &d.resources {
+        t.row(vec![r.name.clone(), r.catalog_ref.clone(), r.engine.clone(), format!("{:?}", r.status).to_lowercase(), r.error.clone().unwrap_or_default()]);
+    }
+    out.push_str(&t.render());
+    out
+}
+
+pub(super) async fn status(id: Option<&str>, env: Option<&str>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+    let orchestrator = ctx.orchestrator().await?;
+    if let Some(id) = id {
+        let d = orchestrator.get(id).await?;
+        emit(ctx.format(), &d, || summary(&d))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = ctx.store().await?;
+    let filter = DeploymentFilter { team: Some(ctx.team()), environment: env.map(str::to_string), ..Default::default() };
+    let list = store.list_deployments(&filter).await?;
+    emit(ctx.format(), &list, || {
+        let mut t = Table::new(&["ID", "ENVIRONMENT", "NAME", "REVISION", "STATUS", "UPDATED"]);
+        for d in &list {
+            t.row(vec![d.id.clone(), d.environment.clone(), d.name.clone(), d.revision.to_string(), d.status.as_str().into(), timestamp(d.updated_at)]);
+        }
+        t.render()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn rollback(id: &str, to: Option<u64>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+    let d = ctx.orchestrator().await?.rollback(id, to).await?;
+    emit(ctx.format(), &d, || summary(&d))?;
+    Ok(if d.status == nestor_core::DeploymentStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub(super) async fn promote(from: &str, to: &str, name: Option<&str>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+    let team = ctx.team();
+    let names: Vec<String> = match name {
+        Some(n) => vec![n.to_string()],
+        None => {
+            let store = ctx.store().await?;
+            let filter = DeploymentFilter { team: Some(team.clone()), environment: Some(from.into()), ..Default::default() };
+            let mut names: Vec<String> = store.list_deployments(&filter).await?.into_iter().map(|d| d.name).collect();
+            names.sort();
+            names.dedup();
+            names
+        }
+    };
+    if names.is_empty() {
+        return Err(Error::DeploymentNotFound { id: format!("{team}/{from} (nothing deployed)") }.into());
+    }
+    let orchestrator = ctx.orchestrator().await?;
+    let mut results = Vec::new();
+    for n in names {
+        results.push(orchestrator.promote(&team, &n, from, to).await?);
+    }
+    emit(ctx.format(), &results, || results.iter().map(summary).collect())?;
+    Ok(if results.iter().all(|d| d.status == nestor_core::DeploymentStatus::Succeeded) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `nestor graph`: resources of the team's latest revisions and their edges,
+/// plus the catalog dependencies of the definitions they use.
+pub(super) async fn graph(env: Option<&str>, dot: bool, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+    let store = ctx.store().await?;
+    let filter = DeploymentFilter { team: Some(ctx.team()), environment: env.map(str::to_string), ..Default::default() };
+    let mut latest: BTreeMap<(String, String), Deployment> = BTreeMap::new();
+    for d in store.list_deployments(&filter).await? {
+        latest.entry((d.environment.clone(), d.name.clone())).or_insert(d);
+    }
+    let mut nodes = Vec::new();
+    let mut edges = Vec::new();
+    for d in latest.values() {
+        let content = store.revision_content(&d.id).await?.unwrap_or_default();
+        let prefix = format!("{}/{}", d.environment, d.name);
+        for r in &d.resources {
+            nodes.push(json!({"id": format!("{prefix}/{}", r.name), "kind": "resource", "definition": r.catalog_ref, "status": r.status}));
+            edges.push(json!({"from": format!("{prefix}/{}", r.name), "to": r.catalog_ref, "kind": "uses"}));
+            if let Ok(c) = CatalogRef::parse(&r.catalog_ref) {
+                if let Ok(v) = store.resolve(&c.name, &c.version).await {
+                    for dep in &v.definition.spec.dependencies {
+                        let req = VersionSpec::parse(&dep.version).map(|s| s.to_string()).unwrap_or_default();
+                        edges.push(json!({"from": r.catalog_ref, "to": format!("{} {req}", dep.name), "kind": "catalog"}));
+                    }
+                }
+            }
+        }
+        for e in &content.edges {
+            edges.push(json!({"from": format!("{prefix}/{}", e.from), "to": format!("{prefix}/{}", e.to), "kind": "deployment"}));
+        }
+    }
+    let graph = json!({"nodes": nodes, "edges": edges});
+    if dot {
+        let mut out = String::from("digraph nestor {\n  rankdir=LR;\n");
+        for n in &nodes {
+            out.push_str(&format!("  {:?} [shape=box];\n", n["id"].as_str().unwrap_or_default()));
+        }
+        for e in &edges {
+            let style = if e["kind"] == "deployment" { "" } else { " [style=dashed]" };
+            out.push_str(&format!("  {:?} -> {:?}{style};\n", e["from"].as_str().unwrap_or_default(), e["to"].as_str().unwrap_or_default()));
+        }
+        out.push_str("}\n");
+        print!("{out}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    emit(ctx.format(), &graph, || {
+        edges.iter().map(|e| format!("{} -> {} ({})\n", e["from"].as_str().unwrap_or_default(), e["to"].as_str().unwrap_or_default(), e["kind"].as_str().unwrap_or_default())).collect()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
