@@ -43,7 +43,8 @@ macro_rules! store_conformance_tests {
             publish_get_and_latest, immutability, versions_newest_first_by_semver, prerelease_and_yank_rules,
             requirements_use_cargo_semantics, list_filters_and_pagination, pagination_is_stable_under_inserts,
             search_ranking, event_log_sequences, concurrent_publishers_one_wins, concurrent_event_appends,
-            bump_rules_enforced, dependencies_must_resolve, events_for_catalog_changes, sync_state_and_reports);
+            bump_rules_enforced, dependencies_must_resolve, events_for_catalog_changes, sync_state_and_reports,
+            batch_publish_applies_every_rule);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -479,6 +480,50 @@ pub async fn events_for_catalog_changes(store: Arc<dyn CatalogStore>) {
     );
     assert_eq!(events[0].data["definition"]["metadata"]["name"], "db");
     assert_eq!(events[0].source, "api");
+}
+
+/// A batch publish gives each definition the result a single publish
+/// would, sees earlier items of the batch, and writes nothing refused.
+pub async fn batch_publish_applies_every_rule(store: Arc<dyn CatalogStore>) {
+    publish(&store, definition("db", "1.0.0")).await;
+    let mut app = definition("app", "1.0.0");
+    app.spec.dependencies.push(Dependency { name: "net".into(), version: "^1".into() });
+    let mut conflicting = definition("db", "1.0.0");
+    conflicting.metadata.description = "other content".into();
+    let mut breaking = definition("net", "1.1.0");
+    breaking.spec.outputs.clear();
+    let items = vec![
+        (definition("net", "1.0.0"), None),
+        (app, None),
+        (definition("db", "1.0.0"), None),
+        (conflicting, None),
+        (breaking, None),
+        (definition("db", "1.0.1"), None),
+    ];
+    let results = service(&store).publish_many(items, "sync").await.unwrap();
+    let summary: Vec<String> = results
+        .iter()
+        .map(|r| match r {
+            Ok(p) => format!("{:?}", p.outcome),
+            Err(e) => e.code().to_string(),
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        ["Created", "Created", "Unchanged", "VERSION_IMMUTABLE", "BREAKING_CHANGE", "Created"],
+        "a dependency published earlier in the batch counts; each item keeps its own outcome"
+    );
+    assert!(store.get_version("net", &v("1.1.0")).await.unwrap().is_none(), "refused items are not written");
+    let events: Vec<(String, String)> = store
+        .read_after(1, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event_type.as_str().to_string(), e.subject))
+        .collect();
+    let expected = [("resource.created", "net:1.0.0"), ("resource.created", "app:1.0.0"), ("resource.updated", "db:1.0.1")];
+    assert_eq!(events, expected.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert!(store.versions_many(&["db".into(), "ghost".into()]).await.unwrap()["ghost"].is_empty());
 }
 
 /// Source state and sync reports round-trip.

@@ -411,6 +411,25 @@ impl CatalogReader for SqliteStore {
             .await
     }
 
+    /// Every history on one reader connection, in one trip to the blocking
+    /// pool: a cold sync asks for thousands.
+    async fn versions_many(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<VersionSummary>>> {
+        let names = names.to_vec();
+        self.read(move |conn, _| {
+            names
+                .into_iter()
+                .map(|name| {
+                    let h = history(conn, &name)?.into_iter().map(|(_, s)| s).collect();
+                    Ok((name, h))
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn list_latest(
         &self,
         filter: &ListFilter,
@@ -444,6 +463,26 @@ impl CatalogWriter for SqliteStore {
     async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome> {
         self.write(move |tx, cache| insert_version(tx, cache, version))
             .await
+    }
+
+    /// One transaction for the whole batch; a version refused for its
+    /// content (immutability) is that item's error and does not roll back
+    /// the others, a storage failure rolls back everything.
+    async fn insert_versions(
+        &self,
+        versions: Vec<PublishedVersion>,
+    ) -> Result<Vec<Result<PublishOutcome>>> {
+        self.write(move |tx, cache| {
+            let mut out = Vec::with_capacity(versions.len());
+            for v in versions {
+                match insert_version(tx, cache, v) {
+                    Err(e @ Error::StorageUnavailable { .. }) => return Err(e),
+                    other => out.push(other),
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<bool> {

@@ -48,21 +48,31 @@ fn into_event((id, event_type, source, subject, timestamp, data): EventRow) -> R
     })
 }
 
+fn insert_event(tx: &rusqlite::Transaction<'_>, event: NewEvent) -> Result<Event> {
+    let data = serde_json::to_string(&event.data).ctx("serialising event data")?;
+    tx.prepare_cached(
+        "INSERT INTO events (event_type, source, subject, timestamp, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![event.event_type.as_str(), event.source, event.subject, event.timestamp, data])
+    })
+    .ctx("appending an event")?;
+    Ok(Event::from_new(tx.last_insert_rowid().unsigned_abs(), event))
+}
+
 #[async_trait]
 impl EventLog for SqliteStore {
     async fn append(&self, event: NewEvent) -> Result<Event> {
-        self.write(move |tx, _| {
-            let data = serde_json::to_string(&event.data).ctx("serialising event data")?;
-            tx.prepare_cached(
-                "INSERT INTO events (event_type, source, subject, timestamp, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![event.event_type.as_str(), event.source, event.subject, event.timestamp, data])
-            })
-            .ctx("appending an event")?;
-            Ok(Event::from_new(tx.last_insert_rowid().unsigned_abs(), event))
-        })
-        .await
+        self.write(move |tx, _| insert_event(tx, event)).await
+    }
+
+    /// The whole batch in one transaction, ids increasing in order.
+    async fn append_many(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |tx, _| events.into_iter().map(|e| insert_event(tx, e)).collect())
+            .await
     }
 
     async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
