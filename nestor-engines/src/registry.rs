@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
-use nestor_core::{Engine, Error, RenderOutput, RenderRequest, Result};
+use async_trait::async_trait;
+use nestor_core::{Engine, EngineInfo, EngineProvider, Error, RenderOutput, RenderRequest, Result};
 use serde::Serialize;
 
 use crate::bundled::BUNDLED;
@@ -416,6 +417,60 @@ impl EngineRegistry {
     pub async fn render(&self, name: &str, request: &RenderRequest) -> Result<RenderOutput> {
         let engine = self.get(name)?;
         engine.render(request).await
+    }
+}
+
+/// The orchestrator's view: healthy engines by name. A plugin file that
+/// failed to load is still handed out, as an engine whose every render
+/// fails with the load error, so the resource fails with `ENGINE_FAILED`
+/// and the cause rather than `ENGINE_NOT_FOUND`; it is not among
+/// `engine_names`, so it is never picked as a default.
+impl EngineProvider for EngineRegistry {
+    fn engine(&self, name: &str) -> Option<Arc<dyn Engine>> {
+        match self.get(name) {
+            Ok(engine) => Some(engine),
+            Err(Error::EngineFailed { engine, message }) => Some(Arc::new(FailedPlugin {
+                info: EngineInfo {
+                    name: engine,
+                    version: String::new(),
+                    description: "failed to load".into(),
+                },
+                message,
+            })),
+            Err(_) => None,
+        }
+    }
+
+    fn engine_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .list()
+            .into_iter()
+            .filter(|s| s.healthy)
+            .map(|s| s.name)
+            .collect();
+        names.dedup();
+        names
+    }
+}
+
+/// Stands in for a plugin that failed to load.
+struct FailedPlugin {
+    info: EngineInfo,
+    /// The load error, repeated by every render.
+    message: String,
+}
+
+#[async_trait]
+impl Engine for FailedPlugin {
+    fn info(&self) -> EngineInfo {
+        self.info.clone()
+    }
+
+    async fn render(&self, _request: &RenderRequest) -> Result<RenderOutput> {
+        Err(Error::EngineFailed {
+            engine: self.info.name.clone(),
+            message: self.message.clone(),
+        })
     }
 }
 

@@ -214,6 +214,19 @@ async fn a_plugin_in_the_plugins_dir_that_imports_sockets_is_unhealthy_not_fatal
     );
     let err = registry.get("hostile-net").err().unwrap();
     assert_eq!(err.code(), ErrorCode::EngineFailed);
+    // What the orchestrator sees: an engine that fails with the cause, and
+    // not one to pick by default.
+    use nestor_core::EngineProvider;
+    assert!(!registry.engine_names().contains(&"hostile-net".to_string()));
+    assert!(registry.engine_names().contains(&"terraform".to_string()));
+    let stand_in = registry.engine("hostile-net").unwrap();
+    let def = definition("mysql");
+    let err = stand_in
+        .render(&request(&def, "db", "hostile-net", json!({})))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("wasi:sockets"), "{err}");
+    assert!(registry.engine("nope").is_none());
     let def = definition("mysql");
     registry
         .render(
