@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::catalog::{publish_order, CatalogService};
+use crate::composer::Composer;
 use crate::error::{Error, ErrorCode, FieldError, Result};
 use crate::model::*;
 use crate::parse::{parse_file, Document};
@@ -25,16 +26,34 @@ struct Pending {
     definition: ResourceDefinition,
 }
 
+/// A composition read from a file.
+struct PendingComposition {
+    file: String,
+    document: usize,
+    line: usize,
+    composition: Composition,
+}
+
 /// Syncs catalog sources into the store behind a [`CatalogService`].
 #[derive(Clone)]
 pub struct SyncService {
     catalog: CatalogService,
+    /// Publishes the compositions a source holds (team repositories carry
+    /// them beside or instead of definitions); without one they are skipped.
+    composer: Option<Composer>,
 }
 
 impl SyncService {
-    /// A sync service publishing through `catalog`.
+    /// A sync service publishing definitions through `catalog`.
     pub fn new(catalog: CatalogService) -> Self {
-        SyncService { catalog }
+        SyncService { catalog, composer: None }
+    }
+
+    /// Also publishes compositions found in sources, after the definitions
+    /// (which they reference).
+    pub fn with_composer(mut self, composer: Composer) -> Self {
+        self.composer = Some(composer);
+        self
     }
 
     /// Syncs one source and returns (and stores) its report. Per-document
@@ -90,7 +109,7 @@ impl SyncService {
         let (to_read, deleted) = self.plan(source, &head, &state).await?;
         let contents = source.read_files(&head, &to_read).await;
         report.files_read = to_read.len();
-        let (pending, clean_files, errors) = parse_all(&to_read, contents);
+        let (pending, compositions, clean_files, errors) = parse_all(&to_read, contents);
         report.errors.extend(errors);
 
         let origin_for = |file: &str| Origin {
@@ -117,6 +136,17 @@ impl SyncService {
                     }
                 }
                 Err(e) => report.errors.push(document_error(&p.file, p.document, p.line, &e)),
+            }
+        }
+        if let Some(composer) = &self.composer {
+            for c in compositions {
+                let subject = c.composition.subject();
+                match composer.publish(c.composition, Some(origin_for(&c.file)), &config.name).await {
+                    Ok(r) if r.outcome == PublishOutcome::Created => report.published.push(subject),
+                    Ok(_) => report.unchanged += 1,
+                    Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => return Err(e),
+                    Err(e) => report.errors.push(document_error(&c.file, c.document, c.line, &e)),
+                }
             }
         }
 
@@ -217,11 +247,13 @@ fn document_error(file: &str, document: usize, line: usize, e: &Error) -> Docume
 /// Parses every file, on all cores: parsing is pure CPU work and the bulk
 /// of a cold sync. Returns the definitions, the files whose every document
 /// was usable, and the per-document errors, all in file order.
-fn parse_all(paths: &[String], contents: Vec<Result<Vec<u8>>>) -> (Vec<Pending>, BTreeSet<String>, Vec<DocumentError>) {
+type Parsed = (Vec<Pending>, Vec<PendingComposition>, BTreeSet<String>, Vec<DocumentError>);
+
+fn parse_all(paths: &[String], contents: Vec<Result<Vec<u8>>>) -> Parsed {
     let jobs: Vec<(&String, Result<Vec<u8>>)> = paths.iter().zip(contents).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let chunk = jobs.len().div_ceil(threads).max(64);
-    let mut parsed: Vec<(Vec<Pending>, bool, Vec<DocumentError>)> = Vec::with_capacity(jobs.len());
+    let mut parsed: Vec<FileParse> = Vec::with_capacity(jobs.len());
     if jobs.len() <= chunk {
         parsed.extend(jobs.into_iter().map(|(p, c)| parse_one(p, c)));
     } else {
@@ -241,24 +273,38 @@ fn parse_all(paths: &[String], contents: Vec<Result<Vec<u8>>>) -> (Vec<Pending>,
         });
     }
     let mut pending = Vec::new();
+    let mut compositions = Vec::new();
     let mut clean = BTreeSet::new();
     let mut errors = Vec::new();
-    for (path, (defs, ok, errs)) in paths.iter().zip(parsed) {
-        pending.extend(defs);
-        if ok {
+    for (path, file) in paths.iter().zip(parsed) {
+        pending.extend(file.definitions);
+        compositions.extend(file.compositions);
+        if file.errors.is_empty() {
             clean.insert(path.clone());
         }
-        errors.extend(errs);
+        errors.extend(file.errors);
     }
-    (pending, clean, errors)
+    (pending, compositions, clean, errors)
 }
 
-/// Parses one file: its definitions, whether every document was usable,
-/// and the errors of those that were not.
-fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> (Vec<Pending>, bool, Vec<DocumentError>) {
+/// What one file held.
+#[derive(Default)]
+struct FileParse {
+    definitions: Vec<Pending>,
+    compositions: Vec<PendingComposition>,
+    errors: Vec<DocumentError>,
+}
+
+/// Parses one file: its definitions and compositions, and the errors of
+/// the documents that were not usable.
+fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> FileParse {
+    let mut out = FileParse::default();
     let bytes = match bytes {
         Ok(b) => b,
-        Err(e) => return (vec![], false, vec![document_error(path, 0, 1, &e)]),
+        Err(e) => {
+            out.errors.push(document_error(path, 0, 1, &e));
+            return out;
+        }
     };
     let docs = match parse_file(&bytes) {
         Ok(docs) => docs,
@@ -270,17 +316,22 @@ fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> (Vec<Pending>, bool, Vec<Doc
                 code: ErrorCode::BadRequest.as_str().into(),
                 errors: vec![e],
             };
-            return (vec![], false, vec![error]);
+            out.errors.push(error);
+            return out;
         }
     };
-    let mut pending = Vec::new();
-    let mut errors = Vec::new();
     for doc in docs {
         match doc.document {
             Document::Definition(def) => {
-                pending.push(Pending { file: path.into(), document: doc.index, line: doc.line, definition: *def })
+                out.definitions.push(Pending { file: path.into(), document: doc.index, line: doc.line, definition: *def })
             }
-            Document::Invalid(errs) => errors.push(DocumentError {
+            Document::Composition(c) => out.compositions.push(PendingComposition {
+                file: path.into(),
+                document: doc.index,
+                line: doc.line,
+                composition: *c,
+            }),
+            Document::Invalid(errs) => out.errors.push(DocumentError {
                 file: path.into(),
                 document: doc.index,
                 line: doc.line,
@@ -290,10 +341,7 @@ fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> (Vec<Pending>, bool, Vec<Doc
             Document::Foreign { api_version, kind } => {
                 tracing::warn!(file = path, document = doc.index, %api_version, %kind, "skipping a document that is not Nestor's");
             }
-            // Compositions are published by the composer's sync.
-            Document::Composition(_) => {}
         }
     }
-    let clean = errors.is_empty();
-    (pending, clean, errors)
+    out
 }

@@ -335,3 +335,27 @@ async fn an_unreachable_source_fails_the_sync_and_says_so() {
     let err = env.sync.sync(open_source(config, env.cache.path()).as_ref()).await.unwrap_err();
     assert!(err.to_string().contains("\"production\" not found"), "{err}");
 }
+
+#[tokio::test]
+async fn compositions_in_a_source_publish_after_the_definitions_they_use() {
+    let repo = TestRepo::new();
+    let composition = |name: &str, input: &str| {
+        format!(
+            "apiVersion: composer.nestor.io/v1\nkind: Composition\nmetadata: {{name: {name}, team: alpha, version: \"1.0.0\"}}\nspec:\n  resources:\n    - {{name: db, type: db, config: {{{input}: db.t3.micro}}}}\n"
+        )
+    };
+    // The composition file sorts first, the definition it uses last.
+    repo.write("a-compositions.yaml", format!("{}---\n{}", composition("web", "instance_class"), composition("typo", "instance_klass")));
+    repo.write("z-db.yaml", def_yaml("db", "1.0.0", "", ""));
+    repo.commit("compositions");
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let sync = SyncService::new(CatalogService::new(store.clone())).with_composer(nestor_core::Composer::new(store.clone()));
+    let cache = tempfile::tempdir().unwrap();
+    let report = sync.sync(open_source(SourceConfig::new("team", repo.url()), cache.path()).as_ref()).await.unwrap();
+    assert_eq!(report.published, ["db:1.0.0", "alpha/web:1.0.0"]);
+    assert_eq!(report.errors.len(), 1);
+    assert_eq!((report.errors[0].document, report.errors[0].code.as_str()), (1, "VALIDATION_FAILED"));
+    assert!(report.errors[0].errors[0].message.contains("instance_klass"), "{:?}", report.errors[0]);
+    use nestor_core::CompositionStore;
+    assert_eq!(store.list_compositions(Some("alpha")).await.unwrap().len(), 1);
+}

@@ -385,7 +385,7 @@ async fn sync(source: &str, branch: Option<String>, path: Option<String>, ctx: &
     }
     let catalog = ctx.catalog().await?;
     let opened = nestor_storage::open_source(config, &ctx.global.data_dir.join("sources"));
-    let report = SyncService::new(catalog).sync(opened.as_ref()).await?;
+    let report = SyncService::new(catalog).with_composer(ctx.composer().await?).sync(opened.as_ref()).await?;
     emit(ctx.format(), &report, || {
         let mut out = format!(
             "synced {} at {}: {} published, {} unchanged, {} yanked, {} error(s), {} file(s) read in {} ms\n",
