@@ -18,6 +18,12 @@ pub struct HostConfig {
     pub stderr_limit: usize,
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// Idle instances kept per plugin for the next calls. A call on a warm
+    /// instance skips instantiation and the guest's memory growth (about
+    /// half the cost of a render); an instance whose call trapped, ran out
+    /// of budget or was cancelled is never reused. `0` gives every call a
+    /// fresh instance, for plugins that must not see earlier requests.
+    pub warm_instances: usize,
     /// Capabilities granted to every WASM plugin; none by default.
     pub grants: Grants,
 }
@@ -30,6 +36,7 @@ impl Default for HostConfig {
             output_limit: 16 << 20,
             stderr_limit: 64 << 10,
             cache_dir: default_cache_dir(),
+            warm_instances: 2,
             grants: Grants::default(),
         }
     }

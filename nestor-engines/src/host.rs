@@ -1,10 +1,9 @@
 //! The WebAssembly component host: one wasmtime `Engine` and `Linker` for
-//! the process, a pre-instantiated component per plugin, a fresh `Store`
-//! per call.
+//! the process, a pre-instantiated component per plugin, a store per
+//! instance, and instances reused only after a call that returned normally.
 //!
-//! A store per call costs 50–80 µs and buys isolation: whatever a call does
-//! to its instance (exhausts memory, traps half-way) cannot leak into the
-//! next call. Calls run asynchronously so a plugin stuck in a host call (a
+//! Whatever a failed call did to its instance (exhausted memory, trapped
+//! half-way) cannot leak into the next call: that instance is dropped. Calls run asynchronously so a plugin stuck in a host call (a
 //! WASI sleep) is cancelled by a wall-clock backstop, while pure wasm is
 //! stopped by the epoch-based CPU budget.
 
@@ -80,7 +79,7 @@ impl WasmHost {
                 config,
                 disk,
                 compiled: Mutex::new(HashMap::new()),
-                slots: tokio::sync::Semaphore::new(POOLED_INSTANCES as usize),
+                slots: tokio::sync::Semaphore::new(CONCURRENT_CALLS as usize),
             }),
         })
     }
@@ -161,6 +160,7 @@ impl WasmHost {
             label: label.to_string(),
             sha256,
             abi_version,
+            warm: Arc::new(Mutex::new(Vec::new())),
             info: EngineInfo {
                 name: String::new(),
                 version: String::new(),
@@ -212,9 +212,13 @@ impl WasmHost {
     }
 }
 
-/// How many calls may run at once with pooled (pre-reserved) memories and
-/// stacks; more concurrent calls wait for a slot to free (see `slots`).
-pub const POOLED_INSTANCES: u32 = 128;
+/// How many calls may run at once; more wait for a slot (see `slots`).
+const CONCURRENT_CALLS: u32 = 128;
+
+/// Instances the pooling allocator pre-reserves memories and stacks for:
+/// the running calls plus the idle warm instances of every plugin
+/// ([`HostConfig::warm_instances`] each).
+const POOLED_INSTANCES: u32 = 2 * CONCURRENT_CALLS;
 
 /// The wasmtime engine: epoch interruption, and the pooling allocator so a
 /// call's instance reuses a memory and a fiber stack instead of mapping
@@ -228,7 +232,7 @@ fn new_engine(config: &HostConfig) -> Result<wasmtime::Engine> {
     let mut pool = wasmtime::PoolingAllocationConfig::new();
     pool.total_component_instances(POOLED_INSTANCES)
         .total_core_instances(POOLED_INSTANCES * 8)
-        .total_memories(POOLED_INSTANCES * 2)
+        .total_memories(POOLED_INSTANCES)
         .total_tables(POOLED_INSTANCES * 8)
         .total_stacks(POOLED_INSTANCES)
         .max_memories_per_component(4)
@@ -329,6 +333,15 @@ pub struct WasmEngine {
     abi_version: String,
     /// What `info()` said at load.
     info: EngineInfo,
+    /// Idle instances whose last call succeeded, reused by the next calls
+    /// (see [`HostConfig::warm_instances`]); shared by clones.
+    warm: Arc<Mutex<Vec<WarmInstance>>>,
+}
+
+/// An instantiated plugin with its store, ready for another call.
+struct WarmInstance {
+    store: Store<StoreState>,
+    plugin: wit::Plugin,
 }
 
 impl std::fmt::Debug for WasmEngine {
@@ -397,13 +410,25 @@ impl WasmEngine {
         let started = Instant::now();
         let wit_request = to_wit_request(request).map_err(|e| self.failed(e))?;
         let _slot = self.host.slot().await?;
-        let mut store = self.host.new_store();
+        let warm = self.warm.lock().expect("warm instances lock").pop();
+        let (mut store, plugin) = match warm {
+            Some(WarmInstance { mut store, plugin }) => {
+                store.data_mut().begin_call();
+                store.set_epoch_deadline(1);
+                (store, Some(plugin))
+            }
+            None => (self.host.new_store(), None),
+        };
         let call = async {
-            let plugin = self.pre.instantiate_async(&mut store).await?;
-            plugin
+            let plugin = match plugin {
+                Some(plugin) => plugin,
+                None => self.pre.instantiate_async(&mut store).await?,
+            };
+            let result = plugin
                 .nestor_engine_engine_api()
                 .call_render(&mut store, &wit_request)
-                .await
+                .await;
+            result.map(|answer| (answer, plugin))
         };
         let result = tokio::time::timeout(self.host.wall_limit(), call).await;
         let output = match result {
@@ -416,7 +441,18 @@ impl WasmEngine {
             Ok(Err(e)) => {
                 return Err(self.failed(describe_failure(&e, store.data(), self.host.config())))
             }
-            Ok(Ok(Err(engine_error))) => {
+            Ok(Ok((answer, plugin))) => {
+                // Only an instance whose call returned normally is reused;
+                // one that trapped or was cut off is dropped with its store.
+                let mut warm = self.warm.lock().expect("warm instances lock");
+                if warm.len() < self.host.config().warm_instances {
+                    warm.push(WarmInstance { store, plugin });
+                }
+                answer
+            }
+        };
+        let output = match output {
+            Err(engine_error) => {
                 let (kind, message) = match engine_error {
                     wit::EngineError::InvalidConfig(m) => ("invalid engine config", m),
                     wit::EngineError::InvalidInput(m) => ("invalid input", m),
@@ -425,7 +461,7 @@ impl WasmEngine {
                 };
                 return Err(self.failed(format!("rejected the request: {kind}: {message}")));
             }
-            Ok(Ok(Ok(output))) => output,
+            Ok(output) => output,
         };
         let artifacts = output
             .artifacts

@@ -27,6 +27,9 @@ pub(crate) struct StoreState {
     pub(crate) stderr: MemoryOutputPipe,
     /// Epoch ticks the guest has run through; the CPU budget counts these.
     pub(crate) ticks_used: u64,
+    /// Bytes of `stderr` written before the current call, so a reused
+    /// instance's error quotes only what this call printed.
+    stderr_mark: usize,
 }
 
 impl WasiView for StoreState {
@@ -58,13 +61,22 @@ impl StoreState {
             },
             stderr,
             ticks_used: 0,
+            stderr_mark: 0,
         }
+    }
+
+    /// Resets the per-call accounting before a reused instance's next call:
+    /// budget and memory-cap flag are per call, not per instance.
+    pub(crate) fn begin_call(&mut self) {
+        self.ticks_used = 0;
+        self.limiter.hit = false;
+        self.stderr_mark = self.stderr.contents().len();
     }
 
     /// The last lines the guest wrote to stderr, for an error message.
     pub(crate) fn stderr_tail(&self) -> Option<String> {
         let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
+        let text = String::from_utf8_lossy(bytes.get(self.stderr_mark..).unwrap_or_default());
         let lines: Vec<&str> = text
             .lines()
             .map(str::trim)

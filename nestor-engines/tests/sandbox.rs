@@ -276,3 +276,31 @@ async fn engine_info_and_errors_are_typed() {
     assert_eq!(err.code(), ErrorCode::EngineFailed);
     assert!(err.to_string().contains("junk.wasm"), "{err}");
 }
+
+#[tokio::test]
+async fn warm_and_fresh_instances_render_the_same() {
+    let def = definition("mysql");
+    let req = request(&def, "database", "terraform", mysql_inputs());
+    let wasm = nestor_engines::BUNDLED
+        .iter()
+        .find(|b| b.name == "terraform")
+        .unwrap()
+        .wasm;
+    let fresh = host(HostConfig {
+        warm_instances: 0,
+        ..HostConfig::default()
+    })
+    .load(wasm, "fresh")
+    .unwrap();
+    let warm = host(HostConfig::default()).load(wasm, "warm").unwrap();
+    let expected = fresh.render(&req).await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(warm.render(&req).await.unwrap(), expected);
+        assert_eq!(fresh.render(&req).await.unwrap(), expected);
+    }
+    // A failing call in between does not poison the warm instance's successors.
+    let mut bad = req.clone();
+    bad.engine_config = json!({});
+    assert!(warm.render(&bad).await.is_err());
+    assert_eq!(warm.render(&req).await.unwrap(), expected);
+}
