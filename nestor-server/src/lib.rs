@@ -9,6 +9,10 @@
 //! - `config`: `nestor.yaml` (SPEC §11) with `NESTOR_*` overrides.
 //! - `cli`: the clap command line (SPEC §9); `cli::output` renders tables,
 //!   JSON and YAML from one value per command.
+//! - `server`: `nestor serve` — the axum HTTP API (SPEC §7), the event
+//!   stream (SPEC §8), webhooks, auth and metrics; [`server::router`] and
+//!   [`server::serve`] take their state and listener from the caller, so
+//!   tests run the real server on `127.0.0.1:0`.
 //!
 //! # Design decisions
 //! - `anyhow` lives here and only here; library errors stay typed and are
@@ -19,6 +23,7 @@
 
 mod cli;
 mod config;
+pub mod server;
 
 pub use cli::{run, Cli, Format};
 pub use config::*;

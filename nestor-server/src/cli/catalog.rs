@@ -415,7 +415,7 @@ async fn sync(source: &str, branch: Option<String>, path: Option<String>, ctx: &
 }
 
 /// A source name for an ad-hoc URL or path: its last segment without `.git`.
-fn source_name(url: &str) -> String {
+pub(super) fn source_name(url: &str) -> String {
     let last = url.trim_end_matches('/').rsplit(['/', ':']).next().unwrap_or(url);
     let name = last.trim_end_matches(".git");
     if name.is_empty() || name == "." {

@@ -9,6 +9,7 @@ mod catalog;
 mod deploy;
 mod engines;
 mod output;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ pub use catalog::CatalogCommand;
 pub use deploy::CompositionCommand;
 pub use engines::EnginesCommand;
 pub use output::Format;
+pub use serve::ServeArgs;
 
 /// `nestor`: a platform-engineering catalog, composer and deployer.
 #[derive(Debug, Parser)]
@@ -67,6 +69,8 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the HTTP API, the event stream and git webhooks.
+    Serve(ServeArgs),
     /// Validate, diff, sync, publish and browse resource definitions.
     Catalog {
         #[command(subcommand)]
@@ -214,12 +218,13 @@ fn report(e: &anyhow::Error) {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
-    if g.server.is_some() {
+    if g.server.is_some() && !matches!(cli.command, Command::Serve(_)) {
         anyhow::bail!("--server is not supported by this build yet: run the command without --server to work on the local store");
     }
     let config = Config::load(g.config.as_deref(), std::env::vars())?;
-    let ctx = Context { config, global: g };
+    let mut ctx = Context { config, global: g };
     match cli.command {
+        Command::Serve(args) => serve::serve(args, &mut ctx).await,
         Command::Catalog { command } => catalog::run(command, &ctx).await,
         Command::Composition { command } => deploy::composition(command, &ctx).await,
         Command::Generate { path, env } => deploy::generate(&path, env.as_deref(), &ctx).await,
@@ -288,8 +293,8 @@ impl Context<'_> {
         Ok(Arc::new(EngineRegistry::with_plugins_dir(host, dir)?))
     }
 
-    /// The orchestrator: the store, the engines and the GitOps executor.
-    async fn orchestrator(&self) -> anyhow::Result<Orchestrator> {
+    /// The GitOps executor of `gitops:`.
+    fn executor(&self) -> anyhow::Result<Arc<dyn nestor_core::Executor>> {
         let g = &self.config.gitops;
         let executor = GitOpsExecutor::open(GitOpsConfig {
             repo: g.repo.clone(),
@@ -298,7 +303,12 @@ impl Context<'_> {
             author_name: g.author_name.clone(),
             author_email: g.author_email.clone(),
         })?;
-        Ok(Orchestrator::new(self.store().await?, self.engines()?, Arc::new(executor)))
+        Ok(Arc::new(executor))
+    }
+
+    /// The orchestrator: the store, the engines and the GitOps executor.
+    async fn orchestrator(&self) -> anyhow::Result<Orchestrator> {
+        Ok(Orchestrator::new(self.store().await?, self.engines()?, self.executor()?))
     }
 
     /// `--team`, else `defaults.team`.

@@ -1,0 +1,252 @@
+//! Bearer tokens and roles (SPEC §14).
+//!
+//! Tokens live in the configuration as hex SHA-256 hashes, so the file never
+//! holds a usable secret. Roles: `admin` (everything), `platform` (catalog
+//! writes, sync, yank), `team:<name>` (that team's compositions and
+//! deployments), `reader` (reads everything, writes nothing). Catalog reads
+//! may be anonymous (`auth.anonymous_read`); every write needs a token.
+//! A team token never sees another team's compositions or deployments:
+//! listings are filtered to its teams, and a direct read is `FORBIDDEN`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use nestor_core::Error;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::config::AuthConfig;
+
+/// Who is calling, attached to every request by [`authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// No `Authorization` header.
+    Anonymous,
+    /// A known token.
+    Token {
+        /// The token's name from the configuration (logged, never the token).
+        name: String,
+        /// Whether it has `admin`.
+        admin: bool,
+        /// Whether it has `platform`.
+        platform: bool,
+        /// Whether it has `reader`.
+        reader: bool,
+        /// The teams of its `team:<name>` roles.
+        teams: BTreeSet<String>,
+    },
+}
+
+/// The configured tokens, by hash.
+#[derive(Debug, Default)]
+pub(super) struct Auth {
+    /// Hex SHA-256 → principal.
+    tokens: HashMap<String, Arc<Principal>>,
+    /// `auth.anonymous_read`.
+    anonymous_read: bool,
+}
+
+/// Hex SHA-256 of a token: what `auth.tokens[].sha256` holds.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A fresh random token (`nst_` and 48 hex digits).
+pub fn new_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no entropy for a token: {e}"))?;
+    Ok(format!("nst_{}", hex::encode(bytes)))
+}
+
+impl Auth {
+    pub(super) fn from_config(config: &AuthConfig) -> anyhow::Result<Auth> {
+        let mut tokens = HashMap::new();
+        for t in &config.tokens {
+            let hash = t.sha256.trim().to_ascii_lowercase();
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                anyhow::bail!(
+                    "auth.tokens[{}].sha256 must be 64 hex digits (the SHA-256 of the token)",
+                    t.name
+                );
+            }
+            let mut p = (false, false, false, BTreeSet::new());
+            for role in &t.roles {
+                match role.as_str() {
+                    "admin" => p.0 = true,
+                    "platform" => p.1 = true,
+                    "reader" => p.2 = true,
+                    other => match other.strip_prefix("team:") {
+                        Some(team) if nestor_core::is_valid_name(team) => {
+                            p.3.insert(team.to_string());
+                        }
+                        _ => anyhow::bail!("auth.tokens[{}]: unknown role {other:?} (admin, platform, reader, team:<name>)", t.name),
+                    },
+                }
+            }
+            let principal = Principal::Token {
+                name: t.name.clone(),
+                admin: p.0,
+                platform: p.1,
+                reader: p.2,
+                teams: p.3,
+            };
+            tokens.insert(hash, Arc::new(principal));
+        }
+        Ok(Auth {
+            tokens,
+            anonymous_read: config.anonymous_read,
+        })
+    }
+
+    fn principal(&self, header: Option<&str>) -> Result<Arc<Principal>, Error> {
+        let Some(value) = header else {
+            return Ok(Arc::new(Principal::Anonymous));
+        };
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::Unauthorized {
+                message: "the Authorization header must be `Bearer <token>`".into(),
+            })?;
+        // Hash first: the lookup compares hashes, never the secret itself.
+        self.tokens
+            .get(&hash_token(token))
+            .cloned()
+            .ok_or_else(|| Error::Unauthorized {
+                message: "unknown token".into(),
+            })
+    }
+}
+
+/// Attaches the [`Principal`] to the request; an unknown token is 401 on
+/// every route, even one that anonymous callers may use.
+pub(super) async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    match state.inner.auth.principal(header) {
+        Ok(p) => {
+            request.extensions_mut().insert(p);
+            next.run(request).await
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The caller of a request, as an extractor.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<Principal>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Caller(
+            parts
+                .extensions
+                .get::<Arc<Principal>>()
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Principal::Anonymous)),
+        ))
+    }
+}
+
+fn unauthorized() -> ApiError {
+    Error::Unauthorized {
+        message: "this needs a token: send `Authorization: Bearer <token>`".into(),
+    }
+    .into()
+}
+
+fn forbidden(what: impl std::fmt::Display) -> ApiError {
+    Error::Forbidden {
+        message: format!("this token may not {what}"),
+    }
+    .into()
+}
+
+impl Caller {
+    /// Catalog reads: anonymous when allowed, else any token.
+    pub fn read_catalog(&self, state: &AppState) -> Result<(), ApiError> {
+        match &*self.0 {
+            Principal::Anonymous if !state.inner.auth.anonymous_read => Err(unauthorized()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Catalog writes, syncs and yanks: `platform` or `admin`.
+    pub fn write_catalog(&self) -> Result<(), ApiError> {
+        match &*self.0 {
+            Principal::Anonymous => Err(unauthorized()),
+            Principal::Token {
+                admin, platform, ..
+            } if *admin || *platform => Ok(()),
+            Principal::Token { .. } => {
+                Err(forbidden("change the catalog (needs the platform role)"))
+            }
+        }
+    }
+
+    /// Whether the caller may read `team`'s compositions and deployments.
+    pub fn sees_team(&self, team: &str) -> bool {
+        match &*self.0 {
+            Principal::Anonymous => false,
+            Principal::Token {
+                admin,
+                reader,
+                teams,
+                ..
+            } => *admin || *reader || teams.contains(team),
+        }
+    }
+
+    /// Reads of a team's compositions and deployments.
+    pub fn read_team(&self, team: &str) -> Result<(), ApiError> {
+        match &*self.0 {
+            Principal::Anonymous => Err(unauthorized()),
+            _ if self.sees_team(team) => Ok(()),
+            _ => Err(forbidden(format_args!("read team {team:?}"))),
+        }
+    }
+
+    /// Writes to a team's compositions and deployments: `team:<team>` or `admin`.
+    pub fn write_team(&self, team: &str) -> Result<(), ApiError> {
+        match &*self.0 {
+            Principal::Anonymous => Err(unauthorized()),
+            Principal::Token { admin, teams, .. } if *admin || teams.contains(team) => Ok(()),
+            Principal::Token { .. } => Err(forbidden(format_args!("change team {team:?}"))),
+        }
+    }
+
+    /// The teams a listing is restricted to: `None` for every team.
+    pub fn team_scope(&self) -> Result<Option<BTreeSet<String>>, ApiError> {
+        match &*self.0 {
+            Principal::Anonymous => Err(unauthorized()),
+            Principal::Token { admin, reader, .. } if *admin || *reader => Ok(None),
+            Principal::Token { teams, .. } => Ok(Some(teams.clone())),
+        }
+    }
+
+    /// The token's name for event sources and logs (`api` when anonymous).
+    pub fn actor(&self) -> String {
+        match &*self.0 {
+            Principal::Anonymous => "api".into(),
+            Principal::Token { name, .. } => format!("api:{name}"),
+        }
+    }
+}

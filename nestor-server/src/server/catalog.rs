@@ -1,0 +1,388 @@
+//! Catalog routes: list, get, versions, search, publish (JSON or YAML),
+//! validate, yank, status.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nestor_core::{
+    interpret, locate_lines, parse_definition, split_documents, Document, Error, FieldError,
+    ListFilter, PublishOutcome, ResourceDefinition, VersionSpec,
+};
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::ApiResult;
+use super::extract::{check_name, Payload, Query};
+use super::AppState;
+
+const FILTER_KEYS: [&str; 6] = [
+    "provider",
+    "category",
+    "resource_type",
+    "engine",
+    "label",
+    "q",
+];
+
+/// The list and search filters from the query string.
+fn filter(query: &Query) -> ApiResult<ListFilter> {
+    let mut f = ListFilter {
+        provider: query.get("provider").map(str::to_string),
+        category: query.get("category").map(str::to_string),
+        resource_type: query.get("resource_type").map(str::to_string),
+        engine: query.get("engine").map(str::to_string),
+        q: query.get("q").filter(|q| !q.is_empty()).map(str::to_string),
+        ..ListFilter::default()
+    };
+    for label in query.all("label") {
+        let (k, v) = label.split_once('=').ok_or_else(|| {
+            Error::bad_request(format!("label {label:?}: expected label=KEY=VALUE"))
+        })?;
+        f.labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(f)
+}
+
+/// The latest version of each name, filtered, one page at a time.
+#[utoipa::path(get, path = "/api/v1/resources",
+    params(("provider" = Option<String>, Query), ("category" = Option<String>, Query), ("resource_type" = Option<String>, Query),
+           ("engine" = Option<String>, Query), ("label" = Option<String>, Query, description = "KEY=VALUE, repeatable"),
+           ("q" = Option<String>, Query), ("limit" = Option<u32>, Query, description = "1..=500, default 50"), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "{items, next_cursor}"), (status = 400, description = "BAD_REQUEST")))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+) -> ApiResult<Json<Value>> {
+    caller.read_catalog(&state)?;
+    query.allow(&[&FILTER_KEYS[..], &["limit", "cursor"]].concat())?;
+    let page = state
+        .store()
+        .list_latest(&filter(&query)?, &query.page()?)
+        .await?;
+    Ok(Json(json!(page)))
+}
+
+/// The latest version of a name, full.
+#[utoipa::path(get, path = "/api/v1/resources/{name}", params(("name" = String, Path)),
+    responses((status = 200, description = "the latest version"), (status = 404, description = "RESOURCE_NOT_FOUND or VERSION_NOT_FOUND")))]
+pub(super) async fn latest(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.read_catalog(&state)?;
+    query.allow(&[])?;
+    check_name("resource", &name)?;
+    Ok(Json(json!(
+        state.store().resolve(&name, &VersionSpec::Latest).await?
+    )))
+}
+
+/// Every version of a name, newest first.
+#[utoipa::path(get, path = "/api/v1/resources/{name}/versions", params(("name" = String, Path)),
+    responses((status = 200, description = "[{version, published_at, yanked, deprecated, git_commit}]"), (status = 404, description = "RESOURCE_NOT_FOUND")))]
+pub(super) async fn versions(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.read_catalog(&state)?;
+    query.allow(&[])?;
+    check_name("resource", &name)?;
+    let versions = state.store().versions(&name).await?;
+    if versions.is_empty() {
+        return Err(Error::ResourceNotFound { name }.into());
+    }
+    Ok(Json(json!(versions)))
+}
+
+/// An exact version, `latest`, or the best match for a requirement.
+#[utoipa::path(get, path = "/api/v1/resources/{name}/{version}",
+    params(("name" = String, Path), ("version" = String, Path, description = "1.2.0, latest, or a URL-encoded requirement such as %5E1.2")),
+    responses((status = 200, description = "the version"), (status = 404, description = "RESOURCE_NOT_FOUND or VERSION_NOT_FOUND")))]
+pub(super) async fn get_version(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    caller.read_catalog(&state)?;
+    query.allow(&[])?;
+    check_name("resource", &name)?;
+    let spec = VersionSpec::parse(&version)
+        .map_err(|e| Error::bad_request(format!("version {version:?}: {e}")))?;
+    Ok(Json(json!(state.store().resolve(&name, &spec).await?)))
+}
+
+/// Ranked search over names, descriptions, labels and types.
+#[utoipa::path(get, path = "/api/v1/search", params(("q" = String, Query), ("limit" = Option<u32>, Query)),
+    responses((status = 200, description = "{items: [{score, version}]}")))]
+pub(super) async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+) -> ApiResult<Json<Value>> {
+    caller.read_catalog(&state)?;
+    query.allow(&[&FILTER_KEYS[..], &["limit"]].concat())?;
+    let text = query.get("q").unwrap_or("").to_string();
+    let mut f = filter(&query)?;
+    f.q = None;
+    let limit = query.page()?.limit;
+    let hits = state.store().search(&text, &f, limit).await?;
+    Ok(Json(json!({"items": hits})))
+}
+
+/// The definitions of a body: a JSON object or array, or YAML documents.
+fn definitions(payload: &Payload) -> ApiResult<Vec<ResourceDefinition>> {
+    let mut out = Vec::new();
+    let mut errors: Vec<FieldError> = Vec::new();
+    if payload.yaml {
+        let docs = split_documents(payload.text()?);
+        if docs.is_empty() {
+            return Err(Error::bad_request("request body holds no YAML document").into());
+        }
+        for raw in docs {
+            let value = raw.value.map_err(|e| {
+                Error::bad_request(format!("document {}: {}", raw.index, e.message))
+            })?;
+            match interpret(&value) {
+                Document::Definition(d) => out.push(*d),
+                Document::Invalid(mut errs) => {
+                    locate_lines(&raw.text, raw.line, &mut errs);
+                    errors.extend(prefix(raw.index, errs));
+                }
+                Document::Composition(_) => errors.push(FieldError::new(
+                    format!("[{}]", raw.index),
+                    "a composition: publish it under /api/v1/teams/{team}/compositions",
+                )),
+                Document::Foreign { api_version, kind } => errors.push(FieldError::new(
+                    format!("[{}].apiVersion", raw.index),
+                    format!("{api_version:?}/{kind:?} is not a Nestor resource definition"),
+                )),
+            }
+        }
+    } else {
+        let value = payload.value()?;
+        let items = match value {
+            Value::Array(items) => items,
+            other => vec![other],
+        };
+        for (i, item) in items.iter().enumerate() {
+            match parse_definition(item) {
+                Ok(d) => out.push(d),
+                Err(errs) => errors.extend(prefix(i, errs)),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::Validation { errors }.into());
+    }
+    Ok(out)
+}
+
+fn prefix(index: usize, errors: Vec<FieldError>) -> impl Iterator<Item = FieldError> {
+    errors.into_iter().map(move |mut e| {
+        if index > 0 {
+            e.field = if e.field.is_empty() {
+                format!("[{index}]")
+            } else {
+                format!("[{index}].{}", e.field)
+            };
+        }
+        e
+    })
+}
+
+/// Publishes one definition (201 created, 200 unchanged) or several
+/// (`{results: [...]}`, each a result or an error body).
+#[utoipa::path(post, path = "/api/v1/resources",
+    request_body(content = Object, description = "a definition (JSON), an array of them, or YAML documents (application/yaml)"),
+    responses((status = 201, description = "created"), (status = 200, description = "unchanged"),
+              (status = 409, description = "VERSION_IMMUTABLE"), (status = 422, description = "VALIDATION_FAILED, BREAKING_CHANGE, DEPENDENCY_NOT_FOUND")))]
+pub(super) async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    payload: Payload,
+) -> ApiResult<Response> {
+    caller.write_catalog()?;
+    query.allow(&[])?;
+    let defs = definitions(&payload)?;
+    let actor = caller.actor();
+    if defs.len() == 1 {
+        let def = defs.into_iter().next().expect("one definition");
+        let result = state.inner.catalog.publish(def, None, &actor).await?;
+        let status = if result.outcome == PublishOutcome::Created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return Ok((status, Json(json!(result))).into_response());
+    }
+    let ordered =
+        nestor_core::publish_order(defs.into_iter().map(|d| (d, None)).collect(), |(d, _)| d);
+    let results = state.inner.catalog.publish_many(ordered, &actor).await?;
+    let results: Vec<Value> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(r) => json!(r),
+            Err(e) => json!({"error": {"code": e.code(), "message": e.to_string(), "details": e.details()}}),
+        })
+        .collect();
+    Ok(Json(json!({"results": results})).into_response())
+}
+
+/// Validates definitions or compositions without writing anything.
+#[utoipa::path(post, path = "/api/v1/validate", request_body(content = Object, description = "JSON or YAML documents"),
+    responses((status = 200, description = "{valid, documents: [{index, kind, name, errors}]}")))]
+pub(super) async fn validate(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    payload: Payload,
+) -> ApiResult<Json<Value>> {
+    caller.read_catalog(&state)?;
+    query.allow(&[])?;
+    let docs: Vec<(usize, Document)> = if payload.yaml {
+        let mut docs = Vec::new();
+        for raw in split_documents(payload.text()?) {
+            let value = raw.value.map_err(|e| {
+                Error::bad_request(format!("document {}: {}", raw.index, e.message))
+            })?;
+            let mut doc = interpret(&value);
+            if let Document::Invalid(errs) = &mut doc {
+                locate_lines(&raw.text, raw.line, errs);
+            }
+            docs.push((raw.index, doc));
+        }
+        docs
+    } else {
+        match payload.value()? {
+            Value::Array(items) => items.iter().map(interpret).enumerate().collect(),
+            one => vec![(0, interpret(&one))],
+        }
+    };
+    let mut out = Vec::new();
+    let mut valid = true;
+    for (index, doc) in docs {
+        let (kind, name, errors) = match doc {
+            Document::Definition(d) => {
+                // Dependencies are checked against the store, as a publish would.
+                let errs = match state
+                    .store()
+                    .versions_many(
+                        &d.spec
+                            .dependencies
+                            .iter()
+                            .map(|x| x.name.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .await
+                {
+                    Ok(known) => d
+                        .spec
+                        .dependencies
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, dep)| known.get(&dep.name).is_none_or(Vec::is_empty))
+                        .map(|(i, dep)| {
+                            FieldError::new(
+                                format!("spec.dependencies[{i}].name"),
+                                format!("no definition named {:?} is published", dep.name),
+                            )
+                        })
+                        .collect(),
+                    Err(e) => return Err(e.into()),
+                };
+                ("definition", d.subject(), errs)
+            }
+            Document::Composition(c) => {
+                let errs = match state.inner.composer.validate(&c).await {
+                    Ok(_) => vec![],
+                    Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
+                        return Err(e.into())
+                    }
+                    Err(e) => e.field_errors(),
+                };
+                ("composition", c.subject(), errs)
+            }
+            Document::Foreign { api_version, kind } => {
+                ("foreign", format!("{api_version}/{kind}"), vec![])
+            }
+            Document::Invalid(errs) => ("invalid", String::new(), errs),
+        };
+        valid &= errors.is_empty();
+        out.push(json!({"index": index, "kind": kind, "name": name, "errors": errors}));
+    }
+    Ok(Json(json!({"valid": valid, "documents": out})))
+}
+
+async fn set_yanked(
+    state: &AppState,
+    caller: &Caller,
+    query: &Query,
+    name: &str,
+    version: &str,
+    yanked: bool,
+) -> ApiResult<Json<Value>> {
+    caller.write_catalog()?;
+    query.allow(&[])?;
+    check_name("resource", name)?;
+    let v = semver::Version::parse(version.trim_start_matches('v'))
+        .map_err(|e| Error::bad_request(format!("version {version:?}: {e}")))?;
+    let changed = state
+        .inner
+        .catalog
+        .set_yanked(name, &v, yanked, &caller.actor())
+        .await?;
+    let current = state.store().get_version(name, &v).await?;
+    Ok(Json(json!({"changed": changed, "version": current})))
+}
+
+/// Yanks a version (platform role): still readable exactly, never chosen.
+#[utoipa::path(post, path = "/api/v1/resources/{name}/{version}/yank", params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, description = "{changed, version}"), (status = 404, description = "VERSION_NOT_FOUND")))]
+pub(super) async fn yank(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    set_yanked(&state, &caller, &query, &name, &version, true).await
+}
+
+/// Restores a yanked version (platform role).
+#[utoipa::path(post, path = "/api/v1/resources/{name}/{version}/unyank", params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, description = "{changed, version}")))]
+pub(super) async fn unyank(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    set_yanked(&state, &caller, &query, &name, &version, false).await
+}
+
+/// Counts and each source's last sync report.
+#[utoipa::path(get, path = "/api/v1/status", responses((status = 200, description = "{versions, last_event, sources, syncs}")))]
+pub(super) async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+) -> ApiResult<Json<Value>> {
+    caller.read_catalog(&state)?;
+    query.allow(&[])?;
+    let syncs = state.store().last_syncs().await?;
+    let last_event = nestor_core::EventLog::last_sequence(state.store().as_ref()).await?;
+    Ok(Json(json!({
+        "versions": state.metrics().catalog_versions(),
+        "last_event": last_event,
+        "engines": state.inner.engines.list().iter().filter(|e| e.healthy).count(),
+        "sources": state.syncs().names(),
+        "syncs": syncs,
+    })))
+}

@@ -1,0 +1,415 @@
+//! Deployment routes: apply (in the background), plan, list, get, cancel or
+//! roll back, promote, and the dependency graph.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use nestor_core::{
+    CatalogRef, Deployment, DeploymentFilter, DeploymentKey, DeploymentRequest, DeploymentStatus,
+    Error, VersionSpec,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::ApiResult;
+use super::extract::{check_name, decode_value, Payload, Query};
+use super::AppState;
+
+/// How long a create waits for the revision to be recorded before it
+/// answers 202 with only the id.
+const RECORD_WAIT: Duration = Duration::from_secs(30);
+
+/// `POST /teams/{team}/deploy`: a composition with parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamDeploy {
+    composition: String,
+    #[serde(default)]
+    composition_version: Option<String>,
+    #[serde(default)]
+    params: BTreeMap<String, Value>,
+    /// Default: `defaults.environment`.
+    #[serde(default)]
+    environment: Option<String>,
+    /// Default: the composition's name.
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    Error::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
+                })?;
+            Ok(Some(key.to_string()))
+        }
+    }
+}
+
+/// Applies a request (team role). The apply runs in the background: the
+/// answer is `202` with the deployment as soon as its revision is recorded
+/// (`201` when it already finished, `200` for an idempotent replay).
+/// `dry_run` answers the plan instead.
+#[utoipa::path(post, path = "/api/v1/deployments", request_body(content = Object, description = "SPEC §5 deployment request"),
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, description = "the recorded deployment, applying"), (status = 409, description = "CONFLICT: idempotency key reused with another body"),
+              (status = 422, description = "VALIDATION_FAILED, DEPENDENCY_CYCLE, ENGINE_NOT_FOUND")))]
+pub(super) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    headers: HeaderMap,
+    payload: Payload,
+) -> ApiResult<Response> {
+    query.allow(&[])?;
+    let request: DeploymentRequest = payload.decode()?;
+    caller.write_team(&request.team)?;
+    start(&state, request, idempotency_key(&headers)?).await
+}
+
+/// Deploys a team composition: `{composition, params, environment, name}`.
+#[utoipa::path(post, path = "/api/v1/teams/{team}/deploy", params(("team" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body(content = Object, description = "{composition, composition_version, params, environment, name, labels, dry_run}"),
+    responses((status = 202, description = "the recorded deployment, applying")))]
+pub(super) async fn team_deploy(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    Path(team): Path<String>,
+    headers: HeaderMap,
+    payload: Payload,
+) -> ApiResult<Response> {
+    query.allow(&[])?;
+    check_name("team", &team)?;
+    caller.write_team(&team)?;
+    let body: TeamDeploy = payload.decode()?;
+    let request = DeploymentRequest {
+        team,
+        environment: body
+            .environment
+            .unwrap_or_else(|| state.config().defaults.environment.clone()),
+        name: body.name.unwrap_or_else(|| body.composition.clone()),
+        composition: Some(body.composition),
+        composition_version: body.composition_version,
+        params: body.params,
+        labels: body.labels,
+        dry_run: body.dry_run,
+        ..DeploymentRequest::default()
+    };
+    start(&state, request, idempotency_key(&headers)?).await
+}
+
+async fn start(
+    state: &AppState,
+    request: DeploymentRequest,
+    key: Option<String>,
+) -> ApiResult<Response> {
+    if request.dry_run {
+        return Ok(Json(json!(state.inner.orchestrator.plan(&request).await?)).into_response());
+    }
+    let dkey = DeploymentKey {
+        team: request.team.clone(),
+        environment: request.environment.clone(),
+        name: request.name.clone(),
+    };
+    let next = state
+        .store()
+        .revisions(&dkey)
+        .await?
+        .last()
+        .map_or(1, |d| d.revision + 1);
+    let expected = format!("{}.{}.{}.r{next}", dkey.team, dkey.environment, dkey.name);
+    let orchestrator = state.inner.orchestrator.clone();
+    let metrics = state.metrics().clone();
+    let span = tracing::info_span!("deployment", key = %dkey);
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let result = orchestrator.apply(&request, key.as_deref()).await;
+            match &result {
+                Ok(d) => metrics.deployment_finished(d.status.as_str()),
+                Err(e) => tracing::info!(error = %e, "apply refused"),
+            }
+            result
+        },
+        span,
+    ));
+    let deadline = Instant::now() + RECORD_WAIT;
+    loop {
+        if task.is_finished() {
+            let result = task
+                .await
+                .map_err(|e| Error::internal(format!("apply task: {e}")))?;
+            let d = result?;
+            let status = if d.id == expected {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            return Ok((status, Json(json!(d))).into_response());
+        }
+        if let Some(d) = state.store().get_deployment(&expected).await? {
+            return Ok((StatusCode::ACCEPTED, Json(json!(d))).into_response());
+        }
+        if Instant::now() > deadline {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"id": expected, "status": "pending"})),
+            )
+                .into_response());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Plans a request: rendered artifacts and a diff, applies nothing.
+#[utoipa::path(post, path = "/api/v1/plan", request_body(content = Object, description = "SPEC §5 deployment request"),
+    responses((status = 200, description = "{deployment, artifacts, diff}")))]
+pub(super) async fn plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    payload: Payload,
+) -> ApiResult<Json<Value>> {
+    query.allow(&[])?;
+    let request: DeploymentRequest = payload.decode()?;
+    caller.read_team(&request.team)?;
+    Ok(Json(json!(state.inner.orchestrator.plan(&request).await?)))
+}
+
+/// Deployments, newest first, filtered; a team token sees only its teams.
+#[utoipa::path(get, path = "/api/v1/deployments",
+    params(("team" = Option<String>, Query), ("environment" = Option<String>, Query), ("name" = Option<String>, Query), ("status" = Option<String>, Query)),
+    responses((status = 200, description = "{items: [deployment]}")))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+) -> ApiResult<Json<Value>> {
+    query.allow(&["team", "environment", "name", "status"])?;
+    let scope = caller.team_scope()?;
+    let status = match query.get("status") {
+        None => None,
+        Some(s) => Some(
+            decode_value::<DeploymentStatus>(json!(s))
+                .map_err(|_| Error::bad_request(format!("unknown status {s:?}")))?,
+        ),
+    };
+    let team = query.get("team").map(str::to_string);
+    if let (Some(t), Some(teams)) = (&team, &scope) {
+        if !teams.contains(t) {
+            return Err(Error::Forbidden {
+                message: format!("this token may not read team {t:?}"),
+            }
+            .into());
+        }
+    }
+    let filter = DeploymentFilter {
+        team,
+        environment: query.get("environment").map(str::to_string),
+        name: query.get("name").map(str::to_string),
+        status,
+    };
+    let items: Vec<Deployment> = state
+        .store()
+        .list_deployments(&filter)
+        .await?
+        .into_iter()
+        .filter(|d| scope.as_ref().is_none_or(|t| t.contains(&d.team)))
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+async fn visible(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Deployment> {
+    if id.len() > 300 || id.contains('/') {
+        return Err(Error::bad_request("not a deployment id").into());
+    }
+    let d = state.inner.orchestrator.get(id).await?;
+    caller.read_team(&d.team)?;
+    Ok(d)
+}
+
+/// One deployment with its progress.
+#[utoipa::path(get, path = "/api/v1/deployments/{id}", params(("id" = String, Path)),
+    responses((status = 200, description = "the deployment"), (status = 404, description = "DEPLOYMENT_NOT_FOUND")))]
+pub(super) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    query.allow(&[])?;
+    Ok(Json(json!(visible(&state, &caller, &id).await?)))
+}
+
+/// Cancels a deployment in progress, or rolls a finished one back.
+#[utoipa::path(delete, path = "/api/v1/deployments/{id}", params(("id" = String, Path)), responses((status = 200, description = "the resulting deployment")))]
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    query.allow(&[])?;
+    let d = visible(&state, &caller, &id).await?;
+    caller.write_team(&d.team)?;
+    Ok(Json(json!(state.inner.orchestrator.delete(&id).await?)))
+}
+
+/// A new revision with an earlier one's content (`?to=REV`).
+#[utoipa::path(post, path = "/api/v1/deployments/{id}/rollback", params(("id" = String, Path), ("to" = Option<u64>, Query)),
+    responses((status = 200, description = "the new revision")))]
+pub(super) async fn rollback(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    query.allow(&["to"])?;
+    let d = visible(&state, &caller, &id).await?;
+    caller.write_team(&d.team)?;
+    let to = query.number("to")?;
+    let done = state.inner.orchestrator.rollback(&id, to).await?;
+    state.metrics().deployment_finished(done.status.as_str());
+    Ok(Json(json!(done)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Promote {
+    team: String,
+    name: String,
+    from: String,
+    to: String,
+}
+
+/// Deploys to `to` exactly what last succeeded in `from`.
+#[utoipa::path(post, path = "/api/v1/deployments/promote", request_body(content = Object, description = "{team, name, from, to}"),
+    responses((status = 200, description = "the new deployment in `to`")))]
+pub(super) async fn promote(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    payload: Payload,
+) -> ApiResult<Json<Value>> {
+    query.allow(&[])?;
+    let p: Promote = payload.decode()?;
+    for (kind, v) in [
+        ("team", &p.team),
+        ("deployment", &p.name),
+        ("environment", &p.from),
+        ("environment", &p.to),
+    ] {
+        check_name(kind, v)?;
+    }
+    caller.write_team(&p.team)?;
+    let d = state
+        .inner
+        .orchestrator
+        .promote(&p.team, &p.name, &p.from, &p.to)
+        .await?;
+    state.metrics().deployment_finished(d.status.as_str());
+    Ok(Json(json!(d)))
+}
+
+/// The dependency graph of deployments and their catalog dependencies,
+/// as JSON `{nodes, edges}` or Graphviz (`format=dot`).
+#[utoipa::path(get, path = "/api/v1/graph", params(("team" = Option<String>, Query), ("environment" = Option<String>, Query), ("format" = Option<String>, Query)),
+    responses((status = 200, description = "{nodes, edges} or text/vnd.graphviz")))]
+pub(super) async fn graph(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+) -> ApiResult<Response> {
+    query.allow(&["team", "environment", "format"])?;
+    let dot = match query.get("format").unwrap_or("json") {
+        "json" => false,
+        "dot" => true,
+        other => {
+            return Err(Error::bad_request(format!("format {other:?}: use json or dot")).into())
+        }
+    };
+    let scope = caller.team_scope()?;
+    let team = query.get("team").map(str::to_string);
+    if let Some(t) = &team {
+        caller.read_team(t)?;
+    }
+    let store = state.store();
+    let filter = DeploymentFilter {
+        team,
+        environment: query.get("environment").map(str::to_string),
+        ..Default::default()
+    };
+    let mut latest: BTreeMap<(String, String, String), Deployment> = BTreeMap::new();
+    for d in store.list_deployments(&filter).await? {
+        if scope.as_ref().is_none_or(|t| t.contains(&d.team)) {
+            latest
+                .entry((d.team.clone(), d.environment.clone(), d.name.clone()))
+                .or_insert(d);
+        }
+    }
+    let (mut nodes, mut edges) = (Vec::new(), Vec::new());
+    for d in latest.values() {
+        let content = store.revision_content(&d.id).await?.unwrap_or_default();
+        let prefix = format!("{}/{}/{}", d.team, d.environment, d.name);
+        for r in &d.resources {
+            nodes.push(json!({"id": format!("{prefix}/{}", r.name), "kind": "resource", "definition": r.catalog_ref, "status": r.status}));
+            edges.push(json!({"from": format!("{prefix}/{}", r.name), "to": r.catalog_ref, "kind": "uses"}));
+            if let Ok(c) = CatalogRef::parse(&r.catalog_ref) {
+                if let Ok(v) = store.resolve(&c.name, &c.version).await {
+                    for dep in &v.definition.spec.dependencies {
+                        let req = VersionSpec::parse(&dep.version)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default();
+                        edges.push(json!({"from": r.catalog_ref, "to": format!("{} {req}", dep.name), "kind": "catalog"}));
+                    }
+                }
+            }
+        }
+        for e in &content.edges {
+            edges.push(json!({"from": format!("{prefix}/{}", e.from), "to": format!("{prefix}/{}", e.to), "kind": "deployment"}));
+        }
+    }
+    if dot {
+        let mut out = String::from("digraph nestor {\n  rankdir=LR;\n");
+        for n in &nodes {
+            out.push_str(&format!(
+                "  {:?} [shape=box];\n",
+                n["id"].as_str().unwrap_or_default()
+            ));
+        }
+        for e in &edges {
+            let style = if e["kind"] == "deployment" {
+                ""
+            } else {
+                " [style=dashed]"
+            };
+            out.push_str(&format!(
+                "  {:?} -> {:?}{style};\n",
+                e["from"].as_str().unwrap_or_default(),
+                e["to"].as_str().unwrap_or_default()
+            ));
+        }
+        out.push_str("}\n");
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, "text/vnd.graphviz")],
+            out,
+        )
+            .into_response());
+    }
+    Ok(Json(json!({"nodes": nodes, "edges": edges})).into_response())
+}

@@ -1,0 +1,439 @@
+//! The event stream (SPEC §8).
+//!
+//! One background task tails the store's event log — every ~75 ms, or at
+//! once when [`EventHub::wake`] is called after a local write — and fans
+//! each event out over a broadcast channel whose ring holds
+//! `sse.client_buffer` events. A client stream first replays the log after
+//! its `Last-Event-ID` (or `?since=`), then follows the channel, skipping
+//! what it already sent. A client that falls more than the ring behind sees
+//! `Lagged`: it gets `event: resync` and the stream ends; the publisher never
+//! waits for anyone. Because only the log feeds the channel, events written
+//! by another replica sharing the store arrive the same way.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream;
+use nestor_core::{Error, Event, EventType, Store};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, watch, Notify};
+
+use super::auth::Caller;
+use super::error::ApiResult;
+use super::extract::Query;
+use super::metrics::Metrics;
+use super::AppState;
+
+/// How often the tail reads the log when nobody wakes it.
+const TAIL_INTERVAL: Duration = Duration::from_millis(75);
+/// Events read from the log per query.
+const READ_BATCH: usize = 500;
+
+/// Settings of the hub, from `sse:`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HubConfig {
+    /// Interval of heartbeat comments.
+    pub heartbeat: Duration,
+    /// How long events are kept (older ones are pruned hourly).
+    pub retention: Duration,
+    /// Events a client may fall behind before it must resync.
+    pub client_buffer: usize,
+}
+
+/// The event-log tail and its broadcast channel. Cheap to clone.
+#[derive(Clone)]
+pub struct EventHub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    /// Where events are read from (and replayed from).
+    store: Arc<dyn Store>,
+    /// Fan-out to every connected client; its ring is the per-client buffer.
+    sender: broadcast::Sender<Arc<Event>>,
+    /// Wakes the tail early after a local write.
+    wake: Notify,
+    /// The greatest sequence broadcast so far: where a new client starts.
+    live: AtomicU64,
+    /// Heartbeat and buffer settings.
+    config: HubConfig,
+    /// Counts connected clients.
+    metrics: Arc<Metrics>,
+    /// Ends every stream when the server shuts down.
+    shutdown: watch::Receiver<bool>,
+}
+
+impl EventHub {
+    /// Starts the tail task (and hourly retention pruning).
+    pub(super) fn start(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        config: HubConfig,
+        shutdown: watch::Receiver<bool>,
+    ) -> EventHub {
+        let (sender, _) = broadcast::channel(config.client_buffer);
+        let hub = EventHub {
+            inner: Arc::new(HubInner {
+                store,
+                sender,
+                wake: Notify::new(),
+                live: AtomicU64::new(0),
+                config,
+                metrics,
+                shutdown,
+            }),
+        };
+        tokio::spawn(hub.clone().tail());
+        tokio::spawn(hub.clone().prune());
+        hub
+    }
+
+    /// Tells the tail that the log has grown (a local write); it reads at once.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// The greatest sequence delivered to live subscribers so far.
+    pub fn live_sequence(&self) -> u64 {
+        self.inner.live.load(Ordering::Acquire)
+    }
+
+    async fn tail(self) {
+        let inner = &self.inner;
+        let mut shutdown = inner.shutdown.clone();
+        let mut last = loop {
+            match inner.store.last_sequence().await {
+                Ok(n) => break n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event tail: cannot read the log; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
+            }
+        };
+        inner.live.store(last, Ordering::Release);
+        loop {
+            loop {
+                match inner.store.read_after(last, READ_BATCH).await {
+                    Ok(batch) => {
+                        let full = batch.len() == READ_BATCH;
+                        for event in batch {
+                            last = event.id;
+                            // No receiver is fine: nobody is listening.
+                            let _ = inner.sender.send(Arc::new(event));
+                            inner.live.store(last, Ordering::Release);
+                        }
+                        if !full {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event tail: read failed");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = inner.wake.notified() => {}
+                _ = tokio::time::sleep(TAIL_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn prune(self) {
+        let mut shutdown = self.inner.shutdown.clone();
+        loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let before = now - self.inner.config.retention.as_secs() as i64;
+            match self.inner.store.prune_before(before).await {
+                Ok(n) if n > 0 => tracing::info!(pruned = n, "event log retention"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "event log retention failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Which events a client wants.
+#[derive(Debug, Default)]
+struct Selector {
+    /// key → accepted values (values of one key are alternatives; keys all must match).
+    filters: BTreeMap<String, Vec<String>>,
+    /// Type patterns (`resource.*`, `deployment.completed`); empty = all.
+    types: Vec<String>,
+}
+
+const FILTER_KEYS: [&str; 8] = [
+    "provider",
+    "category",
+    "resource_type",
+    "name",
+    "team",
+    "environment",
+    "source",
+    "subject",
+];
+
+impl Selector {
+    fn parse(query: &Query) -> ApiResult<Selector> {
+        let mut s = Selector::default();
+        for f in query.all("filter") {
+            let (k, v) = f
+                .split_once(':')
+                .ok_or_else(|| Error::bad_request(format!("filter {f:?}: expected KEY:VALUE")))?;
+            if !FILTER_KEYS.contains(&k) {
+                return Err(Error::bad_request(format!(
+                    "filter key {k:?} is unknown (known: {})",
+                    FILTER_KEYS.join(", ")
+                ))
+                .into());
+            }
+            s.filters
+                .entry(k.to_string())
+                .or_default()
+                .push(v.to_string());
+        }
+        for t in query
+            .all("types")
+            .flat_map(|t| t.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            let known = match t.strip_suffix('*') {
+                Some(prefix) => EventType::ALL
+                    .iter()
+                    .any(|e| e.as_str().starts_with(prefix)),
+                None => EventType::parse(t).is_some(),
+            };
+            if !known {
+                return Err(
+                    Error::bad_request(format!("types: {t:?} matches no event type")).into(),
+                );
+            }
+            s.types.push(t.to_string());
+        }
+        Ok(s)
+    }
+
+    fn matches(&self, e: &Event) -> bool {
+        let ty = e.event_type.as_str();
+        let type_ok = self.types.is_empty()
+            || self.types.iter().any(|p| {
+                p.strip_suffix('*')
+                    .map_or(p == ty, |prefix| ty.starts_with(prefix))
+            });
+        type_ok
+            && self
+                .filters
+                .iter()
+                .all(|(k, values)| field(e, k).is_some_and(|v| values.iter().any(|w| *w == v)))
+    }
+}
+
+/// The team an event belongs to, for deployment and composition events.
+fn team_of(e: &Event) -> Option<String> {
+    let d = &e.data;
+    d.get("team")
+        .or_else(|| d.pointer("/composition/metadata/team"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// A filterable field of an event.
+fn field(e: &Event, key: &str) -> Option<String> {
+    let d = &e.data;
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    match key {
+        "source" => Some(e.source.clone()),
+        "subject" => Some(e.subject.clone()),
+        "team" => team_of(e),
+        "environment" => s(d.get("environment")),
+        "name" => s(d
+            .pointer("/definition/metadata/name")
+            .or_else(|| d.pointer("/composition/metadata/name"))
+            .or_else(|| d.get("name"))),
+        other => s(d.pointer(&format!("/definition/metadata/{other}"))),
+    }
+}
+
+/// Team-scoped events (deployments, compositions) only reach callers who
+/// may see that team; catalog and sync events reach every reader.
+fn visible_to(caller: &Caller, e: &Event) -> bool {
+    match e.event_type {
+        EventType::CompositionCreated
+        | EventType::CompositionUpdated
+        | EventType::DeploymentStarted
+        | EventType::DeploymentUpdated
+        | EventType::DeploymentCompleted
+        | EventType::DeploymentFailed => team_of(e).is_some_and(|t| caller.sees_team(&t)),
+        _ => true,
+    }
+}
+
+fn to_sse(e: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(e.id.to_string())
+        .event(e.event_type.as_str())
+        .data(serde_json::to_string(e).unwrap_or_else(|_| "{}".into()))
+}
+
+/// One client's position in the stream.
+struct Client {
+    hub: EventHub,
+    caller: Caller,
+    selector: Selector,
+    rx: broadcast::Receiver<Arc<Event>>,
+    /// The greatest sequence examined (sent or filtered out).
+    last: u64,
+    /// Still reading the log before following the channel.
+    replaying: bool,
+    /// Events read from the log, not yet examined.
+    pending: VecDeque<Event>,
+    shutdown: watch::Receiver<bool>,
+    done: bool,
+    /// Decrements the connection gauge when the stream is dropped.
+    _gauge: GaugeGuard,
+}
+
+struct GaugeGuard(Arc<Metrics>);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.sse_disconnected();
+    }
+}
+
+impl Client {
+    /// The next SSE event, or `None` when the stream ends.
+    async fn next(&mut self) -> Option<SseEvent> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if *self.shutdown.borrow() {
+                return None;
+            }
+            if let Some(e) = self.pending.pop_front() {
+                if let Some(out) = self.examine(&e) {
+                    return Some(out);
+                }
+                continue;
+            }
+            if self.replaying {
+                match self.hub.inner.store.read_after(self.last, READ_BATCH).await {
+                    Ok(batch) if !batch.is_empty() => self.pending.extend(batch),
+                    Ok(_) => self.replaying = false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event replay failed");
+                        self.done = true;
+                        return Some(
+                            SseEvent::default().event("resync").data(
+                                json!({"last_event_id": self.last, "reason": "replay failed"})
+                                    .to_string(),
+                            ),
+                        );
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                received = self.rx.recv() => match received {
+                    Ok(e) => {
+                        if let Some(out) = self.examine(&e) {
+                            return Some(out);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::info!(missed, last = self.last, "slow SSE client told to resync");
+                        self.done = true;
+                        return Some(SseEvent::default().event("resync").id(self.last.to_string()).data(json!({"last_event_id": self.last, "missed": missed}).to_string()));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = self.shutdown.changed() => return None,
+            }
+        }
+    }
+
+    fn examine(&mut self, e: &Event) -> Option<SseEvent> {
+        if e.id <= self.last {
+            return None;
+        }
+        self.last = e.id;
+        (visible_to(&self.caller, e) && self.selector.matches(e)).then(|| to_sse(e))
+    }
+}
+
+/// The SSE stream: `filter=KEY:VALUE` (repeatable), `types=resource.*,…`,
+/// `since=SEQ` or `Last-Event-ID` to replay.
+#[utoipa::path(get, path = "/api/v1/events",
+    params(("filter" = Option<String>, Query, description = "KEY:VALUE, repeatable (provider, category, resource_type, name, team, environment, source, subject)"),
+           ("types" = Option<String>, Query, description = "comma-separated types or prefixes ending in *"),
+           ("since" = Option<u64>, Query), ("Last-Event-ID" = Option<u64>, Header)),
+    responses((status = 200, description = "text/event-stream")))]
+pub(super) async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    caller.read_catalog(&state)?;
+    query.allow(&["filter", "types", "since"])?;
+    let selector = Selector::parse(&query)?;
+    let resume = match headers
+        .get("last-event-id")
+        .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()))
+    {
+        Some(Some(n)) => Some(n),
+        Some(None) => {
+            return Err(Error::bad_request("Last-Event-ID must be an event sequence number").into())
+        }
+        None => query.number("since")?,
+    };
+    let hub = state.events().clone();
+    // Subscribe before reading the live point, so nothing falls in between.
+    let rx = hub.inner.sender.subscribe();
+    let (last, replaying) = match resume {
+        Some(n) => (n, true),
+        None => (hub.live_sequence(), false),
+    };
+    hub.inner.metrics.sse_connected();
+    let client = Client {
+        hub: hub.clone(),
+        caller,
+        selector,
+        rx,
+        last,
+        replaying,
+        pending: VecDeque::new(),
+        shutdown: hub.inner.shutdown.clone(),
+        done: false,
+        _gauge: GaugeGuard(hub.inner.metrics.clone()),
+    };
+    let events = stream::unfold(client, |mut c| async move {
+        c.next().await.map(|e| (Ok::<_, Infallible>(e), c))
+    });
+    let sse: Sse<_> = Sse::new(events).keep_alive(
+        KeepAlive::new()
+            .interval(hub.inner.config.heartbeat)
+            .text("heartbeat"),
+    );
+    Ok(sse.into_response())
+}

@@ -1,0 +1,375 @@
+//! The HTTP front-end (`nestor serve`, SPEC §7): an axum router over the
+//! same services the CLI calls in-process.
+//!
+//! # Layout
+//! - `error`: [`ApiError`], the one way an error leaves a handler (SPEC §12
+//!   body, 5xx details only in the log), and the request-id scope.
+//! - `extract`: strict query parsing (unknown keys are refused), bounded
+//!   bodies, JSON and YAML payloads.
+//! - `auth`: bearer tokens (SHA-256 in the config) and the role checks.
+//! - `catalog`, `compositions`, `deployments`: the routes, thin.
+//! - `events`: the event-log tail and the SSE stream (SPEC §8).
+//! - `sync`: background syncs with coalescing, pollers and git webhooks.
+//! - `metrics`: a small hand-written Prometheus registry.
+//! - `openapi`: the OpenAPI 3 document, generated from the handlers.
+//!
+//! # Design decisions
+//! - One background task tails the store's event log and fans out over a
+//!   broadcast channel; SSE clients replay from the log and then follow the
+//!   channel. Nothing is published to SSE except through the log, so the
+//!   same path serves several replicas sharing a store.
+//! - Applies run in a background task; the HTTP answer is the deployment
+//!   as soon as its revision is recorded (`202`), and progress is read with
+//!   `GET /deployments/{id}` or the event stream.
+//! - `limit` above 500 is refused with `BAD_REQUEST` rather than clamped, so
+//!   a client never silently gets fewer items than it believes it asked for.
+
+mod auth;
+mod catalog;
+mod compositions;
+mod deployments;
+mod error;
+mod events;
+mod extract;
+mod metrics;
+mod openapi;
+mod sync;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use nestor_core::{CatalogService, Composer, Executor, Orchestrator, Store, SyncService};
+use nestor_engines::EngineRegistry;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+pub use auth::{hash_token, new_token, Principal};
+pub use error::ApiError;
+pub use events::EventHub;
+pub use metrics::Metrics;
+pub use sync::SyncManager;
+
+/// Everything a handler needs, cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The store every service writes to; read directly for listings.
+    store: Arc<dyn Store>,
+    /// Publishes and yanks with every catalog rule.
+    catalog: CatalogService,
+    /// Validates and publishes compositions.
+    composer: Composer,
+    /// Plans and applies deployments.
+    orchestrator: Orchestrator,
+    /// Engine list and readiness.
+    engines: Arc<EngineRegistry>,
+    /// Limits, auth and SSE settings.
+    config: Config,
+    /// Token hashes and roles, parsed once.
+    auth: auth::Auth,
+    /// Counters and histograms for `/metrics`.
+    metrics: Arc<Metrics>,
+    /// The event-log tail SSE clients follow.
+    events: EventHub,
+    /// Background syncs, pollers and webhook triggers.
+    syncs: SyncManager,
+    /// Flipped to `true` when the server shuts down, so SSE streams end.
+    shutdown_tx: watch::Sender<bool>,
+}
+
+/// What [`AppState::new`] wires together.
+pub struct Parts {
+    /// The configuration (`server`, `auth`, `sse`, `catalog.sources`).
+    pub config: Config,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The engine registry.
+    pub engines: Arc<EngineRegistry>,
+    /// Where applies are committed.
+    pub executor: Arc<dyn Executor>,
+    /// Folder for clones of git sources.
+    pub cache_dir: std::path::PathBuf,
+}
+
+impl AppState {
+    /// Wires the services and starts the background tasks (event tail,
+    /// event retention). Must be called inside a Tokio runtime.
+    pub fn new(parts: Parts) -> anyhow::Result<AppState> {
+        let Parts {
+            config,
+            store,
+            engines,
+            executor,
+            cache_dir,
+        } = parts;
+        let metrics = Arc::new(Metrics::default());
+        let metered: Arc<dyn nestor_core::EngineProvider> = Arc::new(metrics::MeteredEngines::new(
+            engines.clone(),
+            metrics.clone(),
+        ));
+        let catalog = CatalogService::new(store.clone());
+        let composer = Composer::new(store.clone());
+        let orchestrator = Orchestrator::new(store.clone(), metered, executor);
+        let auth = auth::Auth::from_config(&config.auth)?;
+        let heartbeat =
+            nestor_core::parse_duration(&config.sse.heartbeat).map_err(anyhow::Error::msg)?;
+        let retention =
+            nestor_core::parse_duration(&config.sse.retention).map_err(anyhow::Error::msg)?;
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let events = EventHub::start(
+            store.clone(),
+            metrics.clone(),
+            events::HubConfig {
+                heartbeat,
+                retention,
+                client_buffer: config.sse.client_buffer.max(1),
+            },
+            shutdown.clone(),
+        );
+        let syncs = SyncManager::new(
+            SyncService::new(catalog.clone()).with_composer(composer.clone()),
+            cache_dir,
+            metrics.clone(),
+            events.clone(),
+            &config.catalog.sources,
+        );
+        metrics.count_catalog_versions(store.clone());
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                store,
+                catalog,
+                composer,
+                orchestrator,
+                engines,
+                config,
+                auth,
+                metrics,
+                events,
+                syncs,
+                shutdown_tx,
+            }),
+        })
+    }
+
+    /// The sync manager (start-up syncs, pollers, ad-hoc sources).
+    pub fn syncs(&self) -> &SyncManager {
+        &self.inner.syncs
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The event hub (tests wake it after writing to the store directly).
+    pub fn events(&self) -> &EventHub {
+        &self.inner.events
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    fn config(&self) -> &Config {
+        &self.inner.config
+    }
+}
+
+/// The whole API: every route of SPEC §7 with the request-id, auth and
+/// metrics layers.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v1/resources",
+            get(catalog::list).post(catalog::publish),
+        )
+        .route("/api/v1/resources/{name}", get(catalog::latest))
+        .route("/api/v1/resources/{name}/versions", get(catalog::versions))
+        .route(
+            "/api/v1/resources/{name}/{version}",
+            get(catalog::get_version),
+        )
+        .route(
+            "/api/v1/resources/{name}/{version}/yank",
+            post(catalog::yank),
+        )
+        .route(
+            "/api/v1/resources/{name}/{version}/unyank",
+            post(catalog::unyank),
+        )
+        .route("/api/v1/search", get(catalog::search))
+        .route("/api/v1/validate", post(catalog::validate))
+        .route("/api/v1/status", get(catalog::status))
+        .route("/api/v1/sync", post(sync::trigger))
+        .route("/webhooks/git", post(sync::webhook))
+        .route("/api/v1/events", get(events::stream))
+        .route(
+            "/api/v1/teams/{team}/compositions",
+            get(compositions::list).post(compositions::publish),
+        )
+        .route(
+            "/api/v1/teams/{team}/compositions/{name}",
+            get(compositions::latest),
+        )
+        .route(
+            "/api/v1/teams/{team}/compositions/{name}/{version}",
+            get(compositions::get_version),
+        )
+        .route(
+            "/api/v1/teams/{team}/deploy",
+            post(deployments::team_deploy),
+        )
+        .route(
+            "/api/v1/deployments",
+            get(deployments::list).post(deployments::create),
+        )
+        .route("/api/v1/deployments/promote", post(deployments::promote))
+        .route(
+            "/api/v1/deployments/{id}",
+            get(deployments::get).delete(deployments::delete),
+        )
+        .route(
+            "/api/v1/deployments/{id}/rollback",
+            post(deployments::rollback),
+        )
+        .route("/api/v1/plan", post(deployments::plan))
+        .route("/api/v1/engines", get(engines))
+        .route("/api/v1/graph", get(deployments::graph))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics::render))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed);
+    api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ))
+    .layer(middleware::from_fn_with_state(state.clone(), observe))
+    .with_state(state)
+}
+
+/// Request id, tracing span, metrics: the outermost layer.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(error::new_request_id);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", %method, route = %route, request_id = %request_id);
+    let started = Instant::now();
+    let mut response = error::with_request_id(
+        request_id.clone(),
+        tracing::Instrument::instrument(next.run(request), span.clone()),
+    )
+    .await;
+    let status = response.status();
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "served"
+        )
+    });
+    state.inner.metrics.observe_request(
+        &route,
+        method.as_str(),
+        status.as_u16(),
+        started.elapsed(),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn no_route() -> ApiError {
+    ApiError::with_status(
+        StatusCode::NOT_FOUND,
+        nestor_core::Error::bad_request("no such route; see /api/v1/openapi.json"),
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        nestor_core::Error::bad_request("method not allowed on this route"),
+    )
+}
+
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "the process is alive")))]
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the store answers and at least one engine is healthy.
+#[utoipa::path(get, path = "/ready", responses((status = 200, description = "store reachable, engines loaded"), (status = 503, description = "not ready")))]
+async fn ready(State(state): State<AppState>) -> Response {
+    let store = tokio::time::timeout(Duration::from_secs(2), state.store().last_sequence()).await;
+    let store_ok = matches!(store, Ok(Ok(_)));
+    let engines = state
+        .inner
+        .engines
+        .list()
+        .iter()
+        .filter(|e| e.healthy)
+        .count();
+    let ready = store_ok && engines > 0;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"ready": ready, "store": store_ok, "engines": engines})),
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/engines", responses((status = 200, description = "every engine: name, version, source, sha256, healthy")))]
+async fn engines(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!(state.inner.engines.list()))
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves; then stops
+/// accepting, ends SSE streams, and lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tx = state.inner.shutdown_tx.clone();
+    let app = router(state.clone());
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!(
+                "shutting down: no new connections, streams end, in-flight requests finish"
+            );
+            let _ = tx.send(true);
+        })
+        .await;
+    state.inner.syncs.stop();
+    result
+}
