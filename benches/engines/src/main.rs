@@ -2,7 +2,8 @@
 //!
 //! Prints, for the bundled Terraform engine:
 //! - warm render: one `Engine::render` through the WebAssembly component
-//!   (fresh store, instantiate from `InstancePre`, call, checks) against
+//!   (a warm instance, call, output checks; and with a fresh store and
+//!   instance from `InstancePre` per call) against
 //!   the same engine crate compiled natively and loaded through the C ABI
 //!   (same request, same trait, same output checks); the ratio is the goal
 //!   (≤ 3×);
@@ -45,6 +46,13 @@ fn main() -> Result<()> {
     })?;
     let component = host.load(wasm, "bundled:terraform")?;
     let wasm_times = runtime.block_on(time_renders(&component, &request))?;
+    let fresh_host = WasmHost::new(HostConfig {
+        cache_dir: None,
+        warm_instances: 0,
+        ..HostConfig::default()
+    })?;
+    let fresh = fresh_host.load(wasm, "bundled:terraform")?;
+    let fresh_times = runtime.block_on(time_renders(&fresh, &request))?;
 
     // Warm render, native (the same crate built as a shared library).
     let stage = tempfile::tempdir()?;
@@ -116,6 +124,11 @@ fn main() -> Result<()> {
         "| warm render, native (C ABI) | {} | {} |",
         us(native_median),
         us(p90(&native_times))
+    );
+    println!(
+        "| render, WASM, fresh instance per call (`warm_instances: 0`) | {} | {} |",
+        us(median(&fresh_times)),
+        us(p90(&fresh_times))
     );
     println!(
         "| ratio WASM / native | {:.2}× | goal ≤ 3× |",
