@@ -54,3 +54,6 @@ echo "export NESTOR_TOOLS_DIR='$TOOLS'"
 echo "export NESTOR_PYTHON='$TOOLS/venv/bin/python'"
 echo "export NESTOR_HELM='$TOOLS/bin/helm'"
 echo "export NESTOR_KUBECTL='$TOOLS/bin/kubectl'"
+# The checkers are installed now: a test that cannot find one fails
+# instead of printing "skipped".
+echo "export NESTOR_REQUIRE_CHECKERS=1"
