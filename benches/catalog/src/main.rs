@@ -105,6 +105,14 @@ async fn main() -> Result<()> {
     }
     let bare = started.elapsed();
 
+    // The same sync into the in-memory store: what the SQLite writes cost.
+    let memory: Arc<dyn CatalogStore> = Arc::new(nestor_storage::MemoryStore::new());
+    let memory_sync = SyncService::new(CatalogService::new(memory));
+    let source = open_source(SourceConfig::new("bench-mem", repo_dir.to_string_lossy()), &tmp.path().join("sources-mem"));
+    let started = Instant::now();
+    memory_sync.sync(source.as_ref()).await?;
+    let cold_memory = started.elapsed();
+
     let db = tmp.path().join("nestor.db");
     let store: Arc<dyn CatalogStore> = Arc::new(SqliteStore::open(&db)?);
     let sync = SyncService::new(CatalogService::new(store.clone()));
@@ -117,6 +125,7 @@ async fn main() -> Result<()> {
     anyhow::ensure!(report.published.len() == n && report.errors.is_empty(), "cold sync published {} of {n}", report.published.len());
 
     println!("cold sync into SQLite      {:>10.1} ms", cold.as_secs_f64() * 1e3);
+    println!("cold sync into memory      {:>10.1} ms", cold_memory.as_secs_f64() * 1e3);
     println!("bare YAML parse (baseline) {:>10.1} ms", bare.as_secs_f64() * 1e3);
     println!("ratio sync / parse         {:>10.2}×   (goal ≤ 2×)\n", cold.as_secs_f64() / bare.as_secs_f64());
 

@@ -142,11 +142,13 @@ impl ResourceDefinition {
         serde_json::to_value(self).expect("a definition always serialises")
     }
 
-    /// A SHA-256 over the canonical JSON (object keys sorted), so stores can
-    /// compare content without loading it.
+    /// A SHA-256 over the canonical JSON, so stores can compare content
+    /// without loading it. Serialising the struct directly is canonical:
+    /// fields come in declaration order and every map is ordered (a
+    /// `BTreeMap`, or a `serde_json` map, which sorts its keys).
     pub fn content_hash(&self) -> String {
         use sha2::Digest;
-        let json = serde_json::to_vec(&self.canonical_json()).expect("serialises");
+        let json = serde_json::to_vec(self).expect("a definition always serialises");
         hex::encode(sha2::Sha256::digest(json))
     }
 }

@@ -1,7 +1,9 @@
 //! Catalog sources: git repositories ([`GitSource`], via libgit2) and plain
 //! folders ([`FolderSource`]) — what the core's sync service reads.
 //!
-//! A git source keeps a bare mirror of the repository in a cache folder and
+//! A repository on this machine (a local path) is read in place: its
+//! branch head is resolved and its objects read directly, with no copy. A
+//! remote one gets a bare mirror in a cache folder, and
 //! fetches the configured branch into it on every [`CatalogSource::head`];
 //! files are read from the commit, never from a working tree, so what is
 //! synced is exactly what was committed. The diff between two commits names
@@ -26,6 +28,10 @@ pub use folder::FolderSource;
 pub struct GitSource {
     config: SourceConfig,
     mirror: PathBuf,
+    /// The repository itself when it is on this machine: read in place, no
+    /// mirror, no fetch (a fetch from a local path still packs every
+    /// object, which dominated a cold sync of a large catalog).
+    local: Option<PathBuf>,
 }
 
 fn git_err(context: impl std::fmt::Display, e: git2::Error) -> Error {
@@ -45,7 +51,13 @@ impl GitSource {
         let safe: String =
             config.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
         let mirror = cache_dir.join(format!("{safe}-{:016x}.git", h.finish()));
-        GitSource { config, mirror }
+        let local = local_repository(&config.url);
+        GitSource { config, mirror, local }
+    }
+
+    /// Where objects are read: the local repository or the mirror.
+    fn objects(&self) -> PathBuf {
+        self.local.clone().unwrap_or_else(|| self.mirror.clone())
     }
 
     fn open_mirror(&self) -> Result<Repository> {
@@ -62,6 +74,15 @@ impl GitSource {
     fn tracking_ref(&self) -> String {
         format!("refs/remotes/origin/{}", self.config.branch)
     }
+}
+
+/// The path of a git repository on this machine named by `url`, if it is one.
+fn local_repository(url: &str) -> Option<PathBuf> {
+    let path = Path::new(url.strip_prefix("file://").unwrap_or(url));
+    if url.contains("://") && !url.starts_with("file://") {
+        return None;
+    }
+    Repository::open(path).ok().map(|r| r.path().to_path_buf())
 }
 
 /// Relative local paths are made absolute so the mirror can fetch from them.
@@ -88,8 +109,18 @@ impl CatalogSource for GitSource {
     }
 
     async fn head(&self) -> Result<SourceHead> {
-        let this = GitSource { config: self.config.clone(), mirror: self.mirror.clone() };
+        let this = GitSource { config: self.config.clone(), mirror: self.mirror.clone(), local: self.local.clone() };
         blocking(move || {
+            if let Some(path) = &this.local {
+                let repo = Repository::open(path).map_err(|e| git_err(format!("opening {}", this.config.url), e))?;
+                let branch = format!("refs/heads/{}", this.config.branch);
+                let reference = repo.find_reference(&branch).map_err(|e| {
+                    git_err(format!("branch {:?} not found in {}", this.config.branch, this.config.url), e)
+                })?;
+                let commit = reference.peel_to_commit().map_err(|e| git_err("resolving the branch head", e))?;
+                let id = commit.id().to_string();
+                return Ok(SourceHead { id: id.clone(), commit: Some(id) });
+            }
             let repo = this.open_mirror()?;
             let mut remote = repo.find_remote("origin").map_err(|e| git_err("finding the remote", e))?;
             let refspec = format!("+refs/heads/{0}:{1}", this.config.branch, this.tracking_ref());
@@ -109,9 +140,9 @@ impl CatalogSource for GitSource {
     }
 
     async fn list_files(&self, head: &SourceHead) -> Result<Vec<String>> {
-        let (mirror, base, id) = (self.mirror.clone(), self.config.path.clone(), head.id.clone());
+        let (mirror, base, id) = (self.objects(), self.config.path.clone(), head.id.clone());
         blocking(move || {
-            let repo = Repository::open_bare(&mirror).map_err(|e| git_err("opening the mirror", e))?;
+            let repo = Repository::open(&mirror).map_err(|e| git_err("opening the repository", e))?;
             let tree = commit_tree(&repo, &id)?;
             let mut files = Vec::new();
             tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
@@ -131,9 +162,9 @@ impl CatalogSource for GitSource {
     }
 
     async fn changed_files(&self, from: &str, to: &SourceHead) -> Result<Option<Vec<FileChange>>> {
-        let (mirror, base, from, to) = (self.mirror.clone(), self.config.path.clone(), from.to_string(), to.id.clone());
+        let (mirror, base, from, to) = (self.objects(), self.config.path.clone(), from.to_string(), to.id.clone());
         blocking(move || {
-            let repo = Repository::open_bare(&mirror).map_err(|e| git_err("opening the mirror", e))?;
+            let repo = Repository::open(&mirror).map_err(|e| git_err("opening the repository", e))?;
             // The previous head may be gone (force push, gc): read everything.
             let Ok(old) = commit_tree(&repo, &from) else { return Ok(None) };
             let new = commit_tree(&repo, &to)?;
@@ -165,14 +196,31 @@ impl CatalogSource for GitSource {
         files.pop().unwrap_or_else(|| Err(Error::internal("no result for a file read")))
     }
 
+    /// Reads on every core, each thread with its own handle on the
+    /// repository: inflating thousands of loose objects is CPU work.
     async fn read_files(&self, head: &SourceHead, paths: &[String]) -> Vec<Result<Vec<u8>>> {
-        let (mirror, id, paths) = (self.mirror.clone(), head.id.clone(), paths.to_vec());
+        let (repo_path, id, paths) = (self.objects(), head.id.clone(), paths.to_vec());
         let count = paths.len();
         let read = blocking(move || {
-            let repo = Repository::open_bare(&mirror).map_err(|e| git_err("opening the mirror", e))?;
-            let tree = commit_tree(&repo, &id)?;
-            let odb = repo.odb().map_err(|e| git_err("opening the object database", e))?;
-            Ok(paths.iter().map(|p| read_blob(&repo, &odb, &tree, p)).collect::<Vec<_>>())
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+            let chunk = paths.len().div_ceil(threads).max(256);
+            let read_chunk = |chunk: &[String]| -> Result<Vec<Result<Vec<u8>>>> {
+                let repo = Repository::open(&repo_path).map_err(|e| git_err("opening the repository", e))?;
+                let tree = commit_tree(&repo, &id)?;
+                let odb = repo.odb().map_err(|e| git_err("opening the object database", e))?;
+                Ok(chunk.iter().map(|p| read_blob(&repo, &odb, &tree, p)).collect())
+            };
+            if paths.len() <= chunk {
+                return read_chunk(&paths);
+            }
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = paths.chunks(chunk).map(|c| scope.spawn(move || read_chunk(c))).collect();
+                let mut out = Vec::with_capacity(paths.len());
+                for h in handles {
+                    out.extend(h.join().map_err(|_| Error::internal("a git reader thread panicked"))??);
+                }
+                Ok(out)
+            })
         })
         .await;
         match read {
