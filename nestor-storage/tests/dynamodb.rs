@@ -501,6 +501,7 @@ async fn outage_gives_storage_unavailable_and_recovery_needs_nothing() {
         let err = result.expect_err(what);
         assert_eq!(err.code(), ErrorCode::StorageUnavailable, "{what}: {err}");
         assert!(took < bound, "{what} took {took:?}");
+        eprintln!("during the outage, {what} failed with STORAGE_UNAVAILABLE after {took:?}");
     };
     macro_rules! during_outage {
         ($what:literal, $call:expr) => {{

@@ -12,7 +12,9 @@ use nestor_core::{
 };
 use semver::Version;
 
-use super::client::{backoff, cancel_codes, contention, unavailable, MAX_WRITE_ROUNDS};
+use super::client::{
+    backoff, cancel_codes, contention, request_token, unavailable, MAX_WRITE_ROUNDS,
+};
 use super::codec::{decode_body, encode_body, n, s, version_key, Item, ItemExt};
 use super::tables::{build_error, BY_NAME_INDEX};
 use super::DynamoStore;
@@ -254,7 +256,7 @@ impl DynamoStore {
         Ok((TransactWriteItem::builder().put(put).build(), true))
     }
 
-    /// Runs one catalog transaction; `Ok(None)` when it was cancelled
+    /// Runs one catalog transaction; `Ok(Err(codes))` when it was cancelled
     /// (a condition failed or another transaction interfered), with the
     /// per-item cancellation codes.
     async fn transact(
@@ -265,6 +267,7 @@ impl DynamoStore {
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .client_request_token(request_token())
             .send()
             .await
         {
@@ -358,13 +361,22 @@ impl CatalogReader for DynamoStore {
         let mut items: Vec<PublishedVersion> = Vec::new();
         let mut start = None;
         let (filter_expr, names, values) = list_filter_expression(filter);
+        // Unfiltered, every item read is listed: read exactly one page (and
+        // one more item, to know whether a next page exists). Filtered,
+        // `Limit` counts items evaluated, so read in larger batches.
+        let page_plus_one = limit as i32 + 1;
+        let batch = if *filter == ListFilter::default() {
+            page_plus_one
+        } else {
+            LIST_BATCH.max(page_plus_one)
+        };
         loop {
             let mut query = self
                 .client
                 .query()
                 .table_name(&self.tables.catalog)
                 .index_name(BY_NAME_INDEX)
-                .limit(LIST_BATCH.max(limit as i32 + 1))
+                .limit(batch)
                 .set_exclusive_start_key(start.take())
                 .expression_attribute_values(":l", s(LIST_PK));
             query = match &page.cursor {

@@ -131,6 +131,26 @@ pub(crate) fn contention(what: &str) -> Error {
     }
 }
 
+/// A fresh `ClientRequestToken` for one transaction. The SDK resends the
+/// same token when it retries, and DynamoDB answers a resent transaction
+/// that already committed with success instead of failing its conditions,
+/// so a lost response never turns a win into a conflict.
+pub(crate) fn request_token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let count = NEXT.fetch_add(1, Ordering::Relaxed);
+    // At most 36 characters: 16 + 1 + 8 + 1 + 8.
+    format!(
+        "{:016x}-{:08x}-{:08x}",
+        nanos as u64,
+        std::process::id(),
+        count as u32
+    )
+}
+
 /// Why each item of a cancelled transaction failed, by position.
 pub(crate) fn cancel_codes(reasons: &[CancellationReason]) -> Vec<&str> {
     reasons.iter().map(|r| r.code().unwrap_or("None")).collect()

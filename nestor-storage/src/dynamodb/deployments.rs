@@ -28,7 +28,9 @@ use nestor_core::{
     RevisionContent,
 };
 
-use super::client::{backoff, cancel_codes, contention, unavailable, MAX_WRITE_ROUNDS};
+use super::client::{
+    backoff, cancel_codes, contention, request_token, unavailable, MAX_WRITE_ROUNDS,
+};
 use super::codec::{decode_body, encode_body, n, s, Item, ItemExt};
 use super::tables::{build_error, BY_TEAM_INDEX};
 use super::DynamoStore;
@@ -229,6 +231,7 @@ impl DeploymentStore for DynamoStore {
                 .client
                 .transact_write_items()
                 .set_transact_items(Some(items.clone()))
+                .client_request_token(request_token())
                 .send()
                 .await;
             let codes = match sent {
@@ -294,6 +297,10 @@ impl DeploymentStore for DynamoStore {
                     Some(PutItemError::ConditionalCheckFailedException(_))
                 ) =>
             {
+                // Also what a writer sees when the SDK retried a put whose
+                // first attempt committed but whose answer was lost: it
+                // cannot be told apart from a stale writer, so the caller
+                // re-reads (and finds its own state) as after any conflict.
                 Err(conflict(format!(
                     "deployment {} changed concurrently (generation ≠ {expected})",
                     d.id

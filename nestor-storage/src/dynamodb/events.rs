@@ -158,9 +158,17 @@ impl EventLog for DynamoStore {
                     Some(PutItemError::ConditionalCheckFailedException(_))
                 ) =>
             {
-                Err(Error::internal(format!(
-                    "event sequence {seq} was handed out twice"
-                )))
+                // The SDK retried a put whose first attempt landed: the item
+                // is ours. Anything else means the counter was reset.
+                let mut stored = Vec::new();
+                self.bucket_events(seq / BUCKET, seq - 1, 1, &mut stored)
+                    .await?;
+                match stored.first() {
+                    Some(found) if *found == event => Ok(event),
+                    _ => Err(Error::internal(format!(
+                        "event sequence {seq} was handed out twice"
+                    ))),
+                }
             }
             Err(e) => Err(unavailable("PutItem", e)),
         }
@@ -172,7 +180,7 @@ impl EventLog for DynamoStore {
             return Ok(events);
         }
         let counter = self.counter().await?;
-        let mut bucket = ((after + 1) / BUCKET).max(counter.low_bucket);
+        let mut bucket = (after.saturating_add(1) / BUCKET).max(counter.low_bucket);
         while events.len() < limit && bucket <= counter.last / BUCKET {
             self.bucket_events(bucket, after, limit, &mut events)
                 .await?;
