@@ -8,6 +8,25 @@
 //! versioned C ABI. Both implement [`nestor_core::Engine`]; the rest of
 //! Nestor never knows which it calls.
 //!
+//! # Using it
+//! ```no_run
+//! # async fn demo(request: nestor_core::RenderRequest) -> nestor_core::Result<()> {
+//! use std::time::Duration;
+//! use nestor_engines::{EngineRegistry, HostConfig};
+//!
+//! // `engines: {plugins_dir, timeout_ms, memory_limit_mb}` of nestor.yaml:
+//! let config = HostConfig::from_limits(1000, 64);
+//! let registry = EngineRegistry::with_plugins_dir(config, Some("./plugins".as_ref()))?;
+//! let _watch = registry.watch(Duration::from_secs(1)); // hot reload while held
+//! for status in registry.list() {
+//!     println!("{} {} {} {}", status.name, status.version, status.source, status.healthy);
+//! }
+//! let output = registry.render("terraform", &request).await?;
+//! # Ok(()) }
+//! ```
+//! [`EngineRegistry`] implements [`nestor_core::EngineProvider`], so the
+//! orchestrator takes it as it is.
+//!
 //! # Layout
 //! - [`WasmHost`] / [`WasmEngine`] (`host`): one wasmtime engine and linker
 //!   per process (pooling allocator), components compiled once (memory,
