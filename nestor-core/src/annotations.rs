@@ -60,13 +60,18 @@ fn any_version() -> String {
 impl DeploymentSet {
     /// A set of deployments.
     pub fn new(deployments: Vec<DeploymentEntry>) -> Self {
-        DeploymentSet { api_version: DEPLOY_API_VERSION.into(), kind: "DeploymentSet".into(), deployments }
+        DeploymentSet {
+            api_version: DEPLOY_API_VERSION.into(),
+            kind: "DeploymentSet".into(),
+            deployments,
+        }
     }
 
     /// Parses a deployment file; an unknown key or wrong kind is an error.
     pub fn parse(text: &str) -> Result<DeploymentSet> {
         let value = crate::parse::parse_yaml_value(text).map_err(Error::bad_request)?;
-        let set: DeploymentSet = serde_json::from_value(value).map_err(|e| Error::bad_request(format!("invalid deployment file: {e}")))?;
+        let set: DeploymentSet = serde_json::from_value(value)
+            .map_err(|e| Error::bad_request(format!("invalid deployment file: {e}")))?;
         if set.api_version != DEPLOY_API_VERSION || set.kind != "DeploymentSet" {
             return Err(Error::bad_request(format!(
                 "expected apiVersion {DEPLOY_API_VERSION} and kind DeploymentSet, found {} {}",
@@ -98,11 +103,19 @@ pub fn typed_value(text: &str) -> Value {
 }
 
 /// Parses `key=value` words into typed values; errors name the bad word.
-pub fn parse_assignments<'a>(words: impl IntoIterator<Item = &'a str>) -> std::result::Result<BTreeMap<String, Value>, String> {
+pub fn parse_assignments<'a>(
+    words: impl IntoIterator<Item = &'a str>,
+) -> std::result::Result<BTreeMap<String, Value>, String> {
     let mut out = BTreeMap::new();
     for word in words {
-        let (key, value) = word.split_once('=').ok_or_else(|| format!("{word:?} is not key=value"))?;
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        let (key, value) = word
+            .split_once('=')
+            .ok_or_else(|| format!("{word:?} is not key=value"))?;
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             return Err(format!("{key:?} is not a valid key"));
         }
         if out.insert(key.to_string(), typed_value(value)).is_some() {
@@ -161,19 +174,39 @@ pub fn scan_annotations(text: &str) -> std::result::Result<Vec<Annotation>, Fiel
     let mut found = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let t = line.trim_start();
-        let Some(rest) = ["//", "#", "--", "/*"].iter().find_map(|p| t.strip_prefix(p)) else { continue };
-        let Some(body) = rest.trim_start().strip_prefix("nestor:") else { continue };
+        let Some(rest) = ["//", "#", "--", "/*"]
+            .iter()
+            .find_map(|p| t.strip_prefix(p))
+        else {
+            continue;
+        };
+        let Some(body) = rest.trim_start().strip_prefix("nestor:") else {
+            continue;
+        };
         let body = body.trim().trim_end_matches("*/").trim();
-        let bad = |m: String| FieldError { field: String::new(), message: m, line: Some(i + 1) };
+        let bad = |m: String| FieldError {
+            field: String::new(),
+            message: m,
+            line: Some(i + 1),
+        };
         let parts = words(body).map_err(|e| bad(format!("malformed annotation: {e}")))?;
         let Some((composition, assignments)) = parts.split_first() else {
-            return Err(bad("malformed annotation: no composition named after \"nestor:\"".into()));
+            return Err(bad(
+                "malformed annotation: no composition named after \"nestor:\"".into(),
+            ));
         };
         if composition.contains('=') || !crate::validate::is_valid_name(composition) {
-            return Err(bad(format!("malformed annotation: {composition:?} is not a composition name")));
+            return Err(bad(format!(
+                "malformed annotation: {composition:?} is not a composition name"
+            )));
         }
-        let values = parse_assignments(assignments.iter().map(String::as_str)).map_err(|e| bad(format!("malformed annotation: {e}")))?;
-        found.push(Annotation { composition: composition.clone(), values, line: i + 1 });
+        let values = parse_assignments(assignments.iter().map(String::as_str))
+            .map_err(|e| bad(format!("malformed annotation: {e}")))?;
+        found.push(Annotation {
+            composition: composition.clone(),
+            values,
+            line: i + 1,
+        });
     }
     Ok(found)
 }
@@ -193,16 +226,29 @@ mod tests {
         assert_eq!(found[0].values["environment"], json!("staging"));
         assert_eq!(found[0].line, 2);
         assert_eq!(found[1].values["enabled"], json!(true));
-        assert_eq!(found[2].values["image"], json!("registry.example.com/a b:1"));
+        assert_eq!(
+            found[2].values["image"],
+            json!("registry.example.com/a b:1")
+        );
         assert_eq!(found[3].values["size"], json!("large"));
     }
 
     #[test]
     fn malformed_annotations_name_their_line() {
-        for (text, line) in [("\n\n// nestor:web-app size", 3), ("# nestor:", 1), ("// nestor:web-app a=\"open", 1), ("// nestor:Web_App", 1), ("// nestor:x-y a=1 a=2", 1)] {
+        for (text, line) in [
+            ("\n\n// nestor:web-app size", 3),
+            ("# nestor:", 1),
+            ("// nestor:web-app a=\"open", 1),
+            ("// nestor:Web_App", 1),
+            ("// nestor:x-y a=1 a=2", 1),
+        ] {
             let err = scan_annotations(text).unwrap_err();
             assert_eq!(err.line, Some(line), "{text:?}");
-            assert!(err.message.starts_with("malformed annotation"), "{}", err.message);
+            assert!(
+                err.message.starts_with("malformed annotation"),
+                "{}",
+                err.message
+            );
         }
     }
 

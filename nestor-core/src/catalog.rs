@@ -11,7 +11,8 @@ use serde_json::json;
 
 use crate::error::{Change, Error, FieldError, Result};
 use crate::model::{
-    EventType, NewEvent, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, Timestamp, VersionSummary,
+    EventType, NewEvent, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, Timestamp,
+    VersionSummary,
 };
 use crate::store::CatalogStore;
 use crate::validate::validate_definition;
@@ -59,7 +60,10 @@ pub struct CatalogService {
 impl CatalogService {
     /// A service over `store` using the system clock.
     pub fn new(store: Arc<dyn CatalogStore>) -> Self {
-        CatalogService { store, clock: Arc::new(SystemClock) }
+        CatalogService {
+            store,
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// Replaces the clock (tests).
@@ -81,7 +85,12 @@ impl CatalogService {
     /// Publishes a definition: static rules, dependency existence,
     /// immutability, required bump, then the conditional write and the event.
     /// `actor` is recorded as the event's source (`api`, `cli`, a source name).
-    pub async fn publish(&self, def: ResourceDefinition, origin: Option<Origin>, actor: &str) -> Result<PublishResult> {
+    pub async fn publish(
+        &self,
+        def: ResourceDefinition,
+        origin: Option<Origin>,
+        actor: &str,
+    ) -> Result<PublishResult> {
         let mut results = self.publish_many(vec![(def, origin)], actor).await?;
         results.pop().expect("one result per definition")
     }
@@ -101,14 +110,23 @@ impl CatalogService {
         let now = self.clock.now();
         let mut names: Vec<String> = items
             .iter()
-            .flat_map(|(d, _)| std::iter::once(&d.metadata.name).chain(d.spec.dependencies.iter().map(|x| &x.name)))
+            .flat_map(|(d, _)| {
+                std::iter::once(&d.metadata.name).chain(d.spec.dependencies.iter().map(|x| &x.name))
+            })
             .cloned()
             .collect();
         names.sort();
         names.dedup();
-        let mut batch = Batch { known: self.store.versions_many(&names).await?, new: HashMap::new() };
-        let mut first_seen: HashSet<String> =
-            batch.known.iter().filter(|(_, v)| !v.is_empty()).map(|(n, _)| n.clone()).collect();
+        let mut batch = Batch {
+            known: self.store.versions_many(&names).await?,
+            new: HashMap::new(),
+        };
+        let mut first_seen: HashSet<String> = batch
+            .known
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect();
 
         let mut results: Vec<Option<Result<PublishResult>>> = Vec::with_capacity(items.len());
         let mut pending = Vec::new();
@@ -120,38 +138,61 @@ impl CatalogService {
                     version: existing,
                     changes: vec![],
                 }))),
-                Ok(Prepared::New { candidate, changes, was_deprecated }) => {
+                Ok(Prepared::New {
+                    candidate,
+                    changes,
+                    was_deprecated,
+                }) => {
                     batch.add(&candidate);
                     pending.push((i, candidate, changes, was_deprecated));
                     results.push(None);
                 }
-                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => return Err(e),
+                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
+                    return Err(e)
+                }
                 Err(e) => results.push(Some(Err(e))),
             }
         }
 
-        let outcomes = self.store.insert_versions(pending.iter().map(|p| p.1.clone()).collect()).await?;
+        let outcomes = self
+            .store
+            .insert_versions(pending.iter().map(|p| p.1.clone()).collect())
+            .await?;
         let mut events = Vec::new();
-        for ((i, candidate, changes, was_deprecated), outcome) in pending.into_iter().zip(outcomes) {
+        for ((i, candidate, changes, was_deprecated), outcome) in pending.into_iter().zip(outcomes)
+        {
             results[i] = Some(match outcome {
                 Ok(PublishOutcome::Created) => {
                     let first = first_seen.insert(candidate.name().to_string());
-                    let kind = if first { EventType::ResourceCreated } else { EventType::ResourceUpdated };
+                    let kind = if first {
+                        EventType::ResourceCreated
+                    } else {
+                        EventType::ResourceUpdated
+                    };
                     events.push(self.event(kind, actor, &candidate));
                     if candidate.definition.metadata.deprecated && !was_deprecated {
                         events.push(self.event(EventType::ResourceDeprecated, actor, &candidate));
                     }
-                    Ok(PublishResult { outcome: PublishOutcome::Created, version: candidate, changes })
+                    Ok(PublishResult {
+                        outcome: PublishOutcome::Created,
+                        version: candidate,
+                        changes,
+                    })
                 }
                 // Another publisher won the race with the same content.
-                Ok(PublishOutcome::Unchanged) => {
-                    Ok(PublishResult { outcome: PublishOutcome::Unchanged, version: candidate, changes: vec![] })
-                }
+                Ok(PublishOutcome::Unchanged) => Ok(PublishResult {
+                    outcome: PublishOutcome::Unchanged,
+                    version: candidate,
+                    changes: vec![],
+                }),
                 Err(e) => Err(e),
             });
         }
         self.store.append_many(events).await?;
-        Ok(results.into_iter().map(|r| r.expect("every definition has a result")).collect())
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every definition has a result"))
+            .collect())
     }
 
     /// Every rule of one publish, against the store as the batch sees it.
@@ -167,7 +208,10 @@ impl CatalogService {
             return if existing.content_hash == candidate.content_hash {
                 Ok(Prepared::Unchanged(existing))
             } else {
-                Err(Error::VersionImmutable { name, version: version.to_string() })
+                Err(Error::VersionImmutable {
+                    name,
+                    version: version.to_string(),
+                })
             };
         }
         check_dependencies(&candidate.definition, batch)?;
@@ -178,7 +222,11 @@ impl CatalogService {
             changes = check_bump(&old.definition, &candidate.definition)?;
             was_deprecated = old.definition.metadata.deprecated;
         }
-        Ok(Prepared::New { candidate, changes, was_deprecated })
+        Ok(Prepared::New {
+            candidate,
+            changes,
+            was_deprecated,
+        })
     }
 
     /// A version from the batch, else from the store.
@@ -186,10 +234,9 @@ impl CatalogService {
         if let Some(v) = batch.new.get(&(name.to_string(), version.clone())) {
             return Ok(v.clone());
         }
-        self.store
-            .get_version(name, version)
-            .await?
-            .ok_or_else(|| Error::internal(format!("{name}@{version} is listed but cannot be read")))
+        self.store.get_version(name, version).await?.ok_or_else(|| {
+            Error::internal(format!("{name}@{version} is listed but cannot be read"))
+        })
     }
 
     fn event(&self, event_type: EventType, actor: &str, version: &PublishedVersion) -> NewEvent {
@@ -204,19 +251,36 @@ impl CatalogService {
 
     /// Yanks (or with `yanked = false`, restores) a version. Returns whether
     /// anything changed; a yank appends `resource.yanked`.
-    pub async fn set_yanked(&self, name: &str, version: &Version, yanked: bool, actor: &str) -> Result<bool> {
+    pub async fn set_yanked(
+        &self,
+        name: &str,
+        version: &Version,
+        yanked: bool,
+        actor: &str,
+    ) -> Result<bool> {
         let changed = self.store.set_yanked(name, version, yanked).await?;
         if changed {
             if let Some(v) = self.store.get_version(name, version).await? {
-                let event_type = if yanked { EventType::ResourceYanked } else { EventType::ResourceUpdated };
+                let event_type = if yanked {
+                    EventType::ResourceYanked
+                } else {
+                    EventType::ResourceUpdated
+                };
                 self.emit(event_type, actor, &v).await?;
             }
         }
         Ok(changed)
     }
 
-    async fn emit(&self, event_type: EventType, actor: &str, version: &PublishedVersion) -> Result<()> {
-        self.store.append(self.event(event_type, actor, version)).await?;
+    async fn emit(
+        &self,
+        event_type: EventType,
+        actor: &str,
+        version: &PublishedVersion,
+    ) -> Result<()> {
+        self.store
+            .append(self.event(event_type, actor, version))
+            .await?;
         Ok(())
     }
 }
@@ -234,14 +298,22 @@ impl Batch {
     }
 
     fn add(&mut self, v: &PublishedVersion) {
-        self.known.entry(v.name().to_string()).or_default().push(v.summary());
-        self.new.insert((v.name().to_string(), v.version().clone()), v.clone());
+        self.known
+            .entry(v.name().to_string())
+            .or_default()
+            .push(v.summary());
+        self.new
+            .insert((v.name().to_string(), v.version().clone()), v.clone());
     }
 }
 
 enum Prepared {
     Unchanged(PublishedVersion),
-    New { candidate: PublishedVersion, changes: Vec<Change>, was_deprecated: bool },
+    New {
+        candidate: PublishedVersion,
+        changes: Vec<Change>,
+        was_deprecated: bool,
+    },
 }
 
 /// Every dependency must name an existing definition with a published,
@@ -267,11 +339,17 @@ fn check_dependencies(def: &ResourceDefinition, batch: &Batch) -> Result<()> {
         };
         let versions = batch.versions(&dep.name);
         if versions.is_empty() {
-            errors.push(FieldError::new(format!("{field}.name"), format!("no definition named {:?} is published", dep.name)));
+            errors.push(FieldError::new(
+                format!("{field}.name"),
+                format!("no definition named {:?} is published", dep.name),
+            ));
         } else if select_matching(versions, &spec).is_none() {
             errors.push(FieldError::new(
                 format!("{field}.version"),
-                format!("no published, non-yanked version of {:?} matches {:?}", dep.name, dep.version),
+                format!(
+                    "no published, non-yanked version of {:?} matches {:?}",
+                    dep.name, dep.version
+                ),
             ));
         }
     }
@@ -294,17 +372,28 @@ pub fn publish_order<T>(items: Vec<T>, definition: impl Fn(&T) -> &ResourceDefin
 
     let mut by_name: BTreeMap<String, Vec<T>> = BTreeMap::new();
     for item in items {
-        by_name.entry(definition(&item).metadata.name.clone()).or_default().push(item);
+        by_name
+            .entry(definition(&item).metadata.name.clone())
+            .or_default()
+            .push(item);
     }
     for versions in by_name.values_mut() {
-        versions.sort_by(|a, b| definition(a).metadata.version.cmp(&definition(b).metadata.version));
+        versions.sort_by(|a, b| {
+            definition(a)
+                .metadata
+                .version
+                .cmp(&definition(b).metadata.version)
+        });
     }
     let mut graph: DiGraphMap<&str, ()> = DiGraphMap::new();
     for name in by_name.keys() {
         graph.add_node(name.as_str());
     }
     for (name, versions) in &by_name {
-        for dep in versions.iter().flat_map(|p| &definition(p).spec.dependencies) {
+        for dep in versions
+            .iter()
+            .flat_map(|p| &definition(p).spec.dependencies)
+        {
             if let Some((dep_name, _)) = by_name.get_key_value(&dep.name) {
                 if dep_name != name {
                     graph.add_edge(dep_name.as_str(), name.as_str(), ());
@@ -317,5 +406,8 @@ pub fn publish_order<T>(items: Vec<T>, definition: impl Fn(&T) -> &ResourceDefin
         Err(_) => by_name.keys().cloned().collect(),
     };
     let mut index: HashMap<String, Vec<T>> = by_name.into_iter().collect();
-    order.into_iter().flat_map(|name| index.remove(&name).unwrap_or_default()).collect()
+    order
+        .into_iter()
+        .flat_map(|name| index.remove(&name).unwrap_or_default())
+        .collect()
 }

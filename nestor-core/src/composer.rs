@@ -35,7 +35,10 @@ pub struct Composer {
 impl Composer {
     /// A composer over `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Composer { store, clock: Arc::new(SystemClock) }
+        Composer {
+            store,
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// Replaces the clock (tests).
@@ -53,31 +56,69 @@ impl Composer {
         if !errors.is_empty() {
             return Err(Error::Validation { errors });
         }
-        let resolved =
-            resolve_resources(self.store.as_ref(), &c.spec.resources, &c.spec.dependencies, "spec.resources", None).await?;
+        let resolved = resolve_resources(
+            self.store.as_ref(),
+            &c.spec.resources,
+            &c.spec.dependencies,
+            "spec.resources",
+            None,
+        )
+        .await?;
         Ok(resolved.waves)
     }
 
     /// Validates and publishes; the same content again is `unchanged`,
     /// other content under a published version is `VERSION_IMMUTABLE`.
-    pub async fn publish(&self, c: Composition, origin: Option<Origin>, actor: &str) -> Result<CompositionPublished> {
+    pub async fn publish(
+        &self,
+        c: Composition,
+        origin: Option<Origin>,
+        actor: &str,
+    ) -> Result<CompositionPublished> {
         let m = c.metadata.clone();
         let hash = c.content_hash();
-        if let Some(existing) = self.store.get_composition(&m.team, &m.name, &m.version).await? {
+        if let Some(existing) = self
+            .store
+            .get_composition(&m.team, &m.name, &m.version)
+            .await?
+        {
             if existing.content_hash == hash {
-                let waves = self.validate(&existing.composition).await.unwrap_or_default();
-                return Ok(CompositionPublished { outcome: PublishOutcome::Unchanged, composition: existing, waves });
+                let waves = self
+                    .validate(&existing.composition)
+                    .await
+                    .unwrap_or_default();
+                return Ok(CompositionPublished {
+                    outcome: PublishOutcome::Unchanged,
+                    composition: existing,
+                    waves,
+                });
             }
-            return Err(Error::VersionImmutable { name: format!("{}/{}", m.team, m.name), version: m.version.to_string() });
+            return Err(Error::VersionImmutable {
+                name: format!("{}/{}", m.team, m.name),
+                version: m.version.to_string(),
+            });
         }
         let waves = self.validate(&c).await?;
-        let first = self.store.composition_versions(&m.team, &m.name).await?.is_empty();
-        let published = PublishedComposition { composition: c, content_hash: hash, published_at: self.clock.now(), origin };
+        let first = self
+            .store
+            .composition_versions(&m.team, &m.name)
+            .await?
+            .is_empty();
+        let published = PublishedComposition {
+            composition: c,
+            content_hash: hash,
+            published_at: self.clock.now(),
+            origin,
+        };
         let outcome = self.store.insert_composition(published.clone()).await?;
         if outcome == PublishOutcome::Created {
             self.store
                 .append(NewEvent {
-                    event_type: if first { EventType::CompositionCreated } else { EventType::CompositionUpdated },
+                    event_type: if first {
+                        EventType::CompositionCreated
+                    } else {
+                        EventType::CompositionUpdated
+                    },
                     source: actor.into(),
                     subject: published.composition.subject(),
                     timestamp: self.clock.now(),
@@ -85,11 +126,20 @@ impl Composer {
                 })
                 .await?;
         }
-        Ok(CompositionPublished { outcome, composition: published, waves })
+        Ok(CompositionPublished {
+            outcome,
+            composition: published,
+            waves,
+        })
     }
 
     /// One composition: `team/name` at a version spec.
-    pub async fn get(&self, team: &str, name: &str, spec: &VersionSpec) -> Result<PublishedComposition> {
+    pub async fn get(
+        &self,
+        team: &str,
+        name: &str,
+        spec: &VersionSpec,
+    ) -> Result<PublishedComposition> {
         self.store.resolve_composition(team, name, spec).await
     }
 }

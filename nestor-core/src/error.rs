@@ -123,7 +123,11 @@ pub struct FieldError {
 impl FieldError {
     /// An error on `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into(), line: None }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+            line: None,
+        }
     }
 }
 
@@ -231,7 +235,9 @@ pub enum Error {
         errors: Vec<FieldError>,
     },
     /// The version bump is too small for the changes it carries.
-    #[error("{name}@{version}: breaking or additive changes need at least version {minimum_version}")]
+    #[error(
+        "{name}@{version}: breaking or additive changes need at least version {minimum_version}"
+    )]
     BreakingChange {
         /// The name.
         name: String,
@@ -301,22 +307,34 @@ fn summarize(errors: &[FieldError]) -> String {
 impl Error {
     /// A validation error with one field problem.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Validation { errors: vec![FieldError::new(field, message)] }
+        Error::Validation {
+            errors: vec![FieldError::new(field, message)],
+        }
     }
 
     /// A storage error wrapping a backend's error.
-    pub fn storage(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Error {
-        Error::StorageUnavailable { message: message.into(), source: Some(Box::new(source)) }
+    pub fn storage(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::StorageUnavailable {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
     }
 
     /// A bad-request error.
     pub fn bad_request(message: impl Into<String>) -> Error {
-        Error::BadRequest { message: message.into() }
+        Error::BadRequest {
+            message: message.into(),
+        }
     }
 
     /// An internal error.
     pub fn internal(message: impl Into<String>) -> Error {
-        Error::Internal { message: message.into() }
+        Error::Internal {
+            message: message.into(),
+        }
     }
 
     /// The SPEC §12 code.
@@ -347,13 +365,23 @@ impl Error {
     pub fn details(&self) -> Value {
         match self {
             Error::ResourceNotFound { name } => json!({"resource_name": name}),
-            Error::VersionNotFound { name, version } => json!({"resource_name": name, "version": version}),
+            Error::VersionNotFound { name, version } => {
+                json!({"resource_name": name, "version": version})
+            }
             Error::CompositionNotFound { team, name } => json!({"team": team, "composition": name}),
             Error::DeploymentNotFound { id } => json!({"deployment_id": id}),
-            Error::VersionImmutable { name, version } => json!({"resource_name": name, "version": version}),
+            Error::VersionImmutable { name, version } => {
+                json!({"resource_name": name, "version": version})
+            }
             Error::Validation { errors } => json!({"validation_errors": errors}),
             Error::DependencyNotFound { errors } => json!({"validation_errors": errors}),
-            Error::BreakingChange { name, version, predecessor, minimum_version, changes } => json!({
+            Error::BreakingChange {
+                name,
+                version,
+                predecessor,
+                minimum_version,
+                changes,
+            } => json!({
                 "resource_name": name, "version": version, "predecessor": predecessor,
                 "minimum_version": minimum_version, "changes": changes,
             }),
@@ -368,13 +396,24 @@ impl Error {
     pub fn field_errors(&self) -> Vec<FieldError> {
         match self {
             Error::Validation { errors } | Error::DependencyNotFound { errors } => errors.clone(),
-            Error::BreakingChange { changes, minimum_version, .. } => changes
+            Error::BreakingChange {
+                changes,
+                minimum_version,
+                ..
+            } => changes
                 .iter()
                 .filter(|c| c.kind != ChangeKind::Cosmetic)
-                .map(|c| FieldError::new(&c.field, format!("{} change: {}", kind_word(c.kind), c.message)))
+                .map(|c| {
+                    FieldError::new(
+                        &c.field,
+                        format!("{} change: {}", kind_word(c.kind), c.message),
+                    )
+                })
                 .chain(std::iter::once(FieldError::new(
                     "metadata.version",
-                    format!("version bump too small: the smallest valid version is {minimum_version}"),
+                    format!(
+                        "version bump too small: the smallest valid version is {minimum_version}"
+                    ),
                 )))
                 .collect(),
             other => vec![FieldError::new("", other.to_string())],
@@ -399,17 +438,29 @@ mod tests {
         assert_eq!(ErrorCode::VersionImmutable.http_status(), 409);
         assert_eq!(ErrorCode::BreakingChange.http_status(), 422);
         assert_eq!(ErrorCode::EngineFailed.http_status(), 502);
-        let e = Error::VersionNotFound { name: "x".into(), version: "2.0.0".into() };
+        let e = Error::VersionNotFound {
+            name: "x".into(),
+            version: "2.0.0".into(),
+        };
         assert_eq!(e.code().as_str(), "VERSION_NOT_FOUND");
         assert_eq!(e.details()["version"], "2.0.0");
-        assert_eq!(serde_json::to_value(ErrorCode::StorageUnavailable).unwrap(), "STORAGE_UNAVAILABLE");
+        assert_eq!(
+            serde_json::to_value(ErrorCode::StorageUnavailable).unwrap(),
+            "STORAGE_UNAVAILABLE"
+        );
     }
 
     #[test]
     fn validation_message_summarises_every_error() {
         let e = Error::Validation {
-            errors: vec![FieldError::new("metadata.name", "bad"), FieldError::new("spec", "worse")],
+            errors: vec![
+                FieldError::new("metadata.name", "bad"),
+                FieldError::new("spec", "worse"),
+            ],
         };
-        assert_eq!(e.to_string(), "validation failed: metadata.name: bad (and 1 more)");
+        assert_eq!(
+            e.to_string(),
+            "validation failed: metadata.name: bad (and 1 more)"
+        );
     }
 }

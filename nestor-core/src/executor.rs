@@ -25,7 +25,10 @@ pub struct ApplyTarget {
 impl ApplyTarget {
     /// The SPEC §5 commit message: `nestor: {team}/{environment}/{name} revision {n} ({id})`.
     pub fn message(&self) -> String {
-        format!("nestor: {} revision {} ({})", self.key, self.revision, self.deployment_id)
+        format!(
+            "nestor: {} revision {} ({})",
+            self.key, self.revision, self.deployment_id
+        )
     }
 }
 
@@ -44,5 +47,9 @@ pub trait Executor: Send + Sync {
     /// Makes `files` (resource → artifacts) the whole content of the
     /// deployment: resources absent from `files` are removed. All or
     /// nothing: on error nothing is left changed.
-    async fn apply(&self, target: &ApplyTarget, files: &BTreeMap<String, Vec<Artifact>>) -> Result<ApplyReceipt>;
+    async fn apply(
+        &self,
+        target: &ApplyTarget,
+        files: &BTreeMap<String, Vec<Artifact>>,
+    ) -> Result<ApplyReceipt>;
 }

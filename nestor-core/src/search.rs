@@ -51,5 +51,9 @@ pub fn search_score(def: &ResourceDefinition, query: &str) -> u32 {
 /// Orders hits best first; equal scores by name, so every store returns the
 /// same order.
 pub fn rank_hits(hits: &mut [crate::store::SearchHit]) {
-    hits.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| a.version.name().cmp(b.version.name())));
+    hits.sort_by(|a, b| {
+        b.score
+            .cmp(&a.score)
+            .then_with(|| a.version.name().cmp(b.version.name()))
+    });
 }

@@ -66,7 +66,8 @@ pub fn is_catalog_file(path: &str, base: &str) -> bool {
     let below = if base.is_empty() {
         Some(path)
     } else {
-        path.strip_prefix(base).and_then(|rest| rest.strip_prefix('/'))
+        path.strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('/'))
     };
     let Some(rest) = below else { return false };
     let yaml = rest.ends_with(".yaml") || rest.ends_with(".yml");

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Deployment, DeploymentKey, DeploymentStatus, Event, NewEvent, PublishOutcome, PublishedComposition, PublishedVersion,
-    RevisionContent, SourceState, SyncReport, VersionSummary,
+    Deployment, DeploymentKey, DeploymentStatus, Event, NewEvent, PublishOutcome,
+    PublishedComposition, PublishedVersion, RevisionContent, SourceState, SyncReport,
+    VersionSummary,
 };
 use crate::versioning::{self, VersionSpec};
 
@@ -32,7 +33,10 @@ pub trait CatalogReader: Send + Sync {
     /// [`CatalogReader::versions`] of many names at once (names without
     /// versions map to an empty list). Backends override it with one query;
     /// batch publishing (a cold sync) leans on it.
-    async fn versions_many(&self, names: &[String]) -> Result<std::collections::HashMap<String, Vec<VersionSummary>>> {
+    async fn versions_many(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<VersionSummary>>> {
         let mut out = std::collections::HashMap::with_capacity(names.len());
         for name in names {
             out.insert(name.clone(), self.versions(name).await?);
@@ -43,7 +47,11 @@ pub trait CatalogReader: Send + Sync {
     /// The latest version of each name that passes `filter`, ordered by name,
     /// one page at a time. The cursor is the last name of the previous page,
     /// so paging is stable under concurrent inserts.
-    async fn list_latest(&self, filter: &ListFilter, page: &PageRequest) -> Result<Page<PublishedVersion>>;
+    async fn list_latest(
+        &self,
+        filter: &ListFilter,
+        page: &PageRequest,
+    ) -> Result<Page<PublishedVersion>>;
 
     /// The latest version of a name (SPEC §2): the greatest neither yanked nor
     /// pre-release; pre-releases count only when nothing else exists.
@@ -58,7 +66,10 @@ pub trait CatalogReader: Send + Sync {
     /// Resolves a version spec (exact, requirement or latest) to a published
     /// version, or a not-found error saying which part was missing.
     async fn resolve(&self, name: &str, spec: &VersionSpec) -> Result<PublishedVersion> {
-        let not_found = || Error::VersionNotFound { name: name.into(), version: spec.to_string() };
+        let not_found = || Error::VersionNotFound {
+            name: name.into(),
+            version: spec.to_string(),
+        };
         match spec {
             VersionSpec::Exact(v) => match self.get_version(name, v).await? {
                 Some(found) => Ok(found),
@@ -91,11 +102,16 @@ pub trait CatalogWriter: Send + Sync {
     /// Inserts many versions, each with [`CatalogWriter::insert_version`]'s
     /// rules and its own outcome. Backends override it to write the batch
     /// in one transaction.
-    async fn insert_versions(&self, versions: Vec<PublishedVersion>) -> Result<Vec<Result<PublishOutcome>>> {
+    async fn insert_versions(
+        &self,
+        versions: Vec<PublishedVersion>,
+    ) -> Result<Vec<Result<PublishOutcome>>> {
         let mut out = Vec::with_capacity(versions.len());
         for v in versions {
             out.push(match self.insert_version(v).await {
-                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => return Err(e),
+                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
+                    return Err(e)
+                }
                 other => other,
             });
         }
@@ -112,7 +128,12 @@ pub trait CatalogWriter: Send + Sync {
 pub trait CatalogSearch: Send + Sync {
     /// Ranked matches (best first) for `query` among the latest versions that
     /// pass `filter`, at most `limit`.
-    async fn search(&self, query: &str, filter: &ListFilter, limit: usize) -> Result<Vec<SearchHit>>;
+    async fn search(
+        &self,
+        query: &str,
+        filter: &ListFilter,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>>;
 }
 
 /// The append-only event log, source of truth for SSE, replay and cache
@@ -157,7 +178,10 @@ pub trait SyncStore: Send + Sync {
 }
 
 /// Everything the catalog half of Nestor needs from a store.
-pub trait CatalogStore: CatalogReader + CatalogWriter + CatalogSearch + EventLog + SyncStore {}
+pub trait CatalogStore:
+    CatalogReader + CatalogWriter + CatalogSearch + EventLog + SyncStore
+{
+}
 
 impl<T: CatalogReader + CatalogWriter + CatalogSearch + EventLog + SyncStore> CatalogStore for T {}
 
@@ -193,10 +217,14 @@ impl ListFilter {
         eq(&self.provider, &m.provider)
             && eq(&self.category, &m.category)
             && eq(&self.resource_type, &m.resource_type)
-            && self
-                .engine
-                .as_deref()
-                .is_none_or(|e| version.definition.spec.supported_engines.iter().any(|s| s == e))
+            && self.engine.as_deref().is_none_or(|e| {
+                version
+                    .definition
+                    .spec
+                    .supported_engines
+                    .iter()
+                    .any(|s| s == e)
+            })
             && self.labels.iter().all(|(k, v)| m.labels.get(k) == Some(v))
             && self.q.as_deref().is_none_or(|q| {
                 let q = q.to_lowercase();
@@ -222,7 +250,10 @@ impl PageRequest {
 
     /// A first page of `limit` items, clamped to 1..=500.
     pub fn first(limit: usize) -> Self {
-        PageRequest { limit: limit.clamp(1, Self::MAX_LIMIT), cursor: None }
+        PageRequest {
+            limit: limit.clamp(1, Self::MAX_LIMIT),
+            cursor: None,
+        }
     }
 }
 
@@ -255,10 +286,16 @@ pub struct SearchHit {
 pub trait CompositionStore: Send + Sync {
     /// Inserts unless it exists: same content → `Unchanged`, other content →
     /// [`Error::VersionImmutable`]; of concurrent writers one creates.
-    async fn insert_composition(&self, composition: PublishedComposition) -> Result<PublishOutcome>;
+    async fn insert_composition(&self, composition: PublishedComposition)
+        -> Result<PublishOutcome>;
 
     /// Exactly `team/name@version`.
-    async fn get_composition(&self, team: &str, name: &str, version: &Version) -> Result<Option<PublishedComposition>>;
+    async fn get_composition(
+        &self,
+        team: &str,
+        name: &str,
+        version: &Version,
+    ) -> Result<Option<PublishedComposition>>;
 
     /// Every version of `team/name`, newest first by semver.
     async fn composition_versions(&self, team: &str, name: &str) -> Result<Vec<Version>>;
@@ -268,18 +305,31 @@ pub trait CompositionStore: Send + Sync {
     async fn list_compositions(&self, team: Option<&str>) -> Result<Vec<PublishedComposition>>;
 
     /// Resolves a version spec for `team/name`.
-    async fn resolve_composition(&self, team: &str, name: &str, spec: &VersionSpec) -> Result<PublishedComposition> {
-        let not_found = || Error::CompositionNotFound { team: team.into(), name: name.into() };
+    async fn resolve_composition(
+        &self,
+        team: &str,
+        name: &str,
+        spec: &VersionSpec,
+    ) -> Result<PublishedComposition> {
+        let not_found = || Error::CompositionNotFound {
+            team: team.into(),
+            name: name.into(),
+        };
         let versions = self.composition_versions(team, name).await?;
         let chosen = match spec {
             VersionSpec::Exact(v) => versions.iter().find(|x| *x == v).cloned(),
             VersionSpec::Req(r) => versions.iter().filter(|v| r.matches(v)).max().cloned(),
-            VersionSpec::Latest => {
-                versions.iter().filter(|v| v.pre.is_empty()).max().or_else(|| versions.iter().max()).cloned()
-            }
+            VersionSpec::Latest => versions
+                .iter()
+                .filter(|v| v.pre.is_empty())
+                .max()
+                .or_else(|| versions.iter().max())
+                .cloned(),
         };
         let chosen = chosen.ok_or_else(not_found)?;
-        self.get_composition(team, name, &chosen).await?.ok_or_else(not_found)
+        self.get_composition(team, name, &chosen)
+            .await?
+            .ok_or_else(not_found)
     }
 }
 

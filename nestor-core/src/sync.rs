@@ -46,7 +46,10 @@ pub struct SyncService {
 impl SyncService {
     /// A sync service publishing definitions through `catalog`.
     pub fn new(catalog: CatalogService) -> Self {
-        SyncService { catalog, composer: None }
+        SyncService {
+            catalog,
+            composer: None,
+        }
     }
 
     /// Also publishes compositions found in sources, after the definitions
@@ -84,10 +87,13 @@ impl SyncService {
         let config = source.config();
         let store = self.catalog.store().clone();
         let head = source.head().await?;
-        let mut state = store.source_state(&config.name).await?.unwrap_or_else(|| SourceState {
-            source: config.name.clone(),
-            ..SourceState::default()
-        });
+        let mut state = store
+            .source_state(&config.name)
+            .await?
+            .unwrap_or_else(|| SourceState {
+                source: config.name.clone(),
+                ..SourceState::default()
+            });
         let mut report = SyncReport {
             source: config.name.clone(),
             commit: head.commit.clone().or(Some(head.id.clone())),
@@ -118,15 +124,22 @@ impl SyncService {
             git_commit: head.commit.clone(),
             git_path: file.to_string(),
         };
-        let mut now_in_file: BTreeMap<String, Vec<String>> = to_read.iter().map(|f| (f.clone(), vec![])).collect();
+        let mut now_in_file: BTreeMap<String, Vec<String>> =
+            to_read.iter().map(|f| (f.clone(), vec![])).collect();
         let pending = publish_order(pending, |p| &p.definition);
-        let batch = pending.iter().map(|p| (p.definition.clone(), Some(origin_for(&p.file)))).collect();
+        let batch = pending
+            .iter()
+            .map(|p| (p.definition.clone(), Some(origin_for(&p.file))))
+            .collect();
         let results = self.catalog.publish_many(batch, &config.name).await?;
         for (p, result) in pending.into_iter().zip(results) {
             let subject = p.definition.subject();
             match result {
                 Ok(r) => {
-                    now_in_file.entry(p.file.clone()).or_default().push(subject.clone());
+                    now_in_file
+                        .entry(p.file.clone())
+                        .or_default()
+                        .push(subject.clone());
                     match r.outcome {
                         PublishOutcome::Created => report.published.push(subject),
                         PublishOutcome::Unchanged => {
@@ -135,17 +148,26 @@ impl SyncService {
                         }
                     }
                 }
-                Err(e) => report.errors.push(document_error(&p.file, p.document, p.line, &e)),
+                Err(e) => report
+                    .errors
+                    .push(document_error(&p.file, p.document, p.line, &e)),
             }
         }
         if let Some(composer) = &self.composer {
             for c in compositions {
                 let subject = c.composition.subject();
-                match composer.publish(c.composition, Some(origin_for(&c.file)), &config.name).await {
+                match composer
+                    .publish(c.composition, Some(origin_for(&c.file)), &config.name)
+                    .await
+                {
                     Ok(r) if r.outcome == PublishOutcome::Created => report.published.push(subject),
                     Ok(_) => report.unchanged += 1,
-                    Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => return Err(e),
-                    Err(e) => report.errors.push(document_error(&c.file, c.document, c.line, &e)),
+                    Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
+                        return Err(e)
+                    }
+                    Err(e) => report
+                        .errors
+                        .push(document_error(&c.file, c.document, c.line, &e)),
                 }
             }
         }
@@ -166,8 +188,11 @@ impl SyncService {
                     state.files.insert(file.clone(), subjects.clone());
                 }
             } else {
-                let merged: BTreeSet<String> = before.into_iter().chain(subjects.iter().cloned()).collect();
-                state.files.insert(file.clone(), merged.into_iter().collect());
+                let merged: BTreeSet<String> =
+                    before.into_iter().chain(subjects.iter().cloned()).collect();
+                state
+                    .files
+                    .insert(file.clone(), merged.into_iter().collect());
             }
         }
         let still_present: BTreeSet<&String> = state.files.values().flatten().collect();
@@ -176,8 +201,14 @@ impl SyncService {
                 continue; // moved to another file
             }
             if let Some((name, version)) = subject.split_once(':') {
-                let Ok(version) = version.parse() else { continue };
-                if self.catalog.set_yanked(name, &version, true, &config.name).await? {
+                let Ok(version) = version.parse() else {
+                    continue;
+                };
+                if self
+                    .catalog
+                    .set_yanked(name, &version, true, &config.name)
+                    .await?
+                {
                     report.yanked.push(subject);
                 }
             }
@@ -202,7 +233,12 @@ impl SyncService {
 
     /// Which files to read and which were deleted: the source's diff when it
     /// has one from the last head, else everything.
-    async fn plan(&self, source: &dyn CatalogSource, head: &SourceHead, state: &SourceState) -> Result<(Vec<String>, Vec<String>)> {
+    async fn plan(
+        &self,
+        source: &dyn CatalogSource,
+        head: &SourceHead,
+        state: &SourceState,
+    ) -> Result<(Vec<String>, Vec<String>)> {
         if let Some(previous) = &state.head {
             if let Some(changes) = source.changed_files(previous, head).await? {
                 let mut read = Vec::new();
@@ -218,7 +254,12 @@ impl SyncService {
         }
         let files = source.list_files(head).await?;
         let listed: BTreeSet<&String> = files.iter().collect();
-        let deleted = state.files.keys().filter(|f| !listed.contains(f)).cloned().collect();
+        let deleted = state
+            .files
+            .keys()
+            .filter(|f| !listed.contains(f))
+            .cloned()
+            .collect();
         Ok((files, deleted))
     }
 
@@ -227,7 +268,9 @@ impl SyncService {
     async fn restore_if_returned(&self, version: &PublishedVersion, source: &str) -> Result<()> {
         let from_here = version.origin.as_ref().is_some_and(|o| o.source == source);
         if version.yanked && from_here {
-            self.catalog.set_yanked(version.name(), version.version(), false, source).await?;
+            self.catalog
+                .set_yanked(version.name(), version.version(), false, source)
+                .await?;
         }
         Ok(())
     }
@@ -241,23 +284,39 @@ fn document_error(file: &str, document: usize, line: usize, e: &Error) -> Docume
     if errors.is_empty() {
         errors.push(FieldError::new("", e.to_string()));
     }
-    DocumentError { file: file.into(), document, line, code: e.code().as_str().into(), errors }
+    DocumentError {
+        file: file.into(),
+        document,
+        line,
+        code: e.code().as_str().into(),
+        errors,
+    }
 }
 
 /// Parses every file, on all cores: parsing is pure CPU work and the bulk
 /// of a cold sync. Returns the definitions, the files whose every document
 /// was usable, and the per-document errors, all in file order.
-type Parsed = (Vec<Pending>, Vec<PendingComposition>, BTreeSet<String>, Vec<DocumentError>);
+/// A file to parse: its path and what reading it gave.
+type Job<'a> = (&'a String, Result<Vec<u8>>);
+
+type Parsed = (
+    Vec<Pending>,
+    Vec<PendingComposition>,
+    BTreeSet<String>,
+    Vec<DocumentError>,
+);
 
 fn parse_all(paths: &[String], contents: Vec<Result<Vec<u8>>>) -> Parsed {
-    let jobs: Vec<(&String, Result<Vec<u8>>)> = paths.iter().zip(contents).collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let jobs: Vec<Job<'_>> = paths.iter().zip(contents).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
     let chunk = jobs.len().div_ceil(threads).max(64);
     let mut parsed: Vec<FileParse> = Vec::with_capacity(jobs.len());
     if jobs.len() <= chunk {
         parsed.extend(jobs.into_iter().map(|(p, c)| parse_one(p, c)));
     } else {
-        let mut chunks: Vec<Vec<(&String, Result<Vec<u8>>)>> = Vec::new();
+        let mut chunks: Vec<Vec<Job<'_>>> = Vec::new();
         let mut iter = jobs.into_iter().peekable();
         while iter.peek().is_some() {
             chunks.push(iter.by_ref().take(chunk).collect());
@@ -265,7 +324,13 @@ fn parse_all(paths: &[String], contents: Vec<Result<Vec<u8>>>) -> Parsed {
         std::thread::scope(|scope| {
             let handles: Vec<_> = chunks
                 .into_iter()
-                .map(|c| scope.spawn(move || c.into_iter().map(|(p, b)| parse_one(p, b)).collect::<Vec<_>>()))
+                .map(|c| {
+                    scope.spawn(move || {
+                        c.into_iter()
+                            .map(|(p, b)| parse_one(p, b))
+                            .collect::<Vec<_>>()
+                    })
+                })
                 .collect();
             for h in handles {
                 parsed.extend(h.join().expect("parsing never panics"));
@@ -322,9 +387,12 @@ fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> FileParse {
     };
     for doc in docs {
         match doc.document {
-            Document::Definition(def) => {
-                out.definitions.push(Pending { file: path.into(), document: doc.index, line: doc.line, definition: *def })
-            }
+            Document::Definition(def) => out.definitions.push(Pending {
+                file: path.into(),
+                document: doc.index,
+                line: doc.line,
+                definition: *def,
+            }),
             Document::Composition(c) => out.compositions.push(PendingComposition {
                 file: path.into(),
                 document: doc.index,

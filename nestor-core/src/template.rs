@@ -68,7 +68,8 @@ fn environment() -> &'static Environment<'static> {
 fn strip_go_dots(text: &str) -> String {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| {
-        Regex::new(r"(\{\{-?|[\s(\[,])\.(params|resources|team|environment|deployment)\b").expect("static regex")
+        Regex::new(r"(\{\{-?|[\s(\[,])\.(params|resources|team|environment|deployment)\b")
+            .expect("static regex")
     });
     re.replace_all(text, "$1$2").into_owned()
 }
@@ -76,7 +77,13 @@ fn strip_go_dots(text: &str) -> String {
 /// The expression inside a string that is exactly one `{{ … }}`.
 fn lone_expression(text: &str) -> Option<&str> {
     let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
-    (!inner.contains("{{") && !inner.contains("}}")).then(|| inner.trim().trim_start_matches('-').trim_end_matches('-').trim())
+    (!inner.contains("{{") && !inner.contains("}}")).then(|| {
+        inner
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim()
+    })
 }
 
 /// Whether a string holds template syntax.
@@ -89,7 +96,11 @@ pub fn is_template(text: &str) -> bool {
 pub fn render_value(value: &Value, ctx: &TemplateContext) -> Result<Value, String> {
     match value {
         Value::String(s) if is_template(s) => render_string(s, ctx),
-        Value::Array(items) => items.iter().map(|v| render_value(v, ctx)).collect::<Result<Vec<_>, _>>().map(Value::Array),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| render_value(v, ctx))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
         Value::Object(map) => map
             .iter()
             .map(|(k, v)| Ok((k.clone(), render_value(v, ctx)?)))
@@ -107,11 +118,16 @@ fn render_string(text: &str, ctx: &TemplateContext) -> Result<Value, String> {
         let compiled = env.compile_expression(expr).map_err(|e| describe(&e))?;
         let result = compiled.eval(context).map_err(|e| describe(&e))?;
         if result.is_undefined() {
-            return Err(format!("undefined value: `{expr}` names nothing that exists"));
+            return Err(format!(
+                "undefined value: `{expr}` names nothing that exists"
+            ));
         }
-        return serde_json::to_value(&result).map_err(|e| format!("the expression's value cannot be used: {e}"));
+        return serde_json::to_value(&result)
+            .map_err(|e| format!("the expression's value cannot be used: {e}"));
     }
-    env.render_str(&text, context).map(Value::String).map_err(|e| describe(&e))
+    env.render_str(&text, context)
+        .map(Value::String)
+        .map_err(|e| describe(&e))
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -132,8 +148,14 @@ pub fn check_syntax(value: &Value) -> Result<(), String> {
             let text = strip_go_dots(s);
             let env = environment();
             result = match lone_expression(&text) {
-                Some(expr) => env.compile_expression(expr).map(|_| ()).map_err(|e| describe(&e)),
-                None => env.template_from_str(&text).map(|_| ()).map_err(|e| describe(&e)),
+                Some(expr) => env
+                    .compile_expression(expr)
+                    .map(|_| ())
+                    .map_err(|e| describe(&e)),
+                None => env
+                    .template_from_str(&text)
+                    .map(|_| ())
+                    .map_err(|e| describe(&e)),
             };
         }
     });
@@ -153,7 +175,10 @@ fn walk_strings(value: &Value, f: &mut impl FnMut(&str)) {
 pub fn references(value: &Value) -> References {
     static PARAM: OnceLock<Regex> = OnceLock::new();
     static OUTPUT: OnceLock<Regex> = OnceLock::new();
-    let param = PARAM.get_or_init(|| Regex::new(r#"\bparams(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*['"]([^'"]+)['"]\s*\])"#).expect("static"));
+    let param = PARAM.get_or_init(|| {
+        Regex::new(r#"\bparams(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*['"]([^'"]+)['"]\s*\])"#)
+            .expect("static")
+    });
     let output = OUTPUT.get_or_init(|| {
         Regex::new(r#"\bresources(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*['"]([^'"]+)['"]\s*\])(?:\.outputs(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*['"]([^'"]+)['"]\s*\]))?"#)
             .expect("static")
@@ -170,10 +195,13 @@ pub fn references(value: &Value) -> References {
             }
         }
         for c in output.captures_iter(&s) {
-            let Some(resource) = c.get(1).or_else(|| c.get(2)) else { continue };
+            let Some(resource) = c.get(1).or_else(|| c.get(2)) else {
+                continue;
+            };
             match c.get(3).or_else(|| c.get(4)) {
                 Some(out) => {
-                    refs.outputs.insert((resource.as_str().to_string(), out.as_str().to_string()));
+                    refs.outputs
+                        .insert((resource.as_str().to_string(), out.as_str().to_string()));
                 }
                 None => {
                     refs.resources.insert(resource.as_str().to_string());
@@ -200,18 +228,32 @@ mod tests {
         c.params.insert("replicas".into(), json!(3));
         c.resources.insert(
             "database".into(),
-            ResourceOutputs { outputs: BTreeMap::from([("endpoint".to_string(), json!("db.internal:3306"))]) },
+            ResourceOutputs {
+                outputs: BTreeMap::from([("endpoint".to_string(), json!("db.internal:3306"))]),
+            },
         );
         c
     }
 
     #[test]
     fn lone_expressions_keep_their_type() {
-        assert_eq!(render_value(&json!("{{ params.replicas }}"), &ctx()).unwrap(), json!(3));
-        assert_eq!(render_value(&json!("{{ params.replicas * 2 }}"), &ctx()).unwrap(), json!(6));
-        assert_eq!(render_value(&json!("{{ params.replicas > 2 }}"), &ctx()).unwrap(), json!(true));
+        assert_eq!(
+            render_value(&json!("{{ params.replicas }}"), &ctx()).unwrap(),
+            json!(3)
+        );
+        assert_eq!(
+            render_value(&json!("{{ params.replicas * 2 }}"), &ctx()).unwrap(),
+            json!(6)
+        );
+        assert_eq!(
+            render_value(&json!("{{ params.replicas > 2 }}"), &ctx()).unwrap(),
+            json!(true)
+        );
         let lookup = "{{ {'small': 'db.t3.micro', 'large': 'db.r5.large'}[params.size] }}";
-        assert_eq!(render_value(&json!(lookup), &ctx()).unwrap(), json!("db.t3.micro"));
+        assert_eq!(
+            render_value(&json!(lookup), &ctx()).unwrap(),
+            json!("db.t3.micro")
+        );
     }
 
     #[test]
@@ -221,15 +263,21 @@ mod tests {
             render_value(&v, &ctx()).unwrap(),
             json!({"env": {"DB_HOST": "db.internal:3306"}, "name": "alpha-small", "n": 5})
         );
-        assert_eq!(render_value(&json!("{{ .environment }}"), &ctx()).unwrap(), json!("staging"));
+        assert_eq!(
+            render_value(&json!("{{ .environment }}"), &ctx()).unwrap(),
+            json!("staging")
+        );
     }
 
     #[test]
     fn undefined_names_and_runaway_loops_are_errors() {
         assert!(render_value(&json!("{{ params.nope }}"), &ctx()).is_err());
         assert!(render_value(&json!("{{ resources.cache.outputs.host }}"), &ctx()).is_err());
-        let runaway = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
-        assert!(render_value(&json!(runaway), &ctx()).unwrap_err().contains("fuel"));
+        let runaway =
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        assert!(render_value(&json!(runaway), &ctx())
+            .unwrap_err()
+            .contains("fuel"));
         assert!(check_syntax(&json!("{{ params.size ")).is_err());
         assert!(check_syntax(&json!({"a": ["{{ params.size }}"]})).is_ok());
     }
@@ -238,10 +286,16 @@ mod tests {
     fn references_are_found() {
         let v = json!({"a": "{{ params.size }} {{ .params.replicas }}", "b": ["{{ resources.database.outputs.endpoint }}"], "c": "{{ resources['cache'].outputs['host'] }}", "d": "params.ignored"});
         let r = references(&v);
-        assert_eq!(r.params, BTreeSet::from(["size".to_string(), "replicas".to_string()]));
+        assert_eq!(
+            r.params,
+            BTreeSet::from(["size".to_string(), "replicas".to_string()])
+        );
         assert_eq!(
             r.outputs,
-            BTreeSet::from([("database".to_string(), "endpoint".to_string()), ("cache".to_string(), "host".to_string())])
+            BTreeSet::from([
+                ("database".to_string(), "endpoint".to_string()),
+                ("cache".to_string(), "host".to_string())
+            ])
         );
     }
 }

@@ -25,12 +25,18 @@ pub struct Fixture {
 impl Fixture {
     /// A fixture with nothing to keep alive.
     pub fn new(store: Arc<dyn CatalogStore>) -> Self {
-        Fixture { store, guard: Box::new(()) }
+        Fixture {
+            store,
+            guard: Box::new(()),
+        }
     }
 
     /// A fixture keeping `guard` alive.
     pub fn with_guard(store: Arc<dyn CatalogStore>, guard: impl Any + Send + Sync) -> Self {
-        Fixture { store, guard: Box::new(guard) }
+        Fixture {
+            store,
+            guard: Box::new(guard),
+        }
     }
 }
 
@@ -95,27 +101,58 @@ fn service(store: &Arc<dyn CatalogStore>) -> CatalogService {
 }
 
 async fn publish(store: &Arc<dyn CatalogStore>, def: ResourceDefinition) -> PublishOutcome {
-    service(store).publish(def, None, "test").await.expect("publish succeeds").outcome
+    service(store)
+        .publish(def, None, "test")
+        .await
+        .expect("publish succeeds")
+        .outcome
 }
 
 /// Publish, read back by exact version, and `latest` moves forward.
 pub async fn publish_get_and_latest(store: Arc<dyn CatalogStore>) {
-    assert_eq!(publish(&store, definition("db", "1.0.0")).await, PublishOutcome::Created);
-    let got = store.get_version("db", &v("1.0.0")).await.unwrap().expect("published version is readable");
+    assert_eq!(
+        publish(&store, definition("db", "1.0.0")).await,
+        PublishOutcome::Created
+    );
+    let got = store
+        .get_version("db", &v("1.0.0"))
+        .await
+        .unwrap()
+        .expect("published version is readable");
     assert_eq!(got.definition, definition("db", "1.0.0"));
     assert!(!got.yanked);
-    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("1.0.0"));
+    assert_eq!(
+        store.latest("db").await.unwrap().unwrap().version(),
+        &v("1.0.0")
+    );
 
     let mut next = definition("db", "1.1.0");
     next.metadata.description = "now with more".into();
     publish(&store, next).await;
-    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("1.1.0"));
-    assert!(store.get_version("db", &v("9.9.9")).await.unwrap().is_none());
-    assert!(store.get_version("nope", &v("1.0.0")).await.unwrap().is_none());
+    assert_eq!(
+        store.latest("db").await.unwrap().unwrap().version(),
+        &v("1.1.0")
+    );
+    assert!(store
+        .get_version("db", &v("9.9.9"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .get_version("nope", &v("1.0.0"))
+        .await
+        .unwrap()
+        .is_none());
     assert!(store.latest("nope").await.unwrap().is_none());
-    let err = store.resolve("nope", &VersionSpec::Latest).await.unwrap_err();
+    let err = store
+        .resolve("nope", &VersionSpec::Latest)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::ResourceNotFound);
-    let err = store.resolve("db", &VersionSpec::Exact(v("3.0.0"))).await.unwrap_err();
+    let err = store
+        .resolve("db", &VersionSpec::Exact(v("3.0.0")))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::VersionNotFound);
 }
 
@@ -123,16 +160,36 @@ pub async fn publish_get_and_latest(store: Arc<dyn CatalogStore>) {
 /// service and at the store.
 pub async fn immutability(store: Arc<dyn CatalogStore>) {
     publish(&store, definition("db", "1.0.0")).await;
-    assert_eq!(publish(&store, definition("db", "1.0.0")).await, PublishOutcome::Unchanged);
+    assert_eq!(
+        publish(&store, definition("db", "1.0.0")).await,
+        PublishOutcome::Unchanged
+    );
 
     let mut changed = definition("db", "1.0.0");
     changed.metadata.description = "sneaky edit".into();
-    let err = service(&store).publish(changed.clone(), None, "test").await.unwrap_err();
+    let err = service(&store)
+        .publish(changed.clone(), None, "test")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::VersionImmutable);
-    let err = store.insert_version(PublishedVersion::new(changed, 0, None)).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::VersionImmutable, "the store itself enforces immutability");
+    let err = store
+        .insert_version(PublishedVersion::new(changed, 0, None))
+        .await
+        .unwrap_err();
     assert_eq!(
-        store.get_version("db", &v("1.0.0")).await.unwrap().unwrap().definition.metadata.description,
+        err.code(),
+        ErrorCode::VersionImmutable,
+        "the store itself enforces immutability"
+    );
+    assert_eq!(
+        store
+            .get_version("db", &v("1.0.0"))
+            .await
+            .unwrap()
+            .unwrap()
+            .definition
+            .metadata
+            .description,
         "Test definition db",
         "the original content is kept"
     );
@@ -141,35 +198,99 @@ pub async fn immutability(store: Arc<dyn CatalogStore>) {
 /// Version history is ordered by semver, not by string.
 pub async fn versions_newest_first_by_semver(store: Arc<dyn CatalogStore>) {
     for version in ["1.2.0", "1.10.0", "1.9.0", "1.9.1", "0.9.0"] {
-        store.insert_version(PublishedVersion::new(definition("db", version), 0, None)).await.unwrap();
+        store
+            .insert_version(PublishedVersion::new(definition("db", version), 0, None))
+            .await
+            .unwrap();
     }
-    let order: Vec<String> = store.versions("db").await.unwrap().iter().map(|s| s.version.to_string()).collect();
+    let order: Vec<String> = store
+        .versions("db")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.version.to_string())
+        .collect();
     assert_eq!(order, ["1.10.0", "1.9.1", "1.9.0", "1.2.0", "0.9.0"]);
-    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("1.10.0"));
+    assert_eq!(
+        store.latest("db").await.unwrap().unwrap().version(),
+        &v("1.10.0")
+    );
     assert!(store.versions("nope").await.unwrap().is_empty());
 }
 
 /// Pre-releases count for latest only when nothing else exists; yanked
 /// versions are never latest but stay readable by exact version.
 pub async fn prerelease_and_yank_rules(store: Arc<dyn CatalogStore>) {
-    store.insert_version(PublishedVersion::new(definition("db", "2.0.0-rc.1"), 0, None)).await.unwrap();
-    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("2.0.0-rc.1"), "only a pre-release exists");
-    store.insert_version(PublishedVersion::new(definition("db", "1.0.0"), 0, None)).await.unwrap();
-    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("1.0.0"), "a release beats a pre-release");
+    store
+        .insert_version(PublishedVersion::new(
+            definition("db", "2.0.0-rc.1"),
+            0,
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.latest("db").await.unwrap().unwrap().version(),
+        &v("2.0.0-rc.1"),
+        "only a pre-release exists"
+    );
+    store
+        .insert_version(PublishedVersion::new(definition("db", "1.0.0"), 0, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.latest("db").await.unwrap().unwrap().version(),
+        &v("1.0.0"),
+        "a release beats a pre-release"
+    );
 
     assert!(store.set_yanked("db", &v("1.0.0"), true).await.unwrap());
-    assert!(!store.set_yanked("db", &v("1.0.0"), true).await.unwrap(), "yanking twice changes nothing");
-    assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v("2.0.0-rc.1"));
-    let exact = store.resolve("db", &VersionSpec::Exact(v("1.0.0"))).await.unwrap();
-    assert!(exact.yanked, "a yanked version stays readable by exact version");
-    let err = store.resolve("db", &VersionSpec::parse("^1").unwrap()).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::VersionNotFound, "a requirement never picks a yanked version");
-    assert!(store.versions("db").await.unwrap().iter().any(|s| s.yanked && s.version == v("1.0.0")));
-
-    store.set_yanked("db", &v("2.0.0-rc.1"), true).await.unwrap();
-    assert!(store.latest("db").await.unwrap().is_none(), "everything yanked: no latest");
+    assert!(
+        !store.set_yanked("db", &v("1.0.0"), true).await.unwrap(),
+        "yanking twice changes nothing"
+    );
     assert_eq!(
-        store.set_yanked("db", &v("5.0.0"), true).await.unwrap_err().code(),
+        store.latest("db").await.unwrap().unwrap().version(),
+        &v("2.0.0-rc.1")
+    );
+    let exact = store
+        .resolve("db", &VersionSpec::Exact(v("1.0.0")))
+        .await
+        .unwrap();
+    assert!(
+        exact.yanked,
+        "a yanked version stays readable by exact version"
+    );
+    let err = store
+        .resolve("db", &VersionSpec::parse("^1").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        ErrorCode::VersionNotFound,
+        "a requirement never picks a yanked version"
+    );
+    assert!(store
+        .versions("db")
+        .await
+        .unwrap()
+        .iter()
+        .any(|s| s.yanked && s.version == v("1.0.0")));
+
+    store
+        .set_yanked("db", &v("2.0.0-rc.1"), true)
+        .await
+        .unwrap();
+    assert!(
+        store.latest("db").await.unwrap().is_none(),
+        "everything yanked: no latest"
+    );
+    assert_eq!(
+        store
+            .set_yanked("db", &v("5.0.0"), true)
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::VersionNotFound
     );
 }
@@ -177,34 +298,60 @@ pub async fn prerelease_and_yank_rules(store: Arc<dyn CatalogStore>) {
 /// Requirements pick the greatest matching version with Cargo's meaning.
 pub async fn requirements_use_cargo_semantics(store: Arc<dyn CatalogStore>) {
     for version in ["1.2.0", "1.3.5", "1.10.0", "2.0.0", "2.1.0-beta.1"] {
-        store.insert_version(PublishedVersion::new(definition("db", version), 0, None)).await.unwrap();
+        store
+            .insert_version(PublishedVersion::new(definition("db", version), 0, None))
+            .await
+            .unwrap();
     }
     let pick = |req: &'static str| {
         let store = store.clone();
-        async move { store.resolve("db", &VersionSpec::parse(req).unwrap()).await.map(|p| p.version().to_string()) }
+        async move {
+            store
+                .resolve("db", &VersionSpec::parse(req).unwrap())
+                .await
+                .map(|p| p.version().to_string())
+        }
     };
     assert_eq!(pick("^1.2").await.unwrap(), "1.10.0");
     assert_eq!(pick("~1.3.0").await.unwrap(), "1.3.5");
     assert_eq!(pick(">=1, <2").await.unwrap(), "1.10.0");
     assert_eq!(pick("*").await.unwrap(), "2.0.0");
-    assert_eq!(pick("1.2.0").await.unwrap(), "1.2.0", "a bare full version is exact");
-    assert_eq!(pick("^3").await.unwrap_err().code(), ErrorCode::VersionNotFound);
+    assert_eq!(
+        pick("1.2.0").await.unwrap(),
+        "1.2.0",
+        "a bare full version is exact"
+    );
+    assert_eq!(
+        pick("^3").await.unwrap_err().code(),
+        ErrorCode::VersionNotFound
+    );
 }
 
 async fn seed_catalog(store: &Arc<dyn CatalogStore>, count: usize) {
     for i in 0..count {
         let mut def = definition(&format!("res-{i:03}"), "1.0.0");
         def.metadata.provider = ["aws", "gcp", "k8s"][i % 3].into();
-        def.metadata.category = if i % 2 == 0 { "database".into() } else { "cache".into() };
+        def.metadata.category = if i % 2 == 0 {
+            "database".into()
+        } else {
+            "cache".into()
+        };
         if i % 5 == 0 {
             def.metadata.labels.insert("team".into(), "core".into());
             def.spec.supported_engines = vec!["helm".into()];
         }
-        store.insert_version(PublishedVersion::new(def, 0, None)).await.unwrap();
+        store
+            .insert_version(PublishedVersion::new(def, 0, None))
+            .await
+            .unwrap();
     }
 }
 
-async fn all_pages(store: &Arc<dyn CatalogStore>, filter: &ListFilter, limit: usize) -> Vec<String> {
+async fn all_pages(
+    store: &Arc<dyn CatalogStore>,
+    filter: &ListFilter,
+    limit: usize,
+) -> Vec<String> {
     let mut names = Vec::new();
     let mut page = PageRequest::first(limit);
     for _ in 0..1000 {
@@ -227,26 +374,58 @@ pub async fn list_filters_and_pagination(store: Arc<dyn CatalogStore>) {
     newer.metadata.provider = "aws".into();
     newer.metadata.labels.insert("team".into(), "core".into());
     newer.spec.supported_engines = vec!["helm".into()];
-    store.insert_version(PublishedVersion::new(newer, 0, None)).await.unwrap();
+    store
+        .insert_version(PublishedVersion::new(newer, 0, None))
+        .await
+        .unwrap();
 
     let everything = all_pages(&store, &ListFilter::default(), 7).await;
     let expected: Vec<String> = (0..30).map(|i| format!("res-{i:03}")).collect();
     assert_eq!(everything, expected, "every name once, in name order");
-    let first = store.list_latest(&ListFilter::default(), &PageRequest::first(1)).await.unwrap();
-    assert_eq!(first.items[0].version(), &v("1.1.0"), "only the latest version of a name is listed");
+    let first = store
+        .list_latest(&ListFilter::default(), &PageRequest::first(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.items[0].version(),
+        &v("1.1.0"),
+        "only the latest version of a name is listed"
+    );
 
-    let aws = ListFilter { provider: Some("aws".into()), ..Default::default() };
+    let aws = ListFilter {
+        provider: Some("aws".into()),
+        ..Default::default()
+    };
     assert_eq!(all_pages(&store, &aws, 4).await.len(), 10);
-    let aws_db = ListFilter { provider: Some("aws".into()), category: Some("database".into()), ..Default::default() };
+    let aws_db = ListFilter {
+        provider: Some("aws".into()),
+        category: Some("database".into()),
+        ..Default::default()
+    };
     assert_eq!(all_pages(&store, &aws_db, 50).await.len(), 5);
-    let helm = ListFilter { engine: Some("helm".into()), ..Default::default() };
+    let helm = ListFilter {
+        engine: Some("helm".into()),
+        ..Default::default()
+    };
     assert_eq!(all_pages(&store, &helm, 50).await.len(), 6);
-    let labelled = ListFilter { labels: BTreeMap::from([("team".into(), "core".into())]), ..Default::default() };
+    let labelled = ListFilter {
+        labels: BTreeMap::from([("team".into(), "core".into())]),
+        ..Default::default()
+    };
     assert_eq!(all_pages(&store, &labelled, 2).await.len(), 6);
-    let q = ListFilter { q: Some("RES-02".into()), ..Default::default() };
+    let q = ListFilter {
+        q: Some("RES-02".into()),
+        ..Default::default()
+    };
     assert_eq!(all_pages(&store, &q, 50).await.len(), 10);
-    let none = ListFilter { provider: Some("azure".into()), ..Default::default() };
-    let empty = store.list_latest(&none, &PageRequest::default()).await.unwrap();
+    let none = ListFilter {
+        provider: Some("azure".into()),
+        ..Default::default()
+    };
+    let empty = store
+        .list_latest(&none, &PageRequest::default())
+        .await
+        .unwrap();
     assert!(empty.items.is_empty() && empty.next_cursor.is_none());
 }
 
@@ -263,7 +442,10 @@ pub async fn pagination_is_stable_under_inserts(store: Arc<dyn CatalogStore>) {
         seen.extend(got.items.iter().map(|v| v.name().to_string()));
         // Insert one name before the cursor and one after, every page.
         for name in [format!("aaa-{round}"), format!("res-{:03}x", 5 * round + 7)] {
-            store.insert_version(PublishedVersion::new(definition(&name, "1.0.0"), 0, None)).await.unwrap();
+            store
+                .insert_version(PublishedVersion::new(definition(&name, "1.0.0"), 0, None))
+                .await
+                .unwrap();
         }
         round += 1;
         match got.next_cursor {
@@ -276,7 +458,10 @@ pub async fn pagination_is_stable_under_inserts(store: Arc<dyn CatalogStore>) {
     unique.dedup();
     assert_eq!(unique.len(), seen.len(), "no name is returned twice");
     for i in 0..20 {
-        assert!(seen.contains(&format!("res-{i:03}")), "res-{i:03} existed at the start and was returned");
+        assert!(
+            seen.contains(&format!("res-{i:03}")),
+            "res-{i:03} existed at the start and was returned"
+        );
     }
 }
 
@@ -294,17 +479,40 @@ pub async fn search_ranking(store: Arc<dyn CatalogStore>) {
     unrelated.metadata.resource_type = "s3".into();
     unrelated.metadata.category = "storage".into();
     for def in [unrelated, mention, prefix, exact] {
-        store.insert_version(PublishedVersion::new(def, 0, None)).await.unwrap();
+        store
+            .insert_version(PublishedVersion::new(def, 0, None))
+            .await
+            .unwrap();
     }
-    let hits = store.search("mysql", &ListFilter::default(), 10).await.unwrap();
+    let hits = store
+        .search("mysql", &ListFilter::default(), 10)
+        .await
+        .unwrap();
     let names: Vec<&str> = hits.iter().map(|h| h.version.name()).collect();
     assert_eq!(names, ["mysql", "mysql-ha", "warehouse"]);
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
-    let both = store.search("mysql replicated", &ListFilter::default(), 10).await.unwrap();
+    let both = store
+        .search("mysql replicated", &ListFilter::default(), 10)
+        .await
+        .unwrap();
     assert_eq!(both.len(), 1, "every term must match");
-    assert_eq!(store.search("mysql", &ListFilter::default(), 1).await.unwrap().len(), 1, "limit applies");
-    let gcp = ListFilter { provider: Some("gcp".into()), ..Default::default() };
-    assert!(store.search("mysql", &gcp, 10).await.unwrap().is_empty(), "filters apply to search");
+    assert_eq!(
+        store
+            .search("mysql", &ListFilter::default(), 1)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "limit applies"
+    );
+    let gcp = ListFilter {
+        provider: Some("gcp".into()),
+        ..Default::default()
+    };
+    assert!(
+        store.search("mysql", &gcp, 10).await.unwrap().is_empty(),
+        "filters apply to search"
+    );
 }
 
 fn event(i: usize) -> NewEvent {
@@ -325,9 +533,15 @@ pub async fn event_log_sequences(store: Arc<dyn CatalogStore>) {
     for i in 0..50 {
         ids.push(store.append(event(i)).await.unwrap().id);
     }
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "strictly increasing: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing: {ids:?}"
+    );
     let after = store.read_after(ids[9], 5).await.unwrap();
-    assert_eq!(after.iter().map(|e| e.id).collect::<Vec<_>>(), ids[10..15].to_vec());
+    assert_eq!(
+        after.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids[10..15].to_vec()
+    );
     assert_eq!(after[0].subject, "e-10");
     assert_eq!(after[0].data, json!({"i": 10}));
     assert_eq!(store.last_sequence().await.unwrap(), ids[49]);
@@ -351,7 +565,9 @@ pub async fn concurrent_publishers_one_wins(store: Arc<dyn CatalogStore>) {
         tasks.push(tokio::spawn(async move {
             let mut def = definition("raced", "1.0.0");
             def.metadata.description = format!("writer {i}");
-            store.insert_version(PublishedVersion::new(def, 0, None)).await
+            store
+                .insert_version(PublishedVersion::new(def, 0, None))
+                .await
         }));
     }
     let mut created = 0;
@@ -368,13 +584,28 @@ pub async fn concurrent_publishers_one_wins(store: Arc<dyn CatalogStore>) {
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move { service(&store).publish(definition("same", "1.0.0"), None, "t").await }));
+        tasks.push(tokio::spawn(async move {
+            service(&store)
+                .publish(definition("same", "1.0.0"), None, "t")
+                .await
+        }));
     }
     let mut outcomes = Vec::new();
     for t in tasks {
-        outcomes.push(t.await.unwrap().expect("same content never conflicts").outcome);
+        outcomes.push(
+            t.await
+                .unwrap()
+                .expect("same content never conflicts")
+                .outcome,
+        );
     }
-    assert_eq!(outcomes.iter().filter(|o| **o == PublishOutcome::Created).count(), 1);
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == PublishOutcome::Created)
+            .count(),
+        1
+    );
 }
 
 /// Appends from 8 concurrent tasks get distinct, strictly increasing ids.
@@ -393,7 +624,10 @@ pub async fn concurrent_event_appends(store: Arc<dyn CatalogStore>) {
     let mut all = Vec::new();
     for t in tasks {
         let ids = t.await.unwrap();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "each writer sees increasing ids");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "each writer sees increasing ids"
+        );
         all.extend(ids);
     }
     all.sort_unstable();
@@ -417,40 +651,74 @@ pub async fn bump_rules_enforced(store: Arc<dyn CatalogStore>) {
         default: None,
         validation: Validation::default(),
     });
-    let err = service(&store).publish(breaking.clone(), None, "t").await.unwrap_err();
+    let err = service(&store)
+        .publish(breaking.clone(), None, "t")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::BreakingChange);
     assert_eq!(err.details()["minimum_version"], "2.0.0");
     assert_eq!(err.details()["changes"][0]["kind"], "breaking");
-    assert!(store.get_version("db", &v("1.1.0")).await.unwrap().is_none(), "nothing written");
+    assert!(
+        store
+            .get_version("db", &v("1.1.0"))
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing written"
+    );
 
     breaking.metadata.version = v("2.0.0");
     assert_eq!(publish(&store, breaking).await, PublishOutcome::Created);
 
     let mut cosmetic = definition("db", "1.0.1");
     cosmetic.metadata.description = "typo fixed".into();
-    assert_eq!(publish(&store, cosmetic).await, PublishOutcome::Created, "a backport patch compares with 1.0.0");
+    assert_eq!(
+        publish(&store, cosmetic).await,
+        PublishOutcome::Created,
+        "a backport patch compares with 1.0.0"
+    );
 }
 
 /// Dependencies must name a published, non-yanked matching version.
 pub async fn dependencies_must_resolve(store: Arc<dyn CatalogStore>) {
     let mut app = definition("app", "1.0.0");
-    app.spec.dependencies.push(Dependency { name: "network".into(), version: "^1.5".into() });
-    let err = service(&store).publish(app.clone(), None, "t").await.unwrap_err();
+    app.spec.dependencies.push(Dependency {
+        name: "network".into(),
+        version: "^1.5".into(),
+    });
+    let err = service(&store)
+        .publish(app.clone(), None, "t")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::DependencyNotFound);
     assert_eq!(err.field_errors()[0].field, "spec.dependencies[0].name");
 
     publish(&store, definition("network", "1.4.0")).await;
-    let err = service(&store).publish(app.clone(), None, "t").await.unwrap_err();
-    assert_eq!(err.field_errors()[0].field, "spec.dependencies[0].version", "1.4.0 does not match ^1.5");
+    let err = service(&store)
+        .publish(app.clone(), None, "t")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.field_errors()[0].field,
+        "spec.dependencies[0].version",
+        "1.4.0 does not match ^1.5"
+    );
 
     publish(&store, definition("network", "1.5.2")).await;
     assert_eq!(publish(&store, app.clone()).await, PublishOutcome::Created);
 
-    service(&store).set_yanked("network", &v("1.5.2"), true, "t").await.unwrap();
+    service(&store)
+        .set_yanked("network", &v("1.5.2"), true, "t")
+        .await
+        .unwrap();
     let mut app2 = app;
     app2.metadata.version = v("1.0.1");
     assert_eq!(
-        service(&store).publish(app2, None, "t").await.unwrap_err().code(),
+        service(&store)
+            .publish(app2, None, "t")
+            .await
+            .unwrap_err()
+            .code(),
         ErrorCode::DependencyNotFound,
         "a yanked version does not satisfy a dependency"
     );
@@ -459,15 +727,24 @@ pub async fn dependencies_must_resolve(store: Arc<dyn CatalogStore>) {
 /// Publishing and yanking append the SPEC §8 events with the full object.
 pub async fn events_for_catalog_changes(store: Arc<dyn CatalogStore>) {
     let svc = service(&store);
-    svc.publish(definition("db", "1.0.0"), None, "api").await.unwrap();
-    svc.publish(definition("db", "1.0.0"), None, "api").await.unwrap();
+    svc.publish(definition("db", "1.0.0"), None, "api")
+        .await
+        .unwrap();
+    svc.publish(definition("db", "1.0.0"), None, "api")
+        .await
+        .unwrap();
     let mut next = definition("db", "1.0.1");
     next.metadata.deprecated = true;
     next.metadata.deprecation_message = "use db2".into();
     svc.publish(next, None, "api").await.unwrap();
-    svc.set_yanked("db", &v("1.0.0"), true, "api").await.unwrap();
+    svc.set_yanked("db", &v("1.0.0"), true, "api")
+        .await
+        .unwrap();
     let events = store.read_after(0, 100).await.unwrap();
-    let kinds: Vec<(&str, &str)> = events.iter().map(|e| (e.event_type.as_str(), e.subject.as_str())).collect();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.event_type.as_str(), e.subject.as_str()))
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -487,7 +764,10 @@ pub async fn events_for_catalog_changes(store: Arc<dyn CatalogStore>) {
 pub async fn batch_publish_applies_every_rule(store: Arc<dyn CatalogStore>) {
     publish(&store, definition("db", "1.0.0")).await;
     let mut app = definition("app", "1.0.0");
-    app.spec.dependencies.push(Dependency { name: "net".into(), version: "^1".into() });
+    app.spec.dependencies.push(Dependency {
+        name: "net".into(),
+        version: "^1".into(),
+    });
     let mut conflicting = definition("db", "1.0.0");
     conflicting.metadata.description = "other content".into();
     let mut breaking = definition("net", "1.1.0");
@@ -510,10 +790,24 @@ pub async fn batch_publish_applies_every_rule(store: Arc<dyn CatalogStore>) {
         .collect();
     assert_eq!(
         summary,
-        ["Created", "Created", "Unchanged", "VERSION_IMMUTABLE", "BREAKING_CHANGE", "Created"],
+        [
+            "Created",
+            "Created",
+            "Unchanged",
+            "VERSION_IMMUTABLE",
+            "BREAKING_CHANGE",
+            "Created"
+        ],
         "a dependency published earlier in the batch counts; each item keeps its own outcome"
     );
-    assert!(store.get_version("net", &v("1.1.0")).await.unwrap().is_none(), "refused items are not written");
+    assert!(
+        store
+            .get_version("net", &v("1.1.0"))
+            .await
+            .unwrap()
+            .is_none(),
+        "refused items are not written"
+    );
     let events: Vec<(String, String)> = store
         .read_after(1, 100)
         .await
@@ -521,9 +815,20 @@ pub async fn batch_publish_applies_every_rule(store: Arc<dyn CatalogStore>) {
         .into_iter()
         .map(|e| (e.event_type.as_str().to_string(), e.subject))
         .collect();
-    let expected = [("resource.created", "net:1.0.0"), ("resource.created", "app:1.0.0"), ("resource.updated", "db:1.0.1")];
-    assert_eq!(events, expected.map(|(a, b)| (a.to_string(), b.to_string())));
-    assert!(store.versions_many(&["db".into(), "ghost".into()]).await.unwrap()["ghost"].is_empty());
+    let expected = [
+        ("resource.created", "net:1.0.0"),
+        ("resource.created", "app:1.0.0"),
+        ("resource.updated", "db:1.0.1"),
+    ];
+    assert_eq!(
+        events,
+        expected.map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    assert!(store
+        .versions_many(&["db".into(), "ghost".into()])
+        .await
+        .unwrap()["ghost"]
+        .is_empty());
 }
 
 /// Source state and sync reports round-trip.
@@ -535,10 +840,25 @@ pub async fn sync_state_and_reports(store: Arc<dyn CatalogStore>) {
         files: BTreeMap::from([("a.yaml".into(), vec!["db:1.0.0".into()])]),
     };
     store.save_source_state(&state).await.unwrap();
-    assert_eq!(store.source_state("platform").await.unwrap(), Some(state.clone()));
-    let updated = SourceState { head: Some("def456".into()), ..state };
+    assert_eq!(
+        store.source_state("platform").await.unwrap(),
+        Some(state.clone())
+    );
+    let updated = SourceState {
+        head: Some("def456".into()),
+        ..state
+    };
     store.save_source_state(&updated).await.unwrap();
-    assert_eq!(store.source_state("platform").await.unwrap().unwrap().head.as_deref(), Some("def456"));
+    assert_eq!(
+        store
+            .source_state("platform")
+            .await
+            .unwrap()
+            .unwrap()
+            .head
+            .as_deref(),
+        Some("def456")
+    );
 
     let report = |source: &str, commit: &str| SyncReport {
         source: source.into(),
@@ -577,12 +897,18 @@ pub struct StoreFixture {
 impl StoreFixture {
     /// A fixture with nothing to keep alive.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        StoreFixture { store, guard: Box::new(()) }
+        StoreFixture {
+            store,
+            guard: Box::new(()),
+        }
     }
 
     /// A fixture keeping `guard` alive.
     pub fn with_guard(store: Arc<dyn Store>, guard: impl Any + Send + Sync) -> Self {
-        StoreFixture { store, guard: Box::new(guard) }
+        StoreFixture {
+            store,
+            guard: Box::new(guard),
+        }
     }
 }
 
@@ -611,7 +937,11 @@ fn composition(team: &str, name: &str, version: &str, description: &str) -> Publ
     let c = Composition {
         api_version: COMPOSITION_API_VERSION.into(),
         kind: COMPOSITION_KIND.into(),
-        metadata: CompositionMetadata { name: name.into(), team: team.into(), version: v(version) },
+        metadata: CompositionMetadata {
+            name: name.into(),
+            team: team.into(),
+            version: v(version),
+        },
         spec: CompositionSpec {
             description: description.into(),
             parameters: vec![],
@@ -625,36 +955,78 @@ fn composition(team: &str, name: &str, version: &str, description: &str) -> Publ
             dependencies: vec![],
         },
     };
-    PublishedComposition { content_hash: c.content_hash(), composition: c, published_at: 0, origin: None }
+    PublishedComposition {
+        content_hash: c.content_hash(),
+        composition: c,
+        published_at: 0,
+        origin: None,
+    }
 }
 
 /// Compositions are namespaced by team, versioned and immutable.
 pub async fn compositions_are_versioned_per_team(store: Arc<dyn Store>) {
-    for (team, version) in [("alpha", "1.0.0"), ("alpha", "1.10.0"), ("alpha", "1.9.0"), ("beta", "0.1.0")] {
-        let outcome = store.insert_composition(composition(team, "web-app", version, team)).await.unwrap();
+    for (team, version) in [
+        ("alpha", "1.0.0"),
+        ("alpha", "1.10.0"),
+        ("alpha", "1.9.0"),
+        ("beta", "0.1.0"),
+    ] {
+        let outcome = store
+            .insert_composition(composition(team, "web-app", version, team))
+            .await
+            .unwrap();
         assert_eq!(outcome, PublishOutcome::Created);
     }
     assert_eq!(
-        store.insert_composition(composition("alpha", "web-app", "1.0.0", "alpha")).await.unwrap(),
+        store
+            .insert_composition(composition("alpha", "web-app", "1.0.0", "alpha"))
+            .await
+            .unwrap(),
         PublishOutcome::Unchanged
     );
-    let err = store.insert_composition(composition("alpha", "web-app", "1.0.0", "changed")).await.unwrap_err();
+    let err = store
+        .insert_composition(composition("alpha", "web-app", "1.0.0", "changed"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::VersionImmutable);
-    let versions = store.composition_versions("alpha", "web-app").await.unwrap();
+    let versions = store
+        .composition_versions("alpha", "web-app")
+        .await
+        .unwrap();
     assert_eq!(versions, [v("1.10.0"), v("1.9.0"), v("1.0.0")]);
-    let beta = store.resolve_composition("beta", "web-app", &VersionSpec::Latest).await.unwrap();
-    assert_eq!(beta.composition.spec.description, "beta", "alpha/web-app ≠ beta/web-app");
-    let picked = store.resolve_composition("alpha", "web-app", &VersionSpec::parse("~1.9").unwrap()).await.unwrap();
+    let beta = store
+        .resolve_composition("beta", "web-app", &VersionSpec::Latest)
+        .await
+        .unwrap();
+    assert_eq!(
+        beta.composition.spec.description, "beta",
+        "alpha/web-app ≠ beta/web-app"
+    );
+    let picked = store
+        .resolve_composition("alpha", "web-app", &VersionSpec::parse("~1.9").unwrap())
+        .await
+        .unwrap();
     assert_eq!(picked.composition.metadata.version, v("1.9.0"));
-    let err = store.resolve_composition("gamma", "web-app", &VersionSpec::Latest).await.unwrap_err();
+    let err = store
+        .resolve_composition("gamma", "web-app", &VersionSpec::Latest)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::CompositionNotFound);
-    store.insert_composition(composition("alpha", "data-pipeline", "1.0.0", "x")).await.unwrap();
+    store
+        .insert_composition(composition("alpha", "data-pipeline", "1.0.0", "x"))
+        .await
+        .unwrap();
     let alpha: Vec<String> = store
         .list_compositions(Some("alpha"))
         .await
         .unwrap()
         .iter()
-        .map(|c| format!("{}@{}", c.composition.metadata.name, c.composition.metadata.version))
+        .map(|c| {
+            format!(
+                "{}@{}",
+                c.composition.metadata.name, c.composition.metadata.version
+            )
+        })
         .collect();
     assert_eq!(alpha, ["data-pipeline@1.0.0", "web-app@1.10.0"]);
     assert_eq!(store.list_compositions(None).await.unwrap().len(), 3);
@@ -695,26 +1067,62 @@ pub async fn deployment_revisions_and_conflicts(store: Arc<dyn Store>) {
     let content = RevisionContent {
         artifacts: BTreeMap::from([(
             "db".to_string(),
-            vec![Artifact { path: "main.tf.json".into(), content: "{}".into(), media_type: "application/json".into() }],
+            vec![Artifact {
+                path: "main.tf.json".into(),
+                content: "{}".into(),
+                media_type: "application/json".into(),
+            }],
         )]),
         ..Default::default()
     };
-    store.create_deployment(&deployment("d1", "staging", 1, 10), &content, None).await.unwrap();
-    let err = store.create_deployment(&deployment("d2", "staging", 1, 11), &content, None).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::Conflict, "a revision number is taken once");
-    store.create_deployment(&deployment("d2", "staging", 2, 11), &content, None).await.unwrap();
-    store.create_deployment(&deployment("p1", "production", 1, 12), &content, None).await.unwrap();
+    store
+        .create_deployment(&deployment("d1", "staging", 1, 10), &content, None)
+        .await
+        .unwrap();
+    let err = store
+        .create_deployment(&deployment("d2", "staging", 1, 11), &content, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        ErrorCode::Conflict,
+        "a revision number is taken once"
+    );
+    store
+        .create_deployment(&deployment("d2", "staging", 2, 11), &content, None)
+        .await
+        .unwrap();
+    store
+        .create_deployment(&deployment("p1", "production", 1, 12), &content, None)
+        .await
+        .unwrap();
 
-    assert_eq!(store.get_deployment("d1").await.unwrap().unwrap().revision, 1);
+    assert_eq!(
+        store.get_deployment("d1").await.unwrap().unwrap().revision,
+        1
+    );
     assert!(store.get_deployment("nope").await.unwrap().is_none());
-    assert_eq!(store.revision_content("d1").await.unwrap().unwrap(), content);
+    assert_eq!(
+        store.revision_content("d1").await.unwrap().unwrap(),
+        content
+    );
     let mut more = content.clone();
     more.artifacts.insert("app".into(), vec![]);
     store.save_revision_content("d1", &more).await.unwrap();
     assert_eq!(store.revision_content("d1").await.unwrap().unwrap(), more);
 
-    let key = DeploymentKey { team: "alpha".into(), environment: "staging".into(), name: "checkout".into() };
-    let revs: Vec<u64> = store.revisions(&key).await.unwrap().iter().map(|d| d.revision).collect();
+    let key = DeploymentKey {
+        team: "alpha".into(),
+        environment: "staging".into(),
+        name: "checkout".into(),
+    };
+    let revs: Vec<u64> = store
+        .revisions(&key)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.revision)
+        .collect();
     assert_eq!(revs, [1, 2]);
 }
 
@@ -722,29 +1130,66 @@ pub async fn deployment_revisions_and_conflicts(store: Arc<dyn Store>) {
 /// another request under the key is a conflict.
 pub async fn idempotency_keys(store: Arc<dyn Store>) {
     let content = RevisionContent::default();
-    let first = store.create_deployment(&deployment("d1", "staging", 1, 10), &content, Some(("key-1", "hash-a"))).await.unwrap();
+    let first = store
+        .create_deployment(
+            &deployment("d1", "staging", 1, 10),
+            &content,
+            Some(("key-1", "hash-a")),
+        )
+        .await
+        .unwrap();
     assert_eq!(first, CreateOutcome::Created);
-    let again = store.create_deployment(&deployment("d9", "staging", 2, 11), &content, Some(("key-1", "hash-a"))).await.unwrap();
+    let again = store
+        .create_deployment(
+            &deployment("d9", "staging", 2, 11),
+            &content,
+            Some(("key-1", "hash-a")),
+        )
+        .await
+        .unwrap();
     match again {
         CreateOutcome::Existing(d) => assert_eq!(d.id, "d1"),
         other => panic!("expected the first deployment, got {other:?}"),
     }
-    assert!(store.get_deployment("d9").await.unwrap().is_none(), "nothing is created twice");
-    let err = store.create_deployment(&deployment("d9", "staging", 2, 11), &content, Some(("key-1", "hash-b"))).await.unwrap_err();
+    assert!(
+        store.get_deployment("d9").await.unwrap().is_none(),
+        "nothing is created twice"
+    );
+    let err = store
+        .create_deployment(
+            &deployment("d9", "staging", 2, 11),
+            &content,
+            Some(("key-1", "hash-b")),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Conflict);
 }
 
 /// Of 16 writers updating from the same generation, exactly one wins.
 pub async fn concurrent_updates_one_wins(store: Arc<dyn Store>) {
-    store.create_deployment(&deployment("d1", "staging", 1, 10), &RevisionContent::default(), None).await.unwrap();
+    store
+        .create_deployment(
+            &deployment("d1", "staging", 1, 10),
+            &RevisionContent::default(),
+            None,
+        )
+        .await
+        .unwrap();
     let base = store.get_deployment("d1").await.unwrap().unwrap();
     let mut tasks = Vec::new();
     for i in 0..16 {
         let store = store.clone();
         let mut d = base.clone();
-        d.status = if i % 2 == 0 { DeploymentStatus::Cancelled } else { DeploymentStatus::Planning };
+        d.status = if i % 2 == 0 {
+            DeploymentStatus::Cancelled
+        } else {
+            DeploymentStatus::Planning
+        };
         d.error = Some(format!("writer {i}"));
-        tasks.push(tokio::spawn(async move { store.update_deployment(&d, base.generation).await }));
+        tasks.push(tokio::spawn(async move {
+            store.update_deployment(&d, base.generation).await
+        }));
     }
     let mut wins = 0;
     for t in tasks {
@@ -758,31 +1203,79 @@ pub async fn concurrent_updates_one_wins(store: Arc<dyn Store>) {
     assert_eq!(stored.generation, base.generation + 1);
     let mut next = stored.clone();
     next.status = DeploymentStatus::Succeeded;
-    store.update_deployment(&next, stored.generation).await.unwrap();
-    let err = store.update_deployment(&next, stored.generation).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::Conflict, "a stale generation is refused");
+    store
+        .update_deployment(&next, stored.generation)
+        .await
+        .unwrap();
+    let err = store
+        .update_deployment(&next, stored.generation)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        ErrorCode::Conflict,
+        "a stale generation is refused"
+    );
     let missing = deployment("ghost", "staging", 1, 0);
-    assert_eq!(store.update_deployment(&missing, 0).await.unwrap_err().code(), ErrorCode::DeploymentNotFound);
+    assert_eq!(
+        store
+            .update_deployment(&missing, 0)
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::DeploymentNotFound
+    );
 }
 
 /// Listing filters by team, environment and status, newest first.
 pub async fn deployment_listing_filters(store: Arc<dyn Store>) {
     let content = RevisionContent::default();
-    store.create_deployment(&deployment("a", "staging", 1, 10), &content, None).await.unwrap();
-    store.create_deployment(&deployment("b", "staging", 2, 20), &content, None).await.unwrap();
-    store.create_deployment(&deployment("c", "production", 1, 30), &content, None).await.unwrap();
+    store
+        .create_deployment(&deployment("a", "staging", 1, 10), &content, None)
+        .await
+        .unwrap();
+    store
+        .create_deployment(&deployment("b", "staging", 2, 20), &content, None)
+        .await
+        .unwrap();
+    store
+        .create_deployment(&deployment("c", "production", 1, 30), &content, None)
+        .await
+        .unwrap();
     let mut beta = deployment("d", "staging", 1, 40);
     beta.team = "beta".into();
-    store.create_deployment(&beta, &content, None).await.unwrap();
+    store
+        .create_deployment(&beta, &content, None)
+        .await
+        .unwrap();
     let mut done = store.get_deployment("b").await.unwrap().unwrap();
     done.status = DeploymentStatus::Succeeded;
-    store.update_deployment(&done, done.generation).await.unwrap();
+    store
+        .update_deployment(&done, done.generation)
+        .await
+        .unwrap();
 
     let ids = |list: Vec<Deployment>| list.into_iter().map(|d| d.id).collect::<Vec<_>>();
     let all = DeploymentFilter::default();
-    assert_eq!(ids(store.list_deployments(&all).await.unwrap()), ["d", "c", "b", "a"]);
-    let alpha_staging = DeploymentFilter { team: Some("alpha".into()), environment: Some("staging".into()), ..Default::default() };
-    assert_eq!(ids(store.list_deployments(&alpha_staging).await.unwrap()), ["b", "a"]);
-    let succeeded = DeploymentFilter { status: Some(DeploymentStatus::Succeeded), ..Default::default() };
-    assert_eq!(ids(store.list_deployments(&succeeded).await.unwrap()), ["b"]);
+    assert_eq!(
+        ids(store.list_deployments(&all).await.unwrap()),
+        ["d", "c", "b", "a"]
+    );
+    let alpha_staging = DeploymentFilter {
+        team: Some("alpha".into()),
+        environment: Some("staging".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_deployments(&alpha_staging).await.unwrap()),
+        ["b", "a"]
+    );
+    let succeeded = DeploymentFilter {
+        status: Some(DeploymentStatus::Succeeded),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_deployments(&succeeded).await.unwrap()),
+        ["b"]
+    );
 }

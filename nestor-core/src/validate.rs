@@ -69,31 +69,57 @@ pub fn validate_definition(def: &ResourceDefinition) -> Vec<FieldError> {
             format!("{:?} is not a valid name: lowercase letters, digits and '-', starting with a letter, 2 to 63 characters", m.name),
         );
     }
-    for (field, value) in [("provider", &m.provider), ("category", &m.category), ("resource_type", &m.resource_type)] {
+    for (field, value) in [
+        ("provider", &m.provider),
+        ("category", &m.category),
+        ("resource_type", &m.resource_type),
+    ] {
         if !is_classifier(value) {
-            err(format!("metadata.{field}"), format!("{value:?} must match ^[a-z0-9][a-z0-9_-]*$"));
+            err(
+                format!("metadata.{field}"),
+                format!("{value:?} must match ^[a-z0-9][a-z0-9_-]*$"),
+            );
         }
     }
 
     let mut seen = HashSet::new();
-    for (list, inputs) in [("required_inputs", &def.spec.required_inputs), ("optional_inputs", &def.spec.optional_inputs)] {
+    for (list, inputs) in [
+        ("required_inputs", &def.spec.required_inputs),
+        ("optional_inputs", &def.spec.optional_inputs),
+    ] {
         for (i, input) in inputs.iter().enumerate() {
             let path = format!("spec.{list}[{i}]");
             if !is_snake_case(&input.name) {
-                err(format!("{path}.name"), format!("{:?} must be snake_case (^[a-z][a-z0-9_]*$)", input.name));
+                err(
+                    format!("{path}.name"),
+                    format!("{:?} must be snake_case (^[a-z][a-z0-9_]*$)", input.name),
+                );
             }
             if !seen.insert(input.name.as_str()) {
-                err(format!("{path}.name"), format!("input {:?} is declared twice", input.name));
+                err(
+                    format!("{path}.name"),
+                    format!("input {:?} is declared twice", input.name),
+                );
             }
-            for e in validation_fits(input.value_type, &input.validation, &format!("{path}.validation")) {
+            for e in validation_fits(
+                input.value_type,
+                &input.validation,
+                &format!("{path}.validation"),
+            ) {
                 errors_push(&mut err, e);
             }
             match (&input.default, list) {
-                (Some(_), "required_inputs") => {
-                    err(format!("{path}.default"), "a required input cannot have a default; make it optional".into())
-                }
+                (Some(_), "required_inputs") => err(
+                    format!("{path}.default"),
+                    "a required input cannot have a default; make it optional".into(),
+                ),
                 (Some(default), _) => {
-                    for e in check_value(input.value_type, &input.validation, default, &format!("{path}.default")) {
+                    for e in check_value(
+                        input.value_type,
+                        &input.validation,
+                        default,
+                        &format!("{path}.default"),
+                    ) {
                         errors_push(&mut err, e);
                     }
                 }
@@ -105,31 +131,49 @@ pub fn validate_definition(def: &ResourceDefinition) -> Vec<FieldError> {
     let mut outputs = HashSet::new();
     for (i, output) in def.spec.outputs.iter().enumerate() {
         if !is_snake_case(&output.name) {
-            err(format!("spec.outputs[{i}].name"), format!("{:?} must be snake_case (^[a-z][a-z0-9_]*$)", output.name));
+            err(
+                format!("spec.outputs[{i}].name"),
+                format!("{:?} must be snake_case (^[a-z][a-z0-9_]*$)", output.name),
+            );
         }
         if !outputs.insert(output.name.as_str()) {
-            err(format!("spec.outputs[{i}].name"), format!("output {:?} is declared twice", output.name));
+            err(
+                format!("spec.outputs[{i}].name"),
+                format!("output {:?} is declared twice", output.name),
+            );
         }
     }
 
     if def.spec.supported_engines.is_empty() {
-        err("spec.supported_engines".into(), "must list at least one engine".into());
+        err(
+            "spec.supported_engines".into(),
+            "must list at least one engine".into(),
+        );
     }
     for key in def.spec.engine_configs.keys() {
         if !def.spec.supported_engines.contains(key) {
             err(
                 format!("spec.engine_configs.{key}"),
-                format!("{key:?} is not a supported engine (supported: {})", def.spec.supported_engines.join(", ")),
+                format!(
+                    "{key:?} is not a supported engine (supported: {})",
+                    def.spec.supported_engines.join(", ")
+                ),
             );
         }
     }
 
     for (i, dep) in def.spec.dependencies.iter().enumerate() {
         if dep.name == m.name {
-            err(format!("spec.dependencies[{i}].name"), "a definition cannot depend on itself".into());
+            err(
+                format!("spec.dependencies[{i}].name"),
+                "a definition cannot depend on itself".into(),
+            );
         }
         if !is_valid_name(&dep.name) {
-            err(format!("spec.dependencies[{i}].name"), format!("{:?} is not a valid definition name", dep.name));
+            err(
+                format!("spec.dependencies[{i}].name"),
+                format!("{:?} is not a valid definition name", dep.name),
+            );
         }
         if let Err(e) = VersionSpec::parse(&dep.version) {
             err(format!("spec.dependencies[{i}].version"), e);
@@ -151,13 +195,19 @@ pub fn validation_fits(value_type: ValueType, v: &Validation, path: &str) -> Vec
         let names: Vec<&str> = fits.iter().map(|t| t.as_str()).collect();
         errors.push(FieldError::new(
             format!("{path}.{key}"),
-            format!("{key} does not apply to type {value_type} (only to {})", names.join(", ")),
+            format!(
+                "{key} does not apply to type {value_type} (only to {})",
+                names.join(", ")
+            ),
         ));
     };
     if v.pattern.is_some() && value_type != String {
         misfit("pattern", &[String]);
     }
-    for (key, set) in [("min_length", v.min_length.is_some()), ("max_length", v.max_length.is_some())] {
+    for (key, set) in [
+        ("min_length", v.min_length.is_some()),
+        ("max_length", v.max_length.is_some()),
+    ] {
         if set && !matches!(value_type, String | Array) {
             misfit(key, &[String, Array]);
         }
@@ -172,55 +222,91 @@ pub fn validation_fits(value_type: ValueType, v: &Validation, path: &str) -> Vec
     }
     if let Some(p) = &v.pattern {
         if let Err(e) = compile(p) {
-            errors.push(FieldError::new(format!("{path}.pattern"), format!("pattern does not compile: {}", first_line(&e.to_string()))));
+            errors.push(FieldError::new(
+                format!("{path}.pattern"),
+                format!("pattern does not compile: {}", last_line(&e.to_string())),
+            ));
         }
     }
-    if let (Some(min), Some(max)) = (v.min.as_ref().and_then(|n| n.as_f64()), v.max.as_ref().and_then(|n| n.as_f64())) {
+    if let (Some(min), Some(max)) = (
+        v.min.as_ref().and_then(|n| n.as_f64()),
+        v.max.as_ref().and_then(|n| n.as_f64()),
+    ) {
         if min > max {
-            errors.push(FieldError::new(format!("{path}.min"), format!("min {min} is greater than max {max}")));
+            errors.push(FieldError::new(
+                format!("{path}.min"),
+                format!("min {min} is greater than max {max}"),
+            ));
         }
     }
     if let (Some(min), Some(max)) = (v.min_length, v.max_length) {
         if min > max {
-            errors.push(FieldError::new(format!("{path}.min_length"), format!("min_length {min} is greater than max_length {max}")));
+            errors.push(FieldError::new(
+                format!("{path}.min_length"),
+                format!("min_length {min} is greater than max_length {max}"),
+            ));
         }
     }
     if value_type == Integer {
         for (key, n) in [("min", &v.min), ("max", &v.max)] {
             if n.as_ref().is_some_and(|n| !(n.is_i64() || n.is_u64())) {
-                errors.push(FieldError::new(format!("{path}.{key}"), format!("{key} must be a whole number for an integer input")));
+                errors.push(FieldError::new(
+                    format!("{path}.{key}"),
+                    format!("{key} must be a whole number for an integer input"),
+                ));
             }
         }
     }
     if let Some(values) = &v.allowed {
         if values.is_empty() {
-            errors.push(FieldError::new(format!("{path}.enum"), "enum must list at least one value"));
+            errors.push(FieldError::new(
+                format!("{path}.enum"),
+                "enum must list at least one value",
+            ));
         }
         for (i, value) in values.iter().enumerate() {
             if !matches!(value_type, Array | Object) && !value_type.matches(value) {
-                errors.push(FieldError::new(format!("{path}.enum[{i}]"), format!("{value} is not of type {value_type}")));
+                errors.push(FieldError::new(
+                    format!("{path}.enum[{i}]"),
+                    format!("{value} is not of type {value_type}"),
+                ));
             }
         }
     }
     errors
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().to_string()
+fn last_line(s: &str) -> String {
+    s.lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
+        .to_string()
 }
 
 /// Checks a value against a type and its validation; every violation is
 /// returned with `path` as its field.
-pub fn check_value(value_type: ValueType, v: &Validation, value: &Value, path: &str) -> Vec<FieldError> {
+pub fn check_value(
+    value_type: ValueType,
+    v: &Validation,
+    value: &Value,
+    path: &str,
+) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if !value_type.matches(value) {
-        errors.push(FieldError::new(path, format!("expected {value_type}, found {}", describe(value))));
+        errors.push(FieldError::new(
+            path,
+            format!("expected {value_type}, found {}", describe(value)),
+        ));
         return errors;
     }
     if let (Some(pattern), Some(s)) = (&v.pattern, value.as_str()) {
         // A pattern that does not compile is reported by `validation_fits`.
         if compile(pattern).is_ok_and(|r| !r.is_match(s)) {
-            errors.push(FieldError::new(path, format!("{s:?} does not match pattern {pattern:?}")));
+            errors.push(FieldError::new(
+                path,
+                format!("{s:?} does not match pattern {pattern:?}"),
+            ));
         }
     }
     let length = match value {
@@ -230,10 +316,16 @@ pub fn check_value(value_type: ValueType, v: &Validation, value: &Value, path: &
     };
     if let Some(len) = length {
         if let Some(min) = v.min_length.filter(|m| len < *m) {
-            errors.push(FieldError::new(path, format!("length {len} is below min_length {min}")));
+            errors.push(FieldError::new(
+                path,
+                format!("length {len} is below min_length {min}"),
+            ));
         }
         if let Some(max) = v.max_length.filter(|m| len > *m) {
-            errors.push(FieldError::new(path, format!("length {len} is above max_length {max}")));
+            errors.push(FieldError::new(
+                path,
+                format!("length {len} is above max_length {max}"),
+            ));
         }
     }
     if let Some(n) = value.as_f64().filter(|_| value.is_number()) {
@@ -245,10 +337,15 @@ pub fn check_value(value_type: ValueType, v: &Validation, value: &Value, path: &
         }
     }
     if let Some(allowed) = &v.allowed {
-        let equal = |a: &Value| a == value || (a.is_number() && value.is_number() && a.as_f64() == value.as_f64());
+        let equal = |a: &Value| {
+            a == value || (a.is_number() && value.is_number() && a.as_f64() == value.as_f64())
+        };
         if !allowed.iter().any(equal) {
             let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
-            errors.push(FieldError::new(path, format!("{value} is not one of [{}]", list.join(", "))));
+            errors.push(FieldError::new(
+                path,
+                format!("{value} is not one of [{}]", list.join(", ")),
+            ));
         }
     }
     errors

@@ -14,7 +14,8 @@ use crate::model::{Input, ResourceDefinition, Validation, VersionSummary};
 pub fn parse_version(text: &str) -> Result<Version, String> {
     let trimmed = text.trim();
     let bare = trimmed.strip_prefix('v').unwrap_or(trimmed);
-    Version::parse(bare).map_err(|e| format!("invalid version {text:?}: {e} (expected SemVer such as 1.2.0)"))
+    Version::parse(bare)
+        .map_err(|e| format!("invalid version {text:?}: {e} (expected SemVer such as 1.2.0)"))
 }
 
 /// Which version of a name a reference asks for.
@@ -81,9 +82,14 @@ impl CatalogRef {
             None => (text.trim(), ""),
         };
         if name.is_empty() {
-            return Err(format!("invalid catalog reference {text:?}: the name is empty"));
+            return Err(format!(
+                "invalid catalog reference {text:?}: the name is empty"
+            ));
         }
-        Ok(CatalogRef { name: name.to_string(), version: VersionSpec::parse(version)? })
+        Ok(CatalogRef {
+            name: name.to_string(),
+            version: VersionSpec::parse(version)?,
+        })
     }
 }
 
@@ -110,18 +116,30 @@ pub fn select_latest(versions: &[VersionSummary]) -> Option<Version> {
 pub fn select_matching(versions: &[VersionSummary], spec: &VersionSpec) -> Option<Version> {
     match spec {
         VersionSpec::Latest => select_latest(versions),
-        VersionSpec::Exact(v) => versions.iter().find(|s| &s.version == v).map(|s| s.version.clone()),
-        VersionSpec::Req(r) => {
-            versions.iter().filter(|s| !s.yanked && r.matches(&s.version)).map(|s| s.version.clone()).max()
-        }
+        VersionSpec::Exact(v) => versions
+            .iter()
+            .find(|s| &s.version == v)
+            .map(|s| s.version.clone()),
+        VersionSpec::Req(r) => versions
+            .iter()
+            .filter(|s| !s.yanked && r.matches(&s.version))
+            .map(|s| s.version.clone())
+            .max(),
     }
 }
 
 /// The version a new one is compared with: the greatest published release
 /// below it. Pre-releases are never predecessors, so `2.0.0-rc.1` does not
 /// force `2.0.0` to be compared against a draft.
-pub fn predecessor<'a>(existing: impl IntoIterator<Item = &'a Version>, new: &Version) -> Option<Version> {
-    existing.into_iter().filter(|v| v.pre.is_empty() && *v < new).max().cloned()
+pub fn predecessor<'a>(
+    existing: impl IntoIterator<Item = &'a Version>,
+    new: &Version,
+) -> Option<Version> {
+    existing
+        .into_iter()
+        .filter(|v| v.pre.is_empty() && *v < new)
+        .max()
+        .cloned()
 }
 
 /// The smallest version that may follow `predecessor` given the strongest
@@ -144,7 +162,11 @@ pub fn minimum_version(predecessor: &Version, kind: ChangeKind) -> Version {
 /// (`2.0.0-rc.1` is a valid major bump). Returns the classified changes.
 pub fn check_bump(old: &ResourceDefinition, new: &ResourceDefinition) -> Result<Vec<Change>> {
     let changes = classify_changes(old, new);
-    let strongest = changes.iter().map(|c| c.kind).max().unwrap_or(ChangeKind::Cosmetic);
+    let strongest = changes
+        .iter()
+        .map(|c| c.kind)
+        .max()
+        .unwrap_or(ChangeKind::Cosmetic);
     let minimum = minimum_version(&old.metadata.version, strongest);
     let new_v = &new.metadata.version;
     let release = Version::new(new_v.major, new_v.minor, new_v.patch);
@@ -165,23 +187,58 @@ pub fn classify_changes(old: &ResourceDefinition, new: &ResourceDefinition) -> V
     let mut out = Changes::default();
     let (om, nm) = (&old.metadata, &new.metadata);
     for (field, a, b, kind) in [
-        ("metadata.provider", &om.provider, &nm.provider, ChangeKind::Breaking),
-        ("metadata.resource_type", &om.resource_type, &nm.resource_type, ChangeKind::Breaking),
-        ("metadata.category", &om.category, &nm.category, ChangeKind::Cosmetic),
-        ("metadata.description", &om.description, &nm.description, ChangeKind::Cosmetic),
+        (
+            "metadata.provider",
+            &om.provider,
+            &nm.provider,
+            ChangeKind::Breaking,
+        ),
+        (
+            "metadata.resource_type",
+            &om.resource_type,
+            &nm.resource_type,
+            ChangeKind::Breaking,
+        ),
+        (
+            "metadata.category",
+            &om.category,
+            &nm.category,
+            ChangeKind::Cosmetic,
+        ),
+        (
+            "metadata.description",
+            &om.description,
+            &nm.description,
+            ChangeKind::Cosmetic,
+        ),
     ] {
         if a != b {
             out.push(kind, field, format!("changed from {a:?} to {b:?}"));
         }
     }
     if om.deprecated != nm.deprecated || om.deprecation_message != nm.deprecation_message {
-        out.push(ChangeKind::Cosmetic, "metadata.deprecated", "deprecation changed");
+        out.push(
+            ChangeKind::Cosmetic,
+            "metadata.deprecated",
+            "deprecation changed",
+        );
     }
-    if om.labels != nm.labels || om.annotations != nm.annotations || om.maintainers != nm.maintainers {
-        out.push(ChangeKind::Cosmetic, "metadata", "labels, annotations or maintainers changed");
+    if om.labels != nm.labels
+        || om.annotations != nm.annotations
+        || om.maintainers != nm.maintainers
+    {
+        out.push(
+            ChangeKind::Cosmetic,
+            "metadata",
+            "labels, annotations or maintainers changed",
+        );
     }
     if om.maturity != nm.maturity || om.support_level != nm.support_level {
-        out.push(ChangeKind::Cosmetic, "metadata", "maturity or support level changed");
+        out.push(
+            ChangeKind::Cosmetic,
+            "metadata",
+            "maturity or support level changed",
+        );
     }
 
     classify_inputs(old, new, &mut out);
@@ -189,19 +246,35 @@ pub fn classify_changes(old: &ResourceDefinition, new: &ResourceDefinition) -> V
 
     for engine in &old.spec.supported_engines {
         if !new.spec.supported_engines.contains(engine) {
-            out.push(ChangeKind::Breaking, "spec.supported_engines", format!("engine {engine:?} removed"));
+            out.push(
+                ChangeKind::Breaking,
+                "spec.supported_engines",
+                format!("engine {engine:?} removed"),
+            );
         }
     }
     for engine in &new.spec.supported_engines {
         if !old.spec.supported_engines.contains(engine) {
-            out.push(ChangeKind::Additive, "spec.supported_engines", format!("engine {engine:?} added"));
+            out.push(
+                ChangeKind::Additive,
+                "spec.supported_engines",
+                format!("engine {engine:?} added"),
+            );
         }
     }
     if old.spec.engine_configs != new.spec.engine_configs {
-        out.push(ChangeKind::Cosmetic, "spec.engine_configs", "engine configuration changed");
+        out.push(
+            ChangeKind::Cosmetic,
+            "spec.engine_configs",
+            "engine configuration changed",
+        );
     }
     if old.spec.dependencies != new.spec.dependencies {
-        out.push(ChangeKind::Cosmetic, "spec.dependencies", "dependencies changed");
+        out.push(
+            ChangeKind::Cosmetic,
+            "spec.dependencies",
+            "dependencies changed",
+        );
     }
     out.0
 }
@@ -211,14 +284,25 @@ struct Changes(Vec<Change>);
 
 impl Changes {
     fn push(&mut self, kind: ChangeKind, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Change { kind, field: field.into(), message: message.into() });
+        self.0.push(Change {
+            kind,
+            field: field.into(),
+            message: message.into(),
+        });
     }
 }
 
 fn input_field(def: &ResourceDefinition, name: &str) -> String {
     let (list, idx) = match def.spec.required_inputs.iter().position(|i| i.name == name) {
         Some(i) => ("required_inputs", i),
-        None => ("optional_inputs", def.spec.optional_inputs.iter().position(|i| i.name == name).unwrap_or(0)),
+        None => (
+            "optional_inputs",
+            def.spec
+                .optional_inputs
+                .iter()
+                .position(|i| i.name == name)
+                .unwrap_or(0),
+        ),
     };
     format!("spec.{list}[{idx}]")
 }
@@ -226,7 +310,11 @@ fn input_field(def: &ResourceDefinition, name: &str) -> String {
 fn classify_inputs(old: &ResourceDefinition, new: &ResourceDefinition, out: &mut Changes) {
     for (input, was_required) in old.inputs() {
         let Some((now, is_required)) = new.input(&input.name) else {
-            out.push(ChangeKind::Breaking, input_field(old, &input.name), format!("input {:?} removed", input.name));
+            out.push(
+                ChangeKind::Breaking,
+                input_field(old, &input.name),
+                format!("input {:?} removed", input.name),
+            );
             continue;
         };
         let field = input_field(new, &input.name);
@@ -234,26 +322,53 @@ fn classify_inputs(old: &ResourceDefinition, new: &ResourceDefinition, out: &mut
             out.push(
                 ChangeKind::Breaking,
                 format!("{field}.type"),
-                format!("input {:?} changed type from {} to {}", input.name, input.value_type, now.value_type),
+                format!(
+                    "input {:?} changed type from {} to {}",
+                    input.name, input.value_type, now.value_type
+                ),
             );
         }
         match (was_required, is_required) {
-            (false, true) => out.push(ChangeKind::Breaking, &field, format!("input {:?} made required", input.name)),
-            (true, false) => out.push(ChangeKind::Additive, &field, format!("input {:?} made optional", input.name)),
+            (false, true) => out.push(
+                ChangeKind::Breaking,
+                &field,
+                format!("input {:?} made required", input.name),
+            ),
+            (true, false) => out.push(
+                ChangeKind::Additive,
+                &field,
+                format!("input {:?} made optional", input.name),
+            ),
             _ => {}
         }
         if input.default != now.default {
-            out.push(ChangeKind::Additive, format!("{field}.default"), format!("default of {:?} changed", input.name));
+            out.push(
+                ChangeKind::Additive,
+                format!("{field}.default"),
+                format!("default of {:?} changed", input.name),
+            );
         }
         if input.description != now.description || input.sensitive != now.sensitive {
-            out.push(ChangeKind::Cosmetic, &field, format!("description or sensitivity of {:?} changed", input.name));
+            out.push(
+                ChangeKind::Cosmetic,
+                &field,
+                format!("description or sensitivity of {:?} changed", input.name),
+            );
         }
         classify_validation(input, now, &format!("{field}.validation"), out);
     }
     for (input, required) in new.inputs() {
         if old.input(&input.name).is_none() {
-            let (kind, word) = if required { (ChangeKind::Breaking, "required") } else { (ChangeKind::Additive, "optional") };
-            out.push(kind, input_field(new, &input.name), format!("{word} input {:?} added", input.name));
+            let (kind, word) = if required {
+                (ChangeKind::Breaking, "required")
+            } else {
+                (ChangeKind::Additive, "optional")
+            };
+            out.push(
+                kind,
+                input_field(new, &input.name),
+                format!("{word} input {:?} added", input.name),
+            );
         }
     }
 }
@@ -270,16 +385,32 @@ fn bound_change(old: Option<f64>, new: Option<f64>, lower: bool) -> Option<Chang
         (None, Some(_)) => Some(ChangeKind::Breaking),
         (Some(_), None) => Some(ChangeKind::Additive),
         (Some(a), Some(b)) if a == b => None,
-        (Some(a), Some(b)) => Some(if (b > a) == lower { ChangeKind::Breaking } else { ChangeKind::Additive }),
+        (Some(a), Some(b)) => Some(if (b > a) == lower {
+            ChangeKind::Breaking
+        } else {
+            ChangeKind::Additive
+        }),
     }
 }
 
 fn classify_validation(old: &Input, new: &Input, field: &str, out: &mut Changes) {
     let (a, b): (&Validation, &Validation) = (&old.validation, &new.validation);
     match (&a.pattern, &b.pattern) {
-        (None, Some(_)) => out.push(ChangeKind::Breaking, format!("{field}.pattern"), "pattern added"),
-        (Some(x), Some(y)) if x != y => out.push(ChangeKind::Breaking, format!("{field}.pattern"), "pattern changed"),
-        (Some(_), None) => out.push(ChangeKind::Additive, format!("{field}.pattern"), "pattern removed"),
+        (None, Some(_)) => out.push(
+            ChangeKind::Breaking,
+            format!("{field}.pattern"),
+            "pattern added",
+        ),
+        (Some(x), Some(y)) if x != y => out.push(
+            ChangeKind::Breaking,
+            format!("{field}.pattern"),
+            "pattern changed",
+        ),
+        (Some(_), None) => out.push(
+            ChangeKind::Additive,
+            format!("{field}.pattern"),
+            "pattern removed",
+        ),
         _ => {}
     }
     let as_f = |n: Option<u64>| n.map(|n| n as f64);
@@ -290,19 +421,39 @@ fn classify_validation(old: &Input, new: &Input, field: &str, out: &mut Changes)
         ("max_length", as_f(a.max_length), as_f(b.max_length), false),
     ] {
         if let Some(kind) = bound_change(old_v, new_v, lower) {
-            let verb = if kind == ChangeKind::Breaking { "tightened" } else { "loosened" };
-            out.push(kind, format!("{field}.{key}"), format!("{key} {verb} on {:?}", new.name));
+            let verb = if kind == ChangeKind::Breaking {
+                "tightened"
+            } else {
+                "loosened"
+            };
+            out.push(
+                kind,
+                format!("{field}.{key}"),
+                format!("{key} {verb} on {:?}", new.name),
+            );
         }
     }
     match (&a.allowed, &b.allowed) {
         (None, Some(_)) => out.push(ChangeKind::Breaking, format!("{field}.enum"), "enum added"),
-        (Some(_), None) => out.push(ChangeKind::Additive, format!("{field}.enum"), "enum removed"),
+        (Some(_), None) => out.push(
+            ChangeKind::Additive,
+            format!("{field}.enum"),
+            "enum removed",
+        ),
         (Some(x), Some(y)) => {
             let removed: Vec<&Value> = x.iter().filter(|v| !y.contains(v)).collect();
             if !removed.is_empty() {
-                out.push(ChangeKind::Breaking, format!("{field}.enum"), format!("enum values removed: {removed:?}"));
+                out.push(
+                    ChangeKind::Breaking,
+                    format!("{field}.enum"),
+                    format!("enum values removed: {removed:?}"),
+                );
             } else if y.iter().any(|v| !x.contains(v)) {
-                out.push(ChangeKind::Additive, format!("{field}.enum"), "enum values added");
+                out.push(
+                    ChangeKind::Additive,
+                    format!("{field}.enum"),
+                    "enum values added",
+                );
             }
         }
         (None, None) => {}
@@ -312,21 +463,34 @@ fn classify_validation(old: &Input, new: &Input, field: &str, out: &mut Changes)
 fn classify_outputs(old: &ResourceDefinition, new: &ResourceDefinition, out: &mut Changes) {
     for (i, o) in old.spec.outputs.iter().enumerate() {
         match new.spec.outputs.iter().find(|n| n.name == o.name) {
-            None => out.push(ChangeKind::Breaking, format!("spec.outputs[{i}]"), format!("output {:?} removed", o.name)),
+            None => out.push(
+                ChangeKind::Breaking,
+                format!("spec.outputs[{i}]"),
+                format!("output {:?} removed", o.name),
+            ),
             Some(n) if n.value_type != o.value_type => out.push(
                 ChangeKind::Breaking,
                 format!("spec.outputs[{i}].type"),
-                format!("output {:?} changed type from {} to {}", o.name, o.value_type, n.value_type),
+                format!(
+                    "output {:?} changed type from {} to {}",
+                    o.name, o.value_type, n.value_type
+                ),
             ),
-            Some(n) if n != o => {
-                out.push(ChangeKind::Cosmetic, format!("spec.outputs[{i}]"), format!("output {:?} described differently", o.name))
-            }
+            Some(n) if n != o => out.push(
+                ChangeKind::Cosmetic,
+                format!("spec.outputs[{i}]"),
+                format!("output {:?} described differently", o.name),
+            ),
             Some(_) => {}
         }
     }
     for (i, n) in new.spec.outputs.iter().enumerate() {
         if !old.spec.outputs.iter().any(|o| o.name == n.name) {
-            out.push(ChangeKind::Additive, format!("spec.outputs[{i}]"), format!("output {:?} added", n.name));
+            out.push(
+                ChangeKind::Additive,
+                format!("spec.outputs[{i}]"),
+                format!("output {:?} added", n.name),
+            );
         }
     }
 }
@@ -336,12 +500,22 @@ mod tests {
     use super::*;
 
     fn summary(v: &str, yanked: bool) -> VersionSummary {
-        VersionSummary { version: v.parse().unwrap(), published_at: 0, yanked, deprecated: false, git_commit: None }
+        VersionSummary {
+            version: v.parse().unwrap(),
+            published_at: 0,
+            yanked,
+            deprecated: false,
+            git_commit: None,
+        }
     }
 
     #[test]
     fn latest_skips_yanked_and_prereleases_unless_alone() {
-        let vs = [summary("1.9.0", false), summary("1.10.0", true), summary("2.0.0-rc.1", false)];
+        let vs = [
+            summary("1.9.0", false),
+            summary("1.10.0", true),
+            summary("2.0.0-rc.1", false),
+        ];
         assert_eq!(select_latest(&vs).unwrap().to_string(), "1.9.0");
         let only_pre = [summary("2.0.0-rc.1", false), summary("2.0.0-beta.1", false)];
         assert_eq!(select_latest(&only_pre).unwrap().to_string(), "2.0.0-rc.1");
@@ -352,15 +526,31 @@ mod tests {
     fn bare_version_in_a_reference_is_exact_and_requirements_are_cargo() {
         let r = CatalogRef::parse("aws-rds-mysql:1.2.0").unwrap();
         assert_eq!(r.version, VersionSpec::Exact("1.2.0".parse().unwrap()));
-        let vs = [summary("1.2.0", true), summary("1.3.0", false), summary("1.10.0", false), summary("2.0.0", false)];
-        assert_eq!(select_matching(&vs, &r.version).unwrap().to_string(), "1.2.0", "exact finds yanked");
+        let vs = [
+            summary("1.2.0", true),
+            summary("1.3.0", false),
+            summary("1.10.0", false),
+            summary("2.0.0", false),
+        ];
+        assert_eq!(
+            select_matching(&vs, &r.version).unwrap().to_string(),
+            "1.2.0",
+            "exact finds yanked"
+        );
         let caret = VersionSpec::parse("^1.2").unwrap();
         assert_eq!(select_matching(&vs, &caret).unwrap().to_string(), "1.10.0");
         let tilde = VersionSpec::parse("~1.2.0").unwrap();
-        assert_eq!(select_matching(&vs, &tilde), None, "yanked is never chosen for a requirement");
+        assert_eq!(
+            select_matching(&vs, &tilde),
+            None,
+            "yanked is never chosen for a requirement"
+        );
         let range = VersionSpec::parse(">=1, <2").unwrap();
         assert_eq!(select_matching(&vs, &range).unwrap().to_string(), "1.10.0");
-        assert_eq!(VersionSpec::parse("v1.2.0").unwrap(), VersionSpec::Exact("1.2.0".parse().unwrap()));
+        assert_eq!(
+            VersionSpec::parse("v1.2.0").unwrap(),
+            VersionSpec::Exact("1.2.0".parse().unwrap())
+        );
         assert!(CatalogRef::parse(":1.0.0").is_err());
         assert!(VersionSpec::parse("^^1").is_err());
     }
@@ -368,17 +558,40 @@ mod tests {
     #[test]
     fn minimum_versions_follow_the_bump_table() {
         let v = |s: &str| s.parse::<Version>().unwrap();
-        assert_eq!(minimum_version(&v("1.2.3"), ChangeKind::Breaking), v("2.0.0"));
-        assert_eq!(minimum_version(&v("0.3.1"), ChangeKind::Breaking), v("0.4.0"));
-        assert_eq!(minimum_version(&v("1.2.3"), ChangeKind::Additive), v("1.3.0"));
-        assert_eq!(minimum_version(&v("0.3.1"), ChangeKind::Additive), v("0.3.2"));
-        assert_eq!(minimum_version(&v("1.2.3"), ChangeKind::Cosmetic), v("1.2.4"));
+        assert_eq!(
+            minimum_version(&v("1.2.3"), ChangeKind::Breaking),
+            v("2.0.0")
+        );
+        assert_eq!(
+            minimum_version(&v("0.3.1"), ChangeKind::Breaking),
+            v("0.4.0")
+        );
+        assert_eq!(
+            minimum_version(&v("1.2.3"), ChangeKind::Additive),
+            v("1.3.0")
+        );
+        assert_eq!(
+            minimum_version(&v("0.3.1"), ChangeKind::Additive),
+            v("0.3.2")
+        );
+        assert_eq!(
+            minimum_version(&v("1.2.3"), ChangeKind::Cosmetic),
+            v("1.2.4")
+        );
     }
 
     #[test]
     fn predecessor_is_the_greatest_release_below() {
-        let vs: Vec<Version> = ["1.0.0", "1.2.0", "2.0.0-rc.1", "3.0.0"].iter().map(|s| s.parse().unwrap()).collect();
-        assert_eq!(predecessor(&vs, &"2.0.0".parse().unwrap()).unwrap().to_string(), "1.2.0");
+        let vs: Vec<Version> = ["1.0.0", "1.2.0", "2.0.0-rc.1", "3.0.0"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(
+            predecessor(&vs, &"2.0.0".parse().unwrap())
+                .unwrap()
+                .to_string(),
+            "1.2.0"
+        );
         assert_eq!(predecessor(&vs, &"1.0.0".parse().unwrap()), None);
     }
 }

@@ -43,7 +43,10 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8080".into(), max_body_bytes: 1024 * 1024 }
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -95,7 +98,11 @@ pub struct DynamoConfig {
 
 impl Default for DynamoConfig {
     fn default() -> Self {
-        DynamoConfig { table_prefix: "nestor".into(), region: "us-east-1".into(), endpoint_url: None }
+        DynamoConfig {
+            table_prefix: "nestor".into(),
+            region: "us-east-1".into(),
+            endpoint_url: None,
+        }
     }
 }
 
@@ -121,7 +128,11 @@ pub struct EnginesConfig {
 
 impl Default for EnginesConfig {
     fn default() -> Self {
-        EnginesConfig { plugins_dir: "./plugins".into(), timeout_ms: 1000, memory_limit_mb: 64 }
+        EnginesConfig {
+            plugins_dir: "./plugins".into(),
+            timeout_ms: 1000,
+            memory_limit_mb: 64,
+        }
     }
 }
 
@@ -165,7 +176,10 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { anonymous_read: true, tokens: Vec::new() }
+        AuthConfig {
+            anonymous_read: true,
+            tokens: Vec::new(),
+        }
     }
 }
 
@@ -196,7 +210,11 @@ pub struct SseConfig {
 
 impl Default for SseConfig {
     fn default() -> Self {
-        SseConfig { heartbeat: "15s".into(), client_buffer: 256, retention: "7d".into() }
+        SseConfig {
+            heartbeat: "15s".into(),
+            client_buffer: 256,
+            retention: "7d".into(),
+        }
     }
 }
 
@@ -212,7 +230,10 @@ pub struct DefaultsConfig {
 
 impl Default for DefaultsConfig {
     fn default() -> Self {
-        DefaultsConfig { team: "alpha".into(), environment: "dev".into() }
+        DefaultsConfig {
+            team: "alpha".into(),
+            environment: "dev".into(),
+        }
     }
 }
 
@@ -220,7 +241,10 @@ impl Config {
     /// Loads `path` (or, when `None`, `./nestor.yaml` if present), applies
     /// `${VAR}` substitution and `NESTOR_*` overrides from `env`, and
     /// rejects unknown keys by name.
-    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
         let env: Vec<(String, String)> = env.into_iter().collect();
         let default_path = Path::new("nestor.yaml");
         let path = match path {
@@ -230,8 +254,10 @@ impl Config {
         };
         let mut value = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-                let value: Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                let value: Value = serde_yaml::from_str(&text)
+                    .with_context(|| format!("parsing {}", p.display()))?;
                 if value.is_null() {
                     Value::Mapping(Default::default())
                 } else {
@@ -242,10 +268,16 @@ impl Config {
         };
         substitute(&mut value, &env)?;
         for (key, raw) in &env {
-            let Some(path) = key.strip_prefix("NESTOR_").filter(|p| p.contains("__")) else { continue };
+            let Some(path) = key.strip_prefix("NESTOR_").filter(|p| p.contains("__")) else {
+                continue;
+            };
             let segments: Vec<String> = path.split("__").map(str::to_lowercase).collect();
-            set_path(&mut value, &segments, serde_yaml::from_str(raw).unwrap_or(Value::String(raw.clone())))
-                .with_context(|| format!("applying {key}"))?;
+            set_path(
+                &mut value,
+                &segments,
+                serde_yaml::from_str(raw).unwrap_or(Value::String(raw.clone())),
+            )
+            .with_context(|| format!("applying {key}"))?;
         }
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
@@ -256,12 +288,17 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        nestor_core::parse_duration(&self.sse.heartbeat).map_err(|e| anyhow::anyhow!("sse.heartbeat: {e}"))?;
-        nestor_core::parse_duration(&self.sse.retention).map_err(|e| anyhow::anyhow!("sse.retention: {e}"))?;
+        nestor_core::parse_duration(&self.sse.heartbeat)
+            .map_err(|e| anyhow::anyhow!("sse.heartbeat: {e}"))?;
+        nestor_core::parse_duration(&self.sse.retention)
+            .map_err(|e| anyhow::anyhow!("sse.retention: {e}"))?;
         let mut names = std::collections::HashSet::new();
         for s in &self.catalog.sources {
             if !names.insert(&s.name) {
-                bail!("catalog.sources: the source name {:?} is used twice", s.name);
+                bail!(
+                    "catalog.sources: the source name {:?} is used twice",
+                    s.name
+                );
             }
         }
         Ok(())
@@ -269,7 +306,11 @@ impl Config {
 
     /// The SQLite file: `storage.sqlite.path`, else `<data_dir>/nestor.db`.
     pub fn sqlite_path(&self, data_dir: &Path) -> PathBuf {
-        self.storage.sqlite.path.clone().unwrap_or_else(|| data_dir.join("nestor.db"))
+        self.storage
+            .sqlite
+            .path
+            .clone()
+            .unwrap_or_else(|| data_dir.join("nestor.db"))
     }
 }
 
@@ -281,10 +322,15 @@ fn substitute(value: &mut Value, env: &[(String, String)]) -> anyhow::Result<()>
             let mut rest = s.as_str();
             while let Some(start) = rest.find("${") {
                 out.push_str(&rest[..start]);
-                let end = rest[start..].find('}').map(|e| start + e).context("unterminated ${ in configuration")?;
+                let end = rest[start..]
+                    .find('}')
+                    .map(|e| start + e)
+                    .context("unterminated ${ in configuration")?;
                 let var = &rest[start + 2..end];
                 let found = env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone());
-                out.push_str(&found.with_context(|| format!("environment variable {var} is not set"))?);
+                out.push_str(
+                    &found.with_context(|| format!("environment variable {var} is not set"))?,
+                );
                 rest = &rest[end + 1..];
             }
             out.push_str(rest);
@@ -313,7 +359,9 @@ fn set_path(value: &mut Value, segments: &[String], new: Value) -> anyhow::Resul
     if value.is_null() {
         *value = Value::Mapping(Default::default());
     }
-    let Value::Mapping(map) = value else { bail!("{first} is not a mapping") };
+    let Value::Mapping(map) = value else {
+        bail!("{first} is not a mapping")
+    };
     let key = Value::String(first.clone());
     if !map.contains_key(&key) {
         map.insert(key.clone(), Value::Null);
@@ -329,7 +377,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nestor.yaml");
         std::fs::write(&path, text).unwrap();
-        Config::load(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        Config::load(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
     }
 
     #[test]
@@ -337,23 +388,39 @@ mod tests {
         let c = load_text("", &[]).unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:8080");
         assert_eq!(c.storage.kind, StorageKind::Sqlite);
-        assert_eq!(c.sqlite_path(Path::new(".nestor")), Path::new(".nestor/nestor.db"));
+        assert_eq!(
+            c.sqlite_path(Path::new(".nestor")),
+            Path::new(".nestor/nestor.db")
+        );
         assert!(c.auth.anonymous_read);
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = load_text("storage:\n  tpye: sqlite\n", &[]).unwrap_err().to_string();
+        let err = load_text("storage:\n  tpye: sqlite\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("storage") && err.contains("tpye"), "{err}");
     }
 
     #[test]
     fn environment_overrides_and_substitution() {
         let text = "catalog:\n  sources:\n    - {name: p, url: /x, webhook_secret: \"${SECRET}\", poll_interval: 5m}\n";
-        let c = load_text(text, &[("SECRET", "s3cr3t"), ("NESTOR_STORAGE__TYPE", "memory"), ("NESTOR_SERVER__MAX_BODY_BYTES", "10")]).unwrap();
+        let c = load_text(
+            text,
+            &[
+                ("SECRET", "s3cr3t"),
+                ("NESTOR_STORAGE__TYPE", "memory"),
+                ("NESTOR_SERVER__MAX_BODY_BYTES", "10"),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.storage.kind, StorageKind::Memory);
         assert_eq!(c.server.max_body_bytes, 10);
-        assert_eq!(c.catalog.sources[0].webhook_secret.as_deref(), Some("s3cr3t"));
+        assert_eq!(
+            c.catalog.sources[0].webhook_secret.as_deref(),
+            Some("s3cr3t")
+        );
         assert_eq!(c.catalog.sources[0].poll_interval.as_secs(), 300);
         let err = load_text(text, &[]).unwrap_err().to_string();
         assert!(err.contains("SECRET"), "{err}");

@@ -7,7 +7,10 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn examples() -> PathBuf {
@@ -37,7 +40,13 @@ fn stderr(o: &Output) -> String {
 }
 
 fn ok(o: Output) -> String {
-    assert_eq!(o.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
     stdout(&o)
 }
 
@@ -48,7 +57,10 @@ fn json(o: Output) -> Value {
 #[test]
 fn the_example_catalog_validates_offline() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = nestor(tmp.path(), &["catalog", "validate", examples().to_str().unwrap()]);
+    let out = nestor(
+        tmp.path(),
+        &["catalog", "validate", examples().to_str().unwrap()],
+    );
     ok(out);
 }
 
@@ -56,15 +68,31 @@ fn the_example_catalog_validates_offline() {
 fn validate_prints_file_line_field_message_and_exits_1() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad.yaml");
-    let good = std::fs::read_to_string(examples().join("resources/aws/aws-rds-mysql/1.2.0.yaml")).unwrap();
-    std::fs::write(&bad, good.replace("  optional_inputs:", "  optoinal_inputs:").replace("name: aws-rds-mysql", "name: Bad_Name")).unwrap();
+    let good =
+        std::fs::read_to_string(examples().join("resources/aws/aws-rds-mysql/1.2.0.yaml")).unwrap();
+    std::fs::write(
+        &bad,
+        good.replace("  optional_inputs:", "  optoinal_inputs:")
+            .replace("name: aws-rds-mysql", "name: Bad_Name"),
+    )
+    .unwrap();
     let out = nestor(tmp.path(), &["catalog", "validate", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    let line = text.lines().find(|l| l.contains("optoinal_inputs")).expect("the typo is reported");
-    let expected_line = good.lines().position(|l| l.starts_with("  optional_inputs:")).unwrap() + 1;
+    let line = text
+        .lines()
+        .find(|l| l.contains("optoinal_inputs"))
+        .expect("the typo is reported");
+    let expected_line = good
+        .lines()
+        .position(|l| l.starts_with("  optional_inputs:"))
+        .unwrap()
+        + 1;
     assert_eq!(line, format!("{}:{expected_line}: spec.optoinal_inputs: unknown key \"optoinal_inputs\" (did you mean \"optional_inputs\"?)", bad.display()));
-    assert!(text.contains(": metadata.name: \"Bad_Name\" is not a valid name"), "{text}");
+    assert!(
+        text.contains(": metadata.name: \"Bad_Name\" is not a valid name"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -72,68 +100,193 @@ fn diff_classifies_changes_and_the_required_bump() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = examples().join("resources/aws/aws-rds-mysql");
     let (v12, v20) = (dir.join("1.2.0.yaml"), dir.join("2.0.0.yaml"));
-    let out = ok(nestor(tmp.path(), &["catalog", "diff", v12.to_str().unwrap(), v20.to_str().unwrap()]));
+    let out = ok(nestor(
+        tmp.path(),
+        &[
+            "catalog",
+            "diff",
+            v12.to_str().unwrap(),
+            v20.to_str().unwrap(),
+        ],
+    ));
     assert!(out.contains("breaking"), "{out}");
-    assert!(out.contains("required bump: major (at least 2.0.0); 1.2.0 → 2.0.0: ok"), "{out}");
+    assert!(
+        out.contains("required bump: major (at least 2.0.0); 1.2.0 → 2.0.0: ok"),
+        "{out}"
+    );
 
     // The same breaking changes shipped as a minor release are refused.
     let sneaky = tmp.path().join("1.3.0.yaml");
-    std::fs::write(&sneaky, std::fs::read_to_string(&v20).unwrap().replace("version: \"2.0.0\"", "version: \"1.3.0\"")).unwrap();
-    let out = nestor(tmp.path(), &["catalog", "diff", v12.to_str().unwrap(), sneaky.to_str().unwrap(), "-o", "json"]);
+    std::fs::write(
+        &sneaky,
+        std::fs::read_to_string(&v20)
+            .unwrap()
+            .replace("version: \"2.0.0\"", "version: \"1.3.0\""),
+    )
+    .unwrap();
+    let out = nestor(
+        tmp.path(),
+        &[
+            "catalog",
+            "diff",
+            v12.to_str().unwrap(),
+            sneaky.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["ok"], false);
     assert_eq!(v["minimum_version"], "2.0.0");
-    assert!(v["changes"].as_array().unwrap().iter().any(|c| c["kind"] == "breaking"));
+    assert!(v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["kind"] == "breaking"));
 }
 
 #[test]
 fn sync_then_browse_the_example_catalog_on_sqlite() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
-    let report = json(nestor(data, &["catalog", "sync", examples().to_str().unwrap(), "-o", "json"]));
+    let report = json(nestor(
+        data,
+        &[
+            "catalog",
+            "sync",
+            examples().to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    ));
     assert_eq!(report["errors"].as_array().unwrap().len(), 0, "{report}");
     let published = report["published"].as_array().unwrap().len();
     assert!(published >= 20, "{report}");
-    assert!(data.join("nestor.db").exists(), "the embedded store is one SQLite file in --data-dir");
+    assert!(
+        data.join("nestor.db").exists(),
+        "the embedded store is one SQLite file in --data-dir"
+    );
 
-    let again = json(nestor(data, &["catalog", "sync", examples().to_str().unwrap(), "-o", "json"]));
-    assert_eq!((again["files_read"].as_u64(), again["published"].as_array().unwrap().len()), (Some(0), 0));
+    let again = json(nestor(
+        data,
+        &[
+            "catalog",
+            "sync",
+            examples().to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    ));
+    assert_eq!(
+        (
+            again["files_read"].as_u64(),
+            again["published"].as_array().unwrap().len()
+        ),
+        (Some(0), 0)
+    );
 
-    let list = json(nestor(data, &["catalog", "list", "-o", "json", "--limit", "500"]));
-    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|i| i["definition"]["metadata"]["name"].as_str().unwrap()).collect();
-    assert!(names.len() >= 15 && names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
-    let gcp = json(nestor(data, &["catalog", "list", "--provider", "gcp", "-o", "json"]));
-    assert!(gcp["items"].as_array().unwrap().iter().all(|i| i["definition"]["metadata"]["provider"] == "gcp"));
-    let page = json(nestor(data, &["catalog", "list", "--limit", "5", "-o", "json"]));
+    let list = json(nestor(
+        data,
+        &["catalog", "list", "-o", "json", "--limit", "500"],
+    ));
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["definition"]["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.len() >= 15 && names.windows(2).all(|w| w[0] < w[1]),
+        "{names:?}"
+    );
+    let gcp = json(nestor(
+        data,
+        &["catalog", "list", "--provider", "gcp", "-o", "json"],
+    ));
+    assert!(gcp["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["definition"]["metadata"]["provider"] == "gcp"));
+    let page = json(nestor(
+        data,
+        &["catalog", "list", "--limit", "5", "-o", "json"],
+    ));
     assert_eq!(page["items"].as_array().unwrap().len(), 5);
-    let cursor = page["next_cursor"].as_str().expect("a cursor for the next page").to_string();
-    let next = json(nestor(data, &["catalog", "list", "--limit", "5", "--cursor", &cursor, "-o", "json"]));
-    assert!(next["items"][0]["definition"]["metadata"]["name"].as_str().unwrap() > cursor.as_str());
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("a cursor for the next page")
+        .to_string();
+    let next = json(nestor(
+        data,
+        &[
+            "catalog", "list", "--limit", "5", "--cursor", &cursor, "-o", "json",
+        ],
+    ));
+    assert!(
+        next["items"][0]["definition"]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            > cursor.as_str()
+    );
 
-    let latest = json(nestor(data, &["catalog", "get", "aws-rds-mysql", "-o", "json"]));
+    let latest = json(nestor(
+        data,
+        &["catalog", "get", "aws-rds-mysql", "-o", "json"],
+    ));
     assert_eq!(latest["definition"]["metadata"]["version"], "2.0.0");
-    let caret = json(nestor(data, &["catalog", "get", "aws-rds-mysql:^1.1", "-o", "json"]));
+    let caret = json(nestor(
+        data,
+        &["catalog", "get", "aws-rds-mysql:^1.1", "-o", "json"],
+    ));
     assert_eq!(caret["definition"]["metadata"]["version"], "1.2.0");
     let table = ok(nestor(data, &["catalog", "get", "aws-rds-mysql:1.0.0"]));
-    assert!(table.starts_with("aws-rds-mysql 1.0.0\n") && table.contains("instance_class"), "{table}");
+    assert!(
+        table.starts_with("aws-rds-mysql 1.0.0\n") && table.contains("instance_class"),
+        "{table}"
+    );
 
-    let versions = json(nestor(data, &["catalog", "versions", "aws-rds-mysql", "-o", "json"]));
-    let order: Vec<&str> = versions.as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    let versions = json(nestor(
+        data,
+        &["catalog", "versions", "aws-rds-mysql", "-o", "json"],
+    ));
+    let order: Vec<&str> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
     assert_eq!(order, ["2.0.0", "1.2.0", "1.1.0", "1.0.0"]);
 
     let hits = json(nestor(data, &["catalog", "search", "mysql", "-o", "json"]));
-    assert_eq!(hits[0]["version"]["definition"]["metadata"]["name"], "aws-rds-mysql");
+    assert_eq!(
+        hits[0]["version"]["definition"]["metadata"]["name"],
+        "aws-rds-mysql"
+    );
 
     ok(nestor(data, &["catalog", "yank", "aws-rds-mysql", "2.0.0"]));
-    let after = json(nestor(data, &["catalog", "get", "aws-rds-mysql", "-o", "json"]));
-    assert_eq!(after["definition"]["metadata"]["version"], "1.2.0", "a yanked version is never latest");
-    let exact = json(nestor(data, &["catalog", "get", "aws-rds-mysql:2.0.0", "-o", "json"]));
+    let after = json(nestor(
+        data,
+        &["catalog", "get", "aws-rds-mysql", "-o", "json"],
+    ));
+    assert_eq!(
+        after["definition"]["metadata"]["version"], "1.2.0",
+        "a yanked version is never latest"
+    );
+    let exact = json(nestor(
+        data,
+        &["catalog", "get", "aws-rds-mysql:2.0.0", "-o", "json"],
+    ));
     assert_eq!(exact["yanked"], true, "but stays readable exactly");
 
     let missing = nestor(data, &["catalog", "get", "no-such-thing"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("error[RESOURCE_NOT_FOUND]"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("error[RESOURCE_NOT_FOUND]"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]
@@ -142,19 +295,60 @@ fn publish_reports_each_outcome_and_refuses_changed_content() {
     let data = tmp.path();
     let mysql = examples().join("resources/aws/aws-rds-mysql");
     let vpc = examples().join("resources/aws/vpc-setup");
-    let out = json(nestor(data, &["catalog", "publish", mysql.to_str().unwrap(), vpc.to_str().unwrap(), "-o", "json"]));
-    let outcomes: Vec<(&str, &str)> =
-        out["published"].as_array().unwrap().iter().map(|l| (l["subject"].as_str().unwrap(), l["outcome"].as_str().unwrap())).collect();
-    assert_eq!(outcomes[..2], [("vpc-setup:1.5.0", "created"), ("vpc-setup:1.6.0", "created")], "dependencies go first");
+    let out = json(nestor(
+        data,
+        &[
+            "catalog",
+            "publish",
+            mysql.to_str().unwrap(),
+            vpc.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    ));
+    let outcomes: Vec<(&str, &str)> = out["published"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["subject"].as_str().unwrap(),
+                l["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes[..2],
+        [
+            ("vpc-setup:1.5.0", "created"),
+            ("vpc-setup:1.6.0", "created")
+        ],
+        "dependencies go first"
+    );
     assert_eq!(outcomes.len(), 6);
 
     let edited = tmp.path().join("edited.yaml");
     let text = std::fs::read_to_string(mysql.join("1.2.0.yaml")).unwrap();
-    std::fs::write(&edited, text.replace("Days automated backups are kept", "Days backups are kept")).unwrap();
+    std::fs::write(
+        &edited,
+        text.replace("Days automated backups are kept", "Days backups are kept"),
+    )
+    .unwrap();
     let out = nestor(data, &["catalog", "publish", edited.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("VERSION_IMMUTABLE"), "{}", stdout(&out));
-    let same = ok(nestor(data, &["catalog", "publish", mysql.join("1.2.0.yaml").to_str().unwrap()]));
+    assert!(
+        stdout(&out).contains("VERSION_IMMUTABLE"),
+        "{}",
+        stdout(&out)
+    );
+    let same = ok(nestor(
+        data,
+        &[
+            "catalog",
+            "publish",
+            mysql.join("1.2.0.yaml").to_str().unwrap(),
+        ],
+    ));
     assert!(same.contains("unchanged"), "{same}");
 }
 

@@ -11,5 +11,7 @@ mod deployments {
     use super::*;
     use nestor_core::testing::StoreFixture;
 
-    nestor_core::deployment_store_conformance_tests!(async { StoreFixture::new(Arc::new(MemoryStore::new())) });
+    nestor_core::deployment_store_conformance_tests!(async {
+        StoreFixture::new(Arc::new(MemoryStore::new()))
+    });
 }

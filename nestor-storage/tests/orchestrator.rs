@@ -19,12 +19,19 @@ struct JsonEngine(&'static str);
 #[async_trait]
 impl Engine for JsonEngine {
     fn info(&self) -> EngineInfo {
-        EngineInfo { name: self.0.into(), version: "1.0.0".into(), description: "test engine".into() }
+        EngineInfo {
+            name: self.0.into(),
+            version: "1.0.0".into(),
+            description: "test engine".into(),
+        }
     }
 
     async fn render(&self, request: &RenderRequest) -> Result<RenderOutput> {
         if request.inputs.get("fail") == Some(&Value::Bool(true)) {
-            return Err(Error::EngineFailed { engine: self.0.into(), message: format!("{} cannot be rendered", request.resource) });
+            return Err(Error::EngineFailed {
+                engine: self.0.into(),
+                message: format!("{} cannot be rendered", request.resource),
+            });
         }
         let content = serde_json::to_string_pretty(&json!({"resource": request.resource, "inputs": request.inputs, "env": request.context.environment})).unwrap();
         let outputs = request
@@ -32,10 +39,19 @@ impl Engine for JsonEngine {
             .spec
             .outputs
             .iter()
-            .map(|o| (o.name.clone(), json!(format!("ref://{}/{}", request.resource, o.name))))
+            .map(|o| {
+                (
+                    o.name.clone(),
+                    json!(format!("ref://{}/{}", request.resource, o.name)),
+                )
+            })
             .collect();
         Ok(RenderOutput {
-            artifacts: vec![Artifact { path: format!("{}.json", self.0), content, media_type: "application/json".into() }],
+            artifacts: vec![Artifact {
+                path: format!("{}.json", self.0),
+                content,
+                media_type: "application/json".into(),
+            }],
             outputs,
         })
     }
@@ -68,11 +84,24 @@ async fn env() -> Env {
     }
     let repo = tempfile::tempdir().unwrap();
     let executor = Arc::new(GitOpsExecutor::open(GitOpsConfig::local(repo.path())).unwrap());
-    let engines: BTreeMap<String, Arc<dyn Engine>> =
-        BTreeMap::from([("terraform".to_string(), Arc::new(JsonEngine("terraform")) as Arc<dyn Engine>), ("helm".to_string(), Arc::new(JsonEngine("helm")) as Arc<dyn Engine>)]);
+    let engines: BTreeMap<String, Arc<dyn Engine>> = BTreeMap::from([
+        (
+            "terraform".to_string(),
+            Arc::new(JsonEngine("terraform")) as Arc<dyn Engine>,
+        ),
+        (
+            "helm".to_string(),
+            Arc::new(JsonEngine("helm")) as Arc<dyn Engine>,
+        ),
+    ]);
     let orchestrator = Orchestrator::new(store.clone(), Arc::new(engines), executor);
     let composer = Composer::new(store.clone());
-    Env { store, orchestrator, composer, repo }
+    Env {
+        store,
+        orchestrator,
+        composer,
+        repo,
+    }
 }
 
 const WEB_APP: &str = r#"
@@ -117,63 +146,184 @@ fn commits(repo: &std::path::Path) -> Vec<String> {
     if walk.push_head().is_err() {
         return vec![];
     }
-    walk.map(|id| repo.find_commit(id.unwrap()).unwrap().message().unwrap().to_string()).collect()
+    walk.map(|id| {
+        repo.find_commit(id.unwrap())
+            .unwrap()
+            .message()
+            .unwrap()
+            .to_string()
+    })
+    .collect()
 }
 
 #[tokio::test]
 async fn plan_apply_change_rollback_and_promote() {
     let e = env().await;
-    let published = e.composer.publish(parse_composition_yaml(WEB_APP).unwrap(), None, "test").await.unwrap();
-    assert_eq!(published.waves, vec![vec!["cache".to_string(), "db".into()], vec!["app".into()]], "implicit and dependsOn edges");
+    let published = e
+        .composer
+        .publish(parse_composition_yaml(WEB_APP).unwrap(), None, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        published.waves,
+        vec![vec!["cache".to_string(), "db".into()], vec!["app".into()]],
+        "implicit and dependsOn edges"
+    );
 
-    let plan = e.orchestrator.plan(&request("staging", json!({}))).await.unwrap();
+    let plan = e
+        .orchestrator
+        .plan(&request("staging", json!({})))
+        .await
+        .unwrap();
     assert_eq!(plan.diff.added, ["app", "cache", "db"]);
     assert!(plan.diff.changed.is_empty() && plan.diff.base_revision.is_none());
     assert!(commits(e.repo.path()).is_empty(), "a plan writes nothing");
     let app = &plan.artifacts["app"][0].content;
-    assert!(app.contains("\"DB\": \"ref://db/endpoint\"") && app.contains("\"replicas\": 2") && app.contains("alpha-staging"), "{app}");
+    assert!(
+        app.contains("\"DB\": \"ref://db/endpoint\"")
+            && app.contains("\"replicas\": 2")
+            && app.contains("alpha-staging"),
+        "{app}"
+    );
 
-    let d1 = e.orchestrator.apply(&request("staging", json!({})), None).await.unwrap();
-    assert_eq!((d1.revision, d1.status), (1, DeploymentStatus::Succeeded), "{:?}", d1.error);
-    assert!(d1.resources.iter().all(|r| r.status == ResourceStatus::Applied));
-    assert_eq!(d1.resources.iter().find(|r| r.name == "db").unwrap().catalog_ref, "database:1.0.0", "versions are pinned");
+    let d1 = e
+        .orchestrator
+        .apply(&request("staging", json!({})), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (d1.revision, d1.status),
+        (1, DeploymentStatus::Succeeded),
+        "{:?}",
+        d1.error
+    );
+    assert!(d1
+        .resources
+        .iter()
+        .all(|r| r.status == ResourceStatus::Applied));
+    assert_eq!(
+        d1.resources
+            .iter()
+            .find(|r| r.name == "db")
+            .unwrap()
+            .catalog_ref,
+        "database:1.0.0",
+        "versions are pinned"
+    );
     let log = commits(e.repo.path());
-    assert_eq!(log, [format!("nestor: alpha/staging/checkout revision 1 ({})", d1.id)]);
-    let db_v1 = read(e.repo.path(), "alpha/staging/checkout/db/terraform.json").expect("layout team/env/name/resource/file");
+    assert_eq!(
+        log,
+        [format!(
+            "nestor: alpha/staging/checkout revision 1 ({})",
+            d1.id
+        )]
+    );
+    let db_v1 = read(e.repo.path(), "alpha/staging/checkout/db/terraform.json")
+        .expect("layout team/env/name/resource/file");
     assert!(db_v1.contains("\"size\": \"small\""));
-    let argo = read(e.repo.path(), "argocd/alpha-staging.yaml").expect("an Argo CD Application per team and environment");
+    let argo = read(e.repo.path(), "argocd/alpha-staging.yaml")
+        .expect("an Argo CD Application per team and environment");
     assert!(argo.contains("kind: Application") && argo.contains("path: alpha/staging"));
 
-    let plan2 = e.orchestrator.plan(&request("staging", json!({"size": "large"}))).await.unwrap();
-    assert_eq!((plan2.diff.changed.clone(), plan2.diff.added.len(), plan2.diff.base_revision), (vec!["db".to_string()], 0, Some(1)));
+    let plan2 = e
+        .orchestrator
+        .plan(&request("staging", json!({"size": "large"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            plan2.diff.changed.clone(),
+            plan2.diff.added.len(),
+            plan2.diff.base_revision
+        ),
+        (vec!["db".to_string()], 0, Some(1))
+    );
     assert_eq!(plan2.diff.files.len(), 1);
-    assert!(plan2.diff.files[0].diff.contains("-    \"size\": \"small\"") && plan2.diff.files[0].diff.contains("+    \"size\": \"large\""), "{}", plan2.diff.files[0].diff);
+    assert!(
+        plan2.diff.files[0]
+            .diff
+            .contains("-    \"size\": \"small\"")
+            && plan2.diff.files[0]
+                .diff
+                .contains("+    \"size\": \"large\""),
+        "{}",
+        plan2.diff.files[0].diff
+    );
 
-    let d2 = e.orchestrator.apply(&request("staging", json!({"size": "large"})), None).await.unwrap();
+    let d2 = e
+        .orchestrator
+        .apply(&request("staging", json!({"size": "large"})), None)
+        .await
+        .unwrap();
     assert_eq!(d2.revision, 2);
-    assert!(read(e.repo.path(), "alpha/staging/checkout/db/terraform.json").unwrap().contains("large"));
+    assert!(
+        read(e.repo.path(), "alpha/staging/checkout/db/terraform.json")
+            .unwrap()
+            .contains("large")
+    );
 
     let d3 = e.orchestrator.rollback(&d2.id, Some(1)).await.unwrap();
-    assert_eq!((d3.revision, d3.status, d3.rollback_of), (3, DeploymentStatus::Succeeded, Some(1)));
-    assert_eq!(read(e.repo.path(), "alpha/staging/checkout/db/terraform.json").unwrap(), db_v1, "revision 1's files are back");
-    assert_eq!(commits(e.repo.path()).len(), 3, "a rollback is a new commit, history is kept");
-    assert_eq!(e.orchestrator.get(&d2.id).await.unwrap().status, DeploymentStatus::RolledBack);
+    assert_eq!(
+        (d3.revision, d3.status, d3.rollback_of),
+        (3, DeploymentStatus::Succeeded, Some(1))
+    );
+    assert_eq!(
+        read(e.repo.path(), "alpha/staging/checkout/db/terraform.json").unwrap(),
+        db_v1,
+        "revision 1's files are back"
+    );
+    assert_eq!(
+        commits(e.repo.path()).len(),
+        3,
+        "a rollback is a new commit, history is kept"
+    );
+    assert_eq!(
+        e.orchestrator.get(&d2.id).await.unwrap().status,
+        DeploymentStatus::RolledBack
+    );
 
     // A newer definition must not leak into the promotion: versions are pinned.
     let catalog = CatalogService::new(e.store.clone());
     let mut newer = def("database", "1.1.0", "[{name: size, type: string, validation: {enum: [small, large]}}, {name: fail, type: boolean, default: false}, {name: tier, type: string, default: gold}]", "[{name: endpoint, type: string}]");
     newer.metadata.description = "newer".into();
     catalog.publish(newer, None, "test").await.unwrap();
-    let prod = e.orchestrator.promote("alpha", "checkout", "staging", "production").await.unwrap();
+    let prod = e
+        .orchestrator
+        .promote("alpha", "checkout", "staging", "production")
+        .await
+        .unwrap();
     assert_eq!(prod.status, DeploymentStatus::Succeeded, "{:?}", prod.error);
-    assert_eq!(prod.resources.iter().find(|r| r.name == "db").unwrap().catalog_ref, "database:1.0.0");
-    assert_eq!(prod.params["size"], "small", "params of the latest succeeded staging revision (3 = revision 1's content)");
+    assert_eq!(
+        prod.resources
+            .iter()
+            .find(|r| r.name == "db")
+            .unwrap()
+            .catalog_ref,
+        "database:1.0.0"
+    );
+    assert_eq!(
+        prod.params["size"], "small",
+        "params of the latest succeeded staging revision (3 = revision 1's content)"
+    );
     let prod_app = read(e.repo.path(), "alpha/production/checkout/app/helm.json").unwrap();
-    assert!(prod_app.contains("alpha-production"), "templates re-render for the new environment");
+    assert!(
+        prod_app.contains("alpha-production"),
+        "templates re-render for the new environment"
+    );
     assert!(read(e.repo.path(), "argocd/alpha-production.yaml").is_some());
 
-    let events: Vec<String> = e.store.read_after(0, 1000).await.unwrap().iter().map(|e| e.event_type.as_str().to_string()).collect();
-    assert!(events.contains(&"deployment.started".to_string()) && events.contains(&"deployment.completed".to_string()));
+    let events: Vec<String> = e
+        .store
+        .read_after(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event_type.as_str().to_string())
+        .collect();
+    assert!(
+        events.contains(&"deployment.started".to_string())
+            && events.contains(&"deployment.completed".to_string())
+    );
 }
 
 #[tokio::test]
@@ -191,18 +341,45 @@ async fn a_failed_resource_skips_its_dependents_and_nothing_else() {
     let d = e.orchestrator.apply(&request, None).await.unwrap();
     let status = |n: &str| d.resources.iter().find(|r| r.name == n).unwrap().status;
     assert_eq!(d.status, DeploymentStatus::Failed);
-    assert_eq!((status("db"), status("app"), status("cache")), (ResourceStatus::Failed, ResourceStatus::Skipped, ResourceStatus::Applied));
-    assert!(d.error.as_deref().unwrap().contains("db cannot be rendered"), "{:?}", d.error);
-    assert!(read(e.repo.path(), "alpha/dev/broken/cache/terraform.json").is_some(), "the independent branch is committed");
-    assert!(read(e.repo.path(), "alpha/dev/broken/app/terraform.json").is_none(), "nothing of a skipped resource");
+    assert_eq!(
+        (status("db"), status("app"), status("cache")),
+        (
+            ResourceStatus::Failed,
+            ResourceStatus::Skipped,
+            ResourceStatus::Applied
+        )
+    );
+    assert!(
+        d.error
+            .as_deref()
+            .unwrap()
+            .contains("db cannot be rendered"),
+        "{:?}",
+        d.error
+    );
+    assert!(
+        read(e.repo.path(), "alpha/dev/broken/cache/terraform.json").is_some(),
+        "the independent branch is committed"
+    );
+    assert!(
+        read(e.repo.path(), "alpha/dev/broken/app/terraform.json").is_none(),
+        "nothing of a skipped resource"
+    );
     assert!(read(e.repo.path(), "alpha/dev/broken/db/terraform.json").is_none());
 }
 
 #[tokio::test]
 async fn cycles_are_rejected_with_their_path() {
     let e = env().await;
-    let cyclic = WEB_APP.replace("dependsOn: [cache]", "dependsOn: [cache]\n  dependencies: [\"app -> db\"]");
-    let err = e.composer.publish(parse_composition_yaml(&cyclic).unwrap(), None, "t").await.unwrap_err();
+    let cyclic = WEB_APP.replace(
+        "dependsOn: [cache]",
+        "dependsOn: [cache]\n  dependencies: [\"app -> db\"]",
+    );
+    let err = e
+        .composer
+        .publish(parse_composition_yaml(&cyclic).unwrap(), None, "t")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::DependencyCycle);
     assert_eq!(err.to_string(), "dependency cycle: app -> db -> app");
 
@@ -222,22 +399,55 @@ async fn cycles_are_rejected_with_their_path() {
 async fn bad_configs_fail_validation_with_field_paths() {
     let e = env().await;
     let bad = WEB_APP
-        .replace("config: {size: \"{{ .params.size }}\"}", "config: {sise: small}")
+        .replace(
+            "config: {size: \"{{ .params.size }}\"}",
+            "config: {sise: small}",
+        )
         .replace("replicas: \"{{ params.replicas }}\"", "replicas: \"many\"");
-    let err = e.composer.publish(parse_composition_yaml(&bad).unwrap(), None, "t").await.unwrap_err();
+    let err = e
+        .composer
+        .publish(parse_composition_yaml(&bad).unwrap(), None, "t")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::ValidationFailed);
-    let fields: Vec<(String, String)> = err.field_errors().into_iter().map(|f| (f.field, f.message)).collect();
-    let has = |field: &str, needle: &str| fields.iter().any(|(f, m)| f == field && m.contains(needle));
-    assert!(has("spec.resources[0].config.sise", "inputs: size, fail"), "unknown keys name the known ones: {fields:?}");
-    assert!(has("spec.resources[0].config", "required input \"size\""), "{fields:?}");
-    assert!(has("spec.resources[2].config.replicas", "expected integer"), "{fields:?}");
+    let fields: Vec<(String, String)> = err
+        .field_errors()
+        .into_iter()
+        .map(|f| (f.field, f.message))
+        .collect();
+    let has =
+        |field: &str, needle: &str| fields.iter().any(|(f, m)| f == field && m.contains(needle));
+    assert!(
+        has("spec.resources[0].config.sise", "inputs: size, fail"),
+        "unknown keys name the known ones: {fields:?}"
+    );
+    assert!(
+        has("spec.resources[0].config", "required input \"size\""),
+        "{fields:?}"
+    );
+    assert!(
+        has("spec.resources[2].config.replicas", "expected integer"),
+        "{fields:?}"
+    );
 
-    let missing_output = WEB_APP.replace("resources.db.outputs.endpoint", "resources.db.outputs.port");
-    let err = e.composer.publish(parse_composition_yaml(&missing_output).unwrap(), None, "t").await.unwrap_err();
+    let missing_output =
+        WEB_APP.replace("resources.db.outputs.endpoint", "resources.db.outputs.port");
+    let err = e
+        .composer
+        .publish(parse_composition_yaml(&missing_output).unwrap(), None, "t")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("has no output \"port\""), "{err}");
 
-    e.composer.publish(parse_composition_yaml(WEB_APP).unwrap(), None, "t").await.unwrap();
-    let err = e.orchestrator.apply(&request("dev", json!({"size": "huge", "colour": 1})), None).await.unwrap_err();
+    e.composer
+        .publish(parse_composition_yaml(WEB_APP).unwrap(), None, "t")
+        .await
+        .unwrap();
+    let err = e
+        .orchestrator
+        .apply(&request("dev", json!({"size": "huge", "colour": 1})), None)
+        .await
+        .unwrap_err();
     let fields: Vec<String> = err.field_errors().into_iter().map(|f| f.field).collect();
     assert_eq!(fields, ["params.colour", "params.size"]);
 }
@@ -245,24 +455,52 @@ async fn bad_configs_fail_validation_with_field_paths() {
 #[tokio::test]
 async fn idempotency_keys_apply_once() {
     let e = env().await;
-    e.composer.publish(parse_composition_yaml(WEB_APP).unwrap(), None, "t").await.unwrap();
-    let first = e.orchestrator.apply(&request("dev", json!({})), Some("k1")).await.unwrap();
-    let again = e.orchestrator.apply(&request("dev", json!({})), Some("k1")).await.unwrap();
+    e.composer
+        .publish(parse_composition_yaml(WEB_APP).unwrap(), None, "t")
+        .await
+        .unwrap();
+    let first = e
+        .orchestrator
+        .apply(&request("dev", json!({})), Some("k1"))
+        .await
+        .unwrap();
+    let again = e
+        .orchestrator
+        .apply(&request("dev", json!({})), Some("k1"))
+        .await
+        .unwrap();
     assert_eq!(first.id, again.id);
     assert_eq!(commits(e.repo.path()).len(), 1, "nothing applied twice");
-    let err = e.orchestrator.apply(&request("dev", json!({"size": "large"})), Some("k1")).await.unwrap_err();
+    let err = e
+        .orchestrator
+        .apply(&request("dev", json!({"size": "large"})), Some("k1"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Conflict);
 }
 
 #[tokio::test]
 async fn deleting_revision_one_removes_its_files_and_cancel_stops_waves() {
     let e = env().await;
-    e.composer.publish(parse_composition_yaml(WEB_APP).unwrap(), None, "t").await.unwrap();
-    let d = e.orchestrator.apply(&request("dev", json!({})), None).await.unwrap();
+    e.composer
+        .publish(parse_composition_yaml(WEB_APP).unwrap(), None, "t")
+        .await
+        .unwrap();
+    let d = e
+        .orchestrator
+        .apply(&request("dev", json!({})), None)
+        .await
+        .unwrap();
     assert!(read(e.repo.path(), "alpha/dev/checkout/db/terraform.json").is_some());
     let removed = e.orchestrator.delete(&d.id).await.unwrap();
     assert_eq!(removed.revision, 2);
     assert!(read(e.repo.path(), "alpha/dev/checkout/db/terraform.json").is_none());
-    assert_eq!(e.orchestrator.get(&d.id).await.unwrap().status, DeploymentStatus::RolledBack);
-    assert_eq!(e.orchestrator.get("nope").await.unwrap_err().code(), ErrorCode::DeploymentNotFound);
+    assert_eq!(
+        e.orchestrator.get(&d.id).await.unwrap().status,
+        DeploymentStatus::RolledBack
+    );
+    assert_eq!(
+        e.orchestrator.get("nope").await.unwrap_err().code(),
+        ErrorCode::DeploymentNotFound
+    );
 }

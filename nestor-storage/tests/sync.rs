@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use git2::{Repository, Signature};
-use nestor_core::{CatalogService, CatalogStore, SourceConfig, SyncReport, SyncService, VersionSpec};
+use nestor_core::{
+    CatalogService, CatalogStore, SourceConfig, SyncReport, SyncService, VersionSpec,
+};
 use nestor_storage::{open_source, MemoryStore};
 use tempfile::TempDir;
 
@@ -41,14 +43,19 @@ impl TestRepo {
     /// Stages everything (additions, changes, deletions) and commits.
     pub fn commit(&self, message: &str) -> String {
         let mut index = self.repo.index().unwrap();
-        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
         index.update_all(["*"], None).unwrap();
         index.write().unwrap();
         let tree = self.repo.find_tree(index.write_tree().unwrap()).unwrap();
         let sig = Signature::now("test", "test@example.com").unwrap();
         let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        self.repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).unwrap().to_string()
+        self.repo
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -93,16 +100,28 @@ impl Env {
     fn new() -> Self {
         let store: Arc<dyn CatalogStore> = Arc::new(MemoryStore::new());
         let sync = SyncService::new(CatalogService::new(store.clone()));
-        Env { store, sync, cache: tempfile::tempdir().unwrap() }
+        Env {
+            store,
+            sync,
+            cache: tempfile::tempdir().unwrap(),
+        }
     }
 
     async fn sync(&self, config: SourceConfig) -> SyncReport {
         let source = open_source(config, self.cache.path());
-        self.sync.sync(source.as_ref()).await.expect("the source is readable")
+        self.sync
+            .sync(source.as_ref())
+            .await
+            .expect("the source is readable")
     }
 
     async fn latest(&self, name: &str) -> String {
-        self.store.latest(name).await.unwrap().map(|v| v.version().to_string()).unwrap_or_default()
+        self.store
+            .latest(name)
+            .await
+            .unwrap()
+            .map(|v| v.version().to_string())
+            .unwrap_or_default()
     }
 }
 
@@ -117,9 +136,20 @@ async fn sync_publishes_in_dependency_and_semver_order_and_records_origin() {
     // File order and document order are both "wrong" on purpose.
     repo.write(
         "resources/a-db.yaml",
-        format!("{}---\n{}", def_yaml("db", "1.1.0", "", r#"{name: net, version: "^1.5"}"#), def_yaml("db", "1.0.0", "", r#"{name: net, version: "^1.5"}"#)),
+        format!(
+            "{}---\n{}",
+            def_yaml("db", "1.1.0", "", r#"{name: net, version: "^1.5"}"#),
+            def_yaml("db", "1.0.0", "", r#"{name: net, version: "^1.5"}"#)
+        ),
     );
-    repo.write("resources/z-net.yaml", format!("{}---\n{}", def_yaml("net", "1.6.0", "", ""), def_yaml("net", "1.5.0", "", "")));
+    repo.write(
+        "resources/z-net.yaml",
+        format!(
+            "{}---\n{}",
+            def_yaml("net", "1.6.0", "", ""),
+            def_yaml("net", "1.5.0", "", "")
+        ),
+    );
     repo.write("README.md", "not a catalog file");
     repo.write("other/ignored.yaml", def_yaml("ignored", "1.0.0", "", ""));
     let commit = repo.commit("initial");
@@ -129,18 +159,34 @@ async fn sync_publishes_in_dependency_and_semver_order_and_records_origin() {
     config.path = "resources/".into();
     let report = env.sync(config).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert_eq!(report.published, ["net:1.5.0", "net:1.6.0", "db:1.0.0", "db:1.1.0"], "dependencies first, ascending semver");
+    assert_eq!(
+        report.published,
+        ["net:1.5.0", "net:1.6.0", "db:1.0.0", "db:1.1.0"],
+        "dependencies first, ascending semver"
+    );
     assert_eq!(report.commit.as_deref(), Some(commit.as_str()));
     assert_eq!(report.files_read, 2, "only YAML below path is read");
     assert_eq!(env.latest("db").await, "1.1.0");
-    assert_eq!(env.latest("ignored").await, "", "files outside path are ignored");
+    assert_eq!(
+        env.latest("ignored").await,
+        "",
+        "files outside path are ignored"
+    );
 
-    let db = env.store.resolve("db", &VersionSpec::parse("1.0.0").unwrap()).await.unwrap();
+    let db = env
+        .store
+        .resolve("db", &VersionSpec::parse("1.0.0").unwrap())
+        .await
+        .unwrap();
     let origin = db.origin.expect("origin recorded");
     assert_eq!(origin.git_commit.as_deref(), Some(commit.as_str()));
     assert_eq!(origin.git_path, "resources/a-db.yaml");
     assert_eq!(origin.git_repository, repo.url());
-    assert_eq!(env.store.last_syncs().await.unwrap(), vec![report], "the report is stored");
+    assert_eq!(
+        env.store.last_syncs().await.unwrap(),
+        vec![report],
+        "the report is stored"
+    );
 }
 
 #[tokio::test]
@@ -156,15 +202,33 @@ async fn unchanged_head_does_no_work_and_a_diff_rereads_only_changed_files() {
     let events_before = env.store.last_sequence().await.unwrap();
 
     let again = env.sync(config.clone()).await;
-    assert_eq!((again.files_read, again.published.len(), again.unchanged), (0, 0, 0), "unchanged head: nothing read");
-    assert_eq!(env.store.last_sequence().await.unwrap(), events_before, "and nothing announced");
+    assert_eq!(
+        (again.files_read, again.published.len(), again.unchanged),
+        (0, 0, 0),
+        "unchanged head: nothing read"
+    );
+    assert_eq!(
+        env.store.last_sequence().await.unwrap(),
+        events_before,
+        "and nothing announced"
+    );
 
     let extra = "    - name: storage_gb\n      type: integer\n      default: 20\n";
-    repo.write("db.yaml", format!("{}---\n{}", def_yaml("db", "1.0.0", "", ""), def_yaml("db", "1.1.0", extra, "")));
+    repo.write(
+        "db.yaml",
+        format!(
+            "{}---\n{}",
+            def_yaml("db", "1.0.0", "", ""),
+            def_yaml("db", "1.1.0", extra, "")
+        ),
+    );
     repo.write("notes.txt", "unrelated change");
     repo.commit("db 1.1.0");
     let incremental = env.sync(config.clone()).await;
-    assert_eq!(incremental.files_read, 1, "only the file the diff names is parsed");
+    assert_eq!(
+        incremental.files_read, 1,
+        "only the file the diff names is parsed"
+    );
     assert_eq!(incremental.published, ["db:1.1.0"]);
     assert_eq!(incremental.unchanged, 1);
     assert_eq!(env.latest("db").await, "1.1.0");
@@ -173,7 +237,14 @@ async fn unchanged_head_does_no_work_and_a_diff_rereads_only_changed_files() {
 #[tokio::test]
 async fn vanished_files_and_documents_yank_their_versions_and_return_restores_them() {
     let repo = TestRepo::new();
-    repo.write("db.yaml", format!("{}---\n{}", def_yaml("db", "1.0.0", "", ""), def_yaml("db", "1.0.1", "", "")));
+    repo.write(
+        "db.yaml",
+        format!(
+            "{}---\n{}",
+            def_yaml("db", "1.0.0", "", ""),
+            def_yaml("db", "1.0.1", "", "")
+        ),
+    );
     repo.write("net.yaml", def_yaml("net", "1.0.0", "", ""));
     repo.commit("initial");
     let env = Env::new();
@@ -186,14 +257,29 @@ async fn vanished_files_and_documents_yank_their_versions_and_return_restores_th
     let report = env.sync(config.clone()).await;
     assert_eq!(sorted(report.yanked), ["db:1.0.1", "net:1.0.0"]);
     assert_eq!(env.latest("db").await, "1.0.0");
-    assert_eq!(env.latest("net").await, "", "no latest once every version is yanked");
-    let exact = env.store.resolve("net", &VersionSpec::parse("1.0.0").unwrap()).await.unwrap();
-    assert!(exact.yanked, "a yanked version stays readable by exact version");
+    assert_eq!(
+        env.latest("net").await,
+        "",
+        "no latest once every version is yanked"
+    );
+    let exact = env
+        .store
+        .resolve("net", &VersionSpec::parse("1.0.0").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        exact.yanked,
+        "a yanked version stays readable by exact version"
+    );
 
     repo.write("net.yaml", def_yaml("net", "1.0.0", "", ""));
     repo.commit("net is back");
     env.sync(config).await;
-    assert_eq!(env.latest("net").await, "1.0.0", "the same content coming back restores the version");
+    assert_eq!(
+        env.latest("net").await,
+        "1.0.0",
+        "the same content coming back restores the version"
+    );
 }
 
 #[tokio::test]
@@ -214,10 +300,14 @@ async fn moving_a_file_yanks_nothing() {
 }
 
 fn alias_bomb() -> String {
-    let mut s = String::from("a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut s = String::from(
+        "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
     for i in 1..10 {
         let p = i - 1;
-        s.push_str(&format!("a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"));
+        s.push_str(&format!(
+            "a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
+        ));
     }
     s
 }
@@ -226,13 +316,22 @@ fn alias_bomb() -> String {
 async fn bad_documents_are_reported_and_never_block_the_rest() {
     let repo = TestRepo::new();
     repo.write("good.yaml", def_yaml("good", "1.0.0", "", ""));
-    repo.write("broken.yaml", "apiVersion: catalog.nestor.io/v1\nkind: [unclosed\n");
+    repo.write(
+        "broken.yaml",
+        "apiVersion: catalog.nestor.io/v1\nkind: [unclosed\n",
+    );
     repo.write("bomb.yaml", alias_bomb());
-    repo.write("deep.yaml", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)));
-    repo.write("latin1.yaml", b"name: caf\xe9\n".to_vec());
+    repo.write(
+        "deep.yaml",
+        format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+    );
+    repo.write("latin1.yaml", b"name: caf\xe9\n");
     repo.write("huge.yaml", vec![b'#'; 50 * 1024 * 1024]);
     repo.write("badsemver.yaml", def_yaml("badsemver", "1.2", "", ""));
-    repo.write("badregex.yaml", def_yaml("badregex", "1.0.0", "", "").replace("^db\\\\.[a-z0-9]+", "^db\\\\.[a-z0-9+"));
+    repo.write(
+        "badregex.yaml",
+        def_yaml("badregex", "1.0.0", "", "").replace("^db\\\\.[a-z0-9]+", "^db\\\\.[a-z0-9+"),
+    );
     repo.write(
         "mixed.yaml",
         format!(
@@ -244,28 +343,84 @@ async fn bad_documents_are_reported_and_never_block_the_rest() {
     repo.commit("all sorts");
     let env = Env::new();
     let report = env.sync(SourceConfig::new("platform", repo.url())).await;
-    assert_eq!(sorted(report.published.clone()), ["good:1.0.0", "second:1.0.0"], "valid documents still publish");
+    assert_eq!(
+        sorted(report.published.clone()),
+        ["good:1.0.0", "second:1.0.0"],
+        "valid documents still publish"
+    );
 
     let error = |file: &str| {
-        report.errors.iter().find(|e| e.file == file).unwrap_or_else(|| panic!("no error for {file}: {:?}", report.errors))
+        report
+            .errors
+            .iter()
+            .find(|e| e.file == file)
+            .unwrap_or_else(|| panic!("no error for {file}: {:?}", report.errors))
     };
-    let all_text = |file: &str| error(file).errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
-    assert!(all_text("broken.yaml").contains("invalid YAML"), "{}", all_text("broken.yaml"));
-    assert!(all_text("bomb.yaml").contains("invalid YAML"), "{}", all_text("bomb.yaml"));
-    assert!(all_text("deep.yaml").contains("invalid YAML"), "{}", all_text("deep.yaml"));
-    assert!(all_text("latin1.yaml").contains("UTF-8"), "{}", all_text("latin1.yaml"));
-    assert!(all_text("huge.yaml").contains("limit"), "{}", all_text("huge.yaml"));
+    let all_text = |file: &str| {
+        error(file)
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    assert!(
+        all_text("broken.yaml").contains("invalid YAML"),
+        "{}",
+        all_text("broken.yaml")
+    );
+    assert!(
+        all_text("bomb.yaml").contains("invalid YAML"),
+        "{}",
+        all_text("bomb.yaml")
+    );
+    assert!(
+        all_text("deep.yaml").contains("invalid YAML"),
+        "{}",
+        all_text("deep.yaml")
+    );
+    assert!(
+        all_text("latin1.yaml").contains("UTF-8"),
+        "{}",
+        all_text("latin1.yaml")
+    );
+    assert!(
+        all_text("huge.yaml").contains("limit"),
+        "{}",
+        all_text("huge.yaml")
+    );
     assert_eq!(error("badsemver.yaml").errors[0].field, "metadata.version");
     let regex = error("badregex.yaml");
-    assert_eq!(regex.errors[0].field, "spec.required_inputs[0].validation.pattern");
+    assert_eq!(
+        regex.errors[0].field,
+        "spec.required_inputs[0].validation.pattern"
+    );
     assert!(regex.errors[0].message.contains("does not compile"));
     let typo = error("mixed.yaml");
     assert_eq!((typo.document, typo.line), (0, 1));
     assert_eq!(typo.code, "VALIDATION_FAILED");
-    let unknown = typo.errors.iter().find(|e| e.message.contains("requried_inputs")).expect("the typo is named");
-    assert!(unknown.message.contains("did you mean \"required_inputs\""), "{}", unknown.message);
-    assert_eq!(unknown.line, Some(12), "the error points at the line of the typo");
-    assert!(!report.errors.iter().any(|e| e.document == 2 && e.file == "mixed.yaml"), "foreign documents are skipped");
+    let unknown = typo
+        .errors
+        .iter()
+        .find(|e| e.message.contains("requried_inputs"))
+        .expect("the typo is named");
+    assert!(
+        unknown.message.contains("did you mean \"required_inputs\""),
+        "{}",
+        unknown.message
+    );
+    assert_eq!(
+        unknown.line,
+        Some(12),
+        "the error points at the line of the typo"
+    );
+    assert!(
+        !report
+            .errors
+            .iter()
+            .any(|e| e.document == 2 && e.file == "mixed.yaml"),
+        "foreign documents are skipped"
+    );
     assert_eq!(report.errors.len(), 8);
 }
 
@@ -275,21 +430,59 @@ async fn breaking_changes_and_conflicting_sources_are_reported_per_document() {
     platform.write("db.yaml", def_yaml("db", "1.0.0", "", ""));
     platform.commit("initial");
     let team = TestRepo::new();
-    team.write("db.yaml", def_yaml("db", "1.0.0", "", "").replace("for tests", "from another team"));
+    team.write(
+        "db.yaml",
+        def_yaml("db", "1.0.0", "", "").replace("for tests", "from another team"),
+    );
     let required = "    - name: region\n      type: string\n";
-    team.write("db-next.yaml", def_yaml("db", "1.1.0", "", "").replace("  optional_inputs:", &format!("{required}  optional_inputs:")));
+    team.write(
+        "db-next.yaml",
+        def_yaml("db", "1.1.0", "", "").replace(
+            "  optional_inputs:",
+            &format!("{required}  optional_inputs:"),
+        ),
+    );
     team.commit("conflicting");
 
     let env = Env::new();
-    assert_eq!(env.sync(SourceConfig::new("platform", platform.url())).await.published, ["db:1.0.0"]);
+    assert_eq!(
+        env.sync(SourceConfig::new("platform", platform.url()))
+            .await
+            .published,
+        ["db:1.0.0"]
+    );
     let report = env.sync(SourceConfig::new("team", team.url())).await;
     assert!(report.published.is_empty());
-    let codes: Vec<(&str, &str)> = report.errors.iter().map(|e| (e.file.as_str(), e.code.as_str())).collect();
-    assert_eq!(sorted_pairs(codes), [("db-next.yaml", "BREAKING_CHANGE"), ("db.yaml", "VERSION_IMMUTABLE")]);
-    let breaking = report.errors.iter().find(|e| e.code == "BREAKING_CHANGE").unwrap();
-    assert!(breaking.errors.iter().any(|e| e.message.contains("2.0.0")), "the smallest valid version is named");
-    let db = env.store.resolve("db", &VersionSpec::parse("1.0.0").unwrap()).await.unwrap();
-    assert_eq!(db.definition.metadata.description, "db for tests", "the first publish wins");
+    let codes: Vec<(&str, &str)> = report
+        .errors
+        .iter()
+        .map(|e| (e.file.as_str(), e.code.as_str()))
+        .collect();
+    assert_eq!(
+        sorted_pairs(codes),
+        [
+            ("db-next.yaml", "BREAKING_CHANGE"),
+            ("db.yaml", "VERSION_IMMUTABLE")
+        ]
+    );
+    let breaking = report
+        .errors
+        .iter()
+        .find(|e| e.code == "BREAKING_CHANGE")
+        .unwrap();
+    assert!(
+        breaking.errors.iter().any(|e| e.message.contains("2.0.0")),
+        "the smallest valid version is named"
+    );
+    let db = env
+        .store
+        .resolve("db", &VersionSpec::parse("1.0.0").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.definition.metadata.description, "db for tests",
+        "the first publish wins"
+    );
 }
 
 fn sorted_pairs<'a>(mut v: Vec<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
@@ -300,15 +493,24 @@ fn sorted_pairs<'a>(mut v: Vec<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
 #[tokio::test]
 async fn a_plain_folder_syncs_without_commits_and_notices_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, content: String| std::fs::write(dir.path().join(name), content).unwrap();
+    let write =
+        |name: &str, content: String| std::fs::write(dir.path().join(name), content).unwrap();
     write("db.yaml", def_yaml("db", "1.0.0", "", ""));
     let env = Env::new();
     let config = SourceConfig::new("local", dir.path().to_string_lossy());
     let first = env.sync(config.clone()).await;
     assert_eq!(first.published, ["db:1.0.0"]);
     let db = env.store.latest("db").await.unwrap().unwrap();
-    assert_eq!(db.origin.unwrap().git_commit, None, "folder versions carry no commit");
-    assert_eq!(env.sync(config.clone()).await.files_read, 0, "an untouched folder reads nothing");
+    assert_eq!(
+        db.origin.unwrap().git_commit,
+        None,
+        "folder versions carry no commit"
+    );
+    assert_eq!(
+        env.sync(config.clone()).await.files_read,
+        0,
+        "an untouched folder reads nothing"
+    );
 
     write("net.yaml", def_yaml("net", "1.0.0", "", ""));
     let second = env.sync(config.clone()).await;
@@ -321,7 +523,10 @@ async fn a_plain_folder_syncs_without_commits_and_notices_changes() {
 async fn an_unreachable_source_fails_the_sync_and_says_so() {
     let env = Env::new();
     let missing = Path::new("/nonexistent/nestor/repo");
-    let source = open_source(SourceConfig::new("gone", missing.to_string_lossy()), env.cache.path());
+    let source = open_source(
+        SourceConfig::new("gone", missing.to_string_lossy()),
+        env.cache.path(),
+    );
     let err = env.sync.sync(source.as_ref()).await.unwrap_err();
     assert_eq!(err.code(), nestor_core::ErrorCode::StorageUnavailable);
     let events = env.store.read_after(0, 10).await.unwrap();
@@ -332,8 +537,15 @@ async fn an_unreachable_source_fails_the_sync_and_says_so() {
     repo.commit("initial");
     let mut config = SourceConfig::new("wrong-branch", repo.url());
     config.branch = "production".into();
-    let err = env.sync.sync(open_source(config, env.cache.path()).as_ref()).await.unwrap_err();
-    assert!(err.to_string().contains("\"production\" not found"), "{err}");
+    let err = env
+        .sync
+        .sync(open_source(config, env.cache.path()).as_ref())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("\"production\" not found"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -345,17 +557,40 @@ async fn compositions_in_a_source_publish_after_the_definitions_they_use() {
         )
     };
     // The composition file sorts first, the definition it uses last.
-    repo.write("a-compositions.yaml", format!("{}---\n{}", composition("web", "instance_class"), composition("typo", "instance_klass")));
+    repo.write(
+        "a-compositions.yaml",
+        format!(
+            "{}---\n{}",
+            composition("web", "instance_class"),
+            composition("typo", "instance_klass")
+        ),
+    );
     repo.write("z-db.yaml", def_yaml("db", "1.0.0", "", ""));
     repo.commit("compositions");
     let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
-    let sync = SyncService::new(CatalogService::new(store.clone())).with_composer(nestor_core::Composer::new(store.clone()));
+    let sync = SyncService::new(CatalogService::new(store.clone()))
+        .with_composer(nestor_core::Composer::new(store.clone()));
     let cache = tempfile::tempdir().unwrap();
-    let report = sync.sync(open_source(SourceConfig::new("team", repo.url()), cache.path()).as_ref()).await.unwrap();
+    let report = sync
+        .sync(open_source(SourceConfig::new("team", repo.url()), cache.path()).as_ref())
+        .await
+        .unwrap();
     assert_eq!(report.published, ["db:1.0.0", "alpha/web:1.0.0"]);
     assert_eq!(report.errors.len(), 1);
-    assert_eq!((report.errors[0].document, report.errors[0].code.as_str()), (1, "VALIDATION_FAILED"));
-    assert!(report.errors[0].errors[0].message.contains("instance_klass"), "{:?}", report.errors[0]);
+    assert_eq!(
+        (report.errors[0].document, report.errors[0].code.as_str()),
+        (1, "VALIDATION_FAILED")
+    );
+    assert!(
+        report.errors[0].errors[0]
+            .message
+            .contains("instance_klass"),
+        "{:?}",
+        report.errors[0]
+    );
     use nestor_core::CompositionStore;
-    assert_eq!(store.list_compositions(Some("alpha")).await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_compositions(Some("alpha")).await.unwrap().len(),
+        1
+    );
 }

@@ -79,7 +79,11 @@ fn micros(d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(10_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(10_000);
     let tmp = tempfile::tempdir()?;
     let repo_dir = tmp.path().join("catalog");
     let mut opts = git2::RepositoryInitOptions::new();
@@ -108,7 +112,10 @@ async fn main() -> Result<()> {
     // The same sync into the in-memory store: what the SQLite writes cost.
     let memory: Arc<dyn CatalogStore> = Arc::new(nestor_storage::MemoryStore::new());
     let memory_sync = SyncService::new(CatalogService::new(memory));
-    let source = open_source(SourceConfig::new("bench-mem", repo_dir.to_string_lossy()), &tmp.path().join("sources-mem"));
+    let source = open_source(
+        SourceConfig::new("bench-mem", repo_dir.to_string_lossy()),
+        &tmp.path().join("sources-mem"),
+    );
     let started = Instant::now();
     memory_sync.sync(source.as_ref()).await?;
     let cold_memory = started.elapsed();
@@ -122,29 +129,60 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     let report = sync.sync(source.as_ref()).await?;
     let cold = started.elapsed();
-    anyhow::ensure!(report.published.len() == n && report.errors.is_empty(), "cold sync published {} of {n}", report.published.len());
+    anyhow::ensure!(
+        report.published.len() == n && report.errors.is_empty(),
+        "cold sync published {} of {n}",
+        report.published.len()
+    );
 
-    println!("cold sync into SQLite      {:>10.1} ms", cold.as_secs_f64() * 1e3);
-    println!("cold sync into memory      {:>10.1} ms", cold_memory.as_secs_f64() * 1e3);
-    println!("bare YAML parse (baseline) {:>10.1} ms", bare.as_secs_f64() * 1e3);
-    println!("ratio sync / parse         {:>10.2}×   (goal ≤ 2×)\n", cold.as_secs_f64() / bare.as_secs_f64());
+    println!(
+        "cold sync into SQLite      {:>10.1} ms",
+        cold.as_secs_f64() * 1e3
+    );
+    println!(
+        "cold sync into memory      {:>10.1} ms",
+        cold_memory.as_secs_f64() * 1e3
+    );
+    println!(
+        "bare YAML parse (baseline) {:>10.1} ms",
+        bare.as_secs_f64() * 1e3
+    );
+    println!(
+        "ratio sync / parse         {:>10.2}×   (goal ≤ 2×)\n",
+        cold.as_secs_f64() / bare.as_secs_f64()
+    );
 
     // Incremental: one file gains a new version.
     let changed = &files[n / 2];
     let text = std::fs::read_to_string(changed)?;
     let i = n / 2;
-    std::fs::write(changed, format!("{text}---\n{}", definition(i, "1.0.1").replace("for the catalog benchmark", "(patched)")))?;
+    std::fs::write(
+        changed,
+        format!(
+            "{text}---\n{}",
+            definition(i, "1.0.1").replace("for the catalog benchmark", "(patched)")
+        ),
+    )?;
     commit_all(&repo, "one change")?;
     let started = Instant::now();
     let report = sync.sync(source.as_ref()).await?;
     let incremental = started.elapsed();
-    anyhow::ensure!(report.published.len() == 1 && report.files_read == 1, "incremental sync: {report:?}");
+    anyhow::ensure!(
+        report.published.len() == 1 && report.files_read == 1,
+        "incremental sync: {report:?}"
+    );
     let started = Instant::now();
     let unchanged = sync.sync(source.as_ref()).await?;
     let noop = started.elapsed();
     anyhow::ensure!(unchanged.files_read == 0);
-    println!("incremental sync, 1 file   {:>10.1} ms   (goal < 100 ms)", incremental.as_secs_f64() * 1e3);
-    println!("sync of an unchanged head  {:>10.1} ms\n", noop.as_secs_f64() * 1e3);
+    println!(
+        "incremental sync, 1 file   {:>10.1} ms   (goal < 100 ms)",
+        incremental.as_secs_f64() * 1e3
+    );
+    println!(
+        "sync of an unchanged head  {:>10.1} ms\n",
+        noop.as_secs_f64() * 1e3
+    );
 
     point_reads(&store, n).await?;
     drop(store);
@@ -174,13 +212,22 @@ async fn point_reads(store: &Arc<dyn CatalogStore>, n: usize) -> Result<()> {
     let mean = |s: &[Duration]| micros(s.iter().sum::<Duration>() / s.len() as u32);
     let (gm, lm) = (mean(&get), mean(&latest));
     println!("point reads on SQLite with {n} definitions ({rounds} each):");
-    println!("  get_version  mean {gm:>8.1} µs   p99 {:>8.1} µs   (goal well under 1 ms)", micros(percentile(&mut get, 0.99)));
-    println!("  latest       mean {lm:>8.1} µs   p99 {:>8.1} µs", micros(percentile(&mut latest, 0.99)));
+    println!(
+        "  get_version  mean {gm:>8.1} µs   p99 {:>8.1} µs   (goal well under 1 ms)",
+        micros(percentile(&mut get, 0.99))
+    );
+    println!(
+        "  latest       mean {lm:>8.1} µs   p99 {:>8.1} µs",
+        micros(percentile(&mut latest, 0.99))
+    );
     Ok(())
 }
 
 fn report_file_size(db: &Path) {
     if let Ok(meta) = std::fs::metadata(db) {
-        println!("\nSQLite file: {:.1} MiB", meta.len() as f64 / (1024.0 * 1024.0));
+        println!(
+            "\nSQLite file: {:.1} MiB",
+            meta.len() as f64 / (1024.0 * 1024.0)
+        );
     }
 }

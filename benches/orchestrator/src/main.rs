@@ -50,16 +50,26 @@ spec:
 fn resources(n: usize) -> Vec<CompositionResource> {
     (0..n)
         .map(|i| {
-            let mut config = BTreeMap::from([("size".to_string(), json!("small")), ("replicas".to_string(), json!(2))]);
+            let mut config = BTreeMap::from([
+                ("size".to_string(), json!("small")),
+                ("replicas".to_string(), json!(2)),
+            ]);
             if i > 0 {
-                config.insert("upstream".into(), json!(format!("{{{{ resources.r{}.outputs.endpoint }}}}", i - 1)));
+                config.insert(
+                    "upstream".into(),
+                    json!(format!("{{{{ resources.r{}.outputs.endpoint }}}}", i - 1)),
+                );
             }
             CompositionResource {
                 name: format!("r{i}"),
                 catalog_ref: format!("def-{:03}:^1", i % 100),
                 engine: Some(ENGINES[i % 4].into()),
                 config,
-                depends_on: if i >= 7 { vec![format!("r{}", i - 7)] } else { vec![] },
+                depends_on: if i >= 7 {
+                    vec![format!("r{}", i - 7)]
+                } else {
+                    vec![]
+                },
             }
         })
         .collect()
@@ -83,10 +93,16 @@ fn best_of<T>(rounds: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(10_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(10_000);
     let store = Arc::new(MemoryStore::new());
     let catalog = CatalogService::new(store.clone());
-    catalog.publish_many((0..100).map(|i| (definition(i), None)).collect(), "bench").await?;
+    catalog
+        .publish_many((0..100).map(|i| (definition(i), None)).collect(), "bench")
+        .await?;
 
     let big = resources(n);
     let edges: Vec<Edge> = big
@@ -94,7 +110,15 @@ async fn main() -> Result<()> {
         .flat_map(|r| {
             let refs = references(&serde_json::to_value(&r.config).expect("config serialises"));
             let implicit = refs.outputs.into_iter().map(|(from, _)| from);
-            r.depends_on.iter().cloned().chain(implicit).map(|from| Edge { from, to: r.name.clone() }).collect::<Vec<_>>()
+            r.depends_on
+                .iter()
+                .cloned()
+                .chain(implicit)
+                .map(|from| Edge {
+                    from,
+                    to: r.name.clone(),
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     let (graph_only, waves) = best_of(5, || {
@@ -104,19 +128,40 @@ async fn main() -> Result<()> {
     let mut plan_times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let resolved = resolve_resources(store.as_ref(), &big, &[], "resources", Some(&ENGINES.map(String::from))).await?;
+        let resolved = resolve_resources(
+            store.as_ref(),
+            &big,
+            &[],
+            "resources",
+            Some(&ENGINES.map(String::from)),
+        )
+        .await?;
         plan_times.push(t.elapsed());
         anyhow::ensure!(resolved.waves.len() == waves.len());
     }
     let plan = plan_times.into_iter().min().expect("rounds");
-    println!("planning {n} resources without rendering ({} waves):", waves.len());
-    println!("  resolve + validate + graph + waves {:>9.1} ms   (goal < 200 ms)", ms(plan));
-    println!("  graph + waves alone (baseline)     {:>9.1} ms", ms(graph_only));
-    println!("  ratio                              {:>9.1}×\n", plan.as_secs_f64() / graph_only.as_secs_f64());
+    println!(
+        "planning {n} resources without rendering ({} waves):",
+        waves.len()
+    );
+    println!(
+        "  resolve + validate + graph + waves {:>9.1} ms   (goal < 200 ms)",
+        ms(plan)
+    );
+    println!(
+        "  graph + waves alone (baseline)     {:>9.1} ms",
+        ms(graph_only)
+    );
+    println!(
+        "  ratio                              {:>9.1}×\n",
+        plan.as_secs_f64() / graph_only.as_secs_f64()
+    );
 
     // 200 resources rendered through the real WASM engines.
     let tmp = std::env::temp_dir().join(format!("nestor-bench-orch-{}", std::process::id()));
-    let executor = Arc::new(GitOpsExecutor::open(GitOpsConfig::local(tmp.join("gitops")))?);
+    let executor = Arc::new(GitOpsExecutor::open(GitOpsConfig::local(
+        tmp.join("gitops"),
+    ))?);
     let engines = Arc::new(EngineRegistry::with_bundled()?);
     let orchestrator = Orchestrator::new(store.clone(), engines, executor);
     let request = DeploymentRequest {
@@ -139,13 +184,27 @@ async fn main() -> Result<()> {
     let mut bare = Duration::MAX;
     for _ in 0..3 {
         let t = Instant::now();
-        resolve_resources(store.as_ref(), &request.resources, &[], "resources", Some(&ENGINES.map(String::from))).await?;
+        resolve_resources(
+            store.as_ref(),
+            &request.resources,
+            &[],
+            "resources",
+            Some(&ENGINES.map(String::from)),
+        )
+        .await?;
         bare = bare.min(t.elapsed());
     }
     println!("plan of 200 resources rendered through the WASM engines ({artifacts} files):");
-    println!("  with rendering                     {:>9.1} ms   ({:.0} µs per resource)", ms(rendered), rendered.as_secs_f64() * 1e6 / 200.0);
+    println!(
+        "  with rendering                     {:>9.1} ms   ({:.0} µs per resource)",
+        ms(rendered),
+        rendered.as_secs_f64() * 1e6 / 200.0
+    );
     println!("  without rendering (baseline)       {:>9.1} ms", ms(bare));
-    println!("  ratio                              {:>9.1}×", rendered.as_secs_f64() / bare.as_secs_f64());
+    println!(
+        "  ratio                              {:>9.1}×",
+        rendered.as_secs_f64() / bare.as_secs_f64()
+    );
     std::fs::remove_dir_all(&tmp).ok();
     Ok(())
 }

@@ -106,7 +106,10 @@ impl Edge {
     pub fn parse(text: &str) -> Option<Edge> {
         let (from, to) = text.split_once("->").or_else(|| text.split_once('→'))?;
         let (from, to) = (from.trim(), to.trim());
-        (!from.is_empty() && !to.is_empty() && !to.contains("->")).then(|| Edge { from: from.into(), to: to.into() })
+        (!from.is_empty() && !to.is_empty() && !to.contains("->")).then(|| Edge {
+            from: from.into(),
+            to: to.into(),
+        })
     }
 }
 
@@ -119,7 +122,10 @@ impl std::fmt::Display for Edge {
 impl Composition {
     /// `team/name:version`, the subject of events.
     pub fn subject(&self) -> String {
-        format!("{}/{}:{}", self.metadata.team, self.metadata.name, self.metadata.version)
+        format!(
+            "{}/{}:{}",
+            self.metadata.team, self.metadata.name, self.metadata.version
+        )
     }
 
     /// Content hash over the canonical JSON, for immutability checks.

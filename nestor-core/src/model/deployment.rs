@@ -65,7 +65,10 @@ pub enum DeploymentStatus {
 impl DeploymentStatus {
     /// Whether the deployment is over.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::RolledBack)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::RolledBack
+        )
     }
 
     /// The wire name.
@@ -172,7 +175,11 @@ pub struct Deployment {
 impl Deployment {
     /// `team/environment/name`.
     pub fn key(&self) -> DeploymentKey {
-        DeploymentKey { team: self.team.clone(), environment: self.environment.clone(), name: self.name.clone() }
+        DeploymentKey {
+            team: self.team.clone(),
+            environment: self.environment.clone(),
+            name: self.name.clone(),
+        }
     }
 
     /// The resource called `name`.

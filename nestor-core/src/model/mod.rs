@@ -53,9 +53,19 @@ pub struct PublishedVersion {
 
 impl PublishedVersion {
     /// Wraps a definition about to be published.
-    pub fn new(definition: ResourceDefinition, published_at: Timestamp, origin: Option<Origin>) -> Self {
+    pub fn new(
+        definition: ResourceDefinition,
+        published_at: Timestamp,
+        origin: Option<Origin>,
+    ) -> Self {
         let content_hash = definition.content_hash();
-        PublishedVersion { definition, content_hash, published_at, yanked: false, origin }
+        PublishedVersion {
+            definition,
+            content_hash,
+            published_at,
+            yanked: false,
+            origin,
+        }
     }
 
     /// The definition's name.

@@ -62,8 +62,17 @@ pub struct Orchestrator {
 
 impl Orchestrator {
     /// An orchestrator over a store, the engines and an executor.
-    pub fn new(store: Arc<dyn Store>, engines: Arc<dyn EngineProvider>, executor: Arc<dyn Executor>) -> Self {
-        Orchestrator { store, engines, executor, clock: Arc::new(SystemClock) }
+    pub fn new(
+        store: Arc<dyn Store>,
+        engines: Arc<dyn EngineProvider>,
+        executor: Arc<dyn Executor>,
+    ) -> Self {
+        Orchestrator {
+            store,
+            engines,
+            executor,
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// Replaces the clock (tests).
@@ -74,27 +83,48 @@ impl Orchestrator {
 
     /// One deployment by id.
     pub async fn get(&self, id: &str) -> Result<Deployment> {
-        self.store.get_deployment(id).await?.ok_or_else(|| Error::DeploymentNotFound { id: id.into() })
+        self.store
+            .get_deployment(id)
+            .await?
+            .ok_or_else(|| Error::DeploymentNotFound { id: id.into() })
     }
 
     async fn spec(&self, request: &DeploymentRequest) -> Result<Spec> {
         let mut errors = Vec::new();
-        for (field, value) in [("team", &request.team), ("environment", &request.environment), ("name", &request.name)] {
+        for (field, value) in [
+            ("team", &request.team),
+            ("environment", &request.environment),
+            ("name", &request.name),
+        ] {
             if !is_valid_name(value) {
-                errors.push(FieldError::new(field, format!("{value:?} is not a valid {field} (lowercase letters, digits and '-')")));
+                errors.push(FieldError::new(
+                    field,
+                    format!("{value:?} is not a valid {field} (lowercase letters, digits and '-')"),
+                ));
             }
         }
         if !errors.is_empty() {
             return Err(Error::Validation { errors });
         }
-        let key = DeploymentKey { team: request.team.clone(), environment: request.environment.clone(), name: request.name.clone() };
+        let key = DeploymentKey {
+            team: request.team.clone(),
+            environment: request.environment.clone(),
+            name: request.name.clone(),
+        };
         match (&request.composition, request.resources.is_empty()) {
-            (Some(_), false) => Err(Error::bad_request("give either a composition with params, or resources, not both")),
-            (None, true) => Err(Error::bad_request("nothing to deploy: give a composition or resources")),
+            (Some(_), false) => Err(Error::bad_request(
+                "give either a composition with params, or resources, not both",
+            )),
+            (None, true) => Err(Error::bad_request(
+                "nothing to deploy: give a composition or resources",
+            )),
             (Some(name), true) => {
                 let spec = VersionSpec::parse(request.composition_version.as_deref().unwrap_or(""))
                     .map_err(|e| Error::invalid("composition_version", e))?;
-                let published = self.store.resolve_composition(&request.team, name, &spec).await?;
+                let published = self
+                    .store
+                    .resolve_composition(&request.team, name, &spec)
+                    .await?;
                 let c = published.composition;
                 let params = resolve_params(&c.spec.parameters, &request.params)?;
                 Ok(Spec {
@@ -109,16 +139,26 @@ impl Orchestrator {
             }
             (None, false) => {
                 if !request.params.is_empty() {
-                    return Err(Error::invalid("params", "params need a composition; resources take literal config"));
+                    return Err(Error::invalid(
+                        "params",
+                        "params need a composition; resources take literal config",
+                    ));
                 }
                 let mut edges = Vec::new();
                 for (i, text) in request.dependencies.iter().enumerate() {
                     match Edge::parse(text) {
                         Some(e) => edges.push(e),
-                        None => errors.push(FieldError::new(format!("dependencies[{i}]"), format!("{text:?} is not an edge: write \"from -> to\""))),
+                        None => errors.push(FieldError::new(
+                            format!("dependencies[{i}]"),
+                            format!("{text:?} is not an edge: write \"from -> to\""),
+                        )),
                     }
                 }
-                errors.extend(check_resources(&request.resources, &BTreeSet::new(), "resources"));
+                errors.extend(check_resources(
+                    &request.resources,
+                    &BTreeSet::new(),
+                    "resources",
+                ));
                 if !errors.is_empty() {
                     return Err(Error::Validation { errors });
                 }
@@ -137,7 +177,14 @@ impl Orchestrator {
 
     async fn resolve(&self, spec: &Spec) -> Result<Resolved> {
         let loaded = self.engines.engine_names();
-        resolve_resources(self.store.as_ref(), &spec.resources, &spec.edges, spec.base, Some(&loaded)).await
+        resolve_resources(
+            self.store.as_ref(),
+            &spec.resources,
+            &spec.edges,
+            spec.base,
+            Some(&loaded),
+        )
+        .await
     }
 
     fn draft(&self, spec: &Spec, resolved: &Resolved, revision: u64) -> Deployment {
@@ -198,15 +245,31 @@ impl Orchestrator {
     }
 
     async fn next_revision(&self, key: &DeploymentKey) -> Result<u64> {
-        Ok(self.store.revisions(key).await?.last().map_or(1, |d| d.revision + 1))
+        Ok(self
+            .store
+            .revisions(key)
+            .await?
+            .last()
+            .map_or(1, |d| d.revision + 1))
     }
 
     /// The artifacts of the last succeeded revision of `key`, if any.
-    async fn current(&self, key: &DeploymentKey) -> Result<(Option<u64>, BTreeMap<String, Vec<Artifact>>)> {
+    async fn current(
+        &self,
+        key: &DeploymentKey,
+    ) -> Result<(Option<u64>, BTreeMap<String, Vec<Artifact>>)> {
         let revisions = self.store.revisions(key).await?;
-        match revisions.iter().rev().find(|d| d.status == DeploymentStatus::Succeeded) {
+        match revisions
+            .iter()
+            .rev()
+            .find(|d| d.status == DeploymentStatus::Succeeded)
+        {
             Some(d) => {
-                let content = self.store.revision_content(&d.id).await?.unwrap_or_default();
+                let content = self
+                    .store
+                    .revision_content(&d.id)
+                    .await?
+                    .unwrap_or_default();
                 Ok((Some(d.revision), content.artifacts))
             }
             None => Ok((None, BTreeMap::new())),
@@ -220,7 +283,9 @@ impl Orchestrator {
         let resolved = self.resolve(&spec).await?;
         let revision = self.next_revision(&spec.key).await?;
         let mut deployment = self.draft(&spec, &resolved, revision);
-        let rendered = self.render_waves(&spec, &resolved, &mut deployment, false).await?;
+        let rendered = self
+            .render_waves(&spec, &resolved, &mut deployment, false)
+            .await?;
         let artifacts = Self::artifacts_of(&rendered);
         for r in &mut deployment.resources {
             if let Some(out) = rendered.outputs.get(&r.name) {
@@ -231,18 +296,30 @@ impl Orchestrator {
         Self::finish_statuses(&mut deployment, &rendered, false);
         let (base, current) = self.current(&spec.key).await?;
         let diff = diff_artifacts(base, &current, &artifacts);
-        Ok(Plan { deployment, artifacts, diff })
+        Ok(Plan {
+            deployment,
+            artifacts,
+            diff,
+        })
     }
 
     fn artifacts_of(rendered: &Rendered) -> BTreeMap<String, Vec<Artifact>> {
-        rendered.outputs.iter().map(|(name, out)| (name.clone(), out.artifacts.clone())).collect()
+        rendered
+            .outputs
+            .iter()
+            .map(|(name, out)| (name.clone(), out.artifacts.clone()))
+            .collect()
     }
 
     /// Applies a request: records revision n+1, renders wave by wave, commits
     /// through the executor, and returns the finished deployment. With an
     /// idempotency key, the same key and request return the deployment the
     /// first call created and apply nothing; another request is a conflict.
-    pub async fn apply(&self, request: &DeploymentRequest, idempotency_key: Option<&str>) -> Result<Deployment> {
+    pub async fn apply(
+        &self,
+        request: &DeploymentRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Deployment> {
         if request.dry_run {
             return Ok(self.plan(request).await?.deployment);
         }
@@ -250,32 +327,55 @@ impl Orchestrator {
         let resolved = self.resolve(&spec).await?;
         let request_hash = {
             use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(serde_json::to_vec(request).map_err(|e| Error::internal(e.to_string()))?))
+            hex::encode(sha2::Sha256::digest(
+                serde_json::to_vec(request).map_err(|e| Error::internal(e.to_string()))?,
+            ))
         };
         let content = Self::content(&resolved);
         let mut deployment = None;
         for _ in 0..8 {
             let revision = self.next_revision(&spec.key).await?;
             let draft = self.draft(&spec, &resolved, revision);
-            match self.store.create_deployment(&draft, &content, idempotency_key.map(|k| (k, request_hash.as_str()))).await {
+            match self
+                .store
+                .create_deployment(
+                    &draft,
+                    &content,
+                    idempotency_key.map(|k| (k, request_hash.as_str())),
+                )
+                .await
+            {
                 Ok(CreateOutcome::Created) => {
                     deployment = Some(draft);
                     break;
                 }
                 Ok(CreateOutcome::Existing(existing)) => return Ok(*existing),
                 // Another apply of the same deployment took this revision number.
-                Err(Error::Conflict { .. }) if idempotency_key.is_none() || self.store.get_deployment(&draft.id).await?.is_some() => continue,
+                Err(Error::Conflict { .. })
+                    if idempotency_key.is_none()
+                        || self.store.get_deployment(&draft.id).await?.is_some() =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e),
             }
         }
-        let mut deployment = deployment.ok_or_else(|| Error::Conflict { message: format!("{} is being applied concurrently; try again", spec.key) })?;
+        let mut deployment = deployment.ok_or_else(|| Error::Conflict {
+            message: format!("{} is being applied concurrently; try again", spec.key),
+        })?;
         self.emit(EventType::DeploymentStarted, &deployment).await?;
         self.run(&spec, &resolved, &mut deployment, content).await?;
         Ok(deployment)
     }
 
     /// Renders, commits and records one revision that is already stored.
-    async fn run(&self, spec: &Spec, resolved: &Resolved, d: &mut Deployment, mut content: RevisionContent) -> Result<()> {
+    async fn run(
+        &self,
+        spec: &Spec,
+        resolved: &Resolved,
+        d: &mut Deployment,
+        mut content: RevisionContent,
+    ) -> Result<()> {
         d.status = DeploymentStatus::Planning;
         self.save(d).await?;
         let rendered = self.render_waves(spec, resolved, d, true).await?;
@@ -289,7 +389,11 @@ impl Orchestrator {
         }
         d.status = DeploymentStatus::Applying;
         self.save(d).await?;
-        let target = ApplyTarget { key: spec.key.clone(), revision: d.revision, deployment_id: d.id.clone() };
+        let target = ApplyTarget {
+            key: spec.key.clone(),
+            revision: d.revision,
+            deployment_id: d.id.clone(),
+        };
         let applied = self.executor.apply(&target, &artifacts).await;
         match applied {
             Ok(receipt) => {
@@ -303,7 +407,11 @@ impl Orchestrator {
             }
             Err(e) => {
                 Self::finish_statuses(d, &rendered, false);
-                for r in d.resources.iter_mut().filter(|r| rendered.outputs.contains_key(&r.name)) {
+                for r in d
+                    .resources
+                    .iter_mut()
+                    .filter(|r| rendered.outputs.contains_key(&r.name))
+                {
                     r.status = ResourceStatus::Failed;
                     r.error = Some(format!("executor failed: {e}"));
                 }
@@ -314,7 +422,11 @@ impl Orchestrator {
         content.artifacts = artifacts;
         self.store.save_revision_content(&d.id, &content).await?;
         self.save(d).await?;
-        let kind = if d.status == DeploymentStatus::Succeeded { EventType::DeploymentCompleted } else { EventType::DeploymentFailed };
+        let kind = if d.status == DeploymentStatus::Succeeded {
+            EventType::DeploymentCompleted
+        } else {
+            EventType::DeploymentFailed
+        };
         self.emit(kind, d).await
     }
 
@@ -326,7 +438,11 @@ impl Orchestrator {
                 r.error = Some(why.clone());
             } else if let Some(out) = rendered.outputs.get(&r.name) {
                 r.outputs = out.outputs.clone();
-                r.status = if committed { ResourceStatus::Applied } else { ResourceStatus::Rendering };
+                r.status = if committed {
+                    ResourceStatus::Applied
+                } else {
+                    ResourceStatus::Rendering
+                };
             }
         }
         if d.status == DeploymentStatus::Cancelled {
@@ -334,10 +450,18 @@ impl Orchestrator {
             return;
         }
         if rendered.problems.is_empty() {
-            d.status = if committed { DeploymentStatus::Succeeded } else { d.status };
+            d.status = if committed {
+                DeploymentStatus::Succeeded
+            } else {
+                d.status
+            };
             d.error = None;
         } else {
-            d.status = if committed { DeploymentStatus::Failed } else { d.status };
+            d.status = if committed {
+                DeploymentStatus::Failed
+            } else {
+                d.status
+            };
             d.error = Some(Self::causes(d));
         }
     }
@@ -362,7 +486,10 @@ impl Orchestrator {
         d: &mut Deployment,
         persist: bool,
     ) -> Result<Rendered> {
-        let mut rendered = Rendered { outputs: BTreeMap::new(), problems: BTreeMap::new() };
+        let mut rendered = Rendered {
+            outputs: BTreeMap::new(),
+            problems: BTreeMap::new(),
+        };
         let mut ctx = TemplateContext {
             params: spec.params.clone(),
             resources: BTreeMap::new(),
@@ -372,12 +499,23 @@ impl Orchestrator {
         };
         for wave in &resolved.waves {
             if persist && self.cancelled(d).await? {
-                for name in resolved.waves.iter().flatten().filter(|n| !rendered.outputs.contains_key(*n)) {
-                    rendered.problems.entry(name.clone()).or_insert((ResourceStatus::Cancelled, "deployment cancelled".into()));
+                for name in resolved
+                    .waves
+                    .iter()
+                    .flatten()
+                    .filter(|n| !rendered.outputs.contains_key(*n))
+                {
+                    rendered
+                        .problems
+                        .entry(name.clone())
+                        .or_insert((ResourceStatus::Cancelled, "deployment cancelled".into()));
                 }
                 return Ok(rendered);
             }
-            let runnable: Vec<&String> = wave.iter().filter(|n| !rendered.problems.contains_key(*n)).collect();
+            let runnable: Vec<&String> = wave
+                .iter()
+                .filter(|n| !rendered.problems.contains_key(*n))
+                .collect();
             if persist {
                 for name in &runnable {
                     if let Some(r) = d.resource_mut(name) {
@@ -395,19 +533,26 @@ impl Orchestrator {
             for (name, result) in runnable.into_iter().zip(results) {
                 match result {
                     Ok(out) => {
-                        ctx.resources.insert(name.clone(), ResourceOutputs { outputs: out.outputs.clone() });
+                        ctx.resources.insert(
+                            name.clone(),
+                            ResourceOutputs {
+                                outputs: out.outputs.clone(),
+                            },
+                        );
                         if let Some(r) = d.resource_mut(name) {
                             r.outputs = out.outputs.clone();
                         }
                         rendered.outputs.insert(name.clone(), out);
                     }
                     Err(e) => {
-                        rendered.problems.insert(name.clone(), (ResourceStatus::Failed, error_text(&e)));
+                        rendered
+                            .problems
+                            .insert(name.clone(), (ResourceStatus::Failed, error_text(&e)));
                         for dependent in resolved.graph.dependents_of(name) {
-                            rendered
-                                .problems
-                                .entry(dependent)
-                                .or_insert((ResourceStatus::Skipped, format!("skipped: {name} failed")));
+                            rendered.problems.entry(dependent).or_insert((
+                                ResourceStatus::Skipped,
+                                format!("skipped: {name} failed"),
+                            ));
                         }
                     }
                 }
@@ -424,15 +569,30 @@ impl Orchestrator {
         Ok(rendered)
     }
 
-    async fn render_one(&self, pinned: &PinnedResource, ctx: &TemplateContext, revision: u64) -> Result<RenderOutput> {
+    async fn render_one(
+        &self,
+        pinned: &PinnedResource,
+        ctx: &TemplateContext,
+        revision: u64,
+    ) -> Result<RenderOutput> {
         let def = &pinned.definition.definition;
         let inputs = render_inputs(&pinned.resource, def, ctx)?;
-        let engine = self.engines.engine(&pinned.engine).ok_or_else(|| Error::EngineNotFound { name: pinned.engine.clone() })?;
+        let engine = self
+            .engines
+            .engine(&pinned.engine)
+            .ok_or_else(|| Error::EngineNotFound {
+                name: pinned.engine.clone(),
+            })?;
         let request = RenderRequest {
             resource: pinned.resource.name.clone(),
             definition: def.clone(),
             inputs,
-            engine_config: def.spec.engine_configs.get(&pinned.engine).cloned().unwrap_or(serde_json::Value::Null),
+            engine_config: def
+                .spec
+                .engine_configs
+                .get(&pinned.engine)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
             context: RenderContext {
                 team: ctx.team.clone(),
                 environment: ctx.environment.clone(),
@@ -474,7 +634,9 @@ impl Orchestrator {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Conflict { message: format!("deployment {} keeps changing concurrently", d.id) })
+        Err(Error::Conflict {
+            message: format!("deployment {} keeps changing concurrently", d.id),
+        })
     }
 
     async fn emit(&self, event_type: EventType, d: &Deployment) -> Result<()> {
@@ -496,19 +658,34 @@ impl Orchestrator {
     pub async fn rollback(&self, id: &str, to: Option<u64>) -> Result<Deployment> {
         let current = self.get(id).await?;
         if !current.status.is_final() {
-            return Err(Error::Conflict { message: format!("deployment {id} is still {}; cancel it first", current.status.as_str()) });
+            return Err(Error::Conflict {
+                message: format!(
+                    "deployment {id} is still {}; cancel it first",
+                    current.status.as_str()
+                ),
+            });
         }
         let target_rev = match to {
             Some(r) => r,
             None if current.revision > 1 => current.revision - 1,
-            None => return Err(Error::bad_request(format!("{id} is revision 1: there is nothing to roll back to"))),
+            None => {
+                return Err(Error::bad_request(format!(
+                    "{id} is revision 1: there is nothing to roll back to"
+                )))
+            }
         };
         let revisions = self.store.revisions(&current.key()).await?;
         let target = revisions
             .iter()
             .find(|d| d.revision == target_rev)
-            .ok_or_else(|| Error::bad_request(format!("{} has no revision {target_rev}", current.key())))?;
-        let content = self.store.revision_content(&target.id).await?.unwrap_or_default();
+            .ok_or_else(|| {
+                Error::bad_request(format!("{} has no revision {target_rev}", current.key()))
+            })?;
+        let content = self
+            .store
+            .revision_content(&target.id)
+            .await?
+            .unwrap_or_default();
         let mut restored = self.restore(target, content, Some(target_rev)).await?;
         let mut old = current;
         old.status = DeploymentStatus::RolledBack;
@@ -519,7 +696,12 @@ impl Orchestrator {
     }
 
     /// Records and commits a new revision with exactly `content`'s files.
-    async fn restore(&self, template: &Deployment, content: RevisionContent, rollback_of: Option<u64>) -> Result<Deployment> {
+    async fn restore(
+        &self,
+        template: &Deployment,
+        content: RevisionContent,
+        rollback_of: Option<u64>,
+    ) -> Result<Deployment> {
         let key = template.key();
         for _ in 0..8 {
             let revision = self.next_revision(&key).await?;
@@ -536,14 +718,19 @@ impl Orchestrator {
                 generation: 0,
                 ..template.clone()
             };
-            d.resources.retain(|r| content.artifacts.contains_key(&r.name));
+            d.resources
+                .retain(|r| content.artifacts.contains_key(&r.name));
             match self.store.create_deployment(&d, &content, None).await {
                 Ok(_) => {}
                 Err(Error::Conflict { .. }) => continue,
                 Err(e) => return Err(e),
             }
             self.emit(EventType::DeploymentStarted, &d).await?;
-            let target = ApplyTarget { key: key.clone(), revision, deployment_id: d.id.clone() };
+            let target = ApplyTarget {
+                key: key.clone(),
+                revision,
+                deployment_id: d.id.clone(),
+            };
             match self.executor.apply(&target, &content.artifacts).await {
                 Ok(receipt) => {
                     d.commit = receipt.commit;
@@ -560,11 +747,17 @@ impl Orchestrator {
                 }
             }
             self.save(&mut d).await?;
-            let kind = if d.status == DeploymentStatus::Succeeded { EventType::DeploymentCompleted } else { EventType::DeploymentFailed };
+            let kind = if d.status == DeploymentStatus::Succeeded {
+                EventType::DeploymentCompleted
+            } else {
+                EventType::DeploymentFailed
+            };
             self.emit(kind, &d).await?;
             return Ok(d);
         }
-        Err(Error::Conflict { message: format!("{key} is being changed concurrently; try again") })
+        Err(Error::Conflict {
+            message: format!("{key} is being changed concurrently; try again"),
+        })
     }
 
     /// `DELETE /deployments/{id}`: cancels one in progress (no new wave
@@ -583,7 +776,9 @@ impl Orchestrator {
         }
         let mut empty = d.clone();
         empty.resources.clear();
-        let removed = self.restore(&empty, RevisionContent::default(), Some(0)).await?;
+        let removed = self
+            .restore(&empty, RevisionContent::default(), Some(0))
+            .await?;
         d.status = DeploymentStatus::RolledBack;
         self.save(&mut d).await?;
         Ok(removed)
@@ -591,28 +786,52 @@ impl Orchestrator {
 
     /// Deploys to `to` exactly the pinned versions, configs and params of
     /// the latest succeeded revision of `team/from/name`.
-    pub async fn promote(&self, team: &str, name: &str, from: &str, to: &str) -> Result<Deployment> {
-        let key = DeploymentKey { team: team.into(), environment: from.into(), name: name.into() };
+    pub async fn promote(
+        &self,
+        team: &str,
+        name: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Deployment> {
+        let key = DeploymentKey {
+            team: team.into(),
+            environment: from.into(),
+            name: name.into(),
+        };
         let revisions = self.store.revisions(&key).await?;
         let source = revisions
             .iter()
             .rev()
             .find(|d| d.status == DeploymentStatus::Succeeded)
-            .ok_or_else(|| Error::DeploymentNotFound { id: format!("{key} (no succeeded revision)") })?;
-        let content = self.store.revision_content(&source.id).await?.unwrap_or_default();
+            .ok_or_else(|| Error::DeploymentNotFound {
+                id: format!("{key} (no succeeded revision)"),
+            })?;
+        let content = self
+            .store
+            .revision_content(&source.id)
+            .await?
+            .unwrap_or_default();
         let resources: Vec<CompositionResource> = content
             .resources
             .iter()
             .map(|r| CompositionResource {
                 name: r.name.clone(),
-                catalog_ref: CatalogRef { name: r.definition.clone(), version: VersionSpec::Exact(r.version.clone()) }.to_string(),
+                catalog_ref: CatalogRef {
+                    name: r.definition.clone(),
+                    version: VersionSpec::Exact(r.version.clone()),
+                }
+                .to_string(),
                 engine: Some(r.engine.clone()),
                 config: r.config.clone(),
                 depends_on: vec![],
             })
             .collect();
         let spec = Spec {
-            key: DeploymentKey { team: team.into(), environment: to.into(), name: name.into() },
+            key: DeploymentKey {
+                team: team.into(),
+                environment: to.into(),
+                name: name.into(),
+            },
             composition: source.composition.clone(),
             params: source.params.clone(),
             resources,
@@ -621,7 +840,10 @@ impl Orchestrator {
             base: "resources",
         };
         if !is_valid_name(to) {
-            return Err(Error::invalid("to", format!("{to:?} is not a valid environment")));
+            return Err(Error::invalid(
+                "to",
+                format!("{to:?} is not a valid environment"),
+            ));
         }
         let resolved = self.resolve(&spec).await?;
         let content = Self::content(&resolved);
@@ -638,13 +860,19 @@ impl Orchestrator {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Conflict { message: format!("{} is being applied concurrently; try again", spec.key) })
+        Err(Error::Conflict {
+            message: format!("{} is being applied concurrently; try again", spec.key),
+        })
     }
 }
 
 fn error_text(e: &Error) -> String {
     match e {
-        Error::Validation { errors } => errors.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "),
+        Error::Validation { errors } => errors
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
         other => format!("[{}] {other}", other.code()),
     }
 }

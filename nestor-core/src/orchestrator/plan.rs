@@ -63,28 +63,38 @@ pub fn diff_artifacts(
     current: &BTreeMap<String, Vec<Artifact>>,
     next: &BTreeMap<String, Vec<Artifact>>,
 ) -> PlanDiff {
-    let mut diff = PlanDiff { base_revision, ..Default::default() };
+    let mut diff = PlanDiff {
+        base_revision,
+        ..Default::default()
+    };
     for (resource, files) in next {
         match current.get(resource) {
             None => {
                 diff.added.push(resource.clone());
                 for f in files {
-                    diff.files.push(file_diff(resource, &f.path, "", &f.content, "added"));
+                    diff.files
+                        .push(file_diff(resource, &f.path, "", &f.content, "added"));
                 }
             }
             Some(old) => {
                 let before = diff.files.len();
                 for f in files {
                     match old.iter().find(|o| o.path == f.path) {
-                        None => diff.files.push(file_diff(resource, &f.path, "", &f.content, "added")),
-                        Some(o) if o.content != f.content => {
-                            diff.files.push(file_diff(resource, &f.path, &o.content, &f.content, "changed"))
-                        }
+                        None => diff
+                            .files
+                            .push(file_diff(resource, &f.path, "", &f.content, "added")),
+                        Some(o) if o.content != f.content => diff.files.push(file_diff(
+                            resource, &f.path, &o.content, &f.content, "changed",
+                        )),
                         Some(_) => {}
                     }
                 }
-                for o in old.iter().filter(|o| !files.iter().any(|f| f.path == o.path)) {
-                    diff.files.push(file_diff(resource, &o.path, &o.content, "", "removed"));
+                for o in old
+                    .iter()
+                    .filter(|o| !files.iter().any(|f| f.path == o.path))
+                {
+                    diff.files
+                        .push(file_diff(resource, &o.path, &o.content, "", "removed"));
                 }
                 if diff.files.len() > before {
                     diff.changed.push(resource.clone());
@@ -97,17 +107,35 @@ pub fn diff_artifacts(
     for (resource, files) in current.iter().filter(|(r, _)| !next.contains_key(*r)) {
         diff.removed.push(resource.clone());
         for o in files {
-            diff.files.push(file_diff(resource, &o.path, &o.content, "", "removed"));
+            diff.files
+                .push(file_diff(resource, &o.path, &o.content, "", "removed"));
         }
     }
     diff
 }
 
 fn file_diff(resource: &str, path: &str, old: &str, new: &str, change: &str) -> FileDiff {
-    let a = if old.is_empty() && change == "added" { "/dev/null".to_string() } else { format!("a/{resource}/{path}") };
-    let b = if new.is_empty() && change == "removed" { "/dev/null".to_string() } else { format!("b/{resource}/{path}") };
-    let text = TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(&a, &b).to_string();
-    FileDiff { resource: resource.into(), path: path.into(), change: change.into(), diff: text }
+    let a = if old.is_empty() && change == "added" {
+        "/dev/null".to_string()
+    } else {
+        format!("a/{resource}/{path}")
+    };
+    let b = if new.is_empty() && change == "removed" {
+        "/dev/null".to_string()
+    } else {
+        format!("b/{resource}/{path}")
+    };
+    let text = TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&a, &b)
+        .to_string();
+    FileDiff {
+        resource: resource.into(),
+        path: path.into(),
+        change: change.into(),
+        diff: text,
+    }
 }
 
 #[cfg(test)]
@@ -115,25 +143,54 @@ mod tests {
     use super::*;
 
     fn art(path: &str, content: &str) -> Artifact {
-        Artifact { path: path.into(), content: content.into(), media_type: "text/plain".into() }
+        Artifact {
+            path: path.into(),
+            content: content.into(),
+            media_type: "text/plain".into(),
+        }
     }
 
     #[test]
     fn diffs_classify_resources_and_show_unified_hunks() {
         let current = BTreeMap::from([
-            ("db".to_string(), vec![art("main.tf.json", "a\nsize = 1\nc\n")]),
+            (
+                "db".to_string(),
+                vec![art("main.tf.json", "a\nsize = 1\nc\n")],
+            ),
             ("old".to_string(), vec![art("x.yaml", "x\n")]),
             ("same".to_string(), vec![art("y.yaml", "y\n")]),
         ]);
         let next = BTreeMap::from([
-            ("db".to_string(), vec![art("main.tf.json", "a\nsize = 2\nc\n")]),
+            (
+                "db".to_string(),
+                vec![art("main.tf.json", "a\nsize = 2\nc\n")],
+            ),
             ("new".to_string(), vec![art("z.yaml", "z\n")]),
             ("same".to_string(), vec![art("y.yaml", "y\n")]),
         ]);
         let d = diff_artifacts(Some(3), &current, &next);
-        assert_eq!((d.added.clone(), d.changed.clone(), d.removed.clone(), d.unchanged.clone()), (vec!["new".into()], vec!["db".into()], vec!["old".into()], vec!["same".into()]));
+        assert_eq!(
+            (
+                d.added.clone(),
+                d.changed.clone(),
+                d.removed.clone(),
+                d.unchanged.clone()
+            ),
+            (
+                vec!["new".into()],
+                vec!["db".into()],
+                vec!["old".into()],
+                vec!["same".into()]
+            )
+        );
         let db = d.files.iter().find(|f| f.resource == "db").unwrap();
-        assert!(db.diff.contains("--- a/db/main.tf.json") && db.diff.contains("-size = 1") && db.diff.contains("+size = 2"), "{}", db.diff);
+        assert!(
+            db.diff.contains("--- a/db/main.tf.json")
+                && db.diff.contains("-size = 1")
+                && db.diff.contains("+size = 2"),
+            "{}",
+            db.diff
+        );
         let added = d.files.iter().find(|f| f.resource == "new").unwrap();
         assert!(added.diff.contains("--- /dev/null") && added.diff.contains("+z"));
         assert!(!d.is_empty());

@@ -80,7 +80,10 @@ pub async fn resolve_resources(
         let definition = match catalog.resolve(&reference.name, &reference.version).await {
             Ok(d) => d,
             Err(e @ (Error::ResourceNotFound { .. } | Error::VersionNotFound { .. })) => {
-                errors.push(FieldError::new(format!("{path}.catalog_ref"), format!("{:?} does not resolve: {e}", r.catalog_ref)));
+                errors.push(FieldError::new(
+                    format!("{path}.catalog_ref"),
+                    format!("{:?} does not resolve: {e}", r.catalog_ref),
+                ));
                 continue;
             }
             Err(e) => return Err(e),
@@ -90,7 +93,11 @@ pub async fn resolve_resources(
             Some(e) if !supported.contains(e) => {
                 errors.push(FieldError::new(
                     format!("{path}.engine"),
-                    format!("{} does not support engine {e:?} (supported: {})", definition.definition.subject(), supported.join(", ")),
+                    format!(
+                        "{} does not support engine {e:?} (supported: {})",
+                        definition.definition.subject(),
+                        supported.join(", ")
+                    ),
                 ));
                 continue;
             }
@@ -101,7 +108,11 @@ pub async fn resolve_resources(
                     None => {
                         errors.push(FieldError::new(
                             format!("{path}.engine"),
-                            format!("none of the engines of {} is loaded (supported: {})", definition.definition.subject(), supported.join(", ")),
+                            format!(
+                                "none of the engines of {} is loaded (supported: {})",
+                                definition.definition.subject(),
+                                supported.join(", ")
+                            ),
                         ));
                         continue;
                     }
@@ -110,33 +121,56 @@ pub async fn resolve_resources(
             },
         };
         errors.extend(check_config(r, &definition.definition, &path));
-        pinned.push(PinnedResource { resource: r.clone(), definition, engine });
+        pinned.push(PinnedResource {
+            resource: r.clone(),
+            definition,
+            engine,
+        });
     }
 
     // Output references must name outputs the referenced definition has.
-    let by_name: BTreeMap<&str, &PinnedResource> = pinned.iter().map(|p| (p.resource.name.as_str(), p)).collect();
+    let by_name: BTreeMap<&str, &PinnedResource> = pinned
+        .iter()
+        .map(|p| (p.resource.name.as_str(), p))
+        .collect();
     let mut edges: BTreeSet<Edge> = explicit.iter().cloned().collect();
     for (i, r) in resources.iter().enumerate() {
         for dep in &r.depends_on {
-            edges.insert(Edge { from: dep.clone(), to: r.name.clone() });
+            edges.insert(Edge {
+                from: dep.clone(),
+                to: r.name.clone(),
+            });
         }
         for (key, value) in &r.config {
             let refs = references(value);
             for (res, out) in &refs.outputs {
-                edges.insert(Edge { from: res.clone(), to: r.name.clone() });
+                edges.insert(Edge {
+                    from: res.clone(),
+                    to: r.name.clone(),
+                });
                 if let Some(target) = by_name.get(res.as_str()) {
                     let outputs = &target.definition.definition.spec.outputs;
                     if !outputs.iter().any(|o| &o.name == out) {
                         let known: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
                         errors.push(FieldError::new(
                             format!("{base}[{i}].config.{key}"),
-                            format!("{res:?} has no output {out:?} (outputs: {})", if known.is_empty() { "none".into() } else { known.join(", ") }),
+                            format!(
+                                "{res:?} has no output {out:?} (outputs: {})",
+                                if known.is_empty() {
+                                    "none".into()
+                                } else {
+                                    known.join(", ")
+                                }
+                            ),
                         ));
                     }
                 }
             }
             for res in &refs.resources {
-                edges.insert(Edge { from: res.clone(), to: r.name.clone() });
+                edges.insert(Edge {
+                    from: res.clone(),
+                    to: r.name.clone(),
+                });
             }
         }
     }
@@ -146,7 +180,12 @@ pub async fn resolve_resources(
     let edges: Vec<Edge> = edges.into_iter().collect();
     let graph = DependencyGraph::new(resources.iter().map(|r| r.name.as_str()), &edges)?;
     let waves = graph.waves()?;
-    Ok(Resolved { resources: pinned, edges, waves, graph })
+    Ok(Resolved {
+        resources: pinned,
+        edges,
+        waves,
+        graph,
+    })
 }
 
 /// Config keys are inputs, required inputs are set, literal values fit.
@@ -158,21 +197,37 @@ fn check_config(r: &CompositionResource, def: &ResourceDefinition, path: &str) -
         let Some((input, _)) = def.input(key) else {
             errors.push(FieldError::new(
                 field,
-                format!("{key:?} is not an input of {} (inputs: {})", def.subject(), known.join(", ")),
+                format!(
+                    "{key:?} is not an input of {} (inputs: {})",
+                    def.subject(),
+                    known.join(", ")
+                ),
             ));
             continue;
         };
         if !contains_template(value) {
-            errors.extend(check_value(input.value_type, &input.validation, value, &field));
+            errors.extend(check_value(
+                input.value_type,
+                &input.validation,
+                value,
+                &field,
+            ));
         } else if !matches!(value, Value::String(_)) && !input.value_type.matches(value) {
-            errors.push(FieldError::new(field, format!("expected {}", input.value_type)));
+            errors.push(FieldError::new(
+                field,
+                format!("expected {}", input.value_type),
+            ));
         }
     }
     for input in &def.spec.required_inputs {
         if !r.config.contains_key(&input.name) {
             errors.push(FieldError::new(
                 format!("{path}.config"),
-                format!("required input {:?} of {} is not set", input.name, def.subject()),
+                format!(
+                    "required input {:?} of {} is not set",
+                    input.name,
+                    def.subject()
+                ),
             ));
         }
     }
@@ -192,14 +247,26 @@ pub fn resolve_params(
             let known: Vec<&str> = declared.iter().map(|p| p.name.as_str()).collect();
             errors.push(FieldError::new(
                 format!("params.{key}"),
-                format!("unknown parameter (parameters: {})", if known.is_empty() { "none".into() } else { known.join(", ") }),
+                format!(
+                    "unknown parameter (parameters: {})",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
             ));
         }
     }
     for p in declared {
         match given.get(&p.name).or(p.default.as_ref()) {
             Some(v) => {
-                errors.extend(check_value(p.value_type, &p.validation, v, &format!("params.{}", p.name)));
+                errors.extend(check_value(
+                    p.value_type,
+                    &p.validation,
+                    v,
+                    &format!("params.{}", p.name),
+                ));
                 out.insert(p.name.clone(), v.clone());
             }
             None => errors.push(FieldError::new(format!("params.{}", p.name), "is required")),
@@ -228,7 +295,10 @@ pub fn render_inputs(
                 if let Some((input, _)) = def.input(key) {
                     errors.extend(check_value(input.value_type, &input.validation, &v, &field));
                 } else {
-                    errors.push(FieldError::new(&field, format!("{key:?} is not an input of {}", def.subject())));
+                    errors.push(FieldError::new(
+                        &field,
+                        format!("{key:?} is not an input of {}", def.subject()),
+                    ));
                 }
                 inputs.insert(key.clone(), v);
             }

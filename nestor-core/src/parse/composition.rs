@@ -17,9 +17,15 @@ use crate::versioning::{parse_version, CatalogRef};
 pub fn parse_composition_yaml(text: &str) -> Result<Composition, Error> {
     let docs = split_documents(text);
     let [doc] = docs.as_slice() else {
-        return Err(Error::bad_request(format!("expected one YAML document, found {}", docs.len())));
+        return Err(Error::bad_request(format!(
+            "expected one YAML document, found {}",
+            docs.len()
+        )));
     };
-    let value = doc.value.clone().map_err(|e| Error::bad_request(e.message))?;
+    let value = doc
+        .value
+        .clone()
+        .map_err(|e| Error::bad_request(e.message))?;
     parse_composition(&value).map_err(|errors| Error::Validation { errors })
 }
 
@@ -32,8 +38,10 @@ pub fn parse_composition(value: &Value) -> Result<Composition, Vec<FieldError>> 
     let composition = p.composition(value);
     let mut errors = p.errors;
     if let Some(c) = &composition {
-        let more: Vec<FieldError> =
-            check_composition(c).into_iter().filter(|e| !errors.iter().any(|p| p.field == e.field)).collect();
+        let more: Vec<FieldError> = check_composition(c)
+            .into_iter()
+            .filter(|e| !errors.iter().any(|p| p.field == e.field))
+            .collect();
         errors.extend(more);
     }
     match composition {
@@ -48,13 +56,21 @@ impl Parser {
         self.unknown(&top, &["api_version", "kind", "metadata", "spec"]);
         let kind = self.string(&top, "kind", true);
         if !kind.is_empty() && kind != COMPOSITION_KIND && kind != "ComposedResource" {
-            self.err("kind", format!("must be {COMPOSITION_KIND} (or ComposedResource), found {kind:?}"));
+            self.err(
+                "kind",
+                format!("must be {COMPOSITION_KIND} (or ComposedResource), found {kind:?}"),
+            );
         }
-        let empty = |path: &str| Keys { path: path.into(), entries: Default::default() };
-        let meta = self.keys(top.entries.get("metadata").map(|(_, v)| v), "metadata").unwrap_or_else(|| {
-            empty("metadata")
-        });
-        let mut spec = self.keys(top.entries.get("spec").map(|(_, v)| v), "spec").unwrap_or_else(|| empty("spec"));
+        let empty = |path: &str| Keys {
+            path: path.into(),
+            entries: Default::default(),
+        };
+        let meta = self
+            .keys(top.entries.get("metadata").map(|(_, v)| v), "metadata")
+            .unwrap_or_else(|| empty("metadata"));
+        let mut spec = self
+            .keys(top.entries.get("spec").map(|(_, v)| v), "spec")
+            .unwrap_or_else(|| empty("spec"));
         if !top.entries.contains_key("spec") {
             self.err("spec", "is required");
         }
@@ -71,7 +87,10 @@ impl Parser {
                 semver::Version::new(0, 1, 0)
             }),
             Some((_, other)) => {
-                self.err("metadata.version", format!("must be a quoted string such as \"1.0.0\", found {other}"));
+                self.err(
+                    "metadata.version",
+                    format!("must be a quoted string such as \"1.0.0\", found {other}"),
+                );
                 semver::Version::new(0, 1, 0)
             }
         };
@@ -80,44 +99,84 @@ impl Parser {
             team: self.string(&meta, "team", true),
             version,
         };
-        self.unknown(&spec, &["description", "parameters", "resources", "dependencies"]);
+        self.unknown(
+            &spec,
+            &["description", "parameters", "resources", "dependencies"],
+        );
         let parameters = self
             .list(&spec, "parameters")
             .into_iter()
             .filter_map(|(path, v)| self.parameter(v, &path))
             .collect();
-        let resources: Vec<CompositionResource> =
-            self.list(&spec, "resources").into_iter().filter_map(|(path, v)| self.resource(v, &path)).collect();
+        let resources: Vec<CompositionResource> = self
+            .list(&spec, "resources")
+            .into_iter()
+            .filter_map(|(path, v)| self.resource(v, &path))
+            .collect();
         if !spec.entries.contains_key("resources") && top.entries.contains_key("spec") {
             self.err("spec.resources", "is required (a non-empty list)");
         }
-        let dependencies = self.list(&spec, "dependencies").into_iter().filter_map(|(path, v)| self.edge(v, &path)).collect();
+        let dependencies = self
+            .list(&spec, "dependencies")
+            .into_iter()
+            .filter_map(|(path, v)| self.edge(v, &path))
+            .collect();
         Some(Composition {
             api_version: COMPOSITION_API_VERSION.into(),
             kind: COMPOSITION_KIND.into(),
             metadata,
-            spec: CompositionSpec { description: self.string(&spec, "description", false), parameters, resources, dependencies },
+            spec: CompositionSpec {
+                description: self.string(&spec, "description", false),
+                parameters,
+                resources,
+                dependencies,
+            },
         })
     }
 
     fn parameter(&mut self, value: &Value, path: &str) -> Option<Parameter> {
         let k = self.keys(Some(value), path)?;
-        self.unknown(&k, &["name", "type", "description", "default", "validation", "required"]);
+        self.unknown(
+            &k,
+            &[
+                "name",
+                "type",
+                "description",
+                "default",
+                "validation",
+                "required",
+            ],
+        );
         let type_text = self.string(&k, "type", false);
         let value_type = match type_text.as_str() {
             "" => ValueType::String,
             t => ValueType::parse(t).unwrap_or_else(|| {
-                self.err(join(path, "type"), format!("unknown type {t:?}: use string, integer, number, boolean, array or object"));
+                self.err(
+                    join(path, "type"),
+                    format!(
+                        "unknown type {t:?}: use string, integer, number, boolean, array or object"
+                    ),
+                );
                 ValueType::String
             }),
         };
-        let mut default = k.entries.get("default").map(|(_, v)| v.clone()).filter(|v| !v.is_null());
+        let mut default = k
+            .entries
+            .get("default")
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_null());
         if let Some((_, Value::Bool(true))) = k.entries.get("required") {
             if default.take().is_some() {
-                self.err(join(path, "default"), "a required parameter cannot have a default");
+                self.err(
+                    join(path, "default"),
+                    "a required parameter cannot have a default",
+                );
             }
         }
-        let validation = self.validation(k.entries.get("validation").map(|(_, v)| v), &join(path, "validation"));
+        let validation = self.validation(
+            k.entries.get("validation").map(|(_, v)| v),
+            &join(path, "validation"),
+        );
         Some(Parameter {
             name: self.string(&k, "name", true),
             value_type,
@@ -130,12 +189,23 @@ impl Parser {
     fn resource(&mut self, value: &Value, path: &str) -> Option<CompositionResource> {
         let mut k = self.keys(Some(value), path)?;
         self.alias(&mut k, "type", "catalog_ref");
-        self.unknown(&k, &["name", "catalog_ref", "engine", "config", "depends_on"]);
+        self.unknown(
+            &k,
+            &["name", "catalog_ref", "engine", "config", "depends_on"],
+        );
         let config = match k.entries.get("config") {
             None | Some((_, Value::Null)) => Default::default(),
-            Some((_, Value::Object(map))) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Some((_, Value::Object(map))) => {
+                map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
             Some((_, other)) => {
-                self.err(join(path, "config"), format!("must be a mapping of input → value, found {}", type_name(other)));
+                self.err(
+                    join(path, "config"),
+                    format!(
+                        "must be a mapping of input → value, found {}",
+                        type_name(other)
+                    ),
+                );
                 Default::default()
             }
         };
@@ -158,10 +228,19 @@ impl Parser {
             Value::Object(_) => {
                 let k = self.keys(Some(value), path)?;
                 self.unknown(&k, &["from", "to"]);
-                Some(Edge { from: self.string(&k, "from", true), to: self.string(&k, "to", true) })
+                Some(Edge {
+                    from: self.string(&k, "from", true),
+                    to: self.string(&k, "to", true),
+                })
             }
             other => {
-                self.err(path, format!("must be \"from -> to\" or {{from, to}}, found {}", type_name(other)));
+                self.err(
+                    path,
+                    format!(
+                        "must be \"from -> to\" or {{from, to}}, found {}",
+                        type_name(other)
+                    ),
+                );
                 None
             }
         }
@@ -179,23 +258,50 @@ pub fn check_composition(c: &Composition) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let m = &c.metadata;
     if !is_valid_name(&m.name) {
-        errors.push(FieldError::new("metadata.name", format!("{:?} is not a valid name (lowercase letters, digits and '-')", m.name)));
+        errors.push(FieldError::new(
+            "metadata.name",
+            format!(
+                "{:?} is not a valid name (lowercase letters, digits and '-')",
+                m.name
+            ),
+        ));
     }
     if !is_valid_name(&m.team) {
-        errors.push(FieldError::new("metadata.team", format!("{:?} is not a valid team name (lowercase letters, digits and '-')", m.team)));
+        errors.push(FieldError::new(
+            "metadata.team",
+            format!(
+                "{:?} is not a valid team name (lowercase letters, digits and '-')",
+                m.team
+            ),
+        ));
     }
     let mut names = BTreeSet::new();
     for (i, p) in c.spec.parameters.iter().enumerate() {
         let path = format!("spec.parameters[{i}]");
         if !is_snake_case(&p.name) {
-            errors.push(FieldError::new(format!("{path}.name"), format!("{:?} must be snake_case", p.name)));
+            errors.push(FieldError::new(
+                format!("{path}.name"),
+                format!("{:?} must be snake_case", p.name),
+            ));
         }
         if !names.insert(p.name.as_str()) {
-            errors.push(FieldError::new(format!("{path}.name"), format!("parameter {:?} is declared twice", p.name)));
+            errors.push(FieldError::new(
+                format!("{path}.name"),
+                format!("parameter {:?} is declared twice", p.name),
+            ));
         }
-        errors.extend(validation_fits(p.value_type, &p.validation, &format!("{path}.validation")));
+        errors.extend(validation_fits(
+            p.value_type,
+            &p.validation,
+            &format!("{path}.validation"),
+        ));
         if let Some(d) = &p.default {
-            errors.extend(check_value(p.value_type, &p.validation, d, &format!("{path}.default")));
+            errors.extend(check_value(
+                p.value_type,
+                &p.validation,
+                d,
+                &format!("{path}.default"),
+            ));
         }
     }
     errors.extend(check_resources(&c.spec.resources, &names, "spec.resources"));
@@ -205,7 +311,10 @@ pub fn check_composition(c: &Composition) -> Vec<FieldError> {
             if !resource_names.contains(end.as_str()) {
                 errors.push(FieldError::new(
                     format!("spec.dependencies[{i}]"),
-                    format!("{end:?} is not a resource of this composition (resources: {})", join_names(&resource_names)),
+                    format!(
+                        "{end:?} is not a resource of this composition (resources: {})",
+                        join_names(&resource_names)
+                    ),
                 ));
             }
         }
@@ -219,7 +328,11 @@ fn join_names(names: &BTreeSet<&str>) -> String {
 
 /// Checks resource names, references and template syntax; `params` are the
 /// parameter names templates may use. Shared with direct deployment requests.
-pub fn check_resources(resources: &[CompositionResource], params: &BTreeSet<&str>, base: &str) -> Vec<FieldError> {
+pub fn check_resources(
+    resources: &[CompositionResource],
+    params: &BTreeSet<&str>,
+    base: &str,
+) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if resources.is_empty() {
         errors.push(FieldError::new(base, "at least one resource is needed"));
@@ -229,37 +342,68 @@ pub fn check_resources(resources: &[CompositionResource], params: &BTreeSet<&str
     for (i, r) in resources.iter().enumerate() {
         let path = format!("{base}[{i}]");
         if !is_resource_name(&r.name) {
-            errors.push(FieldError::new(format!("{path}.name"), format!("{:?} is not a valid resource name (use snake_case)", r.name)));
+            errors.push(FieldError::new(
+                format!("{path}.name"),
+                format!("{:?} is not a valid resource name (use snake_case)", r.name),
+            ));
         }
         if !seen.insert(r.name.as_str()) {
-            errors.push(FieldError::new(format!("{path}.name"), format!("resource {:?} is declared twice", r.name)));
+            errors.push(FieldError::new(
+                format!("{path}.name"),
+                format!("resource {:?} is declared twice", r.name),
+            ));
         }
         if let Err(e) = CatalogRef::parse(&r.catalog_ref) {
             errors.push(FieldError::new(format!("{path}.catalog_ref"), e));
         }
         for dep in &r.depends_on {
             if !names.contains(dep.as_str()) {
-                errors.push(FieldError::new(format!("{path}.depends_on"), format!("{dep:?} is not a resource (resources: {})", join_names(&names))));
+                errors.push(FieldError::new(
+                    format!("{path}.depends_on"),
+                    format!(
+                        "{dep:?} is not a resource (resources: {})",
+                        join_names(&names)
+                    ),
+                ));
             }
         }
         for (key, value) in &r.config {
             let field = format!("{path}.config.{key}");
             if let Err(e) = check_syntax(value) {
-                errors.push(FieldError::new(&field, format!("template does not parse: {e}")));
+                errors.push(FieldError::new(
+                    &field,
+                    format!("template does not parse: {e}"),
+                ));
                 continue;
             }
             let refs = references(value);
             for p in &refs.params {
                 if !params.contains(p.as_str()) {
-                    let known = if params.is_empty() { "none".into() } else { join_names(params) };
-                    errors.push(FieldError::new(&field, format!("unknown parameter {p:?} (parameters: {known})")));
+                    let known = if params.is_empty() {
+                        "none".into()
+                    } else {
+                        join_names(params)
+                    };
+                    errors.push(FieldError::new(
+                        &field,
+                        format!("unknown parameter {p:?} (parameters: {known})"),
+                    ));
                 }
             }
             for res in refs.outputs.iter().map(|(r, _)| r).chain(&refs.resources) {
                 if !names.contains(res.as_str()) {
-                    errors.push(FieldError::new(&field, format!("unknown resource {res:?} (resources: {})", join_names(&names))));
+                    errors.push(FieldError::new(
+                        &field,
+                        format!(
+                            "unknown resource {res:?} (resources: {})",
+                            join_names(&names)
+                        ),
+                    ));
                 } else if res == &r.name {
-                    errors.push(FieldError::new(&field, "a resource cannot use its own outputs"));
+                    errors.push(FieldError::new(
+                        &field,
+                        "a resource cannot use its own outputs",
+                    ));
                 }
             }
         }

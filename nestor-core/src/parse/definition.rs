@@ -14,9 +14,15 @@ use crate::versioning::parse_version;
 pub fn parse_definition_yaml(text: &str) -> Result<ResourceDefinition, Error> {
     let docs = split_documents(text);
     let [doc] = docs.as_slice() else {
-        return Err(Error::bad_request(format!("expected one YAML document, found {}", docs.len())));
+        return Err(Error::bad_request(format!(
+            "expected one YAML document, found {}",
+            docs.len()
+        )));
     };
-    let value = doc.value.clone().map_err(|e| Error::bad_request(e.message))?;
+    let value = doc
+        .value
+        .clone()
+        .map_err(|e| Error::bad_request(e.message))?;
     parse_definition(&value).map_err(|errors| Error::Validation { errors })
 }
 
@@ -30,7 +36,10 @@ pub fn parse_definition(value: &Value) -> Result<ResourceDefinition, Vec<FieldEr
         for e in validate_definition(&def) {
             // A field that failed to parse is reported once, not again by
             // the rules that ran on its placeholder.
-            if !errors.iter().any(|p| !p.field.is_empty() && e.field.starts_with(&p.field)) {
+            if !errors
+                .iter()
+                .any(|p| !p.field.is_empty() && e.field.starts_with(&p.field))
+            {
                 errors.push(e);
             }
         }
@@ -47,7 +56,10 @@ impl Parser {
         self.unknown(&top, &["api_version", "kind", "metadata", "spec"]);
         let kind = self.string(&top, "kind", true);
         if !kind.is_empty() && kind != DEFINITION_KIND && kind != "ComponentDefinition" {
-            self.err("kind", format!("must be {DEFINITION_KIND} (or ComponentDefinition), found {kind:?}"));
+            self.err(
+                "kind",
+                format!("must be {DEFINITION_KIND} (or ComponentDefinition), found {kind:?}"),
+            );
         }
         let mut meta = match self.keys(top.entries.get("metadata").map(|(_, v)| v), "metadata") {
             Some(m) => m,
@@ -55,7 +67,10 @@ impl Parser {
                 if !top.entries.contains_key("metadata") {
                     self.err("metadata", "is required");
                 }
-                Keys { path: "metadata".into(), entries: BTreeMap::new() }
+                Keys {
+                    path: "metadata".into(),
+                    entries: BTreeMap::new(),
+                }
             }
         };
         let mut spec = match self.keys(top.entries.get("spec").map(|(_, v)| v), "spec") {
@@ -64,7 +79,10 @@ impl Parser {
                 if !top.entries.contains_key("spec") {
                     self.err("spec", "is required");
                 }
-                Keys { path: "spec".into(), entries: BTreeMap::new() }
+                Keys {
+                    path: "spec".into(),
+                    entries: BTreeMap::new(),
+                }
             }
         };
         // Classification may be written under spec; it belongs to metadata.
@@ -72,7 +90,10 @@ impl Parser {
             if let Some(entry) = spec.entries.remove(key) {
                 match meta.entries.get(key) {
                     Some((_, v)) if v != &entry.1 => {
-                        self.err(format!("spec.{key}"), format!("differs from metadata.{key}"));
+                        self.err(
+                            format!("spec.{key}"),
+                            format!("differs from metadata.{key}"),
+                        );
                     }
                     Some(_) => {}
                     None => {
@@ -120,7 +141,10 @@ impl Parser {
                 semver::Version::new(0, 0, 0)
             }),
             Some((_, other)) => {
-                self.err("metadata.version", format!("must be a quoted string such as \"1.2.0\", found {other}"));
+                self.err(
+                    "metadata.version",
+                    format!("must be a quoted string such as \"1.2.0\", found {other}"),
+                );
                 semver::Version::new(0, 0, 0)
             }
         };
@@ -129,7 +153,10 @@ impl Parser {
             "beta" => Maturity::Beta,
             "stable" => Maturity::Stable,
             other => {
-                self.err("metadata.maturity", format!("must be alpha, beta or stable, found {other:?}"));
+                self.err(
+                    "metadata.maturity",
+                    format!("must be alpha, beta or stable, found {other:?}"),
+                );
                 Maturity::Alpha
             }
         };
@@ -137,7 +164,10 @@ impl Parser {
             "" | "community" => SupportLevel::Community,
             "supported" => SupportLevel::Supported,
             other => {
-                self.err("metadata.support_level", format!("must be community or supported, found {other:?}"));
+                self.err(
+                    "metadata.support_level",
+                    format!("must be community or supported, found {other:?}"),
+                );
                 SupportLevel::Community
             }
         };
@@ -173,27 +203,56 @@ impl Parser {
                 "engine_configs",
             ],
         );
-        let mut required: Vec<Input> =
-            self.list(s, "required_inputs").into_iter().filter_map(|(p, v)| self.input(v, &p, false).map(|i| i.0)).collect();
-        let mut optional: Vec<Input> =
-            self.list(s, "optional_inputs").into_iter().filter_map(|(p, v)| self.input(v, &p, false).map(|i| i.0)).collect();
+        let mut required: Vec<Input> = self
+            .list(s, "required_inputs")
+            .into_iter()
+            .filter_map(|(p, v)| self.input(v, &p, false).map(|i| i.0))
+            .collect();
+        let mut optional: Vec<Input> = self
+            .list(s, "optional_inputs")
+            .into_iter()
+            .filter_map(|(p, v)| self.input(v, &p, false).map(|i| i.0))
+            .collect();
         for (path, v) in self.list(s, "inputs") {
             if let Some((input, is_required)) = self.input(v, &path, true) {
-                if is_required { required.push(input) } else { optional.push(input) }
+                if is_required {
+                    required.push(input)
+                } else {
+                    optional.push(input)
+                }
             }
         }
-        let outputs = self.list(s, "outputs").into_iter().filter_map(|(p, v)| self.output(v, &p)).collect();
-        let dependencies = self.list(s, "dependencies").into_iter().filter_map(|(p, v)| self.dependency(v, &p)).collect();
+        let outputs = self
+            .list(s, "outputs")
+            .into_iter()
+            .filter_map(|(p, v)| self.output(v, &p))
+            .collect();
+        let dependencies = self
+            .list(s, "dependencies")
+            .into_iter()
+            .filter_map(|(p, v)| self.dependency(v, &p))
+            .collect();
         let engine_configs = match s.entries.get("engine_configs") {
             None | Some((_, Value::Null)) => BTreeMap::new(),
-            Some((_, Value::Object(map))) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Some((_, Value::Object(map))) => {
+                map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            }
             Some((_, other)) => {
-                self.err("spec.engine_configs", format!("must be a mapping of engine → configuration, found {}", type_name(other)));
+                self.err(
+                    "spec.engine_configs",
+                    format!(
+                        "must be a mapping of engine → configuration, found {}",
+                        type_name(other)
+                    ),
+                );
                 BTreeMap::new()
             }
         };
         if !s.entries.contains_key("supported_engines") {
-            self.err("spec.supported_engines", "is required (a non-empty list of engines)");
+            self.err(
+                "spec.supported_engines",
+                "is required (a non-empty list of engines)",
+            );
         }
         Spec {
             supported_engines: self.string_list(s, "supported_engines"),
@@ -210,7 +269,14 @@ impl Parser {
     /// default is given).
     fn input(&mut self, value: &Value, path: &str, allow_required: bool) -> Option<(Input, bool)> {
         let k = self.keys(Some(value), path)?;
-        let mut allowed = vec!["name", "type", "description", "sensitive", "default", "validation"];
+        let mut allowed = vec![
+            "name",
+            "type",
+            "description",
+            "sensitive",
+            "default",
+            "validation",
+        ];
         if allow_required {
             allowed.push("required");
         }
@@ -225,16 +291,26 @@ impl Parser {
                 ValueType::String
             }
         };
-        let default = k.entries.get("default").map(|(_, v)| v.clone()).filter(|v| !v.is_null());
+        let default = k
+            .entries
+            .get("default")
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_null());
         let required = match k.entries.get("required") {
             Some((_, Value::Bool(b))) => *b,
             Some((_, other)) => {
-                self.err(join(path, "required"), format!("must be true or false, found {}", type_name(other)));
+                self.err(
+                    join(path, "required"),
+                    format!("must be true or false, found {}", type_name(other)),
+                );
                 false
             }
             None => default.is_none(),
         };
-        let validation = self.validation(k.entries.get("validation").map(|(_, v)| v), &join(path, "validation"));
+        let validation = self.validation(
+            k.entries.get("validation").map(|(_, v)| v),
+            &join(path, "validation"),
+        );
         let input = Input {
             name: self.string(&k, "name", true),
             value_type,
@@ -247,14 +323,22 @@ impl Parser {
     }
 
     pub(super) fn validation(&mut self, value: Option<&Value>, path: &str) -> Validation {
-        let Some(k) = self.keys(value.filter(|v| !v.is_null()), path) else { return Validation::default() };
-        self.unknown(&k, &["pattern", "min_length", "max_length", "min", "max", "enum"]);
+        let Some(k) = self.keys(value.filter(|v| !v.is_null()), path) else {
+            return Validation::default();
+        };
+        self.unknown(
+            &k,
+            &["pattern", "min_length", "max_length", "min", "max", "enum"],
+        );
         let mut number = |key: &str| -> Option<serde_json::Number> {
             match k.entries.get(key) {
                 None | Some((_, Value::Null)) => None,
                 Some((_, Value::Number(n))) => Some(n.clone()),
                 Some((_, other)) => {
-                    self.err(join(path, key), format!("must be a number, found {}", type_name(other)));
+                    self.err(
+                        join(path, key),
+                        format!("must be a number, found {}", type_name(other)),
+                    );
                     None
                 }
             }
@@ -264,7 +348,10 @@ impl Parser {
             match k.entries.get(key) {
                 None | Some((_, Value::Null)) => None,
                 Some((_, v)) => v.as_u64().or_else(|| {
-                    self.err(join(path, key), format!("must be a non-negative integer, found {v}"));
+                    self.err(
+                        join(path, key),
+                        format!("must be a non-negative integer, found {v}"),
+                    );
                     None
                 }),
             }
@@ -274,12 +361,25 @@ impl Parser {
             None | Some((_, Value::Null)) => None,
             Some((_, Value::Array(items))) => Some(items.clone()),
             Some((_, other)) => {
-                self.err(join(path, "enum"), format!("must be a list of values, found {}", type_name(other)));
+                self.err(
+                    join(path, "enum"),
+                    format!("must be a list of values, found {}", type_name(other)),
+                );
                 None
             }
         };
-        let pattern = k.entries.contains_key("pattern").then(|| self.string(&k, "pattern", false));
-        Validation { pattern, min_length, max_length, min, max, allowed }
+        let pattern = k
+            .entries
+            .contains_key("pattern")
+            .then(|| self.string(&k, "pattern", false));
+        Validation {
+            pattern,
+            min_length,
+            max_length,
+            min,
+            max,
+            allowed,
+        }
     }
 
     fn output(&mut self, value: &Value, path: &str) -> Option<Output> {
@@ -309,6 +409,9 @@ impl Parser {
             v if v.is_empty() => "*".to_string(),
             v => v,
         };
-        Some(Dependency { name: self.string(&k, "name", true), version })
+        Some(Dependency {
+            name: self.string(&k, "name", true),
+            version,
+        })
     }
 }

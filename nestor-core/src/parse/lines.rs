@@ -26,7 +26,9 @@ fn locate(lines: &[&str], field: &str) -> Option<usize> {
             let indent = l.len() - l.trim_start().len();
             let t = l.trim_start().trim_start_matches("- ").trim_start();
             indent >= min_indent
-                && (t.starts_with(&format!("{key}:")) || t.starts_with(&format!("{camel}:")) || t.starts_with(&format!("\"{key}\":")))
+                && (t.starts_with(&format!("{key}:"))
+                    || t.starts_with(&format!("{camel}:"))
+                    || t.starts_with(&format!("\"{key}\":")))
         });
         let Some((i, l)) = hit else { return found };
         pos = i + 1;
@@ -38,13 +40,19 @@ fn locate(lines: &[&str], field: &str) -> Option<usize> {
                 .iter()
                 .enumerate()
                 .skip(pos)
-                .take_while(|(_, l)| l.trim().is_empty() || l.len() - l.trim_start().len() >= min_indent)
+                .take_while(|(_, l)| {
+                    l.trim().is_empty() || l.len() - l.trim_start().len() >= min_indent
+                })
                 .filter(|(_, l)| l.trim_start().starts_with("- ") || l.trim() == "-")
                 .map(|(i, _)| i)
                 .collect();
-            let item_indent = items.first().map(|&i| lines[i].len() - lines[i].trim_start().len())?;
-            let same_level: Vec<usize> =
-                items.into_iter().filter(|&i| lines[i].len() - lines[i].trim_start().len() == item_indent).collect();
+            let item_indent = items
+                .first()
+                .map(|&i| lines[i].len() - lines[i].trim_start().len())?;
+            let same_level: Vec<usize> = items
+                .into_iter()
+                .filter(|&i| lines[i].len() - lines[i].trim_start().len() == item_indent)
+                .collect();
             let at = *same_level.get(n)?;
             found = Some(at);
             pos = at;

@@ -19,7 +19,9 @@ use serde_json::Value;
 use crate::error::FieldError;
 use crate::model::*;
 
-pub use composition::{check_composition, check_resources, parse_composition, parse_composition_yaml};
+pub use composition::{
+    check_composition, check_resources, parse_composition, parse_composition_yaml,
+};
 pub use definition::{parse_definition, parse_definition_yaml};
 pub use lines::locate_lines;
 
@@ -82,7 +84,12 @@ pub fn split_documents(text: &str) -> Vec<RawDocument> {
             !t.is_empty() && !t.starts_with('#') && !t.starts_with('%')
         }) {
             let value = parse_yaml_value(current).map_err(|m| FieldError::new("", m));
-            docs.push(RawDocument { index: docs.len(), line: start, text: std::mem::take(current), value });
+            docs.push(RawDocument {
+                index: docs.len(),
+                line: start,
+                text: std::mem::take(current),
+                value,
+            });
         }
         current.clear();
     };
@@ -122,11 +129,19 @@ pub fn parse_file(bytes: &[u8]) -> Result<Vec<LocatedDocument>, FieldError> {
     if bytes.len() > MAX_FILE_BYTES {
         return Err(FieldError::new(
             "",
-            format!("file is {} bytes, larger than the {} byte limit for catalog files", bytes.len(), MAX_FILE_BYTES),
+            format!(
+                "file is {} bytes, larger than the {} byte limit for catalog files",
+                bytes.len(),
+                MAX_FILE_BYTES
+            ),
         ));
     }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| FieldError::new("", format!("file is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        FieldError::new(
+            "",
+            format!("file is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        )
+    })?;
     Ok(split_documents(text)
         .into_iter()
         .map(|raw| {
@@ -140,7 +155,11 @@ pub fn parse_file(bytes: &[u8]) -> Result<Vec<LocatedDocument>, FieldError> {
                     doc
                 }
             };
-            LocatedDocument { index: raw.index, line: raw.line, document }
+            LocatedDocument {
+                index: raw.index,
+                line: raw.line,
+                document,
+            }
         })
         .collect())
 }
@@ -151,7 +170,11 @@ pub fn interpret(value: &Value) -> Document {
     let Some(map) = value.as_object() else {
         return Document::Invalid(vec![FieldError::new("", "a document must be a mapping")]);
     };
-    let api = map.get("apiVersion").or_else(|| map.get("api_version")).and_then(Value::as_str).unwrap_or("");
+    let api = map
+        .get("apiVersion")
+        .or_else(|| map.get("api_version"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
     match api {
         DEFINITION_API_VERSION => match parse_definition(value) {
@@ -162,7 +185,10 @@ pub fn interpret(value: &Value) -> Document {
             Ok(c) => Document::Composition(Box::new(c)),
             Err(errors) => Document::Invalid(errors),
         },
-        _ => Document::Foreign { api_version: api.to_string(), kind: kind.to_string() },
+        _ => Document::Foreign {
+            api_version: api.to_string(),
+            kind: kind.to_string(),
+        },
     }
 }
 
@@ -219,19 +245,28 @@ impl Parser {
         for (k, v) in map {
             let canonical = snake(k);
             if let Some((first, _)) = entries.get(&canonical) {
-                self.err(join(path, &canonical), format!("given twice, as {first:?} and {k:?}"));
+                self.err(
+                    join(path, &canonical),
+                    format!("given twice, as {first:?} and {k:?}"),
+                );
                 continue;
             }
             entries.insert(canonical, (k.clone(), v.clone()));
         }
-        Some(Keys { path: path.to_string(), entries })
+        Some(Keys {
+            path: path.to_string(),
+            entries,
+        })
     }
 
     /// Renames an alias to its canonical key inside `keys`.
     fn alias(&mut self, keys: &mut Keys, alias: &str, canonical: &str) {
         if let Some(entry) = keys.entries.remove(alias) {
             if keys.entries.contains_key(canonical) {
-                self.err(join(&keys.path, canonical), format!("given twice, as {canonical:?} and its alias {alias:?}"));
+                self.err(
+                    join(&keys.path, canonical),
+                    format!("given twice, as {canonical:?} and its alias {alias:?}"),
+                );
             } else {
                 keys.entries.insert(canonical.to_string(), entry);
             }
@@ -242,8 +277,13 @@ impl Parser {
     fn unknown(&mut self, keys: &Keys, allowed: &[&str]) {
         for (canonical, (original, _)) in &keys.entries {
             if !allowed.contains(&canonical.as_str()) {
-                let hint = closest(canonical, allowed).map(|c| format!(" (did you mean {c:?}?)")).unwrap_or_default();
-                self.err(join(&keys.path, original), format!("unknown key {original:?}{hint}"));
+                let hint = closest(canonical, allowed)
+                    .map(|c| format!(" (did you mean {c:?}?)"))
+                    .unwrap_or_default();
+                self.err(
+                    join(&keys.path, original),
+                    format!("unknown key {original:?}{hint}"),
+                );
             }
         }
     }
@@ -258,7 +298,10 @@ impl Parser {
             }
             Some((_, Value::String(s))) => s.clone(),
             Some((_, other)) => {
-                self.err(join(&keys.path, key), format!("must be a string, found {}", type_name(other)));
+                self.err(
+                    join(&keys.path, key),
+                    format!("must be a string, found {}", type_name(other)),
+                );
                 String::new()
             }
         }
@@ -269,7 +312,10 @@ impl Parser {
             None | Some((_, Value::Null)) => false,
             Some((_, Value::Bool(b))) => *b,
             Some((_, other)) => {
-                self.err(join(&keys.path, key), format!("must be true or false, found {}", type_name(other)));
+                self.err(
+                    join(&keys.path, key),
+                    format!("must be true or false, found {}", type_name(other)),
+                );
                 false
             }
         }
@@ -285,13 +331,19 @@ impl Parser {
                 .filter_map(|(i, v)| match v {
                     Value::String(s) => Some(s.clone()),
                     other => {
-                        self.err(format!("{path}[{i}]"), format!("must be a string, found {}", type_name(other)));
+                        self.err(
+                            format!("{path}[{i}]"),
+                            format!("must be a string, found {}", type_name(other)),
+                        );
                         None
                     }
                 })
                 .collect(),
             Some((_, other)) => {
-                self.err(path, format!("must be a list of strings, found {}", type_name(other)));
+                self.err(
+                    path,
+                    format!("must be a list of strings, found {}", type_name(other)),
+                );
                 Vec::new()
             }
         }
@@ -308,13 +360,19 @@ impl Parser {
                     Value::Number(n) => Some((k.clone(), n.to_string())),
                     Value::Bool(b) => Some((k.clone(), b.to_string())),
                     other => {
-                        self.err(join(&path, k), format!("must be a string, found {}", type_name(other)));
+                        self.err(
+                            join(&path, k),
+                            format!("must be a string, found {}", type_name(other)),
+                        );
                         None
                     }
                 })
                 .collect(),
             Some((_, other)) => {
-                self.err(path, format!("must be a mapping of strings, found {}", type_name(other)));
+                self.err(
+                    path,
+                    format!("must be a mapping of strings, found {}", type_name(other)),
+                );
                 BTreeMap::new()
             }
         }
@@ -324,16 +382,17 @@ impl Parser {
         let path = join(&keys.path, key);
         match keys.entries.get(key) {
             None | Some((_, Value::Null)) => Vec::new(),
-            Some((_, Value::Array(items))) => {
-                items.iter().enumerate().map(|(i, v)| (format!("{path}[{i}]"), v)).collect()
-            }
+            Some((_, Value::Array(items))) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("{path}[{i}]"), v))
+                .collect(),
             Some((_, other)) => {
                 self.err(path, format!("must be a list, found {}", type_name(other)));
                 Vec::new()
             }
         }
     }
-
 }
 
 pub(crate) fn type_name(v: &Value) -> &'static str {

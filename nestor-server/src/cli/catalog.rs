@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 use nestor_core::{
-    check_bump, classify_changes, minimum_version, parse_file, predecessor, publish_order, CatalogRef, ChangeKind, Document,
-    Error, FieldError, ListFilter, PageRequest, PublishOutcome, PublishedVersion, ResourceDefinition, SourceConfig,
-    SyncService, VersionSpec,
+    check_bump, classify_changes, minimum_version, parse_file, predecessor, publish_order,
+    CatalogRef, ChangeKind, Document, Error, FieldError, ListFilter, PageRequest, PublishOutcome,
+    PublishedVersion, ResourceDefinition, SourceConfig, SyncService, VersionSpec,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -121,7 +121,9 @@ impl FilterArgs {
     fn to_filter(&self) -> anyhow::Result<ListFilter> {
         let mut labels = BTreeMap::new();
         for l in &self.labels {
-            let (k, v) = l.split_once('=').with_context(|| format!("--label {l:?}: expected KEY=VALUE"))?;
+            let (k, v) = l
+                .split_once('=')
+                .with_context(|| format!("--label {l:?}: expected KEY=VALUE"))?;
             labels.insert(k.to_string(), v.to_string());
         }
         Ok(ListFilter {
@@ -139,13 +141,29 @@ pub(super) async fn run(command: CatalogCommand, ctx: &Context<'_>) -> anyhow::R
     match command {
         CatalogCommand::Validate { paths } => validate(&paths, ctx),
         CatalogCommand::Diff { old, new } => diff(&old, &new, ctx),
-        CatalogCommand::Sync { source, branch, path } => sync(&source, branch, path, ctx).await,
-        CatalogCommand::List { filter, limit, cursor } => list(&filter, limit, cursor, ctx).await,
+        CatalogCommand::Sync {
+            source,
+            branch,
+            path,
+        } => sync(&source, branch, path, ctx).await,
+        CatalogCommand::List {
+            filter,
+            limit,
+            cursor,
+        } => list(&filter, limit, cursor, ctx).await,
         CatalogCommand::Get { reference } => get(&reference, ctx).await,
         CatalogCommand::Versions { name } => versions(&name, ctx).await,
-        CatalogCommand::Search { query, filter, limit } => search(&query, &filter, limit, ctx).await,
+        CatalogCommand::Search {
+            query,
+            filter,
+            limit,
+        } => search(&query, &filter, limit, ctx).await,
         CatalogCommand::Publish { paths } => publish(&paths, ctx).await,
-        CatalogCommand::Yank { name, version, undo } => yank(&name, &version, undo, ctx).await,
+        CatalogCommand::Yank {
+            name,
+            version,
+            undo,
+        } => yank(&name, &version, undo, ctx).await,
     }
 }
 
@@ -156,13 +174,17 @@ pub(super) fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         if path.is_dir() {
             let mut stack = vec![path.clone()];
             while let Some(dir) = stack.pop() {
-                for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+                for entry in
+                    std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+                {
                     let entry = entry?;
                     let p = entry.path();
                     let hidden = entry.file_name().to_string_lossy().starts_with('.');
                     if entry.file_type()?.is_dir() && !hidden {
                         stack.push(p);
-                    } else if !hidden && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                    } else if !hidden
+                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                    {
                         files.push(p);
                     }
                 }
@@ -202,20 +224,36 @@ fn read_definitions(files: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<Found
         let bytes = match std::fs::read(file) {
             Ok(b) => b,
             Err(e) => {
-                problems.push(Problem { file: name, line: 1, code: "BAD_REQUEST", field: String::new(), message: e.to_string() });
+                problems.push(Problem {
+                    file: name,
+                    line: 1,
+                    code: "BAD_REQUEST",
+                    field: String::new(),
+                    message: e.to_string(),
+                });
                 continue;
             }
         };
         let docs = match parse_file(&bytes) {
             Ok(docs) => docs,
             Err(e) => {
-                problems.push(Problem { file: name, line: 1, code: "BAD_REQUEST", field: e.field, message: e.message });
+                problems.push(Problem {
+                    file: name,
+                    line: 1,
+                    code: "BAD_REQUEST",
+                    field: e.field,
+                    message: e.message,
+                });
                 continue;
             }
         };
         for doc in docs {
             match doc.document {
-                Document::Definition(def) => found.push(Found { file: name.clone(), line: doc.line, definition: *def }),
+                Document::Definition(def) => found.push(Found {
+                    file: name.clone(),
+                    line: doc.line,
+                    definition: *def,
+                }),
                 Document::Invalid(errors) => problems.extend(errors.into_iter().map(|e| Problem {
                     file: name.clone(),
                     line: e.line.unwrap_or(doc.line),
@@ -234,7 +272,13 @@ fn read_definitions(files: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<Found
 }
 
 fn problem_at(f: &Found, code: &'static str, e: FieldError) -> Problem {
-    Problem { file: f.file.clone(), line: f.line, code, field: e.field, message: e.message }
+    Problem {
+        file: f.file.clone(),
+        line: f.line,
+        code,
+        field: e.field,
+        message: e.message,
+    }
 }
 
 /// Checks across the validated files: one content per name@version, every
@@ -242,22 +286,42 @@ fn problem_at(f: &Found, code: &'static str, e: FieldError) -> Problem {
 fn cross_check(found: &[Found], problems: &mut Vec<Problem>, ctx: &Context<'_>) {
     let mut by_name: BTreeMap<&str, Vec<&Found>> = BTreeMap::new();
     for f in found {
-        by_name.entry(f.definition.metadata.name.as_str()).or_default().push(f);
+        by_name
+            .entry(f.definition.metadata.name.as_str())
+            .or_default()
+            .push(f);
     }
     for versions in by_name.values_mut() {
-        versions.sort_by(|a, b| a.definition.metadata.version.cmp(&b.definition.metadata.version));
+        versions.sort_by(|a, b| {
+            a.definition
+                .metadata
+                .version
+                .cmp(&b.definition.metadata.version)
+        });
         for pair in versions.windows(2) {
             if pair[0].definition.metadata.version == pair[1].definition.metadata.version
                 && pair[0].definition.content_hash() != pair[1].definition.content_hash()
             {
-                let e = Error::VersionImmutable { name: pair[1].definition.metadata.name.clone(), version: pair[1].definition.metadata.version.to_string() };
-                problems.push(problem_at(pair[1], "VERSION_IMMUTABLE", FieldError::new("metadata.version", e.to_string())));
+                let e = Error::VersionImmutable {
+                    name: pair[1].definition.metadata.name.clone(),
+                    version: pair[1].definition.metadata.version.to_string(),
+                };
+                problems.push(problem_at(
+                    pair[1],
+                    "VERSION_IMMUTABLE",
+                    FieldError::new("metadata.version", e.to_string()),
+                ));
             }
         }
         for f in versions.iter() {
             let all = versions.iter().map(|v| &v.definition.metadata.version);
-            let Some(pred) = predecessor(all, &f.definition.metadata.version) else { continue };
-            let old = versions.iter().find(|v| v.definition.metadata.version == pred).expect("predecessor is listed");
+            let Some(pred) = predecessor(all, &f.definition.metadata.version) else {
+                continue;
+            };
+            let old = versions
+                .iter()
+                .find(|v| v.definition.metadata.version == pred)
+                .expect("predecessor is listed");
             if let Err(e) = check_bump(&old.definition, &f.definition) {
                 for fe in e.field_errors() {
                     problems.push(problem_at(f, "BREAKING_CHANGE", fe));
@@ -280,13 +344,19 @@ fn cross_check(found: &[Found], problems: &mut Vec<Problem>, ctx: &Context<'_>) 
                 _ => None,
             };
             if let Some(req) = req {
-                if !candidates.iter().any(|c| req.matches(&c.definition.metadata.version)) {
+                if !candidates
+                    .iter()
+                    .any(|c| req.matches(&c.definition.metadata.version))
+                {
                     problems.push(problem_at(
                         f,
                         "DEPENDENCY_NOT_FOUND",
                         FieldError::new(
                             format!("spec.dependencies[{i}].version"),
-                            format!("no version of {:?} in these files matches {:?}", dep.name, dep.version),
+                            format!(
+                                "no version of {:?} in these files matches {:?}",
+                                dep.name, dep.version
+                            ),
                         ),
                     ));
                 }
@@ -306,7 +376,11 @@ fn validate(paths: &[PathBuf], ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
         problems
             .iter()
             .map(|p| {
-                let field = if p.field.is_empty() { String::new() } else { format!("{}: ", p.field) };
+                let field = if p.field.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}: ", p.field)
+                };
                 format!("{}:{}: {field}{}\n", p.file, p.line, p.message)
             })
             .collect()
@@ -317,26 +391,45 @@ fn validate(paths: &[PathBuf], ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
         found.len(),
         problems.len()
     ));
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn read_one(path: &Path) -> anyhow::Result<ResourceDefinition> {
     let mut problems = Vec::new();
     let mut found = read_definitions(&[path.to_path_buf()], &mut problems);
     if let Some(p) = problems.first() {
-        let errors = problems.iter().map(|p| FieldError { field: p.field.clone(), message: p.message.clone(), line: Some(p.line) }).collect();
-        return Err(anyhow::Error::new(Error::Validation { errors }).context(format!("{}:{}", p.file, p.line)));
+        let errors = problems
+            .iter()
+            .map(|p| FieldError {
+                field: p.field.clone(),
+                message: p.message.clone(),
+                line: Some(p.line),
+            })
+            .collect();
+        return Err(anyhow::Error::new(Error::Validation { errors })
+            .context(format!("{}:{}", p.file, p.line)));
     }
     match found.len() {
         1 => Ok(found.remove(0).definition),
-        n => anyhow::bail!("{}: expected one resource definition, found {n}", path.display()),
+        n => anyhow::bail!(
+            "{}: expected one resource definition, found {n}",
+            path.display()
+        ),
     }
 }
 
 fn diff(old: &Path, new: &Path, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
     let (a, b) = (read_one(old)?, read_one(new)?);
     let changes = classify_changes(&a, &b);
-    let strongest = changes.iter().map(|c| c.kind).max().unwrap_or(ChangeKind::Cosmetic);
+    let strongest = changes
+        .iter()
+        .map(|c| c.kind)
+        .max()
+        .unwrap_or(ChangeKind::Cosmetic);
     let minimum = minimum_version(&a.metadata.version, strongest);
     let bump = match (strongest, a.metadata.version.major) {
         (ChangeKind::Breaking, 0) | (ChangeKind::Additive, 1..) => "minor",
@@ -351,17 +444,29 @@ fn diff(old: &Path, new: &Path, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
     emit(ctx.format(), &result, || {
         let mut t = Table::new(&["KIND", "FIELD", "CHANGE"]);
         for c in &changes {
-            t.row(vec![kind_word(c.kind).into(), c.field.clone(), c.message.clone()]);
+            t.row(vec![
+                kind_word(c.kind).into(),
+                c.field.clone(),
+                c.message.clone(),
+            ]);
         }
         let verdict = if ok { "ok" } else { "too small" };
         format!(
             "{}required bump: {bump} (at least {minimum}); {} → {}: {verdict}\n",
-            if changes.is_empty() { "no changes\n".to_string() } else { t.render() },
+            if changes.is_empty() {
+                "no changes\n".to_string()
+            } else {
+                t.render()
+            },
             a.metadata.version,
             b.metadata.version
         )
     })?;
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn kind_word(kind: ChangeKind) -> &'static str {
@@ -372,7 +477,12 @@ fn kind_word(kind: ChangeKind) -> &'static str {
     }
 }
 
-async fn sync(source: &str, branch: Option<String>, path: Option<String>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+async fn sync(
+    source: &str,
+    branch: Option<String>,
+    path: Option<String>,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let mut config = match ctx.config.catalog.sources.iter().find(|s| s.name == source) {
         Some(s) => s.clone(),
         None => SourceConfig::new(source_name(source), source),
@@ -385,7 +495,10 @@ async fn sync(source: &str, branch: Option<String>, path: Option<String>, ctx: &
     }
     let catalog = ctx.catalog().await?;
     let opened = nestor_storage::open_source(config, &ctx.global.data_dir.join("sources"));
-    let report = SyncService::new(catalog).with_composer(ctx.composer().await?).sync(opened.as_ref()).await?;
+    let report = SyncService::new(catalog)
+        .with_composer(ctx.composer().await?)
+        .sync(opened.as_ref())
+        .await?;
     emit(ctx.format(), &report, || {
         let mut out = format!(
             "synced {} at {}: {} published, {} unchanged, {} yanked, {} error(s), {} file(s) read in {} ms\n",
@@ -406,17 +519,30 @@ async fn sync(source: &str, branch: Option<String>, path: Option<String>, ctx: &
         }
         for e in &report.errors {
             for fe in &e.errors {
-                out.push_str(&format!("{}:{}: [{}] {fe}\n", e.file, fe.line.unwrap_or(e.line), e.code));
+                out.push_str(&format!(
+                    "{}:{}: [{}] {fe}\n",
+                    e.file,
+                    fe.line.unwrap_or(e.line),
+                    e.code
+                ));
             }
         }
         out
     })?;
-    Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// A source name for an ad-hoc URL or path: its last segment without `.git`.
 pub(super) fn source_name(url: &str) -> String {
-    let last = url.trim_end_matches('/').rsplit(['/', ':']).next().unwrap_or(url);
+    let last = url
+        .trim_end_matches('/')
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or(url);
     let name = last.trim_end_matches(".git");
     if name.is_empty() || name == "." {
         "catalog".into()
@@ -442,14 +568,29 @@ fn definition_row(v: &PublishedVersion) -> Vec<String> {
     ]
 }
 
-const DEFINITION_HEADERS: [&str; 7] = ["NAME", "VERSION", "PROVIDER", "CATEGORY", "TYPE", "ENGINES", "DESCRIPTION"];
+const DEFINITION_HEADERS: [&str; 7] = [
+    "NAME",
+    "VERSION",
+    "PROVIDER",
+    "CATEGORY",
+    "TYPE",
+    "ENGINES",
+    "DESCRIPTION",
+];
 
-async fn list(filter: &FilterArgs, limit: usize, cursor: Option<String>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+async fn list(
+    filter: &FilterArgs,
+    limit: usize,
+    cursor: Option<String>,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     if !(1..=PageRequest::MAX_LIMIT).contains(&limit) {
         anyhow::bail!("--limit must be between 1 and {}", PageRequest::MAX_LIMIT);
     }
     let store = ctx.store().await?;
-    let page = store.list_latest(&filter.to_filter()?, &PageRequest { limit, cursor }).await?;
+    let page = store
+        .list_latest(&filter.to_filter()?, &PageRequest { limit, cursor })
+        .await?;
     emit(ctx.format(), &page, || {
         let mut t = Table::new(&DEFINITION_HEADERS);
         for v in &page.items {
@@ -482,7 +623,10 @@ fn describe(v: &PublishedVersion) -> String {
         "provider: {}  category: {}  type: {}  maturity: {:?}  support: {:?}\n",
         m.provider, m.category, m.resource_type, m.maturity, m.support_level
     ));
-    out.push_str(&format!("engines: {}\n", d.spec.supported_engines.join(", ")));
+    out.push_str(&format!(
+        "engines: {}\n",
+        d.spec.supported_engines.join(", ")
+    ));
     if v.yanked {
         out.push_str("YANKED: never chosen for latest or a requirement\n");
     }
@@ -490,26 +634,50 @@ fn describe(v: &PublishedVersion) -> String {
         out.push_str(&format!("DEPRECATED: {}\n", m.deprecation_message));
     }
     if let Some(o) = &v.origin {
-        out.push_str(&format!("source: {} {} {}\n", o.git_repository, o.git_path, o.git_commit.as_deref().unwrap_or("(no commit)")));
+        out.push_str(&format!(
+            "source: {} {} {}\n",
+            o.git_repository,
+            o.git_path,
+            o.git_commit.as_deref().unwrap_or("(no commit)")
+        ));
     }
     let mut t = Table::new(&["INPUT", "TYPE", "REQUIRED", "DEFAULT", "DESCRIPTION"]);
     for (i, required) in d.inputs() {
-        let default = i.default.as_ref().map(|d| d.to_string()).unwrap_or_default();
-        t.row(vec![i.name.clone(), i.value_type.to_string(), required.to_string(), default, truncate(&i.description, 40)]);
+        let default = i
+            .default
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        t.row(vec![
+            i.name.clone(),
+            i.value_type.to_string(),
+            required.to_string(),
+            default,
+            truncate(&i.description, 40),
+        ]);
     }
     out.push('\n');
     out.push_str(&t.render());
     if !d.spec.outputs.is_empty() {
         let mut t = Table::new(&["OUTPUT", "TYPE", "DESCRIPTION"]);
         for o in &d.spec.outputs {
-            t.row(vec![o.name.clone(), o.value_type.to_string(), truncate(&o.description, 50)]);
+            t.row(vec![
+                o.name.clone(),
+                o.value_type.to_string(),
+                truncate(&o.description, 50),
+            ]);
         }
         out.push('\n');
         out.push_str(&t.render());
     }
     if !d.spec.dependencies.is_empty() {
         out.push_str("\ndepends on: ");
-        let deps: Vec<String> = d.spec.dependencies.iter().map(|x| format!("{} {}", x.name, x.version)).collect();
+        let deps: Vec<String> = d
+            .spec
+            .dependencies
+            .iter()
+            .map(|x| format!("{} {}", x.name, x.version))
+            .collect();
         out.push_str(&deps.join(", "));
         out.push('\n');
     }
@@ -530,7 +698,10 @@ async fn versions(name: &str, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
                 timestamp(v.published_at),
                 v.yanked.to_string(),
                 v.deprecated.to_string(),
-                v.git_commit.as_deref().map(|c| truncate(c, 12)).unwrap_or_default(),
+                v.git_commit
+                    .as_deref()
+                    .map(|c| truncate(c, 12))
+                    .unwrap_or_default(),
             ]);
         }
         t.render()
@@ -538,11 +709,31 @@ async fn versions(name: &str, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn search(query: &str, filter: &FilterArgs, limit: usize, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+async fn search(
+    query: &str,
+    filter: &FilterArgs,
+    limit: usize,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
-    let hits = store.search(query, &filter.to_filter()?, limit.clamp(1, PageRequest::MAX_LIMIT)).await?;
+    let hits = store
+        .search(
+            query,
+            &filter.to_filter()?,
+            limit.clamp(1, PageRequest::MAX_LIMIT),
+        )
+        .await?;
     emit(ctx.format(), &hits, || {
-        let mut t = Table::new(&["SCORE", "NAME", "VERSION", "PROVIDER", "CATEGORY", "TYPE", "ENGINES", "DESCRIPTION"]);
+        let mut t = Table::new(&[
+            "SCORE",
+            "NAME",
+            "VERSION",
+            "PROVIDER",
+            "CATEGORY",
+            "TYPE",
+            "ENGINES",
+            "DESCRIPTION",
+        ]);
         for h in &hits {
             let mut row = vec![h.score.to_string()];
             row.extend(definition_row(&h.version));
@@ -581,14 +772,18 @@ async fn publish(paths: &[PathBuf], ctx: &Context<'_>) -> anyhow::Result<ExitCod
                 },
                 error: None,
             },
-            Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => return Err(e.into()),
+            Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
+                return Err(e.into())
+            }
             Err(e) => {
                 failed = true;
                 PublishLine {
                     subject,
                     file: f.file,
                     outcome: e.code().to_string(),
-                    error: Some(json!({"code": e.code(), "message": e.to_string(), "details": e.details()})),
+                    error: Some(
+                        json!({"code": e.code(), "message": e.to_string(), "details": e.details()}),
+                    ),
                 }
             }
         };
@@ -601,23 +796,43 @@ async fn publish(paths: &[PathBuf], ctx: &Context<'_>) -> anyhow::Result<ExitCod
             t.row(vec![l.subject.clone(), l.outcome.clone(), l.file.clone()]);
         }
         let mut out = t.render();
-        for l in lines.iter().filter_map(|l| l.error.as_ref().map(|e| (l, e))) {
-            out.push_str(&format!("{}: {}\n", l.0.subject, l.1["message"].as_str().unwrap_or_default()));
+        for l in lines
+            .iter()
+            .filter_map(|l| l.error.as_ref().map(|e| (l, e)))
+        {
+            out.push_str(&format!(
+                "{}: {}\n",
+                l.0.subject,
+                l.1["message"].as_str().unwrap_or_default()
+            ));
         }
         for p in &problems {
-            out.push_str(&format!("{}:{}: {}: {}\n", p.file, p.line, p.field, p.message));
+            out.push_str(&format!(
+                "{}:{}: {}: {}\n",
+                p.file, p.line, p.field, p.message
+            ));
         }
         out
     })?;
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-async fn yank(name: &str, version: &str, undo: bool, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+async fn yank(
+    name: &str,
+    version: &str,
+    undo: bool,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let version = nestor_core::parse_version(version).map_err(Error::bad_request)?;
     let catalog = ctx.catalog().await?;
     let changed = catalog.set_yanked(name, &version, !undo, "cli").await?;
     let state = if undo { "restored" } else { "yanked" };
-    let result = json!({"name": name, "version": version.to_string(), "yanked": !undo, "changed": changed});
+    let result =
+        json!({"name": name, "version": version.to_string(), "yanked": !undo, "changed": changed});
     emit(ctx.format(), &result, || {
         if changed {
             format!("{name}@{version} {state}\n")
@@ -634,7 +849,10 @@ mod tests {
 
     #[test]
     fn ad_hoc_sources_are_named_after_their_last_segment() {
-        assert_eq!(source_name("https://git.example.com/platform/catalog.git"), "catalog");
+        assert_eq!(
+            source_name("https://git.example.com/platform/catalog.git"),
+            "catalog"
+        );
         assert_eq!(source_name("examples/catalog/"), "catalog");
         assert_eq!(source_name("git@host:team/defs.git"), "defs");
         assert_eq!(source_name("."), "catalog");

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 use nestor_core::{
-    parse_file, scan_annotations, CatalogRef, Deployment, DeploymentEntry, DeploymentFilter, DeploymentRequest, DeploymentSet, Document,
-    Error, EventType, PublishOutcome, VersionSpec,
+    parse_file, scan_annotations, CatalogRef, Deployment, DeploymentEntry, DeploymentFilter,
+    DeploymentRequest, DeploymentSet, Document, Error, EventType, PublishOutcome, VersionSpec,
 };
 use serde_json::json;
 
@@ -45,7 +45,9 @@ pub enum CompositionCommand {
     },
 }
 
-fn compositions_in(paths: &[PathBuf]) -> anyhow::Result<(Vec<(String, usize, nestor_core::Composition)>, Vec<String>)> {
+fn compositions_in(
+    paths: &[PathBuf],
+) -> anyhow::Result<(Vec<(String, usize, nestor_core::Composition)>, Vec<String>)> {
     let mut found = Vec::new();
     let mut problems = Vec::new();
     for file in super::catalog::expand(paths)? {
@@ -57,9 +59,11 @@ fn compositions_in(paths: &[PathBuf]) -> anyhow::Result<(Vec<(String, usize, nes
                 for doc in docs {
                     match doc.document {
                         Document::Composition(c) => found.push((name.clone(), doc.line, *c)),
-                        Document::Invalid(errors) => {
-                            problems.extend(errors.iter().map(|e| format!("{name}:{}: {e}", e.line.unwrap_or(doc.line))))
-                        }
+                        Document::Invalid(errors) => problems.extend(
+                            errors
+                                .iter()
+                                .map(|e| format!("{name}:{}: {e}", e.line.unwrap_or(doc.line))),
+                        ),
                         _ => {}
                     }
                 }
@@ -69,20 +73,37 @@ fn compositions_in(paths: &[PathBuf]) -> anyhow::Result<(Vec<(String, usize, nes
     Ok((found, problems))
 }
 
-pub(super) async fn composition(command: CompositionCommand, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+pub(super) async fn composition(
+    command: CompositionCommand,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     match command {
         CompositionCommand::Validate { paths } => publish_or_validate(&paths, false, ctx).await,
         CompositionCommand::Publish { paths } => publish_or_validate(&paths, true, ctx).await,
         CompositionCommand::List { all } => {
             let store = ctx.store().await?;
             let team = ctx.team();
-            let list = store.list_compositions(if all { None } else { Some(team.as_str()) }).await?;
+            let list = store
+                .list_compositions(if all { None } else { Some(team.as_str()) })
+                .await?;
             emit(ctx.format(), &list, || {
                 let mut t = Table::new(&["TEAM", "NAME", "VERSION", "RESOURCES", "DESCRIPTION"]);
                 for c in &list {
                     let m = &c.composition.metadata;
-                    let resources: Vec<&str> = c.composition.spec.resources.iter().map(|r| r.name.as_str()).collect();
-                    t.row(vec![m.team.clone(), m.name.clone(), m.version.to_string(), resources.join(","), c.composition.spec.description.clone()]);
+                    let resources: Vec<&str> = c
+                        .composition
+                        .spec
+                        .resources
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .collect();
+                    t.row(vec![
+                        m.team.clone(),
+                        m.name.clone(),
+                        m.version.to_string(),
+                        resources.join(","),
+                        c.composition.spec.description.clone(),
+                    ]);
                 }
                 t.render()
             })?;
@@ -90,23 +111,39 @@ pub(super) async fn composition(command: CompositionCommand, ctx: &Context<'_>) 
         }
         CompositionCommand::Get { reference } => {
             let r = CatalogRef::parse(&reference).map_err(Error::bad_request)?;
-            let c = ctx.composer().await?.get(&ctx.team(), &r.name, &r.version).await?;
-            emit(ctx.format(), &c, || serde_yaml::to_string(&c.composition).unwrap_or_default())?;
+            let c = ctx
+                .composer()
+                .await?
+                .get(&ctx.team(), &r.name, &r.version)
+                .await?;
+            emit(ctx.format(), &c, || {
+                serde_yaml::to_string(&c.composition).unwrap_or_default()
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn publish_or_validate(paths: &[PathBuf], publish: bool, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+async fn publish_or_validate(
+    paths: &[PathBuf],
+    publish: bool,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let (found, mut problems) = compositions_in(paths)?;
     let composer = ctx.composer().await?;
     let mut lines = Vec::new();
     for (file, line, c) in found {
         let subject = c.subject();
         let result = if publish {
-            composer.publish(c, None, "cli").await.map(|p| (p.outcome, p.waves))
+            composer
+                .publish(c, None, "cli")
+                .await
+                .map(|p| (p.outcome, p.waves))
         } else {
-            composer.validate(&c).await.map(|w| (PublishOutcome::Unchanged, w))
+            composer
+                .validate(&c)
+                .await
+                .map(|w| (PublishOutcome::Unchanged, w))
         };
         match result {
             Ok((outcome, waves)) => {
@@ -115,9 +152,13 @@ async fn publish_or_validate(paths: &[PathBuf], publish: bool, ctx: &Context<'_>
                     (true, PublishOutcome::Created) => "created",
                     (true, PublishOutcome::Unchanged) => "unchanged",
                 };
-                lines.push(json!({"composition": subject, "file": file, "outcome": word, "waves": waves}));
+                lines.push(
+                    json!({"composition": subject, "file": file, "outcome": word, "waves": waves}),
+                );
             }
-            Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => return Err(e.into()),
+            Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
+                return Err(e.into())
+            }
             Err(e) => {
                 for fe in e.field_errors() {
                     problems.push(format!("{file}:{line}: [{}] {fe}", e.code()));
@@ -129,17 +170,41 @@ async fn publish_or_validate(paths: &[PathBuf], publish: bool, ctx: &Context<'_>
     emit(ctx.format(), &result, || {
         let mut t = Table::new(&["COMPOSITION", "OUTCOME", "WAVES"]);
         for l in &lines {
-            let waves: Vec<String> = l["waves"].as_array().into_iter().flatten().map(|w| w.as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")).collect();
-            t.row(vec![l["composition"].as_str().unwrap_or_default().into(), l["outcome"].as_str().unwrap_or_default().into(), waves.join(" → ")]);
+            let waves: Vec<String> = l["waves"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|w| {
+                    w.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .collect();
+            t.row(vec![
+                l["composition"].as_str().unwrap_or_default().into(),
+                l["outcome"].as_str().unwrap_or_default().into(),
+                waves.join(" → "),
+            ]);
         }
-        let mut out = if lines.is_empty() { String::new() } else { t.render() };
+        let mut out = if lines.is_empty() {
+            String::new()
+        } else {
+            t.render()
+        };
         for p in &problems {
             out.push_str(p);
             out.push('\n');
         }
         out
     })?;
-    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Source files an annotation scan reads: text files below `root`, hidden
@@ -149,7 +214,9 @@ fn source_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
@@ -158,7 +225,10 @@ fn source_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
             let kind = entry.file_type()?;
             if kind.is_dir() && !SKIP.contains(&name.as_str()) {
                 stack.push(entry.path());
-            } else if kind.is_file() && name != "nestor.deploy.yaml" && entry.metadata()?.len() < 1 << 20 {
+            } else if kind.is_file()
+                && name != "nestor.deploy.yaml"
+                && entry.metadata()?.len() < 1 << 20
+            {
                 out.push(entry.path());
             }
         }
@@ -168,31 +238,49 @@ fn source_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// `nestor generate [PATH]`: annotations → `nestor.deploy.yaml` in PATH.
-pub(super) async fn generate(root: &Path, env: Option<&str>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+pub(super) async fn generate(
+    root: &Path,
+    env: Option<&str>,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let team = ctx.team();
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     for file in source_files(root)? {
-        let Ok(text) = std::fs::read_to_string(&file) else { continue }; // binary files carry no annotations
-        let rel = file.strip_prefix(root).unwrap_or(&file).to_string_lossy().replace('\\', "/");
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        }; // binary files carry no annotations
+        let rel = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .to_string_lossy()
+            .replace('\\', "/");
         match scan_annotations(&text) {
             Err(e) => problems.push(format!("{rel}:{}: {}", e.line.unwrap_or(1), e.message)),
             Ok(found) => {
                 for a in found {
                     let mut params = a.values.clone();
                     let name = match params.remove("name") {
-                        Some(v) => v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
+                        Some(v) => v
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
                         None => file
                             .parent()
                             .and_then(|p| p.file_name())
                             .map(|n| n.to_string_lossy().into_owned())
                             .unwrap_or_else(|| a.composition.clone()),
                     };
-                    let environment = env.map(str::to_string).or_else(|| params.remove("environment").and_then(|v| v.as_str().map(str::to_string)));
+                    let environment = env.map(str::to_string).or_else(|| {
+                        params
+                            .remove("environment")
+                            .and_then(|v| v.as_str().map(str::to_string))
+                    });
                     params.remove("environment");
                     entries.push(DeploymentEntry {
                         team: team.clone(),
-                        environment: environment.unwrap_or_else(|| ctx.config.defaults.environment.clone()),
+                        environment: environment
+                            .unwrap_or_else(|| ctx.config.defaults.environment.clone()),
                         name,
                         composition: a.composition,
                         composition_version: "*".into(),
@@ -207,18 +295,32 @@ pub(super) async fn generate(root: &Path, env: Option<&str>, ctx: &Context<'_>) 
         for p in &problems {
             eprintln!("{p}");
         }
-        return Err(Error::bad_request(format!("{} malformed annotation(s)", problems.len())).into());
+        return Err(
+            Error::bad_request(format!("{} malformed annotation(s)", problems.len())).into(),
+        );
     }
     let set = DeploymentSet::new(entries);
     let path = root.join("nestor.deploy.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&set)?).with_context(|| format!("writing {}", path.display()))?;
-    emit(ctx.format(), &set, || format!("wrote {} with {} deployment(s)\n", path.display(), set.deployments.len()))?;
+    std::fs::write(&path, serde_yaml::to_string(&set)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    emit(ctx.format(), &set, || {
+        format!(
+            "wrote {} with {} deployment(s)\n",
+            path.display(),
+            set.deployments.len()
+        )
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Reads the deployment file into requests (`--env` overrides every environment).
 fn requests(file: &Path, env: Option<&str>) -> anyhow::Result<Vec<DeploymentRequest>> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {} (run `nestor generate` to create it)", file.display()))?;
+    let text = std::fs::read_to_string(file).with_context(|| {
+        format!(
+            "reading {} (run `nestor generate` to create it)",
+            file.display()
+        )
+    })?;
     let set = DeploymentSet::parse(&text)?;
     Ok(set
         .deployments
@@ -235,7 +337,11 @@ fn requests(file: &Path, env: Option<&str>) -> anyhow::Result<Vec<DeploymentRequ
         .collect())
 }
 
-pub(super) async fn plan(file: &Path, env: Option<&str>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+pub(super) async fn plan(
+    file: &Path,
+    env: Option<&str>,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let orchestrator = ctx.orchestrator().await?;
     let mut plans = Vec::new();
     for request in requests(file, env)? {
@@ -245,14 +351,32 @@ pub(super) async fn plan(file: &Path, env: Option<&str>, ctx: &Context<'_>) -> a
         let mut out = String::new();
         for p in &plans {
             let d = &p.deployment;
-            let base = p.diff.base_revision.map_or("nothing deployed".to_string(), |r| format!("revision {r}"));
+            let base = p
+                .diff
+                .base_revision
+                .map_or("nothing deployed".to_string(), |r| format!("revision {r}"));
             out.push_str(&format!(
                 "{}/{}/{} → revision {} (against {base}): {} to add, {} to change, {} to remove\n",
-                d.team, d.environment, d.name, d.revision, p.diff.added.len(), p.diff.changed.len(), p.diff.removed.len()
+                d.team,
+                d.environment,
+                d.name,
+                d.revision,
+                p.diff.added.len(),
+                p.diff.changed.len(),
+                p.diff.removed.len()
             ));
-            for (mark, list) in [("+", &p.diff.added), ("~", &p.diff.changed), ("-", &p.diff.removed)] {
+            for (mark, list) in [
+                ("+", &p.diff.added),
+                ("~", &p.diff.changed),
+                ("-", &p.diff.removed),
+            ] {
                 for r in list {
-                    let engine = d.resources.iter().find(|x| &x.name == r).map(|x| format!(" ({}, {})", x.catalog_ref, x.engine)).unwrap_or_default();
+                    let engine = d
+                        .resources
+                        .iter()
+                        .find(|x| &x.name == r)
+                        .map(|x| format!(" ({}, {})", x.catalog_ref, x.engine))
+                        .unwrap_or_default();
                     out.push_str(&format!("  {mark} {r}{engine}\n"));
                 }
             }
@@ -265,7 +389,12 @@ pub(super) async fn plan(file: &Path, env: Option<&str>, ctx: &Context<'_>) -> a
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn apply(file: &Path, env: Option<&str>, yes: bool, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+pub(super) async fn apply(
+    file: &Path,
+    env: Option<&str>,
+    yes: bool,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let requests = requests(file, env)?;
     if !yes {
         if !std::io::stdin().is_terminal() {
@@ -284,33 +413,59 @@ pub(super) async fn apply(file: &Path, env: Option<&str>, yes: bool, ctx: &Conte
     let store = ctx.store().await?;
     let mut results = Vec::new();
     for request in requests {
-        let progress = follow(store.clone(), ctx.global.quiet || ctx.format() != super::Format::Table);
+        let progress = follow(
+            store.clone(),
+            ctx.global.quiet || ctx.format() != super::Format::Table,
+        );
         let outcome = orchestrator.apply(&request, None).await;
         progress.abort();
         results.push(outcome?);
     }
-    emit(ctx.format(), &results, || results.iter().map(summary).collect())?;
-    Ok(if results.iter().all(|d| d.status == nestor_core::DeploymentStatus::Succeeded) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    emit(ctx.format(), &results, || {
+        results.iter().map(summary).collect()
+    })?;
+    Ok(
+        if results
+            .iter()
+            .all(|d| d.status == nestor_core::DeploymentStatus::Succeeded)
+        {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 /// Prints each resource's status changes from the event log while an
 /// apply runs: one line per change (the log is the same stream SSE serves).
-fn follow(store: std::sync::Arc<dyn nestor_core::Store>, quiet: bool) -> tokio::task::JoinHandle<()> {
+fn follow(
+    store: std::sync::Arc<dyn nestor_core::Store>,
+    quiet: bool,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         if quiet {
             return;
         }
-        let Ok(mut after) = store.last_sequence().await else { return };
+        let Ok(mut after) = store.last_sequence().await else {
+            return;
+        };
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let Ok(events) = store.read_after(after, 100).await else { return };
+            let Ok(events) = store.read_after(after, 100).await else {
+                return;
+            };
             for e in events {
                 after = e.id;
-                if !matches!(e.event_type, EventType::DeploymentUpdated | EventType::DeploymentStarted) {
+                if !matches!(
+                    e.event_type,
+                    EventType::DeploymentUpdated | EventType::DeploymentStarted
+                ) {
                     continue;
                 }
-                let Ok(d) = serde_json::from_value::<Deployment>(e.data) else { continue };
+                let Ok(d) = serde_json::from_value::<Deployment>(e.data) else {
+                    continue;
+                };
                 for r in &d.resources {
                     let status = format!("{:?}", r.status).to_lowercase();
                     if seen.get(&r.name) != Some(&status) {
@@ -332,17 +487,30 @@ fn summary(d: &Deployment) -> String {
         d.name,
         d.revision,
         d.status.as_str(),
-        d.commit.as_deref().map(|c| format!(" (commit {})", &c[..c.len().min(12)])).unwrap_or_default()
+        d.commit
+            .as_deref()
+            .map(|c| format!(" (commit {})", &c[..c.len().min(12)]))
+            .unwrap_or_default()
     );
     let mut t = Table::new(&["RESOURCE", "DEFINITION", "ENGINE", "STATUS", "ERROR"]);
     for r in &d.resources {
-        t.row(vec![r.name.clone(), r.catalog_ref.clone(), r.engine.clone(), format!("{:?}", r.status).to_lowercase(), r.error.clone().unwrap_or_default()]);
+        t.row(vec![
+            r.name.clone(),
+            r.catalog_ref.clone(),
+            r.engine.clone(),
+            format!("{:?}", r.status).to_lowercase(),
+            r.error.clone().unwrap_or_default(),
+        ]);
     }
     out.push_str(&t.render());
     out
 }
 
-pub(super) async fn status(id: Option<&str>, env: Option<&str>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+pub(super) async fn status(
+    id: Option<&str>,
+    env: Option<&str>,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let orchestrator = ctx.orchestrator().await?;
     if let Some(id) = id {
         let d = orchestrator.get(id).await?;
@@ -350,57 +518,114 @@ pub(super) async fn status(id: Option<&str>, env: Option<&str>, ctx: &Context<'_
         return Ok(ExitCode::SUCCESS);
     }
     let store = ctx.store().await?;
-    let filter = DeploymentFilter { team: Some(ctx.team()), environment: env.map(str::to_string), ..Default::default() };
+    let filter = DeploymentFilter {
+        team: Some(ctx.team()),
+        environment: env.map(str::to_string),
+        ..Default::default()
+    };
     let list = store.list_deployments(&filter).await?;
     emit(ctx.format(), &list, || {
         let mut t = Table::new(&["ID", "ENVIRONMENT", "NAME", "REVISION", "STATUS", "UPDATED"]);
         for d in &list {
-            t.row(vec![d.id.clone(), d.environment.clone(), d.name.clone(), d.revision.to_string(), d.status.as_str().into(), timestamp(d.updated_at)]);
+            t.row(vec![
+                d.id.clone(),
+                d.environment.clone(),
+                d.name.clone(),
+                d.revision.to_string(),
+                d.status.as_str().into(),
+                timestamp(d.updated_at),
+            ]);
         }
         t.render()
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) async fn rollback(id: &str, to: Option<u64>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+pub(super) async fn rollback(
+    id: &str,
+    to: Option<u64>,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let d = ctx.orchestrator().await?.rollback(id, to).await?;
     emit(ctx.format(), &d, || summary(&d))?;
-    Ok(if d.status == nestor_core::DeploymentStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if d.status == nestor_core::DeploymentStatus::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-pub(super) async fn promote(from: &str, to: &str, name: Option<&str>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+pub(super) async fn promote(
+    from: &str,
+    to: &str,
+    name: Option<&str>,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let team = ctx.team();
     let names: Vec<String> = match name {
         Some(n) => vec![n.to_string()],
         None => {
             let store = ctx.store().await?;
-            let filter = DeploymentFilter { team: Some(team.clone()), environment: Some(from.into()), ..Default::default() };
-            let mut names: Vec<String> = store.list_deployments(&filter).await?.into_iter().map(|d| d.name).collect();
+            let filter = DeploymentFilter {
+                team: Some(team.clone()),
+                environment: Some(from.into()),
+                ..Default::default()
+            };
+            let mut names: Vec<String> = store
+                .list_deployments(&filter)
+                .await?
+                .into_iter()
+                .map(|d| d.name)
+                .collect();
             names.sort();
             names.dedup();
             names
         }
     };
     if names.is_empty() {
-        return Err(Error::DeploymentNotFound { id: format!("{team}/{from} (nothing deployed)") }.into());
+        return Err(Error::DeploymentNotFound {
+            id: format!("{team}/{from} (nothing deployed)"),
+        }
+        .into());
     }
     let orchestrator = ctx.orchestrator().await?;
     let mut results = Vec::new();
     for n in names {
         results.push(orchestrator.promote(&team, &n, from, to).await?);
     }
-    emit(ctx.format(), &results, || results.iter().map(summary).collect())?;
-    Ok(if results.iter().all(|d| d.status == nestor_core::DeploymentStatus::Succeeded) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    emit(ctx.format(), &results, || {
+        results.iter().map(summary).collect()
+    })?;
+    Ok(
+        if results
+            .iter()
+            .all(|d| d.status == nestor_core::DeploymentStatus::Succeeded)
+        {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 /// `nestor graph`: resources of the team's latest revisions and their edges,
 /// plus the catalog dependencies of the definitions they use.
-pub(super) async fn graph(env: Option<&str>, dot: bool, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+pub(super) async fn graph(
+    env: Option<&str>,
+    dot: bool,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let store = ctx.store().await?;
-    let filter = DeploymentFilter { team: Some(ctx.team()), environment: env.map(str::to_string), ..Default::default() };
+    let filter = DeploymentFilter {
+        team: Some(ctx.team()),
+        environment: env.map(str::to_string),
+        ..Default::default()
+    };
     let mut latest: BTreeMap<(String, String), Deployment> = BTreeMap::new();
     for d in store.list_deployments(&filter).await? {
-        latest.entry((d.environment.clone(), d.name.clone())).or_insert(d);
+        latest
+            .entry((d.environment.clone(), d.name.clone()))
+            .or_insert(d);
     }
     let mut nodes = Vec::new();
     let mut edges = Vec::new();
@@ -413,7 +638,9 @@ pub(super) async fn graph(env: Option<&str>, dot: bool, ctx: &Context<'_>) -> an
             if let Ok(c) = CatalogRef::parse(&r.catalog_ref) {
                 if let Ok(v) = store.resolve(&c.name, &c.version).await {
                     for dep in &v.definition.spec.dependencies {
-                        let req = VersionSpec::parse(&dep.version).map(|s| s.to_string()).unwrap_or_default();
+                        let req = VersionSpec::parse(&dep.version)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default();
                         edges.push(json!({"from": r.catalog_ref, "to": format!("{} {req}", dep.name), "kind": "catalog"}));
                     }
                 }
@@ -427,18 +654,39 @@ pub(super) async fn graph(env: Option<&str>, dot: bool, ctx: &Context<'_>) -> an
     if dot {
         let mut out = String::from("digraph nestor {\n  rankdir=LR;\n");
         for n in &nodes {
-            out.push_str(&format!("  {:?} [shape=box];\n", n["id"].as_str().unwrap_or_default()));
+            out.push_str(&format!(
+                "  {:?} [shape=box];\n",
+                n["id"].as_str().unwrap_or_default()
+            ));
         }
         for e in &edges {
-            let style = if e["kind"] == "deployment" { "" } else { " [style=dashed]" };
-            out.push_str(&format!("  {:?} -> {:?}{style};\n", e["from"].as_str().unwrap_or_default(), e["to"].as_str().unwrap_or_default()));
+            let style = if e["kind"] == "deployment" {
+                ""
+            } else {
+                " [style=dashed]"
+            };
+            out.push_str(&format!(
+                "  {:?} -> {:?}{style};\n",
+                e["from"].as_str().unwrap_or_default(),
+                e["to"].as_str().unwrap_or_default()
+            ));
         }
         out.push_str("}\n");
         print!("{out}");
         return Ok(ExitCode::SUCCESS);
     }
     emit(ctx.format(), &graph, || {
-        edges.iter().map(|e| format!("{} -> {} ({})\n", e["from"].as_str().unwrap_or_default(), e["to"].as_str().unwrap_or_default(), e["kind"].as_str().unwrap_or_default())).collect()
+        edges
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} -> {} ({})\n",
+                    e["from"].as_str().unwrap_or_default(),
+                    e["to"].as_str().unwrap_or_default(),
+                    e["kind"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
     })?;
     Ok(ExitCode::SUCCESS)
 }

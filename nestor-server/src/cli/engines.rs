@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use nestor_core::{render_inputs, CatalogRef, CompositionResource, EngineProvider, Error, RenderContext, RenderRequest, TemplateContext};
+use nestor_core::{
+    render_inputs, CatalogRef, CompositionResource, EngineProvider, Error, RenderContext,
+    RenderRequest, TemplateContext,
+};
 use serde_json::json;
 
 use super::output::{emit, Table};
@@ -24,16 +27,33 @@ pub enum EnginesCommand {
     },
 }
 
-pub(super) async fn engines(command: EnginesCommand, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+pub(super) async fn engines(
+    command: EnginesCommand,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     match command {
         EnginesCommand::List => {
             let registry = ctx.engines()?;
             let list = registry.list();
             emit(ctx.format(), &list, || {
-                let mut t = Table::new(&["NAME", "VERSION", "SOURCE", "HEALTHY", "SHA256", "DESCRIPTION"]);
+                let mut t = Table::new(&[
+                    "NAME",
+                    "VERSION",
+                    "SOURCE",
+                    "HEALTHY",
+                    "SHA256",
+                    "DESCRIPTION",
+                ]);
                 for e in &list {
                     let desc = e.error.clone().unwrap_or_else(|| e.description.clone());
-                    t.row(vec![e.name.clone(), e.version.clone(), e.source.clone(), e.healthy.to_string(), e.sha256.chars().take(12).collect(), desc]);
+                    t.row(vec![
+                        e.name.clone(),
+                        e.version.clone(),
+                        e.source.clone(),
+                        e.healthy.to_string(),
+                        e.sha256.chars().take(12).collect(),
+                        desc,
+                    ]);
                 }
                 t.render()
             })?;
@@ -43,12 +63,17 @@ pub(super) async fn engines(command: EnginesCommand, ctx: &Context<'_>) -> anyho
             let info = nestor_engines::inspect_component(&file)?;
             emit(ctx.format(), &info, || {
                 let mut out = format!("{}\n", file.display());
-                let field = |k: &str, v: &Option<String>| format!("  {k:<12}{}\n", v.as_deref().unwrap_or("-"));
+                let field = |k: &str, v: &Option<String>| {
+                    format!("  {k:<12}{}\n", v.as_deref().unwrap_or("-"))
+                };
                 out.push_str(&field("abi", &info.abi_version));
                 out.push_str(&field("name", &info.name));
                 out.push_str(&field("version", &info.version));
                 out.push_str(&field("description", &info.description));
-                out.push_str(&format!("  {:<12}{}\n  {:<12}{} bytes\n", "sha256", info.sha256, "size", info.size_bytes));
+                out.push_str(&format!(
+                    "  {:<12}{}\n  {:<12}{} bytes\n",
+                    "sha256", info.sha256, "size", info.size_bytes
+                ));
                 out.push_str("  exports:\n");
                 for e in &info.exports {
                     out.push_str(&format!("    {e}\n"));
@@ -62,14 +87,23 @@ pub(super) async fn engines(command: EnginesCommand, ctx: &Context<'_>) -> anyho
                 }
                 out
             })?;
-            Ok(if info.load_error.is_none() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if info.load_error.is_none() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
 
 /// `nestor render NAME[:VERSION] --engine E --set k=v…`: the artifacts one
 /// resource would produce, inputs validated and defaults applied.
-pub(super) async fn render(reference: &str, engine: Option<String>, sets: &[String], ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+pub(super) async fn render(
+    reference: &str,
+    engine: Option<String>,
+    sets: &[String],
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
     let r = CatalogRef::parse(reference).map_err(Error::bad_request)?;
     let store = ctx.store().await?;
     let version = store.resolve(&r.name, &r.version).await?;
@@ -81,11 +115,16 @@ pub(super) async fn render(reference: &str, engine: Option<String>, sets: &[Stri
     if !def.spec.supported_engines.contains(&engine_name) {
         return Err(Error::invalid(
             "engine",
-            format!("{} does not support {engine_name:?} (supported: {})", def.subject(), def.spec.supported_engines.join(", ")),
+            format!(
+                "{} does not support {engine_name:?} (supported: {})",
+                def.subject(),
+                def.spec.supported_engines.join(", ")
+            ),
         )
         .into());
     }
-    let config = nestor_core::parse_assignments(sets.iter().map(String::as_str)).map_err(|e| Error::invalid("--set", e))?;
+    let config = nestor_core::parse_assignments(sets.iter().map(String::as_str))
+        .map_err(|e| Error::invalid("--set", e))?;
     let resource = CompositionResource {
         name: r.name.clone(),
         catalog_ref: def.subject(),
@@ -95,16 +134,35 @@ pub(super) async fn render(reference: &str, engine: Option<String>, sets: &[Stri
     };
     let team = ctx.team();
     let environment = ctx.config.defaults.environment.clone();
-    let tctx = TemplateContext { team: team.clone(), environment: environment.clone(), deployment: r.name.clone(), ..Default::default() };
+    let tctx = TemplateContext {
+        team: team.clone(),
+        environment: environment.clone(),
+        deployment: r.name.clone(),
+        ..Default::default()
+    };
     let inputs = render_inputs(&resource, def, &tctx)?;
     let registry = ctx.engines()?;
-    let engine = registry.engine(&engine_name).ok_or_else(|| Error::EngineNotFound { name: engine_name.clone() })?;
+    let engine = registry
+        .engine(&engine_name)
+        .ok_or_else(|| Error::EngineNotFound {
+            name: engine_name.clone(),
+        })?;
     let request = RenderRequest {
         resource: r.name.clone(),
         definition: def.clone(),
         inputs,
-        engine_config: def.spec.engine_configs.get(&engine_name).cloned().unwrap_or(serde_json::Value::Null),
-        context: RenderContext { team, environment, deployment: r.name.clone(), revision: 0 },
+        engine_config: def
+            .spec
+            .engine_configs
+            .get(&engine_name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+        context: RenderContext {
+            team,
+            environment,
+            deployment: r.name.clone(),
+            revision: 0,
+        },
     };
     let out = engine.render(&request).await?;
     let result = json!({"resource": def.subject(), "engine": engine_name, "artifacts": out.artifacts, "outputs": out.outputs});

@@ -63,7 +63,13 @@ struct Global {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Folder of the embedded store.
-    #[arg(long, global = true, env = "NESTOR_DATA_DIR", default_value = ".nestor", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "NESTOR_DATA_DIR",
+        default_value = ".nestor",
+        value_name = "DIR"
+    )]
     data_dir: PathBuf,
 }
 
@@ -173,7 +179,10 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -195,15 +204,24 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NESTOR_LOG").unwrap_or_else(|_| level.into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("NESTOR_LOG").unwrap_or_else(|_| level.into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Prints an error with its SPEC §12 code and every field problem.
 fn report(e: &anyhow::Error) {
     if let Some(core) = e.downcast_ref::<nestor_core::Error>() {
         eprintln!("error[{}]: {core}", core.code());
-        if matches!(core, nestor_core::Error::Validation { .. } | nestor_core::Error::DependencyNotFound { .. } | nestor_core::Error::BreakingChange { .. }) {
+        if matches!(
+            core,
+            nestor_core::Error::Validation { .. }
+                | nestor_core::Error::DependencyNotFound { .. }
+                | nestor_core::Error::BreakingChange { .. }
+        ) {
             for fe in core.field_errors() {
                 eprintln!("  {fe}");
             }
@@ -229,17 +247,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Composition { command } => deploy::composition(command, &ctx).await,
         Command::Generate { path, env } => deploy::generate(&path, env.as_deref(), &ctx).await,
         Command::Plan { file, env } => deploy::plan(&file, env.as_deref(), &ctx).await,
-        Command::Apply { file, env, yes, wait: _ } => deploy::apply(&file, env.as_deref(), yes, &ctx).await,
+        Command::Apply {
+            file,
+            env,
+            yes,
+            wait: _,
+        } => deploy::apply(&file, env.as_deref(), yes, &ctx).await,
         Command::Status { id, env } => deploy::status(id.as_deref(), env.as_deref(), &ctx).await,
         Command::Rollback { id, to } => deploy::rollback(&id, to, &ctx).await,
-        Command::Promote { from, to, name } => deploy::promote(&from, &to, name.as_deref(), &ctx).await,
+        Command::Promote { from, to, name } => {
+            deploy::promote(&from, &to, name.as_deref(), &ctx).await
+        }
         Command::Graph { format, env } => match format.as_str() {
             "dot" => deploy::graph(env.as_deref(), true, &ctx).await,
             "json" => deploy::graph(env.as_deref(), false, &ctx).await,
             other => anyhow::bail!("--format {other:?}: use json or dot"),
         },
         Command::Engines { command } => engines::engines(command, &ctx).await,
-        Command::Render { reference, engine, sets } => engines::render(&reference, engine, &sets, &ctx).await,
+        Command::Render {
+            reference,
+            engine,
+            sets,
+        } => engines::render(&reference, engine, &sets, &ctx).await,
         Command::Migrate => {
             let version = ctx.migrate().await?;
             println!("{version}");
@@ -266,7 +295,9 @@ impl Context<'_> {
                 Ok(Arc::new(store))
             }
             StorageKind::Dynamodb => {
-                anyhow::bail!("storage.type dynamodb is not supported by this build yet; use sqlite")
+                anyhow::bail!(
+                    "storage.type dynamodb is not supported by this build yet; use sqlite"
+                )
             }
         }
     }
@@ -308,12 +339,19 @@ impl Context<'_> {
 
     /// The orchestrator: the store, the engines and the GitOps executor.
     async fn orchestrator(&self) -> anyhow::Result<Orchestrator> {
-        Ok(Orchestrator::new(self.store().await?, self.engines()?, self.executor()?))
+        Ok(Orchestrator::new(
+            self.store().await?,
+            self.engines()?,
+            self.executor()?,
+        ))
     }
 
     /// `--team`, else `defaults.team`.
     fn team(&self) -> String {
-        self.global.team.clone().unwrap_or_else(|| self.config.defaults.team.clone())
+        self.global
+            .team
+            .clone()
+            .unwrap_or_else(|| self.config.defaults.team.clone())
     }
 
     async fn migrate(&self) -> anyhow::Result<String> {
@@ -323,10 +361,15 @@ impl Context<'_> {
                 let store = nestor_storage::SqliteStore::open(&path)
                     .with_context(|| format!("opening the store at {}", path.display()))?;
                 let version = store.migrate()?;
-                Ok(format!("store {} is at schema version {version}", path.display()))
+                Ok(format!(
+                    "store {} is at schema version {version}",
+                    path.display()
+                ))
             }
             StorageKind::Memory => Ok("the memory store has no tables".into()),
-            StorageKind::Dynamodb => anyhow::bail!("storage.type dynamodb is not supported by this build yet"),
+            StorageKind::Dynamodb => {
+                anyhow::bail!("storage.type dynamodb is not supported by this build yet")
+            }
         }
     }
 

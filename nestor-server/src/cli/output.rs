@@ -28,7 +28,10 @@ pub struct Table {
 impl Table {
     /// A table with these column headers.
     pub fn new(headers: &[&'static str]) -> Self {
-        Table { headers: headers.to_vec(), rows: Vec::new() }
+        Table {
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+        }
     }
 
     /// Adds a row; missing cells are blank.
@@ -60,7 +63,9 @@ impl Table {
         };
         line(self.headers.clone(), &mut out);
         for row in &self.rows {
-            let cells: Vec<&str> = (0..cols).map(|i| row.get(i).map(String::as_str).unwrap_or("")).collect();
+            let cells: Vec<&str> = (0..cols)
+                .map(|i| row.get(i).map(String::as_str).unwrap_or(""))
+                .collect();
             line(cells, &mut out);
         }
         out
@@ -68,7 +73,11 @@ impl Table {
 }
 
 /// Prints `value` in the machine formats, or `table()` for people.
-pub fn emit<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub fn emit<T: Serialize>(
+    format: Format,
+    value: &T,
+    table: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     match format {
         Format::Table => print!("{}", table()),
         Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
@@ -102,7 +111,10 @@ mod tests {
         let mut t = Table::new(&["NAME", "VERSION"]);
         t.row(vec!["aws-rds-mysql".into(), "1.2.0".into()]);
         t.row(vec!["s3".into(), "10.0.0".into()]);
-        assert_eq!(t.render(), "NAME           VERSION\naws-rds-mysql  1.2.0\ns3             10.0.0\n");
+        assert_eq!(
+            t.render(),
+            "NAME           VERSION\naws-rds-mysql  1.2.0\ns3             10.0.0\n"
+        );
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
     }

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
-use nestor_core::{is_catalog_file, CatalogSource, Error, FileChange, Result, SourceConfig, SourceHead, MAX_FILE_BYTES};
+use nestor_core::{
+    is_catalog_file, CatalogSource, Error, FileChange, Result, SourceConfig, SourceHead,
+    MAX_FILE_BYTES,
+};
 
 /// A folder read as it is on disk; its versions carry no git commit.
 pub struct FolderSource {
@@ -24,17 +27,26 @@ impl FolderSource {
         let mut out = Vec::new();
         let mut stack = vec![self.root.clone()];
         while let Some(dir) = stack.pop() {
-            let entries = std::fs::read_dir(&dir).map_err(|e| Error::storage(format!("reading {}", dir.display()), e))?;
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| Error::storage(format!("reading {}", dir.display()), e))?;
             for entry in entries.flatten() {
                 let path = entry.path();
-                let Ok(kind) = entry.file_type() else { continue };
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
                 let rel = rel_path(&self.root, &path);
                 // Symlinks are not followed: a link loop must not hang a sync.
                 if kind.is_dir() && !entry.file_name().to_string_lossy().starts_with('.') {
                     stack.push(path);
                 } else if kind.is_file() && is_catalog_file(&rel, &self.config.path) {
-                    let meta = entry.metadata().map_err(|e| Error::storage(format!("reading {}", path.display()), e))?;
-                    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+                    let meta = entry
+                        .metadata()
+                        .map_err(|e| Error::storage(format!("reading {}", path.display()), e))?;
+                    let mtime = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_nanos());
                     out.push((rel, meta.len(), mtime));
                 }
             }
@@ -46,7 +58,10 @@ impl FolderSource {
 
 fn rel_path(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
-    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[async_trait]
@@ -63,21 +78,29 @@ impl CatalogSource for FolderSource {
             ));
         }
         let files = self.scan()?;
-        Ok(SourceHead { id: fingerprint(&files), commit: None })
+        Ok(SourceHead {
+            id: fingerprint(&files),
+            commit: None,
+        })
     }
 
     async fn list_files(&self, _head: &SourceHead) -> Result<Vec<String>> {
         Ok(self.scan()?.into_iter().map(|(p, _, _)| p).collect())
     }
 
-    async fn changed_files(&self, _from: &str, _to: &SourceHead) -> Result<Option<Vec<FileChange>>> {
+    async fn changed_files(
+        &self,
+        _from: &str,
+        _to: &SourceHead,
+    ) -> Result<Option<Vec<FileChange>>> {
         // A folder has no history to diff; the sync re-reads it whole.
         Ok(None)
     }
 
     async fn read_file(&self, _head: &SourceHead, path: &str) -> Result<Vec<u8>> {
         let full = self.root.join(path);
-        let meta = std::fs::metadata(&full).map_err(|e| Error::storage(format!("reading {path}"), e))?;
+        let meta =
+            std::fs::metadata(&full).map_err(|e| Error::storage(format!("reading {path}"), e))?;
         if meta.len() as usize > MAX_FILE_BYTES {
             return Err(Error::bad_request(format!(
                 "{path} is {} bytes, larger than the {MAX_FILE_BYTES} byte limit for catalog files",
@@ -94,7 +117,12 @@ fn fingerprint(files: &[(String, u64, u128)]) -> String {
     // FNV-1a, 64 bit, over path, size and mtime.
     let mut h: u64 = 0xcbf29ce484222325;
     for (path, size, mtime) in files {
-        for b in path.bytes().chain(size.to_le_bytes()).chain(mtime.to_le_bytes()).chain([0xff]) {
+        for b in path
+            .bytes()
+            .chain(size.to_le_bytes())
+            .chain(mtime.to_le_bytes())
+            .chain([0xff])
+        {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x100000001b3);
         }

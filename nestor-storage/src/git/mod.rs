@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use git2::{FetchOptions, Oid, Repository};
-use nestor_core::{is_catalog_file, CatalogSource, Error, FileChange, Result, SourceConfig, SourceHead, MAX_FILE_BYTES};
+use nestor_core::{
+    is_catalog_file, CatalogSource, Error, FileChange, Result, SourceConfig, SourceHead,
+    MAX_FILE_BYTES,
+};
 
 pub use folder::FolderSource;
 
@@ -39,7 +42,9 @@ fn git_err(context: impl std::fmt::Display, e: git2::Error) -> Error {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("git task failed: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("git task failed: {e}")))?
 }
 
 impl GitSource {
@@ -48,11 +53,24 @@ impl GitSource {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         config.url.hash(&mut h);
-        let safe: String =
-            config.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let safe: String = config
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let mirror = cache_dir.join(format!("{safe}-{:016x}.git", h.finish()));
         let local = local_repository(&config.url);
-        GitSource { config, mirror, local }
+        GitSource {
+            config,
+            mirror,
+            local,
+        }
     }
 
     /// Where objects are read: the local repository or the mirror.
@@ -62,12 +80,15 @@ impl GitSource {
 
     fn open_mirror(&self) -> Result<Repository> {
         if self.mirror.exists() {
-            return Repository::open_bare(&self.mirror).map_err(|e| git_err("opening the mirror", e));
+            return Repository::open_bare(&self.mirror)
+                .map_err(|e| git_err("opening the mirror", e));
         }
         std::fs::create_dir_all(&self.mirror)
             .map_err(|e| Error::storage(format!("creating {}", self.mirror.display()), e))?;
-        let repo = Repository::init_bare(&self.mirror).map_err(|e| git_err("creating the mirror", e))?;
-        repo.remote("origin", &remote_url(&self.config.url)).map_err(|e| git_err("adding the remote", e))?;
+        let repo =
+            Repository::init_bare(&self.mirror).map_err(|e| git_err("creating the mirror", e))?;
+        repo.remote("origin", &remote_url(&self.config.url))
+            .map_err(|e| git_err("adding the remote", e))?;
         Ok(repo)
     }
 
@@ -98,8 +119,12 @@ fn remote_url(url: &str) -> String {
 
 fn commit_tree<'r>(repo: &'r Repository, id: &str) -> Result<git2::Tree<'r>> {
     let oid = Oid::from_str(id).map_err(|e| git_err(format!("bad commit id {id}"), e))?;
-    let commit = repo.find_commit(oid).map_err(|e| git_err(format!("commit {id}"), e))?;
-    commit.tree().map_err(|e| git_err("reading the commit's tree", e))
+    let commit = repo
+        .find_commit(oid)
+        .map_err(|e| git_err(format!("commit {id}"), e))?;
+    commit
+        .tree()
+        .map_err(|e| git_err("reading the commit's tree", e))
 }
 
 #[async_trait]
@@ -109,32 +134,70 @@ impl CatalogSource for GitSource {
     }
 
     async fn head(&self) -> Result<SourceHead> {
-        let this = GitSource { config: self.config.clone(), mirror: self.mirror.clone(), local: self.local.clone() };
+        let this = GitSource {
+            config: self.config.clone(),
+            mirror: self.mirror.clone(),
+            local: self.local.clone(),
+        };
         blocking(move || {
             if let Some(path) = &this.local {
-                let repo = Repository::open(path).map_err(|e| git_err(format!("opening {}", this.config.url), e))?;
+                let repo = Repository::open(path)
+                    .map_err(|e| git_err(format!("opening {}", this.config.url), e))?;
                 let branch = format!("refs/heads/{}", this.config.branch);
                 let reference = repo.find_reference(&branch).map_err(|e| {
-                    git_err(format!("branch {:?} not found in {}", this.config.branch, this.config.url), e)
+                    git_err(
+                        format!(
+                            "branch {:?} not found in {}",
+                            this.config.branch, this.config.url
+                        ),
+                        e,
+                    )
                 })?;
-                let commit = reference.peel_to_commit().map_err(|e| git_err("resolving the branch head", e))?;
+                let commit = reference
+                    .peel_to_commit()
+                    .map_err(|e| git_err("resolving the branch head", e))?;
                 let id = commit.id().to_string();
-                return Ok(SourceHead { id: id.clone(), commit: Some(id) });
+                return Ok(SourceHead {
+                    id: id.clone(),
+                    commit: Some(id),
+                });
             }
             let repo = this.open_mirror()?;
-            let mut remote = repo.find_remote("origin").map_err(|e| git_err("finding the remote", e))?;
-            let refspec = format!("+refs/heads/{0}:{1}", this.config.branch, this.tracking_ref());
+            let mut remote = repo
+                .find_remote("origin")
+                .map_err(|e| git_err("finding the remote", e))?;
+            let refspec = format!(
+                "+refs/heads/{0}:{1}",
+                this.config.branch,
+                this.tracking_ref()
+            );
             let mut opts = FetchOptions::new();
             opts.download_tags(git2::AutotagOption::None);
             remote
                 .fetch(&[refspec.as_str()], Some(&mut opts), None)
-                .map_err(|e| git_err(format!("fetching {} from {}", this.config.branch, this.config.url), e))?;
+                .map_err(|e| {
+                    git_err(
+                        format!("fetching {} from {}", this.config.branch, this.config.url),
+                        e,
+                    )
+                })?;
             let reference = repo.find_reference(&this.tracking_ref()).map_err(|e| {
-                git_err(format!("branch {:?} not found in {}", this.config.branch, this.config.url), e)
+                git_err(
+                    format!(
+                        "branch {:?} not found in {}",
+                        this.config.branch, this.config.url
+                    ),
+                    e,
+                )
             })?;
-            let commit = reference.peel_to_commit().map_err(|e| git_err("resolving the branch head", e))?;
+            let commit = reference
+                .peel_to_commit()
+                .map_err(|e| git_err("resolving the branch head", e))?;
             let id = commit.id().to_string();
-            Ok(SourceHead { id: id.clone(), commit: Some(id) })
+            Ok(SourceHead {
+                id: id.clone(),
+                commit: Some(id),
+            })
         })
         .await
     }
@@ -142,7 +205,8 @@ impl CatalogSource for GitSource {
     async fn list_files(&self, head: &SourceHead) -> Result<Vec<String>> {
         let (mirror, base, id) = (self.objects(), self.config.path.clone(), head.id.clone());
         blocking(move || {
-            let repo = Repository::open(&mirror).map_err(|e| git_err("opening the repository", e))?;
+            let repo =
+                Repository::open(&mirror).map_err(|e| git_err("opening the repository", e))?;
             let tree = commit_tree(&repo, &id)?;
             let mut files = Vec::new();
             tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
@@ -162,17 +226,33 @@ impl CatalogSource for GitSource {
     }
 
     async fn changed_files(&self, from: &str, to: &SourceHead) -> Result<Option<Vec<FileChange>>> {
-        let (mirror, base, from, to) = (self.objects(), self.config.path.clone(), from.to_string(), to.id.clone());
+        let (mirror, base, from, to) = (
+            self.objects(),
+            self.config.path.clone(),
+            from.to_string(),
+            to.id.clone(),
+        );
         blocking(move || {
-            let repo = Repository::open(&mirror).map_err(|e| git_err("opening the repository", e))?;
+            let repo =
+                Repository::open(&mirror).map_err(|e| git_err("opening the repository", e))?;
             // The previous head may be gone (force push, gc): read everything.
-            let Ok(old) = commit_tree(&repo, &from) else { return Ok(None) };
+            let Ok(old) = commit_tree(&repo, &from) else {
+                return Ok(None);
+            };
             let new = commit_tree(&repo, &to)?;
-            let diff = repo.diff_tree_to_tree(Some(&old), Some(&new), None).map_err(|e| git_err("diffing", e))?;
+            let diff = repo
+                .diff_tree_to_tree(Some(&old), Some(&new), None)
+                .map_err(|e| git_err("diffing", e))?;
             let mut changes = Vec::new();
             for delta in diff.deltas() {
-                let old_path = delta.old_file().path().map(|p| p.to_string_lossy().into_owned());
-                let new_path = delta.new_file().path().map(|p| p.to_string_lossy().into_owned());
+                let old_path = delta
+                    .old_file()
+                    .path()
+                    .map(|p| p.to_string_lossy().into_owned());
+                let new_path = delta
+                    .new_file()
+                    .path()
+                    .map(|p| p.to_string_lossy().into_owned());
                 if delta.status() != git2::Delta::Added {
                     if let Some(p) = old_path.filter(|p| is_catalog_file(p, &base)) {
                         if delta.status() == git2::Delta::Deleted || new_path.as_ref() != Some(&p) {
@@ -193,7 +273,9 @@ impl CatalogSource for GitSource {
 
     async fn read_file(&self, head: &SourceHead, path: &str) -> Result<Vec<u8>> {
         let mut files = self.read_files(head, &[path.to_string()]).await;
-        files.pop().unwrap_or_else(|| Err(Error::internal("no result for a file read")))
+        files
+            .pop()
+            .unwrap_or_else(|| Err(Error::internal("no result for a file read")))
     }
 
     /// Reads on every core, each thread with its own handle on the
@@ -202,22 +284,36 @@ impl CatalogSource for GitSource {
         let (repo_path, id, paths) = (self.objects(), head.id.clone(), paths.to_vec());
         let count = paths.len();
         let read = blocking(move || {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, 8);
             let chunk = paths.len().div_ceil(threads).max(256);
             let read_chunk = |chunk: &[String]| -> Result<Vec<Result<Vec<u8>>>> {
-                let repo = Repository::open(&repo_path).map_err(|e| git_err("opening the repository", e))?;
+                let repo = Repository::open(&repo_path)
+                    .map_err(|e| git_err("opening the repository", e))?;
                 let tree = commit_tree(&repo, &id)?;
-                let odb = repo.odb().map_err(|e| git_err("opening the object database", e))?;
-                Ok(chunk.iter().map(|p| read_blob(&repo, &odb, &tree, p)).collect())
+                let odb = repo
+                    .odb()
+                    .map_err(|e| git_err("opening the object database", e))?;
+                Ok(chunk
+                    .iter()
+                    .map(|p| read_blob(&repo, &odb, &tree, p))
+                    .collect())
             };
             if paths.len() <= chunk {
                 return read_chunk(&paths);
             }
             std::thread::scope(|scope| {
-                let handles: Vec<_> = paths.chunks(chunk).map(|c| scope.spawn(move || read_chunk(c))).collect();
+                let handles: Vec<_> = paths
+                    .chunks(chunk)
+                    .map(|c| scope.spawn(move || read_chunk(c)))
+                    .collect();
                 let mut out = Vec::with_capacity(paths.len());
                 for h in handles {
-                    out.extend(h.join().map_err(|_| Error::internal("a git reader thread panicked"))??);
+                    out.extend(
+                        h.join()
+                            .map_err(|_| Error::internal("a git reader thread panicked"))??,
+                    );
                 }
                 Ok(out)
             })
@@ -226,21 +322,39 @@ impl CatalogSource for GitSource {
         match read {
             Ok(files) => files,
             // The repository itself failed: every file shares the cause.
-            Err(e) => (0..count).map(|_| Err(Error::StorageUnavailable { message: e.to_string(), source: None })).collect(),
+            Err(e) => (0..count)
+                .map(|_| {
+                    Err(Error::StorageUnavailable {
+                        message: e.to_string(),
+                        source: None,
+                    })
+                })
+                .collect(),
         }
     }
 }
 
 /// One file of a tree, refused before loading when it is over the limit.
-fn read_blob(repo: &Repository, odb: &git2::Odb<'_>, tree: &git2::Tree<'_>, path: &str) -> Result<Vec<u8>> {
-    let entry = tree.get_path(Path::new(path)).map_err(|e| git_err(format!("{path} not found"), e))?;
-    let (size, _) = odb.read_header(entry.id()).map_err(|e| git_err(format!("reading {path}"), e))?;
+fn read_blob(
+    repo: &Repository,
+    odb: &git2::Odb<'_>,
+    tree: &git2::Tree<'_>,
+    path: &str,
+) -> Result<Vec<u8>> {
+    let entry = tree
+        .get_path(Path::new(path))
+        .map_err(|e| git_err(format!("{path} not found"), e))?;
+    let (size, _) = odb
+        .read_header(entry.id())
+        .map_err(|e| git_err(format!("reading {path}"), e))?;
     if size > MAX_FILE_BYTES {
         return Err(Error::bad_request(format!(
             "{path} is {size} bytes, larger than the {MAX_FILE_BYTES} byte limit for catalog files"
         )));
     }
-    let blob = repo.find_blob(entry.id()).map_err(|e| git_err(format!("reading {path}"), e))?;
+    let blob = repo
+        .find_blob(entry.id())
+        .map_err(|e| git_err(format!("reading {path}"), e))?;
     Ok(blob.content().to_vec())
 }
 

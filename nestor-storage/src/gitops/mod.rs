@@ -67,9 +67,13 @@ impl GitOpsExecutor {
                 .map_err(|e| Error::storage(format!("creating {}", config.repo.display()), e))?;
             let mut opts = git2::RepositoryInitOptions::new();
             opts.initial_head(&config.branch);
-            Repository::init_opts(&config.repo, &opts).map_err(|e| git_err("creating the repository", e))?;
+            Repository::init_opts(&config.repo, &opts)
+                .map_err(|e| git_err("creating the repository", e))?;
         }
-        Ok(GitOpsExecutor { config: Arc::new(config), lock: tokio::sync::Mutex::new(()) })
+        Ok(GitOpsExecutor {
+            config: Arc::new(config),
+            lock: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// The repository's path.
@@ -90,7 +94,9 @@ fn safe_relative(path: &str) -> bool {
 /// An index entry for `content`, written as a blob first: an in-memory
 /// index has no repository to write blobs for it.
 fn entry(repo: &Repository, path: &str, content: &[u8]) -> Result<IndexEntry> {
-    let id = repo.blob(content).map_err(|e| git_err(format!("writing {path}"), e))?;
+    let id = repo
+        .blob(content)
+        .map_err(|e| git_err(format!("writing {path}"), e))?;
     Ok(IndexEntry {
         ctime: IndexTime::new(0, 0),
         mtime: IndexTime::new(0, 0),
@@ -110,7 +116,10 @@ fn entry(repo: &Repository, path: &str, content: &[u8]) -> Result<IndexEntry> {
 /// The Argo CD Application for one team and environment.
 fn application(config: &GitOpsConfig, team: &str, environment: &str) -> String {
     let repo_url = config.remote.clone().unwrap_or_else(|| {
-        let abs = config.repo.canonicalize().unwrap_or_else(|_| config.repo.clone());
+        let abs = config
+            .repo
+            .canonicalize()
+            .unwrap_or_else(|_| config.repo.clone());
         format!("file://{}", abs.display())
     });
     format!(
@@ -148,26 +157,41 @@ spec:
     )
 }
 
-fn commit(config: &GitOpsConfig, target: &ApplyTarget, files: &BTreeMap<String, Vec<Artifact>>) -> Result<ApplyReceipt> {
+fn commit(
+    config: &GitOpsConfig,
+    target: &ApplyTarget,
+    files: &BTreeMap<String, Vec<Artifact>>,
+) -> Result<ApplyReceipt> {
     let k = &target.key;
     for part in [&k.team, &k.environment, &k.name] {
         if !safe_segment(part) {
-            return Err(Error::bad_request(format!("{part:?} cannot be a folder name in the GitOps repository")));
+            return Err(Error::bad_request(format!(
+                "{part:?} cannot be a folder name in the GitOps repository"
+            )));
         }
     }
     let repo = Repository::open(&config.repo).map_err(|e| git_err("opening the repository", e))?;
     let refname = format!("refs/heads/{}", config.branch);
-    let parent = repo.find_reference(&refname).ok().and_then(|r| r.peel_to_commit().ok());
+    let parent = repo
+        .find_reference(&refname)
+        .ok()
+        .and_then(|r| r.peel_to_commit().ok());
     let mut index = git2::Index::new().map_err(|e| git_err("creating an index", e))?;
     if let Some(p) = &parent {
-        index.read_tree(&p.tree().map_err(|e| git_err("reading the head tree", e))?).map_err(|e| git_err("reading the head tree", e))?;
+        index
+            .read_tree(&p.tree().map_err(|e| git_err("reading the head tree", e))?)
+            .map_err(|e| git_err("reading the head tree", e))?;
     }
     let prefix = format!("{}/{}/{}", k.team, k.environment, k.name);
-    index.remove_dir(Path::new(&prefix), 0).map_err(|e| git_err("clearing the deployment's folder", e))?;
+    index
+        .remove_dir(Path::new(&prefix), 0)
+        .map_err(|e| git_err("clearing the deployment's folder", e))?;
     let mut paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (resource, artifacts) in files {
         if !safe_segment(resource) {
-            return Err(Error::bad_request(format!("{resource:?} cannot be a folder name in the GitOps repository")));
+            return Err(Error::bad_request(format!(
+                "{resource:?} cannot be a folder name in the GitOps repository"
+            )));
         }
         for a in artifacts {
             if !safe_relative(&a.path) {
@@ -177,19 +201,35 @@ fn commit(config: &GitOpsConfig, target: &ApplyTarget, files: &BTreeMap<String, 
                 });
             }
             let path = format!("{prefix}/{resource}/{}", a.path);
-            index.add(&entry(&repo, &path, a.content.as_bytes())?).map_err(|e| git_err(format!("staging {path}"), e))?;
+            index
+                .add(&entry(&repo, &path, a.content.as_bytes())?)
+                .map_err(|e| git_err(format!("staging {path}"), e))?;
             paths.entry(resource.clone()).or_default().push(path);
         }
     }
     let app_path = format!("argocd/{}-{}.yaml", k.team, k.environment);
     let app = application(config, &k.team, &k.environment);
-    index.add(&entry(&repo, &app_path, app.as_bytes())?).map_err(|e| git_err("staging the Argo CD Application", e))?;
-    let tree_id = index.write_tree_to(&repo).map_err(|e| git_err("writing the tree", e))?;
-    let tree = repo.find_tree(tree_id).map_err(|e| git_err("reading the new tree", e))?;
-    let sig = Signature::now(&config.author_name, &config.author_email).map_err(|e| git_err("author", e))?;
+    index
+        .add(&entry(&repo, &app_path, app.as_bytes())?)
+        .map_err(|e| git_err("staging the Argo CD Application", e))?;
+    let tree_id = index
+        .write_tree_to(&repo)
+        .map_err(|e| git_err("writing the tree", e))?;
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(|e| git_err("reading the new tree", e))?;
+    let sig = Signature::now(&config.author_name, &config.author_email)
+        .map_err(|e| git_err("author", e))?;
     let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
     let id = repo
-        .commit(Some(&refname), &sig, &sig, &target.message(), &tree, &parents)
+        .commit(
+            Some(&refname),
+            &sig,
+            &sig,
+            &target.message(),
+            &tree,
+            &parents,
+        )
         .map_err(|e| git_err("committing", e))?;
 
     if let Some(remote) = &config.remote {
@@ -197,7 +237,8 @@ fn commit(config: &GitOpsConfig, target: &ApplyTarget, files: &BTreeMap<String, 
             // Leave the repository as it was before the apply.
             match &parent {
                 Some(p) => {
-                    repo.reference(&refname, p.id(), true, "nestor: push failed, undo").map_err(|e| git_err("undoing", e))?;
+                    repo.reference(&refname, p.id(), true, "nestor: push failed, undo")
+                        .map_err(|e| git_err("undoing", e))?;
                 }
                 None => {
                     if let Ok(mut r) = repo.find_reference(&refname) {
@@ -209,11 +250,16 @@ fn commit(config: &GitOpsConfig, target: &ApplyTarget, files: &BTreeMap<String, 
         }
     }
     refresh_checkout(&repo, &refname);
-    Ok(ApplyReceipt { commit: Some(id.to_string()), paths })
+    Ok(ApplyReceipt {
+        commit: Some(id.to_string()),
+        paths,
+    })
 }
 
 fn push(repo: &Repository, url: &str, refname: &str) -> Result<()> {
-    let mut remote = repo.remote_anonymous(url).map_err(|e| git_err(format!("remote {url}"), e))?;
+    let mut remote = repo
+        .remote_anonymous(url)
+        .map_err(|e| git_err(format!("remote {url}"), e))?;
     let mut rejected = None;
     let mut callbacks = git2::RemoteCallbacks::new();
     callbacks.push_update_reference(|r, status| {
@@ -224,10 +270,15 @@ fn push(repo: &Repository, url: &str, refname: &str) -> Result<()> {
     });
     let mut opts = git2::PushOptions::new();
     opts.remote_callbacks(callbacks);
-    remote.push(&[format!("{refname}:{refname}")], Some(&mut opts)).map_err(|e| git_err(format!("pushing to {url}"), e))?;
+    remote
+        .push(&[format!("{refname}:{refname}")], Some(&mut opts))
+        .map_err(|e| git_err(format!("pushing to {url}"), e))?;
     drop(opts);
     match rejected {
-        Some(why) => Err(Error::StorageUnavailable { message: format!("gitops: push to {url} rejected: {why}"), source: None }),
+        Some(why) => Err(Error::StorageUnavailable {
+            message: format!("gitops: push to {url} rejected: {why}"),
+            source: None,
+        }),
         None => Ok(()),
     }
 }
@@ -238,7 +289,11 @@ fn refresh_checkout(repo: &Repository, refname: &str) {
     if repo.is_bare() {
         return;
     }
-    let on_branch = repo.head().ok().and_then(|h| h.name().map(str::to_string)).is_none_or(|h| h == refname);
+    let on_branch = repo
+        .head()
+        .ok()
+        .and_then(|h| h.name().map(str::to_string))
+        .is_none_or(|h| h == refname);
     if on_branch {
         let _ = repo.set_head(refname);
         let mut opts = git2::build::CheckoutBuilder::new();
@@ -249,7 +304,11 @@ fn refresh_checkout(repo: &Repository, refname: &str) {
 
 #[async_trait]
 impl Executor for GitOpsExecutor {
-    async fn apply(&self, target: &ApplyTarget, files: &BTreeMap<String, Vec<Artifact>>) -> Result<ApplyReceipt> {
+    async fn apply(
+        &self,
+        target: &ApplyTarget,
+        files: &BTreeMap<String, Vec<Artifact>>,
+    ) -> Result<ApplyReceipt> {
         let _guard = self.lock.lock().await;
         let (config, target, files) = (self.config.clone(), target.clone(), files.clone());
         tokio::task::spawn_blocking(move || commit(&config, &target, &files))

@@ -6,10 +6,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use nestor_core::{
-    search_score, CatalogReader, CatalogSearch, CatalogWriter, CompositionStore, CreateOutcome, Deployment,
-    DeploymentFilter, DeploymentKey, DeploymentStore, Error, Event, EventLog, ListFilter, NewEvent, Page, PageRequest,
-    PublishOutcome, PublishedComposition, PublishedVersion, Result, RevisionContent, SearchHit, SourceState,
-    SyncReport, SyncStore, Timestamp, VersionSummary,
+    search_score, CatalogReader, CatalogSearch, CatalogWriter, CompositionStore, CreateOutcome,
+    Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error, Event, EventLog,
+    ListFilter, NewEvent, Page, PageRequest, PublishOutcome, PublishedComposition,
+    PublishedVersion, Result, RevisionContent, SearchHit, SourceState, SyncReport, SyncStore,
+    Timestamp, VersionSummary,
 };
 use semver::Version;
 
@@ -55,7 +56,8 @@ impl MemoryStore {
 impl Inner {
     fn latest_of(&self, name: &str) -> Option<&PublishedVersion> {
         let versions = self.versions.get(name)?;
-        let summaries: Vec<VersionSummary> = versions.values().map(PublishedVersion::summary).collect();
+        let summaries: Vec<VersionSummary> =
+            versions.values().map(PublishedVersion::summary).collect();
         nestor_core::select_latest(&summaries).and_then(|v| versions.get(&v))
     }
 }
@@ -63,7 +65,12 @@ impl Inner {
 #[async_trait]
 impl CatalogReader for MemoryStore {
     async fn get_version(&self, name: &str, version: &Version) -> Result<Option<PublishedVersion>> {
-        Ok(self.lock().versions.get(name).and_then(|v| v.get(version)).cloned())
+        Ok(self
+            .lock()
+            .versions
+            .get(name)
+            .and_then(|v| v.get(version))
+            .cloned())
     }
 
     async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>> {
@@ -75,7 +82,11 @@ impl CatalogReader for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn list_latest(&self, filter: &ListFilter, page: &PageRequest) -> Result<Page<PublishedVersion>> {
+    async fn list_latest(
+        &self,
+        filter: &ListFilter,
+        page: &PageRequest,
+    ) -> Result<Page<PublishedVersion>> {
         let inner = self.lock();
         let start = match &page.cursor {
             Some(c) => std::ops::Bound::Excluded(c.clone()),
@@ -83,8 +94,14 @@ impl CatalogReader for MemoryStore {
         };
         let mut items = Vec::new();
         let mut more = false;
-        for name in inner.versions.range::<String, _>((start, std::ops::Bound::Unbounded)).map(|(n, _)| n) {
-            let Some(latest) = inner.latest_of(name) else { continue };
+        for name in inner
+            .versions
+            .range::<String, _>((start, std::ops::Bound::Unbounded))
+            .map(|(n, _)| n)
+        {
+            let Some(latest) = inner.latest_of(name) else {
+                continue;
+            };
             if !filter.matches(latest) {
                 continue;
             }
@@ -94,7 +111,13 @@ impl CatalogReader for MemoryStore {
             }
             items.push(latest.clone());
         }
-        let next_cursor = if more { items.last().map(|v: &PublishedVersion| v.name().to_string()) } else { None };
+        let next_cursor = if more {
+            items
+                .last()
+                .map(|v: &PublishedVersion| v.name().to_string())
+        } else {
+            None
+        };
         Ok(Page { items, next_cursor })
     }
 }
@@ -103,9 +126,14 @@ impl CatalogReader for MemoryStore {
 impl CatalogWriter for MemoryStore {
     async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome> {
         let mut inner = self.lock();
-        let slot = inner.versions.entry(version.name().to_string()).or_default();
+        let slot = inner
+            .versions
+            .entry(version.name().to_string())
+            .or_default();
         match slot.get(version.version()) {
-            Some(existing) if existing.content_hash == version.content_hash => Ok(PublishOutcome::Unchanged),
+            Some(existing) if existing.content_hash == version.content_hash => {
+                Ok(PublishOutcome::Unchanged)
+            }
             Some(_) => Err(Error::VersionImmutable {
                 name: version.name().to_string(),
                 version: version.version().to_string(),
@@ -123,7 +151,10 @@ impl CatalogWriter for MemoryStore {
             .versions
             .get_mut(name)
             .and_then(|v| v.get_mut(version))
-            .ok_or_else(|| Error::VersionNotFound { name: name.into(), version: version.to_string() })?;
+            .ok_or_else(|| Error::VersionNotFound {
+                name: name.into(),
+                version: version.to_string(),
+            })?;
         let changed = record.yanked != yanked;
         record.yanked = yanked;
         Ok(changed)
@@ -132,7 +163,12 @@ impl CatalogWriter for MemoryStore {
 
 #[async_trait]
 impl CatalogSearch for MemoryStore {
-    async fn search(&self, query: &str, filter: &ListFilter, limit: usize) -> Result<Vec<SearchHit>> {
+    async fn search(
+        &self,
+        query: &str,
+        filter: &ListFilter,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
         let inner = self.lock();
         let mut hits: Vec<SearchHit> = inner
             .versions
@@ -141,7 +177,10 @@ impl CatalogSearch for MemoryStore {
             .filter(|v| filter.matches(v))
             .filter_map(|v| {
                 let score = search_score(&v.definition, query);
-                (score > 0).then(|| SearchHit { score, version: v.clone() })
+                (score > 0).then(|| SearchHit {
+                    score,
+                    version: v.clone(),
+                })
             })
             .collect();
         nestor_core::rank_hits(&mut hits);
@@ -185,12 +224,16 @@ impl SyncStore for MemoryStore {
     }
 
     async fn save_source_state(&self, state: &SourceState) -> Result<()> {
-        self.lock().source_states.insert(state.source.clone(), state.clone());
+        self.lock()
+            .source_states
+            .insert(state.source.clone(), state.clone());
         Ok(())
     }
 
     async fn record_sync(&self, report: &SyncReport) -> Result<()> {
-        self.lock().reports.insert(report.source.clone(), report.clone());
+        self.lock()
+            .reports
+            .insert(report.source.clone(), report.clone());
         Ok(())
     }
 
@@ -204,10 +247,18 @@ impl CompositionStore for MemoryStore {
     async fn insert_composition(&self, c: PublishedComposition) -> Result<PublishOutcome> {
         let mut inner = self.lock();
         let m = &c.composition.metadata;
-        let slot = inner.compositions.entry((m.team.clone(), m.name.clone())).or_default();
+        let slot = inner
+            .compositions
+            .entry((m.team.clone(), m.name.clone()))
+            .or_default();
         match slot.get(&m.version) {
-            Some(existing) if existing.content_hash == c.content_hash => Ok(PublishOutcome::Unchanged),
-            Some(_) => Err(Error::VersionImmutable { name: format!("{}/{}", m.team, m.name), version: m.version.to_string() }),
+            Some(existing) if existing.content_hash == c.content_hash => {
+                Ok(PublishOutcome::Unchanged)
+            }
+            Some(_) => Err(Error::VersionImmutable {
+                name: format!("{}/{}", m.team, m.name),
+                version: m.version.to_string(),
+            }),
             None => {
                 slot.insert(m.version.clone(), c);
                 Ok(PublishOutcome::Created)
@@ -215,9 +266,18 @@ impl CompositionStore for MemoryStore {
         }
     }
 
-    async fn get_composition(&self, team: &str, name: &str, version: &Version) -> Result<Option<PublishedComposition>> {
+    async fn get_composition(
+        &self,
+        team: &str,
+        name: &str,
+        version: &Version,
+    ) -> Result<Option<PublishedComposition>> {
         let inner = self.lock();
-        Ok(inner.compositions.get(&(team.to_string(), name.to_string())).and_then(|v| v.get(version)).cloned())
+        Ok(inner
+            .compositions
+            .get(&(team.to_string(), name.to_string()))
+            .and_then(|v| v.get(version))
+            .cloned())
     }
 
     async fn composition_versions(&self, team: &str, name: &str) -> Result<Vec<Version>> {
@@ -254,39 +314,61 @@ impl DeploymentStore for MemoryStore {
             if let Some((seen_hash, id)) = inner.idempotency.get(key) {
                 return if seen_hash == hash {
                     let existing = inner.deployments.get(id).map(|(d, _)| d.clone());
-                    existing.map(|d| CreateOutcome::Existing(Box::new(d))).ok_or_else(|| Error::internal("idempotency key without deployment"))
+                    existing
+                        .map(|d| CreateOutcome::Existing(Box::new(d)))
+                        .ok_or_else(|| Error::internal("idempotency key without deployment"))
                 } else {
-                    Err(Error::Conflict { message: format!("idempotency key {key:?} was used with another request") })
+                    Err(Error::Conflict {
+                        message: format!("idempotency key {key:?} was used with another request"),
+                    })
                 };
             }
         }
         let revisions = inner.revisions.entry(d.key()).or_default();
         if revisions.contains_key(&d.revision) || inner.deployments.contains_key(&d.id) {
-            return Err(Error::Conflict { message: format!("{} revision {} already exists", d.key(), d.revision) });
+            return Err(Error::Conflict {
+                message: format!("{} revision {} already exists", d.key(), d.revision),
+            });
         }
         revisions.insert(d.revision, d.id.clone());
-        inner.deployments.insert(d.id.clone(), (d.clone(), content.clone()));
+        inner
+            .deployments
+            .insert(d.id.clone(), (d.clone(), content.clone()));
         if let Some((key, hash)) = idempotency {
-            inner.idempotency.insert(key.to_string(), (hash.to_string(), d.id.clone()));
+            inner
+                .idempotency
+                .insert(key.to_string(), (hash.to_string(), d.id.clone()));
         }
         Ok(CreateOutcome::Created)
     }
 
     async fn update_deployment(&self, d: &Deployment, expected: u64) -> Result<()> {
         let mut inner = self.lock();
-        let (stored, _) = inner.deployments.get_mut(&d.id).ok_or_else(|| Error::DeploymentNotFound { id: d.id.clone() })?;
+        let (stored, _) = inner
+            .deployments
+            .get_mut(&d.id)
+            .ok_or_else(|| Error::DeploymentNotFound { id: d.id.clone() })?;
         if stored.generation != expected {
             return Err(Error::Conflict {
-                message: format!("deployment {} changed concurrently (generation {} ≠ {expected})", d.id, stored.generation),
+                message: format!(
+                    "deployment {} changed concurrently (generation {} ≠ {expected})",
+                    d.id, stored.generation
+                ),
             });
         }
-        *stored = Deployment { generation: expected + 1, ..d.clone() };
+        *stored = Deployment {
+            generation: expected + 1,
+            ..d.clone()
+        };
         Ok(())
     }
 
     async fn save_revision_content(&self, id: &str, content: &RevisionContent) -> Result<()> {
         let mut inner = self.lock();
-        let (_, stored) = inner.deployments.get_mut(id).ok_or_else(|| Error::DeploymentNotFound { id: id.into() })?;
+        let (_, stored) = inner
+            .deployments
+            .get_mut(id)
+            .ok_or_else(|| Error::DeploymentNotFound { id: id.into() })?;
         *stored = content.clone();
         Ok(())
     }
@@ -301,9 +383,19 @@ impl DeploymentStore for MemoryStore {
 
     async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>> {
         let inner = self.lock();
-        let mut out: Vec<Deployment> =
-            inner.deployments.values().map(|(d, _)| d).filter(|d| filter.matches(d)).cloned().collect();
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.revision.cmp(&a.revision)).then_with(|| a.id.cmp(&b.id)));
+        let mut out: Vec<Deployment> = inner
+            .deployments
+            .values()
+            .map(|(d, _)| d)
+            .filter(|d| filter.matches(d))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| b.revision.cmp(&a.revision))
+                .then_with(|| a.id.cmp(&b.id))
+        });
         Ok(out)
     }
 
@@ -312,7 +404,11 @@ impl DeploymentStore for MemoryStore {
         Ok(inner
             .revisions
             .get(key)
-            .map(|r| r.values().filter_map(|id| inner.deployments.get(id).map(|(d, _)| d.clone())).collect())
+            .map(|r| {
+                r.values()
+                    .filter_map(|id| inner.deployments.get(id).map(|(d, _)| d.clone()))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }
