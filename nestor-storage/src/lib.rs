@@ -36,6 +36,6 @@ mod git;
 #[cfg(feature = "git")]
 mod gitops;
 #[cfg(feature = "git")]
-pub use gitops::{GitOpsConfig, GitOpsExecutor};
-#[cfg(feature = "git")]
 pub use git::{open_source, FolderSource, GitSource};
+#[cfg(feature = "git")]
+pub use gitops::{GitOpsConfig, GitOpsExecutor};

@@ -3,7 +3,7 @@
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
 mod memory;
+mod orchestrator;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod sync;
-mod orchestrator;

@@ -57,7 +57,10 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, event: NewEvent) -> Result<Event
         s.execute(params![event.event_type.as_str(), event.source, event.subject, event.timestamp, data])
     })
     .ctx("appending an event")?;
-    Ok(Event::from_new(tx.last_insert_rowid().unsigned_abs(), event))
+    Ok(Event::from_new(
+        tx.last_insert_rowid().unsigned_abs(),
+        event,
+    ))
 }
 
 #[async_trait]
