@@ -553,3 +553,81 @@ async fn outage_gives_storage_unavailable_and_recovery_needs_nothing() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_server_times_out_as_storage_unavailable() {
+    if endpoint().is_none() {
+        return;
+    }
+    let dir = match std::env::var("NESTOR_DYNAMODB_LOCAL_DIR") {
+        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ if in_ci() => panic!(
+            "CI=true but NESTOR_DYNAMODB_LOCAL_DIR is not set (.ci/dynamodb.sh start exports it)"
+        ),
+        _ => {
+            return eprintln!(
+                "skipped: NESTOR_DYNAMODB_LOCAL_DIR is not set (run .ci/dynamodb.sh start)"
+            )
+        }
+    };
+    let server = PrivateServer::start(dir);
+    let config = DynamoConfig {
+        endpoint_url: Some(server.endpoint()),
+        ..unique_config("unused")
+    };
+    let store = DynamoStore::connect(config).await.unwrap();
+    migrate_when_up(&store).await;
+    store
+        .insert_version(PublishedVersion::new(definition("db", "1.0.0"), 0, None))
+        .await
+        .unwrap();
+
+    // A server that accepts connections but never answers (a partition, a
+    // hung process): only the timeouts end the calls.
+    let pid = server.child.as_ref().unwrap().id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    for what in ["read", "write"] {
+        let start = Instant::now();
+        let result = match what {
+            "read" => store.get_version("db", &v("1.0.0")).await.map(|_| ()),
+            _ => store
+                .insert_version(PublishedVersion::new(definition("db", "2.0.0"), 0, None))
+                .await
+                .map(|_| ()),
+        };
+        let took = start.elapsed();
+        let err = result.expect_err("a stalled server fails the call");
+        assert_eq!(err.code(), ErrorCode::StorageUnavailable, "{err}");
+        assert!(
+            took < Duration::from_secs(15),
+            "a {what} against a stalled server took {took:?}"
+        );
+        eprintln!(
+            "a {what} against a stalled server failed with STORAGE_UNAVAILABLE after {took:?}"
+        );
+    }
+    signal("-CONT");
+    let start = Instant::now();
+    loop {
+        match store.get_version("db", &v("1.0.0")).await {
+            Ok(found) => {
+                assert!(found.is_some(), "the data survived the stall");
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "no recovery after the stall: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -88,11 +88,20 @@
 //!
 //! # Failures
 //! The SDK retries throttling, 5xx and connection errors (standard mode,
-//! exponential backoff with jitter, 4 attempts, 10 s per call at most);
-//! what still fails is `STORAGE_UNAVAILABLE` with the SDK error as source.
-//! Lost races inside the store's own read-check-write loops are retried up
-//! to 40 rounds, then reported the same way. Nothing panics; a call made
-//! after the server is back simply works (the client reconnects).
+//! exponential backoff with jitter, 4 attempts; 2 s to connect, 4 s per
+//! attempt, 10 s per call at most, so a partitioned or hung server costs a
+//! caller 10 s, a refused connection far less); what still fails is
+//! `STORAGE_UNAVAILABLE` with the SDK error as source. Lost races inside
+//! the store's own read-check-write loops (a cancelled transaction) are
+//! retried up to 40 rounds with jittered backoff, then reported the same
+//! way. Transactions carry a `ClientRequestToken`, so when the SDK resends
+//! one whose answer was lost, DynamoDB reports the earlier commit instead
+//! of failing its conditions; an event put that meets its own earlier
+//! attempt is recognised as such. Single conditional puts cannot tell their
+//! own lost answer from another writer: a composition then reads back as
+//! `Unchanged`, a deployment update as `CONFLICT` (the caller re-reads).
+//! Nothing panics; a call made after the server is back simply works (the
+//! client reconnects), with no manual step.
 //!
 //! # Multi-replica groundwork
 //! Everything a replica needs from another is in DynamoDB: the event log
