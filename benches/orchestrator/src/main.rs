@@ -172,7 +172,10 @@ async fn main() -> Result<()> {
         ..Default::default()
     };
     // Warm up: compile (or load from the cache) every engine once.
-    orchestrator.plan(&request).await?;
+    let warm = orchestrator.plan(&request).await?;
+    if let Some(failed) = warm.deployment.resources.iter().find(|r| r.error.is_some()) {
+        anyhow::bail!("{} did not render: {:?}", failed.name, failed.error);
+    }
     let mut rendered = Duration::MAX;
     let mut artifacts = 0;
     for _ in 0..3 {

@@ -292,8 +292,14 @@ pub fn render_inputs(
         let field = format!("resources.{}.config.{key}", r.name);
         match crate::template::render_value(value, ctx) {
             Ok(v) => {
+                // An output is a reference the tool resolves (a module
+                // output, a secret key ref...), whose shape is the engine's:
+                // a value built from one is not checked against the type.
+                let from_outputs = !references(value).outputs.is_empty();
                 if let Some((input, _)) = def.input(key) {
-                    errors.extend(check_value(input.value_type, &input.validation, &v, &field));
+                    if !from_outputs {
+                        errors.extend(check_value(input.value_type, &input.validation, &v, &field));
+                    }
                 } else {
                     errors.push(FieldError::new(
                         &field,
