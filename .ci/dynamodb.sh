@@ -67,7 +67,10 @@ answers() {
 running_pid() {
   local pid
   pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  # Only a live process that is still our DynamoDB Local (a pid file left
+  # from an earlier boot may name a reused pid).
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null \
+    && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'DynamoDBLocal.jar'; then
     echo "$pid"
   fi
 }
