@@ -1,3 +1,4 @@
 //! Integration tests of the nestor binary: one binary, one module per topic.
 mod cli;
 mod deploy;
+mod server;

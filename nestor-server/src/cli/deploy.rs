@@ -45,9 +45,10 @@ pub enum CompositionCommand {
     },
 }
 
-fn compositions_in(
-    paths: &[PathBuf],
-) -> anyhow::Result<(Vec<(String, usize, nestor_core::Composition)>, Vec<String>)> {
+/// Compositions found in files (file, line, composition), and problems.
+type FoundCompositions = (Vec<(String, usize, nestor_core::Composition)>, Vec<String>);
+
+fn compositions_in(paths: &[PathBuf]) -> anyhow::Result<FoundCompositions> {
     let mut found = Vec::new();
     let mut problems = Vec::new();
     for file in super::catalog::expand(paths)? {

@@ -223,16 +223,20 @@ pub(super) async fn publish(
         };
         return Ok((status, Json(json!(result))).into_response());
     }
-    let ordered =
-        nestor_core::publish_order(defs.into_iter().map(|d| (d, None)).collect(), |(d, _)| d);
-    let results = state.inner.catalog.publish_many(ordered, &actor).await?;
-    let results: Vec<Value> = results
-        .into_iter()
-        .map(|r| match r {
+    // Publish in dependency and semver order; answer in document order.
+    let ordered = nestor_core::publish_order(defs.into_iter().enumerate().collect(), |(_, d)| d);
+    let (positions, items): (Vec<usize>, Vec<_>) =
+        ordered.into_iter().map(|(i, d)| (i, (d, None))).unzip();
+    let published = state.inner.catalog.publish_many(items, &actor).await?;
+    let mut results = vec![Value::Null; positions.len()];
+    for (i, r) in positions.into_iter().zip(published) {
+        results[i] = match r {
             Ok(r) => json!(r),
-            Err(e) => json!({"error": {"code": e.code(), "message": e.to_string(), "details": e.details()}}),
-        })
-        .collect();
+            Err(e) => {
+                json!({"error": {"code": e.code(), "message": e.to_string(), "details": e.details()}})
+            }
+        };
+    }
     Ok(Json(json!({"results": results})).into_response())
 }
 

@@ -43,8 +43,9 @@ pub(super) fn new_request_id() -> String {
 /// own (413 for a body too large, 404 for an unknown route).
 #[derive(Debug)]
 pub struct ApiError {
-    /// What went wrong, with its SPEC §12 code.
-    error: Error,
+    /// What went wrong, with its SPEC §12 code (boxed, so handler results
+    /// stay small on the happy path).
+    error: Box<Error>,
     /// A status overriding the code's, for transport-level problems.
     status: Option<StatusCode>,
 }
@@ -53,7 +54,7 @@ impl ApiError {
     /// An error answered with an explicit status.
     pub fn with_status(status: StatusCode, error: Error) -> Self {
         ApiError {
-            error,
+            error: Box::new(error),
             status: Some(status),
         }
     }
@@ -67,7 +68,7 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         ApiError {
-            error,
+            error: Box::new(error),
             status: None,
         }
     }

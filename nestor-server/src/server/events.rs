@@ -5,10 +5,18 @@
 //! each event out over a broadcast channel whose ring holds
 //! `sse.client_buffer` events. A client stream first replays the log after
 //! its `Last-Event-ID` (or `?since=`), then follows the channel, skipping
-//! what it already sent. A client that falls more than the ring behind sees
-//! `Lagged`: it gets `event: resync` and the stream ends; the publisher never
-//! waits for anyone. Because only the log feeds the channel, events written
-//! by another replica sharing the store arrive the same way.
+//! what it already sent. The publisher never waits for anyone.
+//!
+//! A client that falls more than the ring behind sees `Lagged`. Two causes
+//! look alike there, and are told apart by how long the stream went
+//! unpolled before it: a client that was being written to all along but met
+//! a burst bigger than the ring (a sync publishing a thousand versions)
+//! catches up from the log at its own pace; a client whose connection
+//! stalled (the socket full, so the server stopped pulling its stream for
+//! longer than [`STALL`]) gets `event: resync` and the stream ends, and
+//! reconnecting with `Last-Event-ID` loses nothing. Because only the log
+//! feeds the channel, events written by another replica sharing the store
+//! arrive the same way.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -33,6 +41,9 @@ use super::AppState;
 
 /// How often the tail reads the log when nobody wakes it.
 const TAIL_INTERVAL: Duration = Duration::from_millis(75);
+/// How long a stream may go unpolled between two events before a lag is
+/// blamed on the client rather than on a burst.
+const STALL: Duration = Duration::from_secs(2);
 /// Events read from the log per query.
 const READ_BATCH: usize = 500;
 
@@ -243,7 +254,7 @@ impl Selector {
             && self
                 .filters
                 .iter()
-                .all(|(k, values)| field(e, k).is_some_and(|v| values.iter().any(|w| *w == v)))
+                .all(|(k, values)| field(e, k).is_some_and(|v| values.contains(&v)))
     }
 }
 
@@ -308,6 +319,9 @@ struct Client {
     pending: VecDeque<Event>,
     shutdown: watch::Receiver<bool>,
     done: bool,
+    /// When the last event was handed to the connection; the gap until the
+    /// next poll tells a stalled client from a burst.
+    yielded_at: Option<std::time::Instant>,
     /// Decrements the connection gauge when the stream is dropped.
     _gauge: GaugeGuard,
 }
@@ -325,6 +339,19 @@ impl Client {
     async fn next(&mut self) -> Option<SseEvent> {
         if self.done {
             return None;
+        }
+        let stalled = self.yielded_at.is_some_and(|t| t.elapsed() > STALL);
+        let out = self.next_inner(stalled).await;
+        self.yielded_at = Some(std::time::Instant::now());
+        out
+    }
+
+    async fn next_inner(&mut self, stalled: bool) -> Option<SseEvent> {
+        let behind = self.hub.live_sequence().saturating_sub(self.last);
+        if stalled && behind > self.hub.inner.config.client_buffer as u64 {
+            // Stalled while catching up (from a burst or a replay) and still
+            // more than a buffer behind: the same verdict as a lag.
+            return Some(self.resync(behind));
         }
         loop {
             if *self.shutdown.borrow() {
@@ -360,16 +387,27 @@ impl Client {
                             return Some(out);
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::info!(missed, last = self.last, "slow SSE client told to resync");
-                        self.done = true;
-                        return Some(SseEvent::default().event("resync").id(self.last.to_string()).data(json!({"last_event_id": self.last, "missed": missed}).to_string()));
+                    Err(broadcast::error::RecvError::Lagged(missed)) if !stalled => {
+                        // A burst, not a slow client: catch up from the log.
+                        tracing::debug!(missed, last = self.last, "SSE client catches up from the log");
+                        self.replaying = true;
                     }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => return Some(self.resync(missed)),
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = self.shutdown.changed() => return None,
             }
         }
+    }
+
+    /// Ends the stream with `event: resync`, naming the last event sent.
+    fn resync(&mut self, missed: u64) -> SseEvent {
+        tracing::info!(missed, last = self.last, "slow SSE client told to resync");
+        self.done = true;
+        SseEvent::default()
+            .event("resync")
+            .id(self.last.to_string())
+            .data(json!({"last_event_id": self.last, "missed": missed}).to_string())
     }
 
     fn examine(&mut self, e: &Event) -> Option<SseEvent> {
@@ -425,6 +463,7 @@ pub(super) async fn stream(
         pending: VecDeque::new(),
         shutdown: hub.inner.shutdown.clone(),
         done: false,
+        yielded_at: None,
         _gauge: GaugeGuard(hub.inner.metrics.clone()),
     };
     let events = stream::unfold(client, |mut c| async move {

@@ -52,11 +52,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-pub use auth::{hash_token, new_token, Principal};
+pub use auth::{hash_token, new_token};
 pub use error::ApiError;
 pub use events::EventHub;
 pub use metrics::Metrics;
-pub use sync::SyncManager;
+pub use sync::{hmac_sha256_hex, SyncManager};
 
 /// Everything a handler needs, cheap to clone (one `Arc`).
 #[derive(Clone)]
