@@ -66,7 +66,7 @@ async fn an_infinite_loop_is_stopped_at_the_cpu_budget() {
     // the loop is stopped within the bound.
     assert!(
         message.contains("CPU budget of 1000 ms")
-            || message.contains("did not answer within 2250 ms"),
+            || message.contains("did not finish within 2250 ms"),
         "{message}"
     );
 }
