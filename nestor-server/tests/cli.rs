@@ -362,3 +362,50 @@ fn usage_errors_exit_2_and_unknown_config_keys_stop_the_command() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("tpye"), "{}", stderr(&out));
 }
+
+/// `storage.type: dynamodb` end to end through the CLI: migrate, sync,
+/// read. Needs DynamoDB Local (`.ci/dynamodb.sh start`); CI never skips it.
+#[test]
+fn the_cli_works_on_dynamodb() {
+    let Ok(endpoint) = std::env::var("NESTOR_TEST_DYNAMODB_ENDPOINT") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run the DynamoDB tests: NESTOR_TEST_DYNAMODB_ENDPOINT is not set"
+        );
+        eprintln!("skipped: NESTOR_TEST_DYNAMODB_ENDPOINT is not set (run .ci/dynamodb.sh start)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = format!("cli{}", std::process::id());
+    std::fs::write(
+        tmp.path().join("nestor.yaml"),
+        format!("storage:\n  type: dynamodb\n  dynamodb: {{table_prefix: {prefix}, endpoint_url: \"{endpoint}\"}}\n"),
+    )
+    .unwrap();
+    let out = ok(nestor(tmp.path(), &["migrate"]));
+    assert!(out.contains(&prefix), "{out}");
+    ok(nestor(tmp.path(), &["migrate"]));
+    let report = json(nestor(
+        tmp.path(),
+        &[
+            "catalog",
+            "sync",
+            examples().to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    ));
+    assert!(
+        report["published"].as_array().unwrap().len() >= 20,
+        "{report}"
+    );
+    let latest = json(nestor(
+        tmp.path(),
+        &["catalog", "get", "aws-rds-mysql", "-o", "json"],
+    ));
+    assert_eq!(latest["definition"]["metadata"]["version"], "2.0.0");
+    assert!(
+        !tmp.path().join(".nestor/nestor.db").exists(),
+        "nothing went to SQLite"
+    );
+}
