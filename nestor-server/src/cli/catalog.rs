@@ -587,7 +587,7 @@ async fn list(
     if !(1..=PageRequest::MAX_LIMIT).contains(&limit) {
         anyhow::bail!("--limit must be between 1 and {}", PageRequest::MAX_LIMIT);
     }
-    let store = ctx.store().await?;
+    let store = ctx.backend().await?;
     let page = store
         .list_latest(&filter.to_filter()?, &PageRequest { limit, cursor })
         .await?;
@@ -606,7 +606,7 @@ async fn list(
 
 async fn get(reference: &str, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
     let r = CatalogRef::parse(reference).map_err(Error::bad_request)?;
-    let store = ctx.store().await?;
+    let store = ctx.backend().await?;
     let v = store.resolve(&r.name, &r.version).await?;
     emit(ctx.format(), &v, || describe(&v))?;
     Ok(ExitCode::SUCCESS)
@@ -685,7 +685,7 @@ fn describe(v: &PublishedVersion) -> String {
 }
 
 async fn versions(name: &str, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
-    let store = ctx.store().await?;
+    let store = ctx.backend().await?;
     let versions = store.versions(name).await?;
     if versions.is_empty() {
         return Err(Error::ResourceNotFound { name: name.into() }.into());
@@ -715,7 +715,7 @@ async fn search(
     limit: usize,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let store = ctx.store().await?;
+    let store = ctx.backend().await?;
     let hits = store
         .search(
             query,
@@ -828,8 +828,8 @@ async fn yank(
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
     let version = nestor_core::parse_version(version).map_err(Error::bad_request)?;
-    let catalog = ctx.catalog().await?;
-    let changed = catalog.set_yanked(name, &version, !undo, "cli").await?;
+    let backend = ctx.backend().await?;
+    let changed = backend.set_yanked(name, &version, !undo).await?;
     let state = if undo { "restored" } else { "yanked" };
     let result =
         json!({"name": name, "version": version.to_string(), "yanked": !undo, "changed": changed});

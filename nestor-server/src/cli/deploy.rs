@@ -512,19 +512,18 @@ pub(super) async fn status(
     env: Option<&str>,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let orchestrator = ctx.orchestrator().await?;
+    let backend = ctx.backend().await?;
     if let Some(id) = id {
-        let d = orchestrator.get(id).await?;
+        let d = backend.deployment(id).await?;
         emit(ctx.format(), &d, || summary(&d))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let store = ctx.store().await?;
     let filter = DeploymentFilter {
         team: Some(ctx.team()),
         environment: env.map(str::to_string),
         ..Default::default()
     };
-    let list = store.list_deployments(&filter).await?;
+    let list = backend.deployments(&filter).await?;
     emit(ctx.format(), &list, || {
         let mut t = Table::new(&["ID", "ENVIRONMENT", "NAME", "REVISION", "STATUS", "UPDATED"]);
         for d in &list {

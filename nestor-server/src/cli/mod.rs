@@ -6,8 +6,10 @@
 //! (invalid input, failed operation), 2 usage.
 
 mod catalog;
+mod client;
 mod deploy;
 mod engines;
+mod events;
 mod output;
 mod serve;
 
@@ -25,6 +27,7 @@ use crate::config::{Config, StorageKind};
 pub use catalog::CatalogCommand;
 pub use deploy::CompositionCommand;
 pub use engines::EnginesCommand;
+pub use events::EventsArgs;
 pub use output::Format;
 pub use serve::ServeArgs;
 
@@ -77,6 +80,8 @@ struct Global {
 enum Command {
     /// Serve the HTTP API, the event stream and git webhooks.
     Serve(ServeArgs),
+    /// Tail the event stream (SPEC §8).
+    Events(EventsArgs),
     /// Validate, diff, sync, publish and browse resource definitions.
     Catalog {
         #[command(subcommand)]
@@ -214,7 +219,12 @@ fn init_logging(verbose: u8) {
 
 /// Prints an error with its SPEC §12 code and every field problem.
 fn report(e: &anyhow::Error) {
-    if let Some(core) = e.downcast_ref::<nestor_core::Error>() {
+    if let Some(remote) = e.downcast_ref::<client::RemoteError>() {
+        eprintln!("error[{}]: {remote}", remote.code);
+        for fe in &remote.field_errors {
+            eprintln!("  {fe}");
+        }
+    } else if let Some(core) = e.downcast_ref::<nestor_core::Error>() {
         eprintln!("error[{}]: {core}", core.code());
         if matches!(
             core,
@@ -236,13 +246,14 @@ fn report(e: &anyhow::Error) {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
-    if g.server.is_some() && !matches!(cli.command, Command::Serve(_)) {
-        anyhow::bail!("--server is not supported by this build yet: run the command without --server to work on the local store");
+    if g.server.is_some() && !cli.command.works_remotely() {
+        anyhow::bail!("this command works only on the local store for now: run it without --server (and without NESTOR_SERVER)");
     }
     let config = Config::load(g.config.as_deref(), std::env::vars())?;
     let mut ctx = Context { config, global: g };
     match cli.command {
         Command::Serve(args) => serve::serve(args, &mut ctx).await,
+        Command::Events(args) => events::events(args, &ctx).await,
         Command::Catalog { command } => catalog::run(command, &ctx).await,
         Command::Composition { command } => deploy::composition(command, &ctx).await,
         Command::Generate { path, env } => deploy::generate(&path, env.as_deref(), &ctx).await,
@@ -277,6 +288,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+impl Command {
+    /// Whether the command can run against `--server` (the others refuse
+    /// it rather than silently use the local store).
+    fn works_remotely(&self) -> bool {
+        match self {
+            Command::Serve(_) | Command::Events(_) | Command::Status { .. } => true,
+            Command::Catalog { command } => matches!(
+                command,
+                CatalogCommand::List { .. }
+                    | CatalogCommand::Get { .. }
+                    | CatalogCommand::Versions { .. }
+                    | CatalogCommand::Search { .. }
+                    | CatalogCommand::Yank { .. }
+                    | CatalogCommand::Validate { .. }
+                    | CatalogCommand::Diff { .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// What a command needs: the configuration and the global flags.
 struct Context<'a> {
     config: Config,
@@ -307,6 +339,27 @@ impl Context<'_> {
             endpoint_url: d.endpoint_url.clone(),
         };
         Ok(nestor_storage::DynamoStore::connect(config).await?)
+    }
+
+    /// Where the data is: the server of `--server`, else the local store.
+    /// A server token comes from `--token`, else from the file
+    /// `nestor serve --dev` wrote in the data folder.
+    async fn backend(&self) -> anyhow::Result<Box<dyn client::Backend>> {
+        match &self.global.server {
+            Some(url) => {
+                let token = self.global.token.clone().or_else(|| {
+                    std::fs::read_to_string(serve::token_path(&self.global.data_dir))
+                        .ok()
+                        .map(|t| t.trim().to_string())
+                });
+                Ok(Box::new(client::Remote::new(url, token)?))
+            }
+            None => {
+                let store = self.store().await?;
+                let catalog = CatalogService::new(store.clone());
+                Ok(Box::new(client::Embedded { store, catalog }))
+            }
+        }
     }
 
     /// A catalog service over the configured store.

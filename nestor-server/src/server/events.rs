@@ -184,7 +184,7 @@ impl EventHub {
 
 /// Which events a client wants.
 #[derive(Debug, Default)]
-struct Selector {
+pub struct Selector {
     /// key → accepted values (values of one key are alternatives; keys all must match).
     filters: BTreeMap<String, Vec<String>>,
     /// Type patterns (`resource.*`, `deployment.completed`); empty = all.
@@ -204,25 +204,32 @@ const FILTER_KEYS: [&str; 8] = [
 
 impl Selector {
     fn parse(query: &Query) -> ApiResult<Selector> {
+        let filters: Vec<&str> = query.all("filter").collect();
+        let types: Vec<&str> = query.all("types").collect();
+        Selector::from_parts(&filters, &types).map_err(|m| Error::bad_request(m).into())
+    }
+
+    /// From `KEY:VALUE` filters and comma-separated type patterns (the
+    /// query of `GET /events`, and `nestor events` on a local store).
+    pub fn from_parts(filters: &[&str], types: &[&str]) -> Result<Selector, String> {
         let mut s = Selector::default();
-        for f in query.all("filter") {
+        for f in filters {
             let (k, v) = f
                 .split_once(':')
-                .ok_or_else(|| Error::bad_request(format!("filter {f:?}: expected KEY:VALUE")))?;
+                .ok_or_else(|| format!("filter {f:?}: expected KEY:VALUE"))?;
             if !FILTER_KEYS.contains(&k) {
-                return Err(Error::bad_request(format!(
+                return Err(format!(
                     "filter key {k:?} is unknown (known: {})",
                     FILTER_KEYS.join(", ")
-                ))
-                .into());
+                ));
             }
             s.filters
                 .entry(k.to_string())
                 .or_default()
                 .push(v.to_string());
         }
-        for t in query
-            .all("types")
+        for t in types
+            .iter()
             .flat_map(|t| t.split(','))
             .map(str::trim)
             .filter(|t| !t.is_empty())
@@ -234,16 +241,15 @@ impl Selector {
                 None => EventType::parse(t).is_some(),
             };
             if !known {
-                return Err(
-                    Error::bad_request(format!("types: {t:?} matches no event type")).into(),
-                );
+                return Err(format!("types: {t:?} matches no event type"));
             }
             s.types.push(t.to_string());
         }
         Ok(s)
     }
 
-    fn matches(&self, e: &Event) -> bool {
+    /// Whether an event passes the type patterns and every filter key.
+    pub fn matches(&self, e: &Event) -> bool {
         let ty = e.event_type.as_str();
         let type_ok = self.types.is_empty()
             || self.types.iter().any(|p| {

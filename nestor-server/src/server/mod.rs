@@ -54,7 +54,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 pub use auth::{hash_token, new_token};
 pub use error::ApiError;
-pub use events::EventHub;
+pub use events::{EventHub, Selector};
 pub use metrics::Metrics;
 pub use sync::{hmac_sha256_hex, SyncManager};
 
