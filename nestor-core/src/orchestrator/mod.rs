@@ -9,6 +9,7 @@
 
 mod plan;
 mod resolve;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 pub use plan::{diff_artifacts, FileDiff, Plan, PlanDiff};
+pub use view::{deployment_graph, GraphEdge, GraphNode, GraphView};
 pub use resolve::{render_inputs, resolve_params, resolve_resources, PinnedResource, Resolved};
 
 use crate::catalog::{Clock, SystemClock};

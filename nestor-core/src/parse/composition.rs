@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{join, split_documents, type_name, Keys, Parser};
+use super::{join, single_document, type_name, Keys, Parser};
 use crate::error::{Error, FieldError};
 use crate::model::*;
 use crate::template::{check_syntax, references};
@@ -15,17 +15,7 @@ use crate::versioning::{parse_version, CatalogRef};
 
 /// Parses one composition document from YAML text.
 pub fn parse_composition_yaml(text: &str) -> Result<Composition, Error> {
-    let docs = split_documents(text);
-    let [doc] = docs.as_slice() else {
-        return Err(Error::bad_request(format!(
-            "expected one YAML document, found {}",
-            docs.len()
-        )));
-    };
-    let value = doc
-        .value
-        .clone()
-        .map_err(|e| Error::bad_request(e.message))?;
+    let value = single_document(text)?;
     parse_composition(&value).map_err(|errors| Error::Validation { errors })
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::{join, split_documents, type_name, Keys, Parser};
+use super::{join, single_document, type_name, Keys, Parser};
 use crate::error::{Error, FieldError};
 use crate::model::*;
 use crate::validate::validate_definition;
@@ -12,17 +12,7 @@ use crate::versioning::parse_version;
 
 /// Parses and statically validates a definition from YAML text (one document).
 pub fn parse_definition_yaml(text: &str) -> Result<ResourceDefinition, Error> {
-    let docs = split_documents(text);
-    let [doc] = docs.as_slice() else {
-        return Err(Error::bad_request(format!(
-            "expected one YAML document, found {}",
-            docs.len()
-        )));
-    };
-    let value = doc
-        .value
-        .clone()
-        .map_err(|e| Error::bad_request(e.message))?;
+    let value = single_document(text)?;
     parse_definition(&value).map_err(|errors| Error::Validation { errors })
 }
 

@@ -117,6 +117,20 @@ pub fn split_documents(text: &str) -> Vec<RawDocument> {
     docs
 }
 
+/// The value tree of a text that must hold exactly one YAML document (an
+/// API request body, a `catalog diff` argument).
+pub fn single_document(text: &str) -> Result<Value, crate::error::Error> {
+    use crate::error::Error;
+    let docs = split_documents(text);
+    let [doc] = docs.as_slice() else {
+        return Err(Error::bad_request(format!(
+            "expected one YAML document, found {}",
+            docs.len()
+        )));
+    };
+    doc.value.clone().map_err(|e| Error::bad_request(e.message))
+}
+
 /// Parses one YAML document into a JSON value tree. The YAML library refuses
 /// alias bombs (repetition limit) and deep nesting (recursion limit) with an
 /// error instead of exhausting memory or stack.

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use nestor_core::{
     parse_file, scan_annotations, CatalogRef, Deployment, DeploymentEntry, DeploymentFilter,
-    DeploymentRequest, DeploymentSet, Document, Error, EventType, PublishOutcome, VersionSpec,
+    DeploymentRequest, DeploymentSet, Document, Error, EventType, PublishOutcome,
 };
 use serde_json::json;
 
@@ -621,71 +621,15 @@ pub(super) async fn graph(
         environment: env.map(str::to_string),
         ..Default::default()
     };
-    let mut latest: BTreeMap<(String, String), Deployment> = BTreeMap::new();
-    for d in store.list_deployments(&filter).await? {
-        latest
-            .entry((d.environment.clone(), d.name.clone()))
-            .or_insert(d);
-    }
-    let mut nodes = Vec::new();
-    let mut edges = Vec::new();
-    for d in latest.values() {
-        let content = store.revision_content(&d.id).await?.unwrap_or_default();
-        let prefix = format!("{}/{}", d.environment, d.name);
-        for r in &d.resources {
-            nodes.push(json!({"id": format!("{prefix}/{}", r.name), "kind": "resource", "definition": r.catalog_ref, "status": r.status}));
-            edges.push(json!({"from": format!("{prefix}/{}", r.name), "to": r.catalog_ref, "kind": "uses"}));
-            if let Ok(c) = CatalogRef::parse(&r.catalog_ref) {
-                if let Ok(v) = store.resolve(&c.name, &c.version).await {
-                    for dep in &v.definition.spec.dependencies {
-                        let req = VersionSpec::parse(&dep.version)
-                            .map(|s| s.to_string())
-                            .unwrap_or_default();
-                        edges.push(json!({"from": r.catalog_ref, "to": format!("{} {req}", dep.name), "kind": "catalog"}));
-                    }
-                }
-            }
-        }
-        for e in &content.edges {
-            edges.push(json!({"from": format!("{prefix}/{}", e.from), "to": format!("{prefix}/{}", e.to), "kind": "deployment"}));
-        }
-    }
-    let graph = json!({"nodes": nodes, "edges": edges});
+    let view = nestor_core::deployment_graph(store.as_ref(), &filter, |_| true).await?;
     if dot {
-        let mut out = String::from("digraph nestor {\n  rankdir=LR;\n");
-        for n in &nodes {
-            out.push_str(&format!(
-                "  {:?} [shape=box];\n",
-                n["id"].as_str().unwrap_or_default()
-            ));
-        }
-        for e in &edges {
-            let style = if e["kind"] == "deployment" {
-                ""
-            } else {
-                " [style=dashed]"
-            };
-            out.push_str(&format!(
-                "  {:?} -> {:?}{style};\n",
-                e["from"].as_str().unwrap_or_default(),
-                e["to"].as_str().unwrap_or_default()
-            ));
-        }
-        out.push_str("}\n");
-        print!("{out}");
+        print!("{}", view.to_dot());
         return Ok(ExitCode::SUCCESS);
     }
-    emit(ctx.format(), &graph, || {
-        edges
+    emit(ctx.format(), &view, || {
+        view.edges
             .iter()
-            .map(|e| {
-                format!(
-                    "{} -> {} ({})\n",
-                    e["from"].as_str().unwrap_or_default(),
-                    e["to"].as_str().unwrap_or_default(),
-                    e["kind"].as_str().unwrap_or_default()
-                )
-            })
+            .map(|e| format!("{} -> {} ({})\n", e.from, e.to, e.kind))
             .collect()
     })?;
     Ok(ExitCode::SUCCESS)
