@@ -480,7 +480,7 @@ async fn idempotency_keys_apply_once() {
 }
 
 #[tokio::test]
-async fn deleting_revision_one_removes_its_files_and_cancel_stops_waves() {
+async fn deleting_revision_one_removes_its_files() {
     let e = env().await;
     e.composer
         .publish(parse_composition_yaml(WEB_APP).unwrap(), None, "t")
@@ -503,4 +503,79 @@ async fn deleting_revision_one_removes_its_files_and_cancel_stops_waves() {
         e.orchestrator.get("nope").await.unwrap_err().code(),
         ErrorCode::DeploymentNotFound
     );
+}
+
+/// Renders only once released: lets a test act while a wave is running.
+struct GateEngine(Arc<tokio::sync::Notify>);
+
+#[async_trait]
+impl Engine for GateEngine {
+    fn info(&self) -> EngineInfo {
+        EngineInfo {
+            name: "terraform".into(),
+            version: "1.0.0".into(),
+            description: "gated".into(),
+        }
+    }
+
+    async fn render(&self, request: &RenderRequest) -> Result<RenderOutput> {
+        self.0.notified().await;
+        JsonEngine("terraform").render(request).await
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_running_deployment_starts_no_new_wave() {
+    let e = env().await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let engines: BTreeMap<String, Arc<dyn Engine>> = BTreeMap::from([(
+        "terraform".to_string(),
+        Arc::new(GateEngine(gate.clone())) as Arc<dyn Engine>,
+    )]);
+    let executor = Arc::new(GitOpsExecutor::open(GitOpsConfig::local(e.repo.path())).unwrap());
+    let orchestrator = Orchestrator::new(e.store.clone(), Arc::new(engines), executor);
+    let request: DeploymentRequest = serde_json::from_value(json!({
+        "team": "alpha", "environment": "dev", "name": "slow",
+        "resources": [
+            {"name": "first", "catalog_ref": "cache", "engine": "terraform"},
+            {"name": "second", "catalog_ref": "cache", "engine": "terraform", "depends_on": ["first"]}
+        ]
+    }))
+    .unwrap();
+    let running = tokio::spawn({
+        let o = orchestrator.clone();
+        async move { o.apply(&request, None).await }
+    });
+    let id = "alpha.dev.slow.r1";
+    for _ in 0..200 {
+        if orchestrator.get(id).await.is_ok_and(|d| {
+            d.resources
+                .iter()
+                .any(|r| r.status == ResourceStatus::Rendering)
+        }) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let cancelled = orchestrator.delete(id).await.unwrap();
+    assert_eq!(cancelled.status, DeploymentStatus::Cancelled);
+    gate.notify_one();
+    let done = tokio::time::timeout(std::time::Duration::from_secs(10), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, DeploymentStatus::Cancelled, "{done:?}");
+    let second = done.resources.iter().find(|r| r.name == "second").unwrap();
+    assert_eq!(
+        second.status,
+        ResourceStatus::Cancelled,
+        "the next wave never started"
+    );
+    assert!(
+        commits(e.repo.path()).is_empty(),
+        "a cancelled deployment commits nothing"
+    );
+    let stored = orchestrator.get(id).await.unwrap();
+    assert_eq!(stored.status, DeploymentStatus::Cancelled);
 }
