@@ -18,8 +18,8 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 pub use plan::{diff_artifacts, FileDiff, Plan, PlanDiff};
-pub use view::{deployment_graph, GraphEdge, GraphNode, GraphView};
 pub use resolve::{render_inputs, resolve_params, resolve_resources, PinnedResource, Resolved};
+pub use view::{deployment_graph, GraphEdge, GraphNode, GraphView};
 
 use crate::catalog::{Clock, SystemClock};
 use crate::engine::{Artifact, EngineProvider, RenderContext, RenderOutput, RenderRequest};
