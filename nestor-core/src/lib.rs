@@ -6,27 +6,38 @@
 //!
 //! # Layout
 //! - `model`: plain data — resource definitions in their canonical form,
-//!   published versions, sources, sync reports, events.
-//! - `parse`: YAML documents → canonical definitions. Every alias of SPEC §1
-//!   is normalised here, and nowhere else.
-//! - `validate`: the validity rules of SPEC §1; every violation at once, each
-//!   with a field path.
+//!   published versions, sources, sync reports, events, compositions,
+//!   deployments and their revisions.
+//! - `parse`: YAML documents → canonical definitions and compositions. Every
+//!   alias of SPEC §1 and §4 is normalised here, and nowhere else.
+//! - `validate`: the validity rules of SPEC §1 and value checks; every
+//!   violation at once, each with a field path.
 //! - `versioning`: SPEC §2 — change classification, required bumps, latest,
-//!   requirement matching.
+//!   requirement matching, catalog references.
 //! - `store`: the storage traits, split by use; `source`: what a catalog
-//!   source (git repository, folder) offers; `engine`: the engine trait.
-//! - `catalog` and `sync`: the services (publish, yank, sync) written against
-//!   those traits, shared by the library user, the CLI and the server.
+//!   source (git repository, folder) offers; `engine`: the engine trait and
+//!   the provider the orchestrator looks engines up in; `executor`: what
+//!   happens to rendered files (the GitOps executor implements it).
+//! - `catalog` and `sync`: publishing (one or a batch), yanking, syncing a
+//!   source; `composer`: publishing compositions after static validation.
+//! - `template`: minijinja over params, outputs and context; `graph`:
+//!   dependency graphs, named cycles, waves; `orchestrator`: plan, apply,
+//!   rollback, delete, promote, and the deployment graph view.
+//! - `annotations`: `//nestor:` comments and the deployment file.
 //! - `search`: the ranking every store uses.
-//! - `testing` (feature `testing`): the conformance suite every store runs.
+//! - `testing` (feature `testing`): the conformance suites every store runs.
 //!
 //! # Design decisions
 //! - Rules live here and are *called* by backends (through default trait
 //!   methods such as [`CatalogReader::latest`]), so the memory, SQLite and
 //!   DynamoDB stores cannot disagree on what "latest" means.
 //! - Validation happens before any write; stores enforce only what must be
-//!   atomic (immutability, event sequence).
-//! - The core has no clock: timestamps are passed in by callers.
+//!   atomic (immutability, event sequence, deployment generations).
+//! - Services read time through [`Clock`] ([`SystemClock`] by default), so
+//!   tests can fix it; nothing else here touches the outside world.
+//! - Batches are first-class ([`CatalogService::publish_many`],
+//!   [`CatalogWriter::insert_versions`], [`EventLog::append_many`]): a sync
+//!   of thousands of files costs a few store round trips, not thousands.
 //! - One error type, [`Error`], whose [`Error::code`] is the SPEC §12 code.
 #![deny(missing_docs)]
 
