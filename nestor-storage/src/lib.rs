@@ -1,19 +1,24 @@
 //! # nestor-storage
 //!
 //! Everything Nestor persists or reads as a source of truth: the stores
-//! behind the `nestor-core` storage traits, and the catalog sources.
+//! behind the `nestor-core` storage traits, the catalog sources, and the
+//! GitOps repository deployments are committed to.
 //!
 //! # Layout
 //! - `memory`: [`MemoryStore`], for tests and embedding; always available.
 //! - `sqlite` (feature `sqlite`, default): [`SqliteStore`], the embedded
 //!   default — one file, WAL, versioned migrations, a read cache callers
 //!   never see.
+//! - `dynamodb` (feature `dynamodb`): `DynamoStore`, for several server
+//!   replicas sharing one catalog — conditional writes, a global event
+//!   counter, tables made by `migrate` (design in its module docs).
 //! - `git` (feature `git`, default): [`GitSource`] and [`FolderSource`], the
-//!   `CatalogSource`s read by the sync service.
+//!   `CatalogSource`s read by the sync service, and [`GitOpsExecutor`], the
+//!   default `Executor` (one commit per apply, Argo CD Applications).
 //!
 //! # Design decisions
-//! Every store passes the conformance suite of `nestor_core::testing` in
-//! full, so they are interchangeable. The rules (latest, requirement
+//! Every store passes the conformance suites of `nestor_core::testing` in
+//! full (catalog, compositions, deployments), so they are interchangeable. The rules (latest, requirement
 //! matching, search ranking) come from the core; a store only makes writes
 //! atomic and reads fast.
 #![deny(missing_docs)]
