@@ -327,6 +327,11 @@ async fn health() -> Json<serde_json::Value> {
 async fn ready(State(state): State<AppState>) -> Response {
     let store = tokio::time::timeout(Duration::from_secs(2), state.store().last_sequence()).await;
     let store_ok = matches!(store, Ok(Ok(_)));
+    match &store {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "ready: the store does not answer"),
+        Err(_) => tracing::warn!("ready: the store did not answer within 2 s"),
+    }
     let engines = state
         .inner
         .engines
@@ -340,11 +345,17 @@ async fn ready(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({"ready": ready, "store": store_ok, "engines": engines})),
-    )
-        .into_response()
+    let mut body = json!({"ready": ready, "store": store_ok, "engines": engines});
+    if !store_ok {
+        // The SPEC §12 body every request the store fails answers with.
+        body["error"] = json!({
+            "code": nestor_core::ErrorCode::StorageUnavailable,
+            "message": "the store is unavailable; try again later",
+            "details": {},
+            "trace_id": error::current_request_id(),
+        });
+    }
+    (status, Json(body)).into_response()
 }
 
 #[utoipa::path(get, path = "/api/v1/engines", responses((status = 200, description = "every engine: name, version, source, sha256, healthy")))]
