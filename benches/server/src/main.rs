@@ -334,6 +334,7 @@ async fn orchestrate() -> anyhow::Result<()> {
         LOAD_SECS,
     )
     .await?;
+    let (health_rps, health_lat) = load(&nestor.addr, "/health", CONNECTIONS, LOAD_SECS).await?;
     let (rss_after, hwm) = nestor.rss_mib();
     println!("\n| scenario | figure | goal |\n|---|---|---|");
     println!(
@@ -345,6 +346,12 @@ async fn orchestrate() -> anyhow::Result<()> {
     println!(
         "| ratio nestor / hello-world | {:.2} | ≥ 0.5 |",
         get_rps / hello_rps
+    );
+    println!(
+        "| GET /health (router, auth, metrics, request id; no store) | {health_rps:.0} req/s, p50 {} p99 {} | ratio {:.2} |",
+        ms(pct(&health_lat, 0.5)),
+        ms(pct(&health_lat, 0.99)),
+        health_rps / hello_rps
     );
     println!("| server RSS with 10k defs | {rss_idle:.0} MiB idle, {rss_after:.0} MiB after load (peak {hwm:.0} MiB) | < 100 MiB |");
     drop(hello);

@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nestor_core::{
     interpret, locate_lines, parse_definition, split_documents, Document, Error, FieldError,
-    ListFilter, PublishOutcome, ResourceDefinition, VersionSpec,
+    ListFilter, Page, PublishOutcome, PublishedVersion, ResourceDefinition, VersionSpec,
+    VersionSummary,
 };
 use serde_json::{json, Value};
 
@@ -54,14 +55,14 @@ pub(super) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: Query,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<PublishedVersion>>> {
     caller.read_catalog(&state)?;
     query.allow(&[&FILTER_KEYS[..], &["limit", "cursor"]].concat())?;
     let page = state
         .store()
         .list_latest(&filter(&query)?, &query.page()?)
         .await?;
-    Ok(Json(json!(page)))
+    Ok(Json(page))
 }
 
 /// The latest version of a name, full.
@@ -72,13 +73,13 @@ pub(super) async fn latest(
     caller: Caller,
     query: Query,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PublishedVersion>> {
     caller.read_catalog(&state)?;
     query.allow(&[])?;
     check_name("resource", &name)?;
-    Ok(Json(json!(
-        state.store().resolve(&name, &VersionSpec::Latest).await?
-    )))
+    Ok(Json(
+        state.store().resolve(&name, &VersionSpec::Latest).await?,
+    ))
 }
 
 /// Every version of a name, newest first.
@@ -89,7 +90,7 @@ pub(super) async fn versions(
     caller: Caller,
     query: Query,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<VersionSummary>>> {
     caller.read_catalog(&state)?;
     query.allow(&[])?;
     check_name("resource", &name)?;
@@ -97,7 +98,7 @@ pub(super) async fn versions(
     if versions.is_empty() {
         return Err(Error::ResourceNotFound { name }.into());
     }
-    Ok(Json(json!(versions)))
+    Ok(Json(versions))
 }
 
 /// An exact version, `latest`, or the best match for a requirement.
@@ -109,13 +110,13 @@ pub(super) async fn get_version(
     caller: Caller,
     query: Query,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PublishedVersion>> {
     caller.read_catalog(&state)?;
     query.allow(&[])?;
     check_name("resource", &name)?;
     let spec = VersionSpec::parse(&version)
         .map_err(|e| Error::bad_request(format!("version {version:?}: {e}")))?;
-    Ok(Json(json!(state.store().resolve(&name, &spec).await?)))
+    Ok(Json(state.store().resolve(&name, &spec).await?))
 }
 
 /// Ranked search over names, descriptions, labels and types.

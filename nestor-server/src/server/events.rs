@@ -39,6 +39,12 @@ use super::extract::Query;
 use super::metrics::Metrics;
 use super::AppState;
 
+/// An event with its JSON, serialised once for every subscriber.
+struct Wire {
+    event: Event,
+    json: String,
+}
+
 /// How often the tail reads the log when nobody wakes it.
 const TAIL_INTERVAL: Duration = Duration::from_millis(75);
 /// How long a stream may go unpolled between two events before a lag is
@@ -68,7 +74,7 @@ struct HubInner {
     /// Where events are read from (and replayed from).
     store: Arc<dyn Store>,
     /// Fan-out to every connected client; its ring is the per-client buffer.
-    sender: broadcast::Sender<Arc<Event>>,
+    sender: broadcast::Sender<Arc<Wire>>,
     /// Wakes the tail early after a local write.
     wake: Notify,
     /// The greatest sequence broadcast so far: where a new client starts.
@@ -140,7 +146,9 @@ impl EventHub {
                         for event in batch {
                             last = event.id;
                             // No receiver is fine: nobody is listening.
-                            let _ = inner.sender.send(Arc::new(event));
+                            let json =
+                                serde_json::to_string(&event).unwrap_or_else(|_| "{}".into());
+                            let _ = inner.sender.send(Arc::new(Wire { event, json }));
                             inner.live.store(last, Ordering::Release);
                         }
                         if !full {
@@ -304,11 +312,11 @@ fn visible_to(caller: &Caller, e: &Event) -> bool {
     }
 }
 
-fn to_sse(e: &Event) -> SseEvent {
+fn to_sse(e: &Event, json: &str) -> SseEvent {
     SseEvent::default()
         .id(e.id.to_string())
         .event(e.event_type.as_str())
-        .data(serde_json::to_string(e).unwrap_or_else(|_| "{}".into()))
+        .data(json)
 }
 
 /// One client's position in the stream.
@@ -316,7 +324,7 @@ struct Client {
     hub: EventHub,
     caller: Caller,
     selector: Selector,
-    rx: broadcast::Receiver<Arc<Event>>,
+    rx: broadcast::Receiver<Arc<Wire>>,
     /// The greatest sequence examined (sent or filtered out).
     last: u64,
     /// Still reading the log before following the channel.
@@ -364,7 +372,7 @@ impl Client {
                 return None;
             }
             if let Some(e) = self.pending.pop_front() {
-                if let Some(out) = self.examine(&e) {
+                if let Some(out) = self.examine(&e, None) {
                     return Some(out);
                 }
                 continue;
@@ -388,8 +396,8 @@ impl Client {
             }
             tokio::select! {
                 received = self.rx.recv() => match received {
-                    Ok(e) => {
-                        if let Some(out) = self.examine(&e) {
+                    Ok(wire) => {
+                        if let Some(out) = self.examine(&wire.event, Some(&wire.json)) {
                             return Some(out);
                         }
                     }
@@ -416,12 +424,20 @@ impl Client {
             .data(json!({"last_event_id": self.last, "missed": missed}).to_string())
     }
 
-    fn examine(&mut self, e: &Event) -> Option<SseEvent> {
+    /// The SSE form of `e` if this client has not seen it and wants it;
+    /// `json` is the hub's serialisation, shared by every subscriber.
+    fn examine(&mut self, e: &Event, json: Option<&str>) -> Option<SseEvent> {
         if e.id <= self.last {
             return None;
         }
         self.last = e.id;
-        (visible_to(&self.caller, e) && self.selector.matches(e)).then(|| to_sse(e))
+        if !(visible_to(&self.caller, e) && self.selector.matches(e)) {
+            return None;
+        }
+        Some(match json {
+            Some(json) => to_sse(e, json),
+            None => to_sse(e, &serde_json::to_string(e).unwrap_or_else(|_| "{}".into())),
+        })
     }
 }
 

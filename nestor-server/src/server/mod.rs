@@ -297,6 +297,10 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         status.as_u16(),
         started.elapsed(),
     );
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        // A write may have appended events: deliver them now, not at the next tick.
+        state.inner.events.wake();
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
