@@ -19,6 +19,9 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Per published event: how many subscribers got it, and when the last did.
+type Arrivals = Arc<Mutex<Vec<(usize, Option<Instant>)>>>;
+
 const CONNECTIONS: usize = 64;
 const LOAD_SECS: u64 = 5;
 const SUBSCRIBERS: usize = 1000;
@@ -141,7 +144,7 @@ async fn serve_nestor(definitions: usize, hook_repo: Option<String>) -> anyhow::
     use nestor_server::server::{self, AppState, Parts};
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn nestor_core::Store> = Arc::new(nestor_storage::SqliteStore::open(
-        &dir.path().join("nestor.db"),
+        dir.path().join("nestor.db"),
     )?);
     let catalog = nestor_core::CatalogService::new(store.clone());
     for chunk in (0..definitions).collect::<Vec<_>>().chunks(1000) {
@@ -358,8 +361,7 @@ async fn orchestrate() -> anyhow::Result<()> {
 
     // SSE: 1,000 subscribers, publish → last delivery.
     let connected = Arc::new(AtomicUsize::new(0));
-    let arrivals: Arc<Mutex<Vec<(usize, Option<Instant>)>>> =
-        Arc::new(Mutex::new(vec![(0, None); SSE_EVENTS]));
+    let arrivals: Arrivals = Arc::new(Mutex::new(vec![(0, None); SSE_EVENTS]));
     for _ in 0..SUBSCRIBERS {
         let arrivals = arrivals.clone();
         tokio::spawn(subscribe(
