@@ -472,7 +472,11 @@ pub(super) async fn stream(
     let rx = hub.inner.sender.subscribe();
     let (last, replaying) = match resume {
         Some(n) => (n, true),
-        None => (hub.live_sequence(), false),
+        // "From now on" is the log's end, not how far the tail has got.
+        None => match hub.inner.store.last_sequence().await {
+            Ok(n) => (n.max(hub.live_sequence()), false),
+            Err(e) => return Err(e.into()),
+        },
     };
     hub.inner.metrics.sse_connected();
     let client = Client {
