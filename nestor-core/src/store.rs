@@ -71,6 +71,15 @@ pub trait CatalogReader: Send + Sync {
             version: spec.to_string(),
         };
         match spec {
+            // One lookup on the common path; the history is read only to
+            // tell "no such name" from "nothing eligible".
+            VersionSpec::Latest => match self.latest(name).await? {
+                Some(found) => Ok(found),
+                None if self.versions(name).await?.is_empty() => {
+                    Err(Error::ResourceNotFound { name: name.into() })
+                }
+                None => Err(not_found()),
+            },
             VersionSpec::Exact(v) => match self.get_version(name, v).await? {
                 Some(found) => Ok(found),
                 None if self.versions(name).await?.is_empty() => {

@@ -46,6 +46,31 @@ struct Spec {
     base: &'static str,
 }
 
+/// A deployment recorded by [`Orchestrator::start`], to be finished by
+/// [`Orchestrator::finish`].
+pub struct Started {
+    /// The recorded deployment (`pending`), or for an idempotent repeat the
+    /// one the first request created.
+    pub deployment: Deployment,
+    /// What is left to do; `None` for an idempotent repeat.
+    run: Option<Box<Run>>,
+}
+
+impl Started {
+    /// Whether this call recorded a new revision (false: an idempotent
+    /// repeat of an earlier request).
+    pub fn is_new(&self) -> bool {
+        self.run.is_some()
+    }
+}
+
+/// The resolved request a started deployment still has to run.
+struct Run {
+    spec: Spec,
+    resolved: Resolved,
+    content: RevisionContent,
+}
+
 /// The outcome of rendering every wave.
 struct Rendered {
     outputs: BTreeMap<String, RenderOutput>,
@@ -325,6 +350,20 @@ impl Orchestrator {
         if request.dry_run {
             return Ok(self.plan(request).await?.deployment);
         }
+        let started = self.start(request, idempotency_key).await?;
+        self.finish(started).await
+    }
+
+    /// The first half of [`Orchestrator::apply`]: validates the request,
+    /// records revision n+1 (`pending`) and appends `deployment.started`,
+    /// so a server can answer with the recorded deployment at once and run
+    /// [`Orchestrator::finish`] in the background. Every request error
+    /// surfaces here, before anything is recorded.
+    pub async fn start(
+        &self,
+        request: &DeploymentRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Started> {
         let spec = self.spec(request).await?;
         let resolved = self.resolve(&spec).await?;
         let request_hash = {
@@ -334,7 +373,6 @@ impl Orchestrator {
             ))
         };
         let content = Self::content(&resolved);
-        let mut deployment = None;
         for _ in 0..8 {
             let revision = self.next_revision(&spec.key).await?;
             let draft = self.draft(&spec, &resolved, revision);
@@ -348,10 +386,22 @@ impl Orchestrator {
                 .await
             {
                 Ok(CreateOutcome::Created) => {
-                    deployment = Some(draft);
-                    break;
+                    self.emit(EventType::DeploymentStarted, &draft).await?;
+                    return Ok(Started {
+                        deployment: draft,
+                        run: Some(Box::new(Run {
+                            spec,
+                            resolved,
+                            content,
+                        })),
+                    });
                 }
-                Ok(CreateOutcome::Existing(existing)) => return Ok(*existing),
+                Ok(CreateOutcome::Existing(existing)) => {
+                    return Ok(Started {
+                        deployment: *existing,
+                        run: None,
+                    })
+                }
                 // Another apply of the same deployment took this revision number.
                 Err(Error::Conflict { .. })
                     if idempotency_key.is_none()
@@ -362,12 +412,31 @@ impl Orchestrator {
                 Err(e) => return Err(e),
             }
         }
-        let mut deployment = deployment.ok_or_else(|| Error::Conflict {
+        Err(Error::Conflict {
             message: format!("{} is being applied concurrently; try again", spec.key),
-        })?;
-        self.emit(EventType::DeploymentStarted, &deployment).await?;
-        self.run(&spec, &resolved, &mut deployment, content).await?;
-        Ok(deployment)
+        })
+    }
+
+    /// The second half of [`Orchestrator::apply`]: renders, commits and
+    /// records a started deployment; an idempotent repeat returns the
+    /// deployment it names as stored.
+    pub async fn finish(&self, started: Started) -> Result<Deployment> {
+        let Started {
+            mut deployment,
+            run,
+        } = started;
+        match run {
+            Some(run) => {
+                let Run {
+                    spec,
+                    resolved,
+                    content,
+                } = *run;
+                self.run(&spec, &resolved, &mut deployment, content).await?;
+                Ok(deployment)
+            }
+            None => self.get(&deployment.id).await,
+        }
     }
 
     /// Renders, commits and records one revision that is already stored.

@@ -2,15 +2,14 @@
 //! roll back, promote, and the dependency graph.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nestor_core::{
-    CatalogRef, Deployment, DeploymentFilter, DeploymentKey, DeploymentRequest, DeploymentStatus,
-    Error, VersionSpec,
+    CatalogRef, Deployment, DeploymentFilter, DeploymentRequest, DeploymentStatus, Error,
+    VersionSpec,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -22,7 +21,6 @@ use super::AppState;
 
 /// How long a create waits for the revision to be recorded before it
 /// answers 202 with only the id.
-const RECORD_WAIT: Duration = Duration::from_secs(30);
 
 /// `POST /teams/{team}/deploy`: a composition with parameters.
 #[derive(Debug, Deserialize)]
@@ -122,58 +120,28 @@ async fn start(
     if request.dry_run {
         return Ok(Json(json!(state.inner.orchestrator.plan(&request).await?)).into_response());
     }
-    let dkey = DeploymentKey {
-        team: request.team.clone(),
-        environment: request.environment.clone(),
-        name: request.name.clone(),
-    };
-    let next = state
-        .store()
-        .revisions(&dkey)
-        .await?
-        .last()
-        .map_or(1, |d| d.revision + 1);
-    let expected = format!("{}.{}.{}.r{next}", dkey.team, dkey.environment, dkey.name);
     let orchestrator = state.inner.orchestrator.clone();
+    // Every request error surfaces here, before anything is recorded.
+    let started = orchestrator.start(&request, key.as_deref()).await?;
+    let deployment = started.deployment.clone();
+    if !started.is_new() {
+        // An idempotent repeat: the deployment the first request created.
+        return Ok((StatusCode::OK, Json(json!(deployment))).into_response());
+    }
     let metrics = state.metrics().clone();
-    let span = tracing::info_span!("deployment", key = %dkey);
-    let task = tokio::spawn(tracing::Instrument::instrument(
+    let span = tracing::info_span!("deployment", id = %deployment.id);
+    tokio::spawn(tracing::Instrument::instrument(
         async move {
-            let result = orchestrator.apply(&request, key.as_deref()).await;
-            match &result {
+            match orchestrator.finish(started).await {
                 Ok(d) => metrics.deployment_finished(d.status.as_str()),
-                Err(e) => tracing::info!(error = %e, "apply refused"),
+                Err(e) => {
+                    tracing::error!(error = %e, "deployment could not be recorded to the end")
+                }
             }
-            result
         },
         span,
     ));
-    let deadline = Instant::now() + RECORD_WAIT;
-    loop {
-        if task.is_finished() {
-            let result = task
-                .await
-                .map_err(|e| Error::internal(format!("apply task: {e}")))?;
-            let d = result?;
-            let status = if d.id == expected {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            return Ok((status, Json(json!(d))).into_response());
-        }
-        if let Some(d) = state.store().get_deployment(&expected).await? {
-            return Ok((StatusCode::ACCEPTED, Json(json!(d))).into_response());
-        }
-        if Instant::now() > deadline {
-            return Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({"id": expected, "status": "pending"})),
-            )
-                .into_response());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    Ok((StatusCode::ACCEPTED, Json(json!(deployment))).into_response())
 }
 
 /// Plans a request: rendered artifacts and a diff, applies nothing.
