@@ -483,6 +483,16 @@ async fn sync(
     path: Option<String>,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = ctx.remote()? {
+        if branch.is_some() || path.is_some() {
+            anyhow::bail!("--branch and --path apply to local syncs only: with --server the source's configuration on the server decides");
+        }
+        if source.contains(['/', ':', '\\']) || source.starts_with('.') {
+            anyhow::bail!("{source:?} is not a source name: with --server only sources configured on the server (catalog.sources in its nestor.yaml) can be synced; configure it there, or sync without --server");
+        }
+        let report = remote.sync(source).await?;
+        return print_sync(&report, ctx);
+    }
     let mut config = match ctx.config.catalog.sources.iter().find(|s| s.name == source) {
         Some(s) => s.clone(),
         None => SourceConfig::new(source_name(source), source),
@@ -499,7 +509,12 @@ async fn sync(
         .with_composer(ctx.composer().await?)
         .sync(opened.as_ref())
         .await?;
-    emit(ctx.format(), &report, || {
+    print_sync(&report, ctx)
+}
+
+/// Prints a sync report; fails when a document was skipped.
+fn print_sync(report: &nestor_core::SyncReport, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+    emit(ctx.format(), report, || {
         let mut out = format!(
             "synced {} at {}: {} published, {} unchanged, {} yanked, {} error(s), {} file(s) read in {} ms\n",
             report.source,
@@ -757,33 +772,28 @@ async fn publish(paths: &[PathBuf], ctx: &Context<'_>) -> anyhow::Result<ExitCod
     let files = expand(paths)?;
     let mut problems = Vec::new();
     let found = read_definitions(&files, &mut problems);
-    let catalog = ctx.catalog().await?;
+    let backend = ctx.backend().await?;
     let mut lines = Vec::new();
     let mut failed = !problems.is_empty();
     for f in publish_order(found, |f| &f.definition) {
         let subject = f.definition.subject();
-        let line = match catalog.publish(f.definition, None, "cli").await {
-            Ok(r) => PublishLine {
+        let line = match backend.publish(f.definition).await? {
+            Ok(outcome) => PublishLine {
                 subject,
                 file: f.file,
-                outcome: match r.outcome {
+                outcome: match outcome {
                     PublishOutcome::Created => "created".into(),
                     PublishOutcome::Unchanged => "unchanged".into(),
                 },
                 error: None,
             },
-            Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
-                return Err(e.into())
-            }
-            Err(e) => {
+            Err(refusal) => {
                 failed = true;
                 PublishLine {
                     subject,
                     file: f.file,
-                    outcome: e.code().to_string(),
-                    error: Some(
-                        json!({"code": e.code(), "message": e.to_string(), "details": e.details()}),
-                    ),
+                    outcome: refusal.code.clone(),
+                    error: Some(refusal.to_json()),
                 }
             }
         };

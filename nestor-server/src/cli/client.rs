@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nestor_core::{
     CatalogService, Deployment, DeploymentFilter, Event, FieldError, ListFilter, Page, PageRequest,
-    PublishedVersion, SearchHit, Store, VersionSpec, VersionSummary,
+    PublishOutcome, PublishedVersion, ResourceDefinition, SearchHit, Store, VersionSpec,
+    VersionSummary,
 };
 use semver::Version;
 use serde::de::DeserializeOwned;
@@ -47,6 +48,28 @@ pub(super) trait Backend: Send + Sync {
     async fn last_event(&self) -> anyhow::Result<u64>;
     /// Events after `after`, oldest first, waiting up to `wait` for some.
     async fn events_after(&self, after: u64, wait: Duration) -> anyhow::Result<Vec<Event>>;
+    /// Publishes one definition: `Ok(Ok(outcome))`, `Ok(Err(refusal))` for
+    /// an error about this definition, `Err` when the catalog itself failed
+    /// (storage, internal, unreachable, not allowed).
+    async fn publish(
+        &self,
+        definition: ResourceDefinition,
+    ) -> anyhow::Result<Result<PublishOutcome, Refusal>>;
+}
+
+/// Why one definition was not published: its SPEC §12 error body.
+#[derive(Debug, Clone)]
+pub(super) struct Refusal {
+    pub code: String,
+    pub message: String,
+    pub details: Value,
+}
+
+impl Refusal {
+    /// The error body `{code, message, details}`.
+    pub(super) fn to_json(&self) -> Value {
+        serde_json::json!({"code": self.code, "message": self.message, "details": self.details})
+    }
 }
 
 /// In-process, on the local store.
@@ -120,6 +143,22 @@ impl Backend for Embedded {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+
+    async fn publish(
+        &self,
+        definition: ResourceDefinition,
+    ) -> anyhow::Result<Result<PublishOutcome, Refusal>> {
+        use nestor_core::Error;
+        match self.catalog.publish(definition, None, "cli").await {
+            Ok(r) => Ok(Ok(r.outcome)),
+            Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => Err(e.into()),
+            Err(e) => Ok(Err(Refusal {
+                code: e.code().to_string(),
+                message: e.to_string(),
+                details: e.details(),
+            })),
+        }
+    }
 }
 
 /// An error answered by the server: its SPEC §12 code and message, printed
@@ -132,6 +171,8 @@ pub struct RemoteError {
     pub message: String,
     /// `details.validation_errors`, when present.
     pub field_errors: Vec<FieldError>,
+    /// `details`, as answered.
+    pub details: Value,
 }
 
 impl std::fmt::Display for RemoteError {
@@ -159,6 +200,16 @@ impl Remote {
             token,
             http,
         })
+    }
+
+    /// Syncs a source configured on the server and answers its report.
+    pub(super) async fn sync(&self, source: &str) -> anyhow::Result<nestor_core::SyncReport> {
+        self.call(
+            self.request(reqwest::Method::POST, "/api/v1/sync")
+                .query(&[("source", source), ("wait", "true")])
+                .timeout(Duration::from_secs(600)),
+        )
+        .await
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -192,6 +243,7 @@ impl Remote {
                 code: e["code"].as_str().unwrap_or("INTERNAL_ERROR").to_string(),
                 message: e["message"].as_str().unwrap_or("no message").to_string(),
                 field_errors,
+                details: e["details"].clone(),
             }
             .into());
         }
@@ -398,4 +450,42 @@ impl Backend for Remote {
             }
         }
     }
+
+    async fn publish(
+        &self,
+        definition: ResourceDefinition,
+    ) -> anyhow::Result<Result<PublishOutcome, Refusal>> {
+        let body = serde_yaml::to_string(&definition)?;
+        let req = self
+            .request(reqwest::Method::POST, "/api/v1/resources")
+            .header(reqwest::header::CONTENT_TYPE, "application/yaml")
+            .body(body);
+        #[derive(serde::Deserialize)]
+        struct Published {
+            outcome: PublishOutcome,
+        }
+        match self.call::<Published>(req).await {
+            Ok(r) => Ok(Ok(r.outcome)),
+            Err(e) => match e.downcast::<RemoteError>() {
+                Ok(r) if !ABORTS.contains(&r.code.as_str()) => Ok(Err(Refusal {
+                    code: r.code,
+                    message: r.message,
+                    details: r.details,
+                })),
+                Ok(r) => Err(r.into()),
+                Err(e) => Err(e),
+            },
+        }
+    }
 }
+
+/// Remote error codes about the server or the caller rather than one item:
+/// they stop a command instead of being reported per item.
+const ABORTS: [&str; 6] = [
+    "STORAGE_UNAVAILABLE",
+    "INTERNAL_ERROR",
+    "UNAUTHORIZED",
+    "FORBIDDEN",
+    "BAD_REQUEST",
+    "RATE_LIMITED",
+];

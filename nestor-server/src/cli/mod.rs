@@ -301,6 +301,8 @@ impl Command {
                     | CatalogCommand::Versions { .. }
                     | CatalogCommand::Search { .. }
                     | CatalogCommand::Yank { .. }
+                    | CatalogCommand::Publish { .. }
+                    | CatalogCommand::Sync { .. }
                     | CatalogCommand::Validate { .. }
                     | CatalogCommand::Diff { .. }
             ),
@@ -341,19 +343,25 @@ impl Context<'_> {
         Ok(nestor_storage::DynamoStore::connect(config).await?)
     }
 
+    /// The server of `--server`, when there is one.
+    fn remote(&self) -> anyhow::Result<Option<client::Remote>> {
+        let Some(url) = &self.global.server else {
+            return Ok(None);
+        };
+        let token = self.global.token.clone().or_else(|| {
+            std::fs::read_to_string(serve::token_path(&self.global.data_dir))
+                .ok()
+                .map(|t| t.trim().to_string())
+        });
+        Ok(Some(client::Remote::new(url, token)?))
+    }
+
     /// Where the data is: the server of `--server`, else the local store.
     /// A server token comes from `--token`, else from the file
     /// `nestor serve --dev` wrote in the data folder.
     async fn backend(&self) -> anyhow::Result<Box<dyn client::Backend>> {
-        match &self.global.server {
-            Some(url) => {
-                let token = self.global.token.clone().or_else(|| {
-                    std::fs::read_to_string(serve::token_path(&self.global.data_dir))
-                        .ok()
-                        .map(|t| t.trim().to_string())
-                });
-                Ok(Box::new(client::Remote::new(url, token)?))
-            }
+        match self.remote()? {
+            Some(remote) => Ok(Box::new(remote)),
             None => {
                 let store = self.store().await?;
                 let catalog = CatalogService::new(store.clone());

@@ -19,9 +19,6 @@ use super::error::ApiResult;
 use super::extract::{check_name, decode_value, Payload, Query};
 use super::AppState;
 
-/// How long a create waits for the revision to be recorded before it
-/// answers 202 with only the id.
-
 /// `POST /teams/{team}/deploy`: a composition with parameters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

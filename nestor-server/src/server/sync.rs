@@ -203,16 +203,39 @@ impl SyncManager {
 }
 
 /// `POST /api/v1/sync?source=NAME` (platform role): 202, the sync runs in
-/// the background. Without `source`, every source.
-#[utoipa::path(post, path = "/api/v1/sync", params(("source" = Option<String>, Query)),
-    responses((status = 202, description = "{accepted: [names]}"), (status = 400, description = "unknown source")))]
+/// the background. Without `source`, every source. With `source` and
+/// `wait=true`, the sync runs before the answer: 200 with its report.
+#[utoipa::path(post, path = "/api/v1/sync", params(("source" = Option<String>, Query), ("wait" = Option<bool>, Query)),
+    responses((status = 202, description = "{accepted: [names]}"), (status = 200, description = "the sync report (wait=true)"),
+              (status = 400, description = "unknown source")))]
 pub(super) async fn trigger(
     State(state): State<AppState>,
     caller: Caller,
     query: Query,
 ) -> ApiResult<Response> {
     caller.write_catalog()?;
-    query.allow(&["source"])?;
+    query.allow(&["source", "wait"])?;
+    let wait = match query.get("wait") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(Error::bad_request(format!("wait={other:?}: use true or false")).into())
+        }
+    };
+    if wait {
+        let name = query
+            .get("source")
+            .ok_or_else(|| Error::bad_request("wait=true needs source=NAME"))?;
+        if !state.syncs().names().iter().any(|n| n == name) {
+            return Err(Error::bad_request(format!(
+                "no source named {name:?} (known: {})",
+                state.syncs().names().join(", ")
+            ))
+            .into());
+        }
+        let report = state.syncs().sync_now(name).await?;
+        return Ok(Json(report).into_response());
+    }
     let names = match query.get("source") {
         Some(name) => vec![name.to_string()],
         None => state.syncs().names(),

@@ -7,6 +7,7 @@ mod catalog;
 mod deploy;
 mod events;
 mod process;
+mod remote;
 mod webhooks;
 
 use std::path::{Path, PathBuf};

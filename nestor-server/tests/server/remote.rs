@@ -1,0 +1,215 @@
+//! The CLI against a real `nestor serve` subprocess on 127.0.0.1: every
+//! command that works with `--server` prints what it prints embedded.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::root;
+
+/// A `nestor serve --dev` subprocess, killed when dropped.
+struct Served {
+    child: Child,
+    url: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// Starts `nestor serve --dev` in a fresh folder with `extra` flags and
+    /// waits (bounded) for its address and token.
+    fn start(extra: &[&str]) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--dev"];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nestor"))
+            .args(&args)
+            .current_dir(dir.path())
+            .env_remove("NESTOR_SERVER")
+            .env_remove("NESTOR_TOKEN")
+            .env_remove("NESTOR_DATA_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut served = Served {
+            child,
+            url: String::new(),
+            token: String::new(),
+            _dir: dir,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        served.url = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("nestor serve prints where it listens");
+            if let Some(rest) = line.strip_prefix("nestor listening on ") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        served.token = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("nestor serve --dev prints a token");
+            if line.trim_start().starts_with("nst_") {
+                break line.trim().to_string();
+            }
+        };
+        served
+    }
+
+    /// `--server URL --token TOKEN` followed by `args`.
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut out = vec![
+            "--server",
+            self.url.as_str(),
+            "--token",
+            self.token.as_str(),
+        ];
+        out.extend_from_slice(args);
+        out
+    }
+}
+
+/// Runs the nestor binary in `dir`, bounded by a timeout.
+async fn nestor(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let dir = dir.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let run = tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_nestor"))
+            .args(&args)
+            .current_dir(&dir)
+            .env_remove("NESTOR_SERVER")
+            .env_remove("NESTOR_TOKEN")
+            .env_remove("NESTOR_DATA_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    });
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the nestor command finishes within 120 s")
+        .unwrap()
+}
+
+/// The first YAML file below `dir`, in path order.
+fn first_yaml(dir: &Path) -> Option<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    entries.into_iter().find_map(|p| {
+        if p.is_dir() {
+            first_yaml(&p)
+        } else {
+            p.extension()
+                .is_some_and(|x| x == "yaml" || x == "yml")
+                .then_some(p)
+        }
+    })
+}
+
+fn catalog() -> PathBuf {
+    root().join("examples/catalog")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_publish_and_sync_against_nestor_serve() {
+    let served = Served::start(&[]);
+    let local = tempfile::tempdir().unwrap();
+    let path = catalog();
+    let path = path.to_str().unwrap();
+
+    // A first publish creates, a second finds everything unchanged.
+    for round in ["created", "unchanged"] {
+        for format in ["table", "json"] {
+            let embedded = nestor(local.path(), &["-o", format, "catalog", "publish", path]).await;
+            let remote = nestor(
+                local.path(),
+                &served.args(&["-o", format, "catalog", "publish", path]),
+            )
+            .await;
+            assert_eq!(embedded.0, 0, "{round} {format}: {}", embedded.2);
+            assert_eq!(remote, embedded, "{round} {format}");
+            if format == "table" {
+                assert!(embedded.1.contains(round), "{}", embedded.1);
+            }
+        }
+    }
+
+    // A changed definition under a published version is refused per line.
+    let edited = tempfile::tempdir().unwrap();
+    let source = first_yaml(&catalog().join("resources")).expect("a definition file");
+    let text = std::fs::read_to_string(&source).unwrap();
+    let changed = text.replacen("description:", "description: changed", 1);
+    assert_ne!(changed, text);
+    let file = edited.path().join("changed.yaml");
+    std::fs::write(&file, changed).unwrap();
+    let file = file.to_str().unwrap();
+    let embedded = nestor(local.path(), &["catalog", "publish", file]).await;
+    let remote = nestor(local.path(), &served.args(&["catalog", "publish", file])).await;
+    assert_eq!(embedded.0, 1, "{}", embedded.1);
+    assert_eq!(remote, embedded);
+
+    // Without the token the server's refusal stops the command.
+    let denied = nestor(
+        local.path(),
+        &["--server", &served.url, "catalog", "publish", path],
+    )
+    .await;
+    assert_eq!(denied.0, 1);
+    assert!(denied.2.starts_with("error[UNAUTHORIZED]"), "{}", denied.2);
+
+    // Sync: an ad-hoc path must be configured on the server.
+    let adhoc = nestor(local.path(), &served.args(&["catalog", "sync", path])).await;
+    assert_eq!(adhoc.0, 1);
+    assert!(adhoc.2.contains("configured on the server"), "{}", adhoc.2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_sync_of_a_configured_source_against_nestor_serve() {
+    let path = catalog();
+    let path = path.to_str().unwrap();
+    let served = Served::start(&["--catalog", path]);
+    let local = tempfile::tempdir().unwrap();
+    let remote = nestor(
+        local.path(),
+        &served.args(&["-o", "json", "catalog", "sync", "catalog"]),
+    )
+    .await;
+    assert_eq!(remote.0, 0, "{}", remote.2);
+    let report: serde_json::Value = serde_json::from_str(&remote.1).unwrap();
+    assert_eq!(report["source"], "catalog");
+    assert_eq!(report["errors"], serde_json::json!([]));
+    let table = nestor(local.path(), &served.args(&["catalog", "sync", "catalog"])).await;
+    assert_eq!(table.0, 0, "{}", table.2);
+    assert!(table.1.starts_with("synced catalog at "), "{}", table.1);
+    let unknown = nestor(local.path(), &served.args(&["catalog", "sync", "nope"])).await;
+    assert_eq!(unknown.0, 1);
+    assert!(
+        unknown.2.starts_with("error[BAD_REQUEST]")
+            && unknown.2.contains("no source named \"nope\""),
+        "{}",
+        unknown.2
+    );
+}
