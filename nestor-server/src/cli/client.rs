@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use nestor_core::{
-    CatalogService, Deployment, DeploymentFilter, Event, FieldError, ListFilter, Page, PageRequest,
-    PublishOutcome, PublishedVersion, ResourceDefinition, SearchHit, Store, VersionSpec,
-    VersionSummary,
+    CatalogService, Composer, Composition, Deployment, DeploymentFilter, Event, FieldError,
+    ListFilter, Page, PageRequest, PublishOutcome, PublishedComposition, PublishedVersion,
+    ResourceDefinition, SearchHit, Store, VersionSpec, VersionSummary,
 };
 use semver::Version;
 use serde::de::DeserializeOwned;
@@ -55,6 +55,21 @@ pub(super) trait Backend: Send + Sync {
         &self,
         definition: ResourceDefinition,
     ) -> anyhow::Result<Result<PublishOutcome, Refusal>>;
+    /// The newest version of each composition of a team (`None`: every team).
+    async fn compositions(&self, team: Option<&str>) -> anyhow::Result<Vec<PublishedComposition>>;
+    /// A version spec of a team's composition.
+    async fn composition(
+        &self,
+        team: &str,
+        name: &str,
+        spec: &VersionSpec,
+    ) -> anyhow::Result<PublishedComposition>;
+    /// Publishes a composition under its `metadata.team`: the outcome and
+    /// its waves, or why it was refused (like [`Backend::publish`]).
+    async fn publish_composition(
+        &self,
+        composition: Composition,
+    ) -> anyhow::Result<Result<(PublishOutcome, Vec<Vec<String>>), Refusal>>;
 }
 
 /// Why one definition was not published: its SPEC §12 error body.
@@ -63,6 +78,48 @@ pub(super) struct Refusal {
     pub code: String,
     pub message: String,
     pub details: Value,
+    /// The field errors it carries (the message alone when none).
+    pub field_errors: Vec<FieldError>,
+}
+
+impl From<&nestor_core::Error> for Refusal {
+    fn from(e: &nestor_core::Error) -> Refusal {
+        Refusal {
+            code: e.code().to_string(),
+            message: e.to_string(),
+            details: e.details(),
+            field_errors: e.field_errors(),
+        }
+    }
+}
+
+impl From<RemoteError> for Refusal {
+    fn from(r: RemoteError) -> Refusal {
+        let field_errors = if r.field_errors.is_empty() {
+            vec![FieldError::new("", r.message.clone())]
+        } else {
+            r.field_errors
+        };
+        Refusal {
+            code: r.code,
+            message: r.message,
+            details: r.details,
+            field_errors,
+        }
+    }
+}
+
+/// A remote answer: `Ok(Err(refusal))` for an error about the item sent,
+/// `Err` for one about the server or the caller.
+fn refusal<T>(result: anyhow::Result<T>) -> anyhow::Result<Result<T, Refusal>> {
+    match result {
+        Ok(t) => Ok(Ok(t)),
+        Err(e) => match e.downcast::<RemoteError>() {
+            Ok(r) if !ABORTS.contains(&r.code.as_str()) => Ok(Err(r.into())),
+            Ok(r) => Err(r.into()),
+            Err(e) => Err(e),
+        },
+    }
 }
 
 impl Refusal {
@@ -76,6 +133,7 @@ impl Refusal {
 pub(super) struct Embedded {
     pub store: Arc<dyn Store>,
     pub catalog: CatalogService,
+    pub composer: Composer,
 }
 
 #[async_trait]
@@ -152,11 +210,32 @@ impl Backend for Embedded {
         match self.catalog.publish(definition, None, "cli").await {
             Ok(r) => Ok(Ok(r.outcome)),
             Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => Err(e.into()),
-            Err(e) => Ok(Err(Refusal {
-                code: e.code().to_string(),
-                message: e.to_string(),
-                details: e.details(),
-            })),
+            Err(e) => Ok(Err((&e).into())),
+        }
+    }
+
+    async fn compositions(&self, team: Option<&str>) -> anyhow::Result<Vec<PublishedComposition>> {
+        Ok(self.store.list_compositions(team).await?)
+    }
+
+    async fn composition(
+        &self,
+        team: &str,
+        name: &str,
+        spec: &VersionSpec,
+    ) -> anyhow::Result<PublishedComposition> {
+        Ok(self.composer.get(team, name, spec).await?)
+    }
+
+    async fn publish_composition(
+        &self,
+        composition: Composition,
+    ) -> anyhow::Result<Result<(PublishOutcome, Vec<Vec<String>>), Refusal>> {
+        use nestor_core::Error;
+        match self.composer.publish(composition, None, "cli").await {
+            Ok(p) => Ok(Ok((p.outcome, p.waves))),
+            Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => Err(e.into()),
+            Err(e) => Ok(Err((&e).into())),
         }
     }
 }
@@ -464,18 +543,65 @@ impl Backend for Remote {
         struct Published {
             outcome: PublishOutcome,
         }
-        match self.call::<Published>(req).await {
-            Ok(r) => Ok(Ok(r.outcome)),
-            Err(e) => match e.downcast::<RemoteError>() {
-                Ok(r) if !ABORTS.contains(&r.code.as_str()) => Ok(Err(Refusal {
-                    code: r.code,
-                    message: r.message,
-                    details: r.details,
-                })),
-                Ok(r) => Err(r.into()),
-                Err(e) => Err(e),
-            },
+        Ok(refusal(self.call::<Published>(req).await)?.map(|p| p.outcome))
+    }
+
+    async fn compositions(&self, team: Option<&str>) -> anyhow::Result<Vec<PublishedComposition>> {
+        let Some(team) = team else {
+            anyhow::bail!("--all works only on the local store: the server lists one team's compositions at a time (--team)");
+        };
+        self.call(self.request(
+            reqwest::Method::GET,
+            &format!("/api/v1/teams/{}/compositions", encode(team)),
+        ))
+        .await
+    }
+
+    async fn composition(
+        &self,
+        team: &str,
+        name: &str,
+        spec: &VersionSpec,
+    ) -> anyhow::Result<PublishedComposition> {
+        let path = match spec {
+            VersionSpec::Latest => {
+                format!(
+                    "/api/v1/teams/{}/compositions/{}",
+                    encode(team),
+                    encode(name)
+                )
+            }
+            other => format!(
+                "/api/v1/teams/{}/compositions/{}/{}",
+                encode(team),
+                encode(name),
+                encode(&other.to_string())
+            ),
+        };
+        self.call(self.request(reqwest::Method::GET, &path)).await
+    }
+
+    async fn publish_composition(
+        &self,
+        composition: Composition,
+    ) -> anyhow::Result<Result<(PublishOutcome, Vec<Vec<String>>), Refusal>> {
+        let body = serde_yaml::to_string(&composition)?;
+        let req = self
+            .request(
+                reqwest::Method::POST,
+                &format!(
+                    "/api/v1/teams/{}/compositions",
+                    encode(&composition.metadata.team)
+                ),
+            )
+            .header(reqwest::header::CONTENT_TYPE, "application/yaml")
+            .body(body);
+        #[derive(serde::Deserialize)]
+        struct Published {
+            outcome: PublishOutcome,
+            waves: Vec<Vec<String>>,
         }
+        Ok(refusal(self.call::<Published>(req).await)?.map(|p| (p.outcome, p.waves)))
     }
 }
 

@@ -82,10 +82,11 @@ pub(super) async fn composition(
         CompositionCommand::Validate { paths } => publish_or_validate(&paths, false, ctx).await,
         CompositionCommand::Publish { paths } => publish_or_validate(&paths, true, ctx).await,
         CompositionCommand::List { all } => {
-            let store = ctx.store().await?;
             let team = ctx.team();
-            let list = store
-                .list_compositions(if all { None } else { Some(team.as_str()) })
+            let list = ctx
+                .backend()
+                .await?
+                .compositions(if all { None } else { Some(team.as_str()) })
                 .await?;
             emit(ctx.format(), &list, || {
                 let mut t = Table::new(&["TEAM", "NAME", "VERSION", "RESOURCES", "DESCRIPTION"]);
@@ -113,9 +114,9 @@ pub(super) async fn composition(
         CompositionCommand::Get { reference } => {
             let r = CatalogRef::parse(&reference).map_err(Error::bad_request)?;
             let c = ctx
-                .composer()
+                .backend()
                 .await?
-                .get(&ctx.team(), &r.name, &r.version)
+                .composition(&ctx.team(), &r.name, &r.version)
                 .await?;
             emit(ctx.format(), &c, || {
                 serde_yaml::to_string(&c.composition).unwrap_or_default()
@@ -131,38 +132,43 @@ async fn publish_or_validate(
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
     let (found, mut problems) = compositions_in(paths)?;
-    let composer = ctx.composer().await?;
     let mut lines = Vec::new();
-    for (file, line, c) in found {
-        let subject = c.subject();
-        let result = if publish {
-            composer
-                .publish(c, None, "cli")
-                .await
-                .map(|p| (p.outcome, p.waves))
-        } else {
-            composer
-                .validate(&c)
-                .await
-                .map(|w| (PublishOutcome::Unchanged, w))
-        };
-        match result {
-            Ok((outcome, waves)) => {
-                let word = match (publish, outcome) {
-                    (false, _) => "valid",
-                    (true, PublishOutcome::Created) => "created",
-                    (true, PublishOutcome::Unchanged) => "unchanged",
-                };
-                lines.push(
-                    json!({"composition": subject, "file": file, "outcome": word, "waves": waves}),
-                );
+    if publish {
+        let backend = ctx.backend().await?;
+        for (file, line, c) in found {
+            let subject = c.subject();
+            match backend.publish_composition(c).await? {
+                Ok((outcome, waves)) => {
+                    let word = match outcome {
+                        PublishOutcome::Created => "created",
+                        PublishOutcome::Unchanged => "unchanged",
+                    };
+                    lines.push(
+                        json!({"composition": subject, "file": file, "outcome": word, "waves": waves}),
+                    );
+                }
+                Err(refusal) => {
+                    for fe in &refusal.field_errors {
+                        problems.push(format!("{file}:{line}: [{}] {fe}", refusal.code));
+                    }
+                }
             }
-            Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
-                return Err(e.into())
-            }
-            Err(e) => {
-                for fe in e.field_errors() {
-                    problems.push(format!("{file}:{line}: [{}] {fe}", e.code()));
+        }
+    } else {
+        let composer = ctx.composer().await?;
+        for (file, line, c) in found {
+            let subject = c.subject();
+            match composer.validate(&c).await {
+                Ok(waves) => lines.push(
+                    json!({"composition": subject, "file": file, "outcome": "valid", "waves": waves}),
+                ),
+                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
+                    return Err(e.into())
+                }
+                Err(e) => {
+                    for fe in e.field_errors() {
+                        problems.push(format!("{file}:{line}: [{}] {fe}", e.code()));
+                    }
                 }
             }
         }

@@ -306,6 +306,12 @@ impl Command {
                     | CatalogCommand::Validate { .. }
                     | CatalogCommand::Diff { .. }
             ),
+            Command::Composition { command } => matches!(
+                command,
+                CompositionCommand::Publish { .. }
+                    | CompositionCommand::List { .. }
+                    | CompositionCommand::Get { .. }
+            ),
             _ => false,
         }
     }
@@ -365,7 +371,12 @@ impl Context<'_> {
             None => {
                 let store = self.store().await?;
                 let catalog = CatalogService::new(store.clone());
-                Ok(Box::new(client::Embedded { store, catalog }))
+                let composer = Composer::new(store.clone());
+                Ok(Box::new(client::Embedded {
+                    store,
+                    catalog,
+                    composer,
+                }))
             }
         }
     }

@@ -213,3 +213,90 @@ async fn catalog_sync_of_a_configured_source_against_nestor_serve() {
         unknown.2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compositions_against_nestor_serve() {
+    let served = Served::start(&[]);
+    let local = tempfile::tempdir().unwrap();
+    let catalog = catalog();
+    let compositions = root().join("examples/compositions");
+    let compositions = compositions.to_str().unwrap();
+    let catalog = catalog.to_str().unwrap();
+    let embedded = nestor(local.path(), &["catalog", "publish", catalog]).await;
+    let remote = nestor(local.path(), &served.args(&["catalog", "publish", catalog])).await;
+    assert_eq!(
+        (embedded.0, remote.0),
+        (0, 0),
+        "{} {}",
+        embedded.2,
+        remote.2
+    );
+
+    for round in ["created", "unchanged"] {
+        for format in ["table", "json"] {
+            let args = ["-o", format, "composition", "publish", compositions];
+            let embedded = nestor(local.path(), &args).await;
+            let remote = nestor(local.path(), &served.args(&args)).await;
+            assert_eq!(embedded.0, 0, "{round} {format}: {}", embedded.2);
+            assert_eq!(remote, embedded, "{round} {format}");
+            if format == "table" {
+                assert!(embedded.1.contains(round), "{}", embedded.1);
+            }
+        }
+    }
+
+    let published_at = |text: &str| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
+        fn strip(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    m.remove("published_at");
+                    m.values_mut().for_each(strip);
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        strip(&mut v);
+        v
+    };
+    for args in [
+        vec!["--team", "alpha", "composition", "list"],
+        vec!["--team", "beta", "composition", "list"],
+        vec!["--team", "alpha", "composition", "get", "web-app"],
+        vec!["--team", "alpha", "composition", "get", "web-app:^1"],
+    ] {
+        let embedded = nestor(local.path(), &args).await;
+        let remote = nestor(local.path(), &served.args(&args)).await;
+        assert_eq!(embedded.0, 0, "{args:?}: {}", embedded.2);
+        assert_eq!(remote, embedded, "{args:?}");
+        // JSON carries publish times, which differ between the two stores.
+        let mut json = vec!["-o", "json"];
+        json.extend_from_slice(&args);
+        let embedded = nestor(local.path(), &json).await;
+        let remote = nestor(local.path(), &served.args(&json)).await;
+        assert_eq!((embedded.0, remote.0), (0, 0), "{json:?}: {}", remote.2);
+        assert_eq!(
+            published_at(&remote.1),
+            published_at(&embedded.1),
+            "{json:?}"
+        );
+    }
+    let args = ["--team", "alpha", "composition", "get", "nope"];
+    let embedded = nestor(local.path(), &args).await;
+    let remote = nestor(local.path(), &served.args(&args)).await;
+    assert_eq!(embedded.0, 1);
+    assert!(
+        remote.2.starts_with("error[COMPOSITION_NOT_FOUND]"),
+        "{}",
+        remote.2
+    );
+    assert_eq!(remote, embedded);
+    let all = nestor(
+        local.path(),
+        &served.args(&["composition", "list", "--all"]),
+    )
+    .await;
+    assert_eq!(all.0, 1);
+    assert!(all.2.contains("only on the local store"), "{}", all.2);
+}
