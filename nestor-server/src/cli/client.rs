@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use nestor_core::{
-    CatalogService, Composer, Composition, Deployment, DeploymentFilter, Event, FieldError,
-    ListFilter, Page, PageRequest, PublishOutcome, PublishedComposition, PublishedVersion,
-    ResourceDefinition, SearchHit, Store, VersionSpec, VersionSummary,
+    CatalogService, Composer, Composition, Deployment, DeploymentFilter, DeploymentRequest, Event,
+    FieldError, ListFilter, Page, PageRequest, Plan, PublishOutcome, PublishedComposition,
+    PublishedVersion, ResourceDefinition, SearchHit, Store, VersionSpec, VersionSummary,
 };
 use semver::Version;
 use serde::de::DeserializeOwned;
@@ -287,6 +287,60 @@ impl Remote {
             self.request(reqwest::Method::POST, "/api/v1/sync")
                 .query(&[("source", source), ("wait", "true")])
                 .timeout(Duration::from_secs(600)),
+        )
+        .await
+    }
+
+    /// Plans a deployment request on the server.
+    pub(super) async fn plan(&self, request: &DeploymentRequest) -> anyhow::Result<Plan> {
+        self.call(
+            self.request(reqwest::Method::POST, "/api/v1/plan")
+                .json(request)
+                .timeout(LONG),
+        )
+        .await
+    }
+
+    /// Starts a deployment: the server answers as soon as its revision is
+    /// recorded (the apply goes on there).
+    pub(super) async fn start_deployment(
+        &self,
+        request: &DeploymentRequest,
+    ) -> anyhow::Result<Deployment> {
+        self.call(
+            self.request(reqwest::Method::POST, "/api/v1/deployments")
+                .json(request)
+                .timeout(LONG),
+        )
+        .await
+    }
+
+    /// Rolls a deployment back (the server answers when it is done).
+    pub(super) async fn rollback(&self, id: &str, to: Option<u64>) -> anyhow::Result<Deployment> {
+        let mut req = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/v1/deployments/{}/rollback", encode(id)),
+            )
+            .timeout(LONG);
+        if let Some(to) = to {
+            req = req.query(&[("to", to)]);
+        }
+        self.call(req).await
+    }
+
+    /// Deploys to `to` what last succeeded in `from` (answers when done).
+    pub(super) async fn promote(
+        &self,
+        team: &str,
+        name: &str,
+        from: &str,
+        to: &str,
+    ) -> anyhow::Result<Deployment> {
+        self.call(
+            self.request(reqwest::Method::POST, "/api/v1/deployments/promote")
+                .json(&serde_json::json!({"team": team, "name": name, "from": from, "to": to}))
+                .timeout(LONG),
         )
         .await
     }
@@ -604,6 +658,9 @@ impl Backend for Remote {
         Ok(refusal(self.call::<Published>(req).await)?.map(|p| (p.outcome, p.waves)))
     }
 }
+
+/// How long a request that runs a deployment on the server may take.
+const LONG: Duration = Duration::from_secs(600);
 
 /// Remote error codes about the server or the caller rather than one item:
 /// they stop a command instead of being reported per item.

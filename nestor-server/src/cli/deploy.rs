@@ -349,10 +349,16 @@ pub(super) async fn plan(
     env: Option<&str>,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let orchestrator = ctx.orchestrator().await?;
     let mut plans = Vec::new();
-    for request in requests(file, env)? {
-        plans.push(orchestrator.plan(&request).await?);
+    if let Some(remote) = ctx.remote()? {
+        for request in requests(file, env)? {
+            plans.push(remote.plan(&request).await?);
+        }
+    } else {
+        let orchestrator = ctx.orchestrator().await?;
+        for request in requests(file, env)? {
+            plans.push(orchestrator.plan(&request).await?);
+        }
     }
     emit(ctx.format(), &plans, || {
         let mut out = String::new();
@@ -400,6 +406,7 @@ pub(super) async fn apply(
     file: &Path,
     env: Option<&str>,
     yes: bool,
+    wait: bool,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
     let requests = requests(file, env)?;
@@ -415,6 +422,9 @@ pub(super) async fn apply(
             eprintln!("nothing applied");
             return Ok(ExitCode::FAILURE);
         }
+    }
+    if let Some(remote) = ctx.remote()? {
+        return apply_remote(&remote, requests, wait, ctx).await;
     }
     let orchestrator = ctx.orchestrator().await?;
     let store = ctx.store().await?;
@@ -441,6 +451,112 @@ pub(super) async fn apply(
             ExitCode::FAILURE
         },
     )
+}
+
+/// How long `apply --wait` follows one deployment on a server.
+const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `apply` against a server: start each deployment there; with `--wait`
+/// follow its events until it finishes, then print it as embedded does.
+async fn apply_remote(
+    remote: &super::client::Remote,
+    requests: Vec<DeploymentRequest>,
+    wait: bool,
+    ctx: &Context<'_>,
+) -> anyhow::Result<ExitCode> {
+    use super::client::Backend as _;
+    let quiet = ctx.global.quiet || ctx.format() != super::Format::Table;
+    let mut results = Vec::new();
+    for request in requests {
+        let after = remote.last_event().await?;
+        let started = remote.start_deployment(&request).await?;
+        results.push(if wait {
+            wait_for(remote, &started.id, after, quiet).await?
+        } else {
+            started
+        });
+    }
+    emit(ctx.format(), &results, || {
+        results.iter().map(summary).collect()
+    })?;
+    if !wait {
+        for d in &results {
+            ctx.note(format!(
+                "{} goes on on the server: follow it with `nestor status {}` (or apply with --wait)",
+                d.id, d.id
+            ));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(
+        if results
+            .iter()
+            .all(|d| d.status == nestor_core::DeploymentStatus::Succeeded)
+        {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
+}
+
+/// Follows deployment `id` on the server from event `after` until it is
+/// over (bounded by [`WAIT_LIMIT`]), printing resource status changes
+/// like an embedded apply, and answers it as finally recorded.
+async fn wait_for(
+    remote: &super::client::Remote,
+    id: &str,
+    mut after: u64,
+    quiet: bool,
+) -> anyhow::Result<Deployment> {
+    use super::client::Backend as _;
+    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            anyhow::bail!(
+                "deployment {id} did not finish within {} s; it goes on on the server: follow it with `nestor status {id}`",
+                WAIT_LIMIT.as_secs()
+            );
+        }
+        let slice = (deadline - now).min(std::time::Duration::from_secs(2));
+        let events = remote.events_after(after, slice).await?;
+        let mut over = false;
+        for e in &events {
+            after = after.max(e.id);
+            if e.data["id"].as_str() != Some(id) {
+                continue;
+            }
+            match e.event_type {
+                EventType::DeploymentStarted | EventType::DeploymentUpdated => {}
+                EventType::DeploymentCompleted | EventType::DeploymentFailed => over = true,
+                _ => continue,
+            }
+            let Ok(d) = serde_json::from_value::<Deployment>(e.data.clone()) else {
+                continue;
+            };
+            if !quiet {
+                for r in &d.resources {
+                    let status = format!("{:?}", r.status).to_lowercase();
+                    if seen.get(&r.name) != Some(&status) {
+                        eprintln!("  {:<20} {:<10} {}", r.name, status, r.engine);
+                        seen.insert(r.name.clone(), status);
+                    }
+                }
+            }
+        }
+        if over {
+            return remote.deployment(id).await;
+        }
+        // A quiet slice: events can be missed (a resync), the record decides.
+        if events.is_empty() {
+            let d = remote.deployment(id).await?;
+            if d.status.is_final() {
+                return Ok(d);
+            }
+        }
+    }
 }
 
 /// Prints each resource's status changes from the event log while an
@@ -552,7 +668,10 @@ pub(super) async fn rollback(
     to: Option<u64>,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let d = ctx.orchestrator().await?.rollback(id, to).await?;
+    let d = match ctx.remote()? {
+        Some(remote) => remote.rollback(id, to).await?,
+        None => ctx.orchestrator().await?.rollback(id, to).await?,
+    };
     emit(ctx.format(), &d, || summary(&d))?;
     Ok(if d.status == nestor_core::DeploymentStatus::Succeeded {
         ExitCode::SUCCESS
@@ -571,14 +690,14 @@ pub(super) async fn promote(
     let names: Vec<String> = match name {
         Some(n) => vec![n.to_string()],
         None => {
-            let store = ctx.store().await?;
+            let backend = ctx.backend().await?;
             let filter = DeploymentFilter {
                 team: Some(team.clone()),
                 environment: Some(from.into()),
                 ..Default::default()
             };
-            let mut names: Vec<String> = store
-                .list_deployments(&filter)
+            let mut names: Vec<String> = backend
+                .deployments(&filter)
                 .await?
                 .into_iter()
                 .map(|d| d.name)
@@ -594,10 +713,16 @@ pub(super) async fn promote(
         }
         .into());
     }
-    let orchestrator = ctx.orchestrator().await?;
     let mut results = Vec::new();
-    for n in names {
-        results.push(orchestrator.promote(&team, &n, from, to).await?);
+    if let Some(remote) = ctx.remote()? {
+        for n in names {
+            results.push(remote.promote(&team, &n, from, to).await?);
+        }
+    } else {
+        let orchestrator = ctx.orchestrator().await?;
+        for n in names {
+            results.push(orchestrator.promote(&team, &n, from, to).await?);
+        }
     }
     emit(ctx.format(), &results, || {
         results.iter().map(summary).collect()

@@ -262,8 +262,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             file,
             env,
             yes,
-            wait: _,
-        } => deploy::apply(&file, env.as_deref(), yes, &ctx).await,
+            wait,
+        } => deploy::apply(&file, env.as_deref(), yes, wait, &ctx).await,
         Command::Status { id, env } => deploy::status(id.as_deref(), env.as_deref(), &ctx).await,
         Command::Rollback { id, to } => deploy::rollback(&id, to, &ctx).await,
         Command::Promote { from, to, name } => {
@@ -293,7 +293,13 @@ impl Command {
     /// it rather than silently use the local store).
     fn works_remotely(&self) -> bool {
         match self {
-            Command::Serve(_) | Command::Events(_) | Command::Status { .. } => true,
+            Command::Serve(_)
+            | Command::Events(_)
+            | Command::Status { .. }
+            | Command::Plan { .. }
+            | Command::Apply { .. }
+            | Command::Rollback { .. }
+            | Command::Promote { .. } => true,
             Command::Catalog { command } => matches!(
                 command,
                 CatalogCommand::List { .. }

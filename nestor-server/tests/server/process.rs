@@ -260,8 +260,12 @@ async fn the_cli_against_a_server_prints_what_it_prints_embedded() {
     .await;
     assert!(refused.2.starts_with("error[FORBIDDEN]"), "{}", refused.2);
     // Commands not yet remote say so instead of using the local store.
-    let plan = nestor(local.path(), &["--server", &s.url, "plan"]).await;
-    assert_eq!(plan.0, 1);
-    assert!(plan.2.contains("only on the local store"), "{}", plan.2);
+    let render = nestor(
+        local.path(),
+        &["--server", &s.url, "render", "aws-rds-mysql"],
+    )
+    .await;
+    assert_eq!(render.0, 1);
+    assert!(render.2.contains("only on the local store"), "{}", render.2);
     s.stop().await;
 }

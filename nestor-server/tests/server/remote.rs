@@ -300,3 +300,169 @@ async fn compositions_against_nestor_serve() {
     assert_eq!(all.0, 1);
     assert!(all.2.contains("only on the local store"), "{}", all.2);
 }
+
+/// A deployment's output with what differs between two stores (ids,
+/// commits) masked.
+fn masked(text: &str, ids: &[&str]) -> String {
+    let mut out = text.to_string();
+    for id in ids {
+        out = out.replace(id, "<id>");
+    }
+    out.lines()
+        .map(|l| match l.find(" (commit ") {
+            Some(i) => format!("{} (commit <c>){}", &l[..i], &l[i + 22..]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_apply_status_rollback_promote_against_nestor_serve() {
+    let served = Served::start(&[]);
+    let local = tempfile::tempdir().unwrap();
+    let catalog = catalog();
+    let compositions = root().join("examples/compositions");
+    for args in [
+        vec!["catalog", "publish", catalog.to_str().unwrap()],
+        vec!["composition", "publish", compositions.to_str().unwrap()],
+    ] {
+        let embedded = nestor(local.path(), &args).await;
+        let remote = nestor(local.path(), &served.args(&args)).await;
+        assert_eq!(
+            (embedded.0, remote.0),
+            (0, 0),
+            "{} {}",
+            embedded.2,
+            remote.2
+        );
+    }
+    std::fs::write(
+        local.path().join("nestor.deploy.yaml"),
+        "apiVersion: deploy.nestor.io/v1\nkind: DeploymentSet\ndeployments:\n  - team: alpha\n    environment: staging\n    name: checkout\n    composition: web-app\n    composition_version: \"*\"\n    params: {size: small, image: \"registry.example.com/checkout:1.0.0\"}\n",
+    )
+    .unwrap();
+
+    let embedded = nestor(local.path(), &["plan"]).await;
+    let remote = nestor(local.path(), &served.args(&["plan"])).await;
+    assert_eq!(embedded.0, 0, "{}", embedded.2);
+    assert!(
+        embedded.1.contains("alpha/staging/checkout"),
+        "{}",
+        embedded.1
+    );
+    assert_eq!(remote, embedded);
+
+    // Without --yes off a terminal, nothing is applied either way.
+    let refused = nestor(local.path(), &served.args(&["apply"])).await;
+    assert_eq!(refused.0, 1);
+    assert!(refused.2.contains("--yes"), "{}", refused.2);
+
+    let embedded = nestor(local.path(), &["apply", "--yes"]).await;
+    let remote = nestor(local.path(), &served.args(&["apply", "--yes", "--wait"])).await;
+    assert_eq!(embedded.0, 0, "{}", embedded.2);
+    assert_eq!(remote.0, 0, "{}", remote.2);
+    let first = |out: &str| out.split_whitespace().next().unwrap().to_string();
+    let (eid, rid) = (first(&embedded.1), first(&remote.1));
+    assert!(
+        embedded.1.contains("revision 1: succeeded"),
+        "{}",
+        embedded.1
+    );
+    assert_eq!(
+        masked(&remote.1, &[&rid]),
+        masked(&embedded.1, &[&eid]),
+        "apply"
+    );
+    assert!(
+        ["cache", "database", "app"]
+            .iter()
+            .all(|r| remote.2.contains(&format!("  {r} "))),
+        "progress lines: {}\nembedded: {}",
+        remote.2,
+        embedded.2
+    );
+
+    // Without --wait the recorded deployment comes back at once.
+    let started = nestor(
+        local.path(),
+        &served.args(&["-o", "json", "apply", "--yes"]),
+    )
+    .await;
+    assert_eq!(started.0, 0, "{}", started.2);
+    let started: serde_json::Value = serde_json::from_str(&started.1).unwrap();
+    assert_eq!(started[0]["revision"], 2);
+
+    for (args, ids) in [
+        (vec!["status", eid.as_str()], vec![eid.as_str()]),
+        (
+            vec!["-o", "json", "status", eid.as_str()],
+            vec![eid.as_str()],
+        ),
+    ] {
+        let embedded = nestor(local.path(), &args).await;
+        let remote_args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == eid { rid.as_str() } else { a })
+            .collect();
+        let remote = nestor(local.path(), &served.args(&remote_args)).await;
+        assert_eq!((embedded.0, remote.0), (0, 0), "{}", remote.2);
+        if args[0] == "status" {
+            assert_eq!(
+                masked(&remote.1, &[&rid]),
+                masked(&embedded.1, &ids),
+                "{args:?}"
+            );
+        } else {
+            let (e, r): (serde_json::Value, serde_json::Value) = (
+                serde_json::from_str(&embedded.1).unwrap(),
+                serde_json::from_str(&remote.1).unwrap(),
+            );
+            assert_eq!(
+                (&r["status"], &r["revision"]),
+                (&e["status"], &e["revision"])
+            );
+            assert_eq!(
+                r["resources"].as_array().unwrap().len(),
+                e["resources"].as_array().unwrap().len()
+            );
+        }
+    }
+    let missing = nestor(local.path(), &served.args(&["status", "nope"])).await;
+    let embedded_missing = nestor(local.path(), &["status", "nope"]).await;
+    assert_eq!(missing.0, 1);
+    assert!(
+        missing.2.starts_with("error[DEPLOYMENT_NOT_FOUND]"),
+        "{}",
+        missing.2
+    );
+    assert_eq!(missing, embedded_missing);
+
+    // The embedded store gets its second revision too, then both roll back.
+    let again = nestor(local.path(), &["apply", "--yes"]).await;
+    assert_eq!(again.0, 0, "{}", again.2);
+    let embedded = nestor(local.path(), &["rollback", &eid, "--to", "1"]).await;
+    let remote = nestor(local.path(), &served.args(&["rollback", &rid, "--to", "1"])).await;
+    assert_eq!(embedded.0, 0, "{}", embedded.2);
+    assert!(embedded.1.contains("revision 3"), "{}", embedded.1);
+    assert_eq!(
+        masked(&remote.1, &[&rid]),
+        masked(&embedded.1, &[&eid]),
+        "rollback"
+    );
+    assert_eq!(remote.0, embedded.0);
+
+    let args = [
+        "--team", "alpha", "promote", "staging", "prod", "--name", "checkout",
+    ];
+    let embedded = nestor(local.path(), &args).await;
+    let remote = nestor(local.path(), &served.args(&args)).await;
+    assert_eq!(embedded.0, 0, "{}", embedded.2);
+    assert_eq!(remote.0, 0, "{}", remote.2);
+    let (pe, pr) = (first(&embedded.1), first(&remote.1));
+    assert_eq!(
+        masked(&remote.1, &[&pr]),
+        masked(&embedded.1, &[&pe]),
+        "promote"
+    );
+}
