@@ -345,6 +345,29 @@ impl Remote {
         .await
     }
 
+    /// The dependency graph of a team's deployments.
+    pub(super) async fn graph(
+        &self,
+        team: &str,
+        environment: Option<&str>,
+    ) -> anyhow::Result<nestor_core::GraphView> {
+        let mut q = vec![("team", team)];
+        if let Some(e) = environment {
+            q.push(("environment", e));
+        }
+        self.call(
+            self.request(reqwest::Method::GET, "/api/v1/graph")
+                .query(&q),
+        )
+        .await
+    }
+
+    /// The server's engines.
+    pub(super) async fn engines<T: DeserializeOwned>(&self) -> anyhow::Result<Vec<T>> {
+        self.call(self.request(reqwest::Method::GET, "/api/v1/engines"))
+            .await
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let req = self
             .http

@@ -746,13 +746,18 @@ pub(super) async fn graph(
     dot: bool,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let store = ctx.store().await?;
-    let filter = DeploymentFilter {
-        team: Some(ctx.team()),
-        environment: env.map(str::to_string),
-        ..Default::default()
+    let view = match ctx.remote()? {
+        Some(remote) => remote.graph(&ctx.team(), env).await?,
+        None => {
+            let store = ctx.store().await?;
+            let filter = DeploymentFilter {
+                team: Some(ctx.team()),
+                environment: env.map(str::to_string),
+                ..Default::default()
+            };
+            nestor_core::deployment_graph(store.as_ref(), &filter, |_| true).await?
+        }
     };
-    let view = nestor_core::deployment_graph(store.as_ref(), &filter, |_| true).await?;
     if dot {
         print!("{}", view.to_dot());
         return Ok(ExitCode::SUCCESS);

@@ -27,14 +27,43 @@ pub enum EnginesCommand {
     },
 }
 
+/// One engine as listed: the fields of `nestor_engines::EngineStatus`,
+/// readable from a server's answer too.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct EngineLine {
+    name: String,
+    version: String,
+    source: String,
+    sha256: String,
+    healthy: bool,
+    description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
 pub(super) async fn engines(
     command: EnginesCommand,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
     match command {
         EnginesCommand::List => {
-            let registry = ctx.engines()?;
-            let list = registry.list();
+            let list: Vec<EngineLine> = match ctx.remote()? {
+                Some(remote) => remote.engines().await?,
+                None => ctx
+                    .engines()?
+                    .list()
+                    .into_iter()
+                    .map(|e| EngineLine {
+                        name: e.name,
+                        version: e.version,
+                        source: e.source,
+                        sha256: e.sha256,
+                        healthy: e.healthy,
+                        description: e.description,
+                        error: e.error,
+                    })
+                    .collect(),
+            };
             emit(ctx.format(), &list, || {
                 let mut t = Table::new(&[
                     "NAME",

@@ -299,7 +299,9 @@ impl Command {
             | Command::Plan { .. }
             | Command::Apply { .. }
             | Command::Rollback { .. }
-            | Command::Promote { .. } => true,
+            | Command::Promote { .. }
+            | Command::Graph { .. } => true,
+            Command::Engines { command } => matches!(command, EnginesCommand::List),
             Command::Catalog { command } => matches!(
                 command,
                 CatalogCommand::List { .. }

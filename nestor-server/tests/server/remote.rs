@@ -465,4 +465,32 @@ async fn plan_apply_status_rollback_promote_against_nestor_serve() {
         masked(&embedded.1, &[&pe]),
         "promote"
     );
+
+    for args in [
+        vec!["--team", "alpha", "graph"],
+        vec!["--team", "alpha", "graph", "--format", "dot"],
+        vec!["--team", "alpha", "-o", "json", "graph", "--env", "prod"],
+    ] {
+        let embedded = nestor(local.path(), &args).await;
+        let remote = nestor(local.path(), &served.args(&args)).await;
+        assert_eq!(embedded.0, 0, "{args:?}: {}", embedded.2);
+        assert!(embedded.1.contains("alpha/"), "{args:?}: {}", embedded.1);
+        assert_eq!(remote, embedded, "{args:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_list_against_nestor_serve() {
+    let served = Served::start(&[]);
+    let local = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["engines", "list"],
+        vec!["-o", "json", "engines", "list"],
+    ] {
+        let embedded = nestor(local.path(), &args).await;
+        let remote = nestor(local.path(), &served.args(&args)).await;
+        assert_eq!(embedded.0, 0, "{args:?}: {}", embedded.2);
+        assert!(embedded.1.contains("terraform"), "{}", embedded.1);
+        assert_eq!(remote, embedded, "{args:?}");
+    }
 }
