@@ -549,8 +549,9 @@ async fn wait_for(
         if over {
             return remote.deployment(id).await;
         }
-        // A quiet slice: events can be missed (a resync), the record decides.
-        if events.is_empty() {
+        // Nothing about it in this slice: events can be missed (a resync),
+        // so the record decides.
+        if !events.iter().any(|e| e.data["id"].as_str() == Some(id)) {
             let d = remote.deployment(id).await?;
             if d.status.is_final() {
                 return Ok(d);

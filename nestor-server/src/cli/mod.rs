@@ -2,8 +2,10 @@
 //!
 //! Commands work **embedded**: they open the local store (`--data-dir`,
 //! default `./.nestor`, or `storage:` in `nestor.yaml`) and call the same
-//! library services the server calls. Exit codes: 0 success, 1 failure
-//! (invalid input, failed operation), 2 usage.
+//! library services the server calls. With `--server URL` most commands
+//! talk to `nestor serve` instead and print the same output (see
+//! `Command::works_remotely`; the others refuse it). Exit codes: 0 success,
+//! 1 failure (invalid input, failed operation), 2 usage.
 
 mod catalog;
 mod client;
