@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::server::{definition, root};
+use crate::server::{definition, root, Frame, SseClient};
 
 /// Tokens the replicas accept; the token is its name.
 const TOKENS: [(&str, &str); 3] = [
@@ -327,19 +327,8 @@ fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<no code>")
 }
 
-/// One SSE frame.
-#[derive(Debug, Clone)]
-struct Frame {
-    id: Option<u64>,
-    event: String,
-    data: Value,
-}
-
-/// A minimal SSE reader.
-struct Sse {
-    resp: reqwest::Response,
-    buf: String,
-}
+/// An SSE stream on one replica, read with the server tests' reader.
+struct Sse(SseClient);
 
 impl Sse {
     async fn connect(client: &reqwest::Client, r: &Replica, query: &str) -> Sse {
@@ -351,48 +340,12 @@ impl Sse {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200, "SSE on replica {}", r.name);
-        Sse {
-            resp,
-            buf: String::new(),
-        }
+        Sse(SseClient::from_response(resp))
     }
 
     /// The next event (comments skipped); `None` after `wait` or at the end.
     async fn next(&mut self, wait: Duration) -> Option<Frame> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            while let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut frame = Frame {
-                    id: None,
-                    event: "message".into(),
-                    data: Value::Null,
-                };
-                let mut data = String::new();
-                let mut any = false;
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        frame.id = v.trim().parse().ok();
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        frame.event = v.trim().to_string();
-                        any = true;
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
-                        any = true;
-                    }
-                }
-                if any {
-                    frame.data = serde_json::from_str(&data).unwrap_or(Value::String(data));
-                    return Some(frame);
-                }
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk())
-                .await
-                .ok()?
-                .ok()??;
-            self.buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
+        self.0.next(wait).await
     }
 
     /// The first frame whose subject is `subject`, within `wait`.

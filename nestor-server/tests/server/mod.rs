@@ -282,6 +282,11 @@ impl SseClient {
             .to_str()
             .unwrap()
             .starts_with("text/event-stream"));
+        SseClient::from_response(resp)
+    }
+
+    /// A reader over an event stream response opened elsewhere.
+    pub fn from_response(resp: reqwest::Response) -> SseClient {
         SseClient {
             resp,
             buf: String::new(),
