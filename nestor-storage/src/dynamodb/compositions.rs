@@ -49,29 +49,11 @@ impl DynamoStore {
     }
 
     async fn composition_teams(&self) -> Result<Vec<String>> {
-        let mut teams = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.meta)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(TEAMS_PK))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| unavailable("Query", e))?;
-            for item in out.items() {
-                teams.push(item.str_attr("sk")?.to_string());
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                teams.sort();
-                return Ok(teams);
-            }
-        }
+        self.meta_partition(TEAMS_PK)
+            .await?
+            .iter()
+            .map(|item| Ok(item.str_attr("sk")?.to_string()))
+            .collect()
     }
 }
 

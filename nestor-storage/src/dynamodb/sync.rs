@@ -3,6 +3,7 @@
 //! Query, never a Scan.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use nestor_core::{Result, SourceState, SyncReport, SyncStore};
 
 use super::client::unavailable;
@@ -30,6 +31,34 @@ impl DynamoStore {
             .await
             .map_err(|e| unavailable("PutItem", e))?;
         Ok(())
+    }
+
+    /// Every item of one partition of the meta table, all pages, read
+    /// consistently (sync reports, the team registry).
+    pub(super) async fn meta_partition(
+        &self,
+        pk: &str,
+    ) -> Result<Vec<std::collections::HashMap<String, AttributeValue>>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.meta)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", e))?;
+            items.extend(out.items().iter().cloned());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
     }
 }
 
@@ -62,27 +91,10 @@ impl SyncStore for DynamoStore {
     }
 
     async fn last_syncs(&self) -> Result<Vec<SyncReport>> {
-        let mut reports = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.meta)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(REPORT_PK))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| unavailable("Query", e))?;
-            for item in out.items() {
-                reports.push(decode_body("sync report", item.attr("body")?)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(reports);
-            }
-        }
+        self.meta_partition(REPORT_PK)
+            .await?
+            .iter()
+            .map(|item| decode_body("sync report", item.attr("body")?))
+            .collect()
     }
 }
