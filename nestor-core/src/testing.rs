@@ -1032,7 +1032,9 @@ pub async fn compositions_are_versioned_per_team(store: Arc<dyn Store>) {
     assert_eq!(store.list_compositions(None).await.unwrap().len(), 3);
 }
 
-fn deployment(id: &str, env: &str, revision: u64, created_at: Timestamp) -> Deployment {
+/// A pending deployment `alpha/{env}/checkout` at `revision`, with one
+/// resource `db` (`db:1.0.0` on terraform), for store tests.
+pub fn deployment(id: &str, env: &str, revision: u64, created_at: Timestamp) -> Deployment {
     Deployment {
         id: id.into(),
         team: "alpha".into(),

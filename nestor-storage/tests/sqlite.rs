@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 use nestor_core::testing::{definition, Fixture, StoreFixture};
 use nestor_core::{
     Artifact, CatalogReader, CatalogWriter, Composition, CompositionMetadata, CompositionResource,
-    CompositionSpec, CompositionStore, CreateOutcome, DeployedResource, Deployment,
-    DeploymentFilter, DeploymentKey, DeploymentStatus, DeploymentStore, ErrorCode, EventLog,
-    EventType, ListFilter, NewEvent, PageRequest, PublishOutcome, PublishedComposition,
-    PublishedVersion, ResourceStatus, RevisionContent, SourceState, SyncStore,
-    COMPOSITION_API_VERSION, COMPOSITION_KIND,
+    CompositionSpec, CompositionStore, CreateOutcome, Deployment, DeploymentFilter, DeploymentKey,
+    DeploymentStatus, DeploymentStore, ErrorCode, EventLog, EventType, ListFilter, NewEvent,
+    PageRequest, PublishOutcome, PublishedComposition, PublishedVersion, RevisionContent,
+    SourceState, SyncStore, COMPOSITION_API_VERSION, COMPOSITION_KIND,
 };
 use nestor_storage::SqliteStore;
 use semver::Version;
@@ -391,33 +390,13 @@ fn composition(team: &str, name: &str, version: &str) -> PublishedComposition {
     }
 }
 
+/// The conformance suite's deployment, with a composition and params so
+/// persistence is checked for every field.
 fn deployment(id: &str, revision: u64) -> Deployment {
     Deployment {
-        id: id.into(),
-        team: "alpha".into(),
-        environment: "staging".into(),
-        name: "checkout".into(),
-        revision,
-        status: DeploymentStatus::Pending,
-        created_at: 100 + revision as i64,
-        updated_at: 100 + revision as i64,
-        waves: vec![vec!["db".into()]],
-        resources: vec![DeployedResource {
-            name: "db".into(),
-            catalog_ref: "db:1.0.0".into(),
-            engine: "terraform".into(),
-            status: ResourceStatus::Pending,
-            outputs: BTreeMap::new(),
-            artifacts: vec![],
-            error: None,
-        }],
-        error: None,
         composition: Some("alpha/web-app:1.0.0".into()),
         params: BTreeMap::from([("size".into(), serde_json::json!("small"))]),
-        labels: BTreeMap::new(),
-        commit: None,
-        rollback_of: None,
-        generation: 0,
+        ..nestor_core::testing::deployment(id, "staging", revision, 100 + revision as i64)
     }
 }
 
