@@ -579,3 +579,51 @@ async fn cancelling_a_running_deployment_starts_no_new_wave() {
     let stored = orchestrator.get(id).await.unwrap();
     assert_eq!(stored.status, DeploymentStatus::Cancelled);
 }
+
+#[tokio::test]
+async fn a_failed_push_fails_the_deployment_and_leaves_the_repository_as_it_was() {
+    let e = env().await;
+    e.composer
+        .publish(parse_composition_yaml(WEB_APP).unwrap(), None, "t")
+        .await
+        .unwrap();
+    e.orchestrator
+        .apply(&request("dev", json!({})), None)
+        .await
+        .unwrap();
+    let before = commits(e.repo.path());
+    let mut config = GitOpsConfig::local(e.repo.path());
+    config.remote = Some(
+        e.repo
+            .path()
+            .join("no-such-remote")
+            .to_string_lossy()
+            .into_owned(),
+    );
+    let pushing = Arc::new(GitOpsExecutor::open(config).unwrap());
+    let engines: BTreeMap<String, Arc<dyn Engine>> = BTreeMap::from([
+        (
+            "terraform".to_string(),
+            Arc::new(JsonEngine("terraform")) as Arc<dyn Engine>,
+        ),
+        (
+            "helm".to_string(),
+            Arc::new(JsonEngine("helm")) as Arc<dyn Engine>,
+        ),
+    ]);
+    let orchestrator = Orchestrator::new(e.store.clone(), Arc::new(engines), pushing);
+    let d = orchestrator
+        .apply(&request("dev", json!({"size": "large"})), None)
+        .await
+        .unwrap();
+    assert_eq!(d.status, DeploymentStatus::Failed);
+    assert!(
+        d.error.as_deref().unwrap().contains("executor failed"),
+        "{:?}",
+        d.error
+    );
+    assert_eq!(commits(e.repo.path()), before, "the branch is where it was");
+    assert!(read(e.repo.path(), "alpha/dev/checkout/db/terraform.json")
+        .unwrap()
+        .contains("small"));
+}
