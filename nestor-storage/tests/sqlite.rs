@@ -579,6 +579,38 @@ async fn two_handles_racing_for_one_revision_one_wins() {
     assert_eq!(all.len(), 1);
 }
 
+/// Two handles on one file claiming one lease — first with no record, then
+/// once it has expired — behave like two processes: one claim wins each
+/// time, and both handles see the winner's lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_handles_racing_for_one_lease_one_wins() {
+    let (_dir, path) = db_file();
+    let handles = [
+        Arc::new(SqliteStore::open(&path).unwrap()),
+        Arc::new(SqliteStore::open(&path).unwrap()),
+    ];
+    for (now_ms, epoch) in [(0, 1), (1_000, 2)] {
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let store = handles[i % 2].clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .claim_lease("d1", &format!("replica-{i}"), now_ms, 1_000)
+                    .await
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            winners.extend(task.await.unwrap().unwrap());
+        }
+        assert_eq!(winners.len(), 1, "exactly one claim wins: {winners:?}");
+        assert_eq!(winners[0].epoch, epoch);
+        for store in &handles {
+            assert_eq!(store.leases().await.unwrap(), winners);
+        }
+    }
+}
+
 /// An ad-hoc timing of point reads with 10k definitions; run with
 /// `cargo test -p nestor-storage --release sqlite::timing -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

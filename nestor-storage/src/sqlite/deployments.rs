@@ -1,4 +1,4 @@
-//! Deployments, their revision content and idempotency keys.
+//! Deployments, their revision content, idempotency keys and leases.
 //!
 //! Every write is one `BEGIN IMMEDIATE` transaction, so its checks (revision
 //! number free, idempotency key unused, generation unchanged) and its writes
@@ -9,11 +9,16 @@
 //! truth; `team`, `environment`, `name`, `revision`, `status`, `created_at`
 //! and `generation` are copies written in the same statement, there for
 //! uniqueness, filters and order.
+//!
+//! Leases are rows of `leases`, changed only by statements conditional on
+//! the row's `epoch` (and, for a claim, its expiry) whose changed-row count
+//! says whether they won; inside the write transaction that makes a claim,
+//! renewal or release atomic across processes too.
 
 use async_trait::async_trait;
 use nestor_core::{
-    CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error, Result,
-    RevisionContent,
+    lease_lost, CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error,
+    Lease, Result, RevisionContent,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
@@ -257,6 +262,137 @@ fn revisions(conn: &Connection, key: &DeploymentKey) -> Result<Vec<Deployment>> 
     )
 }
 
+/// A lease's expiry `ttl_ms` after `now_ms`.
+fn expiry(now_ms: i64, ttl_ms: i64) -> i64 {
+    now_ms.saturating_add(ttl_ms)
+}
+
+fn claim_lease(
+    tx: &Transaction<'_>,
+    id: &str,
+    owner: &str,
+    now_ms: i64,
+    ttl_ms: i64,
+) -> Result<Option<Lease>> {
+    let expires_at_ms = expiry(now_ms, ttl_ms);
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO leases (deployment_id, owner, epoch, expires_at_ms) \
+             VALUES (?1, ?2, 1, ?3) ON CONFLICT (deployment_id) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![id, owner, expires_at_ms]))
+        .ctx("claiming a lease")?;
+    if inserted == 1 {
+        return Ok(Some(Lease {
+            deployment_id: id.into(),
+            owner: owner.into(),
+            epoch: 1,
+            expires_at_ms,
+        }));
+    }
+    let (epoch, stored_expiry): (i64, i64) = tx
+        .prepare_cached("SELECT epoch, expires_at_ms FROM leases WHERE deployment_id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))))
+        .ctx("reading a lease")?;
+    if stored_expiry > now_ms {
+        return Ok(None);
+    }
+    let next = epoch
+        .checked_add(1)
+        .ok_or_else(|| Error::internal(format!("the lease epoch of {id} overflowed")))?;
+    let taken = tx
+        .prepare_cached(
+            "UPDATE leases SET owner = ?2, epoch = ?3, expires_at_ms = ?4 \
+             WHERE deployment_id = ?1 AND epoch = ?5 AND expires_at_ms <= ?6",
+        )
+        .and_then(|mut s| s.execute(params![id, owner, next, expires_at_ms, epoch, now_ms]))
+        .ctx("taking over a lease")?;
+    if taken != 1 {
+        return Ok(None);
+    }
+    Ok(Some(Lease {
+        deployment_id: id.into(),
+        owner: owner.into(),
+        epoch: stored_epoch(id, next)?,
+        expires_at_ms,
+    }))
+}
+
+fn renew_lease(tx: &Transaction<'_>, lease: &Lease, now_ms: i64, ttl_ms: i64) -> Result<Lease> {
+    let expires_at_ms = expiry(now_ms, ttl_ms);
+    let Ok(epoch) = i64::try_from(lease.epoch) else {
+        return Err(lease_lost(lease));
+    };
+    let renewed = tx
+        .prepare_cached(
+            "UPDATE leases SET expires_at_ms = ?4 \
+             WHERE deployment_id = ?1 AND owner = ?2 AND epoch = ?3",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                lease.deployment_id,
+                lease.owner,
+                epoch,
+                expires_at_ms
+            ])
+        })
+        .ctx("renewing a lease")?;
+    if renewed != 1 {
+        return Err(lease_lost(lease));
+    }
+    Ok(Lease {
+        expires_at_ms,
+        ..lease.clone()
+    })
+}
+
+fn release_lease(tx: &Transaction<'_>, lease: &Lease) -> Result<()> {
+    let Ok(epoch) = i64::try_from(lease.epoch) else {
+        return Ok(());
+    };
+    tx.prepare_cached("DELETE FROM leases WHERE deployment_id = ?1 AND owner = ?2 AND epoch = ?3")
+        .and_then(|mut s| s.execute(params![lease.deployment_id, lease.owner, epoch]))
+        .ctx("releasing a lease")?;
+    Ok(())
+}
+
+fn leases(conn: &Connection) -> Result<Vec<Lease>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT deployment_id, owner, epoch, expires_at_ms FROM leases ORDER BY deployment_id",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .ctx("listing leases")?;
+    rows.into_iter()
+        .map(|(deployment_id, owner, epoch, expires_at_ms)| {
+            let epoch = stored_epoch(&deployment_id, epoch)?;
+            Ok(Lease {
+                deployment_id,
+                owner,
+                epoch,
+                expires_at_ms,
+            })
+        })
+        .collect()
+}
+
+/// A stored lease epoch as a `u64`; only a hand-edited file has a negative
+/// one.
+fn stored_epoch(id: &str, epoch: i64) -> Result<u64> {
+    u64::try_from(epoch)
+        .map_err(|e| Error::storage(format!("the stored lease of {id} has a bad epoch"), e))
+}
+
 #[async_trait]
 impl DeploymentStore for SqliteStore {
     async fn create_deployment(
@@ -305,5 +441,32 @@ impl DeploymentStore for SqliteStore {
     async fn revisions(&self, key: &DeploymentKey) -> Result<Vec<Deployment>> {
         let key = key.clone();
         self.read(move |conn, _| revisions(conn, &key)).await
+    }
+
+    async fn claim_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>> {
+        let (id, owner) = (id.to_string(), owner.to_string());
+        self.write(move |tx, _| claim_lease(tx, &id, &owner, now_ms, ttl_ms))
+            .await
+    }
+
+    async fn renew_lease(&self, lease: &Lease, now_ms: i64, ttl_ms: i64) -> Result<Lease> {
+        let lease = lease.clone();
+        self.write(move |tx, _| renew_lease(tx, &lease, now_ms, ttl_ms))
+            .await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        let lease = lease.clone();
+        self.write(move |tx, _| release_lease(tx, &lease)).await
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        self.read(|conn, _| leases(conn)).await
     }
 }

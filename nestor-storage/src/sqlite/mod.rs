@@ -7,8 +7,8 @@
 //! - `catalog`: `CatalogReader`, `CatalogWriter` and `CatalogSearch`.
 //! - `events`: `EventLog` and `SyncStore`.
 //! - `compositions`: `CompositionStore`.
-//! - `deployments`: `DeploymentStore`: revisions, their content and
-//!   idempotency keys.
+//! - `deployments`: `DeploymentStore`: revisions, their content,
+//!   idempotency keys and leases.
 //! - `cache`: the content-addressed definition cache.
 //!
 //! # Design decisions
@@ -51,6 +51,11 @@
 //!   transaction, so they hold across processes as the catalog's do. They
 //!   are not cached: a deployment changes, and reads of it are rare next
 //!   to catalog reads.
+//! - **Leases** (which replica runs a deployment) are rows of `leases`,
+//!   written only by statements conditional on the stored epoch (and, for
+//!   a claim, the expiry) whose changed-row count decides the outcome, in
+//!   a `BEGIN IMMEDIATE` transaction like every write: of replicas racing
+//!   for one lease, in one process or several, one wins. Never cached.
 //! - **Cache.** Parsing a definition's JSON is the expensive part of a read,
 //!   and a definition is immutable: its content hash covers name, version and
 //!   content. The cache therefore maps content hash → definition and is never

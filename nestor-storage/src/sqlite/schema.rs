@@ -18,7 +18,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The migrations, in order; entry `i` takes the schema from version `i` to
 /// `i + 1`.
-const MIGRATIONS: &[&str] = &[V1_CATALOG_EVENTS_SYNC, V2_COMPOSITIONS_DEPLOYMENTS];
+const MIGRATIONS: &[&str] = &[
+    V1_CATALOG_EVENTS_SYNC,
+    V2_COMPOSITIONS_DEPLOYMENTS,
+    V3_LEASES,
+];
 
 /// The schema version this build writes and understands.
 pub(super) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -132,6 +136,21 @@ CREATE TABLE idempotency_keys (
     key           TEXT PRIMARY KEY NOT NULL,
     request_hash  TEXT NOT NULL,
     deployment_id TEXT NOT NULL REFERENCES deployments(id)
+) WITHOUT ROWID;
+"#;
+
+/// Version 3: deployment leases, the claim a replica holds on running a
+/// deployment (SPEC §10).
+const V3_LEASES: &str = r#"
+-- One row per claimed deployment; deleted on release. No foreign key to
+-- deployments: a lease is claimed before the deployment's first revision
+-- is recorded. Claims and renewals are conditional on `epoch` (and
+-- `expires_at_ms`, milliseconds since the Unix epoch).
+CREATE TABLE leases (
+    deployment_id TEXT PRIMARY KEY NOT NULL,
+    owner         TEXT NOT NULL,
+    epoch         INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#;
 
@@ -265,7 +284,7 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let on_disk = user_version(&Connection::open(&path).unwrap()).unwrap();
         assert_eq!(on_disk, i64::from(SCHEMA_VERSION));
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
 
         let v100 = "1.0.0".parse().unwrap();
         let got = store.get_version("db", &v100).await.unwrap();
@@ -286,5 +305,8 @@ mod tests {
         assert!(store.list_compositions(None).await.unwrap().is_empty());
         let all = DeploymentFilter::default();
         assert!(store.list_deployments(&all).await.unwrap().is_empty());
+        assert!(store.leases().await.unwrap().is_empty());
+        let lease = store.claim_lease("d1", "replica-a", 0, 100).await.unwrap();
+        assert_eq!(lease.map(|l| l.epoch), Some(1), "the leases table works");
     }
 }
