@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use nestor_core::testing::{definition, Fixture, StoreFixture};
 use nestor_core::{
-    CatalogReader, CatalogSearch, CatalogService, CatalogWriter, ErrorCode, EventLog, EventType,
-    ListFilter, NewEvent, PageRequest, PublishOutcome, PublishedVersion,
+    CatalogReader, CatalogSearch, CatalogService, CatalogWriter, DeploymentStore, ErrorCode,
+    EventLog, EventType, ListFilter, NewEvent, PageRequest, PublishOutcome, PublishedVersion,
 };
 use nestor_storage::{DynamoConfig, DynamoStore};
 use semver::Version;
@@ -242,6 +242,93 @@ async fn migrate_is_idempotent_even_concurrently() {
         b.get_version("db", &v("1.0.0")).await.unwrap().is_some(),
         "migrate keeps data"
     );
+}
+
+/// An installation from before leases (every table but `P-leases`) gains
+/// the leases table on `migrate`, keeping its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrate_adds_the_leases_table_to_an_older_installation() {
+    let Some((a, b, guard)) = two_replicas().await else {
+        return;
+    };
+    a.insert_version(PublishedVersion::new(definition("db", "1.0.0"), 0, None))
+        .await
+        .unwrap();
+    let config = &guard.0;
+    let credentials = aws_sdk_dynamodb::config::Credentials::new(
+        "nestorlocal",
+        "nestorlocal",
+        None,
+        None,
+        "test",
+    );
+    let raw = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new(config.region.clone()))
+            .endpoint_url(config.endpoint_url.clone().unwrap())
+            .credentials_provider(credentials)
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
+            .build(),
+    );
+    let leases = format!("{}-leases", config.table_prefix);
+    raw.delete_table().table_name(&leases).send().await.unwrap();
+    eventually(Duration::from_secs(30), "the leases table gone", || async {
+        raw.describe_table()
+            .table_name(&leases)
+            .send()
+            .await
+            .is_err()
+    })
+    .await;
+    assert_eq!(
+        b.leases().await.unwrap_err().code(),
+        ErrorCode::StorageUnavailable,
+        "no leases table yet"
+    );
+
+    b.migrate().await.expect("migrate adds the leases table");
+    assert!(b.leases().await.unwrap().is_empty());
+    let lease = a.claim_lease("d1", "replica-a", 0, 100).await.unwrap();
+    assert_eq!(lease.map(|l| l.epoch), Some(1));
+    assert!(
+        b.get_version("db", &v("1.0.0")).await.unwrap().is_some(),
+        "migrate keeps data"
+    );
+}
+
+/// Sixteen claimers across two replicas, for a new lease and then for the
+/// expired one: one wins each time, and both replicas see its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_lease_claimers_across_two_replicas_one_wins() {
+    let Some((a, b, _guard)) = two_replicas().await else {
+        return;
+    };
+    for (now_ms, epoch) in [(0, 1), (1_000, 2)] {
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                store
+                    .claim_lease("d1", &format!("replica-{i}"), now_ms, 1_000)
+                    .await
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            winners.extend(task.await.unwrap().unwrap());
+        }
+        assert_eq!(winners.len(), 1, "exactly one claim wins: {winners:?}");
+        assert_eq!(winners[0].epoch, epoch);
+        assert_eq!(a.leases().await.unwrap(), winners);
+        assert_eq!(b.leases().await.unwrap(), winners);
+    }
 }
 
 /// Polls `check` until it holds, for at most `within`.

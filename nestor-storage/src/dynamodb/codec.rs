@@ -136,6 +136,8 @@ pub(crate) trait ItemExt {
     fn opt_str(&self, key: &str) -> Option<&str>;
     /// A required unsigned number attribute.
     fn u64_attr(&self, key: &str) -> Result<u64>;
+    /// A required signed number attribute.
+    fn i64_attr(&self, key: &str) -> Result<i64>;
     /// An optional signed number attribute (0 when absent).
     fn i64_or_zero(&self, key: &str) -> i64;
     /// An optional boolean attribute (false when absent).
@@ -157,6 +159,13 @@ impl ItemExt for Item {
     }
 
     fn u64_attr(&self, key: &str) -> Result<u64> {
+        self.get(key)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Error::internal(format!("stored item lacks number attribute {key}")))
+    }
+
+    fn i64_attr(&self, key: &str) -> Result<i64> {
         self.get(key)
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())

@@ -16,6 +16,8 @@
 //! in one transaction, each conditional on not existing, so of two writers
 //! taking one revision number (or one key) exactly one commits. Updates put
 //! the revision conditional on `gen` being the generation the writer read.
+//!
+//! Leases live in their own table (see `leases.rs`).
 
 use std::collections::HashMap;
 
@@ -24,8 +26,8 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use nestor_core::{
-    CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error, Result,
-    RevisionContent,
+    CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error, Lease,
+    Result, RevisionContent,
 };
 
 use super::client::{
@@ -407,5 +409,27 @@ impl DeploymentStore for DynamoStore {
             })
             .await?;
         items.iter().map(deployment_from_item).collect()
+    }
+
+    async fn claim_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>> {
+        self.claim_lease_item(id, owner, now_ms, ttl_ms).await
+    }
+
+    async fn renew_lease(&self, lease: &Lease, now_ms: i64, ttl_ms: i64) -> Result<Lease> {
+        self.renew_lease_item(lease, now_ms, ttl_ms).await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        self.release_lease_item(lease).await
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        self.lease_items().await
     }
 }

@@ -2,7 +2,7 @@
 //! one event log and one set of deployments (SPEC §10).
 //!
 //! # Tables
-//! Five tables under a configurable prefix `P`, all on-demand
+//! Six tables under a configurable prefix `P`, all on-demand
 //! (`PAY_PER_REQUEST`), created by [`DynamoStore::migrate`]:
 //!
 //! | table | partition key | sort key | items |
@@ -12,6 +12,7 @@
 //! | `P-meta` | `pk` | `sk` | event counter, sync state and reports, team registries |
 //! | `P-compositions` | `pk` = team | `sk` = `name#<vkey>` | one composition version |
 //! | `P-deployments` | `pk` | `sk` | revisions, id items, content, idempotency keys (see `deployments.rs`) |
+//! | `P-leases` | `deployment_id` | — | one lease: `owner`, `epoch` (N), `expires_at_ms` (N) (see `leases.rs`) |
 //!
 //! Indexes: `P-catalog.by_name` (hash `list_pk`, range `pk`) and
 //! `P-deployments.by_team` (hash `team`, range `created`), both projecting
@@ -61,6 +62,20 @@
 //!   over a per-replica snapshot of the index, kept current by tailing the
 //!   event log (see `search.rs`).
 //!
+//! # Leases
+//! Which replica runs a deployment (SPEC §10). One item per claimed
+//! deployment in `P-leases`, written only by conditional single-item
+//! requests: a claim is a consistent `GetItem` then a `PutItem` conditional
+//! on `attribute_not_exists(deployment_id)` (no lease yet, epoch 1) or on
+//! `epoch = :old AND expires_at_ms <= :now` (the read lease had expired;
+//! epoch + 1), and a failed condition is a lost claim (`None`); a renewal
+//! is an `UpdateItem` and a release a `DeleteItem`, both conditional on
+//! the holder's `owner` and `epoch` (a failed renewal is `CONFLICT`, a
+//! failed release a no-op). `leases` is a paginated consistent Scan,
+//! sorted by id in Rust: the table holds a few small items, one per
+//! running deployment. Leases are never cached. An expired item stays
+//! until it is claimed again or released.
+//!
 //! # The event log
 //! `append` increments the counter item (`UpdateItem ADD n 1`, returning the
 //! new value) — atomic across every replica — then puts the event under that
@@ -109,7 +124,8 @@
 //! Everything a replica needs from another is in DynamoDB: the event log
 //! (`read_after` with a shared, gap-tolerant sequence) is the SSE source and
 //! the invalidation feed; deployment updates are conditional on their
-//! generation, which is what a lease (claim, heartbeat, takeover) builds on.
+//! generation, and leases (claim, heartbeat, takeover) are conditional on
+//! their epoch.
 
 mod cache;
 mod catalog;
@@ -118,6 +134,7 @@ mod codec;
 mod compositions;
 mod deployments;
 mod events;
+mod leases;
 mod search;
 mod sync;
 mod tables;

@@ -40,6 +40,8 @@ pub(crate) struct Tables {
     pub compositions: String,
     /// Deployments, their revisions, content and idempotency keys.
     pub deployments: String,
+    /// Deployment leases, one item per claimed deployment.
+    pub leases: String,
 }
 
 impl Tables {
@@ -62,6 +64,7 @@ impl Tables {
             meta: format!("{prefix}-meta"),
             compositions: format!("{prefix}-compositions"),
             deployments: format!("{prefix}-deployments"),
+            leases: format!("{prefix}-leases"),
         })
     }
 
@@ -70,7 +73,7 @@ impl Tables {
         let string_pair = |name| TableSpec {
             name,
             hash: ("pk", S),
-            range: ("sk", S),
+            range: Some(("sk", S)),
             indexes: vec![],
         };
         vec![
@@ -85,7 +88,7 @@ impl Tables {
             TableSpec {
                 name: &self.events,
                 hash: ("bucket", N),
-                range: ("seq", N),
+                range: Some(("seq", N)),
                 indexes: vec![],
             },
             string_pair(&self.meta),
@@ -98,17 +101,24 @@ impl Tables {
                 }],
                 ..string_pair(&self.deployments)
             },
+            TableSpec {
+                name: &self.leases,
+                hash: ("deployment_id", S),
+                range: None,
+                indexes: vec![],
+            },
         ]
     }
 
     /// Every table name.
-    pub fn all(&self) -> [&str; 5] {
+    pub fn all(&self) -> [&str; 6] {
         [
             &self.catalog,
             &self.events,
             &self.meta,
             &self.compositions,
             &self.deployments,
+            &self.leases,
         ]
     }
 }
@@ -119,7 +129,8 @@ const N: ScalarAttributeType = ScalarAttributeType::N;
 struct TableSpec<'a> {
     name: &'a str,
     hash: (&'static str, ScalarAttributeType),
-    range: (&'static str, ScalarAttributeType),
+    /// `None` for a table keyed by its partition key alone.
+    range: Option<(&'static str, ScalarAttributeType)>,
     indexes: Vec<IndexSpec>,
 }
 
@@ -129,7 +140,7 @@ struct IndexSpec {
     range: (&'static str, ScalarAttributeType),
 }
 
-fn key_schema(hash: &str, range: &str) -> Result<Vec<KeySchemaElement>> {
+fn key_schema(hash: &str, range: Option<&str>) -> Result<Vec<KeySchemaElement>> {
     let element = |name: &str, key_type| {
         KeySchemaElement::builder()
             .attribute_name(name)
@@ -137,10 +148,11 @@ fn key_schema(hash: &str, range: &str) -> Result<Vec<KeySchemaElement>> {
             .build()
             .map_err(build_error)
     };
-    Ok(vec![
-        element(hash, KeyType::Hash)?,
-        element(range, KeyType::Range)?,
-    ])
+    let mut schema = vec![element(hash, KeyType::Hash)?];
+    if let Some(range) = range {
+        schema.push(element(range, KeyType::Range)?);
+    }
+    Ok(schema)
 }
 
 fn attribute(name: &str, kind: &ScalarAttributeType) -> Result<AttributeDefinition> {
@@ -154,7 +166,7 @@ fn attribute(name: &str, kind: &ScalarAttributeType) -> Result<AttributeDefiniti
 fn index(spec: &IndexSpec) -> Result<GlobalSecondaryIndex> {
     GlobalSecondaryIndex::builder()
         .index_name(spec.name)
-        .set_key_schema(Some(key_schema(spec.hash.0, spec.range.0)?))
+        .set_key_schema(Some(key_schema(spec.hash.0, Some(spec.range.0))?))
         .projection(
             Projection::builder()
                 .projection_type(ProjectionType::All)
@@ -201,10 +213,10 @@ async fn describe(client: &Client, table: &str) -> Result<Option<TableDescriptio
 }
 
 async fn create(client: &Client, spec: &TableSpec<'_>) -> Result<()> {
-    let mut attributes = vec![
-        attribute(spec.hash.0, &spec.hash.1)?,
-        attribute(spec.range.0, &spec.range.1)?,
-    ];
+    let mut attributes = vec![attribute(spec.hash.0, &spec.hash.1)?];
+    if let Some((name, kind)) = &spec.range {
+        attributes.push(attribute(name, kind)?);
+    }
     let mut indexes = Vec::new();
     for ix in &spec.indexes {
         for (name, kind) in [&ix.hash, &ix.range] {
@@ -218,7 +230,10 @@ async fn create(client: &Client, spec: &TableSpec<'_>) -> Result<()> {
         .create_table()
         .table_name(spec.name)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_key_schema(Some(key_schema(spec.hash.0, spec.range.0)?))
+        .set_key_schema(Some(key_schema(
+            spec.hash.0,
+            spec.range.as_ref().map(|r| r.0),
+        )?))
         .set_attribute_definitions(Some(attributes))
         .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes));
     match request.send().await {
@@ -257,7 +272,7 @@ async fn add_missing_indexes(
         wait_until_active(client, spec.name).await?;
         let create = aws_sdk_dynamodb::types::CreateGlobalSecondaryIndexAction::builder()
             .index_name(ix.name)
-            .set_key_schema(Some(key_schema(ix.hash.0, ix.range.0)?))
+            .set_key_schema(Some(key_schema(ix.hash.0, Some(ix.range.0))?))
             .projection(
                 Projection::builder()
                     .projection_type(ProjectionType::All)
