@@ -23,6 +23,11 @@ use crate::versioning::{check_bump, predecessor, select_matching, VersionSpec};
 pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch.
     fn now(&self) -> Timestamp;
+
+    /// Milliseconds since the Unix epoch (leases need sub-second time).
+    fn now_millis(&self) -> i64 {
+        self.now() * 1000
+    }
 }
 
 /// The system clock.
@@ -34,6 +39,13 @@ impl Clock for SystemClock {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as Timestamp)
+            .unwrap_or(0)
+    }
+
+    fn now_millis(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Deployment, DeploymentKey, DeploymentStatus, Event, NewEvent, PublishOutcome,
+    Deployment, DeploymentKey, DeploymentStatus, Event, Lease, NewEvent, PublishOutcome,
     PublishedComposition, PublishedVersion, RevisionContent, SourceState, SyncReport,
     VersionSummary,
 };
@@ -342,6 +342,17 @@ pub trait CompositionStore: Send + Sync {
     }
 }
 
+/// The [`Error::Conflict`] every store returns when `lease` is no longer
+/// the stored one (another replica claimed it, or it was released).
+pub fn lease_lost(lease: &Lease) -> Error {
+    Error::Conflict {
+        message: format!(
+            "the lease on deployment {} (owner {}, epoch {}) is no longer held",
+            lease.deployment_id, lease.owner, lease.epoch
+        ),
+    }
+}
+
 /// Which deployments to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentFilter {
@@ -410,4 +421,32 @@ pub trait DeploymentStore: Send + Sync {
 
     /// Every revision of one deployment, oldest first.
     async fn revisions(&self, key: &DeploymentKey) -> Result<Vec<Deployment>>;
+
+    /// Claims the lease on running deployment `id` for `owner` until
+    /// `now_ms + ttl_ms`, if nobody holds it: no lease record exists (epoch
+    /// 1), or the stored one expired at `now_ms` (its epoch + 1, whoever
+    /// held it). `None` while another claim is unexpired — including one
+    /// by `owner` itself, so a replica never runs a deployment twice. Of
+    /// concurrent claimers, one wins. The deployment need not exist yet (the
+    /// orchestrator claims before it records a revision).
+    async fn claim_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>>;
+
+    /// Extends `lease` to `now_ms + ttl_ms` if the stored lease still has
+    /// its owner and epoch (even if it expired meanwhile, as long as nobody
+    /// claimed it). Otherwise [`Error::Conflict`]: the holder lost it and
+    /// must stop.
+    async fn renew_lease(&self, lease: &Lease, now_ms: i64, ttl_ms: i64) -> Result<Lease>;
+
+    /// Deletes the lease record if `lease` still holds it (same owner and
+    /// epoch); otherwise does nothing.
+    async fn release_lease(&self, lease: &Lease) -> Result<()>;
+
+    /// Every lease record, live or expired, by deployment id.
+    async fn leases(&self) -> Result<Vec<Lease>>;
 }

@@ -27,6 +27,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Server-sent events.
     pub sse: SseConfig,
+    /// How deployments run: leases and the pause between waves.
+    pub deployments: DeploymentsConfig,
     /// Defaults for CLI commands.
     pub defaults: DefaultsConfig,
 }
@@ -215,6 +217,55 @@ impl Default for SseConfig {
             client_buffer: 256,
             retention: "7d".into(),
         }
+    }
+}
+
+/// `deployments:` (not in SPEC §11's fixed keys; added for issue 6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentsConfig {
+    /// How long a replica's claim on a running deployment lasts without a
+    /// heartbeat (`30s`): another replica takes over a deployment at most
+    /// about this long after its runner stopped.
+    pub lease: String,
+    /// Pause between two waves of a deployment (`0s`), like Argo CD's
+    /// sync-wave delay.
+    pub wave_delay: String,
+    /// This replica's id in leases (default: `{hostname}-{pid}-{random}`).
+    pub replica_id: Option<String>,
+}
+
+impl Default for DeploymentsConfig {
+    fn default() -> Self {
+        DeploymentsConfig {
+            lease: "30s".into(),
+            wave_delay: "0s".into(),
+            replica_id: None,
+        }
+    }
+}
+
+impl DeploymentsConfig {
+    /// The lease settings and the wave delay, parsed.
+    pub fn settings(&self) -> anyhow::Result<(nestor_core::LeaseSettings, std::time::Duration)> {
+        let parse = |key: &str, text: &str| {
+            nestor_core::parse_duration(text).map_err(|e| anyhow::anyhow!("deployments.{key}: {e}"))
+        };
+        let ttl = parse("lease", &self.lease)?;
+        if ttl < std::time::Duration::from_millis(100) {
+            bail!(
+                "deployments.lease: {} is too short (at least 100ms)",
+                self.lease
+            );
+        }
+        let mut leases = nestor_core::LeaseSettings::default();
+        if let Some(id) = &self.replica_id {
+            leases.owner = id.clone();
+        } else if let Ok(host) = std::env::var("HOSTNAME") {
+            leases.owner = format!("{host}-{}", leases.owner.trim_start_matches("nestor-"));
+        }
+        leases.ttl = ttl;
+        Ok((leases, parse("wave_delay", &self.wave_delay)?))
     }
 }
 

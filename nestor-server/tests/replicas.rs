@@ -66,6 +66,15 @@ fn unique_prefix() -> String {
 
 /// A `nestor.yaml` on DynamoDB with the test tokens, written into `dir`.
 fn write_config(dir: &Path, endpoint: &str, prefix: &str) -> PathBuf {
+    let storage = format!(
+        "storage:\n  type: dynamodb\n  dynamodb:\n    table_prefix: \"{prefix}\"\n    region: us-east-1\n    endpoint_url: \"{endpoint}\"\n"
+    );
+    write_config_with(dir, &storage)
+}
+
+/// A `nestor.yaml` with the test tokens and `sections` (YAML), written
+/// into `dir`.
+fn write_config_with(dir: &Path, sections: &str) -> PathBuf {
     let mut tokens = String::new();
     for (name, role) in TOKENS {
         tokens.push_str(&format!(
@@ -73,9 +82,7 @@ fn write_config(dir: &Path, endpoint: &str, prefix: &str) -> PathBuf {
             nestor_server::server::hash_token(name)
         ));
     }
-    let text = format!(
-        "storage:\n  type: dynamodb\n  dynamodb:\n    table_prefix: \"{prefix}\"\n    region: us-east-1\n    endpoint_url: \"{endpoint}\"\nauth:\n  tokens:\n{tokens}sse:\n  heartbeat: 1s\n"
-    );
+    let text = format!("{sections}auth:\n  tokens:\n{tokens}sse:\n  heartbeat: 1s\n");
     let path = dir.join("nestor.yaml");
     std::fs::write(&path, text).unwrap();
     path
@@ -178,7 +185,7 @@ impl Replica {
         let log = dir.path().join("stderr.log");
         let child = nestor_command(dir.path(), config)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("NESTOR_LOG", "warn")
+            .env("NESTOR_LOG", "warn,nestor_core::orchestrator=info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::create(&log).unwrap())
@@ -763,4 +770,250 @@ async fn a_dynamodb_outage_is_503_and_the_server_resumes_by_itself() {
     assert_eq!(server.pid(), pid);
     let stderr = server.stderr();
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Lease time and wave delay of the takeover cases: the delay holds the
+/// runner between the two waves of `web-app` long enough to kill it there.
+const LEASE: Duration = Duration::from_secs(2);
+const WAVE_DELAY: &str = "3s";
+
+/// `deployments:` and `gitops:` sections sharing one GitOps repository.
+fn takeover_sections(gitops: &Path) -> String {
+    format!(
+        "gitops:\n  repo: \"{}\"\ndeployments:\n  lease: {}ms\n  wave_delay: {WAVE_DELAY}\n",
+        gitops.display(),
+        LEASE.as_millis()
+    )
+}
+
+/// Publishes `web-app` through `r` and deploys it; returns the id.
+async fn deploy_web_app(client: &reqwest::Client, r: &Replica) -> String {
+    let web_app =
+        std::fs::read_to_string(root().join("examples/compositions/alpha/web-app.yaml")).unwrap();
+    let (status, body) = post_yaml(
+        client,
+        r,
+        "/api/v1/teams/alpha/compositions",
+        "alpha",
+        web_app,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, created) = post_json(
+        client,
+        r,
+        "/api/v1/teams/alpha/deploy",
+        "alpha",
+        json!({"composition": "web-app", "environment": "staging", "name": "checkout",
+               "params": {"size": "small", "image": "registry.example.com/checkout:1.0.0"}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    created["id"].as_str().unwrap().to_string()
+}
+
+/// Waits (polling `observer`) until the first wave of `id` is rendered
+/// and stored while the second has not started: the runner is in the
+/// pause between the waves.
+async fn until_between_waves(client: &reqwest::Client, observer: &Replica, id: &str) {
+    let path = format!("/api/v1/deployments/{id}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, d) = get(client, observer, &path, "alpha").await;
+        let resource = |name: &str| {
+            d["resources"]
+                .as_array()
+                .and_then(|rs| rs.iter().find(|r| r["name"] == name))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let first_wave_done = ["database", "cache"].iter().all(|name| {
+            resource(name)["outputs"]
+                .as_object()
+                .is_some_and(|o| !o.is_empty())
+        });
+        if status == 200 && first_wave_done {
+            assert_eq!(resource("app")["status"], "pending", "{d}");
+            // Its artifacts are stored right after the outputs.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deployment {id} never finished its first wave: {status} {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `id` is finished on `r`; returns it and when it was seen.
+async fn until_finished(client: &reqwest::Client, r: &Replica, id: &str) -> (Value, Instant) {
+    let path = format!("/api/v1/deployments/{id}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, d) = get(client, r, &path, "alpha").await;
+        if status == 200 && matches!(d["status"].as_str(), Some("succeeded" | "failed")) {
+            return (d, Instant::now());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deployment {id} not finished on {}: {status} {d}\n{}",
+            r.name,
+            r.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// For every commit of the GitOps repository, the deployment files it
+/// added or changed.
+fn applied_per_commit(gitops: &Path) -> Vec<(String, Vec<String>)> {
+    let repo = git2::Repository::open(gitops).unwrap();
+    let mut walk = repo.revwalk().unwrap();
+    walk.push_head().unwrap();
+    let mut out = Vec::new();
+    for id in walk {
+        let commit = repo.find_commit(id.unwrap()).unwrap();
+        let tree = commit.tree().unwrap();
+        let parent = commit.parent(0).ok().map(|p| p.tree().unwrap());
+        let diff = repo
+            .diff_tree_to_tree(parent.as_ref(), Some(&tree), None)
+            .unwrap();
+        let mut paths: Vec<String> = diff
+            .deltas()
+            .filter_map(|d| d.new_file().path().map(|p| p.display().to_string()))
+            .filter(|p| p.starts_with("alpha/staging/checkout/"))
+            .collect();
+        paths.sort();
+        out.push((commit.message().unwrap_or("").to_string(), paths));
+    }
+    out
+}
+
+/// Each of web-app's three resources appears in exactly one commit, and
+/// that commit is the deployment's.
+fn assert_applied_once(gitops: &Path, id: &str, d: &Value) {
+    let history = applied_per_commit(gitops);
+    assert_eq!(history.len(), 1, "one commit in all: {history:#?}");
+    let (message, paths) = &history[0];
+    assert!(message.contains(id), "{message}");
+    for resource in ["database", "cache", "app"] {
+        let prefix = format!("alpha/staging/checkout/{resource}/");
+        assert!(
+            paths.iter().any(|p| p.starts_with(&prefix)),
+            "{resource} was committed: {paths:?}"
+        );
+    }
+    let head = git2::Repository::open(gitops)
+        .unwrap()
+        .head()
+        .unwrap()
+        .target()
+        .unwrap()
+        .to_string();
+    assert_eq!(d["commit"], head.as_str(), "{d}");
+    for r in d["resources"].as_array().unwrap() {
+        assert_eq!(r["status"], "applied", "{d}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deployment_whose_replica_is_killed_is_finished_by_the_other() {
+    let Some(endpoint) = required_env("NESTOR_TEST_DYNAMODB_ENDPOINT") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix();
+    let gitops = work.path().join("gitops");
+    let storage = format!(
+        "storage:\n  type: dynamodb\n  dynamodb:\n    table_prefix: \"{prefix}\"\n    region: us-east-1\n    endpoint_url: \"{endpoint}\"\n"
+    );
+    let config = write_config_with(
+        work.path(),
+        &format!("{storage}{}", takeover_sections(&gitops)),
+    );
+    let _tables = DropTables(nestor_storage::DynamoConfig {
+        table_prefix: prefix.clone(),
+        region: "us-east-1".into(),
+        endpoint_url: Some(endpoint.clone()),
+    });
+    migrate(work.path(), &config, Duration::from_secs(60)).await;
+    let catalog = root().join("examples/catalog");
+    let (status, out) = run_nestor(
+        work.path(),
+        &config,
+        &["catalog", "sync", catalog.to_str().unwrap()],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(status, 0, "catalog sync: {out}");
+    let client = client();
+    let mut a = Replica::start("A", &config, &client).await;
+    let b = Replica::start("B", &config, &client).await;
+
+    let id = deploy_web_app(&client, &a).await;
+    until_between_waves(&client, &b, &id).await;
+    let pid = a.pid();
+    a.process.child().kill().unwrap(); // SIGKILL: no shutdown, no lease release
+    a.process.child().wait().unwrap();
+    let killed = Instant::now();
+    eprintln!("killed replica A (pid {pid}) between the waves of {id}");
+
+    let (d, seen) = until_finished(&client, &b, &id).await;
+    let took = seen - killed;
+    eprintln!("replica B finished {id} {took:?} after A was killed (lease {LEASE:?})");
+    assert_eq!(d["status"], "succeeded", "{d}\nB:\n{}", b.stderr());
+    // The lease lapses at most LEASE after A's last heartbeat; B scans every
+    // LEASE/3 and renders only the last wave.
+    assert!(
+        took <= LEASE + LEASE / 3 + Duration::from_secs(2),
+        "B took {took:?} to finish (lease {LEASE:?})"
+    );
+    assert!(
+        b.stderr().contains("resuming deployment at wave 2 of 2"),
+        "B resumed at the wave A had not rendered:\n{}",
+        b.stderr()
+    );
+    assert_applied_once(&gitops, &id, &d);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_single_sqlite_replica_killed_mid_deployment_finishes_it_after_a_restart() {
+    let work = tempfile::tempdir().unwrap();
+    let gitops = work.path().join("gitops");
+    let storage = format!(
+        "storage:\n  type: sqlite\n  sqlite:\n    path: \"{}\"\n",
+        work.path().join("nestor.db").display()
+    );
+    let config = write_config_with(
+        work.path(),
+        &format!("{storage}{}", takeover_sections(&gitops)),
+    );
+    let catalog = root().join("examples/catalog");
+    let (status, out) = run_nestor(
+        work.path(),
+        &config,
+        &["catalog", "sync", catalog.to_str().unwrap()],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(status, 0, "catalog sync: {out}");
+    let client = client();
+    let mut first = Replica::start("first", &config, &client).await;
+    let id = deploy_web_app(&client, &first).await;
+    until_between_waves(&client, &first, &id).await;
+    first.process.child().kill().unwrap();
+    first.process.child().wait().unwrap();
+
+    let second = Replica::start("second", &config, &client).await;
+    let (d, _) = until_finished(&client, &second, &id).await;
+    assert_eq!(d["status"], "succeeded", "{d}\n{}", second.stderr());
+    assert!(
+        second
+            .stderr()
+            .contains("resuming deployment at wave 2 of 2"),
+        "{}",
+        second.stderr()
+    );
+    assert_applied_once(&gitops, &id, &d);
 }

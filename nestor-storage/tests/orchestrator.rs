@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 /// Renders `{resource}.json` with the inputs; its outputs are references
 /// named after the resource. Fails when an input `fail` is true.
-struct JsonEngine(&'static str);
+pub(crate) struct JsonEngine(pub(crate) &'static str);
 
 #[async_trait]
 impl Engine for JsonEngine {
@@ -57,11 +57,11 @@ impl Engine for JsonEngine {
     }
 }
 
-struct Env {
-    store: Arc<MemoryStore>,
-    orchestrator: Orchestrator,
-    composer: Composer,
-    repo: tempfile::TempDir,
+pub(crate) struct Env {
+    pub(crate) store: Arc<MemoryStore>,
+    pub(crate) orchestrator: Orchestrator,
+    pub(crate) composer: Composer,
+    pub(crate) repo: tempfile::TempDir,
 }
 
 fn def(name: &str, version: &str, inputs: &str, outputs: &str) -> ResourceDefinition {
@@ -71,7 +71,7 @@ fn def(name: &str, version: &str, inputs: &str, outputs: &str) -> ResourceDefini
     parse_definition_yaml(&yaml).unwrap_or_else(|e| panic!("{e}: {:?}", e.field_errors()))
 }
 
-async fn env() -> Env {
+pub(crate) async fn env() -> Env {
     let store = Arc::new(MemoryStore::new());
     let catalog = CatalogService::new(store.clone());
     let defs = [
@@ -140,7 +140,7 @@ fn read(repo: &std::path::Path, path: &str) -> Option<String> {
     Some(String::from_utf8_lossy(blob.content()).into_owned())
 }
 
-fn commits(repo: &std::path::Path) -> Vec<String> {
+pub(crate) fn commits(repo: &std::path::Path) -> Vec<String> {
     let repo = git2::Repository::open(repo).unwrap();
     let mut walk = repo.revwalk().unwrap();
     if walk.push_head().is_err() {

@@ -7,3 +7,4 @@ mod orchestrator;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod sync;
+mod takeover;

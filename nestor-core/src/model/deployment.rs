@@ -188,6 +188,33 @@ impl Deployment {
     }
 }
 
+/// A replica's claim on running one deployment (SPEC §10: deployments
+/// survive the loss of a replica). Whoever holds an unexpired lease runs
+/// the deployment and renews the lease by heartbeat; when it stops
+/// renewing, another replica claims the lease and resumes the deployment.
+/// A store grants a claim only when no lease exists or the last one has
+/// expired, and a renewal only to the holder (same owner and epoch), with
+/// conditional writes, so two replicas never both hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The deployment's id.
+    pub deployment_id: String,
+    /// Who holds it (a replica's id).
+    pub owner: String,
+    /// Raised by one on every claim of an existing lease record, so a
+    /// holder that was paused and lost its lease can tell.
+    pub epoch: u64,
+    /// Milliseconds since the Unix epoch after which others may claim it.
+    pub expires_at_ms: i64,
+}
+
+impl Lease {
+    /// Whether it has expired at `now_ms`.
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires_at_ms <= now_ms
+    }
+}
+
 /// Identifies a deployment across revisions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct DeploymentKey {

@@ -7,16 +7,19 @@
 //! generation counter), so a cancel racing a running apply is never lost,
 //! and every change appends an event.
 
+mod lease;
 mod plan;
 mod resolve;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::json;
 
+pub use lease::LeaseSettings;
 pub use plan::{diff_artifacts, FileDiff, Plan, PlanDiff};
 pub use resolve::{render_inputs, resolve_params, resolve_resources, PinnedResource, Resolved};
 pub use view::{deployment_graph, GraphEdge, GraphNode, GraphView};
@@ -64,27 +67,46 @@ impl Started {
     }
 }
 
-/// The resolved request a started deployment still has to run.
+/// The resolved request a started deployment still has to run, and the
+/// lease under which it runs.
 struct Run {
     spec: Spec,
     resolved: Resolved,
     content: RevisionContent,
+    lease: Lease,
 }
 
-/// The outcome of rendering every wave.
+/// The outcome of rendering every wave (or, when resuming, of the waves
+/// rendered before).
+#[derive(Default)]
 struct Rendered {
     outputs: BTreeMap<String, RenderOutput>,
     /// Resource → why it failed, was skipped or cancelled.
     problems: BTreeMap<String, (ResourceStatus, String)>,
 }
 
+/// What [`Orchestrator::record`] did.
+enum Recorded {
+    /// A new revision, with the lease to run it.
+    New(Deployment, Lease),
+    /// An idempotent repeat: the deployment the first request created.
+    Existing(Deployment),
+}
+
 /// Plans, applies, rolls back and promotes deployments.
+///
+/// Every revision is run under a lease in the store (claimed before the
+/// revision is recorded, renewed by heartbeat, released at the end), so a
+/// deployment whose runner stops can be resumed by another replica with
+/// [`Orchestrator::resume`]; see the `lease` module.
 #[derive(Clone)]
 pub struct Orchestrator {
     store: Arc<dyn Store>,
     engines: Arc<dyn EngineProvider>,
     executor: Arc<dyn Executor>,
     clock: Arc<dyn Clock>,
+    leases: LeaseSettings,
+    wave_delay: Duration,
 }
 
 impl Orchestrator {
@@ -99,6 +121,8 @@ impl Orchestrator {
             engines,
             executor,
             clock: Arc::new(SystemClock),
+            leases: LeaseSettings::default(),
+            wave_delay: Duration::ZERO,
         }
     }
 
@@ -106,6 +130,25 @@ impl Orchestrator {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Replaces the lease settings (who this runner is, how long a lease lasts).
+    pub fn with_leases(mut self, leases: LeaseSettings) -> Self {
+        self.leases = leases;
+        self
+    }
+
+    /// Pauses this long between two waves of a deployment (like Argo CD's
+    /// sync-wave delay), giving what a wave created time to settle before
+    /// its dependents render. Default: none.
+    pub fn with_wave_delay(mut self, delay: Duration) -> Self {
+        self.wave_delay = delay;
+        self
+    }
+
+    /// The lease settings.
+    pub fn lease_settings(&self) -> &LeaseSettings {
+        &self.leases
     }
 
     /// One deployment by id.
@@ -311,7 +354,7 @@ impl Orchestrator {
         let revision = self.next_revision(&spec.key).await?;
         let mut deployment = self.draft(&spec, &resolved, revision);
         let rendered = self
-            .render_waves(&spec, &resolved, &mut deployment, false)
+            .render_waves(&spec, &resolved, &mut deployment, None, Rendered::default())
             .await?;
         let artifacts = Self::artifacts_of(&rendered);
         for r in &mut deployment.resources {
@@ -373,47 +416,78 @@ impl Orchestrator {
             ))
         };
         let content = Self::content(&resolved);
-        for _ in 0..8 {
-            let revision = self.next_revision(&spec.key).await?;
-            let draft = self.draft(&spec, &resolved, revision);
-            match self
-                .store
-                .create_deployment(
-                    &draft,
-                    &content,
-                    idempotency_key.map(|k| (k, request_hash.as_str())),
-                )
-                .await
-            {
+        let recorded = self
+            .record(
+                &spec.key,
+                &content,
+                idempotency_key.map(|k| (k, request_hash.as_str())),
+                |revision| self.draft(&spec, &resolved, revision),
+            )
+            .await?;
+        Ok(match recorded {
+            Recorded::New(deployment, lease) => Started {
+                deployment,
+                run: Some(Box::new(Run {
+                    spec,
+                    resolved,
+                    content,
+                    lease,
+                })),
+            },
+            Recorded::Existing(deployment) => Started {
+                deployment,
+                run: None,
+            },
+        })
+    }
+
+    /// Records revision n+1 of `key` (the deployment built by `draft(n)`)
+    /// under a fresh lease and appends `deployment.started`. The lease is
+    /// claimed before the revision is written, so no other replica can take
+    /// a just-recorded revision for an abandoned one. Retries when another
+    /// writer took revision n.
+    async fn record(
+        &self,
+        key: &DeploymentKey,
+        content: &RevisionContent,
+        idempotency: Option<(&str, &str)>,
+        draft: impl Fn(u64) -> Deployment,
+    ) -> Result<Recorded> {
+        let mut floor = 0;
+        for attempt in 0..16u64 {
+            let revision = self.next_revision(key).await?.max(floor);
+            let d = draft(revision);
+            let Some(lease) = self.claim(&d.id).await? else {
+                // Someone is recording this very revision right now.
+                floor = revision + 1;
+                continue;
+            };
+            match self.store.create_deployment(&d, content, idempotency).await {
                 Ok(CreateOutcome::Created) => {
-                    self.emit(EventType::DeploymentStarted, &draft).await?;
-                    return Ok(Started {
-                        deployment: draft,
-                        run: Some(Box::new(Run {
-                            spec,
-                            resolved,
-                            content,
-                        })),
-                    });
+                    self.emit(EventType::DeploymentStarted, &d).await?;
+                    return Ok(Recorded::New(d, lease));
                 }
                 Ok(CreateOutcome::Existing(existing)) => {
-                    return Ok(Started {
-                        deployment: *existing,
-                        run: None,
-                    })
+                    self.store.release_lease(&lease).await?;
+                    return Ok(Recorded::Existing(*existing));
                 }
                 // Another apply of the same deployment took this revision number.
                 Err(Error::Conflict { .. })
-                    if idempotency_key.is_none()
-                        || self.store.get_deployment(&draft.id).await?.is_some() =>
+                    if idempotency.is_none()
+                        || self.store.get_deployment(&d.id).await?.is_some() =>
                 {
-                    continue
+                    self.store.release_lease(&lease).await?;
+                    floor = revision + 1;
+                    tokio::time::sleep(Duration::from_millis(attempt * 5)).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.store.release_lease(&lease).await?;
+                    return Err(e);
+                }
             }
         }
         Err(Error::Conflict {
-            message: format!("{} is being applied concurrently; try again", spec.key),
+            message: format!("{key} is being applied concurrently; try again"),
         })
     }
 
@@ -431,25 +505,37 @@ impl Orchestrator {
                     spec,
                     resolved,
                     content,
+                    lease,
                 } = *run;
-                self.run(&spec, &resolved, &mut deployment, content).await?;
+                let seed = Rendered::default();
+                self.leased(
+                    lease,
+                    self.run(&spec, &resolved, &mut deployment, content, seed),
+                )
+                .await?;
                 Ok(deployment)
             }
             None => self.get(&deployment.id).await,
         }
     }
 
-    /// Renders, commits and records one revision that is already stored.
+    /// Renders, commits and records one revision that is already stored,
+    /// starting from what `seed` says was rendered before (resuming).
     async fn run(
         &self,
         spec: &Spec,
         resolved: &Resolved,
         d: &mut Deployment,
         mut content: RevisionContent,
+        seed: Rendered,
     ) -> Result<()> {
-        d.status = DeploymentStatus::Planning;
-        self.save(d).await?;
-        let rendered = self.render_waves(spec, resolved, d, true).await?;
+        if d.status == DeploymentStatus::Pending {
+            d.status = DeploymentStatus::Planning;
+            self.save(d).await?;
+        }
+        let rendered = self
+            .render_waves(spec, resolved, d, Some(&mut content), seed)
+            .await?;
         let artifacts = Self::artifacts_of(&rendered);
         if d.status == DeploymentStatus::Cancelled {
             Self::finish_statuses(d, &rendered, false);
@@ -548,28 +634,50 @@ impl Orchestrator {
 
     /// Renders every wave in order, each wave's resources in parallel. A
     /// failed resource skips its dependents; independent ones carry on.
-    /// With `persist`, statuses are saved after each wave and a cancel seen
-    /// in the store stops before the next wave.
+    /// Resources `seed` already rendered (or failed) are not rendered again,
+    /// so a resumed deployment starts at the first wave not yet done.
+    /// With `persist` (the revision's content), statuses, outputs and
+    /// artifacts are saved after each wave and a cancel seen in the store
+    /// stops before the next wave.
     async fn render_waves(
         &self,
         spec: &Spec,
         resolved: &Resolved,
         d: &mut Deployment,
-        persist: bool,
+        mut persist: Option<&mut RevisionContent>,
+        seed: Rendered,
     ) -> Result<Rendered> {
-        let mut rendered = Rendered {
-            outputs: BTreeMap::new(),
-            problems: BTreeMap::new(),
-        };
+        let mut rendered = seed;
         let mut ctx = TemplateContext {
             params: spec.params.clone(),
-            resources: BTreeMap::new(),
+            resources: rendered
+                .outputs
+                .iter()
+                .map(|(name, out)| {
+                    let outputs = out.outputs.clone();
+                    (name.clone(), ResourceOutputs { outputs })
+                })
+                .collect(),
             team: spec.key.team.clone(),
             environment: spec.key.environment.clone(),
             deployment: spec.key.name.clone(),
         };
-        for wave in &resolved.waves {
-            if persist && self.cancelled(d).await? {
+        let mut waves_run = 0;
+        for (index, wave) in resolved.waves.iter().enumerate() {
+            let runnable: Vec<&String> = wave
+                .iter()
+                .filter(|n| {
+                    !rendered.problems.contains_key(*n) && !rendered.outputs.contains_key(*n)
+                })
+                .collect();
+            if runnable.is_empty() {
+                continue;
+            }
+            if waves_run > 0 && !self.wave_delay.is_zero() && persist.is_some() {
+                tokio::time::sleep(self.wave_delay).await;
+            }
+            waves_run += 1;
+            if persist.is_some() && self.cancelled(d).await? {
                 for name in resolved
                     .waves
                     .iter()
@@ -583,11 +691,8 @@ impl Orchestrator {
                 }
                 return Ok(rendered);
             }
-            let runnable: Vec<&String> = wave
-                .iter()
-                .filter(|n| !rendered.problems.contains_key(*n))
-                .collect();
-            if persist {
+            if persist.is_some() {
+                tracing::debug!(deployment = %d.id, wave = index + 1, "rendering wave");
                 for name in &runnable {
                     if let Some(r) = d.resource_mut(name) {
                         r.status = ResourceStatus::Rendering;
@@ -628,13 +733,19 @@ impl Orchestrator {
                     }
                 }
             }
-            if persist {
+            if let Some(content) = persist.as_deref_mut() {
                 for (name, (status, why)) in &rendered.problems {
                     if let Some(r) = d.resource_mut(name) {
                         r.status = *status;
                         r.error = Some(why.clone());
                     }
                 }
+                // Outputs first, then artifacts: a resource counts as
+                // rendered on resume only once its artifacts are stored.
+                self.save(d).await?;
+                content.artifacts = Self::artifacts_of(&rendered);
+                self.store.save_revision_content(&d.id, content).await?;
+                self.emit(EventType::DeploymentUpdated, d).await?;
             }
         }
         Ok(rendered)
@@ -686,7 +797,10 @@ impl Orchestrator {
     }
 
     /// Saves `d` conditionally. A concurrent cancel wins: its status is
-    /// adopted and the save retried with our resource states.
+    /// adopted and the save retried with our resource states. Any other
+    /// concurrent write to an unfinished deployment can only come from
+    /// another runner (this one lost its lease while paused): the save
+    /// fails rather than overwrite that runner's progress.
     async fn save(&self, d: &mut Deployment) -> Result<()> {
         for _ in 0..8 {
             d.updated_at = self.clock.now();
@@ -697,8 +811,14 @@ impl Orchestrator {
                 }
                 Err(Error::Conflict { .. }) => {
                     let stored = self.get(&d.id).await?;
-                    if stored.status == DeploymentStatus::Cancelled && !d.status.is_final() {
-                        d.status = DeploymentStatus::Cancelled;
+                    if stored.status == DeploymentStatus::Cancelled {
+                        if !d.status.is_final() {
+                            d.status = DeploymentStatus::Cancelled;
+                        }
+                    } else if !stored.status.is_final() || !d.status.is_final() {
+                        return Err(Error::Conflict {
+                            message: format!("deployment {} is being run by another replica", d.id),
+                        });
                     }
                     d.generation = stored.generation;
                 }
@@ -774,8 +894,7 @@ impl Orchestrator {
         rollback_of: Option<u64>,
     ) -> Result<Deployment> {
         let key = template.key();
-        for _ in 0..8 {
-            let revision = self.next_revision(&key).await?;
+        let draft = |revision: u64| {
             let now = self.clock.now();
             let mut d = Deployment {
                 id: format!("{}.{}.{}.r{revision}", key.team, key.environment, key.name),
@@ -791,44 +910,46 @@ impl Orchestrator {
             };
             d.resources
                 .retain(|r| content.artifacts.contains_key(&r.name));
-            match self.store.create_deployment(&d, &content, None).await {
-                Ok(_) => {}
-                Err(Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-            self.emit(EventType::DeploymentStarted, &d).await?;
-            let target = ApplyTarget {
-                key: key.clone(),
-                revision,
-                deployment_id: d.id.clone(),
-            };
-            match self.executor.apply(&target, &content.artifacts).await {
-                Ok(receipt) => {
-                    d.commit = receipt.commit;
-                    for r in &mut d.resources {
-                        r.status = ResourceStatus::Applied;
-                        r.error = None;
-                        r.artifacts = receipt.paths.get(&r.name).cloned().unwrap_or_default();
-                    }
-                    d.status = DeploymentStatus::Succeeded;
+            d
+        };
+        let Recorded::New(mut d, lease) = self.record(&key, &content, None, draft).await? else {
+            return Err(Error::internal("a restore has no idempotency key"));
+        };
+        self.leased(lease, self.commit_restored(&mut d, &content))
+            .await?;
+        Ok(d)
+    }
+
+    /// Commits a recorded restore (rollback, or removal of revision 1) and
+    /// records the outcome.
+    async fn commit_restored(&self, d: &mut Deployment, content: &RevisionContent) -> Result<()> {
+        let target = ApplyTarget {
+            key: d.key(),
+            revision: d.revision,
+            deployment_id: d.id.clone(),
+        };
+        match self.executor.apply(&target, &content.artifacts).await {
+            Ok(receipt) => {
+                d.commit = receipt.commit;
+                for r in &mut d.resources {
+                    r.status = ResourceStatus::Applied;
+                    r.error = None;
+                    r.artifacts = receipt.paths.get(&r.name).cloned().unwrap_or_default();
                 }
-                Err(e) => {
-                    d.status = DeploymentStatus::Failed;
-                    d.error = Some(format!("executor failed: {e}"));
-                }
+                d.status = DeploymentStatus::Succeeded;
             }
-            self.save(&mut d).await?;
-            let kind = if d.status == DeploymentStatus::Succeeded {
-                EventType::DeploymentCompleted
-            } else {
-                EventType::DeploymentFailed
-            };
-            self.emit(kind, &d).await?;
-            return Ok(d);
+            Err(e) => {
+                d.status = DeploymentStatus::Failed;
+                d.error = Some(format!("executor failed: {e}"));
+            }
         }
-        Err(Error::Conflict {
-            message: format!("{key} is being changed concurrently; try again"),
-        })
+        self.save(d).await?;
+        let kind = if d.status == DeploymentStatus::Succeeded {
+            EventType::DeploymentCompleted
+        } else {
+            EventType::DeploymentFailed
+        };
+        self.emit(kind, d).await
     }
 
     /// `DELETE /deployments/{id}`: cancels one in progress (no new wave
@@ -836,11 +957,27 @@ impl Orchestrator {
     /// for revision 1 removes its files.
     pub async fn delete(&self, id: &str) -> Result<Deployment> {
         let mut d = self.get(id).await?;
-        if !d.status.is_final() {
+        for _ in 0..8 {
+            if d.status.is_final() {
+                break;
+            }
             d.status = DeploymentStatus::Cancelled;
-            self.save(&mut d).await?;
-            self.emit(EventType::DeploymentUpdated, &d).await?;
-            return Ok(d);
+            d.updated_at = self.clock.now();
+            match self.store.update_deployment(&d, d.generation).await {
+                Ok(()) => {
+                    d.generation += 1;
+                    self.emit(EventType::DeploymentUpdated, &d).await?;
+                    return Ok(d);
+                }
+                // The runner moved on meanwhile: cancel what it wrote.
+                Err(Error::Conflict { .. }) => d = self.get(id).await?,
+                Err(e) => return Err(e),
+            }
+        }
+        if !d.status.is_final() {
+            return Err(Error::Conflict {
+                message: format!("deployment {id} keeps changing; try again"),
+            });
         }
         if d.revision > 1 {
             return self.rollback(id, None).await;
@@ -882,21 +1019,7 @@ impl Orchestrator {
             .revision_content(&source.id)
             .await?
             .unwrap_or_default();
-        let resources: Vec<CompositionResource> = content
-            .resources
-            .iter()
-            .map(|r| CompositionResource {
-                name: r.name.clone(),
-                catalog_ref: CatalogRef {
-                    name: r.definition.clone(),
-                    version: VersionSpec::Exact(r.version.clone()),
-                }
-                .to_string(),
-                engine: Some(r.engine.clone()),
-                config: r.config.clone(),
-                depends_on: vec![],
-            })
-            .collect();
+        let resources = pinned_requests(&content);
         let spec = Spec {
             key: DeploymentKey {
                 team: team.into(),
@@ -918,23 +1041,36 @@ impl Orchestrator {
         }
         let resolved = self.resolve(&spec).await?;
         let content = Self::content(&resolved);
-        for _ in 0..8 {
-            let revision = self.next_revision(&spec.key).await?;
-            let mut d = self.draft(&spec, &resolved, revision);
-            match self.store.create_deployment(&d, &content, None).await {
-                Ok(_) => {
-                    self.emit(EventType::DeploymentStarted, &d).await?;
-                    self.run(&spec, &resolved, &mut d, content).await?;
-                    return Ok(d);
-                }
-                Err(Error::Conflict { .. }) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Conflict {
-            message: format!("{} is being applied concurrently; try again", spec.key),
-        })
+        let draft = |revision| self.draft(&spec, &resolved, revision);
+        let Recorded::New(mut d, lease) = self.record(&spec.key, &content, None, draft).await?
+        else {
+            return Err(Error::internal("a promotion has no idempotency key"));
+        };
+        let seed = Rendered::default();
+        self.leased(lease, self.run(&spec, &resolved, &mut d, content, seed))
+            .await?;
+        Ok(d)
     }
+}
+
+/// A revision's pinned resources as requests for exactly those versions,
+/// engines and configs (promotion and resuming start from these).
+fn pinned_requests(content: &RevisionContent) -> Vec<CompositionResource> {
+    content
+        .resources
+        .iter()
+        .map(|r| CompositionResource {
+            name: r.name.clone(),
+            catalog_ref: CatalogRef {
+                name: r.definition.clone(),
+                version: VersionSpec::Exact(r.version.clone()),
+            }
+            .to_string(),
+            engine: Some(r.engine.clone()),
+            config: r.config.clone(),
+            depends_on: vec![],
+        })
+        .collect()
 }
 
 fn error_text(e: &Error) -> String {

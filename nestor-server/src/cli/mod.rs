@@ -428,11 +428,12 @@ impl Context<'_> {
 
     /// The orchestrator: the store, the engines and the GitOps executor.
     async fn orchestrator(&self) -> anyhow::Result<Orchestrator> {
-        Ok(Orchestrator::new(
-            self.store().await?,
-            self.engines()?,
-            self.executor()?,
-        ))
+        let (leases, wave_delay) = self.config.deployments.settings()?;
+        Ok(
+            Orchestrator::new(self.store().await?, self.engines()?, self.executor()?)
+                .with_leases(leases)
+                .with_wave_delay(wave_delay),
+        )
     }
 
     /// `--team`, else `defaults.team`.

@@ -34,6 +34,7 @@ mod extract;
 mod metrics;
 mod openapi;
 mod sync;
+mod takeover;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -121,7 +122,10 @@ impl AppState {
         ));
         let catalog = CatalogService::new(store.clone());
         let composer = Composer::new(store.clone());
-        let orchestrator = Orchestrator::new(store.clone(), metered, executor);
+        let (leases, wave_delay) = config.deployments.settings()?;
+        let orchestrator = Orchestrator::new(store.clone(), metered, executor)
+            .with_leases(leases)
+            .with_wave_delay(wave_delay);
         let auth = auth::Auth::from_config(&config.auth)?;
         let heartbeat =
             nestor_core::parse_duration(&config.sse.heartbeat).map_err(anyhow::Error::msg)?;
@@ -146,6 +150,7 @@ impl AppState {
             &config.catalog.sources,
         );
         metrics.count_catalog_versions(store.clone());
+        takeover::start(orchestrator.clone(), shutdown.clone());
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,

@@ -172,20 +172,61 @@ fn commit(
     }
     let repo = Repository::open(&config.repo).map_err(|e| git_err("opening the repository", e))?;
     let refname = format!("refs/heads/{}", config.branch);
-    let parent = repo
-        .find_reference(&refname)
-        .ok()
-        .and_then(|r| r.peel_to_commit().ok());
-    let mut index = git2::Index::new().map_err(|e| git_err("creating an index", e))?;
-    if let Some(p) = &parent {
-        index
-            .read_tree(&p.tree().map_err(|e| git_err("reading the head tree", e))?)
-            .map_err(|e| git_err("reading the head tree", e))?;
+    for _ in 0..8 {
+        let parent = repo
+            .find_reference(&refname)
+            .ok()
+            .and_then(|r| r.peel_to_commit().ok());
+        if let Some(done) = parent
+            .as_ref()
+            .and_then(|p| find_applied(p, &target.message()))
+        {
+            // This revision was committed before (by a runner that stopped
+            // before recording it): re-applying it changes nothing.
+            let (_, paths) = layout(target, files)?;
+            return Ok(ApplyReceipt {
+                commit: Some(done.to_string()),
+                paths,
+            });
+        }
+        match commit_on(config, &repo, &refname, parent, target, files) {
+            // Another process moved the branch between our read and our
+            // commit: build again on the new head.
+            Err(CommitError::Moved) => continue,
+            Err(CommitError::Failed(e)) => return Err(e),
+            Ok(receipt) => return Ok(receipt),
+        }
     }
+    Err(Error::Conflict {
+        message: format!("gitops: branch {} keeps moving; try again", config.branch),
+    })
+}
+
+/// How many commits back an apply looks for its own earlier commit.
+const APPLIED_LOOKBACK: usize = 1_000;
+
+/// The commit among the last [`APPLIED_LOOKBACK`] first-parent commits from
+/// `head` whose message is `message` (messages name the deployment id, so
+/// they are unique per revision).
+fn find_applied(head: &git2::Commit<'_>, message: &str) -> Option<git2::Oid> {
+    let mut current = Some(head.clone());
+    for _ in 0..APPLIED_LOOKBACK {
+        let c = current?;
+        if c.message() == Some(message) {
+            return Some(c.id());
+        }
+        current = c.parent(0).ok();
+    }
+    None
+}
+
+/// Where each resource's files go: the deployment's folder and the paths.
+fn layout(
+    target: &ApplyTarget,
+    files: &BTreeMap<String, Vec<Artifact>>,
+) -> Result<(String, BTreeMap<String, Vec<String>>)> {
+    let k = &target.key;
     let prefix = format!("{}/{}/{}", k.team, k.environment, k.name);
-    index
-        .remove_dir(Path::new(&prefix), 0)
-        .map_err(|e| git_err("clearing the deployment's folder", e))?;
     let mut paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (resource, artifacts) in files {
         if !safe_segment(resource) {
@@ -200,20 +241,65 @@ fn commit(
                     message: format!("artifact path {:?} escapes the resource's folder", a.path),
                 });
             }
+            paths
+                .entry(resource.clone())
+                .or_default()
+                .push(format!("{prefix}/{resource}/{}", a.path));
+        }
+    }
+    Ok((prefix, paths))
+}
+
+/// Why one commit attempt failed.
+enum CommitError {
+    /// The branch moved since it was read.
+    Moved,
+    /// Anything else.
+    Failed(Error),
+}
+
+impl From<Error> for CommitError {
+    fn from(e: Error) -> Self {
+        CommitError::Failed(e)
+    }
+}
+
+/// Builds the commit on `parent` and moves the branch to it if it still
+/// points at `parent`; pushes when a remote is configured.
+fn commit_on(
+    config: &GitOpsConfig,
+    repo: &Repository,
+    refname: &str,
+    parent: Option<git2::Commit<'_>>,
+    target: &ApplyTarget,
+    files: &BTreeMap<String, Vec<Artifact>>,
+) -> std::result::Result<ApplyReceipt, CommitError> {
+    let k = &target.key;
+    let mut index = git2::Index::new().map_err(|e| git_err("creating an index", e))?;
+    if let Some(p) = &parent {
+        index
+            .read_tree(&p.tree().map_err(|e| git_err("reading the head tree", e))?)
+            .map_err(|e| git_err("reading the head tree", e))?;
+    }
+    let (prefix, paths) = layout(target, files)?;
+    index
+        .remove_dir(Path::new(&prefix), 0)
+        .map_err(|e| git_err("clearing the deployment's folder", e))?;
+    for (resource, artifacts) in files {
+        for a in artifacts {
             let path = format!("{prefix}/{resource}/{}", a.path);
             index
-                .add(&entry(&repo, &path, a.content.as_bytes())?)
+                .add(&entry(repo, &path, a.content.as_bytes())?)
                 .map_err(|e| git_err(format!("staging {path}"), e))?;
-            paths.entry(resource.clone()).or_default().push(path);
         }
     }
     let app_path = format!("argocd/{}-{}.yaml", k.team, k.environment);
     let app = application(config, &k.team, &k.environment);
     index
-        .add(&entry(&repo, &app_path, app.as_bytes())?)
+        .add(&entry(repo, &app_path, app.as_bytes())?)
         .map_err(|e| git_err("staging the Argo CD Application", e))?;
     let tree_id = index
-        .write_tree_to(&repo)
+        .write_tree_to(repo)
         .map_err(|e| git_err("writing the tree", e))?;
     let tree = repo
         .find_tree(tree_id)
@@ -221,35 +307,37 @@ fn commit(
     let sig = Signature::now(&config.author_name, &config.author_email)
         .map_err(|e| git_err("author", e))?;
     let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-    let id = repo
-        .commit(
-            Some(&refname),
-            &sig,
-            &sig,
-            &target.message(),
-            &tree,
-            &parents,
-        )
-        .map_err(|e| git_err("committing", e))?;
+    let id = match repo.commit(
+        Some(refname),
+        &sig,
+        &sig,
+        &target.message(),
+        &tree,
+        &parents,
+    ) {
+        Ok(id) => id,
+        Err(e) if e.code() == git2::ErrorCode::Modified => return Err(CommitError::Moved),
+        Err(e) => return Err(git_err("committing", e).into()),
+    };
 
     if let Some(remote) = &config.remote {
-        if let Err(e) = push(&repo, remote, &refname) {
+        if let Err(e) = push(repo, remote, refname) {
             // Leave the repository as it was before the apply.
             match &parent {
                 Some(p) => {
-                    repo.reference(&refname, p.id(), true, "nestor: push failed, undo")
+                    repo.reference(refname, p.id(), true, "nestor: push failed, undo")
                         .map_err(|e| git_err("undoing", e))?;
                 }
                 None => {
-                    if let Ok(mut r) = repo.find_reference(&refname) {
+                    if let Ok(mut r) = repo.find_reference(refname) {
                         let _ = r.delete();
                     }
                 }
             }
-            return Err(e);
+            return Err(e.into());
         }
     }
-    refresh_checkout(&repo, &refname);
+    refresh_checkout(repo, refname);
     Ok(ApplyReceipt {
         commit: Some(id.to_string()),
         paths,

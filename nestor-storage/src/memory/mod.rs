@@ -6,9 +6,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use nestor_core::{
-    search_score, CatalogReader, CatalogSearch, CatalogWriter, CompositionStore, CreateOutcome,
-    Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error, Event, EventLog,
-    ListFilter, NewEvent, Page, PageRequest, PublishOutcome, PublishedComposition,
+    lease_lost, search_score, CatalogReader, CatalogSearch, CatalogWriter, CompositionStore,
+    CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error, Event,
+    EventLog, Lease, ListFilter, NewEvent, Page, PageRequest, PublishOutcome, PublishedComposition,
     PublishedVersion, Result, RevisionContent, SearchHit, SourceState, SyncReport, SyncStore,
     Timestamp, VersionSummary,
 };
@@ -38,6 +38,8 @@ struct Inner {
     revisions: HashMap<DeploymentKey, BTreeMap<u64, String>>,
     /// Idempotency key → (request hash, deployment id).
     idempotency: HashMap<String, (String, String)>,
+    /// Deployment id → its lease.
+    leases: BTreeMap<String, Lease>,
 }
 
 impl MemoryStore {
@@ -410,5 +412,55 @@ impl DeploymentStore for MemoryStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn claim_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>> {
+        let mut inner = self.lock();
+        let epoch = match inner.leases.get(id) {
+            Some(held) if !held.is_expired(now_ms) => return Ok(None),
+            Some(expired) => expired.epoch + 1,
+            None => 1,
+        };
+        let lease = Lease {
+            deployment_id: id.into(),
+            owner: owner.into(),
+            epoch,
+            expires_at_ms: now_ms + ttl_ms,
+        };
+        inner.leases.insert(id.into(), lease.clone());
+        Ok(Some(lease))
+    }
+
+    async fn renew_lease(&self, lease: &Lease, now_ms: i64, ttl_ms: i64) -> Result<Lease> {
+        let mut inner = self.lock();
+        match inner.leases.get_mut(&lease.deployment_id) {
+            Some(held) if held.owner == lease.owner && held.epoch == lease.epoch => {
+                held.expires_at_ms = now_ms + ttl_ms;
+                Ok(held.clone())
+            }
+            _ => Err(lease_lost(lease)),
+        }
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        let mut inner = self.lock();
+        if inner
+            .leases
+            .get(&lease.deployment_id)
+            .is_some_and(|held| held.owner == lease.owner && held.epoch == lease.epoch)
+        {
+            inner.leases.remove(&lease.deployment_id);
+        }
+        Ok(())
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>> {
+        Ok(self.lock().leases.values().cloned().collect())
     }
 }
