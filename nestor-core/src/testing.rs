@@ -1395,3 +1395,29 @@ pub async fn concurrent_claims_one_wins(store: Arc<dyn Store>) {
     assert_eq!(winners[0].epoch, 2);
     assert_eq!(store.leases().await.unwrap(), winners);
 }
+
+/// Sixteen claimers spread over several handles on one store (processes or
+/// replicas), for a new lease and then for the same lease once expired:
+/// one claim wins each time, and every handle sees the winner's lease.
+pub async fn claims_across_handles_one_wins(handles: &[Arc<dyn Store>]) {
+    for (now_ms, epoch) in [(0, 1), (1_000, 2)] {
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let store = handles[i % handles.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .claim_lease("d1", &format!("replica-{i}"), now_ms, 1_000)
+                    .await
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            winners.extend(task.await.unwrap().unwrap());
+        }
+        assert_eq!(winners.len(), 1, "exactly one claim wins: {winners:?}");
+        assert_eq!(winners[0].epoch, epoch);
+        for store in handles {
+            assert_eq!(store.leases().await.unwrap(), winners);
+        }
+    }
+}

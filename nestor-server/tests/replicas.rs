@@ -66,10 +66,45 @@ fn unique_prefix() -> String {
 
 /// A `nestor.yaml` on DynamoDB with the test tokens, written into `dir`.
 fn write_config(dir: &Path, endpoint: &str, prefix: &str) -> PathBuf {
-    let storage = format!(
+    write_config_with(dir, &dynamo_section(endpoint, prefix))
+}
+
+fn dynamo_section(endpoint: &str, prefix: &str) -> String {
+    format!(
         "storage:\n  type: dynamodb\n  dynamodb:\n    table_prefix: \"{prefix}\"\n    region: us-east-1\n    endpoint_url: \"{endpoint}\"\n"
+    )
+}
+
+/// Fresh tables on `endpoint` for a `nestor.yaml` in `work` (DynamoDB
+/// plus `more` sections), migrated and holding the example catalog; the
+/// guard drops the tables.
+async fn dynamo_with_catalog(work: &Path, endpoint: &str, more: &str) -> (PathBuf, DropTables) {
+    let prefix = unique_prefix();
+    let config = write_config_with(
+        work,
+        &format!("{}{more}", dynamo_section(endpoint, &prefix)),
     );
-    write_config_with(dir, &storage)
+    let tables = DropTables(nestor_storage::DynamoConfig {
+        table_prefix: prefix,
+        region: "us-east-1".into(),
+        endpoint_url: Some(endpoint.into()),
+    });
+    migrate(work, &config, Duration::from_secs(60)).await;
+    sync_examples(work, &config).await;
+    (config, tables)
+}
+
+/// `nestor catalog sync examples/catalog` with `config`.
+async fn sync_examples(work: &Path, config: &Path) {
+    let catalog = root().join("examples/catalog");
+    let (status, out) = run_nestor(
+        work,
+        config,
+        &["catalog", "sync", catalog.to_str().unwrap()],
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(status, 0, "catalog sync: {out}");
 }
 
 /// A `nestor.yaml` with the test tokens and `sections` (YAML), written
@@ -401,23 +436,7 @@ async fn two_replicas_share_events_and_deployments() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix();
-    let config = write_config(work.path(), &endpoint, &prefix);
-    let _tables = DropTables(nestor_storage::DynamoConfig {
-        table_prefix: prefix.clone(),
-        region: "us-east-1".into(),
-        endpoint_url: Some(endpoint.clone()),
-    });
-    migrate(work.path(), &config, Duration::from_secs(60)).await;
-    let catalog = root().join("examples/catalog");
-    let (status, out) = run_nestor(
-        work.path(),
-        &config,
-        &["catalog", "sync", catalog.to_str().unwrap()],
-        Duration::from_secs(120),
-    )
-    .await;
-    assert_eq!(status, 0, "catalog sync: {out}");
+    let (config, _tables) = dynamo_with_catalog(work.path(), &endpoint, "").await;
 
     let client = client();
     let a = Replica::start("A", &config, &client).await;
@@ -865,53 +884,30 @@ async fn until_finished(client: &reqwest::Client, r: &Replica, id: &str) -> (Val
     }
 }
 
-/// For every commit of the GitOps repository, the deployment files it
-/// added or changed.
-fn applied_per_commit(gitops: &Path) -> Vec<(String, Vec<String>)> {
-    let repo = git2::Repository::open(gitops).unwrap();
-    let mut walk = repo.revwalk().unwrap();
-    walk.push_head().unwrap();
-    let mut out = Vec::new();
-    for id in walk {
-        let commit = repo.find_commit(id.unwrap()).unwrap();
-        let tree = commit.tree().unwrap();
-        let parent = commit.parent(0).ok().map(|p| p.tree().unwrap());
-        let diff = repo
-            .diff_tree_to_tree(parent.as_ref(), Some(&tree), None)
-            .unwrap();
-        let mut paths: Vec<String> = diff
-            .deltas()
-            .filter_map(|d| d.new_file().path().map(|p| p.display().to_string()))
-            .filter(|p| p.starts_with("alpha/staging/checkout/"))
-            .collect();
-        paths.sort();
-        out.push((commit.message().unwrap_or("").to_string(), paths));
-    }
-    out
-}
-
 /// Each of web-app's three resources appears in exactly one commit, and
 /// that commit is the deployment's.
 fn assert_applied_once(gitops: &Path, id: &str, d: &Value) {
-    let history = applied_per_commit(gitops);
+    let key = nestor_core::DeploymentKey {
+        team: "alpha".into(),
+        environment: "staging".into(),
+        name: "checkout".into(),
+    };
+    let history = nestor_storage::GitOpsExecutor::open(nestor_storage::GitOpsConfig::local(gitops))
+        .unwrap()
+        .history(&key, 100)
+        .unwrap();
     assert_eq!(history.len(), 1, "one commit in all: {history:#?}");
-    let (message, paths) = &history[0];
-    assert!(message.contains(id), "{message}");
+    let change = &history[0];
+    assert!(change.message.contains(id), "{}", change.message);
     for resource in ["database", "cache", "app"] {
         let prefix = format!("alpha/staging/checkout/{resource}/");
         assert!(
-            paths.iter().any(|p| p.starts_with(&prefix)),
-            "{resource} was committed: {paths:?}"
+            change.paths.iter().any(|p| p.starts_with(&prefix)),
+            "{resource} was committed: {:?}",
+            change.paths
         );
     }
-    let head = git2::Repository::open(gitops)
-        .unwrap()
-        .head()
-        .unwrap()
-        .target()
-        .unwrap()
-        .to_string();
-    assert_eq!(d["commit"], head.as_str(), "{d}");
+    assert_eq!(d["commit"], change.commit.as_str(), "{d}");
     for r in d["resources"].as_array().unwrap() {
         assert_eq!(r["status"], "applied", "{d}");
     }
@@ -923,30 +919,9 @@ async fn a_deployment_whose_replica_is_killed_is_finished_by_the_other() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let prefix = unique_prefix();
     let gitops = work.path().join("gitops");
-    let storage = format!(
-        "storage:\n  type: dynamodb\n  dynamodb:\n    table_prefix: \"{prefix}\"\n    region: us-east-1\n    endpoint_url: \"{endpoint}\"\n"
-    );
-    let config = write_config_with(
-        work.path(),
-        &format!("{storage}{}", takeover_sections(&gitops)),
-    );
-    let _tables = DropTables(nestor_storage::DynamoConfig {
-        table_prefix: prefix.clone(),
-        region: "us-east-1".into(),
-        endpoint_url: Some(endpoint.clone()),
-    });
-    migrate(work.path(), &config, Duration::from_secs(60)).await;
-    let catalog = root().join("examples/catalog");
-    let (status, out) = run_nestor(
-        work.path(),
-        &config,
-        &["catalog", "sync", catalog.to_str().unwrap()],
-        Duration::from_secs(120),
-    )
-    .await;
-    assert_eq!(status, 0, "catalog sync: {out}");
+    let (config, _tables) =
+        dynamo_with_catalog(work.path(), &endpoint, &takeover_sections(&gitops)).await;
     let client = client();
     let mut a = Replica::start("A", &config, &client).await;
     let b = Replica::start("B", &config, &client).await;
@@ -989,15 +964,7 @@ async fn a_single_sqlite_replica_killed_mid_deployment_finishes_it_after_a_resta
         work.path(),
         &format!("{storage}{}", takeover_sections(&gitops)),
     );
-    let catalog = root().join("examples/catalog");
-    let (status, out) = run_nestor(
-        work.path(),
-        &config,
-        &["catalog", "sync", catalog.to_str().unwrap()],
-        Duration::from_secs(120),
-    )
-    .await;
-    assert_eq!(status, 0, "catalog sync: {out}");
+    sync_examples(work.path(), &config).await;
     let client = client();
     let mut first = Replica::start("first", &config, &client).await;
     let id = deploy_web_app(&client, &first).await;

@@ -310,25 +310,8 @@ async fn sixteen_lease_claimers_across_two_replicas_one_wins() {
     let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
-    for (now_ms, epoch) in [(0, 1), (1_000, 2)] {
-        let mut tasks = Vec::new();
-        for i in 0..16 {
-            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tasks.push(tokio::spawn(async move {
-                store
-                    .claim_lease("d1", &format!("replica-{i}"), now_ms, 1_000)
-                    .await
-            }));
-        }
-        let mut winners = Vec::new();
-        for task in tasks {
-            winners.extend(task.await.unwrap().unwrap());
-        }
-        assert_eq!(winners.len(), 1, "exactly one claim wins: {winners:?}");
-        assert_eq!(winners[0].epoch, epoch);
-        assert_eq!(a.leases().await.unwrap(), winners);
-        assert_eq!(b.leases().await.unwrap(), winners);
-    }
+    nestor_core::testing::claims_across_handles_one_wins(&[a as Arc<dyn nestor_core::Store>, b])
+        .await;
 }
 
 /// Polls `check` until it holds, for at most `within`.

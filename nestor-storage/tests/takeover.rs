@@ -94,30 +94,6 @@ async fn until(what: &str, mut ok: impl AsyncFnMut() -> bool) {
     }
 }
 
-/// Files of the deployment's folder per commit that touched them.
-fn touched_per_commit(repo: &std::path::Path) -> Vec<Vec<String>> {
-    let repo = git2::Repository::open(repo).unwrap();
-    let mut walk = repo.revwalk().unwrap();
-    walk.push_head().unwrap();
-    let mut out = Vec::new();
-    for id in walk {
-        let commit = repo.find_commit(id.unwrap()).unwrap();
-        let tree = commit.tree().unwrap();
-        let parent = commit.parent(0).ok().map(|p| p.tree().unwrap());
-        let diff = repo
-            .diff_tree_to_tree(parent.as_ref(), Some(&tree), None)
-            .unwrap();
-        let mut paths: Vec<String> = diff
-            .deltas()
-            .filter_map(|d| d.new_file().path().map(|p| p.display().to_string()))
-            .filter(|p| p.starts_with("alpha/dev/chain/"))
-            .collect();
-        paths.sort();
-        out.push(paths);
-    }
-    out
-}
-
 #[tokio::test]
 async fn a_runner_that_stops_between_waves_is_resumed_at_the_next_wave() {
     let e = env().await;
@@ -174,17 +150,22 @@ async fn a_runner_that_stops_between_waves_is_resumed_at_the_next_wave() {
     assert_eq!(first.status, ResourceStatus::Applied);
     assert_eq!(first.outputs.get("host"), Some(&json!("ref://first/host")));
 
-    let history = touched_per_commit(e.repo.path());
+    let history = GitOpsExecutor::open(GitOpsConfig::local(e.repo.path()))
+        .unwrap()
+        .history(&d.key(), 100)
+        .unwrap();
+    assert_eq!(history.len(), 1, "one commit: {history:?}");
     assert_eq!(
-        history,
-        [vec![
-            "alpha/dev/chain/first/terraform.json".to_string(),
-            "alpha/dev/chain/second/terraform.json".to_string(),
-            "alpha/dev/chain/third/terraform.json".to_string(),
-        ]],
+        history[0].paths,
+        [
+            "alpha/dev/chain/first/terraform.json",
+            "alpha/dev/chain/second/terraform.json",
+            "alpha/dev/chain/third/terraform.json",
+        ],
         "one commit holds each resource exactly once"
     );
-    assert!(commits(e.repo.path())[0].contains(ID));
+    assert!(history[0].message.contains(ID));
+    assert_eq!(d.commit.as_deref(), Some(history[0].commit.as_str()));
     assert!(
         e.store.leases().await.unwrap().is_empty(),
         "B released the lease"

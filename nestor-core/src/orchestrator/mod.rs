@@ -578,6 +578,12 @@ impl Orchestrator {
         }
         content.artifacts = artifacts;
         self.store.save_revision_content(&d.id, &content).await?;
+        self.save_final(d).await
+    }
+
+    /// Records a finished deployment and appends `deployment.completed` or
+    /// `deployment.failed`.
+    async fn save_final(&self, d: &mut Deployment) -> Result<()> {
         self.save(d).await?;
         let kind = if d.status == DeploymentStatus::Succeeded {
             EventType::DeploymentCompleted
@@ -943,13 +949,7 @@ impl Orchestrator {
                 d.error = Some(format!("executor failed: {e}"));
             }
         }
-        self.save(d).await?;
-        let kind = if d.status == DeploymentStatus::Succeeded {
-            EventType::DeploymentCompleted
-        } else {
-            EventType::DeploymentFailed
-        };
-        self.emit(kind, d).await
+        self.save_final(d).await
     }
 
     /// `DELETE /deployments/{id}`: cancels one in progress (no new wave

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use git2::{IndexEntry, IndexTime, Repository, Signature};
-use nestor_core::{ApplyReceipt, ApplyTarget, Artifact, Error, Executor, Result};
+use nestor_core::{ApplyReceipt, ApplyTarget, Artifact, DeploymentKey, Error, Executor, Result};
 
 /// Settings of the GitOps executor (the `gitops:` section of nestor.yaml).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +55,17 @@ pub struct GitOpsExecutor {
     lock: tokio::sync::Mutex<()>,
 }
 
+/// One commit that changed a deployment's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderChange {
+    /// The commit id.
+    pub commit: String,
+    /// Its message (`nestor: {team}/{env}/{name} revision {n} ({id})`).
+    pub message: String,
+    /// The files under the folder it added, changed or removed, sorted.
+    pub paths: Vec<String>,
+}
+
 fn git_err(context: impl std::fmt::Display, e: git2::Error) -> Error {
     Error::storage(format!("gitops: {context}: {}", e.message()), e)
 }
@@ -74,6 +85,54 @@ impl GitOpsExecutor {
             config: Arc::new(config),
             lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The commits of the branch, newest first (at most `limit` looked at),
+    /// that changed files under `{team}/{environment}/{name}/`: an audit of
+    /// what each apply wrote. Blocking (reads the repository).
+    pub fn history(&self, key: &DeploymentKey, limit: usize) -> Result<Vec<FolderChange>> {
+        let repo = Repository::open(&self.config.repo)
+            .map_err(|e| git_err("opening the repository", e))?;
+        let refname = format!("refs/heads/{}", self.config.branch);
+        let Some(mut commit) = repo
+            .find_reference(&refname)
+            .ok()
+            .and_then(|r| r.peel_to_commit().ok())
+        else {
+            return Ok(vec![]);
+        };
+        let prefix = format!("{}/{}/{}/", key.team, key.environment, key.name);
+        let mut out = Vec::new();
+        for _ in 0..limit {
+            let tree = commit.tree().map_err(|e| git_err("reading a tree", e))?;
+            let parent = commit.parent(0).ok();
+            let parent_tree = match &parent {
+                Some(p) => Some(p.tree().map_err(|e| git_err("reading a tree", e))?),
+                None => None,
+            };
+            let diff = repo
+                .diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), None)
+                .map_err(|e| git_err("diffing a commit", e))?;
+            let mut paths: Vec<String> = diff
+                .deltas()
+                .filter_map(|d| d.new_file().path().or(d.old_file().path()))
+                .map(|p| p.to_string_lossy().into_owned())
+                .filter(|p| p.starts_with(&prefix))
+                .collect();
+            if !paths.is_empty() {
+                paths.sort();
+                out.push(FolderChange {
+                    commit: commit.id().to_string(),
+                    message: commit.message().unwrap_or_default().to_string(),
+                    paths,
+                });
+            }
+            match parent {
+                Some(p) => commit = p,
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     /// The repository's path.
