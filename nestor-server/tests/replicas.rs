@@ -984,3 +984,54 @@ async fn a_single_sqlite_replica_killed_mid_deployment_finishes_it_after_a_resta
     );
     assert_applied_once(&gitops, &id, &d);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_shutdown_lets_a_running_deployment_finish() {
+    let work = tempfile::tempdir().unwrap();
+    let gitops = work.path().join("gitops");
+    let storage = format!(
+        "storage:\n  type: sqlite\n  sqlite:\n    path: \"{}\"\n",
+        work.path().join("nestor.db").display()
+    );
+    let config = write_config_with(
+        work.path(),
+        &format!("{storage}{}", takeover_sections(&gitops)),
+    );
+    sync_examples(work.path(), &config).await;
+    let client = client();
+    let mut server = Replica::start("server", &config, &client).await;
+    let id = deploy_web_app(&client, &server).await;
+    until_between_waves(&client, &server, &id).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = server.process.child().try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{exit:?}\n{}", server.stderr());
+
+    // The run finished before the process ended: a new server finds it
+    // done and resumes nothing.
+    let after = Replica::start("after", &config, &client).await;
+    let (status, d) = get(
+        &client,
+        &after,
+        &format!("/api/v1/deployments/{id}"),
+        "alpha",
+    )
+    .await;
+    assert_eq!(
+        (status, d["status"].as_str()),
+        (200, Some("succeeded")),
+        "{d}"
+    );
+    assert_applied_once(&gitops, &id, &d);
+    assert!(!after.stderr().contains("resuming"), "{}", after.stderr());
+}

@@ -127,7 +127,7 @@ async fn start(
     }
     let metrics = state.metrics().clone();
     let span = tracing::info_span!("deployment", id = %deployment.id);
-    tokio::spawn(tracing::Instrument::instrument(
+    state.inner.runs.spawn(tracing::Instrument::instrument(
         async move {
             match orchestrator.finish(started).await {
                 Ok(d) => metrics.deployment_finished(d.status.as_str()),

@@ -33,8 +33,8 @@ mod events;
 mod extract;
 mod metrics;
 mod openapi;
+mod runs;
 mod sync;
-mod takeover;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -88,6 +88,8 @@ struct Inner {
     syncs: SyncManager,
     /// Flipped to `true` when the server shuts down, so SSE streams end.
     shutdown_tx: watch::Sender<bool>,
+    /// Deployment runs in the background, drained on shutdown.
+    runs: runs::Runs,
 }
 
 /// What [`AppState::new`] wires together.
@@ -150,7 +152,8 @@ impl AppState {
             &config.catalog.sources,
         );
         metrics.count_catalog_versions(store.clone());
-        takeover::start(orchestrator.clone(), shutdown.clone());
+        let runs = runs::Runs::default();
+        runs::start_takeover(orchestrator.clone(), runs.clone(), shutdown.clone());
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
@@ -164,6 +167,7 @@ impl AppState {
                 events,
                 syncs,
                 shutdown_tx,
+                runs,
             }),
         })
     }
@@ -391,5 +395,18 @@ pub async fn serve(
         })
         .await;
     state.inner.syncs.stop();
+    let running = state.inner.runs.in_flight();
+    if running > 0 {
+        tracing::info!("waiting up to {DRAIN_LIMIT:?} for {running} deployment run(s) to finish");
+        let left = state.inner.runs.drain(DRAIN_LIMIT).await;
+        if left > 0 {
+            tracing::warn!(
+                "{left} deployment run(s) still going: their leases lapse and another replica (or this one, restarted) resumes them"
+            );
+        }
+    }
     result
 }
+
+/// How long a graceful shutdown waits for deployment runs.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
