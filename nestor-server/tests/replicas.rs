@@ -938,10 +938,11 @@ async fn a_deployment_whose_replica_is_killed_is_finished_by_the_other() {
     let took = seen - killed;
     eprintln!("replica B finished {id} {took:?} after A was killed (lease {LEASE:?})");
     assert_eq!(d["status"], "succeeded", "{d}\nB:\n{}", b.stderr());
-    // The lease lapses at most LEASE after A's last heartbeat; B scans every
-    // LEASE/3 and renders only the last wave.
+    // The lease lapses at most LEASE after A's last heartbeat, B's scanner
+    // wakes as it lapses and renders only the last wave; the slack is for
+    // a loaded 2-core machine.
     assert!(
-        took <= LEASE + LEASE / 3 + Duration::from_secs(2),
+        took <= LEASE + Duration::from_secs(1),
         "B took {took:?} to finish (lease {LEASE:?})"
     );
     assert!(

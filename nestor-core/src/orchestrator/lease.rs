@@ -75,6 +75,15 @@ impl Default for LeaseSettings {
     }
 }
 
+/// What [`Orchestrator::scan`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseScan {
+    /// Deployments to resume (see [`Orchestrator::orphans`]).
+    pub orphans: Vec<String>,
+    /// How long until the earliest live lease expires, if any is live.
+    pub next_expiry: Option<Duration>,
+}
+
 impl Orchestrator {
     /// Claims the lease on `id` for this runner.
     pub(super) async fn claim(&self, id: &str) -> Result<Option<Lease>> {
@@ -149,8 +158,20 @@ impl Orchestrator {
     /// (recorded by a version of Nestor without leases). A server calls this
     /// periodically and [`Orchestrator::resume`]s each.
     pub async fn orphans(&self, unleased: bool) -> Result<Vec<String>> {
+        Ok(self.scan(unleased).await?.orphans)
+    }
+
+    /// [`Orchestrator::orphans`], and when the earliest live lease expires,
+    /// so a scanner can wake right then and take a deployment over as soon
+    /// as its runner's lease lapses.
+    pub async fn scan(&self, unleased: bool) -> Result<LeaseScan> {
         let now = self.clock.now_millis();
         let leases = self.store.leases().await?;
+        let next_expiry = leases
+            .iter()
+            .filter(|l| !l.is_expired(now))
+            .map(|l| Duration::from_millis((l.expires_at_ms - now).unsigned_abs()))
+            .min();
         let mut ids: BTreeSet<String> = leases
             .iter()
             .filter(|l| l.is_expired(now))
@@ -174,7 +195,10 @@ impl Orchestrator {
                 }
             }
         }
-        Ok(ids.into_iter().collect())
+        Ok(LeaseScan {
+            orphans: ids.into_iter().collect(),
+            next_expiry,
+        })
     }
 
     /// Takes over deployment `id` if its lease is free (expired, released

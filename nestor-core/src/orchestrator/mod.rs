@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 
-pub use lease::LeaseSettings;
+pub use lease::{LeaseScan, LeaseSettings};
 pub use plan::{diff_artifacts, FileDiff, Plan, PlanDiff};
 pub use resolve::{render_inputs, resolve_params, resolve_resources, PinnedResource, Resolved};
 pub use view::{deployment_graph, GraphEdge, GraphNode, GraphView};

@@ -6,9 +6,11 @@
 //! the time is up is dropped, its lease lapses, and another replica — or
 //! this one restarted — resumes it.
 //!
-//! The takeover scanner asks the orchestrator every heartbeat interval (a
-//! third of the lease time) which deployments have an expired lease and
-//! resumes each; the store grants the lease to one replica, so each
+//! The takeover scanner asks the orchestrator which deployments have an
+//! expired lease and resumes each, every heartbeat interval (a third of the
+//! lease time) and also right when the earliest live lease expires, so a
+//! deployment is taken over as soon as its runner's lease lapses — within
+//! the lease time of the runner's death; the store grants the lease to one replica, so each
 //! abandoned deployment is resumed once. The first scan after start also
 //! picks up unfinished deployments that have no lease at all (recorded
 //! before leases existed), so a restarted single replica on SQLite finishes
@@ -68,6 +70,13 @@ impl Runs {
     }
 }
 
+/// Scans wake this long after a lease's expiry (clocks and the store's
+/// write are not instantaneous).
+const EXPIRY_MARGIN: Duration = Duration::from_millis(20);
+
+/// Scans are at least this far apart.
+const MIN_WAIT: Duration = Duration::from_millis(50);
+
 /// Starts the takeover scanner; it stops when `shutdown` turns true.
 pub(super) fn start_takeover(
     orchestrator: Orchestrator,
@@ -84,17 +93,23 @@ pub(super) fn start_takeover(
             if *shutdown.borrow() {
                 return;
             }
-            match orchestrator.orphans(first).await {
-                Ok(ids) => {
+            let mut wait = every;
+            match orchestrator.scan(first).await {
+                Ok(scan) => {
                     first = false;
-                    for id in ids {
+                    for id in scan.orphans {
                         resume(&orchestrator, &runs, &resuming, id);
+                    }
+                    // Wake as a live lease lapses (if its runner renews it
+                    // meanwhile, the next scan finds nothing to do).
+                    if let Some(next) = scan.next_expiry {
+                        wait = wait.min(next + EXPIRY_MARGIN).max(MIN_WAIT);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not look for abandoned deployments"),
             }
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
             }
         }
