@@ -173,6 +173,53 @@ async fn a_runner_that_stops_between_waves_is_resumed_at_the_next_wave() {
     assert!(b.orphans(true).await.unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn a_deployment_cancelled_while_its_runner_is_gone_is_recorded_as_cancelled() {
+    let e = env().await;
+    let a_engine = Counting {
+        hang_on: Some("second"),
+        ..Default::default()
+    };
+    let a = replica(&e, "replica-a", &a_engine, Arc::new(SystemClock));
+    let b = replica(&e, "replica-b", &Counting::default(), Arc::new(SystemClock));
+    let running = tokio::spawn({
+        let a = a.clone();
+        async move { a.apply(&chain(), None).await }
+    });
+    until("replica A to start the second wave", async || {
+        a_engine.count("second") == 1
+    })
+    .await;
+    running.abort();
+    let cancelled = b.delete(ID).await.unwrap();
+    assert_eq!(cancelled.status, DeploymentStatus::Cancelled);
+    until("the lease to expire", async || {
+        b.orphans(false).await.unwrap() == [ID]
+    })
+    .await;
+    let d = b.resume(ID).await.unwrap().unwrap();
+    assert_eq!(d.status, DeploymentStatus::Cancelled);
+    let statuses: Vec<_> = d
+        .resources
+        .iter()
+        .map(|r| (r.name.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("first", ResourceStatus::Rendering),
+            ("second", ResourceStatus::Cancelled),
+            ("third", ResourceStatus::Cancelled),
+        ]
+    );
+    let events = e.store.read_after(0, 1_000).await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.event_type, EventType::DeploymentFailed);
+    assert_eq!(last.data["status"], "cancelled");
+    assert!(commits(e.repo.path()).is_empty(), "nothing was committed");
+    assert!(e.store.leases().await.unwrap().is_empty());
+}
+
 /// A clock running `behind` the real one: its leases look expired to
 /// everyone else (a runner that was paused past its lease).
 struct Behind(Duration);

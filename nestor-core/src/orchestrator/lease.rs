@@ -216,10 +216,28 @@ impl Orchestrator {
             let Some(mut d) = self.store.get_deployment(id).await? else {
                 return Ok(None);
             };
+            let content = self.store.revision_content(id).await?.unwrap_or_default();
+            // Cancelled while its runner was gone: finish the record the
+            // way the runner would have (rendered resources stay
+            // `rendering`, the others become `cancelled`).
+            let unrendered = |r: &crate::model::DeployedResource| {
+                matches!(r.status, ResourceStatus::Pending | ResourceStatus::Rendering)
+                    && !content.artifacts.contains_key(&r.name)
+            };
+            if d.status == DeploymentStatus::Cancelled && d.resources.iter().any(unrendered) {
+                for r in &mut d.resources {
+                    if unrendered(r) {
+                        r.status = ResourceStatus::Cancelled;
+                        r.error = Some("deployment cancelled".into());
+                    }
+                }
+                d.error = Some("cancelled".into());
+                self.save_final(&mut d).await?;
+                return Ok(Some(d));
+            }
             if d.status.is_final() {
                 return Ok(Some(d));
             }
-            let content = self.store.revision_content(id).await?.unwrap_or_default();
             if d.rollback_of.is_some() {
                 tracing::info!(deployment = %id, %owner, epoch, "resuming a restore: committing it");
                 self.commit_restored(&mut d, &content).await?;
