@@ -951,6 +951,18 @@ async fn a_deployment_whose_replica_is_killed_is_finished_by_the_other() {
         b.stderr()
     );
     assert_applied_once(&gitops, &id, &d);
+    let metrics = client
+        .get(format!("{}/metrics", b.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("nestor_deployments_taken_over_total 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -83,6 +83,8 @@ pub struct Metrics {
     sse: AtomicI64,
     /// Final deployment status → count.
     deployments: Mutex<BTreeMap<String, u64>>,
+    /// Deployments this replica took over from a runner that stopped.
+    taken_over: AtomicI64,
     /// engine → render latency.
     renders: Mutex<BTreeMap<String, Histogram>>,
     /// The last catalog version count and when it was taken.
@@ -140,6 +142,11 @@ impl Metrics {
             .unwrap()
             .entry(status.to_string())
             .or_default() += 1;
+    }
+
+    /// Counts a deployment taken over from a runner that stopped.
+    pub(super) fn deployment_taken_over(&self) {
+        self.taken_over.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn sse_connected(&self) {
@@ -233,6 +240,11 @@ impl Metrics {
                 escape(status)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP nestor_deployments_taken_over_total Deployments this replica resumed after their runner stopped.\n# TYPE nestor_deployments_taken_over_total counter\nnestor_deployments_taken_over_total {}",
+            self.taken_over.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP nestor_engine_render_seconds Engine render duration.\n# TYPE nestor_engine_render_seconds histogram\n");
         for (engine, h) in self.renders.lock().unwrap().iter() {
             h.render(

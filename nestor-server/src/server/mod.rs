@@ -153,7 +153,12 @@ impl AppState {
         );
         metrics.count_catalog_versions(store.clone());
         let runs = runs::Runs::default();
-        runs::start_takeover(orchestrator.clone(), runs.clone(), shutdown.clone());
+        runs::start_takeover(
+            orchestrator.clone(),
+            runs.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,

@@ -24,6 +24,8 @@ use std::time::Duration;
 use nestor_core::Orchestrator;
 use tokio::sync::watch;
 
+use super::metrics::Metrics;
+
 /// Counts the deployment runs in flight.
 #[derive(Clone)]
 pub struct Runs {
@@ -81,6 +83,7 @@ const MIN_WAIT: Duration = Duration::from_millis(50);
 pub(super) fn start_takeover(
     orchestrator: Orchestrator,
     runs: Runs,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let every = orchestrator.lease_settings().heartbeat();
@@ -98,7 +101,7 @@ pub(super) fn start_takeover(
                 Ok(scan) => {
                     first = false;
                     for id in scan.orphans {
-                        resume(&orchestrator, &runs, &resuming, id);
+                        resume(&orchestrator, &runs, &metrics, &resuming, id);
                     }
                     // Wake as a live lease lapses (if its runner renews it
                     // meanwhile, the next scan finds nothing to do).
@@ -119,6 +122,7 @@ pub(super) fn start_takeover(
 fn resume(
     orchestrator: &Orchestrator,
     runs: &Runs,
+    metrics: &Arc<Metrics>,
     resuming: &Arc<Mutex<HashSet<String>>>,
     id: String,
 ) {
@@ -130,13 +134,18 @@ fn resume(
         return;
     }
     let (orchestrator, resuming) = (orchestrator.clone(), resuming.clone());
+    let metrics = metrics.clone();
     runs.spawn(async move {
         match orchestrator.resume(&id).await {
-            Ok(Some(d)) => tracing::info!(
-                deployment = %id,
-                status = d.status.as_str(),
-                "took over an abandoned deployment"
-            ),
+            Ok(Some(d)) => {
+                tracing::info!(
+                    deployment = %id,
+                    status = d.status.as_str(),
+                    "took over an abandoned deployment"
+                );
+                metrics.deployment_taken_over();
+                metrics.deployment_finished(d.status.as_str());
+            }
             Ok(None) => tracing::debug!(deployment = %id, "another replica took it over"),
             Err(e) => tracing::warn!(deployment = %id, error = %e, "resuming a deployment failed"),
         }
