@@ -2,17 +2,17 @@
 //! before the store is touched, and an event appended after each change.
 //! The library user, the CLI and the server all publish through it.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use semver::Version;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::error::{Change, Error, FieldError, Result};
 use crate::model::{
-    EventType, NewEvent, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, Timestamp,
-    VersionSummary,
+    EventType, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, SerializedEvent,
+    Timestamp, VersionSummary,
 };
 use crate::store::CatalogStore;
 use crate::validate::validate_definition;
@@ -132,6 +132,7 @@ impl CatalogService {
         let mut batch = Batch {
             known: self.store.versions_many(&names).await?,
             new: HashMap::new(),
+            accepted: Vec::new(),
         };
         let mut first_seen: HashSet<String> = batch
             .known
@@ -141,22 +142,24 @@ impl CatalogService {
             .collect();
 
         let mut results: Vec<Option<Result<PublishResult>>> = Vec::with_capacity(items.len());
-        let mut pending = Vec::new();
-        for (i, (def, origin)) in items.into_iter().enumerate() {
+        for (def, origin) in items {
             let candidate = PublishedVersion::new(def, now, origin);
-            match self.prepare(candidate, &batch).await {
+            match self.prepare(&candidate, &batch).await {
                 Ok(Prepared::Unchanged(existing)) => results.push(Some(Ok(PublishResult {
                     outcome: PublishOutcome::Unchanged,
-                    version: existing,
+                    version: *existing,
                     changes: vec![],
                 }))),
                 Ok(Prepared::New {
-                    candidate,
                     changes,
                     was_deprecated,
                 }) => {
-                    batch.add(&candidate);
-                    pending.push((i, candidate, changes, was_deprecated));
+                    batch.add(Accepted {
+                        index: results.len(),
+                        candidate,
+                        changes,
+                        was_deprecated,
+                    });
                     results.push(None);
                 }
                 Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
@@ -166,41 +169,45 @@ impl CatalogService {
             }
         }
 
+        let accepted = batch.accepted;
         let outcomes = self
             .store
-            .insert_versions(pending.iter().map(|p| p.1.clone()).collect())
+            .insert_versions(accepted.iter().map(|a| a.candidate.clone()).collect())
             .await?;
         let mut events = Vec::new();
-        for ((i, candidate, changes, was_deprecated), outcome) in pending.into_iter().zip(outcomes)
-        {
-            results[i] = Some(match outcome {
+        for (a, outcome) in accepted.into_iter().zip(outcomes) {
+            results[a.index] = Some(match outcome {
                 Ok(PublishOutcome::Created) => {
-                    let first = first_seen.insert(candidate.name().to_string());
+                    let first = first_seen.insert(a.candidate.name().to_string());
                     let kind = if first {
                         EventType::ResourceCreated
                     } else {
                         EventType::ResourceUpdated
                     };
-                    events.push(self.event(kind, actor, &candidate));
-                    if candidate.definition.metadata.deprecated && !was_deprecated {
-                        events.push(self.event(EventType::ResourceDeprecated, actor, &candidate));
+                    events.push(self.event(kind, actor, &a.candidate)?);
+                    if a.candidate.definition.metadata.deprecated && !a.was_deprecated {
+                        events.push(self.event(
+                            EventType::ResourceDeprecated,
+                            actor,
+                            &a.candidate,
+                        )?);
                     }
                     Ok(PublishResult {
                         outcome: PublishOutcome::Created,
-                        version: candidate,
-                        changes,
+                        version: a.candidate,
+                        changes: a.changes,
                     })
                 }
                 // Another publisher won the race with the same content.
                 Ok(PublishOutcome::Unchanged) => Ok(PublishResult {
                     outcome: PublishOutcome::Unchanged,
-                    version: candidate,
+                    version: a.candidate,
                     changes: vec![],
                 }),
                 Err(e) => Err(e),
             });
         }
-        self.store.append_many(events).await?;
+        self.store.append_serialized(events).await?;
         Ok(results
             .into_iter()
             .map(|r| r.expect("every definition has a result"))
@@ -208,20 +215,20 @@ impl CatalogService {
     }
 
     /// Every rule of one publish, against the store as the batch sees it.
-    async fn prepare(&self, candidate: PublishedVersion, batch: &Batch) -> Result<Prepared> {
+    async fn prepare(&self, candidate: &PublishedVersion, batch: &Batch) -> Result<Prepared> {
         let errors = validate_definition(&candidate.definition);
         if !errors.is_empty() {
             return Err(Error::Validation { errors });
         }
-        let (name, version) = (candidate.name().to_string(), candidate.version().clone());
-        let versions = batch.versions(&name);
-        if versions.iter().any(|v| v.version == version) {
-            let existing = self.read(batch, &name, &version).await?;
+        let (name, version) = (candidate.name(), candidate.version());
+        let versions = batch.versions(name);
+        if versions.iter().any(|v| &v.version == version) {
+            let existing = self.read(batch, name, version).await?;
             return if existing.content_hash == candidate.content_hash {
-                Ok(Prepared::Unchanged(existing))
+                Ok(Prepared::Unchanged(Box::new(existing.into_owned())))
             } else {
                 Err(Error::VersionImmutable {
-                    name,
+                    name: name.to_string(),
                     version: version.to_string(),
                 })
             };
@@ -229,36 +236,48 @@ impl CatalogService {
         check_dependencies(&candidate.definition, batch)?;
         let mut changes = Vec::new();
         let mut was_deprecated = false;
-        if let Some(pred) = predecessor(versions.iter().map(|v| &v.version), &version) {
-            let old = self.read(batch, &name, &pred).await?;
+        if let Some(pred) = predecessor(versions.iter().map(|v| &v.version), version) {
+            let old = self.read(batch, name, &pred).await?;
             changes = check_bump(&old.definition, &candidate.definition)?;
             was_deprecated = old.definition.metadata.deprecated;
         }
         Ok(Prepared::New {
-            candidate,
             changes,
             was_deprecated,
         })
     }
 
     /// A version from the batch, else from the store.
-    async fn read(&self, batch: &Batch, name: &str, version: &Version) -> Result<PublishedVersion> {
-        if let Some(v) = batch.new.get(&(name.to_string(), version.clone())) {
-            return Ok(v.clone());
+    async fn read<'b>(
+        &self,
+        batch: &'b Batch,
+        name: &str,
+        version: &Version,
+    ) -> Result<Cow<'b, PublishedVersion>> {
+        if let Some(v) = batch.get(name, version) {
+            return Ok(Cow::Borrowed(v));
         }
-        self.store.get_version(name, version).await?.ok_or_else(|| {
-            Error::internal(format!("{name}@{version} is listed but cannot be read"))
-        })
+        let v = self
+            .store
+            .get_version(name, version)
+            .await?
+            .ok_or_else(|| {
+                Error::internal(format!("{name}@{version} is listed but cannot be read"))
+            })?;
+        Ok(Cow::Owned(v))
     }
 
-    fn event(&self, event_type: EventType, actor: &str, version: &PublishedVersion) -> NewEvent {
-        NewEvent {
-            event_type,
-            source: actor.to_string(),
-            subject: version.definition.subject(),
-            timestamp: self.clock.now(),
-            data: json!(version),
-        }
+    /// An event about a version, its data (the version) serialised once,
+    /// straight from the record: no value tree is built for it.
+    fn event(
+        &self,
+        event_type: EventType,
+        actor: &str,
+        version: &PublishedVersion,
+    ) -> Result<SerializedEvent> {
+        let subject = version.definition.subject();
+        SerializedEvent::new(event_type, actor, subject, self.clock.now(), version)
+            .map_err(|e| Error::internal(format!("serialising an event's data: {e}")))
     }
 
     /// Yanks (or with `yanked = false`, restores) a version. Returns whether
@@ -291,17 +310,19 @@ impl CatalogService {
         version: &PublishedVersion,
     ) -> Result<()> {
         self.store
-            .append(self.event(event_type, actor, version))
+            .append_serialized(vec![self.event(event_type, actor, version)?])
             .await?;
         Ok(())
     }
 }
 
 /// What a batch knows: every relevant name's versions (store plus batch),
-/// and the definitions the batch adds.
+/// and the definitions the batch adds, each held once.
 struct Batch {
     known: HashMap<String, Vec<VersionSummary>>,
-    new: HashMap<(String, Version), PublishedVersion>,
+    /// name@version → its index in `accepted`.
+    new: HashMap<(String, Version), usize>,
+    accepted: Vec<Accepted>,
 }
 
 impl Batch {
@@ -309,20 +330,37 @@ impl Batch {
         self.known.get(name).map(Vec::as_slice).unwrap_or_default()
     }
 
-    fn add(&mut self, v: &PublishedVersion) {
+    fn get(&self, name: &str, version: &Version) -> Option<&PublishedVersion> {
+        let i = self.new.get(&(name.to_string(), version.clone()))?;
+        Some(&self.accepted[*i].candidate)
+    }
+
+    fn add(&mut self, accepted: Accepted) {
+        let v = &accepted.candidate;
         self.known
             .entry(v.name().to_string())
             .or_default()
             .push(v.summary());
-        self.new
-            .insert((v.name().to_string(), v.version().clone()), v.clone());
+        self.new.insert(
+            (v.name().to_string(), v.version().clone()),
+            self.accepted.len(),
+        );
+        self.accepted.push(accepted);
     }
 }
 
+/// A definition of the batch that passed every rule, waiting to be written.
+struct Accepted {
+    /// Its position in the batch (and in the results).
+    index: usize,
+    candidate: PublishedVersion,
+    changes: Vec<Change>,
+    was_deprecated: bool,
+}
+
 enum Prepared {
-    Unchanged(PublishedVersion),
+    Unchanged(Box<PublishedVersion>),
     New {
-        candidate: PublishedVersion,
         changes: Vec<Change>,
         was_deprecated: bool,
     },

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::{
     Deployment, DeploymentKey, DeploymentStatus, Event, Lease, NewEvent, PublishOutcome,
-    PublishedComposition, PublishedVersion, RevisionContent, SourceState, SyncReport,
-    VersionSummary,
+    PublishedComposition, PublishedVersion, RevisionContent, SerializedEvent, SourceState,
+    SyncReport, VersionSummary,
 };
 use crate::versioning::{self, VersionSpec};
 
@@ -161,6 +161,27 @@ pub trait EventLog: Send + Sync {
             out.push(self.append(e).await?);
         }
         Ok(out)
+    }
+
+    /// Appends events whose data is JSON text already, in order, with
+    /// increasing sequences, and returns the sequences. Read back, each is
+    /// the event [`SerializedEvent::into_new`] gives. The default parses the
+    /// data and calls [`EventLog::append_many`]; backends that store JSON
+    /// text override it to store the text as it is.
+    async fn append_serialized(&self, events: Vec<SerializedEvent>) -> Result<Vec<u64>> {
+        let events = events
+            .into_iter()
+            .map(|e| {
+                e.into_new()
+                    .map_err(|e| Error::internal(format!("event data is not JSON: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self
+            .append_many(events)
+            .await?
+            .into_iter()
+            .map(|e| e.id)
+            .collect())
     }
 
     /// Events with sequence > `after`, oldest first, at most `limit`.

@@ -127,19 +127,20 @@ impl SyncService {
         let mut now_in_file: BTreeMap<String, Vec<String>> =
             to_read.iter().map(|f| (f.clone(), vec![])).collect();
         let pending = publish_order(pending, |p| &p.definition);
-        let batch = pending
-            .iter()
-            .map(|p| (p.definition.clone(), Some(origin_for(&p.file))))
-            .collect();
+        // The definitions move into the batch; what the report needs of each
+        // (where it was read) stays here.
+        let mut batch = Vec::with_capacity(pending.len());
+        let mut places = Vec::with_capacity(pending.len());
+        for p in pending {
+            batch.push((p.definition, Some(origin_for(&p.file))));
+            places.push((p.file, p.document, p.line));
+        }
         let results = self.catalog.publish_many(batch, &config.name).await?;
-        for (p, result) in pending.into_iter().zip(results) {
-            let subject = p.definition.subject();
+        for ((file, document, line), result) in places.into_iter().zip(results) {
             match result {
                 Ok(r) => {
-                    now_in_file
-                        .entry(p.file.clone())
-                        .or_default()
-                        .push(subject.clone());
+                    let subject = r.version.definition.subject();
+                    now_in_file.entry(file).or_default().push(subject.clone());
                     match r.outcome {
                         PublishOutcome::Created => report.published.push(subject),
                         PublishOutcome::Unchanged => {
@@ -150,7 +151,7 @@ impl SyncService {
                 }
                 Err(e) => report
                     .errors
-                    .push(document_error(&p.file, p.document, p.line, &e)),
+                    .push(document_error(&file, document, line, &e)),
             }
         }
         if let Some(composer) = &self.composer {

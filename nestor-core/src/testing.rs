@@ -50,7 +50,7 @@ macro_rules! store_conformance_tests {
             requirements_use_cargo_semantics, list_filters_and_pagination, pagination_is_stable_under_inserts,
             search_ranking, event_log_sequences, concurrent_publishers_one_wins, concurrent_event_appends,
             bump_rules_enforced, dependencies_must_resolve, events_for_catalog_changes, sync_state_and_reports,
-            batch_publish_applies_every_rule);
+            batch_publish_applies_every_rule, serialized_events_read_back_as_values);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -757,6 +757,72 @@ pub async fn events_for_catalog_changes(store: Arc<dyn CatalogStore>) {
     );
     assert_eq!(events[0].data["definition"]["metadata"]["name"], "db");
     assert_eq!(events[0].source, "api");
+    let mut published = store.get_version("db", &v("1.0.0")).await.unwrap().unwrap();
+    published.yanked = false;
+    assert_eq!(
+        events[0].data,
+        json!(published),
+        "the data is the version as published"
+    );
+}
+
+/// Events appended with their data already serialised read back exactly
+/// as the same events appended as values, in one sequence with the others.
+pub async fn serialized_events_read_back_as_values(store: Arc<dyn CatalogStore>) {
+    let data = json!({
+        "name": "db", "n": -3, "big": u64::MAX, "ratio": 0.1, "ok": true, "none": null,
+        "text": "\"quoted\" ünïcode ✓", "list": [1, {"z": 1, "a": [2.5e-8]}], "empty": {}
+    });
+    let first = store.append(event(0)).await.unwrap().id;
+    let serialized = |i: usize| {
+        SerializedEvent::new(
+            EventType::ResourceUpdated,
+            "test",
+            format!("s-{i}"),
+            i as Timestamp,
+            &data,
+        )
+        .unwrap()
+    };
+    assert!(store.append_serialized(vec![]).await.unwrap().is_empty());
+    let ids = store
+        .append_serialized((1..4).map(serialized).collect())
+        .await
+        .unwrap();
+    let last = store.append(event(4)).await.unwrap().id;
+    assert_eq!(ids.len(), 3);
+    assert!(
+        std::iter::once(first)
+            .chain(ids.iter().copied())
+            .chain([last])
+            .collect::<Vec<_>>()
+            .windows(2)
+            .all(|w| w[0] < w[1]),
+        "one strictly increasing sequence: {first} {ids:?} {last}"
+    );
+    let read = store.read_after(first, 10).await.unwrap();
+    assert_eq!(read.len(), 4);
+    for (i, e) in read[..3].iter().enumerate() {
+        let expected = serialized(i + 1).into_new().unwrap();
+        assert_eq!(e.id, ids[i]);
+        assert_eq!(
+            (
+                e.event_type,
+                e.source.as_str(),
+                e.subject.as_str(),
+                e.timestamp
+            ),
+            (
+                EventType::ResourceUpdated,
+                "test",
+                format!("s-{}", i + 1).as_str(),
+                (i + 1) as Timestamp
+            )
+        );
+        assert_eq!(e.data, expected.data);
+        assert_eq!(e.data, data, "the same value as appending it as a value");
+    }
+    assert_eq!(read[3].subject, "e-4");
 }
 
 /// A batch publish gives each definition the result a single publish

@@ -1,6 +1,7 @@
 //! Events: the one log behind SSE, replay, audit and cache invalidation (SPEC §8).
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::Timestamp;
@@ -132,5 +133,57 @@ impl Event {
             timestamp: event.timestamp,
             data: event.data,
         }
+    }
+}
+
+/// An event whose data is JSON text already: what a bulk writer (a cold
+/// sync's thousands of `resource.created`) appends through
+/// [`EventLog::append_serialized`](crate::EventLog::append_serialized)
+/// without building a [`Value`] tree per event only for the store to
+/// serialise it again. Once appended it is indistinguishable from a
+/// [`NewEvent`] with the same data.
+#[derive(Debug, Clone, Serialize)]
+pub struct SerializedEvent {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// Who caused it.
+    pub source: String,
+    /// What it is about.
+    pub subject: String,
+    /// When it happened.
+    pub timestamp: Timestamp,
+    /// The full object, as JSON text.
+    pub data: Box<RawValue>,
+}
+
+impl SerializedEvent {
+    /// An event carrying `data` serialised.
+    pub fn new(
+        event_type: EventType,
+        source: impl Into<String>,
+        subject: impl Into<String>,
+        timestamp: Timestamp,
+        data: &impl Serialize,
+    ) -> serde_json::Result<SerializedEvent> {
+        Ok(SerializedEvent {
+            event_type,
+            source: source.into(),
+            subject: subject.into(),
+            timestamp,
+            data: serde_json::value::to_raw_value(data)?,
+        })
+    }
+
+    /// The same event with its data parsed into a value tree, for stores
+    /// that keep values.
+    pub fn into_new(self) -> serde_json::Result<NewEvent> {
+        Ok(NewEvent {
+            event_type: self.event_type,
+            source: self.source,
+            subject: self.subject,
+            timestamp: self.timestamp,
+            data: serde_json::from_str(self.data.get())?,
+        })
     }
 }

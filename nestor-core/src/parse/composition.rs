@@ -56,10 +56,10 @@ impl Parser {
             entries: Default::default(),
         };
         let meta = self
-            .keys(top.entries.get("metadata").map(|(_, v)| v), "metadata")
+            .keys(top.entries.get("metadata").map(|(_, v)| *v), "metadata")
             .unwrap_or_else(|| empty("metadata"));
         let mut spec = self
-            .keys(top.entries.get("spec").map(|(_, v)| v), "spec")
+            .keys(top.entries.get("spec").map(|(_, v)| *v), "spec")
             .unwrap_or_else(|| empty("spec"));
         if !top.entries.contains_key("spec") {
             self.err("spec", "is required");
@@ -153,7 +153,7 @@ impl Parser {
         let mut default = k
             .entries
             .get("default")
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| (*v).clone())
             .filter(|v| !v.is_null());
         if let Some((_, Value::Bool(true))) = k.entries.get("required") {
             if default.take().is_some() {
@@ -164,7 +164,7 @@ impl Parser {
             }
         }
         let validation = self.validation(
-            k.entries.get("validation").map(|(_, v)| v),
+            k.entries.get("validation").map(|(_, v)| *v),
             &join(path, "validation"),
         );
         Some(Parameter {

@@ -51,7 +51,7 @@ impl Parser {
                 format!("must be {DEFINITION_KIND} (or ComponentDefinition), found {kind:?}"),
             );
         }
-        let mut meta = match self.keys(top.entries.get("metadata").map(|(_, v)| v), "metadata") {
+        let mut meta = match self.keys(top.entries.get("metadata").map(|(_, v)| *v), "metadata") {
             Some(m) => m,
             None => {
                 if !top.entries.contains_key("metadata") {
@@ -63,7 +63,7 @@ impl Parser {
                 }
             }
         };
-        let mut spec = match self.keys(top.entries.get("spec").map(|(_, v)| v), "spec") {
+        let mut spec = match self.keys(top.entries.get("spec").map(|(_, v)| *v), "spec") {
             Some(s) => s,
             None => {
                 if !top.entries.contains_key("spec") {
@@ -102,7 +102,7 @@ impl Parser {
         })
     }
 
-    fn metadata(&mut self, m: &Keys) -> Metadata {
+    fn metadata(&mut self, m: &Keys<'_>) -> Metadata {
         self.unknown(
             m,
             &[
@@ -178,7 +178,7 @@ impl Parser {
         }
     }
 
-    fn spec(&mut self, s: &mut Keys) -> Spec {
+    fn spec(&mut self, s: &mut Keys<'_>) -> Spec {
         self.alias(s, "engines", "supported_engines");
         self.alias(s, "deployment_engines", "supported_engines");
         self.unknown(
@@ -284,7 +284,7 @@ impl Parser {
         let default = k
             .entries
             .get("default")
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| (*v).clone())
             .filter(|v| !v.is_null());
         let required = match k.entries.get("required") {
             Some((_, Value::Bool(b))) => *b,
@@ -298,7 +298,7 @@ impl Parser {
             None => default.is_none(),
         };
         let validation = self.validation(
-            k.entries.get("validation").map(|(_, v)| v),
+            k.entries.get("validation").map(|(_, v)| *v),
             &join(path, "validation"),
         );
         let input = Input {

@@ -223,10 +223,11 @@ fn snake(key: &str) -> String {
 }
 
 /// A mapping whose keys were normalised to snake_case, remembering the
-/// spelling each came from so errors can quote it.
-pub(crate) struct Keys {
+/// spelling each came from so errors can quote it. It borrows the values
+/// from the document's tree: nothing is copied until a field is read.
+pub(crate) struct Keys<'v> {
     path: String,
-    entries: BTreeMap<String, (String, Value)>,
+    entries: BTreeMap<String, (&'v str, &'v Value)>,
 }
 
 #[derive(Default)]
@@ -249,7 +250,7 @@ impl Parser {
 
     /// Normalises a mapping's keys; reports non-mappings and duplicates that
     /// differ only in spelling (`resourceType` and `resource_type`).
-    fn keys(&mut self, value: Option<&Value>, path: &str) -> Option<Keys> {
+    fn keys<'v>(&mut self, value: Option<&'v Value>, path: &str) -> Option<Keys<'v>> {
         let value = value?;
         let Some(map) = value.as_object() else {
             self.err(path, "must be a mapping");
@@ -265,7 +266,7 @@ impl Parser {
                 );
                 continue;
             }
-            entries.insert(canonical, (k.clone(), v.clone()));
+            entries.insert(canonical, (k.as_str(), v));
         }
         Some(Keys {
             path: path.to_string(),
@@ -274,7 +275,7 @@ impl Parser {
     }
 
     /// Renames an alias to its canonical key inside `keys`.
-    fn alias(&mut self, keys: &mut Keys, alias: &str, canonical: &str) {
+    fn alias(&mut self, keys: &mut Keys<'_>, alias: &str, canonical: &str) {
         if let Some(entry) = keys.entries.remove(alias) {
             if keys.entries.contains_key(canonical) {
                 self.err(
@@ -288,7 +289,7 @@ impl Parser {
     }
 
     /// Reports every key not in `allowed`.
-    fn unknown(&mut self, keys: &Keys, allowed: &[&str]) {
+    fn unknown(&mut self, keys: &Keys<'_>, allowed: &[&str]) {
         for (canonical, (original, _)) in &keys.entries {
             if !allowed.contains(&canonical.as_str()) {
                 let hint = closest(canonical, allowed)
@@ -302,7 +303,7 @@ impl Parser {
         }
     }
 
-    fn string(&mut self, keys: &Keys, key: &str, required: bool) -> String {
+    fn string(&mut self, keys: &Keys<'_>, key: &str, required: bool) -> String {
         match keys.entries.get(key) {
             None | Some((_, Value::Null)) => {
                 if required {
@@ -321,7 +322,7 @@ impl Parser {
         }
     }
 
-    fn boolean(&mut self, keys: &Keys, key: &str) -> bool {
+    fn boolean(&mut self, keys: &Keys<'_>, key: &str) -> bool {
         match keys.entries.get(key) {
             None | Some((_, Value::Null)) => false,
             Some((_, Value::Bool(b))) => *b,
@@ -335,7 +336,7 @@ impl Parser {
         }
     }
 
-    fn string_list(&mut self, keys: &Keys, key: &str) -> Vec<String> {
+    fn string_list(&mut self, keys: &Keys<'_>, key: &str) -> Vec<String> {
         let path = join(&keys.path, key);
         match keys.entries.get(key) {
             None | Some((_, Value::Null)) => Vec::new(),
@@ -363,7 +364,7 @@ impl Parser {
         }
     }
 
-    fn string_map(&mut self, keys: &Keys, key: &str) -> BTreeMap<String, String> {
+    fn string_map(&mut self, keys: &Keys<'_>, key: &str) -> BTreeMap<String, String> {
         let path = join(&keys.path, key);
         match keys.entries.get(key) {
             None | Some((_, Value::Null)) => BTreeMap::new(),
@@ -392,7 +393,7 @@ impl Parser {
         }
     }
 
-    fn list<'v>(&mut self, keys: &'v Keys, key: &str) -> Vec<(String, &'v Value)> {
+    fn list<'v>(&mut self, keys: &Keys<'v>, key: &str) -> Vec<(String, &'v Value)> {
         let path = join(&keys.path, key);
         match keys.entries.get(key) {
             None | Some((_, Value::Null)) => Vec::new(),

@@ -9,8 +9,8 @@ use nestor_core::{
     lease_lost, search_score, CatalogReader, CatalogSearch, CatalogWriter, CompositionStore,
     CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error, Event,
     EventLog, Lease, ListFilter, NewEvent, Page, PageRequest, PublishOutcome, PublishedComposition,
-    PublishedVersion, Result, RevisionContent, SearchHit, SourceState, SyncReport, SyncStore,
-    Timestamp, VersionSummary,
+    PublishedVersion, Result, RevisionContent, SearchHit, SerializedEvent, SourceState, SyncReport,
+    SyncStore, Timestamp, VersionSummary,
 };
 use semver::Version;
 
@@ -199,6 +199,27 @@ impl EventLog for MemoryStore {
         let event = Event::from_new(inner.last_sequence, event);
         inner.events.push(event.clone());
         Ok(event)
+    }
+
+    /// Parses each event's data once, outside the lock, and keeps it with
+    /// no copy to hand back.
+    async fn append_serialized(&self, events: Vec<SerializedEvent>) -> Result<Vec<u64>> {
+        let events = events
+            .into_iter()
+            .map(|e| {
+                e.into_new()
+                    .map_err(|e| Error::internal(format!("event data is not JSON: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut inner = self.lock();
+        let mut ids = Vec::with_capacity(events.len());
+        for event in events {
+            inner.last_sequence += 1;
+            let id = inner.last_sequence;
+            inner.events.push(Event::from_new(id, event));
+            ids.push(id);
+        }
+        Ok(ids)
     }
 
     async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {

@@ -7,8 +7,8 @@
 
 use async_trait::async_trait;
 use nestor_core::{
-    Error, Event, EventLog, EventType, NewEvent, Result, SourceState, SyncReport, SyncStore,
-    Timestamp,
+    Error, Event, EventLog, EventType, NewEvent, Result, SerializedEvent, SourceState, SyncReport,
+    SyncStore, Timestamp,
 };
 use rusqlite::{params, OptionalExtension};
 
@@ -50,17 +50,31 @@ fn into_event((id, event_type, source, subject, timestamp, data): EventRow) -> R
 
 fn insert_event(tx: &rusqlite::Transaction<'_>, event: NewEvent) -> Result<Event> {
     let data = serde_json::to_string(&event.data).ctx("serialising event data")?;
+    let id = insert_row(
+        tx,
+        event.event_type,
+        &event.source,
+        &event.subject,
+        event.timestamp,
+        &data,
+    )?;
+    Ok(Event::from_new(id, event))
+}
+
+fn insert_row(
+    tx: &rusqlite::Transaction<'_>,
+    event_type: EventType,
+    source: &str,
+    subject: &str,
+    timestamp: Timestamp,
+    data: &str,
+) -> Result<u64> {
     tx.prepare_cached(
         "INSERT INTO events (event_type, source, subject, timestamp, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )
-    .and_then(|mut s| {
-        s.execute(params![event.event_type.as_str(), event.source, event.subject, event.timestamp, data])
-    })
+    .and_then(|mut s| s.execute(params![event_type.as_str(), source, subject, timestamp, data]))
     .ctx("appending an event")?;
-    Ok(Event::from_new(
-        tx.last_insert_rowid().unsigned_abs(),
-        event,
-    ))
+    Ok(tx.last_insert_rowid().unsigned_abs())
 }
 
 #[async_trait]
@@ -76,6 +90,29 @@ impl EventLog for SqliteStore {
         }
         self.write(move |tx, _| events.into_iter().map(|e| insert_event(tx, e)).collect())
             .await
+    }
+
+    /// The JSON text is stored as it is, the batch in one transaction.
+    async fn append_serialized(&self, events: Vec<SerializedEvent>) -> Result<Vec<u64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |tx, _| {
+            events
+                .iter()
+                .map(|e| {
+                    insert_row(
+                        tx,
+                        e.event_type,
+                        &e.source,
+                        &e.subject,
+                        e.timestamp,
+                        e.data.get(),
+                    )
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
