@@ -22,7 +22,9 @@
 //!   source; `composer`: publishing compositions after static validation.
 //! - `template`: minijinja over params, outputs and context; `graph`:
 //!   dependency graphs, named cycles, waves; `orchestrator`: plan, apply,
-//!   rollback, delete, promote, and the deployment graph view.
+//!   rollback, delete, promote, the deployment graph view, and leases —
+//!   every run holds one in the store, and a deployment whose runner
+//!   stopped is resumed by another ([`Orchestrator::resume`]).
 //! - `annotations`: `//nestor:` comments and the deployment file.
 //! - `search`: the ranking every store uses.
 //! - `testing` (feature `testing`): the conformance suites every store runs.
@@ -32,9 +34,12 @@
 //!   methods such as [`CatalogReader::latest`]), so the memory, SQLite and
 //!   DynamoDB stores cannot disagree on what "latest" means.
 //! - Validation happens before any write; stores enforce only what must be
-//!   atomic (immutability, event sequence, deployment generations).
+//!   atomic (immutability, event sequence, deployment generations, leases).
 //! - Services read time through [`Clock`] ([`SystemClock`] by default), so
-//!   tests can fix it; nothing else here touches the outside world.
+//!   tests can fix it; nothing else here touches the outside world. The
+//!   core starts no runtime, but a deployment run uses tokio's timers
+//!   (lease heartbeats, the pause between waves), so it must be polled
+//!   inside a tokio runtime.
 //! - Batches are first-class ([`CatalogService::publish_many`],
 //!   [`CatalogWriter::insert_versions`], [`EventLog::append_many`]): a sync
 //!   of thousands of files costs a few store round trips, not thousands.
