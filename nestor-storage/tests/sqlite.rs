@@ -292,6 +292,180 @@ async fn concurrent_publishers_on_two_handles_one_wins() {
     assert_eq!(created, 1);
 }
 
+/// Reads `latest` and `get_version` twice, so the second answer comes from
+/// the name cache, and returns the latest version.
+async fn read_twice(store: &SqliteStore, name: &str, exact: &str) -> Option<Version> {
+    for _ in 0..2 {
+        store.get_version(name, &v(exact)).await.unwrap();
+        store.latest(name).await.unwrap();
+    }
+    store
+        .latest(name)
+        .await
+        .unwrap()
+        .map(|p| p.version().clone())
+}
+
+/// The server's cache must follow the CLI's writes on the same file at
+/// once (the change probe runs before every cached read), through the
+/// catalog service or straight through the store, which appends no event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_cache_follows_another_handles_publishes_yanks_and_deprecations() {
+    let (_dir, path) = db_file();
+    let cli = Arc::new(SqliteStore::open(&path).unwrap());
+    let server = SqliteStore::open(&path).unwrap();
+    let catalog = nestor_core::CatalogService::new(cli.clone());
+
+    assert_eq!(read_twice(&server, "db", "1.0.0").await, None);
+    catalog
+        .publish(definition("db", "1.0.0"), None, "cli")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_twice(&server, "db", "1.0.0").await,
+        Some(v("1.0.0")),
+        "a cached \"no version\" is dropped"
+    );
+
+    catalog
+        .publish(definition("db", "1.1.0"), None, "cli")
+        .await
+        .unwrap();
+    assert_eq!(read_twice(&server, "db", "1.1.0").await, Some(v("1.1.0")));
+
+    // A yank through the service: latest falls back, the exact read shows it.
+    catalog
+        .set_yanked("db", &v("1.1.0"), true, "cli")
+        .await
+        .unwrap();
+    let exact = server.get_version("db", &v("1.1.0")).await.unwrap();
+    assert!(exact.unwrap().yanked, "the cached record is not served");
+    assert_eq!(read_twice(&server, "db", "1.1.0").await, Some(v("1.0.0")));
+
+    // An unyank straight through the store: no event is appended.
+    let events = cli.last_sequence().await.unwrap();
+    cli.set_yanked("db", &v("1.1.0"), false).await.unwrap();
+    assert_eq!(cli.last_sequence().await.unwrap(), events);
+    assert!(
+        !server
+            .get_version("db", &v("1.1.0"))
+            .await
+            .unwrap()
+            .unwrap()
+            .yanked
+    );
+    assert_eq!(read_twice(&server, "db", "1.1.0").await, Some(v("1.1.0")));
+
+    // A deprecation is a new version: latest is that version, deprecated.
+    let mut deprecated = definition("db", "1.2.0");
+    deprecated.metadata.deprecated = true;
+    deprecated.metadata.deprecation_message = "use db2".into();
+    cli.insert_version(PublishedVersion::new(deprecated, 1, None))
+        .await
+        .unwrap();
+    let latest = server.latest("db").await.unwrap().unwrap();
+    assert_eq!(latest.version(), &v("1.2.0"));
+    assert!(latest.definition.metadata.deprecated);
+    assert_eq!(read_twice(&server, "db", "1.2.0").await, Some(v("1.2.0")));
+
+    // Everything yanked: no latest, and resolve says which part is missing.
+    for version in ["1.0.0", "1.1.0", "1.2.0"] {
+        cli.set_yanked("db", &v(version), true).await.unwrap();
+    }
+    assert_eq!(server.latest("db").await.unwrap(), None);
+    let err = server
+        .resolve("db", &nestor_core::VersionSpec::Latest)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::VersionNotFound);
+}
+
+/// More changed names than the probe drops one by one (a sync by another
+/// process): the whole name cache goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_sized_change_by_another_handle_is_seen_for_every_name() {
+    let (_dir, path) = db_file();
+    let cli = SqliteStore::open(&path).unwrap();
+    let server = SqliteStore::open(&path).unwrap();
+    let names: Vec<String> = (0..200).map(|i| format!("res-{i:03}")).collect();
+    let first: Vec<PublishedVersion> = names
+        .iter()
+        .step_by(2)
+        .map(|n| published(n, "1.0.0"))
+        .collect();
+    cli.insert_versions(first).await.unwrap();
+    for name in &names {
+        read_twice(&server, name, "1.0.0").await;
+    }
+    let second: Vec<PublishedVersion> = names.iter().map(|n| published(n, "1.1.0")).collect();
+    cli.insert_versions(second).await.unwrap();
+    for name in &names {
+        assert_eq!(
+            read_twice(&server, name, "1.1.0").await,
+            Some(v("1.1.0")),
+            "{name}"
+        );
+    }
+    // Then a handful: dropped by name.
+    for name in names.iter().take(3) {
+        cli.set_yanked(name, &v("1.1.0"), true).await.unwrap();
+    }
+    for (i, name) in names.iter().enumerate() {
+        let want = match i {
+            0 | 2 => Some(v("1.0.0")),
+            1 => None,
+            _ => Some(v("1.1.0")),
+        };
+        assert_eq!(
+            server
+                .latest(name)
+                .await
+                .unwrap()
+                .map(|p| p.version().clone()),
+            want,
+            "{name}"
+        );
+    }
+}
+
+/// Readers filling the cache while another handle publishes must never
+/// leave an older answer behind: once a publish returns, every read sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_racing_another_handles_publishes_never_keep_a_stale_latest() {
+    let (_dir, path) = db_file();
+    let cli = SqliteStore::open(&path).unwrap();
+    let server = Arc::new(SqliteStore::open(&path).unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let (server, stop) = (server.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                server.latest("raced").await.unwrap();
+                reads += 1;
+                // A cache hit never waits; let a failing test shut down.
+                tokio::task::yield_now().await;
+            }
+            reads
+        }));
+    }
+    for patch in 0..150 {
+        let version = format!("1.0.{patch}");
+        cli.insert_version(published("raced", &version))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let latest = server.latest("raced").await.unwrap().unwrap();
+            assert_eq!(latest.version(), &v(&version), "after publishing {version}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.await.unwrap() > 0, "every reader ran");
+    }
+}
+
 #[tokio::test]
 async fn history_uses_semver_precedence_for_pre_releases() {
     let store = SqliteStore::open_in_memory().unwrap();

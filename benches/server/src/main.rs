@@ -37,6 +37,16 @@ fn main() -> anyhow::Result<()> {
     match args.get(1).map(String::as_str) {
         Some("serve-hello") => rt.block_on(serve_hello()),
         Some("serve-nestor") => rt.block_on(serve_nestor(args[2].parse()?, args.get(3).cloned())),
+        // For profiling one scenario: `load ADDR PATH CONNECTIONS SECONDS`.
+        Some("load") if args.len() == 6 => rt.block_on(async {
+            let (rps, lat) = load(&args[2], &args[3], args[4].parse()?, args[5].parse()?).await?;
+            println!(
+                "{rps:.0} req/s, p50 {} p99 {}",
+                ms(pct(&lat, 0.5)),
+                ms(pct(&lat, 0.99))
+            );
+            Ok(())
+        }),
         _ => rt.block_on(orchestrate()),
     }
 }

@@ -1,65 +1,317 @@
-//! The definition cache: parsed definitions by content hash.
+//! The read caches: parsed definitions by content hash, and the records
+//! `latest` and `get_version` return, by name, kept exact by the catalog
+//! change sequence.
 //!
+//! # Definitions by content hash
 //! Content-addressed, so it never needs invalidating: a hash names one
-//! immutable definition (the hash covers name and version too), and whatever
-//! can change (yanked, which version is latest) is read from SQL on every
-//! call. Eviction keeps two generations: hits in the old one are promoted,
-//! and when the new one is full the old one is dropped — most of LRU's
-//! benefit with two hash maps and no per-hit bookkeeping.
+//! immutable definition (the hash covers name and version too). Everything
+//! that reads a version row (lists, search, cache misses) takes the parsed
+//! definition from here instead of decoding the JSON again.
+//!
+//! # Records by name
+//! [`NameCache`] holds, per name, the record `latest` returned (including
+//! "none") and the records `get_version` returned, whole, behind `Arc`s.
+//! Those carry mutable state (which version is latest, `yanked`), so they
+//! are only trusted after [`ChangeProbe::check`] has brought the cache up to
+//! date with the file:
+//! - every catalog write (insert or yank, by any process on the file) sets
+//!   `names.change_seq` of the name it touched to one more than the
+//!   greatest in the table, in its own transaction. Writers hold the file
+//!   lock, so sequences appear in commit order with no gaps below the
+//!   greatest: "every change up to N" is a well-defined point;
+//! - before a cached record is used, the probe asks SQLite for the names
+//!   with `change_seq` above the greatest it has applied (one index seek,
+//!   on a connection of its own that never waits for a lock) and drops
+//!   their entries, or everything when too many changed. The answer is
+//!   current as of the probe, so a write committed by another process
+//!   before a read starts is always seen by that read, exactly as without
+//!   the cache;
+//! - a miss reads SQL and stores the result tagged with the cache's epoch,
+//!   taken after the probe; every invalidation bumps the epoch, and a
+//!   result whose epoch is no longer current is returned but not stored
+//!   (it may predate the change that bumped it).
+//!
+//! Why a sequence written with the data rather than the event log's ids:
+//! events are appended by the catalog service in a transaction of their
+//! own after the write, so a writer that stops between the two, or code
+//! that writes through the store directly, would leave the event log
+//! silent and the cache stale for good. `change_seq` commits or rolls back
+//! with the change it announces.
+//!
+//! # Eviction
+//! Both caches keep two generations of at most half their capacity each:
+//! hits in the old one are promoted, and when the young one is full the
+//! old one is dropped — most of LRU's benefit with two hash maps and no
+//! per-hit bookkeeping.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use nestor_core::ResourceDefinition;
+use nestor_core::{PublishedVersion, ResourceDefinition, Result};
+use rusqlite::Connection;
+use semver::Version;
 
-use super::lock;
+use super::{lock, Context};
 
-/// Parsed definitions by content hash, at most `capacity` of them.
-pub(super) struct DefinitionCache {
-    generations: Mutex<Generations>,
-    /// Size of one generation: half the capacity.
+/// At most this many changed names are dropped one by one; more, and the
+/// probe empties the whole name cache instead (a sync, say).
+const MAX_NAMED_CHANGES: usize = 64;
+
+/// A map of at most twice `generation_size` entries, in two generations.
+struct Generations<V> {
+    /// Inserted or hit since the last rotation.
+    young: HashMap<String, V>,
+    /// The previous generation; dropped at the next rotation.
+    old: HashMap<String, V>,
     generation_size: usize,
 }
 
-#[derive(Default)]
-struct Generations {
-    /// Inserted or hit since the last rotation.
-    young: HashMap<String, Arc<ResourceDefinition>>,
-    /// The previous generation; dropped at the next rotation.
-    old: HashMap<String, Arc<ResourceDefinition>>,
+impl<V> Generations<V> {
+    fn new(capacity: usize) -> Self {
+        Generations {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            generation_size: (capacity / 2).max(1),
+        }
+    }
+
+    /// The entry for `key`, promoted to the young generation if it was old.
+    fn get(&mut self, key: &str) -> Option<&mut V> {
+        if !self.young.contains_key(key) {
+            let (key, value) = self.old.remove_entry(key)?;
+            self.put(key, value);
+        }
+        self.young.get_mut(key)
+    }
+
+    /// The entry for `key`, created empty if missing.
+    fn entry(&mut self, key: &str) -> &mut V
+    where
+        V: Default,
+    {
+        if self.get(key).is_none() {
+            self.put(key.to_string(), V::default());
+        }
+        self.young.get_mut(key).expect("just inserted")
+    }
+
+    fn put(&mut self, key: String, value: V) {
+        if self.young.len() >= self.generation_size && !self.young.contains_key(&key) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, value);
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.young.remove(key);
+        self.old.remove(key);
+    }
+
+    fn clear(&mut self) {
+        self.young.clear();
+        self.old.clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+}
+
+/// Parsed definitions by content hash, at most `capacity` of them.
+pub(super) struct DefinitionCache {
+    generations: Mutex<Generations<Arc<ResourceDefinition>>>,
 }
 
 impl DefinitionCache {
     /// A cache holding at most `capacity` definitions.
     pub(super) fn new(capacity: usize) -> Self {
         DefinitionCache {
-            generations: Mutex::default(),
-            generation_size: (capacity / 2).max(1),
+            generations: Mutex::new(Generations::new(capacity)),
         }
     }
 
     /// The definition with this content hash, if cached.
     pub(super) fn get(&self, content_hash: &str) -> Option<Arc<ResourceDefinition>> {
-        let mut g = lock(&self.generations);
-        if let Some(found) = g.young.get(content_hash) {
-            return Some(found.clone());
-        }
-        let (hash, found) = g.old.remove_entry(content_hash)?;
-        self.put(&mut g, hash, found.clone());
-        Some(found)
+        lock(&self.generations).get(content_hash).cloned()
     }
 
     /// Caches a definition under its content hash.
     pub(super) fn insert(&self, content_hash: String, definition: Arc<ResourceDefinition>) {
-        let mut g = lock(&self.generations);
-        self.put(&mut g, content_hash, definition);
+        lock(&self.generations).put(content_hash, definition);
+    }
+}
+
+/// What is cached for one name.
+#[derive(Default)]
+struct NameEntry {
+    /// What `latest` returned (`Some(None)`: no eligible version), if cached.
+    latest: Option<Option<Arc<PublishedVersion>>>,
+    /// What `get_version` returned, by version; misses are not cached.
+    exact: HashMap<Version, Arc<PublishedVersion>>,
+}
+
+struct NameState {
+    /// Bumped by every invalidation; a fill tagged with an older epoch is
+    /// not stored.
+    epoch: u64,
+    entries: Generations<NameEntry>,
+}
+
+/// The records `latest` and `get_version` return, by name, at most
+/// `capacity` names. Only trusted right after [`ChangeProbe::check`].
+pub(super) struct NameCache {
+    state: Mutex<NameState>,
+}
+
+impl NameCache {
+    /// A cache of at most `capacity` names.
+    pub(super) fn new(capacity: usize) -> Self {
+        NameCache {
+            state: Mutex::new(NameState {
+                epoch: 0,
+                entries: Generations::new(capacity),
+            }),
+        }
     }
 
-    fn put(&self, g: &mut Generations, hash: String, definition: Arc<ResourceDefinition>) {
-        if g.young.len() >= self.generation_size && !g.young.contains_key(&hash) {
-            g.old = std::mem::take(&mut g.young);
+    /// The current epoch: take it before reading SQL, pass it to a fill.
+    pub(super) fn epoch(&self) -> u64 {
+        lock(&self.state).epoch
+    }
+
+    /// The cached `latest` of `name`: `None` if not cached, `Some(None)` if
+    /// it has no eligible version.
+    pub(super) fn latest(&self, name: &str) -> Option<Option<Arc<PublishedVersion>>> {
+        lock(&self.state).entries.get(name)?.latest.clone()
+    }
+
+    /// The cached `get_version` of name@version.
+    pub(super) fn exact(&self, name: &str, version: &Version) -> Option<Arc<PublishedVersion>> {
+        lock(&self.state)
+            .entries
+            .get(name)?
+            .exact
+            .get(version)
+            .cloned()
+    }
+
+    /// Stores what `latest` read from SQL, unless an invalidation happened
+    /// since `epoch` was taken.
+    pub(super) fn fill_latest(&self, epoch: u64, name: &str, found: Option<Arc<PublishedVersion>>) {
+        let mut state = lock(&self.state);
+        if state.epoch == epoch {
+            state.entries.entry(name).latest = Some(found);
         }
-        g.young.insert(hash, definition);
+    }
+
+    /// Stores what `get_version` read from SQL, unless an invalidation
+    /// happened since `epoch` was taken.
+    pub(super) fn fill_exact(&self, epoch: u64, found: Arc<PublishedVersion>) {
+        let mut state = lock(&self.state);
+        if state.epoch == epoch {
+            let version = found.version().clone();
+            let entry = state.entries.entry(found.name());
+            entry.exact.insert(version, found);
+        }
+    }
+
+    /// Drops what is cached for `names`.
+    fn invalidate(&self, names: &[String]) {
+        let mut state = lock(&self.state);
+        state.epoch += 1;
+        for name in names {
+            state.entries.remove(name);
+        }
+    }
+
+    /// Drops everything.
+    fn clear(&self) {
+        let mut state = lock(&self.state);
+        state.epoch += 1;
+        state.entries.clear();
+    }
+}
+
+/// Brings a [`NameCache`] up to date with the catalog change sequence; see
+/// the module docs.
+pub(super) struct ChangeProbe {
+    /// Its own connection, which never waits for a lock.
+    conn: Connection,
+    /// Every change up to this sequence has been applied to the cache;
+    /// `None` until the first check.
+    applied: Option<i64>,
+}
+
+impl ChangeProbe {
+    /// A probe on `conn`, which should not wait for locks.
+    pub(super) fn new(conn: Connection) -> Self {
+        ChangeProbe {
+            conn,
+            applied: None,
+        }
+    }
+
+    /// Drops from `cache` every name changed since the last check; on `Ok`
+    /// the cache is current as of this call. Cheap when nothing changed:
+    /// one index seek. An error (a lock it would have to wait for, say)
+    /// leaves the probe where it was, so the next check catches up; the
+    /// caller reads SQL instead.
+    pub(super) fn check(&mut self, cache: &NameCache) -> Result<()> {
+        // A statement without parameters: SQLite may re-plan a statement
+        // whose bound values could change the plan, which would cost more
+        // than the probe itself on this path, taken by every cached read.
+        let greatest = self.greatest()?;
+        let Some(applied) = self.applied else {
+            cache.clear();
+            self.applied = Some(greatest);
+            return Ok(());
+        };
+        if greatest == applied {
+            return Ok(());
+        }
+        let changed: Vec<(String, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT name, change_seq FROM names WHERE change_seq > ?1 \
+                 ORDER BY change_seq LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(
+                    rusqlite::params![applied, MAX_NAMED_CHANGES as i64 + 1],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?
+                .collect()
+            })
+            .ctx("checking for catalog changes")?;
+        match changed.last() {
+            // Fewer than the greatest seen a moment ago: the file was
+            // replaced under us. Trust nothing from before.
+            None => {
+                cache.clear();
+                self.applied = Some(greatest);
+            }
+            Some(_) if changed.len() > MAX_NAMED_CHANGES => {
+                // Read the new high-water mark before dropping anything, so
+                // a fill that starts after the drop reads at least that much.
+                let greatest = self.greatest()?;
+                cache.clear();
+                self.applied = Some(greatest);
+            }
+            Some(&(_, last)) => {
+                let names: Vec<String> = changed.into_iter().map(|(name, _)| name).collect();
+                cache.invalidate(&names);
+                self.applied = Some(last);
+            }
+        }
+        Ok(())
+    }
+
+    fn greatest(&self) -> Result<i64> {
+        self.conn
+            .prepare_cached("SELECT coalesce(max(change_seq), 0) FROM names")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .ctx("reading the catalog change sequence")
     }
 }
 
@@ -88,7 +340,6 @@ mod tests {
         cache.insert("d".into(), def("d")); // rotates: c, a are old; b dropped
         assert!(cache.get("b").is_none());
         assert_eq!(cache.get("a").unwrap().metadata.name, "db-a");
-        let g = lock(&cache.generations);
-        assert!(g.young.len() + g.old.len() <= 4);
+        assert!(lock(&cache.generations).len() <= 4);
     }
 }

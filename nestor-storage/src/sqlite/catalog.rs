@@ -142,7 +142,9 @@ fn history(conn: &Connection, name: &str) -> Result<Vec<(i64, VersionSummary)>> 
 }
 
 /// Points `names.latest_id` at the latest version of `name` by the core
-/// rule; called in the transaction of every insert and yank.
+/// rule and moves the name's `change_seq` past every other, which tells
+/// every handle's name cache to drop it; called in the transaction of every
+/// insert and yank.
 fn refresh_latest(tx: &Transaction<'_>, name: &str) -> Result<()> {
     let history = history(tx, name)?;
     let summaries: Vec<VersionSummary> = history.iter().map(|(_, s)| s.clone()).collect();
@@ -152,9 +154,12 @@ fn refresh_latest(tx: &Transaction<'_>, name: &str) -> Result<()> {
             .find(|(_, s)| s.version == v)
             .map(|(id, _)| *id)
     });
-    tx.prepare_cached("UPDATE names SET latest_id = ?2 WHERE name = ?1")
-        .and_then(|mut s| s.execute(params![name, latest]))
-        .ctx("updating the latest version")?;
+    tx.prepare_cached(
+        "UPDATE names SET latest_id = ?2, \
+         change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM names) WHERE name = ?1",
+    )
+    .and_then(|mut s| s.execute(params![name, latest]))
+    .ctx("updating the latest version")?;
     Ok(())
 }
 
@@ -399,10 +404,26 @@ fn search(
 
 #[async_trait]
 impl CatalogReader for SqliteStore {
+    /// From the name cache when the change probe allows, else one query.
     async fn get_version(&self, name: &str, version: &Version) -> Result<Option<PublishedVersion>> {
-        let (name, version) = (name.to_string(), version.to_string());
-        self.read(move |conn, cache| get_version(conn, cache, &name, &version))
-            .await
+        let epoch = self.fresh_names();
+        if epoch.is_some() {
+            if let Some(hit) = self.shared.names.exact(name, version) {
+                return Ok(Some(PublishedVersion::clone(&hit)));
+            }
+        }
+        let (owned_name, version_text) = (name.to_string(), version.to_string());
+        let found = self
+            .read(move |conn, cache| get_version(conn, cache, &owned_name, &version_text))
+            .await?;
+        match (epoch, found) {
+            (Some(epoch), Some(found)) => {
+                let found = Arc::new(found);
+                self.shared.names.fill_exact(epoch, found.clone());
+                Ok(Some(Arc::unwrap_or_clone(found)))
+            }
+            (_, found) => Ok(found),
+        }
     }
 
     async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>> {
@@ -440,21 +461,36 @@ impl CatalogReader for SqliteStore {
             .await
     }
 
-    /// One lookup through the latest pointer, which every write keeps equal
-    /// to what the default method would compute from `versions`.
+    /// From the name cache when the change probe allows, else one lookup
+    /// through the latest pointer, which every write keeps equal to what the
+    /// default method would compute from `versions`.
     async fn latest(&self, name: &str) -> Result<Option<PublishedVersion>> {
-        let name = name.to_string();
-        self.read(move |conn, cache| {
-            let sql = format!(
-                "SELECT {ROW_COLUMNS} FROM names n JOIN versions v ON v.id = n.latest_id WHERE n.name = ?1"
-            );
-            let row = conn
-                .prepare_cached(&sql)
-                .and_then(|mut s| s.query_row([&name], VersionRow::read).optional())
-                .ctx("reading the latest version")?;
-            row.map(|r| r.hydrate(conn, cache)).transpose()
-        })
-        .await
+        let epoch = self.fresh_names();
+        if epoch.is_some() {
+            if let Some(hit) = self.shared.names.latest(name) {
+                return Ok(hit.as_deref().cloned());
+            }
+        }
+        let owned_name = name.to_string();
+        let found = self
+            .read(move |conn, cache| {
+                let sql = format!(
+                    "SELECT {ROW_COLUMNS} FROM names n JOIN versions v ON v.id = n.latest_id \
+                     WHERE n.name = ?1"
+                );
+                let row = conn
+                    .prepare_cached(&sql)
+                    .and_then(|mut s| s.query_row([&owned_name], VersionRow::read).optional())
+                    .ctx("reading the latest version")?;
+                row.map(|r| r.hydrate(conn, cache)).transpose()
+            })
+            .await?;
+        let Some(epoch) = epoch else {
+            return Ok(found);
+        };
+        let found = found.map(Arc::new);
+        self.shared.names.fill_latest(epoch, name, found.clone());
+        Ok(found.map(Arc::unwrap_or_clone))
     }
 }
 

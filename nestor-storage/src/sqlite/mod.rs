@@ -27,7 +27,11 @@
 //!   process or several, exactly one sees `Created`.
 //! - **Blocking work** runs on tokio's blocking pool (`spawn_blocking`), never
 //!   on the async workers. [`SqliteStore::open`] and [`SqliteStore::migrate`]
-//!   are synchronous: they run once at start-up or in `nestor migrate`.
+//!   are synchronous: they run once at start-up or in `nestor migrate`. The
+//!   one exception is the cache's change probe (below): a read of the last
+//!   entry of one index on a connection whose `busy_timeout` is zero, so it
+//!   fails instead of waiting for a lock; it costs a few microseconds, less
+//!   than the hop to the blocking pool it saves.
 //! - **Migrations** are an ordered list of SQL scripts; `PRAGMA user_version`
 //!   is the number applied. They run inside one immediate transaction, so two
 //!   processes opening a fresh file cannot both apply them. A file whose
@@ -56,13 +60,24 @@
 //!   a claim, the expiry) whose changed-row count decides the outcome, in
 //!   a `BEGIN IMMEDIATE` transaction like every write: of replicas racing
 //!   for one lease, in one process or several, one wins. Never cached.
-//! - **Cache.** Parsing a definition's JSON is the expensive part of a read,
-//!   and a definition is immutable: its content hash covers name, version and
-//!   content. The cache therefore maps content hash → definition and is never
-//!   invalidated; the mutable fields (yanked, the latest pointer) are always
-//!   read from SQL. A write by another process is thus seen at once, with no
-//!   `data_version` polling. It keeps two generations of at most
-//!   `CACHE_ENTRIES`/2 entries each (a cheap approximation of LRU).
+//! - **Cache** (`cache.rs`). Parsing a definition's JSON is the expensive
+//!   part of a row read, and a definition is immutable, so parsed
+//!   definitions are cached by content hash and never invalidated. On top,
+//!   the records `latest` and `get_version` return are cached whole by
+//!   name, so a hit costs no trip to the blocking pool and no query beyond
+//!   the change probe: before trusting them, a probe connection that never
+//!   waits asks for the names whose `names.change_seq` moved since it last
+//!   looked — every catalog write, by any process on the file, sets it in
+//!   its own transaction — and drops those entries. A write committed by
+//!   another process before a read starts is thus seen by that read, as
+//!   without a cache; the bound is zero, not "eventually". Should the probe
+//!   fail (it would have to wait for a lock), the read goes to SQL. Lists
+//!   and search read SQL and take definitions from the content cache. The
+//!   in-memory database, whose one connection is also the writer, caches
+//!   only definitions.
+//! - **Readers.** At most `MAX_READERS` reads run at once, each on a pooled
+//!   connection: more would not run faster on a small machine, and a read
+//!   beyond the pool would open (and parse the schema of) a new connection.
 //! - **Durability.** `synchronous = NORMAL`, the usual WAL setting: a commit
 //!   survives a crash of the process; only a power loss may drop the last
 //!   commits, never corrupt the file.
@@ -83,13 +98,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use nestor_core::{Error, Result};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use cache::DefinitionCache;
+use cache::{ChangeProbe, DefinitionCache, NameCache};
 
-/// How many idle reader connections are kept open for reuse.
-const MAX_IDLE_READERS: usize = 4;
+/// How many reads run at once, each on its own pooled connection.
+const MAX_READERS: usize = 4;
 
 /// How many parsed definitions the read cache holds at most.
 const CACHE_ENTRIES: usize = 16_384;
+
+/// How many names the cache of `latest` and `get_version` records holds.
+const NAME_CACHE_ENTRIES: usize = 8_192;
 
 /// The SQLite store. Cloning it is cheap and shares connections and cache.
 #[derive(Clone)]
@@ -108,8 +126,15 @@ struct Shared {
     /// Reader connections waiting for reuse; opening one costs more than a
     /// point read.
     idle_readers: Mutex<Vec<Connection>>,
+    /// One permit per concurrent read, so the pool never runs dry.
+    readers: Arc<tokio::sync::Semaphore>,
     /// Parsed definitions by content hash.
     cache: DefinitionCache,
+    /// `latest` and `get_version` records by name, trusted after a probe.
+    names: NameCache,
+    /// Checks for catalog changes before `names` is trusted; `None` for an
+    /// in-memory database.
+    probe: Option<Mutex<ChangeProbe>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -145,7 +170,8 @@ impl SqliteStore {
         })?;
         schema::configure_writer(&writer, true)?;
         schema::migrate(&mut writer)?;
-        Ok(Self::from_writer(writer, Some(path.to_path_buf())))
+        let probe = ChangeProbe::new(schema::open_probe(path)?);
+        Ok(Self::from_writer(writer, Some((path.to_path_buf(), probe))))
     }
 
     /// A private, empty database in memory, gone when the store is dropped.
@@ -159,13 +185,19 @@ impl SqliteStore {
         Ok(Self::from_writer(writer, None))
     }
 
-    fn from_writer(writer: Connection, path: Option<PathBuf>) -> Self {
+    /// A store on `writer`; `file` is the database file readers open and the
+    /// probe on it, `None` for an in-memory database.
+    fn from_writer(writer: Connection, file: Option<(PathBuf, ChangeProbe)>) -> Self {
+        let (path, probe) = file.unzip();
         SqliteStore {
             shared: Arc::new(Shared {
                 path,
                 writer: Mutex::new(writer),
                 idle_readers: Mutex::new(Vec::new()),
+                readers: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 cache: DefinitionCache::new(CACHE_ENTRIES),
+                names: NameCache::new(NAME_CACHE_ENTRIES),
+                probe: probe.map(Mutex::new),
             }),
         }
     }
@@ -184,7 +216,33 @@ impl SqliteStore {
         F: FnOnce(&Connection, &DefinitionCache) -> Result<T> + Send + 'static,
     {
         let shared = self.shared.clone();
-        blocking(move || shared.with_reader(|conn| read(conn, &shared.cache))).await
+        // A permit is held until the read ends, even if this future is
+        // dropped: the blocking task owns it.
+        let permit = shared
+            .readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::internal("the SQLite reader pool was closed"))?;
+        blocking(move || {
+            let _permit = permit;
+            shared.with_reader(|conn| read(conn, &shared.cache))
+        })
+        .await
+    }
+
+    /// Brings the name cache up to date with the file and returns the epoch
+    /// to tag fills with, or `None` when it must not be used (an in-memory
+    /// database, or a probe that failed: the caller reads SQL).
+    fn fresh_names(&self) -> Option<u64> {
+        let probe = self.shared.probe.as_ref()?;
+        match lock(probe).check(&self.shared.names) {
+            Ok(()) => Some(self.shared.names.epoch()),
+            Err(e) => {
+                tracing::debug!(error = %e, "the catalog change probe failed; reading SQL");
+                None
+            }
+        }
     }
 
     /// Runs `write` in one `BEGIN IMMEDIATE` transaction on the writer, on
@@ -220,7 +278,7 @@ impl Shared {
         };
         let result = read(&conn);
         let mut idle = lock(&self.idle_readers);
-        if idle.len() < MAX_IDLE_READERS {
+        if idle.len() < MAX_READERS {
             idle.push(conn);
         }
         result

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     V1_CATALOG_EVENTS_SYNC,
     V2_COMPOSITIONS_DEPLOYMENTS,
     V3_LEASES,
+    V4_CATALOG_CHANGES,
 ];
 
 /// The schema version this build writes and understands.
@@ -154,6 +155,17 @@ CREATE TABLE leases (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 4: the catalog change sequence that keeps the read cache of
+/// other processes (and this one) exact; see `cache.rs`.
+const V4_CATALOG_CHANGES: &str = r#"
+-- Set to one more than the greatest in the table, in the transaction of
+-- every insert and yank touching the name (writers hold the file lock, so
+-- sequences are handed out in commit order and never skip back). A reader
+-- asks for the names with change_seq above the greatest it has seen.
+ALTER TABLE names ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX names_by_change_seq ON names (change_seq);
+"#;
+
 /// Settings of the writer connection. `file` is false for an in-memory
 /// database, which has no journal to switch to WAL.
 pub(super) fn configure_writer(conn: &Connection, file: bool) -> Result<()> {
@@ -182,6 +194,19 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection> {
     // Read-write flags (so the WAL index can be set up) but no writes.
     conn.execute_batch("PRAGMA query_only = ON;")
         .ctx("configuring a reader connection")?;
+    Ok(conn)
+}
+
+/// Opens the connection that checks for catalog changes before the cache is
+/// trusted. It never waits: `busy_timeout` is zero, so a lock it would have
+/// to wait for is an error, and the caller falls back to a plain read.
+pub(super) fn open_probe(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).ctx("opening the change probe")?;
+    conn.busy_timeout(Duration::ZERO)
+        .ctx("setting busy_timeout")?;
+    conn.execute_batch("PRAGMA query_only = ON;")
+        .ctx("configuring the change probe")?;
     Ok(conn)
 }
 
@@ -238,8 +263,37 @@ mod tests {
     use super::super::SqliteStore;
     use super::*;
 
-    /// A file as a version-1 build left it: only migration 1 applied, its
-    /// data written by the catalog code (which migration 2 does not touch).
+    /// A catalog row as a version-1 build wrote it (the catalog code of this
+    /// build writes columns added later).
+    fn insert_v1_version(tx: &rusqlite::Transaction<'_>, version: &str, yanked: bool) -> i64 {
+        let published = PublishedVersion::new(definition("db", version), 1, None);
+        let def = &published.definition;
+        let v = &def.metadata.version;
+        tx.execute("INSERT OR IGNORE INTO names (name) VALUES ('db')", [])
+            .unwrap();
+        tx.execute(
+            "INSERT INTO versions (name, version, major, minor, patch, pre, content_hash, \
+             published_at, yanked, deprecated, provider, category, resource_type, search_text, \
+             definition) VALUES ('db', ?1, ?2, ?3, ?4, '', ?5, 1, ?6, 0, ?7, ?8, ?9, 'db', ?10)",
+            rusqlite::params![
+                version,
+                v.major as i64,
+                v.minor as i64,
+                v.patch as i64,
+                published.content_hash,
+                yanked,
+                def.metadata.provider,
+                def.metadata.category,
+                def.metadata.resource_type,
+                serde_json::to_string(def).unwrap(),
+            ],
+        )
+        .unwrap();
+        tx.last_insert_rowid()
+    }
+
+    /// A file as a version-1 build left it: only migration 1 applied, with
+    /// catalog rows, an event and a source state.
     async fn version_1_file(path: &Path) {
         let mut conn = Connection::open(path).unwrap();
         configure_writer(&conn, true).unwrap();
@@ -248,14 +302,13 @@ mod tests {
             .unwrap();
         tx.execute_batch(MIGRATIONS[0]).unwrap();
         tx.pragma_update(None, "user_version", 1).unwrap();
+        let v100 = insert_v1_version(&tx, "1.0.0", false);
+        insert_v1_version(&tx, "1.1.0", true);
+        tx.execute("UPDATE names SET latest_id = ?1 WHERE name = 'db'", [v100])
+            .unwrap();
         tx.commit().unwrap();
-        let store = SqliteStore::from_writer(conn, Some(path.to_path_buf()));
-        for version in ["1.0.0", "1.1.0"] {
-            let published = PublishedVersion::new(definition("db", version), 1, None);
-            store.insert_version(published).await.unwrap();
-        }
-        let v110 = "1.1.0".parse().unwrap();
-        store.set_yanked("db", &v110, true).await.unwrap();
+        // The event log and sync tables are as version 1 made them.
+        let store = SqliteStore::from_writer(conn, None);
         store
             .append(NewEvent {
                 event_type: EventType::ResourceCreated,
@@ -284,7 +337,7 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let on_disk = user_version(&Connection::open(&path).unwrap()).unwrap();
         assert_eq!(on_disk, i64::from(SCHEMA_VERSION));
-        assert_eq!(SCHEMA_VERSION, 3);
+        assert_eq!(SCHEMA_VERSION, 4);
 
         let v100 = "1.0.0".parse().unwrap();
         let got = store.get_version("db", &v100).await.unwrap();
@@ -308,5 +361,12 @@ mod tests {
         assert!(store.leases().await.unwrap().is_empty());
         let lease = store.claim_lease("d1", "replica-a", 0, 100).await.unwrap();
         assert_eq!(lease.map(|l| l.epoch), Some(1), "the leases table works");
+
+        // The catalog change sequence works on upgraded rows: a yank through
+        // another handle is seen by this one's cache.
+        assert_eq!(store.latest("db").await.unwrap().unwrap().version(), &v100);
+        let other = SqliteStore::open(&path).unwrap();
+        other.set_yanked("db", &v100, true).await.unwrap();
+        assert!(store.latest("db").await.unwrap().is_none());
     }
 }
