@@ -296,9 +296,10 @@ impl CatalogSource for GitSource {
                     .odb()
                     .map_err(|e| git_err("opening the object database", e))?;
                 let mut folders = Folders::new(&repo, tree);
+                let mut loose = LooseObjects::new(&repo);
                 Ok(chunk
                     .iter()
-                    .map(|p| read_blob(&repo, &odb, &mut folders, p))
+                    .map(|p| read_blob(&repo, &odb, &mut loose, &mut folders, p))
                     .collect())
             };
             if paths.len() <= chunk {
@@ -378,24 +379,115 @@ impl<'r> Folders<'r> {
 fn read_blob(
     repo: &Repository,
     odb: &git2::Odb<'_>,
+    loose: &mut LooseObjects,
     folders: &mut Folders<'_>,
     path: &str,
 ) -> Result<Vec<u8>> {
     let id = folders
         .blob_id(path)
         .map_err(|e| git_err(format!("{path} not found"), e))?;
+    if let Some(content) = loose.read_blob(id, path)? {
+        return Ok(content);
+    }
     let (size, _) = odb
         .read_header(id)
         .map_err(|e| git_err(format!("reading {path}"), e))?;
+    check_size(path, size)?;
+    let blob = repo
+        .find_blob(id)
+        .map_err(|e| git_err(format!("reading {path}"), e))?;
+    Ok(blob.content().to_vec())
+}
+
+fn check_size(path: &str, size: usize) -> Result<()> {
     if size > MAX_FILE_BYTES {
         return Err(Error::bad_request(format!(
             "{path} is {size} bytes, larger than the {MAX_FILE_BYTES} byte limit for catalog files"
         )));
     }
-    let blob = repo
-        .find_blob(id)
-        .map_err(|e| git_err(format!("reading {path}"), e))?;
-    Ok(blob.content().to_vec())
+    Ok(())
+}
+
+/// Reads loose blobs straight from their files (`objects/ab/cdef…`, zlib
+/// of `blob <size>\0<content>`): one open, one read and one inflation
+/// each, with the inflater reused. Through libgit2 a size check before
+/// loading costs a header read, so each file was opened and inflated twice,
+/// and its streaming reader maps every file, which costs more still.
+/// The size is checked from the header before the content is inflated, and
+/// the hash of what was read is checked as libgit2's own reads check it.
+/// Anything else (a packed object, an alternate, a damaged file) is left
+/// to libgit2, which reads it or reports it as it always has.
+struct LooseObjects {
+    dir: PathBuf,
+    inflater: flate2::Decompress,
+}
+
+impl LooseObjects {
+    fn new(repo: &Repository) -> Self {
+        LooseObjects {
+            dir: repo.path().join("objects"),
+            inflater: flate2::Decompress::new(true),
+        }
+    }
+
+    /// The blob's content, or `None` when it is not a sound loose blob.
+    fn read_blob(&mut self, id: Oid, path: &str) -> Result<Option<Vec<u8>>> {
+        use flate2::{FlushDecompress, Status};
+        let hex = id.to_string();
+        let Ok(compressed) = std::fs::read(self.dir.join(&hex[..2]).join(&hex[2..])) else {
+            return Ok(None);
+        };
+        // The header: "blob", a space, the size in decimal, a NUL.
+        self.inflater.reset(true);
+        let mut head = [0u8; 32];
+        if self
+            .inflater
+            .decompress(&compressed, &mut head, FlushDecompress::None)
+            .is_err()
+        {
+            return Ok(None);
+        }
+        let produced = self.inflater.total_out() as usize;
+        let Some(nul) = head[..produced].iter().position(|&b| b == 0) else {
+            return Ok(None);
+        };
+        let size = match std::str::from_utf8(&head[..nul])
+            .ok()
+            .and_then(|h| h.strip_prefix("blob "))
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(size) => size,
+            None => return Ok(None),
+        };
+        check_size(path, size)?;
+        let mut content = Vec::with_capacity(size);
+        content.extend_from_slice(&head[nul + 1..produced]);
+        if content.len() > size {
+            return Ok(None);
+        }
+        let consumed = self.inflater.total_in() as usize;
+        let status = if content.len() == size {
+            // Nothing left but the end of the stream; one spare byte tells
+            // a longer stream apart.
+            let mut spare = [0u8; 1];
+            self.inflater
+                .decompress(&compressed[consumed..], &mut spare, FlushDecompress::Finish)
+                .ok()
+                .filter(|_| self.inflater.total_out() as usize == produced)
+        } else {
+            self.inflater
+                .decompress_vec(
+                    &compressed[consumed..],
+                    &mut content,
+                    FlushDecompress::Finish,
+                )
+                .ok()
+        };
+        let sound = status == Some(Status::StreamEnd)
+            && content.len() == size
+            && Oid::hash_object(git2::ObjectType::Blob, &content).is_ok_and(|h| h == id);
+        Ok(sound.then_some(content))
+    }
 }
 
 /// Opens the right kind of source for a configuration: a plain folder when
@@ -452,14 +544,7 @@ mod tests {
             .map(|(p, c)| (p.as_str(), c.as_str()))
             .collect();
         let commit = commit_files(&repo_dir, &borrowed);
-        let source = GitSource::new(
-            SourceConfig::new("t", repo_dir.to_string_lossy()),
-            &tmp.path().join("cache"),
-        );
-        let head = SourceHead {
-            id: commit.clone(),
-            commit: Some(commit),
-        };
+        let (source, head) = source_at(tmp.path(), &repo_dir, commit);
         // Reversed: folders interleave and come back.
         let mut paths: Vec<String> = files.iter().rev().map(|(p, _)| p.clone()).collect();
         paths.insert(5, "a/1/missing.yaml".into());
@@ -474,6 +559,98 @@ mod tests {
                 None => {
                     let e = got.as_ref().unwrap_err().to_string();
                     assert!(e.contains(&format!("{path} not found")), "{path}: {e}");
+                }
+            }
+        }
+    }
+
+    fn source_at(tmp: &Path, repo_dir: &Path, commit: String) -> (GitSource, SourceHead) {
+        let source = GitSource::new(
+            SourceConfig::new("t", repo_dir.to_string_lossy()),
+            &tmp.join("cache"),
+        );
+        let head = SourceHead {
+            id: commit.clone(),
+            commit: Some(commit),
+        };
+        (source, head)
+    }
+
+    fn loose_path(repo_dir: &Path, path: &str) -> PathBuf {
+        let repo = Repository::open(repo_dir).unwrap();
+        let tree = repo.head().unwrap().peel_to_tree().unwrap();
+        let hex = tree.get_path(Path::new(path)).unwrap().id().to_string();
+        repo_dir
+            .join(".git/objects")
+            .join(&hex[..2])
+            .join(&hex[2..])
+    }
+
+    /// Loose and packed objects read the same; a damaged loose object and
+    /// one over the size limit are that file's error, as libgit2 reported
+    /// them before loose objects were read directly.
+    #[tokio::test]
+    async fn loose_packed_damaged_and_oversized_blobs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let big = "x".repeat(MAX_FILE_BYTES + 1);
+        let long = "a line of text\n".repeat(500);
+        let files = [
+            ("empty.yaml", ""),
+            ("one.yaml", "1"),
+            ("short.yaml", "just fits in the header\n"),
+            ("long.yaml", long.as_str()),
+            ("big.yaml", big.as_str()),
+            ("damaged.yaml", "original content\n"),
+        ];
+        let paths: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
+
+        let loose_dir = tmp.path().join("loose");
+        let commit = commit_files(&loose_dir, &files);
+        // Replace one object's file with a sound zlib stream of other content.
+        let damaged = loose_path(&loose_dir, "damaged.yaml");
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, b"blob 16\0tampered content").unwrap();
+        let _ = std::fs::remove_file(&damaged);
+        std::fs::write(&damaged, z.finish().unwrap()).unwrap();
+        let (source, head) = source_at(tmp.path(), &loose_dir, commit);
+        let loose = source.read_files(&head, &paths).await;
+
+        let packed_dir = tmp.path().join("packed");
+        let commit = commit_files(&packed_dir, &files);
+        {
+            let repo = Repository::open(&packed_dir).unwrap();
+            let mut pack = repo.packbuilder().unwrap();
+            pack.insert_commit(Oid::from_str(&commit).unwrap()).unwrap();
+            pack.write(&packed_dir.join(".git/objects/pack"), 0)
+                .unwrap();
+        }
+        for entry in std::fs::read_dir(packed_dir.join(".git/objects")).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name().len() == 2 {
+                std::fs::remove_dir_all(entry.path()).unwrap();
+            }
+        }
+        let (source, head) = source_at(tmp.path(), &packed_dir, commit);
+        let packed = source.read_files(&head, &paths).await;
+
+        for (i, (path, content)) in files.iter().enumerate() {
+            let packed = &packed[i];
+            let loose = &loose[i];
+            match *path {
+                "big.yaml" => {
+                    for got in [loose, packed] {
+                        let e = got.as_ref().unwrap_err().to_string();
+                        assert!(e.contains("larger than"), "{path}: {e}");
+                    }
+                }
+                "damaged.yaml" => {
+                    assert_eq!(packed.as_ref().unwrap(), content.as_bytes());
+                    let e = loose.as_ref().unwrap_err().to_string();
+                    assert!(e.contains("reading damaged.yaml"), "{e}");
+                }
+                _ => {
+                    assert_eq!(loose.as_ref().unwrap(), content.as_bytes(), "{path}");
+                    assert_eq!(packed.as_ref().unwrap(), content.as_bytes(), "{path}");
                 }
             }
         }
