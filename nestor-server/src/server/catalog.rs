@@ -2,7 +2,7 @@
 //! validate, yank, status.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nestor_core::{
@@ -25,6 +25,19 @@ const FILTER_KEYS: [&str; 6] = [
     "label",
     "q",
 ];
+
+/// Serialised catalog records are about this big; a buffer sized for them
+/// up front is not regrown (and copied) a dozen times while a page of
+/// definitions is written.
+const RECORD_BYTES: usize = 1024;
+
+/// `value` as a JSON response, written into a buffer of `capacity` bytes.
+fn json_sized<T: serde::Serialize>(value: &T, capacity: usize) -> ApiResult<Response> {
+    let mut body = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut body, value)
+        .map_err(|e| Error::internal(format!("cannot serialise the response: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
 
 /// The list and search filters from the query string.
 fn filter(query: &Query) -> ApiResult<ListFilter> {
@@ -55,14 +68,14 @@ pub(super) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: Query,
-) -> ApiResult<Json<Page<PublishedVersion>>> {
+) -> ApiResult<Response> {
     caller.read_catalog(&state)?;
     query.allow(&[&FILTER_KEYS[..], &["limit", "cursor"]].concat())?;
-    let page = state
+    let page: Page<PublishedVersion> = state
         .store()
         .list_latest(&filter(&query)?, &query.page()?)
         .await?;
-    Ok(Json(page))
+    json_sized(&page, (page.items.len() + 1) * RECORD_BYTES)
 }
 
 /// The latest version of a name, full.
@@ -73,13 +86,12 @@ pub(super) async fn latest(
     caller: Caller,
     query: Query,
     Path(name): Path<String>,
-) -> ApiResult<Json<PublishedVersion>> {
+) -> ApiResult<Response> {
     caller.read_catalog(&state)?;
     query.allow(&[])?;
     check_name("resource", &name)?;
-    Ok(Json(
-        state.store().resolve(&name, &VersionSpec::Latest).await?,
-    ))
+    let latest = state.store().resolve(&name, &VersionSpec::Latest).await?;
+    json_sized(&latest, 2 * RECORD_BYTES)
 }
 
 /// Every version of a name, newest first.
@@ -110,13 +122,14 @@ pub(super) async fn get_version(
     caller: Caller,
     query: Query,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<PublishedVersion>> {
+) -> ApiResult<Response> {
     caller.read_catalog(&state)?;
     query.allow(&[])?;
     check_name("resource", &name)?;
     let spec = VersionSpec::parse(&version)
         .map_err(|e| Error::bad_request(format!("version {version:?}: {e}")))?;
-    Ok(Json(state.store().resolve(&name, &spec).await?))
+    let found = state.store().resolve(&name, &spec).await?;
+    json_sized(&found, 2 * RECORD_BYTES)
 }
 
 /// Ranked search over names, descriptions, labels and types.

@@ -19,13 +19,19 @@
 //!   greatest in the table, in its own transaction. Writers hold the file
 //!   lock, so sequences appear in commit order with no gaps below the
 //!   greatest: "every change up to N" is a well-defined point;
-//! - before a cached record is used, the probe asks SQLite for the names
-//!   with `change_seq` above the greatest it has applied (one index seek,
-//!   on a connection of its own that never waits for a lock) and drops
-//!   their entries, or everything when too many changed. The answer is
-//!   current as of the probe, so a write committed by another process
-//!   before a read starts is always seen by that read, exactly as without
-//!   the cache;
+//! - before a cached record is used, the probe checks whether anything was
+//!   committed to the file since its last check: SQLite rewrites the
+//!   WAL-index header at the start of the `-shm` file (a change counter,
+//!   the last frame, checksums) on every commit, before any reader can see
+//!   it, so the probe reads those 96 bytes (one `pread`, no lock) and
+//!   compares them with what it read before its last check. Only when they
+//!   differ (or there is no WAL index to read) does it ask SQLite for the
+//!   names with `change_seq` above the greatest it has applied (one index
+//!   seek, on a connection of its own that never waits for a lock) and
+//!   drop their entries, or everything when too many changed. Either way
+//!   the answer is current as of the probe, so a write committed by
+//!   another process before a read starts is always seen by that read,
+//!   exactly as without the cache;
 //! - a miss reads SQL and stores the result tagged with the cache's epoch,
 //!   taken after the probe; every invalidation bumps the epoch, and a
 //!   result whose epoch is no longer current is returned but not stored
@@ -45,6 +51,7 @@
 //! per-hit bookkeeping.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use nestor_core::{PublishedVersion, ResourceDefinition, Result};
@@ -241,23 +248,81 @@ pub(super) struct ChangeProbe {
     /// Every change up to this sequence has been applied to the cache;
     /// `None` until the first check.
     applied: Option<i64>,
+    /// The database's `-shm` file (the WAL index), once it could be opened.
+    shm: Option<std::fs::File>,
+    shm_path: PathBuf,
+    /// The WAL-index header as read just before the last check that
+    /// succeeded.
+    checked_header: Option<[u8; WAL_HEADER_BYTES]>,
 }
 
+/// One copy of the WAL-index header at the start of the `-shm` file (the
+/// `WalIndexHdr` of SQLite's WAL format: change counter, last frame, page
+/// count, salts, checksums). Every commit rewrites it, second copy first.
+const WAL_HEADER_BYTES: usize = 48;
+
 impl ChangeProbe {
-    /// A probe on `conn`, which should not wait for locks.
-    pub(super) fn new(conn: Connection) -> Self {
-        ChangeProbe {
-            conn,
+    /// A probe of the database file at `path`.
+    pub(super) fn open(path: &Path) -> Result<Self> {
+        let mut shm_path = path.as_os_str().to_owned();
+        shm_path.push("-shm");
+        Ok(ChangeProbe {
+            conn: super::schema::open_probe(path)?,
             applied: None,
-        }
+            shm: None,
+            shm_path: shm_path.into(),
+            checked_header: None,
+        })
     }
 
     /// Drops from `cache` every name changed since the last check; on `Ok`
-    /// the cache is current as of this call. Cheap when nothing changed:
-    /// one index seek. An error (a lock it would have to wait for, say)
-    /// leaves the probe where it was, so the next check catches up; the
-    /// caller reads SQL instead.
+    /// the cache is current as of this call. An error (a lock it would have
+    /// to wait for, say) leaves the probe where it was, so the next check
+    /// catches up; the caller reads SQL instead.
+    ///
+    /// Nearly free when nothing was committed since the last check: the
+    /// WAL-index header is read (one `pread` of the `-shm` file, no lock)
+    /// and compared with the one read before that check. Every commit, by
+    /// any process, rewrites the header (its change counter at least)
+    /// before readers can see the commit, so an unchanged header means no
+    /// commit since. Otherwise, or without a WAL index, SQL is asked.
     pub(super) fn check(&mut self, cache: &NameCache) -> Result<()> {
+        let header = self.wal_header();
+        if header.is_some() && header == self.checked_header {
+            return Ok(());
+        }
+        self.checked_header = None;
+        self.check_sql(cache)?;
+        // Read before the SQL check: a commit after that read changes it.
+        self.checked_header = header;
+        if self.shm.is_none() {
+            self.shm = std::fs::File::open(&self.shm_path).ok();
+        }
+        Ok(())
+    }
+
+    /// The WAL-index header, if the `-shm` file is open and its two copies
+    /// agree (they differ while a commit is writing them).
+    fn wal_header(&self) -> Option<[u8; WAL_HEADER_BYTES]> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            let mut both = [0u8; 2 * WAL_HEADER_BYTES];
+            self.shm.as_ref()?.read_exact_at(&mut both, 0).ok()?;
+            let (first, second) = both.split_at(WAL_HEADER_BYTES);
+            if first != second {
+                return None;
+            }
+            first.try_into().ok()
+        }
+        #[cfg(not(unix))]
+        {
+            None
+        }
+    }
+
+    /// The check itself: the names whose `change_seq` moved.
+    fn check_sql(&mut self, cache: &NameCache) -> Result<()> {
         // A statement without parameters: SQLite may re-plan a statement
         // whose bound values could change the plan, which would cost more
         // than the probe itself on this path, taken by every cached read.
@@ -324,6 +389,32 @@ mod tests {
             &format!("db-{name}"),
             "1.0.0",
         ))
+    }
+
+    /// The probe's fast path rests on this: every commit rewrites the
+    /// WAL-index header, and an idle file's header stays put.
+    #[test]
+    fn the_wal_header_changes_with_every_commit_and_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nestor.db");
+        let mut writer = Connection::open(&path).unwrap();
+        super::super::schema::configure_writer(&writer, true).unwrap();
+        super::super::schema::migrate(&mut writer).unwrap();
+        let mut probe = ChangeProbe::open(&path).unwrap();
+        let cache = NameCache::new(8);
+        probe.check(&cache).unwrap();
+        probe.check(&cache).unwrap();
+        let mut before = probe.wal_header().expect("the -shm file is read");
+        assert_eq!(probe.checked_header, Some(before), "the fast path is armed");
+        for i in 0..3 {
+            writer
+                .execute("INSERT INTO names (name) VALUES (?1)", [format!("n{i}")])
+                .unwrap();
+            let after = probe.wal_header().unwrap();
+            assert_ne!(after, before, "commit {i} rewrote the header");
+            assert_eq!(probe.wal_header().unwrap(), after, "and nothing else does");
+            before = after;
+        }
     }
 
     #[test]

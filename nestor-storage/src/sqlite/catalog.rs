@@ -142,7 +142,7 @@ fn history(conn: &Connection, name: &str) -> Result<Vec<(i64, VersionSummary)>> 
 }
 
 /// Points `names.latest_id` at the latest version of `name` by the core
-/// rule and moves the name's `change_seq` past every other, which tells
+/// rule, copies its filter columns beside it, and moves the name's `change_seq` past every other, which tells
 /// every handle's name cache to drop it; called in the transaction of every
 /// insert and yank.
 fn refresh_latest(tx: &Transaction<'_>, name: &str) -> Result<()> {
@@ -156,7 +156,11 @@ fn refresh_latest(tx: &Transaction<'_>, name: &str) -> Result<()> {
     });
     tx.prepare_cached(
         "UPDATE names SET latest_id = ?2, \
-         change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM names) WHERE name = ?1",
+         provider = (SELECT provider FROM versions WHERE id = ?2), \
+         category = (SELECT category FROM versions WHERE id = ?2), \
+         resource_type = (SELECT resource_type FROM versions WHERE id = ?2), \
+         change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM names) \
+         WHERE name = ?1",
     )
     .and_then(|mut s| s.execute(params![name, latest]))
     .ctx("updating the latest version")?;
@@ -284,10 +288,12 @@ impl LatestQuery {
             ),
             params: Vec::new(),
         };
+        // The copies on `names`: a name that fails is skipped without
+        // reading its version row.
         for (column, wanted) in [
-            ("v.provider", &filter.provider),
-            ("v.category", &filter.category),
-            ("v.resource_type", &filter.resource_type),
+            ("n.provider", &filter.provider),
+            ("n.category", &filter.category),
+            ("n.resource_type", &filter.resource_type),
         ] {
             if let Some(wanted) = wanted {
                 q.condition(&format!("{column} = ?"), wanted.clone());

@@ -28,10 +28,11 @@
 //! - **Blocking work** runs on tokio's blocking pool (`spawn_blocking`), never
 //!   on the async workers. [`SqliteStore::open`] and [`SqliteStore::migrate`]
 //!   are synchronous: they run once at start-up or in `nestor migrate`. The
-//!   one exception is the cache's change probe (below): a read of the last
-//!   entry of one index on a connection whose `busy_timeout` is zero, so it
-//!   fails instead of waiting for a lock; it costs a few microseconds, less
-//!   than the hop to the blocking pool it saves.
+//!   one exception is the cache's change probe (below): a `pread` of 96
+//!   bytes of the WAL index and, after a commit, an index seek on a
+//!   connection whose `busy_timeout` is zero, so it fails instead of
+//!   waiting for a lock. Both cost microseconds, less than the hop to the
+//!   blocking pool they save.
 //! - **Migrations** are an ordered list of SQL scripts; `PRAGMA user_version`
 //!   is the number applied. They run inside one immediate transaction, so two
 //!   processes opening a fresh file cannot both apply them. A file whose
@@ -64,11 +65,12 @@
 //!   part of a row read, and a definition is immutable, so parsed
 //!   definitions are cached by content hash and never invalidated. On top,
 //!   the records `latest` and `get_version` return are cached whole by
-//!   name, so a hit costs no trip to the blocking pool and no query beyond
-//!   the change probe: before trusting them, a probe connection that never
-//!   waits asks for the names whose `names.change_seq` moved since it last
-//!   looked — every catalog write, by any process on the file, sets it in
-//!   its own transaction — and drops those entries. A write committed by
+//!   name, so a hit costs no trip to the blocking pool and no query: before
+//!   trusting them, the change probe reads the WAL-index header, which
+//!   every commit rewrites; only if it moved does a probe connection that
+//!   never waits ask for the names whose `names.change_seq` moved since it
+//!   last looked — every catalog write, by any process on the file, sets
+//!   it in its own transaction — and drop those entries. A write committed by
 //!   another process before a read starts is thus seen by that read, as
 //!   without a cache; the bound is zero, not "eventually". Should the probe
 //!   fail (it would have to wait for a lock), the read goes to SQL. Lists
@@ -170,7 +172,7 @@ impl SqliteStore {
         })?;
         schema::configure_writer(&writer, true)?;
         schema::migrate(&mut writer)?;
-        let probe = ChangeProbe::new(schema::open_probe(path)?);
+        let probe = ChangeProbe::open(path)?;
         Ok(Self::from_writer(writer, Some((path.to_path_buf(), probe))))
     }
 

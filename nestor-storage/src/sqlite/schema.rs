@@ -155,8 +155,10 @@ CREATE TABLE leases (
 ) WITHOUT ROWID;
 "#;
 
-/// Version 4: the catalog change sequence that keeps the read cache of
-/// other processes (and this one) exact; see `cache.rs`.
+/// Version 4: the catalog change sequence that keeps every handle's read
+/// cache exact (see `cache.rs`), and copies of the latest version's filter
+/// columns on `names`, so a filtered list scans the small `names` rows and
+/// reads a version row only for the names that pass.
 const V4_CATALOG_CHANGES: &str = r#"
 -- Set to one more than the greatest in the table, in the transaction of
 -- every insert and yank touching the name (writers hold the file lock, so
@@ -164,6 +166,16 @@ const V4_CATALOG_CHANGES: &str = r#"
 -- asks for the names with change_seq above the greatest it has seen.
 ALTER TABLE names ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX names_by_change_seq ON names (change_seq);
+
+-- The latest version's provider, category and resource type (NULL when it
+-- has none), kept with latest_id.
+ALTER TABLE names ADD COLUMN provider TEXT;
+ALTER TABLE names ADD COLUMN category TEXT;
+ALTER TABLE names ADD COLUMN resource_type TEXT;
+UPDATE names SET
+    provider = (SELECT provider FROM versions WHERE id = names.latest_id),
+    category = (SELECT category FROM versions WHERE id = names.latest_id),
+    resource_type = (SELECT resource_type FROM versions WHERE id = names.latest_id);
 "#;
 
 /// Settings of the writer connection. `file` is false for an in-memory
@@ -171,6 +183,7 @@ CREATE INDEX names_by_change_seq ON names (change_seq);
 pub(super) fn configure_writer(conn: &Connection, file: bool) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)
         .ctx("setting busy_timeout")?;
+    stable_plans(conn)?;
     if file {
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -185,12 +198,26 @@ pub(super) fn configure_writer(conn: &Connection, file: bool) -> Result<()> {
         .ctx("configuring the connection")
 }
 
+/// Turns on the query planner stability guarantee. Without it SQLite marks
+/// a cached statement whose plan might depend on a bound value (a `LIMIT ?`,
+/// a range with statistics) to be prepared again at every new binding,
+/// which costs more than the point reads those statements make.
+fn stable_plans(conn: &Connection) -> Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .ctx("enabling the query planner stability guarantee")?;
+    Ok(())
+}
+
 /// Opens a reader connection on an existing database file.
 pub(super) fn open_reader(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).ctx("opening a reader connection")?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .ctx("setting busy_timeout")?;
+    stable_plans(&conn)?;
     // Read-write flags (so the WAL index can be set up) but no writes.
     conn.execute_batch("PRAGMA query_only = ON;")
         .ctx("configuring a reader connection")?;
@@ -205,6 +232,7 @@ pub(super) fn open_probe(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).ctx("opening the change probe")?;
     conn.busy_timeout(Duration::ZERO)
         .ctx("setting busy_timeout")?;
+    stable_plans(&conn)?;
     conn.execute_batch("PRAGMA query_only = ON;")
         .ctx("configuring the change probe")?;
     Ok(conn)
@@ -361,6 +389,17 @@ mod tests {
         assert!(store.leases().await.unwrap().is_empty());
         let lease = store.claim_lease("d1", "replica-a", 0, 100).await.unwrap();
         assert_eq!(lease.map(|l| l.epoch), Some(1), "the leases table works");
+
+        // The latest version's filter columns were copied onto its name.
+        let aws = nestor_core::ListFilter {
+            provider: Some("aws".into()),
+            category: Some("database".into()),
+            ..Default::default()
+        };
+        let page = nestor_core::PageRequest::first(10);
+        let listed = store.list_latest(&aws, &page).await.unwrap().items;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].version(), &v100);
 
         // The catalog change sequence works on upgraded rows: a yank through
         // another handle is seen by this one's cache.
