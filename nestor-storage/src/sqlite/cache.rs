@@ -10,8 +10,11 @@
 //!
 //! # Records by name
 //! [`NameCache`] holds, per name, the record `latest` returned (including
-//! "none") and the records `get_version` returned, whole, behind `Arc`s.
-//! Those carry mutable state (which version is latest, `yanked`), so they
+//! "none") and the records `get_version` returned, as [`Record`]s: the
+//! row's own fields beside the definition `Arc` shared with the content
+//! cache, so a cached name costs little memory, and a hit copies the
+//! definition once, into the value the traits return. Records carry
+//! mutable state (which version is latest, `yanked`), so they
 //! are only trusted after [`ChangeProbe::check`] has brought the cache up to
 //! date with the file:
 //! - every catalog write (insert or yank, by any process on the file) sets
@@ -54,7 +57,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use nestor_core::{PublishedVersion, ResourceDefinition, Result};
+use nestor_core::{Origin, PublishedVersion, ResourceDefinition, Result};
 use rusqlite::Connection;
 use semver::Version;
 
@@ -149,13 +152,53 @@ impl DefinitionCache {
     }
 }
 
+/// A published version whose definition is shared with the content cache:
+/// what the name cache holds, so a cached name costs a few small fields
+/// beside a definition that is cached anyway.
+pub(super) struct Record {
+    pub(super) definition: Arc<ResourceDefinition>,
+    pub(super) content_hash: String,
+    pub(super) published_at: i64,
+    pub(super) yanked: bool,
+    pub(super) origin: Option<Origin>,
+}
+
+impl Record {
+    /// The record as the traits return it: the definition is copied.
+    pub(super) fn to_published(&self) -> PublishedVersion {
+        PublishedVersion {
+            definition: ResourceDefinition::clone(&self.definition),
+            content_hash: self.content_hash.clone(),
+            published_at: self.published_at,
+            yanked: self.yanked,
+            origin: self.origin.clone(),
+        }
+    }
+
+    /// The record as the traits return it, copying the definition only if
+    /// it is shared.
+    pub(super) fn into_published(self) -> PublishedVersion {
+        PublishedVersion {
+            definition: Arc::unwrap_or_clone(self.definition),
+            content_hash: self.content_hash,
+            published_at: self.published_at,
+            yanked: self.yanked,
+            origin: self.origin,
+        }
+    }
+
+    fn version(&self) -> &Version {
+        &self.definition.metadata.version
+    }
+}
+
 /// What is cached for one name.
 #[derive(Default)]
 struct NameEntry {
     /// What `latest` returned (`Some(None)`: no eligible version), if cached.
-    latest: Option<Option<Arc<PublishedVersion>>>,
+    latest: Option<Option<Arc<Record>>>,
     /// What `get_version` returned, by version; misses are not cached.
-    exact: HashMap<Version, Arc<PublishedVersion>>,
+    exact: HashMap<Version, Arc<Record>>,
 }
 
 struct NameState {
@@ -189,12 +232,12 @@ impl NameCache {
 
     /// The cached `latest` of `name`: `None` if not cached, `Some(None)` if
     /// it has no eligible version.
-    pub(super) fn latest(&self, name: &str) -> Option<Option<Arc<PublishedVersion>>> {
+    pub(super) fn latest(&self, name: &str) -> Option<Option<Arc<Record>>> {
         lock(&self.state).entries.get(name)?.latest.clone()
     }
 
     /// The cached `get_version` of name@version.
-    pub(super) fn exact(&self, name: &str, version: &Version) -> Option<Arc<PublishedVersion>> {
+    pub(super) fn exact(&self, name: &str, version: &Version) -> Option<Arc<Record>> {
         lock(&self.state)
             .entries
             .get(name)?
@@ -205,21 +248,20 @@ impl NameCache {
 
     /// Stores what `latest` read from SQL, unless an invalidation happened
     /// since `epoch` was taken.
-    pub(super) fn fill_latest(&self, epoch: u64, name: &str, found: Option<Arc<PublishedVersion>>) {
+    pub(super) fn fill_latest(&self, epoch: u64, name: &str, found: Option<Arc<Record>>) {
         let mut state = lock(&self.state);
         if state.epoch == epoch {
             state.entries.entry(name).latest = Some(found);
         }
     }
 
-    /// Stores what `get_version` read from SQL, unless an invalidation
-    /// happened since `epoch` was taken.
-    pub(super) fn fill_exact(&self, epoch: u64, found: Arc<PublishedVersion>) {
+    /// Stores what `get_version` read from SQL for `name`, unless an
+    /// invalidation happened since `epoch` was taken.
+    pub(super) fn fill_exact(&self, epoch: u64, name: &str, found: Arc<Record>) {
         let mut state = lock(&self.state);
         if state.epoch == epoch {
             let version = found.version().clone();
-            let entry = state.entries.entry(found.name());
-            entry.exact.insert(version, found);
+            state.entries.entry(name).exact.insert(version, found);
         }
     }
 

@@ -13,7 +13,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 use semver::Version;
 
-use super::cache::DefinitionCache;
+use super::cache::{DefinitionCache, Record};
 use super::{Context, SqliteStore};
 
 /// The columns of a version row except the definition, prefixed `v.`, in
@@ -54,9 +54,9 @@ impl VersionRow {
         })
     }
 
-    /// The full record: the definition from the cache, or parsed from the
-    /// row and cached.
-    fn hydrate(self, conn: &Connection, cache: &DefinitionCache) -> Result<PublishedVersion> {
+    /// The record, its definition from the content cache, or parsed from
+    /// the row and cached.
+    fn load(self, conn: &Connection, cache: &DefinitionCache) -> Result<Record> {
         let definition = match cache.get(&self.content_hash) {
             Some(found) => found,
             None => {
@@ -71,13 +71,18 @@ impl VersionRow {
                 parsed
             }
         };
-        Ok(PublishedVersion {
-            definition: Arc::unwrap_or_clone(definition),
+        Ok(Record {
+            definition,
             content_hash: self.content_hash,
             published_at: self.published_at,
             yanked: self.yanked,
             origin: self.origin,
         })
+    }
+
+    /// The full record as the traits return it.
+    fn hydrate(self, conn: &Connection, cache: &DefinitionCache) -> Result<PublishedVersion> {
+        Ok(self.load(conn, cache)?.into_published())
     }
 }
 
@@ -86,13 +91,13 @@ fn get_version(
     cache: &DefinitionCache,
     name: &str,
     version: &str,
-) -> Result<Option<PublishedVersion>> {
+) -> Result<Option<Record>> {
     let sql = format!("SELECT {ROW_COLUMNS} FROM versions v WHERE v.name = ?1 AND v.version = ?2");
     let row = conn
         .prepare_cached(&sql)
         .and_then(|mut s| s.query_row([name, version], VersionRow::read).optional())
         .ctx("reading a version")?;
-    row.map(|r| r.hydrate(conn, cache)).transpose()
+    row.map(|r| r.load(conn, cache)).transpose()
 }
 
 /// A name's versions with their row ids, newest first by semver.
@@ -415,21 +420,21 @@ impl CatalogReader for SqliteStore {
         let epoch = self.fresh_names();
         if epoch.is_some() {
             if let Some(hit) = self.shared.names.exact(name, version) {
-                return Ok(Some(PublishedVersion::clone(&hit)));
+                return Ok(Some(hit.to_published()));
             }
         }
         let (owned_name, version_text) = (name.to_string(), version.to_string());
         let found = self
             .read(move |conn, cache| get_version(conn, cache, &owned_name, &version_text))
             .await?;
-        match (epoch, found) {
+        Ok(match (epoch, found) {
             (Some(epoch), Some(found)) => {
                 let found = Arc::new(found);
-                self.shared.names.fill_exact(epoch, found.clone());
-                Ok(Some(Arc::unwrap_or_clone(found)))
+                self.shared.names.fill_exact(epoch, name, found.clone());
+                Some(found.to_published())
             }
-            (_, found) => Ok(found),
-        }
+            (_, found) => found.map(Record::into_published),
+        })
     }
 
     async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>> {
@@ -474,7 +479,7 @@ impl CatalogReader for SqliteStore {
         let epoch = self.fresh_names();
         if epoch.is_some() {
             if let Some(hit) = self.shared.names.latest(name) {
-                return Ok(hit.as_deref().cloned());
+                return Ok(hit.map(|r| r.to_published()));
             }
         }
         let owned_name = name.to_string();
@@ -488,15 +493,15 @@ impl CatalogReader for SqliteStore {
                     .prepare_cached(&sql)
                     .and_then(|mut s| s.query_row([&owned_name], VersionRow::read).optional())
                     .ctx("reading the latest version")?;
-                row.map(|r| r.hydrate(conn, cache)).transpose()
+                row.map(|r| r.load(conn, cache)).transpose()
             })
             .await?;
         let Some(epoch) = epoch else {
-            return Ok(found);
+            return Ok(found.map(Record::into_published));
         };
         let found = found.map(Arc::new);
         self.shared.names.fill_latest(epoch, name, found.clone());
-        Ok(found.map(Arc::unwrap_or_clone))
+        Ok(found.map(|r| r.to_published()))
     }
 }
 
