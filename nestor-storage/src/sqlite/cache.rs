@@ -156,10 +156,15 @@ impl DefinitionCache {
 /// what the name cache holds, so a cached name costs a few small fields
 /// beside a definition that is cached anyway.
 pub(super) struct Record {
+    /// The immutable content, shared with the content cache.
     pub(super) definition: Arc<ResourceDefinition>,
+    /// The fields of [`PublishedVersion`] beside the definition.
     pub(super) content_hash: String,
+    /// When the version was first published.
     pub(super) published_at: i64,
+    /// Whether it is yanked (as of the read that made this record).
     pub(super) yanked: bool,
+    /// The source and file it came from, if any.
     pub(super) origin: Option<Origin>,
 }
 
