@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use semver::Version;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::error::{Change, Error, FieldError, Result};
 use crate::model::{
@@ -119,6 +120,28 @@ impl CatalogService {
         items: Vec<(ResourceDefinition, Option<Origin>)>,
         actor: &str,
     ) -> Result<Vec<Result<PublishResult>>> {
+        let results = self
+            .publish_batch(items, actor, BatchMode::default())
+            .await?;
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.map(|b| PublishResult {
+                    outcome: b.outcome,
+                    version: b.version.expect("versions are kept unless asked otherwise"),
+                    changes: b.changes,
+                })
+            })
+            .collect())
+    }
+
+    /// [`CatalogService::publish_many`], with the shortcuts `mode` allows.
+    pub(crate) async fn publish_batch(
+        &self,
+        items: Vec<(ResourceDefinition, Option<Origin>)>,
+        actor: &str,
+        mode: BatchMode,
+    ) -> Result<Vec<Result<BatchResult>>> {
         let now = self.clock.now();
         let mut names: Vec<String> = items
             .iter()
@@ -141,13 +164,17 @@ impl CatalogService {
             .map(|(n, _)| n.clone())
             .collect();
 
-        let mut results: Vec<Option<Result<PublishResult>>> = Vec::with_capacity(items.len());
-        for (def, origin) in items {
-            let candidate = PublishedVersion::new(def, now, origin);
-            match self.prepare(&candidate, &batch).await {
-                Ok(Prepared::Unchanged(existing)) => results.push(Some(Ok(PublishResult {
+        // Each definition is serialised once, on every core: the bytes give
+        // its content hash now and its events' data later.
+        let candidates = map_on_cores(items, |(def, origin)| Candidate::new(def, now, origin));
+        let mut results: Vec<Option<Result<BatchResult>>> = Vec::with_capacity(candidates.len());
+        for Candidate { version, json } in candidates {
+            let candidate = version;
+            match self.prepare(&candidate, &batch, mode.validated).await {
+                Ok(Prepared::Unchanged(existing)) => results.push(Some(Ok(BatchResult {
                     outcome: PublishOutcome::Unchanged,
-                    version: *existing,
+                    subject: candidate.definition.subject(),
+                    version: Some(*existing),
                     changes: vec![],
                 }))),
                 Ok(Prepared::New {
@@ -157,6 +184,7 @@ impl CatalogService {
                     batch.add(Accepted {
                         index: results.len(),
                         candidate,
+                        json,
                         changes,
                         was_deprecated,
                     });
@@ -169,39 +197,63 @@ impl CatalogService {
             }
         }
 
-        let accepted = batch.accepted;
-        let outcomes = self
-            .store
-            .insert_versions(accepted.iter().map(|a| a.candidate.clone()).collect())
-            .await?;
+        // What the events need of each version is taken before the versions
+        // go to the store (moved there when the caller does not want them
+        // back, copied otherwise).
+        let mut written = Vec::with_capacity(batch.accepted.len());
+        let mut versions = Vec::with_capacity(batch.accepted.len());
+        for a in batch.accepted {
+            let deprecates = a.candidate.definition.metadata.deprecated && !a.was_deprecated;
+            written.push(Written {
+                index: a.index,
+                name: a.candidate.name().to_string(),
+                subject: a.candidate.definition.subject(),
+                data: a.event_data()?,
+                deprecates,
+                changes: a.changes,
+            });
+            versions.push(a.candidate);
+        }
+        let (to_store, mut kept) = if mode.keep_versions {
+            let copies = map_on_cores(versions.iter().collect(), PublishedVersion::clone);
+            (copies, Some(versions.into_iter()))
+        } else {
+            (versions, None)
+        };
+        let outcomes = self.store.insert_versions(to_store).await?;
         let mut events = Vec::new();
-        for (a, outcome) in accepted.into_iter().zip(outcomes) {
-            results[a.index] = Some(match outcome {
+        for (w, outcome) in written.into_iter().zip(outcomes) {
+            let version = kept.as_mut().and_then(Iterator::next);
+            results[w.index] = Some(match outcome {
                 Ok(PublishOutcome::Created) => {
-                    let first = first_seen.insert(a.candidate.name().to_string());
-                    let kind = if first {
+                    let kind = if first_seen.insert(w.name) {
                         EventType::ResourceCreated
                     } else {
                         EventType::ResourceUpdated
                     };
-                    events.push(self.event(kind, actor, &a.candidate)?);
-                    if a.candidate.definition.metadata.deprecated && !a.was_deprecated {
-                        events.push(self.event(
+                    if w.deprecates {
+                        events.push(self.event_with(kind, actor, &w.subject, w.data.clone()));
+                        events.push(self.event_with(
                             EventType::ResourceDeprecated,
                             actor,
-                            &a.candidate,
-                        )?);
+                            &w.subject,
+                            w.data,
+                        ));
+                    } else {
+                        events.push(self.event_with(kind, actor, &w.subject, w.data));
                     }
-                    Ok(PublishResult {
+                    Ok(BatchResult {
                         outcome: PublishOutcome::Created,
-                        version: a.candidate,
-                        changes: a.changes,
+                        subject: w.subject,
+                        version,
+                        changes: w.changes,
                     })
                 }
                 // Another publisher won the race with the same content.
-                Ok(PublishOutcome::Unchanged) => Ok(PublishResult {
+                Ok(PublishOutcome::Unchanged) => Ok(BatchResult {
                     outcome: PublishOutcome::Unchanged,
-                    version: a.candidate,
+                    subject: w.subject,
+                    version,
                     changes: vec![],
                 }),
                 Err(e) => Err(e),
@@ -215,10 +267,17 @@ impl CatalogService {
     }
 
     /// Every rule of one publish, against the store as the batch sees it.
-    async fn prepare(&self, candidate: &PublishedVersion, batch: &Batch) -> Result<Prepared> {
-        let errors = validate_definition(&candidate.definition);
-        if !errors.is_empty() {
-            return Err(Error::Validation { errors });
+    async fn prepare(
+        &self,
+        candidate: &PublishedVersion,
+        batch: &Batch,
+        validated: bool,
+    ) -> Result<Prepared> {
+        if !validated {
+            let errors = validate_definition(&candidate.definition);
+            if !errors.is_empty() {
+                return Err(Error::Validation { errors });
+            }
         }
         let (name, version) = (candidate.name(), candidate.version());
         let versions = batch.versions(name);
@@ -245,6 +304,23 @@ impl CatalogService {
             changes,
             was_deprecated,
         })
+    }
+
+    /// An event about a version whose data is serialised already.
+    fn event_with(
+        &self,
+        event_type: EventType,
+        actor: &str,
+        subject: &str,
+        data: Box<RawValue>,
+    ) -> SerializedEvent {
+        SerializedEvent {
+            event_type,
+            source: actor.to_string(),
+            subject: subject.to_string(),
+            timestamp: self.clock.now(),
+            data,
+        }
     }
 
     /// A version from the batch, else from the store.
@@ -349,13 +425,144 @@ impl Batch {
     }
 }
 
+/// The shortcuts a batch publish may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchMode {
+    /// Every definition passed [`validate_definition`] already (it came
+    /// from [`crate::parse::parse_definition`], which runs it).
+    pub validated: bool,
+    /// The caller wants each created version back; without it they are
+    /// moved to the store instead of copied.
+    pub keep_versions: bool,
+}
+
+impl Default for BatchMode {
+    fn default() -> Self {
+        BatchMode {
+            validated: false,
+            keep_versions: true,
+        }
+    }
+}
+
+/// One definition's result in a batch publish.
+pub(crate) struct BatchResult {
+    /// Created or unchanged.
+    pub outcome: PublishOutcome,
+    /// `name:version`.
+    pub subject: String,
+    /// The stored version: always for an unchanged publish the rules
+    /// caught, else only with [`BatchMode::keep_versions`].
+    pub version: Option<PublishedVersion>,
+    /// The changes against the predecessor.
+    pub changes: Vec<Change>,
+}
+
+/// What the events of an accepted version need once it went to the store.
+struct Written {
+    index: usize,
+    name: String,
+    subject: String,
+    data: Box<RawValue>,
+    /// Its publish deprecates the name (`resource.deprecated`).
+    deprecates: bool,
+    changes: Vec<Change>,
+}
+
 /// A definition of the batch that passed every rule, waiting to be written.
 struct Accepted {
     /// Its position in the batch (and in the results).
     index: usize,
     candidate: PublishedVersion,
+    /// The definition's canonical JSON.
+    json: Box<RawValue>,
     changes: Vec<Change>,
     was_deprecated: bool,
+}
+
+impl Accepted {
+    /// The version as its events carry it, around the definition's JSON
+    /// serialised already: the same text as serialising the version.
+    fn event_data(&self) -> Result<Box<RawValue>> {
+        /// [`PublishedVersion`]'s fields, in its order, as it serialises.
+        #[derive(Serialize)]
+        struct VersionData<'a> {
+            definition: &'a RawValue,
+            content_hash: &'a str,
+            published_at: Timestamp,
+            yanked: bool,
+            origin: &'a Option<Origin>,
+        }
+        let v = &self.candidate;
+        serde_json::value::to_raw_value(&VersionData {
+            definition: &self.json,
+            content_hash: &v.content_hash,
+            published_at: v.published_at,
+            yanked: v.yanked,
+            origin: &v.origin,
+        })
+        .map_err(|e| Error::internal(format!("serialising an event's data: {e}")))
+    }
+}
+
+/// A version about to be published with its definition's canonical JSON,
+/// serialised once for both the content hash and the events.
+struct Candidate {
+    version: PublishedVersion,
+    json: Box<RawValue>,
+}
+
+impl Candidate {
+    /// What [`PublishedVersion::new`] makes, the same hash included.
+    fn new(
+        definition: ResourceDefinition,
+        published_at: Timestamp,
+        origin: Option<Origin>,
+    ) -> Self {
+        use sha2::Digest;
+        let json =
+            serde_json::value::to_raw_value(&definition).expect("a definition always serialises");
+        let content_hash = hex::encode(sha2::Sha256::digest(json.get().as_bytes()));
+        Candidate {
+            version: PublishedVersion {
+                definition,
+                content_hash,
+                published_at,
+                yanked: false,
+                origin,
+            },
+            json,
+        }
+    }
+}
+
+/// Maps `items` in order, on every core when there are enough of them to
+/// pay for the threads (a cold sync's thousands), inline otherwise.
+fn map_on_cores<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
+    const MIN_PER_THREAD: usize = 256;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = items.len().div_ceil(threads).max(MIN_PER_THREAD);
+    if items.len() <= chunk {
+        return items.into_iter().map(f).collect();
+    }
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut iter = items.into_iter().peekable();
+    while iter.peek().is_some() {
+        chunks.push(iter.by_ref().take(chunk).collect());
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| scope.spawn(move || c.into_iter().map(f).collect::<Vec<U>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("mapping never panics"))
+            .collect()
+    })
 }
 
 enum Prepared {
@@ -418,16 +625,20 @@ fn check_dependencies(def: &ResourceDefinition, batch: &Batch) -> Result<()> {
 /// which is the honest outcome.
 pub fn publish_order<T>(items: Vec<T>, definition: impl Fn(&T) -> &ResourceDefinition) -> Vec<T> {
     use petgraph::graphmap::DiGraphMap;
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::BTreeMap;
 
     let mut by_name: BTreeMap<String, Vec<T>> = BTreeMap::new();
     for item in items {
-        by_name
-            .entry(definition(&item).metadata.name.clone())
-            .or_default()
-            .push(item);
+        let name = &definition(&item).metadata.name;
+        match by_name.get_mut(name) {
+            Some(versions) => versions.push(item),
+            None => {
+                by_name.insert(name.clone(), vec![item]);
+            }
+        }
     }
-    for versions in by_name.values_mut() {
+    let mut names: Vec<(String, Vec<T>)> = by_name.into_iter().collect();
+    for (_, versions) in &mut names {
         versions.sort_by(|a, b| {
             definition(a)
                 .metadata
@@ -435,29 +646,151 @@ pub fn publish_order<T>(items: Vec<T>, definition: impl Fn(&T) -> &ResourceDefin
                 .cmp(&definition(b).metadata.version)
         });
     }
-    let mut graph: DiGraphMap<&str, ()> = DiGraphMap::new();
-    for name in by_name.keys() {
-        graph.add_node(name.as_str());
+    // Nodes are positions in name order (what a graph of names would hold,
+    // in the same order, for less hashing).
+    let position: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.as_str(), i))
+        .collect();
+    let mut graph: DiGraphMap<usize, ()> = DiGraphMap::new();
+    for i in 0..names.len() {
+        graph.add_node(i);
     }
-    for (name, versions) in &by_name {
+    for (i, (_, versions)) in names.iter().enumerate() {
         for dep in versions
             .iter()
             .flat_map(|p| &definition(p).spec.dependencies)
         {
-            if let Some((dep_name, _)) = by_name.get_key_value(&dep.name) {
-                if dep_name != name {
-                    graph.add_edge(dep_name.as_str(), name.as_str(), ());
+            if let Some(&d) = position.get(dep.name.as_str()) {
+                if d != i {
+                    graph.add_edge(d, i, ());
                 }
             }
         }
     }
-    let order: Vec<String> = match petgraph::algo::toposort(&graph, None) {
-        Ok(order) => order.into_iter().map(str::to_string).collect(),
-        Err(_) => by_name.keys().cloned().collect(),
+    drop(position);
+    // Without edges the order is name order, as a topological sort of the
+    // same graph gives it.
+    let order: Vec<usize> = if graph.edge_count() == 0 {
+        (0..names.len()).collect()
+    } else {
+        petgraph::algo::toposort(&graph, None).unwrap_or_else(|_| (0..names.len()).collect())
     };
-    let mut index: HashMap<String, Vec<T>> = by_name.into_iter().collect();
+    let mut slots: Vec<Option<Vec<T>>> = names.into_iter().map(|(_, v)| Some(v)).collect();
     order
         .into_iter()
-        .flat_map(|name| index.remove(&name).unwrap_or_default())
+        .flat_map(|i| slots[i].take().unwrap_or_default())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition() -> ResourceDefinition {
+        crate::parse::parse_definition_yaml(
+            r#"
+apiVersion: catalog.nestor.io/v1
+kind: ResourceDefinition
+metadata: {name: db, version: "1.2.0", provider: aws, category: database, resource_type: mysql,
+           description: "quotes \" and ünïcode", labels: {tier: data}}
+spec:
+  supported_engines: [terraform]
+  optional_inputs:
+    - {name: size, type: number, default: 0.1, validation: {min: 0.05, enum: [0.1, 0.2]}}
+  engine_configs: {terraform: {module: "x", nested: {list: [1, -2, 3.5e-7]}}}
+"#,
+        )
+        .unwrap()
+    }
+
+    /// The batch's shortcut (one serialisation for the hash and the event)
+    /// gives exactly what serialising the version gives.
+    #[test]
+    fn candidates_hash_and_serialise_as_published_versions() {
+        for origin in [
+            None,
+            Some(Origin {
+                source: "platform".into(),
+                git_repository: "https://example.com/c.git".into(),
+                git_commit: Some("abc".into()),
+                git_path: "a/db.yaml".into(),
+            }),
+        ] {
+            let expected = PublishedVersion::new(definition(), 42, origin.clone());
+            let Candidate { version, json } = Candidate::new(definition(), 42, origin);
+            assert_eq!(version, expected);
+            let accepted = Accepted {
+                index: 0,
+                candidate: version,
+                json,
+                changes: vec![],
+                was_deprecated: false,
+            };
+            assert_eq!(
+                accepted.event_data().unwrap().get(),
+                serde_json::to_string(&expected).unwrap()
+            );
+        }
+    }
+
+    fn named(name: &str, version: &str, deps: &[&str]) -> ResourceDefinition {
+        let mut d = definition();
+        d.metadata.name = name.into();
+        d.metadata.version = version.parse().unwrap();
+        d.spec.dependencies = deps
+            .iter()
+            .map(|n| crate::model::Dependency {
+                name: n.to_string(),
+                version: "*".into(),
+            })
+            .collect();
+        d
+    }
+
+    fn order(defs: Vec<ResourceDefinition>) -> Vec<String> {
+        publish_order(defs, |d| d)
+            .iter()
+            .map(|d| d.subject())
+            .collect()
+    }
+
+    /// Dependencies first, semver order within a name, name order
+    /// otherwise; a cycle leaves name order.
+    #[test]
+    fn publish_order_puts_dependencies_first() {
+        let no_edges = order(vec![
+            named("c", "1.0.0", &[]),
+            named("a", "2.0.0", &[]),
+            named("b", "1.0.0", &["zzz-not-in-batch"]),
+            named("a", "1.0.0", &[]),
+        ]);
+        assert_eq!(no_edges, ["a:1.0.0", "a:2.0.0", "b:1.0.0", "c:1.0.0"]);
+        let chain = order(vec![
+            named("d", "1.0.0", &["e"]),
+            named("b", "1.0.0", &["a", "b"]),
+            named("e", "1.0.0", &[]),
+            named("a", "1.0.0", &[]),
+            named("c", "1.0.0", &[]),
+        ]);
+        assert_eq!(
+            chain,
+            ["e:1.0.0", "d:1.0.0", "c:1.0.0", "a:1.0.0", "b:1.0.0"]
+        );
+        let cycle = order(vec![
+            named("e", "1.0.0", &["d"]),
+            named("d", "1.0.0", &["e"]),
+            named("a", "1.0.0", &[]),
+        ]);
+        assert_eq!(cycle, ["a:1.0.0", "d:1.0.0", "e:1.0.0"]);
+    }
+
+    #[test]
+    fn map_on_cores_keeps_order() {
+        let items: Vec<usize> = (0..5000).collect();
+        let doubled = map_on_cores(items, |i| i * 2);
+        assert_eq!(doubled, (0..5000).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(map_on_cores(vec![3], |i: i32| i + 1), [4]);
+    }
 }

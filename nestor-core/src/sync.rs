@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::catalog::{publish_order, CatalogService};
+use crate::catalog::{publish_order, BatchMode, CatalogService};
 use crate::composer::Composer;
 use crate::error::{Error, ErrorCode, FieldError, Result};
 use crate::model::*;
@@ -135,17 +135,27 @@ impl SyncService {
             batch.push((p.definition, Some(origin_for(&p.file))));
             places.push((p.file, p.document, p.line));
         }
-        let results = self.catalog.publish_many(batch, &config.name).await?;
+        // The definitions were validated as they were parsed, and only the
+        // outcomes are needed back: the versions move to the store.
+        let mode = BatchMode {
+            validated: true,
+            keep_versions: false,
+        };
+        let results = self
+            .catalog
+            .publish_batch(batch, &config.name, mode)
+            .await?;
         for ((file, document, line), result) in places.into_iter().zip(results) {
             match result {
                 Ok(r) => {
-                    let subject = r.version.definition.subject();
-                    now_in_file.entry(file).or_default().push(subject.clone());
+                    now_in_file.entry(file).or_default().push(r.subject.clone());
                     match r.outcome {
-                        PublishOutcome::Created => report.published.push(subject),
+                        PublishOutcome::Created => report.published.push(r.subject),
                         PublishOutcome::Unchanged => {
                             report.unchanged += 1;
-                            self.restore_if_returned(&r.version, &config.name).await?;
+                            if let Some(version) = &r.version {
+                                self.restore_if_returned(version, &config.name).await?;
+                            }
                         }
                     }
                 }
