@@ -152,8 +152,16 @@ impl CatalogService {
             .collect();
         names.sort();
         names.dedup();
+        // Each definition is serialised once, on every core: the bytes give
+        // its content hash now and its events' data later. A store that
+        // reads on other threads reads the names' histories meanwhile.
+        let (known, candidates) =
+            futures_util::future::join(self.store.versions_many(&names), async {
+                map_on_cores(items, |(def, origin)| Candidate::new(def, now, origin))
+            })
+            .await;
         let mut batch = Batch {
-            known: self.store.versions_many(&names).await?,
+            known: known?,
             new: HashMap::new(),
             accepted: Vec::new(),
         };
@@ -164,9 +172,6 @@ impl CatalogService {
             .map(|(n, _)| n.clone())
             .collect();
 
-        // Each definition is serialised once, on every core: the bytes give
-        // its content hash now and its events' data later.
-        let candidates = map_on_cores(items, |(def, origin)| Candidate::new(def, now, origin));
         let mut results: Vec<Option<Result<BatchResult>>> = Vec::with_capacity(candidates.len());
         for Candidate { version, json } in candidates {
             let candidate = version;
