@@ -41,8 +41,10 @@
 //!   (lease heartbeats, the pause between waves), so it must be polled
 //!   inside a tokio runtime.
 //! - Batches are first-class ([`CatalogService::publish_many`],
-//!   [`CatalogWriter::insert_versions`], [`EventLog::append_many`]): a sync
-//!   of thousands of files costs a few store round trips, not thousands.
+//!   [`CatalogWriter::insert_versions`], [`EventLog::append_many`],
+//!   [`EventLog::append_serialized`] for events whose data is JSON text
+//!   already): a sync of thousands of files costs a few store round trips,
+//!   not thousands, and serialises each definition once.
 //! - One error type, [`Error`], whose [`Error::code`] is the SPEC §12 code.
 #![deny(missing_docs)]
 
