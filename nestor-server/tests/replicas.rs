@@ -3,7 +3,11 @@
 //! other within a second with the same event id, a deployment started on
 //! one is visible with its status on the other, and a DynamoDB outage
 //! answers `503 STORAGE_UNAVAILABLE` without killing the server, which
-//! resumes by itself once DynamoDB is back.
+//! resumes by itself once DynamoDB is back. A deployment whose replica is
+//! killed (SIGKILL) between two waves is finished by the other within the
+//! lease time, each resource committed exactly once; on SQLite a restarted
+//! single server does the same, and a graceful shutdown lets a running
+//! deployment finish.
 //!
 //! The DynamoDB server is AWS DynamoDB Local, started by
 //! `.ci/dynamodb.sh start` (`NESTOR_TEST_DYNAMODB_ENDPOINT`,
@@ -965,19 +969,23 @@ async fn a_deployment_whose_replica_is_killed_is_finished_by_the_other() {
     );
 }
 
+/// A `nestor.yaml` in `work` on one SQLite file, with the takeover
+/// sections, holding the example catalog.
+async fn sqlite_with_catalog(work: &Path, gitops: &Path) -> PathBuf {
+    let storage = format!(
+        "storage:\n  type: sqlite\n  sqlite:\n    path: \"{}\"\n",
+        work.join("nestor.db").display()
+    );
+    let config = write_config_with(work, &format!("{storage}{}", takeover_sections(gitops)));
+    sync_examples(work, &config).await;
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_single_sqlite_replica_killed_mid_deployment_finishes_it_after_a_restart() {
     let work = tempfile::tempdir().unwrap();
     let gitops = work.path().join("gitops");
-    let storage = format!(
-        "storage:\n  type: sqlite\n  sqlite:\n    path: \"{}\"\n",
-        work.path().join("nestor.db").display()
-    );
-    let config = write_config_with(
-        work.path(),
-        &format!("{storage}{}", takeover_sections(&gitops)),
-    );
-    sync_examples(work.path(), &config).await;
+    let config = sqlite_with_catalog(work.path(), &gitops).await;
     let client = client();
     let mut first = Replica::start("first", &config, &client).await;
     let id = deploy_web_app(&client, &first).await;
@@ -1002,15 +1010,7 @@ async fn a_single_sqlite_replica_killed_mid_deployment_finishes_it_after_a_resta
 async fn a_graceful_shutdown_lets_a_running_deployment_finish() {
     let work = tempfile::tempdir().unwrap();
     let gitops = work.path().join("gitops");
-    let storage = format!(
-        "storage:\n  type: sqlite\n  sqlite:\n    path: \"{}\"\n",
-        work.path().join("nestor.db").display()
-    );
-    let config = write_config_with(
-        work.path(),
-        &format!("{storage}{}", takeover_sections(&gitops)),
-    );
-    sync_examples(work.path(), &config).await;
+    let config = sqlite_with_catalog(work.path(), &gitops).await;
     let client = client();
     let mut server = Replica::start("server", &config, &client).await;
     let id = deploy_web_app(&client, &server).await;
