@@ -94,33 +94,36 @@ async fn until(what: &str, mut ok: impl AsyncFnMut() -> bool) {
     }
 }
 
-#[tokio::test]
-async fn a_runner_that_stops_between_waves_is_resumed_at_the_next_wave() {
-    let e = env().await;
-    let a_engine = Counting {
+/// Replica A (with `clock`) applying [`chain`] until its engine hangs in
+/// the second wave; returns A's engine and its run.
+async fn stuck_in_wave_two(
+    e: &Env,
+    clock: Arc<dyn Clock>,
+) -> (Counting, tokio::task::JoinHandle<Result<Deployment>>) {
+    let engine = Counting {
         hang_on: Some("second"),
         ..Default::default()
     };
-    let a = replica(&e, "replica-a", &a_engine, Arc::new(SystemClock));
+    let a = replica(e, "replica-a", &engine, clock);
+    let running = tokio::spawn(async move { a.apply(&chain(), None).await });
+    until("replica A to start the second wave", async || {
+        engine.count("second") == 1
+    })
+    .await;
+    (engine, running)
+}
+
+#[tokio::test]
+async fn a_runner_that_stops_between_waves_is_resumed_at_the_next_wave() {
+    let e = env().await;
     let b_engine = Counting::default();
     let b = replica(&e, "replica-b", &b_engine, Arc::new(SystemClock));
-
-    let running = tokio::spawn({
-        let a = a.clone();
-        async move { a.apply(&chain(), None).await }
-    });
-    until("the first wave's artifacts to be stored", async || {
-        e.store
-            .revision_content(ID)
-            .await
-            .unwrap()
-            .is_some_and(|c| c.artifacts.contains_key("first"))
-    })
-    .await;
-    until("replica A to start the second wave", async || {
-        a_engine.count("second") == 1
-    })
-    .await;
+    let (a_engine, running) = stuck_in_wave_two(&e, Arc::new(SystemClock)).await;
+    let stored = e.store.revision_content(ID).await.unwrap().unwrap();
+    assert!(
+        stored.artifacts.contains_key("first"),
+        "the first wave's artifacts are stored before the second starts"
+    );
     // Replica A dies: no more heartbeats, its lease is never released.
     running.abort();
     let died = Instant::now();
@@ -176,20 +179,8 @@ async fn a_runner_that_stops_between_waves_is_resumed_at_the_next_wave() {
 #[tokio::test]
 async fn a_deployment_cancelled_while_its_runner_is_gone_is_recorded_as_cancelled() {
     let e = env().await;
-    let a_engine = Counting {
-        hang_on: Some("second"),
-        ..Default::default()
-    };
-    let a = replica(&e, "replica-a", &a_engine, Arc::new(SystemClock));
     let b = replica(&e, "replica-b", &Counting::default(), Arc::new(SystemClock));
-    let running = tokio::spawn({
-        let a = a.clone();
-        async move { a.apply(&chain(), None).await }
-    });
-    until("replica A to start the second wave", async || {
-        a_engine.count("second") == 1
-    })
-    .await;
+    let (_, running) = stuck_in_wave_two(&e, Arc::new(SystemClock)).await;
     running.abort();
     let cancelled = b.delete(ID).await.unwrap();
     assert_eq!(cancelled.status, DeploymentStatus::Cancelled);
@@ -237,26 +228,8 @@ impl Clock for Behind {
 #[tokio::test]
 async fn a_runner_that_lost_its_lease_stops_without_committing() {
     let e = env().await;
-    let a_engine = Counting {
-        hang_on: Some("second"),
-        ..Default::default()
-    };
-    let a = replica(
-        &e,
-        "replica-a",
-        &a_engine,
-        Arc::new(Behind(Duration::from_secs(600))),
-    );
-    let b_engine = Counting::default();
-    let b = replica(&e, "replica-b", &b_engine, Arc::new(SystemClock));
-    let running = tokio::spawn({
-        let a = a.clone();
-        async move { a.apply(&chain(), None).await }
-    });
-    until("replica A to start the second wave", async || {
-        a_engine.count("second") == 1
-    })
-    .await;
+    let b = replica(&e, "replica-b", &Counting::default(), Arc::new(SystemClock));
+    let (_, running) = stuck_in_wave_two(&e, Arc::new(Behind(Duration::from_secs(600)))).await;
     let d = b
         .resume(ID)
         .await
