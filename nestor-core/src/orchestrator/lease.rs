@@ -220,18 +220,15 @@ impl Orchestrator {
             // Cancelled while its runner was gone: finish the record the
             // way the runner would have (rendered resources stay
             // `rendering`, the others become `cancelled`).
-            let unrendered = |r: &crate::model::DeployedResource| {
-                matches!(r.status, ResourceStatus::Pending | ResourceStatus::Rendering)
-                    && !content.artifacts.contains_key(&r.name)
-            };
-            if d.status == DeploymentStatus::Cancelled && d.resources.iter().any(unrendered) {
-                for r in &mut d.resources {
-                    if unrendered(r) {
-                        r.status = ResourceStatus::Cancelled;
-                        r.error = Some("deployment cancelled".into());
-                    }
-                }
-                d.error = Some("cancelled".into());
+            if d.status == DeploymentStatus::Cancelled
+                && d.resources.iter().any(|r| {
+                    matches!(r.status, ResourceStatus::Pending | ResourceStatus::Rendering)
+                        && !content.artifacts.contains_key(&r.name)
+                })
+            {
+                let mut rendered = seed_from(&d, &content);
+                rendered.cancel_unrendered(d.resources.iter().map(|r| &r.name));
+                Self::finish_statuses(&mut d, &rendered, false);
                 self.save_final(&mut d).await?;
                 return Ok(Some(d));
             }

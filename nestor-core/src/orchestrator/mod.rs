@@ -93,6 +93,18 @@ enum Recorded {
     Existing(Deployment),
 }
 
+impl Rendered {
+    /// Marks every resource of `names` not rendered (and not already
+    /// failed or skipped) as cancelled.
+    fn cancel_unrendered<'a>(&mut self, names: impl Iterator<Item = &'a String>) {
+        for name in names.filter(|n| !self.outputs.contains_key(*n)) {
+            self.problems
+                .entry(name.clone())
+                .or_insert((ResourceStatus::Cancelled, "deployment cancelled".into()));
+        }
+    }
+}
+
 /// Plans, applies, rolls back and promotes deployments.
 ///
 /// Every revision is run under a lease in the store (claimed before the
@@ -684,17 +696,7 @@ impl Orchestrator {
             }
             waves_run += 1;
             if persist.is_some() && self.cancelled(d).await? {
-                for name in resolved
-                    .waves
-                    .iter()
-                    .flatten()
-                    .filter(|n| !rendered.outputs.contains_key(*n))
-                {
-                    rendered
-                        .problems
-                        .entry(name.clone())
-                        .or_insert((ResourceStatus::Cancelled, "deployment cancelled".into()));
-                }
+                rendered.cancel_unrendered(resolved.waves.iter().flatten());
                 return Ok(rendered);
             }
             if persist.is_some() {
