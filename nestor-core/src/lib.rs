@@ -25,6 +25,8 @@
 //!   rollback, delete, promote, the deployment graph view, and leases —
 //!   every run holds one in the store, and a deployment whose runner
 //!   stopped is resumed by another ([`Orchestrator::resume`]).
+//! - `naming`: the names a deployment takes in a cluster, in Argo CD and
+//!   in the GitOps repository, unambiguous across teams.
 //! - `annotations`: `//nestor:` comments and the deployment file.
 //! - `search`: the ranking every store uses.
 //! - `testing` (feature `testing`): the conformance suites every store runs.
@@ -57,6 +59,7 @@ mod error;
 mod executor;
 mod graph;
 mod model;
+mod naming;
 mod orchestrator;
 mod parse;
 mod search;
@@ -79,6 +82,7 @@ pub use error::*;
 pub use executor::*;
 pub use graph::*;
 pub use model::*;
+pub use naming::*;
 pub use orchestrator::*;
 pub use parse::*;
 pub use search::*;
