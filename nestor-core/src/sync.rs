@@ -132,8 +132,9 @@ impl SyncService {
         let mut batch = Vec::with_capacity(pending.len());
         let mut places = Vec::with_capacity(pending.len());
         for p in pending {
+            let subject = p.definition.subject();
             batch.push((p.definition, Some(origin_for(&p.file))));
-            places.push((p.file, p.document, p.line));
+            places.push((p.file, p.document, p.line, subject));
         }
         // The definitions were validated as they were parsed, and only the
         // outcomes are needed back: the versions move to the store.
@@ -145,20 +146,22 @@ impl SyncService {
             .catalog
             .publish_batch(batch, &config.name, mode)
             .await?;
-        for ((file, document, line), result) in places.into_iter().zip(results) {
+        for ((file, document, line, subject), result) in places.into_iter().zip(results) {
+            // A document that failed to publish (an in-place edit refused as
+            // immutable, a breaking change without a bump, a dependency that
+            // does not resolve) still names its version: the file holds it,
+            // so it is not counted as vanished and never yanked.
+            now_in_file.entry(file.clone()).or_default().push(subject);
             match result {
-                Ok(r) => {
-                    now_in_file.entry(file).or_default().push(r.subject.clone());
-                    match r.outcome {
-                        PublishOutcome::Created => report.published.push(r.subject),
-                        PublishOutcome::Unchanged => {
-                            report.unchanged += 1;
-                            if let Some(version) = &r.version {
-                                self.restore_if_returned(version, &config.name).await?;
-                            }
+                Ok(r) => match r.outcome {
+                    PublishOutcome::Created => report.published.push(r.subject),
+                    PublishOutcome::Unchanged => {
+                        report.unchanged += 1;
+                        if let Some(version) = &r.version {
+                            self.restore_if_returned(version, &config.name).await?;
                         }
                     }
-                }
+                },
                 Err(e) => report
                     .errors
                     .push(document_error(&file, document, line, &e)),
@@ -215,12 +218,16 @@ impl SyncService {
                 let Ok(version) = version.parse() else {
                     continue;
                 };
-                if self
+                // A version that never published (its document failed) has
+                // nothing to yank.
+                match self
                     .catalog
                     .set_yanked(name, &version, true, &config.name)
-                    .await?
+                    .await
                 {
-                    report.yanked.push(subject);
+                    Ok(true) => report.yanked.push(subject),
+                    Ok(false) | Err(Error::VersionNotFound { .. }) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }

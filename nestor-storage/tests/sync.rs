@@ -283,6 +283,55 @@ async fn vanished_files_and_documents_yank_their_versions_and_return_restores_th
 }
 
 #[tokio::test]
+async fn a_document_that_fails_to_publish_never_yanks_what_its_file_holds() {
+    let repo = TestRepo::new();
+    repo.write("db.yaml", def_yaml("db", "1.0.0", "", ""));
+    repo.commit("initial");
+    let env = Env::new();
+    let config = SourceConfig::new("platform", repo.url());
+    env.sync(config.clone()).await;
+
+    // A typo fix without a version bump: refused as immutable, and the
+    // published version stays where consumers find it.
+    repo.write(
+        "db.yaml",
+        def_yaml("db", "1.0.0", "", "").replace("db for tests", "db for tests, typo fixed"),
+    );
+    repo.commit("edit in place");
+    let report = env.sync(config.clone()).await;
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert_eq!(report.errors[0].code, "VERSION_IMMUTABLE");
+    assert!(report.yanked.is_empty(), "{:?}", report.yanked);
+    assert_eq!(env.latest("db").await, "1.0.0");
+
+    // A breaking change without a major bump beside it: refused, and
+    // neither version is yanked.
+    // (1.1.0 adds a required input, which needs 2.0.0.)
+    let breaking = def_yaml("db", "1.1.0", "", "").replace(
+        "  required_inputs:\n",
+        "  required_inputs:\n    - name: region\n      type: string\n",
+    );
+    repo.write(
+        "db.yaml",
+        format!("{}---\n{breaking}", def_yaml("db", "1.0.0", "", "")),
+    );
+    repo.commit("a breaking 1.1.0");
+    let report = env.sync(config.clone()).await;
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert_eq!(report.errors[0].code, "BREAKING_CHANGE");
+    assert!(report.yanked.is_empty(), "{:?}", report.yanked);
+    assert_eq!(env.latest("db").await, "1.0.0");
+
+    // Dropping the refused document again: nothing to yank, no failure.
+    repo.write("db.yaml", def_yaml("db", "1.0.0", "", ""));
+    repo.commit("drop 1.1.0");
+    let report = env.sync(config).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.yanked.is_empty(), "{:?}", report.yanked);
+    assert_eq!(env.latest("db").await, "1.0.0");
+}
+
+#[tokio::test]
 async fn moving_a_file_yanks_nothing() {
     let repo = TestRepo::new();
     repo.write("old/db.yaml", def_yaml("db", "1.0.0", "", ""));
