@@ -29,6 +29,7 @@ fn main() {
         .join("plugins");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     watch_sources(&plugins);
+    require_wasm_target();
 
     let target_dir = guest_target_dir(&out_dir);
     cargo(
@@ -58,6 +59,30 @@ fn main() {
         wasm_dir.display()
     );
     println!("cargo:rustc-env=NESTOR_NATIVE_EXAMPLE={}", native.display());
+}
+
+/// The guests need the toolchain's `wasm32-wasip2` standard library. rustup
+/// installs the targets rust-toolchain.toml lists only where it installs
+/// toolchains on its own (not with `RUSTUP_AUTO_INSTALL=0`, nor for a
+/// toolchain installed earlier), and without it the guests' build fails
+/// with a page of `can't find crate for std`; say in one line what to run.
+fn require_wasm_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Some(sysroot) = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+    else {
+        return; // the guests' own build will say what is wrong
+    };
+    if !sysroot.join("lib/rustlib/wasm32-wasip2").is_dir() {
+        eprintln!(
+            "error: the wasm32-wasip2 target is not installed; run `rustup target add wasm32-wasip2` (nestor-engines builds the bundled engine plugins for it)"
+        );
+        std::process::exit(1);
+    }
 }
 
 /// `<target>/wasm-plugins`, where `<target>` holds `<profile>/build/<crate>/out`.
