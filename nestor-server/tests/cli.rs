@@ -280,6 +280,20 @@ fn sync_then_browse_the_example_catalog_on_sqlite() {
     ));
     assert_eq!(exact["yanked"], true, "but stays readable exactly");
 
+    let restored = json(nestor(
+        data,
+        &["catalog", "unyank", "aws-rds-mysql", "2.0.0", "-o", "json"],
+    ));
+    assert_eq!(restored["changed"], true, "{restored}");
+    let after = json(nestor(
+        data,
+        &["catalog", "get", "aws-rds-mysql", "-o", "json"],
+    ));
+    assert_eq!(
+        after["definition"]["metadata"]["version"], "2.0.0",
+        "an unyanked version is latest again"
+    );
+
     let missing = nestor(data, &["catalog", "get", "no-such-thing"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(

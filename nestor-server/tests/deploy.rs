@@ -303,3 +303,27 @@ fn engines_render_and_bad_annotations() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `generate` reads source files only, so a CI job that exports
+/// `NESTOR_SERVER` for the other commands can still run it (nothing
+/// listens on the address: nothing must be asked of it).
+#[test]
+fn generate_runs_with_a_server_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("examples/apps"), &dir.path().join("apps"));
+    let out = Command::new(env!("CARGO_BIN_EXE_nestor"))
+        .args(["generate", "apps", "--team", "alpha"])
+        .current_dir(dir.path())
+        .env("NESTOR_SERVER", "http://127.0.0.1:9")
+        .env_remove("NESTOR_DATA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(dir.path().join("apps/nestor.deploy.yaml")).unwrap();
+    assert!(written.contains("composition: web-app"), "{written}");
+}

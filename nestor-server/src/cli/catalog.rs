@@ -88,9 +88,17 @@ pub enum CatalogCommand {
         name: String,
         /// The version to yank.
         version: String,
-        /// Restore a yanked version instead.
+        /// Restore a yanked version instead (the same as `catalog unyank`).
         #[arg(long)]
         undo: bool,
+    },
+    /// Restore a yanked version: it can be chosen as latest and by
+    /// requirements again.
+    Unyank {
+        /// The definition's name.
+        name: String,
+        /// The version to restore.
+        version: String,
     },
 }
 
@@ -164,6 +172,7 @@ pub(super) async fn run(command: CatalogCommand, ctx: &Context<'_>) -> anyhow::R
             version,
             undo,
         } => yank(&name, &version, undo, ctx).await,
+        CatalogCommand::Unyank { name, version } => yank(&name, &version, true, ctx).await,
     }
 }
 

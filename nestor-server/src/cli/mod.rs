@@ -303,6 +303,9 @@ impl Command {
             | Command::Rollback { .. }
             | Command::Promote { .. }
             | Command::Graph { .. } => true,
+            // Reads source files only: a server in the environment changes
+            // nothing about it.
+            Command::Generate { .. } => true,
             Command::Engines { command } => matches!(command, EnginesCommand::List),
             Command::Catalog { command } => matches!(
                 command,
@@ -311,6 +314,7 @@ impl Command {
                     | CatalogCommand::Versions { .. }
                     | CatalogCommand::Search { .. }
                     | CatalogCommand::Yank { .. }
+                    | CatalogCommand::Unyank { .. }
                     | CatalogCommand::Publish { .. }
                     | CatalogCommand::Sync { .. }
                     | CatalogCommand::Validate { .. }
