@@ -3,7 +3,7 @@
 //! The library user, the CLI and the server all publish through it.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use semver::Version;
@@ -15,7 +15,7 @@ use crate::model::{
     EventType, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, SerializedEvent,
     Timestamp, VersionSummary,
 };
-use crate::store::CatalogStore;
+use crate::store::{Announcement, CatalogStore, VersionWrite};
 use crate::validate::validate_definition;
 use crate::versioning::{check_bump, predecessor, select_matching, VersionSpec};
 
@@ -165,12 +165,6 @@ impl CatalogService {
             new: HashMap::new(),
             accepted: Vec::new(),
         };
-        let mut first_seen: HashSet<String> = batch
-            .known
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(n, _)| n.clone())
-            .collect();
 
         let mut results: Vec<Option<Result<BatchResult>>> = Vec::with_capacity(candidates.len());
         for Candidate { version, json } in candidates {
@@ -202,69 +196,51 @@ impl CatalogService {
             }
         }
 
-        // What the events need of each version is taken before the versions
-        // go to the store (moved there when the caller does not want them
-        // back, copied otherwise).
+        // Each accepted version goes to the store with its events' data, and
+        // the store writes both together. What the results need of each is
+        // taken first (the versions are moved to the store when the caller
+        // does not want them back, copied otherwise).
+        let timestamp = self.clock.now();
         let mut written = Vec::with_capacity(batch.accepted.len());
-        let mut versions = Vec::with_capacity(batch.accepted.len());
+        let mut writes = Vec::with_capacity(batch.accepted.len());
         for a in batch.accepted {
             let deprecates = a.candidate.definition.metadata.deprecated && !a.was_deprecated;
+            let data = a.event_data()?;
             written.push(Written {
                 index: a.index,
-                name: a.candidate.name().to_string(),
                 subject: a.candidate.definition.subject(),
-                data: a.event_data()?,
-                deprecates,
                 changes: a.changes,
             });
-            versions.push(a.candidate);
-        }
-        let (to_store, mut kept) = if mode.keep_versions {
-            let copies = map_on_cores(versions.iter().collect(), PublishedVersion::clone);
-            (copies, Some(versions.into_iter()))
-        } else {
-            (versions, None)
-        };
-        let outcomes = self.store.insert_versions(to_store).await?;
-        let mut events = Vec::new();
-        for (w, outcome) in written.into_iter().zip(outcomes) {
-            let version = kept.as_mut().and_then(Iterator::next);
-            results[w.index] = Some(match outcome {
-                Ok(PublishOutcome::Created) => {
-                    let kind = if first_seen.insert(w.name) {
-                        EventType::ResourceCreated
-                    } else {
-                        EventType::ResourceUpdated
-                    };
-                    if w.deprecates {
-                        events.push(self.event_with(kind, actor, &w.subject, w.data.clone()));
-                        events.push(self.event_with(
-                            EventType::ResourceDeprecated,
-                            actor,
-                            &w.subject,
-                            w.data,
-                        ));
-                    } else {
-                        events.push(self.event_with(kind, actor, &w.subject, w.data));
-                    }
-                    Ok(BatchResult {
-                        outcome: PublishOutcome::Created,
-                        subject: w.subject,
-                        version,
-                        changes: w.changes,
-                    })
-                }
-                // Another publisher won the race with the same content.
-                Ok(PublishOutcome::Unchanged) => Ok(BatchResult {
-                    outcome: PublishOutcome::Unchanged,
-                    subject: w.subject,
-                    version,
-                    changes: vec![],
-                }),
-                Err(e) => Err(e),
+            writes.push(VersionWrite {
+                announcement: Announcement {
+                    subject: a.candidate.definition.subject(),
+                    actor: actor.to_string(),
+                    timestamp,
+                    data,
+                    deprecates,
+                },
+                version: a.candidate,
+                definition_json: a.json,
             });
         }
-        self.store.append_serialized(events).await?;
+        let mut kept = mode
+            .keep_versions
+            .then(|| map_on_cores(writes.iter().collect(), |w| w.version.clone()).into_iter());
+        let outcomes = self.store.insert_versions(writes).await?;
+        for (w, outcome) in written.into_iter().zip(outcomes) {
+            let version = kept.as_mut().and_then(Iterator::next);
+            results[w.index] = Some(outcome.map(|outcome| BatchResult {
+                // Unchanged here: another publisher won the race with the
+                // same content.
+                outcome,
+                subject: w.subject,
+                version,
+                changes: match outcome {
+                    PublishOutcome::Created => w.changes,
+                    PublishOutcome::Unchanged => vec![],
+                },
+            }));
+        }
         Ok(results
             .into_iter()
             .map(|r| r.expect("every definition has a result"))
@@ -309,23 +285,6 @@ impl CatalogService {
             changes,
             was_deprecated,
         })
-    }
-
-    /// An event about a version whose data is serialised already.
-    fn event_with(
-        &self,
-        event_type: EventType,
-        actor: &str,
-        subject: &str,
-        data: Box<RawValue>,
-    ) -> SerializedEvent {
-        SerializedEvent {
-            event_type,
-            source: actor.to_string(),
-            subject: subject.to_string(),
-            timestamp: self.clock.now(),
-            data,
-        }
     }
 
     /// A version from the batch, else from the store.
@@ -463,14 +422,10 @@ pub(crate) struct BatchResult {
     pub changes: Vec<Change>,
 }
 
-/// What the events of an accepted version need once it went to the store.
+/// What the result of an accepted version needs once it went to the store.
 struct Written {
     index: usize,
-    name: String,
     subject: String,
-    data: Box<RawValue>,
-    /// Its publish deprecates the name (`resource.deprecated`).
-    deprecates: bool,
     changes: Vec<Change>,
 }
 

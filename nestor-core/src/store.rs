@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use semver::Version;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Deployment, DeploymentKey, DeploymentStatus, Event, Lease, NewEvent, PublishOutcome,
+    Deployment, DeploymentKey, DeploymentStatus, Event, EventType, Lease, NewEvent, PublishOutcome,
     PublishedComposition, PublishedVersion, RevisionContent, SerializedEvent, SourceState,
-    SyncReport, VersionSummary,
+    SyncReport, Timestamp, VersionSummary,
 };
 use crate::versioning::{self, VersionSpec};
 
@@ -109,27 +110,101 @@ pub trait CatalogWriter: Send + Sync {
     async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome>;
 
     /// Inserts many versions, each with [`CatalogWriter::insert_version`]'s
-    /// rules and its own outcome. Backends override it to write the batch
-    /// in one transaction.
+    /// rules and its own outcome, and appends the [`Announcement::events`]
+    /// of every version it creates in the same atomic write: a crash never
+    /// leaves a version without its events, and whether a version is the
+    /// first of its name is decided by the write itself, so of concurrent
+    /// first publishes of one name exactly one announces `resource.created`.
+    /// A storage failure fails the whole call.
     async fn insert_versions(
         &self,
-        versions: Vec<PublishedVersion>,
-    ) -> Result<Vec<Result<PublishOutcome>>> {
-        let mut out = Vec::with_capacity(versions.len());
-        for v in versions {
-            out.push(match self.insert_version(v).await {
-                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
-                    return Err(e)
-                }
-                other => other,
-            });
-        }
-        Ok(out)
-    }
+        writes: Vec<VersionWrite>,
+    ) -> Result<Vec<Result<PublishOutcome>>>;
 
     /// Sets the yanked flag; returns whether it changed. Unknown name@version
     /// → [`Error::VersionNotFound`].
     async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<bool>;
+}
+
+/// A version to insert and what its publication announces, which the store
+/// writes together ([`CatalogWriter::insert_versions`]).
+#[derive(Debug, Clone)]
+pub struct VersionWrite {
+    /// The version.
+    pub version: PublishedVersion,
+    /// Its definition's canonical JSON, serialised once by the caller
+    /// (stores that keep the definition as JSON text store these bytes).
+    pub definition_json: Box<RawValue>,
+    /// The events it appends if the store creates it.
+    pub announcement: Announcement,
+}
+
+impl VersionWrite {
+    /// `version` published by `actor` at `timestamp`, serialised here (the
+    /// catalog service builds its writes from JSON it serialised already).
+    pub fn new(version: PublishedVersion, actor: &str, timestamp: Timestamp) -> Result<Self> {
+        let serialise =
+            |e: serde_json::Error| Error::internal(format!("serialising a version: {e}"));
+        let definition_json =
+            serde_json::value::to_raw_value(&version.definition).map_err(serialise)?;
+        let data = serde_json::value::to_raw_value(&version).map_err(serialise)?;
+        Ok(VersionWrite {
+            announcement: Announcement {
+                subject: version.definition.subject(),
+                actor: actor.to_string(),
+                timestamp,
+                data,
+                deprecates: false,
+            },
+            version,
+            definition_json,
+        })
+    }
+}
+
+/// The events a new version appends, built by the store once it knows
+/// whether the version is the first of its name.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    /// `name:version`.
+    pub subject: String,
+    /// Who published: the events' source.
+    pub actor: String,
+    /// The events' timestamp.
+    pub timestamp: Timestamp,
+    /// The events' data: the version as JSON.
+    pub data: Box<RawValue>,
+    /// The version newly deprecates its name: `resource.deprecated` follows.
+    pub deprecates: bool,
+}
+
+impl Announcement {
+    /// The events of a created version: `resource.created` when
+    /// `first_of_name` (the name had no version before this write — the
+    /// store decides it inside the write), else `resource.updated`; then
+    /// `resource.deprecated` when it deprecates the name.
+    pub fn events(self, first_of_name: bool) -> Vec<SerializedEvent> {
+        let kind = if first_of_name {
+            EventType::ResourceCreated
+        } else {
+            EventType::ResourceUpdated
+        };
+        let event = |event_type, data| SerializedEvent {
+            event_type,
+            source: self.actor.clone(),
+            subject: self.subject.clone(),
+            timestamp: self.timestamp,
+            data,
+        };
+        if self.deprecates {
+            vec![
+                event(kind, self.data.clone()),
+                event(EventType::ResourceDeprecated, self.data),
+            ]
+        } else {
+            vec![event(kind, self.data)]
+        }
+    }
 }
 
 /// Full-text search over the latest versions.

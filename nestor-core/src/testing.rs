@@ -50,7 +50,8 @@ macro_rules! store_conformance_tests {
             requirements_use_cargo_semantics, list_filters_and_pagination, pagination_is_stable_under_inserts,
             search_ranking, event_log_sequences, concurrent_publishers_one_wins, concurrent_event_appends,
             bump_rules_enforced, dependencies_must_resolve, events_for_catalog_changes, sync_state_and_reports,
-            batch_publish_applies_every_rule, serialized_events_read_back_as_values);
+            batch_publish_applies_every_rule, serialized_events_read_back_as_values,
+            concurrent_first_publishes_announce_one_creation);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
@@ -606,6 +607,29 @@ pub async fn concurrent_publishers_one_wins(store: Arc<dyn CatalogStore>) {
             .count(),
         1
     );
+}
+
+/// Of 32 concurrent first publishes of one name (each its own version),
+/// every one is created, and exactly one announces `resource.created`:
+/// whether a version is the first of its name is decided by the write.
+pub async fn concurrent_first_publishes_announce_one_creation(store: Arc<dyn CatalogStore>) {
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            service(&store)
+                .publish(definition("fresh", &format!("1.0.{i}")), None, "t")
+                .await
+        }));
+    }
+    for t in tasks {
+        let result = t.await.unwrap().expect("distinct versions never conflict");
+        assert_eq!(result.outcome, PublishOutcome::Created);
+    }
+    let events = store.read_after(0, 1000).await.unwrap();
+    let count = |kind: EventType| events.iter().filter(|e| e.event_type == kind).count();
+    assert_eq!(count(EventType::ResourceCreated), 1, "{events:?}");
+    assert_eq!(count(EventType::ResourceUpdated), 31);
 }
 
 /// Appends from 8 concurrent tasks get distinct, strictly increasing ids.

@@ -388,16 +388,17 @@ async fn a_sync_sized_change_by_another_handle_is_seen_for_every_name() {
     let cli = SqliteStore::open(&path).unwrap();
     let server = SqliteStore::open(&path).unwrap();
     let names: Vec<String> = (0..200).map(|i| format!("res-{i:03}")).collect();
-    let first: Vec<PublishedVersion> = names
+    let write = |v| nestor_core::VersionWrite::new(v, "test", 0).unwrap();
+    let first: Vec<_> = names
         .iter()
         .step_by(2)
-        .map(|n| published(n, "1.0.0"))
+        .map(|n| write(published(n, "1.0.0")))
         .collect();
     cli.insert_versions(first).await.unwrap();
     for name in &names {
         read_twice(&server, name, "1.0.0").await;
     }
-    let second: Vec<PublishedVersion> = names.iter().map(|n| published(n, "1.1.0")).collect();
+    let second: Vec<_> = names.iter().map(|n| write(published(n, "1.1.0"))).collect();
     cli.insert_versions(second).await.unwrap();
     for name in &names {
         assert_eq!(
@@ -915,5 +916,56 @@ async fn timing_point_reads_with_10k_definitions() {
     println!(
         "get_version (uncached, parse JSON): {:?} per read",
         started.elapsed() / 2_000
+    );
+}
+
+/// A sync whose write fails part way (here the events table refuses rows,
+/// as a full disk or a crash would stop the write) leaves no version
+/// without its event: the versions and their events are one transaction,
+/// so the next sync publishes them again, announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_that_fails_writing_events_loses_no_event() {
+    use nestor_core::{CatalogService, SourceConfig, SyncService};
+
+    let (_dir, path) = db_file();
+    let folder = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        let def = super::sync::def_yaml(&format!("res-{i:02}"), "1.0.0", "", "");
+        std::fs::write(folder.path().join(format!("res-{i:02}.yaml")), def).unwrap();
+    }
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let sync = SyncService::new(CatalogService::new(store.clone()));
+    let config = SourceConfig::new("platform", folder.path().to_string_lossy());
+    let cache = tempfile::tempdir().unwrap();
+
+    let saboteur = rusqlite::Connection::open(&path).unwrap();
+    saboteur
+        .execute_batch(
+            "CREATE TRIGGER no_events BEFORE INSERT ON events \
+             BEGIN SELECT RAISE(FAIL, 'the disk is full'); END;",
+        )
+        .unwrap();
+    let source = nestor_storage::open_source(config.clone(), cache.path());
+    assert!(sync.sync(source.as_ref()).await.is_err());
+    assert_eq!(
+        store.latest("res-00").await.unwrap(),
+        None,
+        "nothing of the failed write is stored"
+    );
+
+    saboteur.execute_batch("DROP TRIGGER no_events;").unwrap();
+    let source = nestor_storage::open_source(config, cache.path());
+    let report = sync.sync(source.as_ref()).await.unwrap();
+    assert_eq!(report.published.len(), 50, "{report:?}");
+    let events = store.read_after(0, 1000).await.unwrap();
+    let created: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e.event_type == EventType::ResourceCreated)
+        .map(|e| e.subject.as_str())
+        .collect();
+    assert_eq!(
+        created.len(),
+        50,
+        "every version announced once: {events:?}"
     );
 }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use nestor_core::{
-    select_latest, CatalogReader, CatalogWriter, Error, ListFilter, Page, PageRequest,
-    PublishOutcome, PublishedVersion, Result, VersionSummary,
+    select_latest, Announcement, CatalogReader, CatalogWriter, Error, ListFilter, Page,
+    PageRequest, PublishOutcome, PublishedVersion, Result, VersionSummary, VersionWrite,
 };
 use semver::Version;
 
@@ -16,6 +16,7 @@ use super::client::{
     backoff, cancel_codes, contention, request_token, unavailable, MAX_WRITE_ROUNDS,
 };
 use super::codec::{decode_body, encode_body, n, s, version_key, Item, ItemExt};
+use super::events::event_item;
 use super::tables::{build_error, BY_NAME_INDEX};
 use super::DynamoStore;
 
@@ -284,6 +285,115 @@ impl DynamoStore {
         }
     }
 
+    /// Inserts `version` unless it exists, in one transaction with the
+    /// events of `announcement` when given. The transaction is conditional
+    /// on the name item read in the same round, so "first of its name" (no
+    /// version read) holds when it commits: of concurrent first publishes
+    /// one commits as the first, the others retry and see it.
+    async fn insert_one(
+        &self,
+        version: PublishedVersion,
+        announcement: Option<Announcement>,
+    ) -> Result<PublishOutcome> {
+        let name = version.name().to_string();
+        let body = encode_body(
+            "definition",
+            &PublishedVersion {
+                yanked: false,
+                ..version.clone()
+            },
+        )?;
+        let summary = version.summary();
+        for round in 0..MAX_WRITE_ROUNDS {
+            let state = NameState::from_item(self.name_item(&name).await?.as_ref())?;
+            let heads = self.heads(&name).await?;
+            if let Some(existing) = heads
+                .iter()
+                .find(|h| &h.summary.version == version.version())
+            {
+                return same_or_immutable(&existing.hash, &version);
+            }
+            let mut summaries: Vec<VersionSummary> = heads.into_iter().map(|h| h.summary).collect();
+            summaries.push(summary.clone());
+            let (name_write, change) = self
+                .name_write(&name, &state, &summaries, Some(&version))
+                .await?;
+
+            let mut head = key(&name, head_sk(version.version()));
+            head.insert("version".into(), s(version.version().to_string()));
+            head.insert("hash".into(), s(&version.content_hash));
+            head.insert("published_at".into(), n(version.published_at));
+            head.insert("yanked".into(), AttributeValue::Bool(version.yanked));
+            head.insert(
+                "deprecated".into(),
+                AttributeValue::Bool(summary.deprecated),
+            );
+            if let Some(commit) = &summary.git_commit {
+                head.insert("git_commit".into(), s(commit));
+            }
+            let mut body_item = key(&name, body_sk(version.version()));
+            body_item.insert("body".into(), body.clone());
+            let put = |item| {
+                Put::builder()
+                    .table_name(&self.tables.catalog)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map(|p| TransactWriteItem::builder().put(p).build())
+                    .map_err(build_error)
+            };
+            let mut items = vec![put(head)?, put(body_item)?, name_write];
+            if let Some(announcement) = &announcement {
+                // Only the candidate: no version was read for the name.
+                let first_of_name = summaries.len() == 1;
+                items.extend(self.event_puts(announcement.clone(), first_of_name).await?);
+            }
+            match self.transact(items).await? {
+                Ok(()) => {
+                    self.cache.put_content(Arc::new(PublishedVersion {
+                        yanked: false,
+                        ..version.clone()
+                    }));
+                    self.note_latest(&name, change);
+                    return Ok(PublishOutcome::Created);
+                }
+                // The head exists now: the next round compares hashes.
+                Err(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
+                    continue
+                }
+                Err(_) => backoff(round).await,
+            }
+        }
+        Err(contention("publish"))
+    }
+
+    /// The event puts of a version's transaction, under sequences handed
+    /// out now (a cancelled transaction leaves them as a gap).
+    async fn event_puts(
+        &self,
+        announcement: Announcement,
+        first_of_name: bool,
+    ) -> Result<Vec<TransactWriteItem>> {
+        let events = announcement.events(first_of_name);
+        let last = self.allocate_sequences(events.len() as u64).await?;
+        let first_seq = last + 1 - events.len() as u64;
+        events
+            .into_iter()
+            .zip(first_seq..)
+            .map(|(e, seq)| {
+                let data = encode_body("event data", &e.data)?;
+                let item = event_item(seq, e.event_type, &e.source, &e.subject, e.timestamp, data);
+                Put::builder()
+                    .table_name(&self.tables.events)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(seq)")
+                    .build()
+                    .map(|p| TransactWriteItem::builder().put(p).build())
+                    .map_err(build_error)
+            })
+            .collect()
+    }
+
     /// Tells the search snapshot that this handle changed a name's latest.
     fn note_latest(&self, name: &str, latest_changed: bool) {
         if latest_changed {
@@ -448,73 +558,27 @@ fn list_filter_expression(filter: &ListFilter) -> FilterParts<'_> {
 #[async_trait]
 impl CatalogWriter for DynamoStore {
     async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome> {
-        let name = version.name().to_string();
-        let body = encode_body(
-            "definition",
-            &PublishedVersion {
-                yanked: false,
-                ..version.clone()
-            },
-        )?;
-        let summary = version.summary();
-        for round in 0..MAX_WRITE_ROUNDS {
-            let state = NameState::from_item(self.name_item(&name).await?.as_ref())?;
-            let heads = self.heads(&name).await?;
-            if let Some(existing) = heads
-                .iter()
-                .find(|h| &h.summary.version == version.version())
-            {
-                return same_or_immutable(&existing.hash, &version);
-            }
-            let mut summaries: Vec<VersionSummary> = heads.into_iter().map(|h| h.summary).collect();
-            summaries.push(summary.clone());
-            let (name_write, change) = self
-                .name_write(&name, &state, &summaries, Some(&version))
-                .await?;
+        self.insert_one(version, None).await
+    }
 
-            let mut head = key(&name, head_sk(version.version()));
-            head.insert("version".into(), s(version.version().to_string()));
-            head.insert("hash".into(), s(&version.content_hash));
-            head.insert("published_at".into(), n(version.published_at));
-            head.insert("yanked".into(), AttributeValue::Bool(version.yanked));
-            head.insert(
-                "deprecated".into(),
-                AttributeValue::Bool(summary.deprecated),
+    /// Each version in a transaction of its own (DynamoDB transactions are
+    /// bounded), with its events inside it.
+    async fn insert_versions(
+        &self,
+        writes: Vec<VersionWrite>,
+    ) -> Result<Vec<Result<PublishOutcome>>> {
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            out.push(
+                match self.insert_one(w.version, Some(w.announcement)).await {
+                    Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
+                        return Err(e)
+                    }
+                    other => other,
+                },
             );
-            if let Some(commit) = &summary.git_commit {
-                head.insert("git_commit".into(), s(commit));
-            }
-            let mut body_item = key(&name, body_sk(version.version()));
-            body_item.insert("body".into(), body.clone());
-            let put = |item| {
-                Put::builder()
-                    .table_name(&self.tables.catalog)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build()
-                    .map(|p| TransactWriteItem::builder().put(p).build())
-                    .map_err(build_error)
-            };
-            match self
-                .transact(vec![put(head)?, put(body_item)?, name_write])
-                .await?
-            {
-                Ok(()) => {
-                    self.cache.put_content(Arc::new(PublishedVersion {
-                        yanked: false,
-                        ..version.clone()
-                    }));
-                    self.note_latest(&name, change);
-                    return Ok(PublishOutcome::Created);
-                }
-                // The head exists now: the next round compares hashes.
-                Err(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
-                    continue
-                }
-                Err(_) => backoff(round).await,
-            }
         }
-        Err(contention("publish"))
+        Ok(out)
     }
 
     async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<bool> {

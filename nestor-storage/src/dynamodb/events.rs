@@ -107,6 +107,52 @@ fn event_from_item(item: &Item) -> Result<Event> {
     })
 }
 
+impl DynamoStore {
+    /// Hands out `count` consecutive sequences no other caller (on any
+    /// replica) ever gets, and returns the last: `UpdateItem ADD n count`
+    /// on the counter. Sequences handed out and never written leave a gap,
+    /// which readers tolerate.
+    pub(super) async fn allocate_sequences(&self, count: u64) -> Result<u64> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.meta)
+            .set_key(Some(counter_key()))
+            .update_expression("ADD n :count")
+            .expression_attribute_values(":count", n(count))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| unavailable("UpdateItem", e))?;
+        out.attributes
+            .as_ref()
+            .and_then(|a| a.get("n"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| Error::internal("event counter update returned no number"))
+    }
+}
+
+/// The item an event is stored as under `seq`; `data` is encoded already.
+pub(super) fn event_item(
+    seq: u64,
+    event_type: EventType,
+    source: &str,
+    subject: &str,
+    timestamp: Timestamp,
+    data: AttributeValue,
+) -> Item {
+    HashMap::from([
+        ("bucket".to_string(), n(seq / BUCKET)),
+        ("seq".to_string(), n(seq)),
+        ("type".to_string(), s(event_type.as_str())),
+        ("source".to_string(), s(source)),
+        ("subject".to_string(), s(subject)),
+        ("ts".to_string(), n(timestamp)),
+        ("data".to_string(), data),
+    ])
+}
+
 #[async_trait]
 impl EventLog for DynamoStore {
     /// `UpdateItem ADD n 1` on the counter returns a sequence no other
@@ -114,34 +160,16 @@ impl EventLog for DynamoStore {
     /// A crash between the two leaves a gap, which readers tolerate.
     async fn append(&self, event: NewEvent) -> Result<Event> {
         let data = encode_body("event data", &event.data)?;
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.tables.meta)
-            .set_key(Some(counter_key()))
-            .update_expression("ADD n :one")
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(|e| unavailable("UpdateItem", e))?;
-        let seq = out
-            .attributes
-            .as_ref()
-            .and_then(|a| a.get("n"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| Error::internal("event counter update returned no number"))?;
+        let seq = self.allocate_sequences(1).await?;
         let event = Event::from_new(seq, event);
-        let item = HashMap::from([
-            ("bucket".to_string(), n(seq / BUCKET)),
-            ("seq".to_string(), n(seq)),
-            ("type".to_string(), s(event.event_type.as_str())),
-            ("source".to_string(), s(&event.source)),
-            ("subject".to_string(), s(&event.subject)),
-            ("ts".to_string(), n(event.timestamp)),
-            ("data".to_string(), data),
-        ]);
+        let item = event_item(
+            seq,
+            event.event_type,
+            &event.source,
+            &event.subject,
+            event.timestamp,
+            data,
+        );
         let put = self
             .client
             .put_item()

@@ -10,7 +10,7 @@ use nestor_core::{
     CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error, Event,
     EventLog, Lease, ListFilter, NewEvent, Page, PageRequest, PublishOutcome, PublishedComposition,
     PublishedVersion, Result, RevisionContent, SearchHit, SerializedEvent, SourceState, SyncReport,
-    SyncStore, Timestamp, VersionSummary,
+    SyncStore, Timestamp, VersionSummary, VersionWrite,
 };
 use semver::Version;
 
@@ -56,6 +56,24 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// Inserts `version` unless it exists (SPEC §2 immutability).
+    fn insert(&mut self, version: PublishedVersion) -> Result<PublishOutcome> {
+        let slot = self.versions.entry(version.name().to_string()).or_default();
+        match slot.get(version.version()) {
+            Some(existing) if existing.content_hash == version.content_hash => {
+                Ok(PublishOutcome::Unchanged)
+            }
+            Some(_) => Err(Error::VersionImmutable {
+                name: version.name().to_string(),
+                version: version.version().to_string(),
+            }),
+            None => {
+                slot.insert(version.version().clone(), version);
+                Ok(PublishOutcome::Created)
+            }
+        }
+    }
+
     fn latest_of(&self, name: &str) -> Option<&PublishedVersion> {
         let versions = self.versions.get(name)?;
         let summaries: Vec<VersionSummary> =
@@ -127,24 +145,48 @@ impl CatalogReader for MemoryStore {
 #[async_trait]
 impl CatalogWriter for MemoryStore {
     async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome> {
+        self.lock().insert(version)
+    }
+
+    /// Under one lock: each version and, when it is created, its events.
+    async fn insert_versions(
+        &self,
+        writes: Vec<VersionWrite>,
+    ) -> Result<Vec<Result<PublishOutcome>>> {
+        // The events' data is parsed outside the lock.
+        let parsed = writes
+            .into_iter()
+            .map(|w| {
+                let data: serde_json::Value = serde_json::from_str(w.announcement.data.get())
+                    .map_err(|e| Error::internal(format!("event data is not JSON: {e}")))?;
+                Ok((w, data))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut inner = self.lock();
-        let slot = inner
-            .versions
-            .entry(version.name().to_string())
-            .or_default();
-        match slot.get(version.version()) {
-            Some(existing) if existing.content_hash == version.content_hash => {
-                Ok(PublishOutcome::Unchanged)
+        let mut out = Vec::with_capacity(parsed.len());
+        for (write, data) in parsed {
+            let first = inner
+                .versions
+                .get(write.version.name())
+                .is_none_or(BTreeMap::is_empty);
+            let outcome = inner.insert(write.version);
+            if let Ok(PublishOutcome::Created) = outcome {
+                for e in write.announcement.events(first) {
+                    inner.last_sequence += 1;
+                    let id = inner.last_sequence;
+                    let event = NewEvent {
+                        event_type: e.event_type,
+                        source: e.source,
+                        subject: e.subject,
+                        timestamp: e.timestamp,
+                        data: data.clone(),
+                    };
+                    inner.events.push(Event::from_new(id, event));
+                }
             }
-            Some(_) => Err(Error::VersionImmutable {
-                name: version.name().to_string(),
-                version: version.version().to_string(),
-            }),
-            None => {
-                slot.insert(version.version().clone(), version);
-                Ok(PublishOutcome::Created)
-            }
+            out.push(outcome);
         }
+        Ok(out)
     }
 
     async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<bool> {

@@ -7,13 +7,14 @@ use async_trait::async_trait;
 use nestor_core::{
     search_score, CatalogReader, CatalogSearch, CatalogWriter, Error, ListFilter, Origin, Page,
     PageRequest, PublishOutcome, PublishedVersion, ResourceDefinition, Result, SearchHit,
-    VersionSummary,
+    VersionSummary, VersionWrite,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 use semver::Version;
 
 use super::cache::{DefinitionCache, Record};
+use super::events::insert_row;
 use super::{Context, SqliteStore};
 
 /// The columns of a version row except the definition, prefixed `v.`, in
@@ -187,11 +188,15 @@ fn search_text(def: &ResourceDefinition) -> String {
         .join("\n")
 }
 
+/// Inserts `new` unless it exists; `Created` says whether it was the first
+/// version of its name (decided inside the transaction). `definition_json`
+/// is the definition's canonical JSON when the caller has it already.
 fn insert_version(
     tx: &Transaction<'_>,
     cache: &DefinitionCache,
     new: PublishedVersion,
-) -> Result<PublishOutcome> {
+    definition_json: Option<&str>,
+) -> Result<Inserted> {
     let name = new.name().to_string();
     let version = new.version().clone();
     let version_text = version.to_string();
@@ -200,7 +205,7 @@ fn insert_version(
         .and_then(|mut s| s.query_row([&name, &version_text], |r| r.get(0)).optional())
         .ctx("checking for an existing version")?;
     match existing {
-        Some(hash) if hash == new.content_hash => return Ok(PublishOutcome::Unchanged),
+        Some(hash) if hash == new.content_hash => return Ok(Inserted::Unchanged),
         Some(_) => {
             return Err(Error::VersionImmutable {
                 name,
@@ -209,14 +214,21 @@ fn insert_version(
         }
         None => {}
     }
-    let definition_json = serde_json::to_string(&new.definition).ctx("serialising a definition")?;
+    let definition_json = match definition_json {
+        Some(json) => std::borrow::Cow::Borrowed(json),
+        None => serde_json::to_string(&new.definition)
+            .ctx("serialising a definition")?
+            .into(),
+    };
     let m = &new.definition.metadata;
     let origin = new.origin.as_ref();
     // Beyond i64 the integer columns saturate; order is decided in Rust anyway.
     let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    tx.prepare_cached("INSERT OR IGNORE INTO names (name) VALUES (?1)")
+    let first_of_name = tx
+        .prepare_cached("INSERT OR IGNORE INTO names (name) VALUES (?1)")
         .and_then(|mut s| s.execute([&name]))
-        .ctx("inserting a name")?;
+        .ctx("inserting a name")?
+        == 1;
     tx.prepare_cached(
         "INSERT INTO versions (name, version, major, minor, patch, pre, content_hash, published_at, \
          yanked, deprecated, provider, category, resource_type, search_text, origin_source, \
@@ -250,7 +262,22 @@ fn insert_version(
     refresh_latest(tx, &name)?;
     // Harmless even if the commit fails: the cache is keyed by content.
     cache.insert(new.content_hash, Arc::new(new.definition));
-    Ok(PublishOutcome::Created)
+    Ok(Inserted::Created { first_of_name })
+}
+
+/// What [`insert_version`] did.
+enum Inserted {
+    Unchanged,
+    Created { first_of_name: bool },
+}
+
+impl Inserted {
+    fn outcome(&self) -> PublishOutcome {
+        match self {
+            Inserted::Unchanged => PublishOutcome::Unchanged,
+            Inserted::Created { .. } => PublishOutcome::Created,
+        }
+    }
 }
 
 fn set_yanked(tx: &Transaction<'_>, name: &str, version: &str, yanked: bool) -> Result<bool> {
@@ -508,23 +535,39 @@ impl CatalogReader for SqliteStore {
 #[async_trait]
 impl CatalogWriter for SqliteStore {
     async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome> {
-        self.write(move |tx, cache| insert_version(tx, cache, version))
+        self.write(move |tx, cache| insert_version(tx, cache, version, None).map(|i| i.outcome()))
             .await
     }
 
-    /// One transaction for the whole batch; a version refused for its
-    /// content (immutability) is that item's error and does not roll back
-    /// the others, a storage failure rolls back everything.
+    /// One transaction for the whole batch, each created version's events
+    /// inside it; a version refused for its content (immutability) is that
+    /// item's error and does not roll back the others, a storage failure
+    /// rolls back everything.
     async fn insert_versions(
         &self,
-        versions: Vec<PublishedVersion>,
+        writes: Vec<VersionWrite>,
     ) -> Result<Vec<Result<PublishOutcome>>> {
         self.write(move |tx, cache| {
-            let mut out = Vec::with_capacity(versions.len());
-            for v in versions {
-                match insert_version(tx, cache, v) {
+            let mut out = Vec::with_capacity(writes.len());
+            for w in writes {
+                match insert_version(tx, cache, w.version, Some(w.definition_json.get())) {
                     Err(e @ Error::StorageUnavailable { .. }) => return Err(e),
-                    other => out.push(other),
+                    Err(e) => out.push(Err(e)),
+                    Ok(inserted) => {
+                        if let Inserted::Created { first_of_name } = inserted {
+                            for e in w.announcement.events(first_of_name) {
+                                insert_row(
+                                    tx,
+                                    e.event_type,
+                                    &e.source,
+                                    &e.subject,
+                                    e.timestamp,
+                                    e.data.get(),
+                                )?;
+                            }
+                        }
+                        out.push(Ok(inserted.outcome()));
+                    }
                 }
             }
             Ok(out)

@@ -61,7 +61,8 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, event: NewEvent) -> Result<Event
     Ok(Event::from_new(id, event))
 }
 
-fn insert_row(
+/// Appends one event row inside `tx`; returns its sequence.
+pub(super) fn insert_row(
     tx: &rusqlite::Transaction<'_>,
     event_type: EventType,
     source: &str,
