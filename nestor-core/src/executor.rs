@@ -39,6 +39,10 @@ pub struct ApplyReceipt {
     pub commit: Option<String>,
     /// Resource → paths of its files where the executor put them.
     pub paths: BTreeMap<String, Vec<String>>,
+    /// Nothing changed: the files were already there exactly, so nothing
+    /// was committed (`commit` names the commit already holding them).
+    #[serde(default)]
+    pub unchanged: bool,
 }
 
 /// Applies a deployment revision's artifacts.
@@ -52,4 +56,13 @@ pub trait Executor: Send + Sync {
         target: &ApplyTarget,
         files: &BTreeMap<String, Vec<Artifact>>,
     ) -> Result<ApplyReceipt>;
+
+    /// Whether `revision` (as a cluster reports having synced it) holds
+    /// `commit`: the same commit or a later one on the branch. Argo CD
+    /// reports the branch head, which moves with every team's commits, so
+    /// an observer needs this to know its commit was seen. By default only
+    /// the same commit counts.
+    async fn contains(&self, revision: &str, commit: &str) -> Result<bool> {
+        Ok(revision == commit)
+    }
 }

@@ -27,6 +27,11 @@
 //!   stopped is resumed by another ([`Orchestrator::resume`]).
 //! - `naming`: the names a deployment takes in a cluster, in Argo CD and
 //!   in the GitOps repository, unambiguous across teams.
+//! - `manifests`: which rendered files a cluster applies, the Kubernetes
+//!   objects they hold, and the controller each object is for.
+//! - `observer`: the trait of what looks at the cluster after a commit
+//!   (Argo CD, in the `nestor-argocd` crate); the orchestrator keeps a
+//!   deployment `applying` until it reports every object healthy.
 //! - `annotations`: `//nestor:` comments and the deployment file.
 //! - `search`: the ranking every store uses.
 //! - `testing` (feature `testing`): the conformance suites every store runs.
@@ -58,8 +63,10 @@ mod engine;
 mod error;
 mod executor;
 mod graph;
+mod manifests;
 mod model;
 mod naming;
+mod observer;
 mod orchestrator;
 mod parse;
 mod search;
@@ -81,8 +88,10 @@ pub use engine::*;
 pub use error::*;
 pub use executor::*;
 pub use graph::*;
+pub use manifests::*;
 pub use model::*;
 pub use naming::*;
+pub use observer::*;
 pub use orchestrator::*;
 pub use parse::*;
 pub use search::*;

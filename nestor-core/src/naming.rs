@@ -21,6 +21,20 @@ pub const SEPARATOR: &str = "--";
 /// Longest Kubernetes label (DNS-1123): namespaces, Service names.
 pub const MAX_LABEL: usize = 63;
 
+/// Longest Kubernetes object name (a DNS-1123 subdomain): the limit of
+/// cluster-scoped objects, whose names carry team and environment.
+pub const MAX_OBJECT_NAME: usize = 253;
+
+/// Longest resource name a composition may use: an object name is
+/// `{deployment}--{resource}`, and a deployment name has at least two
+/// characters, so a longer resource can never fit [`MAX_LABEL`].
+pub const MAX_RESOURCE_NAME: usize = MAX_LABEL - SEPARATOR.len() - 2;
+
+/// Longest file or folder name in the GitOps repository: most filesystems
+/// refuse longer ones, and a `git clone` that meets one fails for every
+/// team ("File name too long").
+pub const MAX_PATH_SEGMENT: usize = 255;
+
 /// The names one team and environment take in the cluster and in Argo CD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterNames {
@@ -39,6 +53,10 @@ pub struct ClusterNames {
     pub application_file: String,
     /// Where the team's AppProject lives (`argocd/projects/alpha.yaml`).
     pub project_file: String,
+    /// The glob matching every namespace of the team (`alpha--*`), in Argo
+    /// CD's glob syntax: the AppProject's destinations. No other team's
+    /// namespace can match it, since no team name contains [`SEPARATOR`].
+    pub team_namespaces: String,
 }
 
 /// The names of `team` in `environment`.
@@ -50,6 +68,7 @@ pub fn cluster_names(team: &str, environment: &str) -> ClusterNames {
         application_file: format!("argocd/{joined}.yaml"),
         application: joined,
         project_file: format!("argocd/projects/{team}.yaml"),
+        team_namespaces: format!("{team}{SEPARATOR}*"),
     }
 }
 
@@ -63,6 +82,43 @@ pub fn resource_label(resource: &str) -> String {
 /// (`checkout--database`): unique per deployment and resource.
 pub fn object_name(deployment: &str, resource: &str) -> String {
     format!("{deployment}{SEPARATOR}{}", resource_label(resource))
+}
+
+/// The name of a resource's cluster-scoped objects (a provider-terraform
+/// `Workspace`): cluster-wide, so it carries the namespace too
+/// (`alpha--staging--checkout--database`), and it matches the team's
+/// [`ClusterNames::team_namespaces`] glob the AppProject allows.
+pub fn cluster_object_name(key: &DeploymentKey, resource: &str) -> String {
+    format!(
+        "{}{SEPARATOR}{}",
+        cluster_names(&key.team, &key.environment).namespace,
+        object_name(&key.name, resource)
+    )
+}
+
+/// Why a resource name cannot become a Kubernetes name, whatever the
+/// deployment: it holds [`SEPARATOR`] (or `__`, which becomes it), ends
+/// with `_` or `-`, or is longer than [`MAX_RESOURCE_NAME`]. Checked when
+/// a composition is published and again when a deployment is planned.
+pub fn resource_name_problem(resource: &str) -> Option<String> {
+    if resource.contains(SEPARATOR) || resource.contains("__") {
+        return Some(format!(
+            "{resource:?} contains {SEPARATOR:?} (or \"__\", which becomes it), which Nestor uses to join names"
+        ));
+    }
+    if resource.ends_with(['_', '-']) {
+        return Some(format!(
+            "{resource:?} ends with {:?}; Kubernetes names end with a letter or digit",
+            &resource[resource.len() - 1..]
+        ));
+    }
+    if resource.len() > MAX_RESOURCE_NAME {
+        return Some(format!(
+            "{resource:?} is {} characters; a resource name becomes part of Kubernetes names and may have at most {MAX_RESOURCE_NAME}",
+            resource.len()
+        ));
+    }
+    None
 }
 
 /// Every reason the names of `key` and its `resources` cannot be used:
@@ -101,11 +157,9 @@ pub fn check_names<'a>(
     let mut seen: std::collections::BTreeMap<String, &str> = Default::default();
     for (i, resource) in resources.into_iter().enumerate() {
         let field = format!("resources[{i}].name");
-        if resource.contains(SEPARATOR) || resource.contains("__") {
-            errors.push(FieldError::new(
-                &field,
-                format!("{resource:?} contains {SEPARATOR:?} (or \"__\", which becomes it), which Nestor uses to join names"),
-            ));
+        if let Some(problem) = resource_name_problem(resource) {
+            errors.push(FieldError::new(&field, problem));
+            continue;
         }
         let object = object_name(&key.name, resource);
         if object.len() > MAX_LABEL {
@@ -164,6 +218,38 @@ mod tests {
         let resource = "r".repeat(70);
         let errors = check_names(&key("alpha", "dev", "web"), [resource.as_str()]);
         assert_eq!(errors[0].field, "resources[0].name", "{errors:?}");
+    }
+
+    #[test]
+    fn resource_names_that_cannot_become_kubernetes_names_are_refused() {
+        assert!(resource_name_problem("database_main").is_none());
+        assert!(resource_name_problem(&"r".repeat(MAX_RESOURCE_NAME)).is_none());
+        let long = "r".repeat(300);
+        let problem = resource_name_problem(&long).unwrap();
+        assert!(problem.contains("300 characters"), "{problem}");
+        assert!(resource_name_problem("db__main").is_some());
+        assert!(resource_name_problem("db--main").is_some());
+        assert!(resource_name_problem("db_").unwrap().contains("ends with"));
+        let errors = check_names(&key("alpha", "dev", "web"), [long.as_str()]);
+        assert_eq!(errors.len(), 1, "one reason per resource: {errors:?}");
+    }
+
+    #[test]
+    fn cluster_scoped_names_carry_the_namespace_and_match_the_team_glob() {
+        let k = key("alpha", "staging", "checkout");
+        let name = cluster_object_name(&k, "main_db");
+        assert_eq!(name, "alpha--staging--checkout--main-db");
+        let names = cluster_names("alpha", "staging");
+        assert_eq!(names.team_namespaces, "alpha--*");
+        let prefix = names.team_namespaces.trim_end_matches('*');
+        assert!(name.starts_with(prefix) && names.namespace.starts_with(prefix));
+        assert!(!cluster_names("alpha-x", "dev")
+            .namespace
+            .starts_with(prefix));
+        assert_ne!(
+            cluster_object_name(&key("alpha", "x-dev", "c"), "d"),
+            cluster_object_name(&key("alpha-x", "dev", "c"), "d")
+        );
     }
 
     #[test]

@@ -1144,6 +1144,7 @@ pub fn deployment(id: &str, env: &str, revision: u64, created_at: Timestamp) -> 
             outputs: BTreeMap::new(),
             artifacts: vec![],
             error: None,
+            health: None,
         }],
         error: None,
         composition: None,
@@ -1151,6 +1152,8 @@ pub fn deployment(id: &str, env: &str, revision: u64, created_at: Timestamp) -> 
         labels: BTreeMap::new(),
         commit: None,
         rollback_of: None,
+        unchanged: false,
+        cluster: None,
         generation: 0,
     }
 }

@@ -169,7 +169,7 @@ fn generate_plan_apply_change_rollback_promote() {
     );
     drop(tree);
     let argo = w
-        .file("argocd/alpha-staging.yaml")
+        .file("argocd/alpha--staging.yaml")
         .expect("Argo CD Application");
     assert!(argo.contains("kind: Application") && argo.contains("path: alpha/staging"));
 
@@ -231,7 +231,7 @@ fn generate_plan_apply_change_rollback_promote() {
 
     let promoted = w.json(&["promote", "staging", "production", "--name", "checkout"]);
     assert_eq!(promoted[0]["status"], "succeeded", "{promoted}");
-    assert!(w.file("argocd/alpha-production.yaml").is_some());
+    assert!(w.file("argocd/alpha--production.yaml").is_some());
     let prod = w
         .file("alpha/production/checkout/database/main.tf.json")
         .unwrap();

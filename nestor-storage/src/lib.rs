@@ -43,4 +43,4 @@ mod gitops;
 #[cfg(feature = "git")]
 pub use git::{open_source, FolderSource, GitSource};
 #[cfg(feature = "git")]
-pub use gitops::{FolderChange, GitOpsConfig, GitOpsExecutor};
+pub use gitops::{FolderChange, GitOpsConfig, GitOpsExecutor, ARGOCD_EXCLUDE, ARGOCD_INCLUDE};

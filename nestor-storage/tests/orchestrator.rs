@@ -221,7 +221,7 @@ async fn plan_apply_change_rollback_and_promote() {
     let db_v1 = read(e.repo.path(), "alpha/staging/checkout/db/terraform.json")
         .expect("layout team/env/name/resource/file");
     assert!(db_v1.contains("\"size\": \"small\""));
-    let argo = read(e.repo.path(), "argocd/alpha-staging.yaml")
+    let argo = read(e.repo.path(), "argocd/alpha--staging.yaml")
         .expect("an Argo CD Application per team and environment");
     assert!(argo.contains("kind: Application") && argo.contains("path: alpha/staging"));
 
@@ -310,7 +310,7 @@ async fn plan_apply_change_rollback_and_promote() {
         prod_app.contains("alpha-production"),
         "templates re-render for the new environment"
     );
-    assert!(read(e.repo.path(), "argocd/alpha-production.yaml").is_some());
+    assert!(read(e.repo.path(), "argocd/alpha--production.yaml").is_some());
 
     let events: Vec<String> = e
         .store

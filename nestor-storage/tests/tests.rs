@@ -2,6 +2,8 @@
 
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
+#[cfg(feature = "git")]
+mod gitops;
 mod memory;
 mod orchestrator;
 #[cfg(feature = "sqlite")]

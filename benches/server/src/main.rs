@@ -187,13 +187,9 @@ async fn serve_nestor(definitions: usize, hook_repo: Option<String>) -> anyhow::
         source.poll_interval = Duration::from_secs(3600);
         config.catalog.sources.push(source);
     }
-    let executor = nestor_storage::GitOpsExecutor::open(nestor_storage::GitOpsConfig {
-        repo: dir.path().join("gitops"),
-        branch: "main".into(),
-        remote: None,
-        author_name: "nestor".into(),
-        author_email: "nestor@localhost".into(),
-    })?;
+    let executor = nestor_storage::GitOpsExecutor::open(nestor_storage::GitOpsConfig::local(
+        dir.path().join("gitops"),
+    ))?;
     let engines = Arc::new(nestor_engines::EngineRegistry::with_bundled()?);
     let state = AppState::new(Parts {
         config: config.clone(),

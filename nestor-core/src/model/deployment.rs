@@ -123,6 +123,107 @@ pub struct DeployedResource {
     /// Why it failed or was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How its objects are doing in the cluster, as the observer (Argo CD)
+    /// last reported; `None` when nothing observes the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<ResourceHealth>,
+}
+
+/// Argo CD's health codes, for a resource's objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Health {
+    /// Every object is as it should be.
+    Healthy,
+    /// Not healthy yet, still making progress.
+    Progressing,
+    /// Paused, waiting for something outside (a suspended CronJob).
+    Suspended,
+    /// Not in the cluster (yet).
+    Missing,
+    /// The observer cannot tell.
+    Unknown,
+    /// Failed, or cannot make progress.
+    Degraded,
+}
+
+impl Health {
+    /// Parses Argo CD's spelling (`Healthy`, `Progressing`, ...); anything
+    /// else is `Unknown`.
+    pub fn parse(text: &str) -> Health {
+        match text {
+            "Healthy" => Health::Healthy,
+            "Progressing" => Health::Progressing,
+            "Suspended" => Health::Suspended,
+            "Missing" => Health::Missing,
+            "Degraded" => Health::Degraded,
+            _ => Health::Unknown,
+        }
+    }
+
+    /// How bad it is, for taking the worst of several objects: a resource
+    /// is as healthy as its least healthy object.
+    pub fn severity(self) -> u8 {
+        match self {
+            Health::Healthy => 0,
+            Health::Suspended => 1,
+            Health::Progressing => 2,
+            Health::Unknown => 3,
+            Health::Missing => 4,
+            Health::Degraded => 5,
+        }
+    }
+}
+
+/// A resource's health in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceHealth {
+    /// The worst health of its objects.
+    pub status: Health,
+    /// The message of the object that decided it (`Workspace/x: apply failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What is known of a committed revision in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterState {
+    /// Committed; no observer is configured, so nothing is known of the
+    /// cluster. `succeeded` then means committed, and no more.
+    NotObserved,
+    /// Waiting for the cluster to sync the commit and every object to be
+    /// healthy (the deployment stays `applying`).
+    Waiting,
+    /// Synced at the commit and every object healthy.
+    Healthy,
+    /// An object is degraded.
+    Degraded,
+    /// The sync failed.
+    SyncFailed,
+    /// Not healthy within the observer's timeout.
+    TimedOut,
+    /// The observer could not be reached or refused to answer.
+    Unreachable,
+    /// The deployment was cancelled while waiting.
+    Cancelled,
+}
+
+/// The cluster's side of a deployment: who looks, what it saw, since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Who observes (`argocd`); `None` when no observer is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observer: Option<String>,
+    /// What it saw last.
+    pub state: ClusterState,
+    /// The same, said plainly, with the observer's own message.
+    pub message: String,
+    /// When observing started (after the commit): the timeout counts from
+    /// here, also for a replica that takes the deployment over.
+    pub since: super::Timestamp,
+    /// The revision the cluster reported having synced, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// A deployment revision.
@@ -166,6 +267,14 @@ pub struct Deployment {
     /// For a rollback: the revision whose content it restores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<u64>,
+    /// The apply changed nothing: its files were already committed
+    /// exactly, so no commit was made (`commit` is the one holding them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
+    /// What the cluster made of the commit (Argo CD's view), or that
+    /// nothing observes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
     /// Optimistic-concurrency counter: every stored update must name the
     /// generation it read (see `DeploymentStore::update_deployment`).
     #[serde(default)]

@@ -8,6 +8,7 @@
 //! and every change appends an event.
 
 mod lease;
+mod observe;
 mod plan;
 mod resolve;
 mod view;
@@ -29,6 +30,7 @@ use crate::engine::{Artifact, EngineProvider, RenderContext, RenderOutput, Rende
 use crate::error::{Error, FieldError, Result};
 use crate::executor::{ApplyTarget, Executor};
 use crate::model::*;
+use crate::observer::Observer;
 use crate::parse::check_resources;
 use crate::store::{CreateOutcome, Store};
 use crate::template::{ResourceOutputs, TemplateContext};
@@ -119,6 +121,9 @@ pub struct Orchestrator {
     clock: Arc<dyn Clock>,
     leases: LeaseSettings,
     wave_delay: Duration,
+    /// Who tells how the cluster is doing after a commit (Argo CD); none
+    /// by default, and deployments then say they are not observed.
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl Orchestrator {
@@ -135,6 +140,7 @@ impl Orchestrator {
             clock: Arc::new(SystemClock),
             leases: LeaseSettings::default(),
             wave_delay: Duration::ZERO,
+            observer: None,
         }
     }
 
@@ -171,7 +177,15 @@ impl Orchestrator {
             .ok_or_else(|| Error::DeploymentNotFound { id: id.into() })
     }
 
+    /// The request understood, with every name it will take outside Nestor
+    /// checked (`naming::check_names`) before anything is resolved or rendered.
     async fn spec(&self, request: &DeploymentRequest) -> Result<Spec> {
+        let spec = self.parse_spec(request).await?;
+        check_spec_names(&spec)?;
+        Ok(spec)
+    }
+
+    async fn parse_spec(&self, request: &DeploymentRequest) -> Result<Spec> {
         let mut errors = Vec::new();
         for (field, value) in [
             ("team", &request.team),
@@ -285,6 +299,7 @@ impl Orchestrator {
                 outputs: BTreeMap::new(),
                 artifacts: vec![],
                 error: None,
+                health: None,
             })
             .collect();
         Deployment {
@@ -304,6 +319,8 @@ impl Orchestrator {
             labels: spec.labels.clone(),
             commit: None,
             rollback_of: None,
+            unchanged: false,
+            cluster: None,
             generation: 0,
         }
     }
@@ -572,7 +589,11 @@ impl Orchestrator {
                     }
                 }
                 d.commit = receipt.commit;
+                d.unchanged = receipt.unchanged;
                 Self::finish_statuses(d, &rendered, true);
+                if d.status == DeploymentStatus::Succeeded {
+                    self.after_commit(d, &artifacts).await?;
+                }
             }
             Err(e) => {
                 Self::finish_statuses(d, &rendered, false);
@@ -913,11 +934,16 @@ impl Orchestrator {
                 error: None,
                 commit: None,
                 rollback_of,
+                unchanged: false,
+                cluster: None,
                 generation: 0,
                 ..template.clone()
             };
             d.resources
                 .retain(|r| content.artifacts.contains_key(&r.name));
+            for r in &mut d.resources {
+                r.health = None;
+            }
             d
         };
         let Recorded::New(mut d, lease) = self.record(&key, &content, None, draft).await? else {
@@ -939,12 +965,14 @@ impl Orchestrator {
         match self.executor.apply(&target, &content.artifacts).await {
             Ok(receipt) => {
                 d.commit = receipt.commit;
+                d.unchanged = receipt.unchanged;
                 for r in &mut d.resources {
                     r.status = ResourceStatus::Applied;
                     r.error = None;
                     r.artifacts = receipt.paths.get(&r.name).cloned().unwrap_or_default();
                 }
                 d.status = DeploymentStatus::Succeeded;
+                self.after_commit(d, &content.artifacts).await?;
             }
             Err(e) => {
                 d.status = DeploymentStatus::Failed;
@@ -1041,6 +1069,7 @@ impl Orchestrator {
                 format!("{to:?} is not a valid environment"),
             ));
         }
+        check_spec_names(&spec)?;
         let resolved = self.resolve(&spec).await?;
         let content = Self::content(&resolved);
         let draft = |revision| self.draft(&spec, &resolved, revision);
@@ -1052,6 +1081,28 @@ impl Orchestrator {
         self.leased(lease, self.run(&spec, &resolved, &mut d, content, seed))
             .await?;
         Ok(d)
+    }
+}
+
+/// Refuses a deployment whose names cannot all be used in the cluster, in
+/// Argo CD and in the GitOps repository (`naming::check_names`), with the
+/// fields named as in the request (`spec.resources[1].name` for a
+/// composition's resource).
+fn check_spec_names(spec: &Spec) -> Result<()> {
+    let errors: Vec<FieldError> =
+        crate::naming::check_names(&spec.key, spec.resources.iter().map(|r| r.name.as_str()))
+            .into_iter()
+            .map(|mut e| {
+                if let Some(rest) = e.field.strip_prefix("resources[") {
+                    e.field = format!("{}[{rest}", spec.base);
+                }
+                e
+            })
+            .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation { errors })
     }
 }
 

@@ -336,6 +336,8 @@ pub fn check_resources(
                 format!("{path}.name"),
                 format!("{:?} is not a valid resource name (use snake_case)", r.name),
             ));
+        } else if let Some(problem) = crate::naming::resource_name_problem(&r.name) {
+            errors.push(FieldError::new(format!("{path}.name"), problem));
         }
         if !seen.insert(r.name.as_str()) {
             errors.push(FieldError::new(

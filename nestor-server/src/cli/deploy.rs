@@ -616,13 +616,27 @@ fn summary(d: &Deployment) -> String {
             .map(|c| format!(" (commit {})", &c[..c.len().min(12)]))
             .unwrap_or_default()
     );
-    let mut t = Table::new(&["RESOURCE", "DEFINITION", "ENGINE", "STATUS", "ERROR"]);
+    if let Some(cluster) = &d.cluster {
+        out.push_str(&format!("cluster: {}\n", cluster.message));
+    }
+    let mut t = Table::new(&[
+        "RESOURCE",
+        "DEFINITION",
+        "ENGINE",
+        "STATUS",
+        "HEALTH",
+        "ERROR",
+    ]);
     for r in &d.resources {
         t.row(vec![
             r.name.clone(),
             r.catalog_ref.clone(),
             r.engine.clone(),
             format!("{:?}", r.status).to_lowercase(),
+            r.health
+                .as_ref()
+                .map(|h| format!("{:?}", h.status))
+                .unwrap_or_else(|| "-".into()),
             r.error.clone().unwrap_or_default(),
         ]);
     }

@@ -426,6 +426,11 @@ impl Context<'_> {
             remote: g.remote.clone(),
             author_name: g.author_name.clone(),
             author_email: g.author_email.clone(),
+            argocd_namespace: self
+                .config
+                .argocd
+                .as_ref()
+                .map_or_else(|| "argocd".into(), |a| a.namespace.clone()),
         })?;
         Ok(Arc::new(executor))
     }

@@ -93,13 +93,9 @@ impl TestServer {
         } else {
             EngineRegistry::new(HostConfig::default()).unwrap()
         };
-        let executor = nestor_storage::GitOpsExecutor::open(nestor_storage::GitOpsConfig {
-            repo: dir.path().join("gitops"),
-            branch: "main".into(),
-            remote: None,
-            author_name: "nestor".into(),
-            author_email: "nestor@localhost".into(),
-        })
+        let executor = nestor_storage::GitOpsExecutor::open(nestor_storage::GitOpsConfig::local(
+            dir.path().join("gitops"),
+        ))
         .unwrap();
         let state = AppState::new(Parts {
             config: setup.config,

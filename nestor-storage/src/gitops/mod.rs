@@ -2,14 +2,22 @@
 //! repository that Argo CD syncs.
 //!
 //! Layout: `{team}/{environment}/{name}/{resource}/{file}`, plus one Argo CD
-//! `Application` per team and environment at `argocd/{team}-{environment}.yaml`
-//! pointing at `{team}/{environment}`. The commit is built in memory from
+//! `Application` per team and environment at `argocd/{team}--{environment}.yaml`
+//! pointing at `{team}/{environment}`, and one `AppProject` per team at
+//! `argocd/projects/{team}.yaml` (names from `nestor_core::naming`; what
+//! they hold and why in the `argocd` module). The commit is built in memory from
 //! the branch head (an index read from its tree, the deployment's folder
 //! replaced), so the working tree is never half-written; a non-bare
 //! repository's checkout is refreshed afterwards. History is never
 //! rewritten: a rollback is a new commit. With a remote, the commit is
 //! pushed; a failed push moves the branch back, leaving the repository as
-//! it was.
+//! it was. An apply whose files equal what the branch already holds makes
+//! no commit (an empty commit would only move every Application to a new
+//! revision): the receipt says so and names the commit holding them.
+
+mod argocd;
+
+pub use argocd::{EXCLUDE as ARGOCD_EXCLUDE, INCLUDE as ARGOCD_INCLUDE};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +25,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use git2::{IndexEntry, IndexTime, Repository, Signature};
-use nestor_core::{ApplyReceipt, ApplyTarget, Artifact, DeploymentKey, Error, Executor, Result};
+use nestor_core::{
+    cluster_names, ApplyReceipt, ApplyTarget, Artifact, DeploymentKey, Error, Executor, FieldError,
+    Result, MAX_LABEL, MAX_PATH_SEGMENT,
+};
 
 /// Settings of the GitOps executor (the `gitops:` section of nestor.yaml).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +43,9 @@ pub struct GitOpsConfig {
     pub author_name: String,
     /// Commit author e-mail.
     pub author_email: String,
+    /// The namespace Argo CD runs in: where the Applications and AppProjects
+    /// Nestor writes live (`argocd`).
+    pub argocd_namespace: String,
 }
 
 impl GitOpsConfig {
@@ -43,6 +57,7 @@ impl GitOpsConfig {
             remote: None,
             author_name: "nestor".into(),
             author_email: "nestor@localhost".into(),
+            argocd_namespace: "argocd".into(),
         }
     }
 }
@@ -141,13 +156,34 @@ impl GitOpsExecutor {
     }
 }
 
-/// A path component must be a plain name: no traversal, no separators.
-fn safe_segment(s: &str) -> bool {
-    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0'])
+/// Why `segment` cannot be one folder or file name in the repository:
+/// empty, `.`/`..`, a separator, or longer than `max`.
+fn segment_problem(segment: &str, max: usize) -> Option<String> {
+    if segment.is_empty() || segment == "." || segment == ".." {
+        return Some(format!("{segment:?} is not a file name"));
+    }
+    if segment.contains(['/', '\\', '\0']) {
+        return Some(format!("{segment:?} holds a path separator"));
+    }
+    if segment.len() > max {
+        return Some(format!(
+            "{}… is {} characters; names in the GitOps repository may have at most {max}",
+            &segment[..segment.floor_char_boundary(40)],
+            segment.len()
+        ));
+    }
+    None
 }
 
-fn safe_relative(path: &str) -> bool {
-    !path.starts_with('/') && path.split('/').all(safe_segment)
+/// Refuses a team, environment, name or resource that cannot be a folder
+/// of the repository (or a Kubernetes label, which each of them becomes).
+fn check_folder(field: &str, value: &str) -> Result<()> {
+    match segment_problem(value, MAX_LABEL) {
+        None => Ok(()),
+        Some(problem) => Err(Error::Validation {
+            errors: vec![FieldError::new(field, problem)],
+        }),
+    }
 }
 
 /// An index entry for `content`, written as a blob first: an in-memory
@@ -172,48 +208,15 @@ fn entry(repo: &Repository, path: &str, content: &[u8]) -> Result<IndexEntry> {
     })
 }
 
-/// The Argo CD Application for one team and environment.
-fn application(config: &GitOpsConfig, team: &str, environment: &str) -> String {
-    let repo_url = config.remote.clone().unwrap_or_else(|| {
+/// The URL Argo CD clones: the remote, else the local repository.
+fn repo_url(config: &GitOpsConfig) -> String {
+    config.remote.clone().unwrap_or_else(|| {
         let abs = config
             .repo
             .canonicalize()
             .unwrap_or_else(|_| config.repo.clone());
         format!("file://{}", abs.display())
-    });
-    format!(
-        r#"# Managed by Nestor: syncs every deployment of {team} in {environment}.
-apiVersion: argoproj.io/v1alpha1
-kind: Application
-metadata:
-  name: {team}-{environment}
-  namespace: argocd
-  labels:
-    app.kubernetes.io/managed-by: nestor
-    nestor.io/team: {team}
-    nestor.io/environment: {environment}
-spec:
-  project: default
-  source:
-    repoURL: {repo_url}
-    targetRevision: {branch}
-    path: {team}/{environment}
-    directory:
-      recurse: true
-      include: "*.yaml"
-      exclude: "{{values.yaml,Pulumi.yaml,Pulumi.*.yaml}}"
-  destination:
-    server: https://kubernetes.default.svc
-    namespace: {team}-{environment}
-  syncPolicy:
-    automated:
-      prune: true
-      selfHeal: true
-    syncOptions:
-      - CreateNamespace=true
-"#,
-        branch = config.branch
-    )
+    })
 }
 
 fn commit(
@@ -222,13 +225,9 @@ fn commit(
     files: &BTreeMap<String, Vec<Artifact>>,
 ) -> Result<ApplyReceipt> {
     let k = &target.key;
-    for part in [&k.team, &k.environment, &k.name] {
-        if !safe_segment(part) {
-            return Err(Error::bad_request(format!(
-                "{part:?} cannot be a folder name in the GitOps repository"
-            )));
-        }
-    }
+    check_folder("team", &k.team)?;
+    check_folder("environment", &k.environment)?;
+    check_folder("name", &k.name)?;
     let repo = Repository::open(&config.repo).map_err(|e| git_err("opening the repository", e))?;
     let refname = format!("refs/heads/{}", config.branch);
     for _ in 0..8 {
@@ -246,6 +245,7 @@ fn commit(
             return Ok(ApplyReceipt {
                 commit: Some(done.to_string()),
                 paths,
+                unchanged: false,
             });
         }
         match commit_on(config, &repo, &refname, parent, target, files) {
@@ -288,16 +288,22 @@ fn layout(
     let prefix = format!("{}/{}/{}", k.team, k.environment, k.name);
     let mut paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (resource, artifacts) in files {
-        if !safe_segment(resource) {
-            return Err(Error::bad_request(format!(
-                "{resource:?} cannot be a folder name in the GitOps repository"
-            )));
-        }
+        check_folder(&format!("resources.{resource}"), resource)?;
         for a in artifacts {
-            if !safe_relative(&a.path) {
+            let problem = if a.path.starts_with('/') {
+                Some("it is absolute".to_string())
+            } else {
+                a.path
+                    .split('/')
+                    .find_map(|s| segment_problem(s, MAX_PATH_SEGMENT))
+            };
+            if let Some(problem) = problem {
                 return Err(Error::EngineFailed {
                     engine: resource.clone(),
-                    message: format!("artifact path {:?} escapes the resource's folder", a.path),
+                    message: format!(
+                        "artifact path {:?} cannot be a file in the resource's folder: {problem}",
+                        a.path
+                    ),
                 });
             }
             paths
@@ -352,14 +358,34 @@ fn commit_on(
                 .map_err(|e| git_err(format!("staging {path}"), e))?;
         }
     }
-    let app_path = format!("argocd/{}-{}.yaml", k.team, k.environment);
-    let app = application(config, &k.team, &k.environment);
-    index
-        .add(&entry(repo, &app_path, app.as_bytes())?)
-        .map_err(|e| git_err("staging the Argo CD Application", e))?;
+    let names = cluster_names(&k.team, &k.environment);
+    let url = repo_url(config);
+    let argo = argocd::ArgoObjects {
+        repo_url: &url,
+        branch: &config.branch,
+        argocd_namespace: &config.argocd_namespace,
+    };
+    let app = argo.application(&k.team, &k.environment, &names);
+    let project = argo.project(&k.team, &names);
+    for (path, text) in [
+        (&names.application_file, app),
+        (&names.project_file, project),
+    ] {
+        index
+            .add(&entry(repo, path, text.as_bytes())?)
+            .map_err(|e| git_err(format!("staging {path}"), e))?;
+    }
     let tree_id = index
         .write_tree_to(repo)
         .map_err(|e| git_err("writing the tree", e))?;
+    if let Some(p) = parent.as_ref().filter(|p| p.tree_id() == tree_id) {
+        // Nothing to change: the branch already holds exactly these files.
+        return Ok(ApplyReceipt {
+            commit: Some(p.id().to_string()),
+            paths,
+            unchanged: true,
+        });
+    }
     let tree = repo
         .find_tree(tree_id)
         .map_err(|e| git_err("reading the new tree", e))?;
@@ -400,6 +426,7 @@ fn commit_on(
     Ok(ApplyReceipt {
         commit: Some(id.to_string()),
         paths,
+        unchanged: false,
     })
 }
 
@@ -462,4 +489,45 @@ impl Executor for GitOpsExecutor {
             .await
             .map_err(|e| Error::internal(format!("gitops task failed: {e}")))?
     }
+
+    async fn contains(&self, revision: &str, commit: &str) -> Result<bool> {
+        if revision == commit {
+            return Ok(true);
+        }
+        let (config, revision, commit) = (
+            self.config.clone(),
+            revision.to_string(),
+            commit.to_string(),
+        );
+        tokio::task::spawn_blocking(move || descends(&config, &revision, &commit))
+            .await
+            .map_err(|e| Error::internal(format!("gitops task failed: {e}")))?
+    }
+}
+
+/// Whether `revision` is `commit` or one of its descendants. A revision
+/// this repository does not hold (pushed by another replica) is fetched
+/// from the remote first, when there is one.
+fn descends(config: &GitOpsConfig, revision: &str, commit: &str) -> Result<bool> {
+    let repo = Repository::open(&config.repo).map_err(|e| git_err("opening the repository", e))?;
+    let (Ok(rev), Ok(ours)) = (git2::Oid::from_str(revision), git2::Oid::from_str(commit)) else {
+        return Ok(false);
+    };
+    if repo.find_commit(rev).is_err() {
+        let Some(url) = &config.remote else {
+            return Ok(false);
+        };
+        let refspec = format!("+refs/heads/{b}:refs/remotes/nestor/{b}", b = config.branch);
+        let mut remote = repo
+            .remote_anonymous(url)
+            .map_err(|e| git_err(format!("remote {url}"), e))?;
+        remote
+            .fetch(&[refspec], None, None)
+            .map_err(|e| git_err(format!("fetching from {url}"), e))?;
+        if repo.find_commit(rev).is_err() {
+            return Ok(false);
+        }
+    }
+    repo.graph_descendant_of(rev, ours)
+        .map_err(|e| git_err("comparing commits", e))
 }
