@@ -51,6 +51,19 @@ pub enum ErrorCode {
     StorageUnavailable,
     /// 500
     InternalError,
+    /// 404: no such route (not a catalog object).
+    NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
+    /// 408: the client did not send its request in time.
+    RequestTimeout,
+    /// 413: the body is larger than the server accepts.
+    PayloadTooLarge,
+    /// 431: the request's headers are larger than the server accepts.
+    RequestHeaderFieldsTooLarge,
+    /// 503: the server cannot take the request now (connection limit,
+    /// shutting down); not the store.
+    ServiceUnavailable,
 }
 
 impl ErrorCode {
@@ -75,6 +88,12 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
             ErrorCode::InternalError => "INTERNAL_ERROR",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::RequestHeaderFieldsTooLarge => "REQUEST_HEADER_FIELDS_TOO_LARGE",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
         }
     }
 
@@ -98,6 +117,12 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::StorageUnavailable => 503,
             ErrorCode::InternalError => 500,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RequestHeaderFieldsTooLarge => 431,
+            ErrorCode::ServiceUnavailable => 503,
         }
     }
 }
@@ -294,6 +319,43 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// No such route, or what was asked for is not there (outside the
+    /// catalog, compositions and deployments, which have their own codes).
+    #[error("not found: {message}")]
+    NotFound {
+        /// What was not found.
+        message: String,
+    },
+    /// The route does not take this method.
+    #[error("method not allowed: {message}")]
+    MethodNotAllowed {
+        /// Which methods it takes.
+        message: String,
+    },
+    /// The client was too slow sending its request.
+    #[error("request timeout: {message}")]
+    RequestTimeout {
+        /// What was late.
+        message: String,
+    },
+    /// The request body is larger than allowed.
+    #[error("payload too large: the body is larger than the {limit} byte limit")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The request's headers are larger than allowed.
+    #[error("request header fields too large: {message}")]
+    RequestHeaderFieldsTooLarge {
+        /// Which limit.
+        message: String,
+    },
+    /// The server cannot take the request now.
+    #[error("service unavailable: {message}")]
+    ServiceUnavailable {
+        /// Why, and when to retry.
+        message: String,
+    },
 }
 
 fn summarize(errors: &[FieldError]) -> String {
@@ -358,6 +420,12 @@ impl Error {
             Error::RateLimited => ErrorCode::RateLimited,
             Error::StorageUnavailable { .. } => ErrorCode::StorageUnavailable,
             Error::Internal { .. } => ErrorCode::InternalError,
+            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            Error::RequestTimeout { .. } => ErrorCode::RequestTimeout,
+            Error::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Error::RequestHeaderFieldsTooLarge { .. } => ErrorCode::RequestHeaderFieldsTooLarge,
+            Error::ServiceUnavailable { .. } => ErrorCode::ServiceUnavailable,
         }
     }
 
@@ -388,6 +456,7 @@ impl Error {
             Error::DependencyCycle { path } => json!({"cycle": path}),
             Error::EngineNotFound { name } => json!({"engine": name}),
             Error::EngineFailed { engine, .. } => json!({"engine": engine}),
+            Error::PayloadTooLarge { limit } => json!({"limit_bytes": limit}),
             _ => json!({}),
         }
     }
@@ -447,6 +516,31 @@ mod tests {
         assert_eq!(
             serde_json::to_value(ErrorCode::StorageUnavailable).unwrap(),
             "STORAGE_UNAVAILABLE"
+        );
+    }
+
+    #[test]
+    fn every_code_spells_and_serialises_the_same() {
+        for code in [
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::RequestTimeout,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::RequestHeaderFieldsTooLarge,
+            ErrorCode::ServiceUnavailable,
+            ErrorCode::BadRequest,
+        ] {
+            let wire = serde_json::to_value(code).unwrap();
+            assert_eq!(wire, code.as_str());
+            assert_eq!(serde_json::from_value::<ErrorCode>(wire).unwrap(), code);
+        }
+        assert_eq!(
+            (
+                ErrorCode::NotFound.http_status(),
+                ErrorCode::PayloadTooLarge.http_status(),
+                ErrorCode::RequestHeaderFieldsTooLarge.http_status()
+            ),
+            (404, 413, 431)
         );
     }
 

@@ -1,6 +1,34 @@
 //! Search ranking, shared by every store so results agree across backends.
 
+use crate::error::Error;
 use crate::model::ResourceDefinition;
+
+/// Most words a search query may have: every word becomes a condition in a
+/// store's query, and a thousand of them made SQLite give up ("Expression
+/// tree is too large", answered as a store outage; issue 11).
+pub const MAX_SEARCH_TERMS: usize = 16;
+
+/// Longest search query, in bytes.
+pub const MAX_SEARCH_BYTES: usize = 512;
+
+/// Refuses a search query (the `q` of a search or a listing) with more
+/// than [`MAX_SEARCH_TERMS`] words or [`MAX_SEARCH_BYTES`] bytes, as
+/// `BAD_REQUEST`: a front-end checks before any store sees it.
+pub fn check_search_query(query: &str) -> Result<(), Error> {
+    if query.len() > MAX_SEARCH_BYTES {
+        return Err(Error::bad_request(format!(
+            "the search query is {} bytes long; at most {MAX_SEARCH_BYTES} are allowed",
+            query.len()
+        )));
+    }
+    let terms = query.split_whitespace().count();
+    if terms > MAX_SEARCH_TERMS {
+        return Err(Error::bad_request(format!(
+            "the search query has {terms} words; at most {MAX_SEARCH_TERMS} are allowed"
+        )));
+    }
+    Ok(())
+}
 
 /// Scores a definition against a free-text query: every term must match
 /// somewhere (0 otherwise); an exact name beats a name prefix, which beats a

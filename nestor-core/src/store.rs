@@ -314,6 +314,43 @@ pub struct ListFilter {
 }
 
 impl ListFilter {
+    /// Most `label` filters one listing may combine.
+    pub const MAX_LABELS: usize = 16;
+
+    /// Refuses filters no real listing needs and every store would choke
+    /// on: a search query past [`crate::check_search_query`]'s bounds, more
+    /// than [`ListFilter::MAX_LABELS`] labels, or a value longer than 256
+    /// bytes. `BAD_REQUEST`.
+    pub fn check(&self) -> Result<()> {
+        if let Some(q) = &self.q {
+            crate::search::check_search_query(q)?;
+        }
+        if self.labels.len() > Self::MAX_LABELS {
+            return Err(Error::bad_request(format!(
+                "{} label filters; at most {} are allowed",
+                self.labels.len(),
+                Self::MAX_LABELS
+            )));
+        }
+        let values = [
+            &self.provider,
+            &self.category,
+            &self.resource_type,
+            &self.engine,
+        ];
+        let too_long = values
+            .into_iter()
+            .flatten()
+            .chain(self.labels.keys().chain(self.labels.values()))
+            .any(|v| v.len() > 256);
+        if too_long {
+            return Err(Error::bad_request(
+                "a filter value is longer than 256 bytes",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether a version passes the filter. Backends may pre-filter in their
     /// query language, but this is the rule.
     pub fn matches(&self, version: &PublishedVersion) -> bool {
@@ -352,6 +389,19 @@ impl PageRequest {
     pub const DEFAULT_LIMIT: usize = 50;
     /// The largest page size.
     pub const MAX_LIMIT: usize = 500;
+
+    /// Refuses a cursor no listing gave out: a cursor is the last name of
+    /// the previous page, so anything that is not a definition name is
+    /// garbage, and answering it with some page would be a wrong page.
+    pub fn check(&self) -> Result<()> {
+        match &self.cursor {
+            Some(c) if !crate::validate::is_valid_name(c) => Err(Error::bad_request(format!(
+                "cursor {} is not one a listing gave out (use the next_cursor of the previous page)",
+                crate::validate::excerpt(c)
+            ))),
+            _ => Ok(()),
+        }
+    }
 
     /// A first page of `limit` items, clamped to 1..=500.
     pub fn first(limit: usize) -> Self {

@@ -66,7 +66,7 @@ pub fn validate_definition(def: &ResourceDefinition) -> Vec<FieldError> {
     if !is_valid_name(&m.name) {
         err(
             "metadata.name".into(),
-            format!("{:?} is not a valid name: lowercase letters, digits and '-', starting with a letter, 2 to 63 characters", m.name),
+            format!("{} is not a valid name: lowercase letters, digits and '-', starting with a letter, 2 to 63 characters", excerpt(&m.name)),
         );
     }
     for (field, value) in [
@@ -77,7 +77,7 @@ pub fn validate_definition(def: &ResourceDefinition) -> Vec<FieldError> {
         if !is_classifier(value) {
             err(
                 format!("metadata.{field}"),
-                format!("{value:?} must match ^[a-z0-9][a-z0-9_-]*$"),
+                format!("{} must match ^[a-z0-9][a-z0-9_-]*$", excerpt(value)),
             );
         }
     }
@@ -92,13 +92,16 @@ pub fn validate_definition(def: &ResourceDefinition) -> Vec<FieldError> {
             if !is_snake_case(&input.name) {
                 err(
                     format!("{path}.name"),
-                    format!("{:?} must be snake_case (^[a-z][a-z0-9_]*$)", input.name),
+                    format!(
+                        "{} must be snake_case (^[a-z][a-z0-9_]*$)",
+                        excerpt(&input.name)
+                    ),
                 );
             }
             if !seen.insert(input.name.as_str()) {
                 err(
                     format!("{path}.name"),
-                    format!("input {:?} is declared twice", input.name),
+                    format!("input {} is declared twice", excerpt(&input.name)),
                 );
             }
             for e in validation_fits(
@@ -119,6 +122,7 @@ pub fn validate_definition(def: &ResourceDefinition) -> Vec<FieldError> {
                         &input.validation,
                         default,
                         &format!("{path}.default"),
+                        input.sensitive,
                     ) {
                         errors_push(&mut err, e);
                     }
@@ -133,13 +137,16 @@ pub fn validate_definition(def: &ResourceDefinition) -> Vec<FieldError> {
         if !is_snake_case(&output.name) {
             err(
                 format!("spec.outputs[{i}].name"),
-                format!("{:?} must be snake_case (^[a-z][a-z0-9_]*$)", output.name),
+                format!(
+                    "{} must be snake_case (^[a-z][a-z0-9_]*$)",
+                    excerpt(&output.name)
+                ),
             );
         }
         if !outputs.insert(output.name.as_str()) {
             err(
                 format!("spec.outputs[{i}].name"),
-                format!("output {:?} is declared twice", output.name),
+                format!("output {} is declared twice", excerpt(&output.name)),
             );
         }
     }
@@ -172,7 +179,7 @@ pub fn validate_definition(def: &ResourceDefinition) -> Vec<FieldError> {
         if !is_valid_name(&dep.name) {
             err(
                 format!("spec.dependencies[{i}].name"),
-                format!("{:?} is not a valid definition name", dep.name),
+                format!("{} is not a valid definition name", excerpt(&dep.name)),
             );
         }
         if let Err(e) = VersionSpec::parse(&dep.version) {
@@ -284,19 +291,51 @@ fn last_line(s: &str) -> String {
         .to_string()
 }
 
+/// How many bytes of a value an error message quotes at most.
+pub const ECHO_LIMIT: usize = 64;
+
+/// `text` for an error message: whole when short, else its first
+/// [`ECHO_LIMIT`] bytes (cut at a character boundary) and its length, so a
+/// 900 KB value never becomes a 1.8 MB error body.
+pub fn excerpt(text: &str) -> String {
+    if text.len() <= ECHO_LIMIT {
+        return format!("{text:?}");
+    }
+    let mut end = ECHO_LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &text[..end], text.len())
+}
+
 /// Checks a value against a type and its validation; every violation is
-/// returned with `path` as its field.
+/// returned with `path` as its field. A `sensitive` value is never quoted
+/// (the messages say what is wrong, not what it was); any other is quoted
+/// cut to [`ECHO_LIMIT`] bytes.
 pub fn check_value(
     value_type: ValueType,
     v: &Validation,
     value: &Value,
     path: &str,
+    sensitive: bool,
 ) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    let shown = |what: &str| -> String {
+        if sensitive {
+            format!("the {what} (sensitive, not shown)")
+        } else {
+            quote(value)
+        }
+    };
     if !value_type.matches(value) {
+        let found = if sensitive {
+            kind_of(value).to_string()
+        } else {
+            describe(value)
+        };
         errors.push(FieldError::new(
             path,
-            format!("expected {value_type}, found {}", describe(value)),
+            format!("expected {value_type}, found {found}"),
         ));
         return errors;
     }
@@ -305,7 +344,7 @@ pub fn check_value(
         if compile(pattern).is_ok_and(|r| !r.is_match(s)) {
             errors.push(FieldError::new(
                 path,
-                format!("{s:?} does not match pattern {pattern:?}"),
+                format!("{} does not match pattern {pattern:?}", shown("value")),
             ));
         }
     }
@@ -315,25 +354,36 @@ pub fn check_value(
         _ => None,
     };
     if let Some(len) = length {
+        let len_text = if sensitive {
+            "the length (sensitive, not shown)".to_string()
+        } else {
+            format!("length {len}")
+        };
         if let Some(min) = v.min_length.filter(|m| len < *m) {
             errors.push(FieldError::new(
                 path,
-                format!("length {len} is below min_length {min}"),
+                format!("{len_text} is below min_length {min}"),
             ));
         }
         if let Some(max) = v.max_length.filter(|m| len > *m) {
             errors.push(FieldError::new(
                 path,
-                format!("length {len} is above max_length {max}"),
+                format!("{len_text} is above max_length {max}"),
             ));
         }
     }
     if let Some(n) = value.as_f64().filter(|_| value.is_number()) {
         if let Some(min) = v.min.as_ref().and_then(|m| m.as_f64()).filter(|m| n < *m) {
-            errors.push(FieldError::new(path, format!("{n} is below min {min}")));
+            errors.push(FieldError::new(
+                path,
+                format!("{} is below min {min}", shown("number")),
+            ));
         }
         if let Some(max) = v.max.as_ref().and_then(|m| m.as_f64()).filter(|m| n > *m) {
-            errors.push(FieldError::new(path, format!("{n} is above max {max}")));
+            errors.push(FieldError::new(
+                path,
+                format!("{} is above max {max}", shown("number")),
+            ));
         }
     }
     if let Some(allowed) = &v.allowed {
@@ -341,14 +391,37 @@ pub fn check_value(
             a == value || (a.is_number() && value.is_number() && a.as_f64() == value.as_f64())
         };
         if !allowed.iter().any(equal) {
-            let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+            let list: Vec<String> = allowed.iter().map(quote).collect();
             errors.push(FieldError::new(
                 path,
-                format!("{value} is not one of [{}]", list.join(", ")),
+                format!("{} is not one of [{}]", shown("value"), list.join(", ")),
             ));
         }
     }
     errors
+}
+
+/// A value as an error message quotes it: strings cut by [`excerpt`],
+/// containers by their size.
+fn quote(v: &Value) -> String {
+    match v {
+        Value::String(s) => excerpt(s),
+        Value::Array(a) => format!("a list of {} items", a.len()),
+        Value::Object(m) => format!("a mapping of {} keys", m.len()),
+        other => other.to_string(),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 fn describe(v: &Value) -> String {
@@ -357,7 +430,7 @@ fn describe(v: &Value) -> String {
         Value::Bool(b) => format!("boolean {b}"),
         Value::Number(n) if n.is_f64() => format!("number {n}"),
         Value::Number(n) => format!("integer {n}"),
-        Value::String(s) => format!("string {s:?}"),
+        Value::String(s) => format!("string {}", excerpt(s)),
         Value::Array(_) => "an array".into(),
         Value::Object(_) => "an object".into(),
     }

@@ -1,4 +1,5 @@
 //! Integration tests of nestor-core: one binary, one module per topic.
 
+mod hostile;
 mod parse;
 mod versioning;

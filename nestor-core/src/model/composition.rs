@@ -72,6 +72,10 @@ pub struct Parameter {
     /// Constraints, with the same keys as definition inputs.
     #[serde(default, skip_serializing_if = "Validation::is_empty")]
     pub validation: Validation,
+    /// A secret: its value is never quoted in an error or a log. Not
+    /// serialised when false, so existing compositions keep their hashes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
 }
 
 /// One catalog resource inside a composition.

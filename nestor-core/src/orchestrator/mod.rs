@@ -33,7 +33,7 @@ use crate::model::*;
 use crate::observer::Observer;
 use crate::parse::check_resources;
 use crate::store::{CreateOutcome, Store};
-use crate::template::{ResourceOutputs, TemplateContext};
+use crate::template::{ResourceOutputs, TemplateBudget, TemplateContext, TemplateLimits};
 use crate::validate::is_valid_name;
 use crate::versioning::{CatalogRef, VersionSpec};
 
@@ -124,6 +124,8 @@ pub struct Orchestrator {
     /// Who tells how the cluster is doing after a commit (Argo CD); none
     /// by default, and deployments then say they are not observed.
     observer: Option<Arc<dyn Observer>>,
+    /// What the templates of one plan or apply may cost together.
+    template_limits: TemplateLimits,
 }
 
 impl Orchestrator {
@@ -141,7 +143,15 @@ impl Orchestrator {
             leases: LeaseSettings::default(),
             wave_delay: Duration::ZERO,
             observer: None,
+            template_limits: TemplateLimits::default(),
         }
+    }
+
+    /// Replaces the limits on what the templates of one plan or apply may
+    /// cost together (fuel, rendered bytes, longest string).
+    pub fn with_template_limits(mut self, limits: TemplateLimits) -> Self {
+        self.template_limits = limits;
+        self
     }
 
     /// Replaces the clock (tests).
@@ -700,6 +710,7 @@ impl Orchestrator {
             team: spec.key.team.clone(),
             environment: spec.key.environment.clone(),
             deployment: spec.key.name.clone(),
+            budget: TemplateBudget::new(self.template_limits),
         };
         let mut waves_run = 0;
         for (index, wave) in resolved.waves.iter().enumerate() {
@@ -735,6 +746,10 @@ impl Orchestrator {
                 self.render_one(pinned, &ctx, d.revision)
             });
             let results = join_all(jobs).await;
+            if persist.is_none() && ctx.budget.is_exhausted() {
+                // A plan past its template budget is refused as a whole.
+                return Err(Error::invalid("", ctx.budget.exhausted_message()));
+            }
             for (name, result) in runnable.into_iter().zip(results) {
                 match result {
                     Ok(out) => {

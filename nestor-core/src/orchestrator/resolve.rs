@@ -211,6 +211,7 @@ fn check_config(r: &CompositionResource, def: &ResourceDefinition, path: &str) -
                 &input.validation,
                 value,
                 &field,
+                input.sensitive,
             ));
         } else if !matches!(value, Value::String(_)) && !input.value_type.matches(value) {
             errors.push(FieldError::new(
@@ -266,6 +267,7 @@ pub fn resolve_params(
                     &p.validation,
                     v,
                     &format!("params.{}", p.name),
+                    p.sensitive,
                 ));
                 out.insert(p.name.clone(), v.clone());
             }
@@ -298,7 +300,13 @@ pub fn render_inputs(
                 let from_outputs = !references(value).outputs.is_empty();
                 if let Some((input, _)) = def.input(key) {
                     if !from_outputs {
-                        errors.extend(check_value(input.value_type, &input.validation, &v, &field));
+                        errors.extend(check_value(
+                            input.value_type,
+                            &input.validation,
+                            &v,
+                            &field,
+                            input.sensitive,
+                        ));
                     }
                 } else {
                     errors.push(FieldError::new(

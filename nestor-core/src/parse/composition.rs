@@ -135,6 +135,7 @@ impl Parser {
                 "default",
                 "validation",
                 "required",
+                "sensitive",
             ],
         );
         let type_text = self.string(&k, "type", false);
@@ -173,6 +174,7 @@ impl Parser {
             description: self.string(&k, "description", false),
             default,
             validation,
+            sensitive: self.boolean(&k, "sensitive"),
         })
     }
 
@@ -291,6 +293,7 @@ pub fn check_composition(c: &Composition) -> Vec<FieldError> {
                 &p.validation,
                 d,
                 &format!("{path}.default"),
+                p.sensitive,
             ));
         }
     }

@@ -10,6 +10,7 @@
 
 mod composition;
 mod definition;
+mod limits;
 mod lines;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ pub use composition::{
     check_composition, check_resources, parse_composition, parse_composition_yaml,
 };
 pub use definition::{parse_definition, parse_definition_yaml};
+pub use limits::MAX_DEPTH;
 pub use lines::locate_lines;
 
 /// Largest file the parser reads; definitions are small, and a bigger file
@@ -131,10 +133,18 @@ pub fn single_document(text: &str) -> Result<Value, crate::error::Error> {
     doc.value.clone().map_err(|e| Error::bad_request(e.message))
 }
 
-/// Parses one YAML document into a JSON value tree. The YAML library refuses
-/// alias bombs (repetition limit) and deep nesting (recursion limit) with an
-/// error instead of exhausting memory or stack.
+/// Parses one YAML document into a JSON value tree. Text larger than
+/// [`MAX_FILE_BYTES`] or nested deeper than [`MAX_DEPTH`] is refused before
+/// the YAML library builds anything (the `limits` module says why); the
+/// library itself refuses alias bombs (repetition limit).
 pub fn parse_yaml_value(text: &str) -> Result<Value, String> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "invalid YAML: the document is {} bytes, larger than the {MAX_FILE_BYTES} byte limit",
+            text.len()
+        ));
+    }
+    limits::check_nesting(text).map_err(|e| format!("invalid YAML: {e}"))?;
     serde_yaml::from_str::<Value>(text).map_err(|e| format!("invalid YAML: {e}"))
 }
 
@@ -288,17 +298,20 @@ impl Parser {
         }
     }
 
-    /// Reports every key not in `allowed`.
+    /// Reports every key not in `allowed` (a long key quoted cut short).
     fn unknown(&mut self, keys: &Keys<'_>, allowed: &[&str]) {
         for (canonical, (original, _)) in &keys.entries {
             if !allowed.contains(&canonical.as_str()) {
                 let hint = closest(canonical, allowed)
                     .map(|c| format!(" (did you mean {c:?}?)"))
                     .unwrap_or_default();
-                self.err(
-                    join(&keys.path, original),
-                    format!("unknown key {original:?}{hint}"),
-                );
+                let shown = crate::validate::excerpt(original);
+                let field = if original.len() > crate::validate::ECHO_LIMIT {
+                    join(&keys.path, shown.trim_matches('"'))
+                } else {
+                    join(&keys.path, original)
+                };
+                self.err(field, format!("unknown key {shown}{hint}"));
             }
         }
     }
@@ -423,6 +436,9 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
 
 /// The allowed key closest to a misspelled one, for "did you mean".
 fn closest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    if key.len() > 64 {
+        return None; // nobody misspells a known key at that length
+    }
     allowed
         .iter()
         .map(|a| (edit_distance(key, a), *a))

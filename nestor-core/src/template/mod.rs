@@ -6,19 +6,23 @@
 //!   the expression's type: an integer stays an integer.
 //! - Anything else renders to a string.
 //! - Go-template habits are accepted: `{{ .params.size }}`.
-//! - Undefined variables are errors (strict mode), and every evaluation has
-//!   a fuel budget so a hostile template cannot loop forever.
+//! - Undefined variables are errors (strict mode).
+//! - Every template of a request draws on one [`TemplateBudget`] (fuel,
+//!   rendered bytes, longest string), so neither a runaway loop nor many
+//!   templates that each stay within their own fuel can exhaust the
+//!   process (the `budget` module says why).
+
+mod budget;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use regex::Regex;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// Fuel for one evaluation; ample for real configs, fatal for runaway loops.
-const FUEL: u64 = 100_000;
+pub use budget::{TemplateBudget, TemplateLimits};
 
 /// The variables a template sees.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -33,6 +37,10 @@ pub struct TemplateContext {
     pub environment: String,
     /// The deployment's name.
     pub deployment: String,
+    /// What the request's templates may still cost; one per request, shared
+    /// by every template it renders (clones share it).
+    #[serde(skip)]
+    pub budget: TemplateBudget,
 }
 
 /// The outputs of one rendered resource, as templates see them.
@@ -58,7 +66,7 @@ fn environment() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_fuel(Some(FUEL));
+        env.set_fuel(Some(TemplateLimits::default().fuel_per_template));
         env
     })
 }
@@ -111,23 +119,143 @@ pub fn render_value(value: &Value, ctx: &TemplateContext) -> Result<Value, Strin
 }
 
 fn render_string(text: &str, ctx: &TemplateContext) -> Result<Value, String> {
+    let allowance = ctx.budget.next_fuel()?;
     let text = strip_go_dots(text);
-    let env = environment();
+    let expr = lone_expression(&text);
+    // A lone expression is evaluated as `{% set %}`, so that the fuel it
+    // used can be read from the state afterwards; compiling it alone
+    // first proves it is one expression and nothing else.
+    let source = expr.map(|e| format!("{{% set nestor_value__ = ({e}) %}}"));
+    let mut env: Environment<'_> = environment().clone();
+    env.set_fuel(Some(allowance.fuel));
     let context = minijinja::Value::from(minijinja::value::Serde(ctx));
-    if let Some(expr) = lone_expression(&text) {
-        let compiled = env.compile_expression(expr).map_err(|e| describe(&e))?;
-        let result = compiled.eval(context).map_err(|e| describe(&e))?;
-        if result.is_undefined() {
+    let evaluated = match (expr, &source) {
+        (Some(expr), Some(source)) => env
+            .compile_expression(expr)
+            .map_err(Failure::from)
+            .and_then(|_| eval_expression(&env, expr, source, context, allowance.output_bytes)),
+        _ => render_text(&env, &text, context, allowance.output_bytes),
+    };
+    let (value, fuel) = match evaluated {
+        Ok(done) => done,
+        Err(Failure::Fuel) if allowance.request_bound => return Err(ctx.budget.exhaust_fuel()),
+        Err(Failure::Fuel) => {
+            ctx.budget.charge_fuel(allowance.fuel);
             return Err(format!(
-                "undefined value: `{expr}` names nothing that exists"
+                "the template ran out of fuel ({} steps): is it a runaway loop?",
+                allowance.fuel
             ));
         }
-        return serde_json::to_value(&result)
-            .map_err(|e| format!("the expression's value cannot be used: {e}"));
+        Err(Failure::Output) => {
+            ctx.budget.charge_fuel(allowance.fuel);
+            return Err(format!(
+                "the template renders more than {} bytes",
+                allowance.output_bytes
+            ));
+        }
+        Err(Failure::Other(message)) => {
+            ctx.budget.charge_fuel(1 + text.len() as u64 / 64);
+            return Err(message);
+        }
+    };
+    ctx.budget.charge_fuel(fuel);
+    ctx.budget.charge_value(&value)?;
+    Ok(value)
+}
+
+/// Why an evaluation failed.
+enum Failure {
+    /// It ran out of fuel.
+    Fuel,
+    /// It rendered more text than allowed.
+    Output,
+    /// Anything else, described.
+    Other(String),
+}
+
+impl From<minijinja::Error> for Failure {
+    fn from(e: minijinja::Error) -> Self {
+        if e.kind() == ErrorKind::OutOfFuel {
+            Failure::Fuel
+        } else {
+            Failure::Other(describe(&e))
+        }
     }
-    env.render_str(&text, context)
-        .map(Value::String)
-        .map_err(|e| describe(&e))
+}
+
+/// A lone expression, keeping its type, from its `{% set %}` form.
+fn eval_expression<'s>(
+    env: &Environment<'s>,
+    expr: &str,
+    source: &'s str,
+    context: minijinja::Value,
+    output_bytes: u64,
+) -> Result<(Value, u64), Failure> {
+    let template = env.template_from_str(source)?;
+    let captured = template.render_captured_to(context, Limited::new(output_bytes))?;
+    let state = captured.state();
+    let fuel = state.fuel_levels().map_or(0, |(used, _)| used);
+    let result = state.lookup("nestor_value__").unwrap_or_default();
+    if result.is_undefined() {
+        return Err(Failure::Other(format!(
+            "undefined value: `{expr}` names nothing that exists"
+        )));
+    }
+    let value = serde_json::to_value(&result)
+        .map_err(|e| Failure::Other(format!("the expression's value cannot be used: {e}")))?;
+    Ok((value, fuel))
+}
+
+/// Text with templates in it, rendered to a string of at most `output_bytes`.
+fn render_text<'s>(
+    env: &Environment<'s>,
+    text: &'s str,
+    context: minijinja::Value,
+    output_bytes: u64,
+) -> Result<(Value, u64), Failure> {
+    let template = env.template_from_str(text)?;
+    let mut out = Limited::new(output_bytes);
+    let captured = match template.render_captured_to(context, &mut out) {
+        Ok(c) => c,
+        Err(_) if out.overflowed => return Err(Failure::Output),
+        Err(e) => return Err(e.into()),
+    };
+    let fuel = captured.state().fuel_levels().map_or(0, |(used, _)| used);
+    let rendered = String::from_utf8(out.bytes)
+        .map_err(|_| Failure::Other("the template rendered invalid UTF-8".into()))?;
+    Ok((Value::String(rendered), fuel))
+}
+
+/// A writer that refuses to grow past a limit.
+struct Limited {
+    bytes: Vec<u8>,
+    limit: u64,
+    overflowed: bool,
+}
+
+impl Limited {
+    fn new(limit: u64) -> Self {
+        Limited {
+            bytes: Vec::new(),
+            limit,
+            overflowed: false,
+        }
+    }
+}
+
+impl std::io::Write for Limited {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if (self.bytes.len() + buf.len()) as u64 > self.limit {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered text too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn describe(e: &minijinja::Error) -> String {
