@@ -135,6 +135,38 @@ impl CatalogService {
             .collect())
     }
 
+    /// Every rule of [`CatalogService::publish_many`] without writing: the
+    /// result each definition would get (`created` for one that would be),
+    /// each seeing the ones before it. Against the store, or `offline`
+    /// against nothing but the batch itself (dependencies on names outside
+    /// the batch are then not checked: they are checked when published).
+    pub async fn check_many(
+        &self,
+        items: Vec<(ResourceDefinition, Option<Origin>)>,
+        offline: bool,
+    ) -> Result<Vec<Result<PublishResult>>> {
+        let (mut results, batch) = self.judge(items, false, offline).await?;
+        for a in batch.accepted {
+            results[a.index] = Some(Ok(BatchResult {
+                outcome: PublishOutcome::Created,
+                subject: a.candidate.definition.subject(),
+                version: Some(a.candidate),
+                changes: a.changes,
+            }));
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                let b = r.expect("every definition has a result")?;
+                Ok(PublishResult {
+                    outcome: b.outcome,
+                    version: b.version.expect("a check keeps every version"),
+                    changes: b.changes,
+                })
+            })
+            .collect())
+    }
+
     /// [`CatalogService::publish_many`], with the shortcuts `mode` allows.
     pub(crate) async fn publish_batch(
         &self,
@@ -142,60 +174,7 @@ impl CatalogService {
         actor: &str,
         mode: BatchMode,
     ) -> Result<Vec<Result<BatchResult>>> {
-        let now = self.clock.now();
-        let mut names: Vec<String> = items
-            .iter()
-            .flat_map(|(d, _)| {
-                std::iter::once(&d.metadata.name).chain(d.spec.dependencies.iter().map(|x| &x.name))
-            })
-            .cloned()
-            .collect();
-        names.sort();
-        names.dedup();
-        // Each definition is serialised once, on every core: the bytes give
-        // its content hash now and its events' data later. A store that
-        // reads on other threads reads the names' histories meanwhile.
-        let (known, candidates) =
-            futures_util::future::join(self.store.versions_many(&names), async {
-                map_on_cores(items, |(def, origin)| Candidate::new(def, now, origin))
-            })
-            .await;
-        let mut batch = Batch {
-            known: known?,
-            new: HashMap::new(),
-            accepted: Vec::new(),
-        };
-
-        let mut results: Vec<Option<Result<BatchResult>>> = Vec::with_capacity(candidates.len());
-        for Candidate { version, json } in candidates {
-            let candidate = version;
-            match self.prepare(&candidate, &batch, mode.validated).await {
-                Ok(Prepared::Unchanged(existing)) => results.push(Some(Ok(BatchResult {
-                    outcome: PublishOutcome::Unchanged,
-                    subject: candidate.definition.subject(),
-                    version: Some(*existing),
-                    changes: vec![],
-                }))),
-                Ok(Prepared::New {
-                    changes,
-                    was_deprecated,
-                }) => {
-                    batch.add(Accepted {
-                        index: results.len(),
-                        candidate,
-                        json,
-                        changes,
-                        was_deprecated,
-                    });
-                    results.push(None);
-                }
-                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
-                    return Err(e)
-                }
-                Err(e) => results.push(Some(Err(e))),
-            }
-        }
-
+        let (mut results, batch) = self.judge(items, mode.validated, false).await?;
         // Each accepted version goes to the store with its events' data, and
         // the store writes both together. What the results need of each is
         // taken first (the versions are moved to the store when the caller
@@ -245,6 +224,77 @@ impl CatalogService {
             .into_iter()
             .map(|r| r.expect("every definition has a result"))
             .collect())
+    }
+
+    /// Reads what the batch needs and applies every rule to each
+    /// definition in order: the results of those refused or unchanged, and
+    /// the batch holding the ones to write (their results are `None`).
+    async fn judge(
+        &self,
+        items: Vec<(ResourceDefinition, Option<Origin>)>,
+        validated: bool,
+        offline: bool,
+    ) -> Result<(Vec<Option<Result<BatchResult>>>, Batch)> {
+        let now = self.clock.now();
+        let mut names: Vec<String> = items
+            .iter()
+            .flat_map(|(d, _)| {
+                std::iter::once(&d.metadata.name).chain(d.spec.dependencies.iter().map(|x| &x.name))
+            })
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        // Each definition is serialised once, on every core: the bytes give
+        // its content hash now and its events' data later. A store that
+        // reads on other threads reads the names' histories meanwhile.
+        let read = async {
+            if offline {
+                Ok(HashMap::new())
+            } else {
+                self.store.versions_many(&names).await
+            }
+        };
+        let (known, candidates) = futures_util::future::join(read, async {
+            map_on_cores(items, |(def, origin)| Candidate::new(def, now, origin))
+        })
+        .await;
+        let mut batch = Batch {
+            known: known?,
+            new: HashMap::new(),
+            accepted: Vec::new(),
+            offline,
+        };
+        let mut results: Vec<Option<Result<BatchResult>>> = Vec::with_capacity(candidates.len());
+        for Candidate { version, json } in candidates {
+            let candidate = version;
+            match self.prepare(&candidate, &batch, validated).await {
+                Ok(Prepared::Unchanged(existing)) => results.push(Some(Ok(BatchResult {
+                    outcome: PublishOutcome::Unchanged,
+                    subject: candidate.definition.subject(),
+                    version: Some(*existing),
+                    changes: vec![],
+                }))),
+                Ok(Prepared::New {
+                    changes,
+                    was_deprecated,
+                }) => {
+                    batch.add(Accepted {
+                        index: results.len(),
+                        candidate,
+                        json,
+                        changes,
+                        was_deprecated,
+                    });
+                    results.push(None);
+                }
+                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
+                    return Err(e)
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        Ok((results, batch))
     }
 
     /// Every rule of one publish, against the store as the batch sees it.
@@ -360,6 +410,9 @@ impl CatalogService {
 /// and the definitions the batch adds, each held once.
 struct Batch {
     known: HashMap<String, Vec<VersionSummary>>,
+    /// Only the batch is known: a dependency on a name outside it is not
+    /// checked (an offline check has no catalog to look in).
+    offline: bool,
     /// name@version → its index in `accepted`.
     new: HashMap<(String, Version), usize>,
     accepted: Vec<Accepted>,
@@ -555,6 +608,9 @@ fn check_dependencies(def: &ResourceDefinition, batch: &Batch) -> Result<()> {
             }
         };
         let versions = batch.versions(&dep.name);
+        if versions.is_empty() && batch.offline {
+            continue;
+        }
         if versions.is_empty() {
             errors.push(FieldError::new(
                 format!("{field}.name"),

@@ -5,6 +5,9 @@
 //! on this crate and plug in through its traits.
 //!
 //! # Layout
+//! - `facade`: [`Nestor`], the one service API every front-end stands on:
+//!   built once over one store, it wires the services below and exposes
+//!   every operation the CLI and the HTTP API offer.
 //! - `model`: plain data — resource definitions in their canonical form,
 //!   published versions, sources, sync reports, events, compositions,
 //!   deployments and their revisions.
@@ -62,6 +65,7 @@ mod config_util;
 mod engine;
 mod error;
 mod executor;
+mod facade;
 mod graph;
 mod manifests;
 mod model;
@@ -87,6 +91,7 @@ pub use config_util::parse_duration;
 pub use engine::*;
 pub use error::*;
 pub use executor::*;
+pub use facade::*;
 pub use graph::*;
 pub use manifests::*;
 pub use model::*;

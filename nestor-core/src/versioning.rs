@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use semver::{Version, VersionReq};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Change, ChangeKind, Error, Result};
@@ -155,6 +156,65 @@ pub fn minimum_version(predecessor: &Version, kind: ChangeKind) -> Version {
         (ChangeKind::Cosmetic, _) => (p.major, p.minor, p.patch + 1),
     };
     Version::new(major, minor, patch)
+}
+
+/// The bump a set of changes requires (SPEC §2), named as users say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bump {
+    /// The next major (breaking, from 1.0.0 on).
+    Major,
+    /// The next minor (breaking below 1.0.0; additive from 1.0.0 on).
+    Minor,
+    /// The next patch (additive below 1.0.0; cosmetic).
+    Patch,
+}
+
+impl Bump {
+    /// The bump `kind` requires over a predecessor of major version `major`.
+    pub fn required(kind: ChangeKind, major: u64) -> Bump {
+        match (kind, major) {
+            (ChangeKind::Breaking, 0) | (ChangeKind::Additive, 1..) => Bump::Minor,
+            (ChangeKind::Breaking, _) => Bump::Major,
+            _ => Bump::Patch,
+        }
+    }
+}
+
+/// Two versions of a definition compared: what `nestor catalog diff`
+/// shows and what a publish of `new` over `old` would decide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The old version.
+    pub old_version: String,
+    /// The new version.
+    pub new_version: String,
+    /// Every classified change.
+    pub changes: Vec<Change>,
+    /// The bump the strongest change requires.
+    pub required_bump: Bump,
+    /// The smallest version that may follow the old one.
+    pub minimum_version: String,
+    /// Whether the new version is a large enough bump.
+    pub ok: bool,
+}
+
+/// Compares `old` with `new` by the rules a publish applies.
+pub fn compare(old: &ResourceDefinition, new: &ResourceDefinition) -> Comparison {
+    let changes = classify_changes(old, new);
+    let strongest = changes
+        .iter()
+        .map(|c| c.kind)
+        .max()
+        .unwrap_or(ChangeKind::Cosmetic);
+    Comparison {
+        old_version: old.metadata.version.to_string(),
+        new_version: new.metadata.version.to_string(),
+        required_bump: Bump::required(strongest, old.metadata.version.major),
+        minimum_version: minimum_version(&old.metadata.version, strongest).to_string(),
+        ok: check_bump(old, new).is_ok(),
+        changes,
+    }
 }
 
 /// Checks that `new`'s version is a large enough bump over `old`'s for the

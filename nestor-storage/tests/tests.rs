@@ -2,6 +2,7 @@
 
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
+mod facade;
 #[cfg(feature = "git")]
 mod gitops;
 mod memory;

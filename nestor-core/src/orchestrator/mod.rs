@@ -11,6 +11,7 @@ mod lease;
 mod observe;
 mod plan;
 mod resolve;
+mod single;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +24,7 @@ use serde_json::json;
 pub use lease::{LeaseScan, LeaseSettings};
 pub use plan::{diff_artifacts, FileDiff, Plan, PlanDiff};
 pub use resolve::{render_inputs, resolve_params, resolve_resources, PinnedResource, Resolved};
+pub use single::RenderedResource;
 pub use view::{deployment_graph, GraphEdge, GraphNode, GraphView};
 
 use crate::catalog::{Clock, SystemClock};

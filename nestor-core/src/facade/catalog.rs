@@ -1,0 +1,208 @@
+//! The catalog's operations: definitions and team compositions.
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use super::Nestor;
+use crate::catalog::{publish_order, PublishResult};
+use crate::composer::CompositionPublished;
+use crate::error::{Error, Result};
+use crate::model::{
+    Composition, Event, Origin, PublishedComposition, PublishedVersion, ResourceDefinition,
+    SyncReport, VersionSummary,
+};
+use crate::source::CatalogSource;
+use crate::store::{ListFilter, Page, PageRequest, SearchHit};
+use crate::versioning::{compare, Comparison, VersionSpec};
+
+/// What a check of definitions is judged against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckScope {
+    /// The catalog in the store, as a publish would be.
+    Catalog,
+    /// Nothing but the definitions checked together (`nestor catalog
+    /// validate` on files): a dependency on a name outside them is checked
+    /// when it is published.
+    Offline,
+}
+
+/// `GET /api/v1/status`'s catalog part: the event log's end and each
+/// source's last sync report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusSummary {
+    /// The greatest event sequence so far.
+    pub last_event: u64,
+    /// The last report of every source synced into this store.
+    pub syncs: Vec<SyncReport>,
+}
+
+impl Nestor {
+    /// The latest version of each name passing `filter`, one page.
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        page: &PageRequest,
+    ) -> Result<Page<PublishedVersion>> {
+        self.inner.store.list_latest(filter, page).await
+    }
+
+    /// `name` at `spec` (latest, an exact version, a requirement).
+    pub async fn get(&self, name: &str, spec: &VersionSpec) -> Result<PublishedVersion> {
+        self.inner.store.resolve(name, spec).await
+    }
+
+    /// Every version of `name`, newest first; `RESOURCE_NOT_FOUND` when
+    /// it has none.
+    pub async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>> {
+        let versions = self.inner.store.versions(name).await?;
+        if versions.is_empty() {
+            return Err(Error::ResourceNotFound { name: name.into() });
+        }
+        Ok(versions)
+    }
+
+    /// Ranked matches of `query` over the latest versions.
+    pub async fn search(
+        &self,
+        query: &str,
+        filter: &ListFilter,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>> {
+        self.inner.store.search(query, filter, limit).await
+    }
+
+    /// Publishes one definition with every SPEC §1–§2 rule; `actor` is the
+    /// events' source (`api`, `cli`, a token's name).
+    pub async fn publish(
+        &self,
+        definition: ResourceDefinition,
+        actor: &str,
+    ) -> Result<PublishResult> {
+        self.inner.catalog.publish(definition, None, actor).await
+    }
+
+    /// Publishes several definitions in dependency and semver order (so the
+    /// order given never matters) and answers in the order given, each with
+    /// its own result. Only a storage failure fails the whole call.
+    pub async fn publish_all(
+        &self,
+        definitions: Vec<ResourceDefinition>,
+        actor: &str,
+    ) -> Result<Vec<Result<PublishResult>>> {
+        let (positions, items) = ordered(definitions);
+        let results = self.inner.catalog.publish_many(items, actor).await?;
+        Ok(in_given_order(positions, results))
+    }
+
+    /// A dry run of [`Nestor::publish_all`]: every rule, nothing written;
+    /// each definition's result is what its publish would answer.
+    pub async fn check(
+        &self,
+        definitions: Vec<ResourceDefinition>,
+        scope: CheckScope,
+    ) -> Result<Vec<Result<PublishResult>>> {
+        let (positions, items) = ordered(definitions);
+        let results = self
+            .inner
+            .catalog
+            .check_many(items, scope == CheckScope::Offline)
+            .await?;
+        Ok(in_given_order(positions, results))
+    }
+
+    /// `old` and `new` compared: the changes, the bump they need, and
+    /// whether `new` is large enough.
+    pub fn diff(&self, old: &ResourceDefinition, new: &ResourceDefinition) -> Comparison {
+        compare(old, new)
+    }
+
+    /// Yanks (or with `yanked = false`, restores) a version; whether
+    /// anything changed.
+    pub async fn set_yanked(
+        &self,
+        name: &str,
+        version: &Version,
+        yanked: bool,
+        actor: &str,
+    ) -> Result<bool> {
+        self.inner
+            .catalog
+            .set_yanked(name, version, yanked, actor)
+            .await
+    }
+
+    /// Syncs one source: definitions and compositions, yanks what vanished,
+    /// stores and returns the report.
+    pub async fn sync(&self, source: &dyn CatalogSource) -> Result<SyncReport> {
+        self.inner.sync.sync(source).await
+    }
+
+    /// The event log's end and the sources' last reports.
+    pub async fn status(&self) -> Result<StatusSummary> {
+        let store = &self.inner.store;
+        Ok(StatusSummary {
+            last_event: store.last_sequence().await?,
+            syncs: store.last_syncs().await?,
+        })
+    }
+
+    /// Events after sequence `after`, oldest first, at most `limit`.
+    pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        self.inner.store.read_after(after, limit).await
+    }
+
+    /// Validates and publishes a composition under its `metadata.team`.
+    pub async fn publish_composition(
+        &self,
+        composition: Composition,
+        origin: Option<Origin>,
+        actor: &str,
+    ) -> Result<CompositionPublished> {
+        self.inner
+            .composer
+            .publish(composition, origin, actor)
+            .await
+    }
+
+    /// Every static check of a composition, nothing written; its waves.
+    pub async fn check_composition(&self, composition: &Composition) -> Result<Vec<Vec<String>>> {
+        self.inner.composer.validate(composition).await
+    }
+
+    /// The newest version of each composition of `team` (`None`: every team).
+    pub async fn compositions(&self, team: Option<&str>) -> Result<Vec<PublishedComposition>> {
+        self.inner.store.list_compositions(team).await
+    }
+
+    /// `team/name` at `spec`.
+    pub async fn composition(
+        &self,
+        team: &str,
+        name: &str,
+        spec: &VersionSpec,
+    ) -> Result<PublishedComposition> {
+        self.inner.composer.get(team, name, spec).await
+    }
+}
+
+type Positioned = (Vec<usize>, Vec<(ResourceDefinition, Option<Origin>)>);
+
+/// The definitions in publish order, with where each was given.
+fn ordered(definitions: Vec<ResourceDefinition>) -> Positioned {
+    publish_order(definitions.into_iter().enumerate().collect(), |(_, d)| d)
+        .into_iter()
+        .map(|(i, d)| (i, (d, None)))
+        .unzip()
+}
+
+/// Results in publish order put back in the order given.
+fn in_given_order<T>(positions: Vec<usize>, results: Vec<T>) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = (0..results.len()).map(|_| None).collect();
+    for (i, r) in positions.into_iter().zip(results) {
+        slots[i] = Some(r);
+    }
+    slots
+        .into_iter()
+        .map(|r| r.expect("one result per definition"))
+        .collect()
+}

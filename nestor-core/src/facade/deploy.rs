@@ -1,0 +1,125 @@
+//! The deployments' operations, rendering one resource, the graph and the
+//! engines.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::Nestor;
+use crate::engine::EngineInfo;
+use crate::error::Result;
+use crate::model::{Deployment, DeploymentRequest};
+use crate::orchestrator::{deployment_graph, GraphView, Plan, RenderedResource, Started};
+use crate::store::DeploymentFilter;
+
+impl Nestor {
+    /// Everything an apply would do, nothing done: rendered files and the
+    /// diff against the current revision.
+    pub async fn plan(&self, request: &DeploymentRequest) -> Result<Plan> {
+        self.inner.orchestrator.plan(request).await
+    }
+
+    /// Applies a request to the end (every wave, the commit) and returns
+    /// the finished deployment. The same `idempotency_key` with the same
+    /// request returns the first deployment and applies nothing twice.
+    pub async fn apply(
+        &self,
+        request: &DeploymentRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Deployment> {
+        self.inner
+            .orchestrator
+            .apply(request, idempotency_key)
+            .await
+    }
+
+    /// The first half of [`Nestor::apply`]: every request error surfaces
+    /// here and the revision is recorded; [`Nestor::finish`] runs the rest
+    /// (a server answers in between).
+    pub async fn start(
+        &self,
+        request: &DeploymentRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Started> {
+        self.inner
+            .orchestrator
+            .start(request, idempotency_key)
+            .await
+    }
+
+    /// The second half of [`Nestor::apply`].
+    pub async fn finish(&self, started: Started) -> Result<Deployment> {
+        self.inner.orchestrator.finish(started).await
+    }
+
+    /// One deployment by id.
+    pub async fn deployment(&self, id: &str) -> Result<Deployment> {
+        self.inner.orchestrator.get(id).await
+    }
+
+    /// Deployments passing `filter`, newest first.
+    pub async fn deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>> {
+        self.inner.store.list_deployments(filter).await
+    }
+
+    /// A new revision whose content equals revision `to` (default: the one
+    /// before `id`).
+    pub async fn rollback(&self, id: &str, to: Option<u64>) -> Result<Deployment> {
+        self.inner.orchestrator.rollback(id, to).await
+    }
+
+    /// Cancels a deployment in progress; on a finished one, rolls back to
+    /// the previous revision (for revision 1, removes its artifacts).
+    pub async fn delete(&self, id: &str) -> Result<Deployment> {
+        self.inner.orchestrator.delete(id).await
+    }
+
+    /// Deploys to `to` the pinned versions and params of the latest
+    /// succeeded revision of `team/from/name`.
+    pub async fn promote(
+        &self,
+        team: &str,
+        name: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Deployment> {
+        self.inner.orchestrator.promote(team, name, from, to).await
+    }
+
+    /// What one resource renders to (`nestor render`), as the resource of
+    /// a deployment of `team` in `environment`.
+    pub async fn render(
+        &self,
+        catalog_ref: &str,
+        engine: Option<String>,
+        config: BTreeMap<String, Value>,
+        team: &str,
+        environment: &str,
+    ) -> Result<RenderedResource> {
+        self.inner
+            .orchestrator
+            .render_resource(catalog_ref, engine, config, team, environment)
+            .await
+    }
+
+    /// The dependency graph of the latest revision of every deployment
+    /// passing `filter` and `visible` (a caller's team scope).
+    pub async fn graph(
+        &self,
+        filter: &DeploymentFilter,
+        visible: impl Fn(&Deployment) -> bool,
+    ) -> Result<GraphView> {
+        deployment_graph(self.inner.store.as_ref(), filter, visible).await
+    }
+
+    /// Every loaded engine, by name.
+    pub fn engines(&self) -> Vec<EngineInfo> {
+        let engines = &self.inner.engines;
+        engines
+            .engine_names()
+            .iter()
+            .filter_map(|name| engines.engine(name))
+            .map(|e| e.info())
+            .collect()
+    }
+}

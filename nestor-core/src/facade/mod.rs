@@ -1,0 +1,164 @@
+//! [`Nestor`]: the one service API. Every operation the CLI, the HTTP API
+//! and library users perform exists once, here, over one store handle; the
+//! front-ends only translate to and from it.
+//!
+//! It is wiring, not a second layer of rules: each method calls the
+//! service that owns the rule (catalog, composer, sync, orchestrator). It
+//! is built once per process ([`Nestor::builder`]) and cheap to clone.
+//!
+//! # Layout
+//! - `mod.rs`: the facade, its builder, and the services it wires.
+//! - `catalog`: definitions (read, publish, check, diff, yank, sync) and
+//!   team compositions.
+//! - `deploy`: deployments (plan, apply, status, rollback, promote,
+//!   delete), rendering one resource, the graph, events and engines.
+
+mod catalog;
+mod deploy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::catalog::{CatalogService, Clock, SystemClock};
+use crate::composer::Composer;
+use crate::engine::EngineProvider;
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::orchestrator::{LeaseSettings, Orchestrator};
+use crate::store::Store;
+use crate::sync::SyncService;
+
+pub use catalog::{CheckScope, StatusSummary};
+
+/// Nestor as a library: catalog, compositions, sync and deployments over one
+/// store, one engine provider and one executor.
+///
+/// ```ignore
+/// let nestor = Nestor::builder()
+///     .store(store)
+///     .engines(engines)
+///     .executor(executor)
+///     .build()?;
+/// let report = nestor.sync(source.as_ref()).await?;
+/// let deployment = nestor.apply(&request, None).await?;
+/// ```
+#[derive(Clone)]
+pub struct Nestor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The one store handle every service shares.
+    store: Arc<dyn Store>,
+    /// Engines by name (render, list).
+    engines: Arc<dyn EngineProvider>,
+    /// Publishes and yanks definitions with every catalog rule.
+    catalog: CatalogService,
+    /// Validates and publishes compositions.
+    composer: Composer,
+    /// Syncs sources: definitions and compositions.
+    sync: SyncService,
+    /// Plans, applies and manages deployments.
+    orchestrator: Orchestrator,
+}
+
+/// Builds a [`Nestor`]; `store`, `engines` and `executor` are required.
+#[derive(Default)]
+pub struct NestorBuilder {
+    store: Option<Arc<dyn Store>>,
+    engines: Option<Arc<dyn EngineProvider>>,
+    executor: Option<Arc<dyn Executor>>,
+    clock: Option<Arc<dyn Clock>>,
+    leases: Option<LeaseSettings>,
+    wave_delay: Duration,
+}
+
+impl NestorBuilder {
+    /// The store (memory, SQLite, DynamoDB, or your own).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Where engines are found by name (the registry of `nestor-engines`).
+    pub fn engines(mut self, engines: Arc<dyn EngineProvider>) -> Self {
+        self.engines = Some(engines);
+        self
+    }
+
+    /// What applies rendered artifacts (the GitOps executor).
+    pub fn executor(mut self, executor: Arc<dyn Executor>) -> Self {
+        self.executor = Some(executor);
+        self
+    }
+
+    /// The clock every service reads (tests fix it). Default: the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Who runs deployments here and how long a lease lasts.
+    pub fn leases(mut self, leases: LeaseSettings) -> Self {
+        self.leases = Some(leases);
+        self
+    }
+
+    /// The pause between two waves of a deployment. Default: none.
+    pub fn wave_delay(mut self, delay: Duration) -> Self {
+        self.wave_delay = delay;
+        self
+    }
+
+    /// Wires the services. A missing part is a `BAD_REQUEST` naming it.
+    pub fn build(self) -> Result<Nestor> {
+        let missing = |part: &str| Error::bad_request(format!("Nestor::builder() needs {part}"));
+        let store = self.store.ok_or_else(|| missing("a store"))?;
+        let engines = self.engines.ok_or_else(|| missing("engines"))?;
+        let executor = self.executor.ok_or_else(|| missing("an executor"))?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let catalog = CatalogService::new(store.clone()).with_clock(clock.clone());
+        let composer = Composer::new(store.clone()).with_clock(clock.clone());
+        let sync = SyncService::new(catalog.clone()).with_composer(composer.clone());
+        let mut orchestrator = Orchestrator::new(store.clone(), engines.clone(), executor)
+            .with_clock(clock)
+            .with_wave_delay(self.wave_delay);
+        if let Some(leases) = self.leases {
+            orchestrator = orchestrator.with_leases(leases);
+        }
+        Ok(Nestor {
+            inner: Arc::new(Inner {
+                store,
+                engines,
+                catalog,
+                composer,
+                sync,
+                orchestrator,
+            }),
+        })
+    }
+}
+
+impl Nestor {
+    /// A builder.
+    pub fn builder() -> NestorBuilder {
+        NestorBuilder::default()
+    }
+
+    /// The store behind every service (for what no operation covers:
+    /// migrations, backups, tests).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The orchestrator (lease scans and resumes run from the server's
+    /// background tasks).
+    pub fn orchestrator(&self) -> &Orchestrator {
+        &self.inner.orchestrator
+    }
+
+    /// The catalog service.
+    pub fn catalog(&self) -> &CatalogService {
+        &self.inner.catalog
+    }
+}
