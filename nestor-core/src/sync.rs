@@ -170,6 +170,7 @@ impl SyncService {
         if let Some(composer) = &self.composer {
             for c in compositions {
                 let subject = c.composition.subject();
+                let team = c.composition.metadata.team.clone();
                 match composer
                     .publish(c.composition, Some(origin_for(&c.file)), &config.name)
                     .await
@@ -179,9 +180,10 @@ impl SyncService {
                     Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
                         return Err(e)
                     }
-                    Err(e) => report
-                        .errors
-                        .push(document_error(&c.file, c.document, c.line, &e)),
+                    Err(e) => report.errors.push(DocumentError {
+                        team: Some(team),
+                        ..document_error(&c.file, c.document, c.line, &e)
+                    }),
                 }
             }
         }
@@ -308,6 +310,7 @@ fn document_error(file: &str, document: usize, line: usize, e: &Error) -> Docume
         line,
         code: e.code().as_str().into(),
         errors,
+        team: None,
     }
 }
 
@@ -398,6 +401,7 @@ fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> FileParse {
                 line: 1,
                 code: ErrorCode::BadRequest.as_str().into(),
                 errors: vec![e],
+                team: None,
             };
             out.errors.push(error);
             return out;
@@ -423,6 +427,7 @@ fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> FileParse {
                 line: doc.line,
                 code: ErrorCode::ValidationFailed.as_str().into(),
                 errors: errs,
+                team: None,
             }),
             Document::Foreign { api_version, kind } => {
                 tracing::warn!(file = path, document = doc.index, %api_version, %kind, "skipping a document that is not Nestor's");

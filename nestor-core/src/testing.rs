@@ -962,6 +962,7 @@ pub async fn sync_state_and_reports(store: Arc<dyn CatalogStore>) {
             line: 12,
             code: "VALIDATION_FAILED".into(),
             errors: vec![FieldError::new("metadata.name", "bad")],
+            team: None,
         }],
         duration_ms: 5,
         files_read: 3,

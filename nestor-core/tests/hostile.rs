@@ -85,9 +85,18 @@ fn rendered_bytes_and_string_length_are_bounded() {
     let c = ctx(limits);
     let e = render_value(&json!("{{ 'y' * 5000 }}"), &c).unwrap_err();
     assert!(e.contains("limit is 4000"), "{e}");
+    // One string over the limit puts the whole request over budget.
+    assert!(c.budget.is_exhausted());
+    let e = render_value(&json!("{{ 1 }}"), &c).unwrap_err();
+    assert!(
+        e.contains("exceed their budget: a template produced"),
+        "{e}"
+    );
     // Mixed text is cut off while it renders, not after.
+    let c = ctx(limits);
     let e = render_value(&json!("head {{ 'y' * 5000 }} tail"), &c).unwrap_err();
     assert!(e.contains("renders more than"), "{e}");
+    let c = ctx(limits);
     for _ in 0..3 {
         render_value(&json!("{{ 'z' * 3000 }}"), &c).unwrap();
     }

@@ -36,14 +36,32 @@ pub struct Config {
     pub defaults: DefaultsConfig,
 }
 
-/// `server:`
+/// `server:` — the listener and the limits every connection and request
+/// meets, so no caller can stall or exhaust the server (issue 11).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on (`127.0.0.1:8080`).
     pub listen: String,
-    /// Largest accepted request body.
+    /// Largest accepted request body (1 MiB); larger is 413.
     pub max_body_bytes: usize,
+    /// Largest request head, request line and headers together (16 KiB);
+    /// larger is 431.
+    pub max_header_bytes: usize,
+    /// A connection must send a whole request head within this (`10s`)
+    /// after it opens; else it is answered 408 and closed.
+    pub header_read_timeout: String,
+    /// A kept-alive connection with no request for this long (`60s`) is
+    /// closed.
+    pub idle_timeout: String,
+    /// A request body must arrive whole within this (`30s`); else 408.
+    pub body_read_timeout: String,
+    /// Parsing and validating one body may take this long (`10s`); else 400.
+    pub parse_timeout: String,
+    /// Connections served at once (1024). When all are taken, the idle
+    /// ones are closed first, oldest first; when none is idle, a new
+    /// connection is answered 503 and closed.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -51,7 +69,61 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
+            body_read_timeout: "30s".into(),
+            parse_timeout: "10s".into(),
+            max_connections: 1024,
         }
+    }
+}
+
+/// The `server:` limits, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// `max_body_bytes`.
+    pub max_body_bytes: usize,
+    /// `max_header_bytes`.
+    pub max_header_bytes: usize,
+    /// `header_read_timeout`.
+    pub header_read_timeout: std::time::Duration,
+    /// `idle_timeout`.
+    pub idle_timeout: std::time::Duration,
+    /// `body_read_timeout`.
+    pub body_read_timeout: std::time::Duration,
+    /// `parse_timeout`.
+    pub parse_timeout: std::time::Duration,
+    /// `max_connections`.
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// The limits, with durations parsed; a bad value names its key.
+    pub fn limits(&self) -> anyhow::Result<ServerLimits> {
+        let parse = |key: &str, text: &str| {
+            let d = nestor_core::parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("server.{key}: {e}"))?;
+            if d.is_zero() {
+                bail!("server.{key} must be longer than 0s");
+            }
+            Ok::<_, anyhow::Error>(d)
+        };
+        if self.max_connections == 0 {
+            bail!("server.max_connections must be at least 1");
+        }
+        if self.max_header_bytes < 1024 {
+            bail!("server.max_header_bytes must be at least 1024");
+        }
+        Ok(ServerLimits {
+            max_body_bytes: self.max_body_bytes,
+            max_header_bytes: self.max_header_bytes,
+            header_read_timeout: parse("header_read_timeout", &self.header_read_timeout)?,
+            idle_timeout: parse("idle_timeout", &self.idle_timeout)?,
+            body_read_timeout: parse("body_read_timeout", &self.body_read_timeout)?,
+            parse_timeout: parse("parse_timeout", &self.parse_timeout)?,
+            max_connections: self.max_connections,
+        })
     }
 }
 
@@ -415,6 +487,7 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        self.server.limits()?;
         nestor_core::parse_duration(&self.sse.heartbeat)
             .map_err(|e| anyhow::anyhow!("sse.heartbeat: {e}"))?;
         nestor_core::parse_duration(&self.sse.retention)
@@ -529,6 +602,24 @@ mod tests {
             Path::new(".nestor/nestor.db")
         );
         assert!(c.auth.anonymous_read);
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_are_checked() {
+        let c = load_text("", &[]).unwrap();
+        let l = c.server.limits().unwrap();
+        assert_eq!(l.header_read_timeout.as_secs(), 10);
+        assert_eq!(l.max_connections, 1024);
+        let c = load_text("server:\n  idle_timeout: 5s\n  max_connections: 10\n", &[]).unwrap();
+        assert_eq!(c.server.limits().unwrap().idle_timeout.as_secs(), 5);
+        let err = load_text("server:\n  idle_timeout: soon\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.idle_timeout"), "{err}");
+        let err = load_text("server:\n  max_conections: 5\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_conections"), "{err}");
     }
 
     #[test]

@@ -78,6 +78,10 @@ pub struct DocumentError {
     pub code: String,
     /// Every problem found, each with a field path where one applies.
     pub errors: Vec<FieldError>,
+    /// The team of a composition that failed (team-scoped: only callers
+    /// who may see that team are shown it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// What one sync of one source did.
@@ -102,6 +106,23 @@ pub struct SyncReport {
     pub files_read: usize,
     /// When the sync finished.
     pub finished_at: super::Timestamp,
+}
+
+impl SyncReport {
+    /// The report as a caller who sees only the teams `sees` accepts may
+    /// read it: compositions of other teams (`team/name:version` subjects,
+    /// and their documents' errors) are left out, so team names and
+    /// composition names never leak through `/status` or `sync.completed`.
+    pub fn visible_to(mut self, sees: impl Fn(&str) -> bool) -> SyncReport {
+        let keep = |subject: &String| match subject.split_once('/') {
+            Some((team, _)) => sees(team),
+            None => true,
+        };
+        self.published.retain(keep);
+        self.yanked.retain(keep);
+        self.errors.retain(|e| e.team.as_deref().is_none_or(&sees));
+        self
+    }
 }
 
 /// What the sync service remembers of a source between syncs: the head it

@@ -457,11 +457,14 @@ impl Orchestrator {
             ))
         };
         let content = Self::content(&resolved);
+        // Keys are the team's own: another team using the same key neither
+        // sees nor blocks this one's deployment (issue 11).
+        let scoped_key = idempotency_key.map(|k| format!("{}/{k}", request.team));
         let recorded = self
             .record(
                 &spec.key,
                 &content,
-                idempotency_key.map(|k| (k, request_hash.as_str())),
+                scoped_key.as_deref().map(|k| (k, request_hash.as_str())),
                 |revision| self.draft(&spec, &resolved, revision),
             )
             .await?;

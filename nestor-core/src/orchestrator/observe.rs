@@ -471,7 +471,7 @@ fn timed_out(d: &mut Deployment, name: &str, commit: &str, timeout: &str, synced
 }
 
 fn humanize(d: Duration) -> String {
-    if d.as_secs() >= 60 && d.as_secs() % 60 == 0 {
+    if d.as_secs() >= 60 && d.as_secs().is_multiple_of(60) {
         format!("{}m", d.as_secs() / 60)
     } else if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())

@@ -8,9 +8,9 @@
 //! and shared by every template the request renders: each evaluation gets
 //! only the fuel the request has left, the sizes of what the templates
 //! render add up against one limit, and no single string may exceed
-//! another. The first template past a limit fails with
-//! `VALIDATION_FAILED`; every later one fails at once, so a hostile request
-//! is refused in milliseconds.
+//! another. The first template past any limit fails, marks the request
+//! over budget, and every later one fails at once; a plan over budget is
+//! refused as a whole with `VALIDATION_FAILED`, in milliseconds.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,8 +59,10 @@ struct Inner {
     fuel_used: AtomicU64,
     /// Bytes its templates have rendered.
     bytes_used: AtomicU64,
-    /// Set once a request-wide limit was passed: every later template fails.
+    /// Set once a limit was passed: every later template fails.
     exhausted: AtomicBool,
+    /// The first limit passed, for the request's answer.
+    reason: std::sync::Mutex<Option<String>>,
 }
 
 impl Default for TemplateBudget {
@@ -78,6 +80,7 @@ impl TemplateBudget {
                 fuel_used: AtomicU64::new(0),
                 bytes_used: AtomicU64::new(0),
                 exhausted: AtomicBool::new(false),
+                reason: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -102,22 +105,40 @@ impl TemplateBudget {
         self.inner.exhausted.load(Ordering::Relaxed)
     }
 
-    /// The message every template of an exhausted request fails with.
+    /// The message every template of an exhausted request fails with:
+    /// the first limit it passed.
     pub fn exhausted_message(&self) -> String {
         let l = self.inner.limits;
-        format!(
-            "the templates of this request exceed their budget ({} fuel, {} bytes rendered; \
-             used {} fuel, {} bytes)",
-            l.fuel,
-            l.rendered_bytes,
-            self.fuel_used(),
-            self.bytes_used()
-        )
+        let reason = self
+            .inner
+            .reason
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .unwrap_or_else(|| {
+                format!(
+                    "{} fuel and {} bytes rendered per request; used {} fuel, {} bytes",
+                    l.fuel,
+                    l.rendered_bytes,
+                    self.fuel_used(),
+                    self.bytes_used()
+                )
+            });
+        format!("the templates of this request exceed their budget: {reason}")
+    }
+
+    /// Marks the request over budget (the first reason is kept) and
+    /// returns the message.
+    pub(super) fn exhaust_with(&self, reason: Option<String>) -> String {
+        if let (Some(reason), Ok(mut first)) = (reason, self.inner.reason.lock()) {
+            first.get_or_insert(reason);
+        }
+        self.inner.exhausted.store(true, Ordering::Relaxed);
+        self.exhausted_message()
     }
 
     fn exhaust(&self) -> String {
-        self.inner.exhausted.store(true, Ordering::Relaxed);
-        self.exhausted_message()
+        self.exhaust_with(None)
     }
 
     /// The fuel the next evaluation may use, or the reason there is none.
@@ -149,10 +170,11 @@ impl TemplateBudget {
     pub(super) fn charge_value(&self, value: &Value) -> Result<(), String> {
         let l = self.inner.limits;
         if let Some(long) = longest_string(value).filter(|n| *n as u64 > l.max_string_bytes) {
-            return Err(format!(
-                "the template produced a string of {long} bytes; the limit is {}",
+            // A request that asks for this is refused as a whole.
+            return Err(self.exhaust_with(Some(format!(
+                "a template produced a string of {long} bytes; the limit is {}",
                 l.max_string_bytes
-            ));
+            ))));
         }
         let size = value_size(value);
         let used = self.inner.bytes_used.fetch_add(size, Ordering::Relaxed) + size;

@@ -148,10 +148,10 @@ fn render_string(text: &str, ctx: &TemplateContext) -> Result<Value, String> {
         }
         Err(Failure::Output) => {
             ctx.budget.charge_fuel(allowance.fuel);
-            return Err(format!(
-                "the template renders more than {} bytes",
+            return Err(ctx.budget.exhaust_with(Some(format!(
+                "a template renders more than {} bytes",
                 allowance.output_bytes
-            ));
+            ))));
         }
         Err(Failure::Other(message)) => {
             ctx.budget.charge_fuel(1 + text.len() as u64 / 64);

@@ -233,6 +233,33 @@ impl Caller {
         }
     }
 
+    /// Before reading a body that names its team: the caller must hold a
+    /// token that may write some team (`admin` or a `team:` role), so an
+    /// anonymous caller gets 401 and a reader or platform token 403 at
+    /// once, without the server reading the body.
+    pub fn may_write_some_team(&self) -> Result<(), ApiError> {
+        match &*self.0 {
+            Principal::Anonymous => Err(unauthorized()),
+            Principal::Token { admin, teams, .. } if *admin || !teams.is_empty() => Ok(()),
+            Principal::Token { .. } => Err(forbidden("change any team (needs a team: role)")),
+        }
+    }
+
+    /// Before reading a plan request: any token (every token may read some
+    /// team: admin and reader all, a team token its own).
+    pub fn may_read_some_team(&self) -> Result<(), ApiError> {
+        match &*self.0 {
+            Principal::Anonymous => Err(unauthorized()),
+            Principal::Token {
+                admin,
+                reader,
+                teams,
+                ..
+            } if *admin || *reader || !teams.is_empty() => Ok(()),
+            Principal::Token { .. } => Err(forbidden("read any team's deployments")),
+        }
+    }
+
     /// The teams a listing is restricted to: `None` for every team.
     pub fn team_scope(&self) -> Result<Option<BTreeSet<String>>, ApiError> {
         match &*self.0 {

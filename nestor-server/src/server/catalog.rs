@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiResult;
-use super::extract::{check_name, Payload, Query};
+use super::extract::{check_name, off_thread, Cancel, Payload, Query, Unread};
 use super::AppState;
 
 const FILTER_KEYS: [&str; 6] = [
@@ -51,10 +51,14 @@ fn filter(query: &Query) -> ApiResult<ListFilter> {
     };
     for label in query.all("label") {
         let (k, v) = label.split_once('=').ok_or_else(|| {
-            Error::bad_request(format!("label {label:?}: expected label=KEY=VALUE"))
+            Error::bad_request(format!(
+                "label {}: expected label=KEY=VALUE",
+                nestor_core::excerpt(label)
+            ))
         })?;
         f.labels.insert(k.to_string(), v.to_string());
     }
+    f.check()?;
     Ok(f)
 }
 
@@ -143,6 +147,7 @@ pub(super) async fn search(
     caller.read_catalog(&state)?;
     query.allow(&[&FILTER_KEYS[..], &["limit"]].concat())?;
     let text = query.get("q").unwrap_or("").to_string();
+    nestor_core::check_search_query(&text)?;
     let mut f = filter(&query)?;
     f.q = None;
     let limit = query.page()?.limit;
@@ -151,7 +156,7 @@ pub(super) async fn search(
 }
 
 /// The definitions of a body: a JSON object or array, or YAML documents.
-fn definitions(payload: &Payload) -> ApiResult<Vec<ResourceDefinition>> {
+fn definitions(payload: &Payload, cancel: &Cancel) -> ApiResult<Vec<ResourceDefinition>> {
     let mut out = Vec::new();
     let mut errors: Vec<FieldError> = Vec::new();
     if payload.yaml {
@@ -160,6 +165,7 @@ fn definitions(payload: &Payload) -> ApiResult<Vec<ResourceDefinition>> {
             return Err(Error::bad_request("request body holds no YAML document").into());
         }
         for raw in docs {
+            cancel.check()?;
             let value = raw.value.map_err(|e| {
                 Error::bad_request(format!("document {}: {}", raw.index, e.message))
             })?;
@@ -186,6 +192,7 @@ fn definitions(payload: &Payload) -> ApiResult<Vec<ResourceDefinition>> {
             other => vec![other],
         };
         for (i, item) in items.iter().enumerate() {
+            cancel.check()?;
             match parse_definition(item) {
                 Ok(d) => out.push(d),
                 Err(errs) => errors.extend(prefix(i, errs)),
@@ -221,11 +228,12 @@ pub(super) async fn publish(
     State(state): State<AppState>,
     caller: Caller,
     query: Query,
-    payload: Payload,
+    body: Unread,
 ) -> ApiResult<Response> {
     caller.write_catalog()?;
     query.allow(&[])?;
-    let defs = definitions(&payload)?;
+    let payload = body.read(&state).await?;
+    let defs = off_thread(&state, move |cancel| definitions(&payload, cancel)).await?;
     let actor = caller.actor();
     if defs.len() == 1 {
         let def = defs.into_iter().next().expect("one definition");
@@ -261,13 +269,21 @@ pub(super) async fn validate(
     State(state): State<AppState>,
     caller: Caller,
     query: Query,
-    payload: Payload,
+    body: Unread,
 ) -> ApiResult<Json<Value>> {
     caller.read_catalog(&state)?;
     query.allow(&[])?;
-    let docs: Vec<(usize, Document)> = if payload.yaml {
+    let payload = body.read(&state).await?;
+    let docs = off_thread(&state, move |cancel| documents(&payload, cancel)).await?;
+    validate_documents(&state, docs).await
+}
+
+/// Every document of a body, interpreted (the store-free checks).
+fn documents(payload: &Payload, cancel: &Cancel) -> ApiResult<Vec<(usize, Document)>> {
+    Ok(if payload.yaml {
         let mut docs = Vec::new();
         for raw in split_documents(payload.text()?) {
+            cancel.check()?;
             let value = raw.value.map_err(|e| {
                 Error::bad_request(format!("document {}: {}", raw.index, e.message))
             })?;
@@ -283,7 +299,15 @@ pub(super) async fn validate(
             Value::Array(items) => items.iter().map(interpret).enumerate().collect(),
             one => vec![(0, interpret(&one))],
         }
-    };
+    })
+}
+
+/// Checks what needs the store (dependencies, a composition's references)
+/// and answers `{valid, documents}`.
+async fn validate_documents(
+    state: &AppState,
+    docs: Vec<(usize, Document)>,
+) -> ApiResult<Json<Value>> {
     let mut out = Vec::new();
     let mut valid = true;
     for (index, doc) in docs {
@@ -394,8 +418,15 @@ pub(super) async fn status(
 ) -> ApiResult<Json<Value>> {
     caller.read_catalog(&state)?;
     query.allow(&[])?;
-    let syncs = state.store().last_syncs().await?;
+    let syncs: Vec<nestor_core::SyncReport> = state
+        .store()
+        .last_syncs()
+        .await?
+        .into_iter()
+        .map(|r| r.visible_to(|team| caller.sees_team(team)))
+        .collect();
     let last_event = nestor_core::EventLog::last_sequence(state.store().as_ref()).await?;
+    state.metrics().refresh_versions().await;
     Ok(Json(json!({
         "versions": state.metrics().catalog_versions(),
         "last_event": last_event,

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiResult;
-use super::extract::{check_name, Payload, Query};
+use super::extract::{check_name, off_thread, Query, Unread};
 use super::AppState;
 
 /// The newest version of each of the team's compositions.
@@ -88,11 +88,34 @@ pub(super) async fn publish(
     caller: Caller,
     query: Query,
     Path(team): Path<String>,
-    payload: Payload,
+    body: Unread,
 ) -> ApiResult<Response> {
     query.allow(&[])?;
     check_name("team", &team)?;
     caller.write_team(&team)?;
+    let payload = body.read(&state).await?;
+    let path_team = team.clone();
+    let composition = off_thread(&state, move |_| parse_body(&payload, &path_team)).await?;
+    let published = state
+        .inner
+        .composer
+        .publish(composition, None, &caller.actor())
+        .await?;
+    let status = if published.outcome == PublishOutcome::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!(published))).into_response())
+}
+
+/// The composition in a body (JSON or one YAML document), checked to
+/// belong to `team`.
+fn parse_body(
+    payload: &super::extract::Payload,
+    team: &str,
+) -> ApiResult<nestor_core::Composition> {
+    let team = team.to_string();
     let mut value = if payload.yaml {
         let mut docs = split_documents(payload.text()?);
         if docs.len() != 1 {
@@ -124,17 +147,7 @@ pub(super) async fn publish(
         )
         .into());
     }
-    let published = state
-        .inner
-        .composer
-        .publish(composition, None, &caller.actor())
-        .await?;
-    let status = if published.outcome == PublishOutcome::Created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(json!(published))).into_response())
+    Ok(composition)
 }
 
 /// Fills in `metadata.team` when the document leaves it out.

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiResult;
-use super::extract::{check_name, decode_value, Payload, Query};
+use super::extract::{check_name, decode_value, off_thread, Query, Unread};
 use super::AppState;
 
 /// `POST /teams/{team}/deploy`: a composition with parameters.
@@ -69,12 +69,16 @@ pub(super) async fn create(
     caller: Caller,
     query: Query,
     headers: HeaderMap,
-    payload: Payload,
+    body: Unread,
 ) -> ApiResult<Response> {
     query.allow(&[])?;
-    let request: DeploymentRequest = payload.decode()?;
+    // The team is in the body: who may write no team is answered first.
+    caller.may_write_some_team()?;
+    let key = idempotency_key(&headers)?;
+    let payload = body.read(&state).await?;
+    let request: DeploymentRequest = off_thread(&state, move |_| payload.decode()).await?;
     caller.write_team(&request.team)?;
-    start(&state, request, idempotency_key(&headers)?).await
+    start(&state, request, key).await
 }
 
 /// Deploys a team composition: `{composition, params, environment, name}`.
@@ -87,12 +91,14 @@ pub(super) async fn team_deploy(
     query: Query,
     Path(team): Path<String>,
     headers: HeaderMap,
-    payload: Payload,
+    body: Unread,
 ) -> ApiResult<Response> {
     query.allow(&[])?;
     check_name("team", &team)?;
     caller.write_team(&team)?;
-    let body: TeamDeploy = payload.decode()?;
+    let key = idempotency_key(&headers)?;
+    let payload = body.read(&state).await?;
+    let body: TeamDeploy = off_thread(&state, move |_| payload.decode()).await?;
     let request = DeploymentRequest {
         team,
         environment: body
@@ -106,7 +112,7 @@ pub(super) async fn team_deploy(
         dry_run: body.dry_run,
         ..DeploymentRequest::default()
     };
-    start(&state, request, idempotency_key(&headers)?).await
+    start(&state, request, key).await
 }
 
 async fn start(
@@ -148,10 +154,12 @@ pub(super) async fn plan(
     State(state): State<AppState>,
     caller: Caller,
     query: Query,
-    payload: Payload,
+    body: Unread,
 ) -> ApiResult<Json<Value>> {
     query.allow(&[])?;
-    let request: DeploymentRequest = payload.decode()?;
+    caller.may_read_some_team()?;
+    let payload = body.read(&state).await?;
+    let request: DeploymentRequest = off_thread(&state, move |_| payload.decode()).await?;
     caller.read_team(&request.team)?;
     Ok(Json(json!(state.inner.orchestrator.plan(&request).await?)))
 }
@@ -203,8 +211,13 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Deplo
     if id.len() > 300 || id.contains('/') {
         return Err(Error::bad_request("not a deployment id").into());
     }
+    caller.team_scope()?; // anonymous: 401
     let d = state.inner.orchestrator.get(id).await?;
-    caller.read_team(&d.team)?;
+    if !caller.sees_team(&d.team) {
+        // The same answer as for an id that does not exist, so ids of
+        // other teams cannot be found by trying (issue 11).
+        return Err(Error::DeploymentNotFound { id: id.to_string() }.into());
+    }
     Ok(d)
 }
 
@@ -269,10 +282,12 @@ pub(super) async fn promote(
     State(state): State<AppState>,
     caller: Caller,
     query: Query,
-    payload: Payload,
+    body: Unread,
 ) -> ApiResult<Json<Value>> {
     query.allow(&[])?;
-    let p: Promote = payload.decode()?;
+    caller.may_write_some_team()?;
+    let payload = body.read(&state).await?;
+    let p: Promote = off_thread(&state, move |_| payload.decode()).await?;
     for (kind, v) in [
         ("team", &p.team),
         ("deployment", &p.name),

@@ -39,26 +39,16 @@ pub(super) fn new_request_id() -> String {
     hex::encode(bytes)
 }
 
-/// An error answer: a core error, and the status when it is not the code's
-/// own (413 for a body too large, 404 for an unknown route).
+/// An error answer: a core error, answered with its code's status (SPEC
+/// §12), so the status and the code of a body never disagree.
 #[derive(Debug)]
 pub struct ApiError {
     /// What went wrong, with its SPEC §12 code (boxed, so handler results
     /// stay small on the happy path).
     error: Box<Error>,
-    /// A status overriding the code's, for transport-level problems.
-    status: Option<StatusCode>,
 }
 
 impl ApiError {
-    /// An error answered with an explicit status.
-    pub fn with_status(status: StatusCode, error: Error) -> Self {
-        ApiError {
-            error: Box::new(error),
-            status: Some(status),
-        }
-    }
-
     /// The core error inside.
     pub fn error(&self) -> &Error {
         &self.error
@@ -69,25 +59,68 @@ impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         ApiError {
             error: Box::new(error),
-            status: None,
         }
     }
+}
+
+/// Longest message an error body carries; field errors are cut likewise.
+/// The core quotes values short already; this bounds what serde or a
+/// store might quote.
+const MESSAGE_LIMIT: usize = 1024;
+/// Most field errors an error body lists.
+const FIELD_ERRORS_LIMIT: usize = 100;
+
+fn cut(text: &mut String, limit: usize) {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let total = text.len();
+        text.truncate(end);
+        text.push_str(&format!("… ({total} bytes)"));
+    }
+}
+
+/// The details object with every string cut to size and lists bounded.
+fn bounded(mut details: serde_json::Value) -> serde_json::Value {
+    if let Some(errors) = details
+        .get_mut("validation_errors")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        errors.truncate(FIELD_ERRORS_LIMIT);
+    }
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => cut(s, MESSAGE_LIMIT / 2),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            serde_json::Value::Object(map) => map.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut details);
+    details
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = self.error.code();
-        let status = self.status.unwrap_or_else(|| {
-            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        });
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let trace_id = current_request_id();
-        let (message, details) = if status.is_server_error() && code != ErrorCode::EngineFailed {
+        let (message, details) = if status.is_server_error()
+            && !matches!(
+                code,
+                ErrorCode::EngineFailed | ErrorCode::ServiceUnavailable
+            ) {
             // The detail may name files, queries or hosts: log it, don't send it.
             tracing::error!(trace_id = %trace_id, code = %code, error = %self.error, cause = ?std::error::Error::source(&self.error), "request failed");
             (generic_message(code).to_string(), json!({}))
         } else {
-            tracing::debug!(trace_id = %trace_id, code = %code, error = %self.error, "request refused");
-            (self.error.to_string(), self.error.details())
+            let mut message = self.error.to_string();
+            cut(&mut message, MESSAGE_LIMIT);
+            tracing::debug!(trace_id = %trace_id, code = %code, error = %message, "request refused");
+            (message, bounded(self.error.details()))
         };
         let mut response = (status, Json(json!({"error": {"code": code, "message": message, "details": details, "trace_id": trace_id}}))).into_response();
         if status == StatusCode::UNAUTHORIZED {

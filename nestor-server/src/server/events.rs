@@ -312,6 +312,22 @@ fn visible_to(caller: &Caller, e: &Event) -> bool {
     }
 }
 
+/// A `sync.completed` event as `caller` may read it: other teams'
+/// compositions left out of its report. `None` when nothing is hidden.
+fn redact_sync(caller: &Caller, e: &Event) -> Option<Event> {
+    if e.event_type != EventType::SyncCompleted {
+        return None;
+    }
+    let report: nestor_core::SyncReport = serde_json::from_value(e.data.clone()).ok()?;
+    let visible = report.clone().visible_to(|team| caller.sees_team(team));
+    if visible == report {
+        return None;
+    }
+    let mut redacted = e.clone();
+    redacted.data = json!(visible);
+    Some(redacted)
+}
+
 fn to_sse(e: &Event, json: &str) -> SseEvent {
     SseEvent::default()
         .id(e.id.to_string())
@@ -434,6 +450,12 @@ impl Client {
         if !(visible_to(&self.caller, e) && self.selector.matches(e)) {
             return None;
         }
+        if let Some(redacted) = redact_sync(&self.caller, e) {
+            return Some(to_sse(
+                &redacted,
+                &serde_json::to_string(&redacted).unwrap_or_else(|_| "{}".into()),
+            ));
+        }
         Some(match json {
             Some(json) => to_sse(e, json),
             None => to_sse(e, &serde_json::to_string(e).unwrap_or_else(|_| "{}".into())),
@@ -468,6 +490,17 @@ pub(super) async fn stream(
         None => query.number("since")?,
     };
     let hub = state.events().clone();
+    if let Some(n) = resume {
+        let end = hub.inner.store.last_sequence().await?;
+        if n > end {
+            // A cursor from another store, or a made-up one: replaying from
+            // it would silently deliver nothing.
+            return Err(Error::bad_request(format!(
+                "Last-Event-ID {n} is beyond the end of the event log ({end}); reconnect without it to start from now"
+            ))
+            .into());
+        }
+    }
     // Subscribe before reading the live point, so nothing falls in between.
     let rx = hub.inner.sender.subscribe();
     let (last, replaying) = match resume {

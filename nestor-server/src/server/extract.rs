@@ -4,13 +4,13 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
 use nestor_core::{Error, PageRequest};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiResult};
 use super::AppState;
 
 /// The query string as ordered key/value pairs.
@@ -46,9 +46,11 @@ impl Query {
             } else {
                 format!("known: {}", allowed.join(", "))
             };
-            return Err(
-                Error::bad_request(format!("unknown query parameter {key:?} ({known})")).into(),
-            );
+            return Err(Error::bad_request(format!(
+                "unknown query parameter {} ({known})",
+                nestor_core::excerpt(key)
+            ))
+            .into());
         }
         Ok(())
     }
@@ -82,13 +84,15 @@ impl Query {
             ))
             .into());
         }
-        Ok(PageRequest {
+        let page = PageRequest {
             limit: limit as usize,
             cursor: self
                 .get("cursor")
                 .filter(|c| !c.is_empty())
                 .map(str::to_string),
-        })
+        };
+        page.check()?;
+        Ok(page)
     }
 
     /// An unsigned integer parameter.
@@ -96,9 +100,82 @@ impl Query {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.parse().map(Some).map_err(|_| {
-                Error::bad_request(format!("{key} must be a non-negative integer, got {v:?}"))
-                    .into()
+                Error::bad_request(format!(
+                    "{key} must be a non-negative integer, got {}",
+                    nestor_core::excerpt(v)
+                ))
+                .into()
             }),
+        }
+    }
+}
+
+/// A request body not read yet: handlers check the caller first and read
+/// it only then ([`Unread::read`]), so an anonymous or unauthorised
+/// caller is answered before a byte of its body is taken (issue 11).
+/// A declared `Content-Length` over the limit is refused at once.
+#[derive(Debug)]
+pub struct Unread {
+    body: Body,
+    yaml: bool,
+    form: bool,
+}
+
+impl FromRequest<AppState> for Unread {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.config().server.max_body_bytes;
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(Error::PayloadTooLarge {
+                limit: limit as u64,
+            }
+            .into());
+        }
+        let media = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        Ok(Unread {
+            yaml: media.contains("yaml"),
+            form: media.starts_with("application/x-www-form-urlencoded"),
+            body: request.into_body(),
+        })
+    }
+}
+
+impl Unread {
+    /// Reads the body: at most `server.max_body_bytes` (else
+    /// `PAYLOAD_TOO_LARGE`), all of it within `server.body_read_timeout`
+    /// (else `REQUEST_TIMEOUT`), so a trickling client cannot hold a
+    /// handler.
+    pub async fn read(self, state: &AppState) -> ApiResult<Payload> {
+        let limits = state.limits();
+        let read = axum::body::to_bytes(self.body, limits.max_body_bytes);
+        match tokio::time::timeout(limits.body_read_timeout, read).await {
+            Ok(Ok(bytes)) => Ok(Payload {
+                bytes,
+                yaml: self.yaml,
+                form: self.form,
+            }),
+            Ok(Err(_)) => Err(Error::PayloadTooLarge {
+                limit: limits.max_body_bytes as u64,
+            }
+            .into()),
+            Err(_) => Err(Error::RequestTimeout {
+                message: format!(
+                    "the request body did not arrive within {:?}",
+                    limits.body_read_timeout
+                ),
+            }
+            .into()),
         }
     }
 }
@@ -110,41 +187,56 @@ pub struct Payload {
     pub bytes: Bytes,
     /// Whether the client declared YAML (`application/yaml`, `text/yaml`...).
     pub yaml: bool,
+    /// Whether the client declared a form (`application/x-www-form-urlencoded`).
+    pub form: bool,
 }
 
-impl FromRequest<AppState> for Payload {
-    type Rejection = ApiError;
+/// Runs CPU work on a request's body (parsing, validation) on the blocking
+/// pool rather than on an async worker, within `server.parse_timeout`. The
+/// work gets a [`Cancel`] flag, set when the deadline passes or the client
+/// goes away (the handler future is dropped), to check between documents.
+pub async fn off_thread<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Cancel) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let cancel = Cancel::default();
+    let guard = CancelOnDrop(cancel.clone());
+    let flag = cancel.clone();
+    let task = tokio::task::spawn_blocking(move || work(&flag));
+    let deadline = state.limits().parse_timeout;
+    let outcome = tokio::time::timeout(deadline, task).await;
+    drop(guard);
+    match outcome {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(Error::internal(format!("request work failed: {e}")).into()),
+        Err(_) => Err(Error::bad_request(format!(
+            "the request body took longer than {deadline:?} to process; it is refused"
+        ))
+        .into()),
+    }
+}
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = state.config().server.max_body_bytes;
-        let too_large = || {
-            ApiError::with_status(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Error::bad_request(format!(
-                    "request body is larger than the {limit} byte limit"
-                )),
-            )
-        };
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
+/// Set when a request's work should stop.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    /// Refuses to go on once cancelled.
+    pub fn check(&self) -> ApiResult<()> {
+        if self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            Err(Error::bad_request("the request was abandoned").into())
+        } else {
+            Ok(())
         }
-        let media = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let yaml = media.contains("yaml");
-        let body: Body = request.into_body();
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| too_large())?;
-        Ok(Payload { bytes, yaml })
+    }
+}
+
+/// Cancels when dropped: the handler finished, timed out, or its client left.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0 .0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -199,7 +291,8 @@ pub fn check_name(kind: &str, value: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(Error::bad_request(format!(
-            "{value:?} is not a valid {kind} name (lowercase letters, digits and '-')"
+            "{} is not a valid {kind} name (lowercase letters, digits and '-')",
+            nestor_core::excerpt(value)
         ))
         .into())
     }

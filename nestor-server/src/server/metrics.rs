@@ -107,14 +107,38 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The method as a label: the standard methods by name, anything else
+/// (a client can send any token, 50 KB long) as `other`, so request data
+/// never makes a new series (issue 11).
+pub(super) fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
+}
+
+/// The status as a label: a status the server answers, else its class.
+fn status_label(status: u16) -> u16 {
+    if (100..600).contains(&status) {
+        status
+    } else {
+        0
+    }
+}
+
 impl Metrics {
-    /// Counts a served request.
+    /// Counts a served request. `route` is a route template (or
+    /// `unmatched`), never the path a client sent.
     pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
         *self
             .requests
             .lock()
             .unwrap()
-            .entry((route.to_string(), method.to_string(), status))
+            .entry((
+                route.to_string(),
+                method_label(method).to_string(),
+                status_label(status),
+            ))
             .or_default() += 1;
         self.durations
             .lock()
@@ -171,7 +195,8 @@ impl Metrics {
         self.versions.lock().unwrap().map(|(_, n)| n)
     }
 
-    async fn refresh_versions(&self) {
+    /// Recounts the published versions if the last count is older than 15 s.
+    pub(super) async fn refresh_versions(&self) {
         if self
             .versions
             .lock()

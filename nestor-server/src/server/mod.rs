@@ -10,6 +10,8 @@
 //! - `catalog`, `compositions`, `deployments`: the routes, thin.
 //! - `events`: the event-log tail and the SSE stream (SPEC §8).
 //! - `sync`: background syncs with coalescing, pollers and git webhooks.
+//! - `conn`: the transport under the router: header and idle timeouts and
+//!   a connection cap (`server:` limits).
 //! - `metrics`: a small hand-written Prometheus registry.
 //! - `openapi`: the OpenAPI 3 document, generated from the handlers.
 //!
@@ -27,6 +29,7 @@
 mod auth;
 mod catalog;
 mod compositions;
+mod conn;
 mod deployments;
 mod error;
 mod events;
@@ -78,6 +81,8 @@ struct Inner {
     engines: Arc<EngineRegistry>,
     /// Limits, auth and SSE settings.
     config: Config,
+    /// The `server:` limits, parsed.
+    limits: crate::config::ServerLimits,
     /// Token hashes and roles, parsed once.
     auth: auth::Auth,
     /// Counters and histograms for `/metrics`.
@@ -129,6 +134,7 @@ impl AppState {
             .with_leases(leases)
             .with_wave_delay(wave_delay);
         let auth = auth::Auth::from_config(&config.auth)?;
+        let limits = config.server.limits()?;
         let heartbeat =
             nestor_core::parse_duration(&config.sse.heartbeat).map_err(anyhow::Error::msg)?;
         let retention =
@@ -167,6 +173,7 @@ impl AppState {
                 orchestrator,
                 engines,
                 config,
+                limits,
                 auth,
                 metrics,
                 events,
@@ -198,6 +205,11 @@ impl AppState {
 
     fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The `server:` limits.
+    pub fn limits(&self) -> &crate::config::ServerLimits {
+        &self.inner.limits
     }
 }
 
@@ -290,12 +302,21 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = request.method().clone();
-    let span = tracing::info_span!("request", %method, route = %route, request_id = %request_id);
+    let span = tracing::info_span!("request", method = %metrics::method_label(method.as_str()), route = %route, request_id = %request_id);
     let started = Instant::now();
-    let mut response = error::with_request_id(
-        request_id.clone(),
-        tracing::Instrument::instrument(next.run(request), span.clone()),
-    )
+    let too_large = head_bytes(&request) > state.limits().max_header_bytes;
+    let mut response = error::with_request_id(request_id.clone(), async {
+        if too_large {
+            return ApiError::from(nestor_core::Error::RequestHeaderFieldsTooLarge {
+                message: format!(
+                    "the request line and headers are larger than {} bytes",
+                    state.limits().max_header_bytes
+                ),
+            })
+            .into_response();
+        }
+        tracing::Instrument::instrument(next.run(request), span.clone()).await
+    })
     .await;
     let status = response.status();
     span.in_scope(|| {
@@ -321,18 +342,34 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
+/// The size of a request's head: its request line and headers.
+fn head_bytes(request: &Request) -> usize {
+    let line = request.method().as_str().len()
+        + request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len())
+        + 12;
+    request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + line
+}
+
 async fn no_route() -> ApiError {
-    ApiError::with_status(
-        StatusCode::NOT_FOUND,
-        nestor_core::Error::bad_request("no such route; see /api/v1/openapi.json"),
-    )
+    nestor_core::Error::NotFound {
+        message: "no such route; see /api/v1/openapi.json".into(),
+    }
+    .into()
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::with_status(
-        StatusCode::METHOD_NOT_ALLOWED,
-        nestor_core::Error::bad_request("method not allowed on this route"),
-    )
+    nestor_core::Error::MethodNotAllowed {
+        message: "this route does not take that method; see /api/v1/openapi.json".into(),
+    }
+    .into()
 }
 
 #[utoipa::path(get, path = "/health", responses((status = 200, description = "the process is alive")))]
@@ -390,15 +427,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let tx = state.inner.shutdown_tx.clone();
     let app = router(state.clone());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!(
-                "shutting down: no new connections, streams end, in-flight requests finish"
-            );
-            let _ = tx.send(true);
-        })
-        .await;
+    let stopping = tx.subscribe();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, streams end, in-flight requests finish");
+        let _ = tx.send(true);
+    });
+    let result = conn::serve(listener, app, *state.limits(), stopping).await;
     state.inner.syncs.stop();
     let running = state.inner.runs.in_flight();
     if running > 0 {

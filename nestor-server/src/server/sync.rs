@@ -1,8 +1,12 @@
 //! Catalog syncs in the background (SPEC §3): one runner per source with
 //! coalescing (triggers during a running sync become one follow-up), a
 //! poller per source at its `poll_interval`, `POST /api/v1/sync`, and the
-//! git webhook with GitHub (`X-Hub-Signature-256`) and GitLab
-//! (`X-Gitlab-Token`) verification.
+//! git webhook, verified the way each provider signs: GitHub
+//! (`X-Hub-Signature-256: sha256=<hex>`), Gitea and Forgejo
+//! (`X-Gitea-Signature: <hex>`), Gogs (`X-Gogs-Signature: <hex>`) — each an
+//! HMAC-SHA256 of the raw body — and GitLab (`X-Gitlab-Token`, the secret
+//! itself). Bodies may be JSON or GitHub's default form encoding
+//! (`payload=<urlencoded JSON>`, signed as sent).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,14 +17,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use hmac::{KeyInit, Mac};
 use nestor_core::{CatalogSource, Error, SourceConfig, SyncReport, SyncService};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::auth::Caller;
 use super::error::ApiResult;
 use super::events::EventHub;
-use super::extract::{Payload, Query};
+use super::extract::{Query, Unread};
 use super::metrics::Metrics;
 use super::AppState;
 
@@ -252,58 +257,83 @@ pub(super) async fn trigger(
     Ok((StatusCode::ACCEPTED, Json(json!({"accepted": names}))).into_response())
 }
 
-/// HMAC-SHA256 (RFC 2104) over `sha2`: eight lines do not justify a crate.
-pub(super) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let inner = Sha256::new()
-        .chain_update(block.map(|b| b ^ 0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(block.map(|b| b ^ 0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
-}
+type HmacSha256 = hmac::Hmac<sha2_mac::Sha256>;
 
 /// Hex HMAC-SHA256 of `message`: what GitHub sends after `sha256=` in
-/// `X-Hub-Signature-256` (handy for clients and tests).
+/// `X-Hub-Signature-256`, and Gitea and Gogs send bare (handy for clients
+/// and tests).
 pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    hex::encode(hmac_sha256(key, message))
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
 }
 
-/// Compares in time independent of where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The signature headers, in the order they are tried: the HMAC ones
+/// (with the prefix their value carries), then GitLab's shared token.
+const HMAC_HEADERS: [(&str, &str); 3] = [
+    ("x-hub-signature-256", "sha256="),
+    ("x-gitea-signature", ""),
+    ("x-gogs-signature", ""),
+];
+
+/// Whether the call carries any signature header at all.
+fn has_signature(headers: &HeaderMap) -> bool {
+    HMAC_HEADERS
+        .iter()
+        .map(|(h, _)| *h)
+        .chain(["x-gitlab-token"])
+        .any(|h| headers.contains_key(h))
 }
 
-/// Whether the call carries a valid signature for `secret`.
+/// Whether the call carries a valid signature for `secret`; the first
+/// signature header present decides.
 fn signed(headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
-    if let Some(sig) = headers
-        .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok())
-    {
-        let Some(hex_sig) = sig.trim().strip_prefix("sha256=") else {
+    for (name, prefix) in HMAC_HEADERS {
+        let Some(sig) = headers.get(name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let Some(given) = sig
+            .trim()
+            .strip_prefix(prefix)
+            .and_then(|h| hex::decode(h).ok())
+        else {
             return false;
         };
-        let Ok(given) = hex::decode(hex_sig) else {
-            return false;
-        };
-        return constant_time_eq(&given, &hmac_sha256(secret.as_bytes(), body));
+        let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("any key length");
+        mac.update(body);
+        // Constant time, whatever the given length.
+        return mac.verify_slice(&given).is_ok();
     }
     if let Some(token) = headers.get("x-gitlab-token").and_then(|v| v.to_str().ok()) {
-        // Hash both sides so the comparison length does not leak the secret's.
-        return constant_time_eq(
-            &Sha256::digest(token.as_bytes()),
-            &Sha256::digest(secret.as_bytes()),
-        );
+        // Compare digests, so neither the time nor the length compared
+        // tells anything about the secret.
+        use sha2::Digest;
+        let given = sha2::Sha256::digest(token.as_bytes());
+        let wanted = sha2::Sha256::digest(secret.as_bytes());
+        return bool::from(given.as_slice().ct_eq(wanted.as_slice()));
     }
     false
+}
+
+/// The push payload of a body: JSON, or GitHub's default form encoding
+/// `payload=<urlencoded JSON>` (the signature covers the form as sent).
+fn push_payload(bytes: &[u8], form: bool) -> ApiResult<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    let looks_like_form = form || bytes.starts_with(b"payload=");
+    if looks_like_form {
+        let json = form_urlencoded::parse(bytes)
+            .find(|(k, _)| k == "payload")
+            .map(|(_, v)| v.into_owned())
+            .ok_or_else(|| {
+                Error::bad_request("a form-encoded webhook must carry its JSON in `payload=`")
+            })?;
+        return serde_json::from_str(&json)
+            .map_err(|e| Error::bad_request(format!("invalid JSON in payload=: {e}")).into());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::bad_request(format!("invalid JSON payload: {e}")).into())
 }
 
 /// A repository URL reduced to host and path, so `https://h/o/r.git`,
@@ -366,26 +396,36 @@ fn payload_urls(payload: &Value) -> Vec<String> {
 
 /// `POST /webhooks/git`: verifies, answers 202 at once, syncs in the
 /// background. A source with a secret refuses unsigned or mis-signed calls
-/// with 401 and nothing is synced.
-#[utoipa::path(post, path = "/webhooks/git", params(("source" = Option<String>, Query), ("X-Hub-Signature-256" = Option<String>, Header), ("X-Gitlab-Token" = Option<String>, Header)),
-    request_body(content = Object, description = "a GitHub or GitLab push payload"),
-    responses((status = 202, description = "{accepted: [sources]}"), (status = 401, description = "UNAUTHORIZED: missing or wrong signature"), (status = 404, description = "no source matches")))]
+/// with 401 and nothing is synced. An unsigned call is refused before its
+/// body is read when every source it could be for has a secret.
+#[utoipa::path(post, path = "/webhooks/git", params(("source" = Option<String>, Query), ("X-Hub-Signature-256" = Option<String>, Header),
+        ("X-Gitea-Signature" = Option<String>, Header), ("X-Gogs-Signature" = Option<String>, Header), ("X-Gitlab-Token" = Option<String>, Header)),
+    request_body(content = Object, description = "a GitHub, Gitea, Gogs or GitLab push payload: JSON, or GitHub's form encoding (payload=...)"),
+    responses((status = 202, description = "{accepted: [sources]}"), (status = 401, description = "UNAUTHORIZED: missing or wrong signature"), (status = 404, description = "NOT_FOUND: no source matches")))]
 pub(super) async fn webhook(
     State(state): State<AppState>,
     query: Query,
     headers: HeaderMap,
-    payload: Payload,
+    body: Unread,
 ) -> ApiResult<Response> {
     query.allow(&["source"])?;
-    let body: Value = if payload.bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&payload.bytes)
-            .map_err(|e| Error::bad_request(format!("invalid JSON payload: {e}")))?
-    };
     let configs = state.syncs().configs();
-    let matched: Vec<&SourceConfig> = match query.get("source") {
-        Some(name) => configs.iter().filter(|c| c.name == name).collect(),
+    let named: Option<Vec<&SourceConfig>> = query
+        .get("source")
+        .map(|name| configs.iter().filter(|c| c.name == name).collect());
+    if named.as_ref().is_some_and(Vec::is_empty) {
+        return Err(not_found());
+    }
+    let candidates: Vec<&SourceConfig> = named.clone().unwrap_or_else(|| configs.iter().collect());
+    let secret = |c: &&SourceConfig| c.webhook_secret.as_deref().is_some_and(|s| !s.is_empty());
+    if !has_signature(&headers) && !candidates.is_empty() && candidates.iter().all(secret) {
+        tracing::warn!("webhook refused before its body was read: no signature");
+        return Err(unsigned());
+    }
+    let payload = body.read(&state).await?;
+    let body = push_payload(&payload.bytes, payload.form)?;
+    let matched: Vec<&SourceConfig> = match named {
+        Some(named) => named,
         None => {
             let urls = payload_urls(&body);
             configs
@@ -395,17 +435,14 @@ pub(super) async fn webhook(
         }
     };
     if matched.is_empty() {
-        return Err(nestor_api_not_found());
+        return Err(not_found());
     }
     // Every matched source with a secret must accept the signature; else nothing syncs.
     for c in &matched {
         if let Some(secret) = c.webhook_secret.as_deref().filter(|s| !s.is_empty()) {
             if !signed(&headers, &payload.bytes, secret) {
                 tracing::warn!(source = %c.name, "webhook refused: missing or wrong signature");
-                return Err(Error::Unauthorized {
-                    message: "missing or wrong webhook signature".into(),
-                }
-                .into());
+                return Err(unsigned());
             }
         }
     }
@@ -429,11 +466,18 @@ pub(super) async fn webhook(
         .into_response())
 }
 
-fn nestor_api_not_found() -> super::error::ApiError {
-    super::error::ApiError::with_status(
-        StatusCode::NOT_FOUND,
-        Error::bad_request("no catalog source matches this repository; add ?source=NAME"),
-    )
+fn unsigned() -> super::error::ApiError {
+    Error::Unauthorized {
+        message: "missing or wrong webhook signature".into(),
+    }
+    .into()
+}
+
+fn not_found() -> super::error::ApiError {
+    Error::NotFound {
+        message: "no catalog source matches this repository; add ?source=NAME".into(),
+    }
+    .into()
 }
 
 #[cfg(test)]
@@ -443,17 +487,58 @@ mod tests {
     #[test]
     fn hmac_matches_rfc_4231() {
         assert_eq!(
-            hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         let long_key = [0xaau8; 131];
         assert_eq!(
-            hex::encode(hmac_sha256(
+            hmac_sha256_hex(
                 &long_key,
                 b"Test Using Larger Than Block-Size Key - Hash Key First"
-            )),
+            ),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
+    }
+
+    #[test]
+    fn every_provider_signature_is_checked() {
+        let body = b"{\"ref\": \"refs/heads/main\"}";
+        let sig = hmac_sha256_hex(b"s3cret", body);
+        let with = |name: &'static str, value: String| {
+            let mut h = HeaderMap::new();
+            h.insert(name, value.parse().unwrap());
+            h
+        };
+        assert!(signed(
+            &with("x-hub-signature-256", format!("sha256={sig}")),
+            body,
+            "s3cret"
+        ));
+        assert!(signed(
+            &with("x-gitea-signature", sig.clone()),
+            body,
+            "s3cret"
+        ));
+        assert!(signed(
+            &with("x-gogs-signature", sig.clone()),
+            body,
+            "s3cret"
+        ));
+        assert!(signed(
+            &with("x-gitlab-token", "s3cret".into()),
+            body,
+            "s3cret"
+        ));
+        assert!(!signed(
+            &with("x-gitea-signature", sig.clone()),
+            body,
+            "other"
+        ));
+        assert!(
+            !signed(&with("x-hub-signature-256", sig), body, "s3cret"),
+            "needs its prefix"
+        );
+        assert!(!signed(&HeaderMap::new(), body, "s3cret"));
     }
 
     #[test]

@@ -99,7 +99,7 @@ async fn bad_requests_are_clear_4xx() {
     match resp {
         Ok(resp) => {
             assert_eq!(resp.status().as_u16(), 413);
-            assert_eq!(code(&resp.json().await.unwrap()), "BAD_REQUEST");
+            assert_eq!(code(&resp.json().await.unwrap()), "PAYLOAD_TOO_LARGE");
         }
         // The server may close the connection while the client still sends.
         Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
@@ -125,6 +125,7 @@ async fn bad_requests_are_clear_4xx() {
             .unwrap_or(0);
         let text = String::from_utf8_lossy(&response[..n]);
         assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+        assert!(text.contains("PAYLOAD_TOO_LARGE"), "{text}");
     }
 
     // Path traversal and odd names never reach the store.
@@ -177,14 +178,29 @@ async fn bad_requests_are_clear_4xx() {
 
     // Unknown routes and methods.
     let (st, b) = s.get("/api/v1/nothing").await;
-    check(st, &b, 404, "BAD_REQUEST");
+    check(st, &b, 404, "NOT_FOUND");
     let (st, b) = s
         .send(Method::PUT, "/api/v1/resources", Some("admin"), None)
         .await;
-    check(st, &b, 405, "BAD_REQUEST");
+    check(st, &b, 405, "METHOD_NOT_ALLOWED");
+    // Headers past the limit: 431 with the error body.
+    let resp = s
+        .client
+        .get(format!("{}/health", s.url))
+        .header("x-filler", "f".repeat(20 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 431);
+    let b: serde_json::Value = resp.json().await.unwrap();
+    check(st_431(), &b, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE");
     let (st, b) = s.send(Method::GET, "/api/v1/resources", None, None).await;
     assert_eq!(st, 200, "{b}");
     // The server is still fine.
     assert_eq!(s.get("/health").await.0, 200);
     s.stop().await;
+}
+
+fn st_431() -> reqwest::StatusCode {
+    reqwest::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
 }

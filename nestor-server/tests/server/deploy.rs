@@ -128,17 +128,57 @@ async fn team_deploy_is_followed_to_succeeded_over_sse() {
         .unwrap();
     assert_eq!(conflict.status().as_u16(), 409);
 
-    // Team B sees none of it.
+    // Team B sees none of it: another team's id is answered like a
+    // missing one, so ids cannot be found by trying.
     assert!(beta_events.next(Duration::from_millis(300)).await.is_none());
+    let (status, body) = s.get_as(&format!("/api/v1/deployments/{id}"), "beta").await;
     assert_eq!(
-        s.get_as(&format!("/api/v1/deployments/{id}"), "beta")
-            .await
-            .0,
-        403
+        (status.as_u16(), code(&body)),
+        (404, "DEPLOYMENT_NOT_FOUND")
     );
+    let (status, missing) = s
+        .get_as("/api/v1/deployments/alpha.staging.nope.r1", "beta")
+        .await;
     assert_eq!(
-        s.get_as("/api/v1/deployments", "beta").await.1["items"],
-        json!([])
+        (status.as_u16(), code(&missing)),
+        (404, "DEPLOYMENT_NOT_FOUND")
+    );
+    // Idempotency keys are each team's own: B's "deploy-1" is not A's.
+    let pipeline = std::fs::read_to_string(
+        super::root().join("examples/compositions/beta/data-pipeline.yaml"),
+    )
+    .unwrap();
+    let (status, body) = s
+        .post(
+            "/api/v1/teams/beta/compositions",
+            "beta",
+            Body::Yaml(pipeline),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let resp = s
+        .client
+        .post(format!("{}/api/v1/teams/beta/deploy", s.url))
+        .bearer_auth("beta")
+        .header("idempotency-key", "deploy-1")
+        .json(&json!({"composition": "data-pipeline", "environment": "dev", "name": "etl", "params": {"image": "registry.example.com/etl:1"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let beta_sees = s.get_as("/api/v1/deployments", "beta").await.1;
+    assert!(
+        beta_sees["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["team"] == "beta"),
+        "{beta_sees}"
     );
     let (_, mine) = s
         .get_as("/api/v1/deployments?team=alpha&status=succeeded", "alpha")
@@ -153,7 +193,7 @@ async fn team_deploy_is_followed_to_succeeded_over_sse() {
         )
         .await
         .0,
-        403
+        404
     );
 
     // Promote and roll back.

@@ -6,6 +6,7 @@ mod bad_requests;
 mod catalog;
 mod deploy;
 mod events;
+mod hostile;
 mod process;
 mod remote;
 mod webhooks;

@@ -146,6 +146,66 @@ async fn signatures_are_checked_and_valid_pushes_sync() {
     })
     .await;
 
+    // GitHub's default content type: a form whose `payload` is the JSON,
+    // signed over the form as sent (issue 10.7).
+    commit(
+        &repo,
+        &[(
+            "defs/hooked-3.yaml",
+            definition("hooked", "1.2.0", "by form", &[]),
+        )],
+        "third",
+    );
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish();
+    let resp = s
+        .client
+        .post(format!("{}/webhooks/git", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "x-hub-signature-256",
+            format!("sha256={}", hmac_sha256_hex(b"s3cret", form.as_bytes())),
+        )
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    eventually(Duration::from_secs(20), || async {
+        (versions_of(&s, "hooked").await == 3).then_some(())
+    })
+    .await;
+    // Gitea/Forgejo and Gogs sign with a bare hex HMAC in their own header (10.8).
+    for (i, header) in ["x-gitea-signature", "x-gogs-signature"]
+        .into_iter()
+        .enumerate()
+    {
+        let version = format!("1.{}.0", 3 + i);
+        commit(
+            &repo,
+            &[(
+                &format!("defs/hooked-{version}.yaml"),
+                definition("hooked", &version, "x", &[]),
+            )],
+            "more",
+        );
+        let wrong = hmac_sha256_hex(b"not-it", &body);
+        assert_eq!(post_hook(&s, "", &[(header, wrong)], &payload).await.0, 401);
+        let sig = hmac_sha256_hex(b"s3cret", &body);
+        let (status, b) = post_hook(&s, "", &[(header, sig)], &payload).await;
+        assert_eq!(status, 202, "{header}: {b}");
+        eventually(Duration::from_secs(20), || async {
+            (versions_of(&s, "hooked").await == 4 + i).then_some(())
+        })
+        .await;
+    }
+
     // Another branch is acknowledged but not synced; unknown repositories are 404.
     let other = json!({"ref": "refs/heads/feature", "repository": {"clone_url": url}});
     let sig = format!(
@@ -157,11 +217,14 @@ async fn signatures_are_checked_and_valid_pushes_sync() {
     let (status, body) = post_hook(
         &s,
         "",
-        &[],
+        &[("x-gitea-signature", "00".into())],
         &json!({"repository": {"clone_url": "https://nowhere.invalid/r.git"}}),
     )
     .await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!((status, code(&body)), (404, "NOT_FOUND"), "{body}");
+    // Unsigned, when every source wants a signature: 401 without reading on.
+    let (status, body) = post_hook(&s, "", &[], &json!({})).await;
+    assert_eq!((status, code(&body)), (401, "UNAUTHORIZED"), "{body}");
     s.stop().await;
 }
 

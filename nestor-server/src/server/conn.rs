@@ -1,0 +1,430 @@
+//! The transport: accepting connections and serving HTTP/1.1 on them, with
+//! the limits no caller may exceed (issue 11): a request head must arrive
+//! within `server.header_read_timeout` of the connection opening or its
+//! first byte, a kept-alive connection idle for `server.idle_timeout` is
+//! closed, and at most `server.max_connections` are served at once.
+//!
+//! Why not `axum::serve`: it has no header or idle timeout and no cap, and
+//! ~20,000 idle sockets exhausted the file descriptors. hyper's own header
+//! timer also runs while a connection waits between requests, so it cannot
+//! tell a slow head from an idle keep-alive; each connection here carries a
+//! small tracker instead (bytes read, requests in flight, since when idle)
+//! that its task checks, and the accept loop uses to close an idle
+//! connection when the cap is reached (one that never sent a request
+//! first, then the one idle the longest). A head that times out is answered
+//! `408 REQUEST_TIMEOUT`, a connection over the cap with no idle one to
+//! close `503 SERVICE_UNAVAILABLE`, both with the SPEC §12 body.
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tower::ServiceExt;
+
+use crate::config::ServerLimits;
+
+/// How long a graceful shutdown waits for open connections to finish.
+const CLOSE_LIMIT: Duration = Duration::from_secs(30);
+
+/// What one connection is doing, shared by its task and the accept loop.
+struct Tracker {
+    /// When its last request finished (or it opened).
+    idle_since: Mutex<Instant>,
+    /// When the first byte of the next request head arrived, if it has.
+    head_started: Mutex<Option<Instant>>,
+    /// Requests whose response has not been sent to the end.
+    in_flight: AtomicUsize,
+    /// Requests served so far.
+    served: AtomicU64,
+    /// Tells its task to close it (the cap needs its slot).
+    evict: Notify,
+}
+
+impl Tracker {
+    fn new() -> Self {
+        Tracker {
+            idle_since: Mutex::new(Instant::now()),
+            head_started: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            evict: Notify::new(),
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        *self.head_started.lock().unwrap() = None;
+    }
+
+    fn request_finished(&self) {
+        *self.idle_since.lock().unwrap() = Instant::now();
+        self.served.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn bytes_read(&self) {
+        if self.idle() {
+            self.head_started
+                .lock()
+                .unwrap()
+                .get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// When the connection must be closed if nothing changes, and whether
+    /// that is for a late head (answered 408) rather than idleness.
+    fn deadline(&self, limits: &ServerLimits) -> Option<(Instant, bool)> {
+        if !self.idle() {
+            return None;
+        }
+        if let Some(started) = *self.head_started.lock().unwrap() {
+            return Some((started + limits.header_read_timeout, true));
+        }
+        let since = *self.idle_since.lock().unwrap();
+        if self.served.load(Ordering::Relaxed) == 0 {
+            // A connection that never sent a head waits no longer than a head may take.
+            Some((since + limits.header_read_timeout, true))
+        } else {
+            Some((since + limits.idle_timeout, false))
+        }
+    }
+}
+
+/// The open connections.
+#[derive(Default)]
+struct Registry {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Tracker>>>,
+    /// Signalled when a connection closes (shutdown waits on it).
+    closed: Notify,
+}
+
+impl Registry {
+    fn len(&self) -> usize {
+        self.open.lock().unwrap().len()
+    }
+
+    /// Closes an idle connection — one that never sent a request first (the
+    /// likeliest to be hostile), else the one idle the longest; false when
+    /// none is idle.
+    fn evict_oldest_idle(&self) -> bool {
+        let mut open = self.open.lock().unwrap();
+        let oldest = open
+            .iter()
+            .filter(|(_, t)| t.idle())
+            .min_by_key(|(_, t)| {
+                (
+                    t.served.load(Ordering::Relaxed) > 0,
+                    *t.idle_since.lock().unwrap(),
+                )
+            })
+            .map(|(id, _)| *id);
+        match oldest.and_then(|id| open.remove(&id)) {
+            Some(t) => {
+                t.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A socket shared between hyper and the connection task, so the task can
+/// still answer 408 after taking the connection from hyper.
+struct Shared {
+    stream: Arc<TcpStream>,
+    tracker: Arc<Tracker>,
+}
+
+impl AsyncRead for Shared {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            match self.stream.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    if n > 0 {
+                        self.tracker.bytes_read();
+                    }
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Shared {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.stream.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+            match self.stream.try_write(buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true, then lets open
+/// connections finish (for at most 30 s).
+pub(super) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let registry = Arc::new(Registry::default());
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors or a transient error: back off rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if registry.len() >= limits.max_connections && !registry.evict_oldest_idle() {
+            tokio::spawn(refuse(stream, limits.max_connections));
+            continue;
+        }
+        let tracker = Arc::new(Tracker::new());
+        let id = registry.next.fetch_add(1, Ordering::Relaxed);
+        registry.open.lock().unwrap().insert(id, tracker.clone());
+        let (app, registry, shutdown) = (app.clone(), registry.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            connection(stream, tracker, app, limits, shutdown).await;
+            registry.open.lock().unwrap().remove(&id);
+            registry.closed.notify_waiters();
+        });
+    }
+    let deadline = tokio::time::Instant::now() + CLOSE_LIMIT;
+    while registry.len() > 0 {
+        let closed = registry.closed.notified();
+        if tokio::time::timeout_at(deadline, closed).await.is_err() {
+            tracing::warn!(
+                open = registry.len(),
+                "connections still open after {CLOSE_LIMIT:?}"
+            );
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Serves one connection until it closes, times out, is evicted, or the
+/// server shuts down (then in-flight requests finish).
+async fn connection(
+    stream: TcpStream,
+    tracker: Arc<Tracker>,
+    app: Router,
+    limits: ServerLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let stream = Arc::new(stream);
+    let io = TokioIo::new(Shared {
+        stream: stream.clone(),
+        tracker: tracker.clone(),
+    });
+    let service_tracker = tracker.clone();
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let tracker = service_tracker.clone();
+        tracker.request_started();
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request.map(Body::new)).await?;
+            // The request counts as in flight until its body is sent (or dropped).
+            let guard = Finished(tracker);
+            Ok::<_, std::convert::Infallible>(response.map(|body| Tracked {
+                body,
+                _guard: guard,
+            }))
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // A backstop only: the tracker below applies the configured limits.
+        .header_read_timeout(limits.header_read_timeout + limits.idle_timeout)
+        .max_buf_size((limits.max_header_bytes * 4).max(16 * 1024))
+        .keep_alive(true);
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let mut shutting_down = *shutdown.borrow();
+    if shutting_down {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        let wake = tracker
+            .deadline(&limits)
+            .map(|(at, _)| at.min(Instant::now() + Duration::from_secs(1)))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = tokio::time::sleep_until(wake.into()) => {
+                if let Some((at, head)) = tracker.deadline(&limits) {
+                    if Instant::now() >= at {
+                        if head {
+                            late_head(&stream, &limits).await;
+                        }
+                        return;
+                    }
+                }
+            }
+            _ = tracker.evict.notified() => return,
+            _ = shutdown.changed(), if !shutting_down => {
+                shutting_down = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// A response body that keeps its request counted in flight until it is
+/// sent or dropped; frames and size hints pass through untouched.
+struct Tracked {
+    body: Body,
+    _guard: Finished,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Counts a request finished when dropped (its response sent or abandoned).
+struct Finished(Arc<Tracker>);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}
+
+/// A canned error response with the SPEC §12 body.
+fn canned(status: &str, code: &str, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({"error": {"code": code, "message": message, "details": {}, "trace_id": ""}})
+        .to_string();
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Writes `bytes` and closes, within a second.
+async fn answer_and_close(stream: &TcpStream, bytes: &[u8]) {
+    let write = async {
+        let mut sent = 0;
+        while sent < bytes.len() {
+            stream.writable().await?;
+            match stream.try_write(&bytes[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Read what the client still sends for a moment, so closing does
+        // not reset the connection before it reads the answer.
+        let mut sink = [0u8; 4096];
+        let drain = async {
+            loop {
+                stream.readable().await?;
+                match stream.try_read(&mut sink) {
+                    Ok(0) => return Ok::<_, io::Error>(()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(200), drain).await;
+        Ok::<_, io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+async fn late_head(stream: &TcpStream, limits: &ServerLimits) {
+    tracing::debug!("closing a connection whose request head was late");
+    let message = format!(
+        "the request head did not arrive within {:?}",
+        limits.header_read_timeout
+    );
+    answer_and_close(
+        stream,
+        &canned("408 Request Timeout", "REQUEST_TIMEOUT", &message),
+    )
+    .await;
+}
+
+async fn refuse(stream: TcpStream, cap: usize) {
+    tracing::warn!(cap, "connection refused: every connection slot is busy");
+    let message = format!("the server is serving its {cap} connections; try again shortly");
+    answer_and_close(
+        &stream,
+        &canned("503 Service Unavailable", "SERVICE_UNAVAILABLE", &message),
+    )
+    .await;
+}
