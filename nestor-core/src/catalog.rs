@@ -10,6 +10,7 @@ use semver::Version;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::engine::{check_engine_configs, EngineProvider};
 use crate::error::{Change, Error, FieldError, Result};
 use crate::model::{
     EventType, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, SerializedEvent,
@@ -68,6 +69,8 @@ pub struct PublishResult {
 pub struct CatalogService {
     store: Arc<dyn CatalogStore>,
     clock: Arc<dyn Clock>,
+    /// Engines that check their `engine_configs` entry of each new version.
+    engines: Option<Arc<dyn EngineProvider>>,
 }
 
 impl CatalogService {
@@ -76,7 +79,15 @@ impl CatalogService {
         CatalogService {
             store,
             clock: Arc::new(SystemClock),
+            engines: None,
         }
+    }
+
+    /// Has each loaded engine check its `engine_configs` entry of every new
+    /// version before it is published (`VALIDATION_FAILED` otherwise).
+    pub fn with_engines(mut self, engines: Arc<dyn EngineProvider>) -> Self {
+        self.engines = Some(engines);
+        self
     }
 
     /// Replaces the clock (tests).
@@ -322,6 +333,12 @@ impl CatalogService {
                     version: version.to_string(),
                 })
             };
+        }
+        if let Some(engines) = &self.engines {
+            let errors = check_engine_configs(engines.as_ref(), &candidate.definition).await?;
+            if !errors.is_empty() {
+                return Err(Error::Validation { errors });
+            }
         }
         check_dependencies(&candidate.definition, batch)?;
         let mut changes = Vec::new();

@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use nestor_core::{Artifact, Engine, EngineInfo, Error, RenderOutput, RenderRequest, Result};
+use nestor_core::{Engine, EngineInfo, Error, RenderOutput, RenderRequest, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::abi::{self, v0_1_0 as wit};
+use crate::abi::{self, Instance, Pre};
 use crate::cache::DiskCache;
 use crate::config::HostConfig;
 use crate::sandbox::{check_imports, describe_failure, CpuBudgetExceeded, StoreState};
@@ -152,7 +152,7 @@ impl WasmHost {
             .inner
             .linker
             .instantiate_pre(&component)
-            .and_then(wit::PluginPre::new)
+            .and_then(|pre| Pre::new(&abi_version, pre))
             .map_err(|e| fail(format!("cannot be linked: {e:#}")))?;
         let mut engine = WasmEngine {
             host: self.clone(),
@@ -323,8 +323,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub struct WasmEngine {
     /// The host whose limits every call runs under.
     host: WasmHost,
-    /// Linked once at load; instantiated per call.
-    pre: wit::PluginPre<StoreState>,
+    /// Linked once at load (bindings of its ABI version); instantiated per call.
+    pre: Pre,
     /// Names the plugin in error messages (`bundled:terraform`, a file name).
     label: String,
     /// Hex SHA-256 of the wasm.
@@ -341,7 +341,7 @@ pub struct WasmEngine {
 /// An instantiated plugin with its store, ready for another call.
 struct WarmInstance {
     store: Store<StoreState>,
-    plugin: wit::Plugin,
+    plugin: Instance,
 }
 
 impl std::fmt::Debug for WasmEngine {
@@ -385,11 +385,8 @@ impl WasmEngine {
         let _slot = self.host.slot().await?;
         let mut store = self.host.new_store();
         let call = async {
-            let plugin = self.pre.instantiate_async(&mut store).await?;
-            plugin
-                .nestor_engine_engine_api()
-                .call_info(&mut store)
-                .await
+            let plugin = self.pre.instantiate(&mut store).await?;
+            plugin.info(&mut store).await
         };
         match tokio::time::timeout(self.host.wall_limit(), call).await {
             Err(_) => Err(self.failed(format!(
@@ -397,18 +394,44 @@ impl WasmEngine {
                 self.host.wall_limit().as_millis()
             ))),
             Ok(Err(e)) => Err(self.failed(describe_failure(&e, store.data(), self.host.config()))),
-            Ok(Ok(info)) => Ok(EngineInfo {
-                name: info.name,
-                version: info.version,
-                description: info.description,
-            }),
+            Ok(Ok(info)) => Ok(info),
+        }
+    }
+
+    /// Asks the plugin to check an engine config (`validate`, ABI 0.2.0;
+    /// a 0.1.0 plugin accepts every config). Each problem's field is the
+    /// key's path inside the config.
+    pub async fn validate_request(
+        &self,
+        definition: &nestor_core::ResourceDefinition,
+        config: &serde_json::Value,
+    ) -> Result<Vec<nestor_core::FieldError>> {
+        if matches!(self.pre, Pre::V0_1(_)) {
+            return Ok(Vec::new());
+        }
+        let (definition, config) = (abi::json_text(definition), abi::json_text(config));
+        let _slot = self.host.slot().await?;
+        let mut store = self.host.new_store();
+        let call = async {
+            let plugin = self.pre.instantiate(&mut store).await?;
+            plugin.validate(&mut store, &definition, &config).await
+        };
+        match tokio::time::timeout(self.host.wall_limit(), call).await {
+            Err(_) => Err(self.failed(format!(
+                "did not validate within {} ms",
+                self.host.wall_limit().as_millis()
+            ))),
+            Ok(Err(e)) => Err(self.failed(describe_failure(&e, store.data(), self.host.config()))),
+            Ok(Ok(problems)) => Ok(problems
+                .into_iter()
+                .map(|(field, message)| nestor_core::FieldError::new(field, message))
+                .collect()),
         }
     }
 
     /// Renders through the plugin in a fresh sandbox.
     pub async fn render_request(&self, request: &RenderRequest) -> Result<RenderOutput> {
         let started = Instant::now();
-        let wit_request = to_wit_request(request).map_err(|e| self.failed(e))?;
         let _slot = self.host.slot().await?;
         let warm = self.warm.lock().expect("warm instances lock").pop();
         let (mut store, plugin) = match warm {
@@ -422,12 +445,9 @@ impl WasmEngine {
         let call = async {
             let plugin = match plugin {
                 Some(plugin) => plugin,
-                None => self.pre.instantiate_async(&mut store).await?,
+                None => self.pre.instantiate(&mut store).await?,
             };
-            let result = plugin
-                .nestor_engine_engine_api()
-                .call_render(&mut store, &wit_request)
-                .await;
+            let result = plugin.render(&mut store, request).await;
             result.map(|answer| (answer, plugin))
         };
         let result = tokio::time::timeout(self.host.wall_limit(), call).await;
@@ -452,64 +472,27 @@ impl WasmEngine {
             }
         };
         let output = match output {
-            Err(engine_error) => {
-                let (kind, message) = match engine_error {
-                    wit::EngineError::InvalidConfig(m) => ("invalid engine config", m),
-                    wit::EngineError::InvalidInput(m) => ("invalid input", m),
-                    wit::EngineError::Unsupported(m) => ("unsupported request", m),
-                    wit::EngineError::Internal(m) => ("internal error", m),
+            Err(refusal) => {
+                let engine = if self.info.name.is_empty() {
+                    &self.label
+                } else {
+                    &self.info.name
                 };
-                return Err(self.failed(format!("rejected the request: {kind}: {message}")));
+                return Err(abi::refusal_error(
+                    engine,
+                    &format!("plugin {}", self.label),
+                    &request.resource,
+                    refusal,
+                ));
             }
             Ok(output) => output,
         };
-        let artifacts = output
-            .artifacts
-            .into_iter()
-            .map(|a| Artifact {
-                path: a.path,
-                content: a.content,
-                media_type: a.media_type,
-            })
-            .collect();
-        let outputs = output
-            .outputs
-            .into_iter()
-            .map(|o| (o.name, o.value))
-            .collect();
+        let (artifacts, outputs) = (output.artifacts, output.outputs);
         let rendered = crate::output::validate(artifacts, outputs, self.host.config().output_limit)
             .map_err(|e| self.failed(e))?;
         tracing::debug!(engine = %self.info.name, elapsed_us = started.elapsed().as_micros() as u64, "rendered");
         Ok(rendered)
     }
-}
-
-fn to_wit_request(request: &RenderRequest) -> Result<wit::RenderRequest, String> {
-    Ok(wit::RenderRequest {
-        resource: request.resource.clone(),
-        definition: json(&request.definition)?,
-        inputs: request
-            .inputs
-            .iter()
-            .map(|(name, value)| {
-                Ok(wit::NamedValue {
-                    name: name.clone(),
-                    value: json(value)?,
-                })
-            })
-            .collect::<Result<_, String>>()?,
-        engine_config: json(&request.engine_config)?,
-        context: wit::RenderContext {
-            team: request.context.team.clone(),
-            environment: request.context.environment.clone(),
-            deployment: request.context.deployment.clone(),
-            revision: request.context.revision,
-        },
-    })
-}
-
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, String> {
-    serde_json::to_string(value).map_err(|e| format!("could not be sent the request: {e}"))
 }
 
 #[async_trait]
@@ -520,5 +503,13 @@ impl Engine for WasmEngine {
 
     async fn render(&self, request: &RenderRequest) -> Result<RenderOutput> {
         self.render_request(request).await
+    }
+
+    async fn validate_config(
+        &self,
+        definition: &nestor_core::ResourceDefinition,
+        config: &serde_json::Value,
+    ) -> Result<Vec<nestor_core::FieldError>> {
+        self.validate_request(definition, config).await
     }
 }

@@ -34,13 +34,16 @@ use serde_json::Value;
 
 use crate::host::sha256_hex;
 
-/// The native C ABI version this host speaks.
-pub const NATIVE_ABI_VERSION: u32 = 1;
+/// The newest native C ABI version this host speaks; version 1 libraries
+/// (built with an SDK before references were typed) keep loading and get
+/// their inputs in the 0.1.0 shapes.
+pub const NATIVE_ABI_VERSION: u32 = 2;
 
 type AbiVersionFn = unsafe extern "C" fn() -> u32;
 type InfoFn = unsafe extern "C" fn() -> *mut c_char;
 type RenderFn = unsafe extern "C" fn(*const u8, usize) -> *mut c_char;
 type FreeFn = unsafe extern "C" fn(*mut c_char);
+type ValidateFn = unsafe extern "C" fn(*const u8, usize) -> *mut c_char;
 
 /// A loaded native engine library.
 #[derive(Debug, Clone)]
@@ -49,6 +52,10 @@ pub struct NativeEngine {
     render_fn: RenderFn,
     /// `nestor_engine_free`.
     free_fn: FreeFn,
+    /// `nestor_engine_validate` (version 2).
+    validate_fn: Option<ValidateFn>,
+    /// The native ABI version the library speaks.
+    abi: u32,
     /// Names the library in errors.
     label: String,
     /// Hex SHA-256 of the library file.
@@ -86,7 +93,7 @@ impl NativeEngine {
         };
         // SAFETY: the symbol types are the SDK's C ABI, checked by version
         // before any other call.
-        let (version, info_fn, render_fn, free_fn) = unsafe {
+        let (version, info_fn, render_fn, free_fn, validate_fn) = unsafe {
             let symbol = |name: &[u8]| -> Result<*const (), Error> {
                 library.get::<*const ()>(name).map(|s| *s).map_err(|e| {
                     fail(format!(
@@ -98,20 +105,28 @@ impl NativeEngine {
             let version: AbiVersionFn =
                 std::mem::transmute(symbol(b"nestor_engine_native_abi_version\0")?);
             let version = version();
-            if version != NATIVE_ABI_VERSION {
+            if !(1..=NATIVE_ABI_VERSION).contains(&version) {
                 return Err(fail(format!(
-                    "speaks native ABI {version}; this host speaks {NATIVE_ABI_VERSION}"
+                    "speaks native ABI {version}; this host speaks 1 to {NATIVE_ABI_VERSION}"
                 )));
             }
             let info: InfoFn = std::mem::transmute(symbol(b"nestor_engine_info\0")?);
             let render: RenderFn = std::mem::transmute(symbol(b"nestor_engine_render\0")?);
             let free: FreeFn = std::mem::transmute(symbol(b"nestor_engine_free\0")?);
-            (version, info, render, free)
+            let validate: Option<ValidateFn> = if version >= 2 {
+                Some(std::mem::transmute::<*const (), ValidateFn>(symbol(
+                    b"nestor_engine_validate\0",
+                )?))
+            } else {
+                None
+            };
+            (version, info, render, free, validate)
         };
-        debug_assert_eq!(version, NATIVE_ABI_VERSION);
         let mut engine = NativeEngine {
             render_fn,
             free_fn,
+            validate_fn,
+            abi: version,
             label: label.clone(),
             sha256,
             info: EngineInfo {
@@ -158,8 +173,15 @@ impl NativeEngine {
 
     /// Renders synchronously on the calling thread.
     pub fn render_blocking(&self, request: &RenderRequest) -> Result<RenderOutput> {
-        let body = serde_json::to_vec(request)
-            .map_err(|e| self.failed(format!("could not be sent the request: {e}")))?;
+        let body = if self.abi == 1 {
+            let mut legacy = request.clone();
+            legacy.inputs = crate::abi::legacy_inputs(request);
+            legacy.references.clear();
+            serde_json::to_vec(&legacy)
+        } else {
+            serde_json::to_vec(request)
+        }
+        .map_err(|e| self.failed(format!("could not be sent the request: {e}")))?;
         // SAFETY: `body` outlives the call; the answer is freed by `take_string`.
         let answer = unsafe { self.take_string((self.render_fn)(body.as_ptr(), body.len())) }
             .ok_or_else(|| self.failed("returned nothing"))?;
@@ -182,10 +204,12 @@ impl NativeEngine {
             }
             Ok(Answer {
                 error: Some(error), ..
-            }) => Err(self.failed(format!(
-                "rejected the request: {}: {}",
-                error.kind, error.message
-            ))),
+            }) => Err(crate::abi::refusal_error(
+                &self.info.name,
+                &format!("native plugin {}", self.label),
+                &request.resource,
+                error.refusal(),
+            )),
             Ok(_) => Err(self.failed("returned neither `ok` nor `error`")),
             Err(e) => Err(self.failed(format!("returned an invalid answer: {e}"))),
         }
@@ -210,6 +234,49 @@ struct AnswerOk {
 struct AnswerError {
     kind: String,
     message: String,
+    #[serde(default)]
+    problems: Vec<Problem>,
+    #[serde(default)]
+    refused: Vec<Refused>,
+}
+
+#[derive(Deserialize)]
+struct Problem {
+    #[serde(default)]
+    field: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct Refused {
+    input: String,
+    #[serde(default)]
+    path: Vec<String>,
+    reason: String,
+}
+
+impl AnswerError {
+    fn refusal(self) -> crate::abi::Refusal {
+        use crate::abi::Refusal;
+        match self.kind.as_str() {
+            "invalid-config" => Refusal::InvalidConfig(self.message),
+            "invalid-input" => Refusal::InvalidInput(self.message),
+            "unsupported" => Refusal::Unsupported(self.message),
+            "config-problems" => Refusal::ConfigProblems(
+                self.problems
+                    .into_iter()
+                    .map(|p| (p.field, p.message))
+                    .collect(),
+            ),
+            "refused-references" => Refusal::RefusedReferences(
+                self.refused
+                    .into_iter()
+                    .map(|r| (r.input, r.path, r.reason))
+                    .collect(),
+            ),
+            _ => Refusal::Internal(self.message),
+        }
+    }
 }
 
 /// `stage_dir/{sha256}.{ext}`, written once.
@@ -241,5 +308,28 @@ impl Engine for NativeEngine {
 
     async fn render(&self, request: &RenderRequest) -> Result<RenderOutput> {
         self.render_blocking(request)
+    }
+
+    async fn validate_config(
+        &self,
+        definition: &nestor_core::ResourceDefinition,
+        config: &Value,
+    ) -> Result<Vec<nestor_core::FieldError>> {
+        let Some(validate) = self.validate_fn else {
+            return Ok(Vec::new());
+        };
+        let body = serde_json::to_vec(
+            &serde_json::json!({"definition": definition, "engine_config": config}),
+        )
+        .map_err(|e| self.failed(format!("could not be sent the request: {e}")))?;
+        // SAFETY: `body` outlives the call; the answer is freed by `take_string`.
+        let answer = unsafe { self.take_string(validate(body.as_ptr(), body.len())) }
+            .ok_or_else(|| self.failed("returned nothing from validate"))?;
+        let problems: Vec<Problem> = serde_json::from_str(&answer)
+            .map_err(|e| self.failed(format!("returned an invalid validation: {e}")))?;
+        Ok(problems
+            .into_iter()
+            .map(|p| nestor_core::FieldError::new(p.field, p.message))
+            .collect())
     }
 }

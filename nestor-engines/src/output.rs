@@ -1,10 +1,11 @@
 //! What a plugin returns is untrusted: every artifact path must stay inside
-//! the resource's folder, every output must be JSON, and the whole must fit
-//! the output cap. WASM and native engines share these checks.
+//! the resource's folder, every output must be JSON (a typed reach, or a
+//! 0.1.0 value read by [`Reach::from_json`]), and the whole must fit the
+//! output cap. WASM and native engines share these checks.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nestor_core::{Artifact, RenderOutput};
+use nestor_core::{Artifact, Reach, RenderOutput};
 use serde_json::Value;
 
 /// Checks a plugin's answer; `Err` carries the cause for the message.
@@ -45,7 +46,7 @@ pub(crate) fn validate(
         }
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| format!("returned output `{name}` that is not JSON: {e}"))?;
-        parsed.insert(name, value);
+        parsed.insert(name, Reach::from_json(value));
     }
     Ok(RenderOutput {
         artifacts,
@@ -124,7 +125,7 @@ mod tests {
             1 << 20,
         )
         .unwrap();
-        assert_eq!(ok.outputs["o"], "v");
+        assert_eq!(ok.outputs["o"], Reach::value("v"));
         assert!(validate(vec![artifact("a")], vec![], 2).is_err());
     }
 }

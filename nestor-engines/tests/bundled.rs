@@ -1,6 +1,6 @@
 //! The four bundled engines, loaded as components, render what SPEC §6 says.
 
-use nestor_core::{Error, ErrorCode};
+use nestor_core::{Error, ErrorCode, Reach};
 use serde_json::{json, Value};
 
 use crate::support::{artifact, definition, mysql_inputs, registry, request, web_inputs};
@@ -47,11 +47,36 @@ async fn terraform_renders_a_module_call_with_outputs() {
         "${module.database.db_instance_address}"
     );
     assert_eq!(doc["output"]["master_user_secret_arn"]["sensitive"], true);
+    // Outside its own files a Terraform output is a key of the Workspace's
+    // connection secret, never a `${module...}` expression.
     assert_eq!(
         out.outputs["endpoint"],
-        "${module.database.db_instance_address}"
+        Reach::secret_key("shop--database-outputs", "alpha--staging", "endpoint")
     );
-    assert_eq!(out.outputs["port"], "${module.database.db_instance_port}");
+    let workspace: Value = serde_yaml::from_str(artifact(&out, "workspace.yaml")).unwrap();
+    assert_eq!(workspace["apiVersion"], "tf.upbound.io/v1beta1");
+    assert_eq!(workspace["kind"], "Workspace");
+    assert_eq!(
+        workspace["metadata"]["name"], "alpha--staging--shop--database",
+        "Workspaces are cluster-scoped: the name carries the namespace"
+    );
+    assert_eq!(
+        workspace["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"],
+        "2"
+    );
+    let for_provider = &workspace["spec"]["forProvider"];
+    assert_eq!(for_provider["source"], "Inline");
+    assert_eq!(for_provider["inlineFormat"], "JSON");
+    assert_eq!(
+        for_provider["module"].as_str().unwrap(),
+        artifact(&out, "main.tf.json"),
+        "the Workspace runs exactly the committed module"
+    );
+    assert_eq!(
+        workspace["spec"]["writeConnectionSecretToRef"],
+        json!({"name": "shop--database-outputs", "namespace": "alpha--staging"})
+    );
+    assert_eq!(workspace["spec"]["providerConfigRef"]["name"], "default");
 }
 
 #[tokio::test]
@@ -73,20 +98,23 @@ async fn terraform_keeps_registry_versions_and_expands_the_backend() {
 }
 
 #[tokio::test]
-async fn an_engine_error_is_engine_failed_naming_plugin_and_cause() {
+async fn a_refused_engine_config_is_validation_failed_naming_the_key() {
     let def = definition("mysql");
     let mut req = request(&def, "database", "terraform", mysql_inputs());
     req.engine_config = json!({"module_version": "1"});
     let err = registry().render("terraform", &req).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::EngineFailed);
-    let text = err.to_string();
-    assert!(
-        text.contains("bundled:terraform")
-            && text.contains("invalid engine config")
-            && text.contains("module_source"),
-        "{text}"
+    assert_eq!(err.code(), ErrorCode::ValidationFailed);
+    let Error::Validation { errors } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        errors[0].field,
+        "spec.engine_configs.terraform.module_source"
     );
-    assert!(matches!(err, Error::EngineFailed { ref engine, .. } if engine == "terraform"));
+    assert!(
+        errors[0].message.contains("bundled:terraform") && errors[0].message.contains("required"),
+        "{errors:?}"
+    );
 }
 
 #[tokio::test]
@@ -113,8 +141,12 @@ async fn crossplane_renders_a_claim_with_composition_and_connection_secret() {
     let doc: Value = serde_yaml::from_str(&out.artifacts[0].content).unwrap();
     assert_eq!(doc["apiVersion"], "database.example.org/v1alpha1");
     assert_eq!(doc["kind"], "MySQLInstance");
-    assert_eq!(doc["metadata"]["name"], "shop-database");
-    assert_eq!(doc["metadata"]["namespace"], "alpha-staging");
+    assert_eq!(doc["metadata"]["name"], "shop--database");
+    assert_eq!(doc["metadata"]["namespace"], "alpha--staging");
+    assert_eq!(
+        doc["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"],
+        "2"
+    );
     assert_eq!(doc["spec"]["compositionRef"]["name"], "rds-mysql-aws");
     assert_eq!(doc["spec"]["parameters"]["instanceClass"], "db.t3.micro");
     assert_eq!(doc["spec"]["parameters"]["storageGB"], 50);
@@ -124,11 +156,15 @@ async fn crossplane_renders_a_claim_with_composition_and_connection_secret() {
     );
     assert_eq!(
         doc["spec"]["writeConnectionSecretToRef"]["name"],
-        "shop-database-conn"
+        "shop--database-conn"
     );
     assert_eq!(
         out.outputs["master_user_secret_arn"],
-        json!({"secretKeyRef": {"name": "shop-database-conn", "key": "masterUserSecretArn", "namespace": "alpha-staging"}})
+        Reach::secret_key(
+            "shop--database-conn",
+            "alpha--staging",
+            "masterUserSecretArn"
+        )
     );
 }
 
@@ -180,14 +216,21 @@ async fn helm_renders_values_and_an_argo_cd_application() {
     assert_eq!(source["repoURL"], "https://charts.example.com/stable");
     assert_eq!(source["targetRevision"], "0.1.0");
     assert_eq!(source["helm"]["valuesObject"], values);
-    assert_eq!(app["spec"]["destination"]["namespace"], "alpha-staging");
+    assert_eq!(source["helm"]["releaseName"], "shop--web");
+    assert_eq!(app["metadata"]["name"], "alpha--staging--shop--web");
+    assert_eq!(app["spec"]["project"], "nestor-alpha");
+    assert_eq!(
+        app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"],
+        "2"
+    );
+    assert_eq!(app["spec"]["destination"]["namespace"], "alpha--staging");
     assert_eq!(
         out.outputs["url"],
-        "http://shop-web.alpha-staging.svc.cluster.local:8080"
+        Reach::value("http://shop--web.alpha--staging.svc.cluster.local:8080")
     );
     assert_eq!(
         out.outputs["host"],
-        "shop-web.alpha-staging.svc.cluster.local"
+        Reach::value("shop--web.alpha--staging.svc.cluster.local")
     );
 }
 
@@ -202,7 +245,7 @@ async fn pulumi_renders_a_yaml_program_and_stack_config() {
         .await
         .unwrap();
     let program: Value = serde_yaml::from_str(artifact(&out, "Pulumi.yaml")).unwrap();
-    assert_eq!(program["name"], "shop-database");
+    assert_eq!(program["name"], "shop--database");
     assert_eq!(program["runtime"], "yaml");
     let resource = &program["resources"]["database"];
     assert_eq!(resource["type"], "aws:rds:Instance");
@@ -226,16 +269,41 @@ async fn pulumi_renders_a_yaml_program_and_stack_config() {
         "${database.masterUserSecrets[0].secretArn}"
     );
     let stack: Value = serde_yaml::from_str(artifact(&out, "Pulumi.staging.yaml")).unwrap();
-    assert_eq!(stack["config"]["shop-database:allocatedStorage"], 50);
+    assert_eq!(stack["config"]["shop--database:allocatedStorage"], 50);
     assert!(
         stack["config"]
-            .get("shop-database:masterPassword")
+            .get("shop--database:masterPassword")
             .is_none(),
         "secrets stay out of the stack file"
     );
+    let mut endpoint = Reach::stack_output("organization/shop--database/staging", "endpoint");
+    endpoint.secret_key_ref =
+        Reach::secret_key("shop--database-outputs", "alpha--staging", "endpoint").secret_key_ref;
+    assert_eq!(out.outputs["endpoint"], endpoint);
+
+    // What the Pulumi Kubernetes Operator runs: the same program in a
+    // Program, and a Stack of this environment pointing at it.
+    let program_object: Value = serde_yaml::from_str(artifact(&out, "program.yaml")).unwrap();
+    assert_eq!(program_object["kind"], "Program");
+    assert_eq!(program_object["metadata"]["namespace"], "alpha--staging");
+    let inline = &program_object["program"]["resources"]["database"]["properties"];
+    assert_eq!(inline["instanceClass"], "db.t3.micro", "values are inline");
+    assert_eq!(inline["masterPassword"], "${masterPassword}");
     assert_eq!(
-        out.outputs["endpoint"],
-        json!({"stackReference": "organization/shop-database/staging", "output": "endpoint"})
+        program_object["program"]["configuration"]["masterPassword"]["type"],
+        "String"
+    );
+    let stack_object: Value = serde_yaml::from_str(artifact(&out, "stack.yaml")).unwrap();
+    assert_eq!(stack_object["kind"], "Stack");
+    assert_eq!(stack_object["spec"]["stack"], "organization/staging");
+    assert_eq!(stack_object["spec"]["programRef"]["name"], "shop--database");
+    assert_eq!(
+        stack_object["spec"]["secretsRef"]["masterPassword"],
+        json!({"type": "Secret", "secret": {"name": "shop--database-secrets", "key": "master_password"}})
+    );
+    assert_eq!(
+        stack_object["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"],
+        "2"
     );
 }
 

@@ -12,19 +12,21 @@ fn inspecting_a_bundled_engine_shows_abi_name_and_exports() {
     )
     .unwrap();
     let inspection = inspect_component(&path).unwrap();
-    assert_eq!(inspection.abi_version.as_deref(), Some("0.1.0"));
+    assert_eq!(inspection.abi_version.as_deref(), Some("0.2.0"));
     assert_eq!(inspection.name.as_deref(), Some("helm"));
     assert_eq!(inspection.version.as_deref(), Some("0.1.0"));
     assert!(
         inspection
             .exports
-            .contains(&"nestor:engine/engine-api@0.1.0#render".to_string()),
+            .contains(&"nestor:engine/engine-api@0.2.0#render".to_string()),
         "{:?}",
         inspection.exports
     );
-    assert!(inspection
-        .exports
-        .contains(&"nestor:engine/engine-api@0.1.0#info".to_string()));
+    for function in ["info", "validate"] {
+        assert!(inspection
+            .exports
+            .contains(&format!("nestor:engine/engine-api@0.2.0#{function}")));
+    }
     assert!(inspection.load_error.is_none());
     assert_eq!(inspection.sha256.len(), 64);
 }
@@ -34,7 +36,7 @@ fn inspecting_a_plugin_that_would_be_refused_says_why() {
     let path =
         std::path::Path::new(build_artifacts::GUESTS_DIR).join("nestor_test_hostile_net.wasm");
     let inspection = inspect_component(&path).unwrap();
-    assert_eq!(inspection.abi_version.as_deref(), Some("0.1.0"));
+    assert_eq!(inspection.abi_version.as_deref(), Some("0.2.0"));
     assert!(
         inspection
             .imports

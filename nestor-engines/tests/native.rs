@@ -29,14 +29,25 @@ async fn the_native_engine_renders_what_the_component_renders() {
 }
 
 #[tokio::test]
-async fn native_engine_errors_are_engine_failed() {
+async fn native_engine_refusals_keep_their_code() {
     let engine = native();
     let def = definition("mysql");
     let mut req = request(&def, "database", "terraform", mysql_inputs());
     req.engine_config = json!({});
     let err = engine.render(&req).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::EngineFailed);
+    assert_eq!(err.code(), ErrorCode::ValidationFailed);
     assert!(err.to_string().contains("module_source"), "{err}");
+    // The native ABI 2 also validates.
+    let problems = engine
+        .validate_config(&def, &json!({"module_sourse": "x"}))
+        .await
+        .unwrap();
+    assert!(
+        problems[0]
+            .message
+            .contains("did you mean `module_source`?"),
+        "{problems:?}"
+    );
 }
 
 #[test]

@@ -23,7 +23,13 @@ async fn served_version(registry: &EngineRegistry) -> String {
         .render("echo", &request(&def, "db", "echo", json!({"x": 1})))
         .await
         .unwrap();
-    out.outputs["version"].as_str().unwrap().to_string()
+    out.outputs["version"]
+        .value
+        .as_ref()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use nestor_core::{Engine, ErrorCode, RenderOutput, Result};
+use nestor_core::{Engine, ErrorCode, Reach, RenderOutput, Result};
 use nestor_engines::{HostConfig, WasmEngine, WasmHost};
 use serde_json::{json, Value};
 
@@ -143,13 +143,13 @@ async fn files_environment_and_clocks_are_not_granted() {
     let (env, _) = misbehave(&engine, "env").await;
     assert_eq!(
         env.unwrap().outputs["env"],
-        json!([]),
+        Reach::value(json!([])),
         "the host environment stays invisible"
     );
     let (clock, _) = misbehave(&engine, "clock").await;
     assert_eq!(
         clock.unwrap().outputs["now"],
-        0,
+        Reach::value(0),
         "clocks are frozen at the epoch"
     );
 }
@@ -164,9 +164,10 @@ async fn granted_environment_and_clocks_are_visible() {
     config.grants.clocks = true;
     let engine = hostile(&host(config));
     let (env, _) = misbehave(&engine, "env").await;
-    assert_eq!(env.unwrap().outputs["env"], json!(["REGION"]));
+    assert_eq!(env.unwrap().outputs["env"], Reach::value(json!(["REGION"])));
     let (clock, _) = misbehave(&engine, "clock").await;
-    assert!(clock.unwrap().outputs["now"].as_u64().unwrap() > 1_600_000_000);
+    let now = clock.unwrap().outputs["now"].value.clone().unwrap();
+    assert!(now.as_u64().unwrap() > 1_600_000_000);
 }
 
 #[tokio::test]
@@ -274,7 +275,7 @@ async fn a_looping_plugin_does_not_hold_up_other_renders() {
 async fn engine_info_and_errors_are_typed() {
     let host = host(HostConfig::default());
     let engine = hostile(&host);
-    assert_eq!(engine.abi_version(), "0.1.0");
+    assert_eq!(engine.abi_version(), "0.2.0");
     assert_eq!(engine.info().name, "hostile");
     let garbage: Value = json!("not a component");
     let err = host

@@ -48,12 +48,9 @@ pub fn request(
             .unwrap_or(Value::Null),
         definition: definition.clone(),
         inputs,
-        context: RenderContext {
-            team: "alpha".into(),
-            environment: "staging".into(),
-            deployment: "shop".into(),
-            revision: 3,
-        },
+        references: vec![],
+        // The second wave of revision 3, with the host's names.
+        context: RenderContext::for_resource("alpha", "staging", "shop", resource, 3, 2),
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod abi;
 mod bundled;
 mod cache;
 mod checkers;

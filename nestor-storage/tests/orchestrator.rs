@@ -42,7 +42,7 @@ impl Engine for JsonEngine {
             .map(|o| {
                 (
                     o.name.clone(),
-                    json!(format!("ref://{}/{}", request.resource, o.name)),
+                    nestor_core::Reach::value(format!("ref://{}/{}", request.resource, o.name)),
                 )
             })
             .collect();

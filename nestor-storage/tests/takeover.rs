@@ -151,7 +151,10 @@ async fn a_runner_that_stops_between_waves_is_resumed_at_the_next_wave() {
     assert_eq!(b_engine.count("third"), 1);
     let first = d.resources.iter().find(|r| r.name == "first").unwrap();
     assert_eq!(first.status, ResourceStatus::Applied);
-    assert_eq!(first.outputs.get("host"), Some(&json!("ref://first/host")));
+    assert_eq!(
+        first.outputs.get("host"),
+        Some(&json!({"value": "ref://first/host"}))
+    );
 
     let history = GitOpsExecutor::open(GitOpsConfig::local(e.repo.path()))
         .unwrap()

@@ -183,12 +183,8 @@ fn request() -> Result<RenderRequest> {
         engine_config: definition.spec.engine_configs["terraform"].clone(),
         definition,
         inputs,
-        context: RenderContext {
-            team: "alpha".into(),
-            environment: "staging".into(),
-            deployment: "shop".into(),
-            revision: 1,
-        },
+        references: vec![],
+        context: RenderContext::for_resource("alpha", "staging", "shop", "database", 1, 1),
     })
 }
 

@@ -295,7 +295,11 @@ fn seed_from(d: &Deployment, content: &crate::model::RevisionContent) -> Rendere
                 r.name.clone(),
                 RenderOutput {
                     artifacts: artifacts.clone(),
-                    outputs: r.outputs.clone(),
+                    outputs: r
+                        .outputs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), crate::engine::Reach::from_json(v.clone())))
+                        .collect(),
                 },
             );
         } else if matches!(r.status, ResourceStatus::Failed | ResourceStatus::Skipped) {

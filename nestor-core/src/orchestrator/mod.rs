@@ -13,6 +13,7 @@ mod plan;
 mod resolve;
 mod single;
 mod view;
+mod wiring;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use crate::store::{CreateOutcome, Store};
 use crate::template::{ResourceOutputs, TemplateBudget, TemplateContext, TemplateLimits};
 use crate::validate::is_valid_name;
 use crate::versioning::{CatalogRef, VersionSpec};
+use wiring::{stored_outputs, template_outputs, Producer};
 
 /// What to deploy, after the request was understood: the resources with
 /// their (template) configs, the parameters with defaults, the edges.
@@ -87,6 +89,17 @@ struct Rendered {
     outputs: BTreeMap<String, RenderOutput>,
     /// Resource → why it failed, was skipped or cancelled.
     problems: BTreeMap<String, (ResourceStatus, String)>,
+    /// Wirings a consumer cannot resolve (also among `problems`): a plan
+    /// or an apply refuses the whole request with these.
+    wiring: Vec<FieldError>,
+}
+
+/// Why one resource did not render.
+enum RenderFailure {
+    /// Its inputs wire in outputs it cannot resolve.
+    Wiring(Vec<FieldError>),
+    /// Anything else.
+    Other(Error),
 }
 
 /// What [`Orchestrator::record`] did.
@@ -397,10 +410,15 @@ impl Orchestrator {
         let rendered = self
             .render_waves(&spec, &resolved, &mut deployment, None, Rendered::default())
             .await?;
+        if !rendered.wiring.is_empty() {
+            return Err(Error::Validation {
+                errors: rendered.wiring,
+            });
+        }
         let artifacts = Self::artifacts_of(&rendered);
         for r in &mut deployment.resources {
             if let Some(out) = rendered.outputs.get(&r.name) {
-                r.outputs = out.outputs.clone();
+                r.outputs = stored_outputs(out);
                 r.artifacts = out.artifacts.iter().map(|a| a.path.clone()).collect();
             }
         }
@@ -450,6 +468,7 @@ impl Orchestrator {
     ) -> Result<Started> {
         let spec = self.spec(request).await?;
         let resolved = self.resolve(&spec).await?;
+        self.check_wiring(&spec, &resolved).await?;
         let request_hash = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(
@@ -648,7 +667,7 @@ impl Orchestrator {
                 r.status = *status;
                 r.error = Some(why.clone());
             } else if let Some(out) = rendered.outputs.get(&r.name) {
-                r.outputs = out.outputs.clone();
+                r.outputs = stored_outputs(out);
                 r.status = if committed {
                     ResourceStatus::Applied
                 } else {
@@ -708,7 +727,7 @@ impl Orchestrator {
                 .outputs
                 .iter()
                 .map(|(name, out)| {
-                    let outputs = out.outputs.clone();
+                    let outputs = template_outputs(name, out);
                     (name.clone(), ResourceOutputs { outputs })
                 })
                 .collect(),
@@ -746,9 +765,10 @@ impl Orchestrator {
                 self.save(d).await?;
                 self.emit(EventType::DeploymentUpdated, d).await?;
             }
+            let wave_number = index as u32 + 1;
             let jobs = runnable.iter().map(|name| {
                 let pinned = resolved.get(name).expect("wave names are resources");
-                self.render_one(pinned, &ctx, d.revision)
+                self.render_one(pinned, &ctx, d.revision, wave_number, resolved, &rendered)
             });
             let results = join_all(jobs).await;
             if persist.is_none() && ctx.budget.is_exhausted() {
@@ -761,18 +781,28 @@ impl Orchestrator {
                         ctx.resources.insert(
                             name.clone(),
                             ResourceOutputs {
-                                outputs: out.outputs.clone(),
+                                outputs: template_outputs(name, &out),
                             },
                         );
                         if let Some(r) = d.resource_mut(name) {
-                            r.outputs = out.outputs.clone();
+                            r.outputs = stored_outputs(&out);
                         }
                         rendered.outputs.insert(name.clone(), out);
                     }
-                    Err(e) => {
+                    Err(failure) => {
+                        let why = match failure {
+                            RenderFailure::Other(e) => error_text(&e),
+                            RenderFailure::Wiring(errors) => {
+                                let why = error_text(&Error::Validation {
+                                    errors: errors.clone(),
+                                });
+                                rendered.wiring.extend(errors);
+                                why
+                            }
+                        };
                         rendered
                             .problems
-                            .insert(name.clone(), (ResourceStatus::Failed, error_text(&e)));
+                            .insert(name.clone(), (ResourceStatus::Failed, why));
                         for dependent in resolved.graph.dependents_of(name) {
                             rendered.problems.entry(dependent).or_insert((
                                 ResourceStatus::Skipped,
@@ -800,38 +830,102 @@ impl Orchestrator {
         Ok(rendered)
     }
 
+    /// Renders one resource: its templates over the outputs of the waves
+    /// before, the references among them typed, the context with its wave
+    /// and names; a reference its engine refuses is a wiring failure.
     async fn render_one(
         &self,
         pinned: &PinnedResource,
         ctx: &TemplateContext,
         revision: u64,
-    ) -> Result<RenderOutput> {
+        wave: u32,
+        resolved: &Resolved,
+        rendered: &Rendered,
+    ) -> Result<RenderOutput, RenderFailure> {
         let def = &pinned.definition.definition;
-        let inputs = render_inputs(&pinned.resource, def, ctx)?;
-        let engine = self
-            .engines
-            .engine(&pinned.engine)
-            .ok_or_else(|| Error::EngineNotFound {
+        let name = &pinned.resource.name;
+        let mut inputs = render_inputs(&pinned.resource, def, ctx).map_err(RenderFailure::Other)?;
+        let producers: BTreeMap<&str, Producer<'_>> = rendered
+            .outputs
+            .iter()
+            .filter_map(|(producer, output)| {
+                let p = resolved.get(producer)?;
+                Some((
+                    producer.as_str(),
+                    Producer {
+                        engine: &p.engine,
+                        definition: &p.definition.definition,
+                        output,
+                    },
+                ))
+            })
+            .collect();
+        let references = wiring::extract(name, &pinned.engine, &mut inputs, &producers)
+            .map_err(RenderFailure::Wiring)?;
+        let engine = self.engines.engine(&pinned.engine).ok_or_else(|| {
+            RenderFailure::Other(Error::EngineNotFound {
                 name: pinned.engine.clone(),
-            })?;
+            })
+        })?;
         let request = RenderRequest {
-            resource: pinned.resource.name.clone(),
+            resource: name.clone(),
             definition: def.clone(),
             inputs,
+            references,
             engine_config: def
                 .spec
                 .engine_configs
                 .get(&pinned.engine)
                 .cloned()
                 .unwrap_or(serde_json::Value::Null),
-            context: RenderContext {
-                team: ctx.team.clone(),
-                environment: ctx.environment.clone(),
-                deployment: ctx.deployment.clone(),
+            context: RenderContext::for_resource(
+                &ctx.team,
+                &ctx.environment,
+                &ctx.deployment,
+                name,
                 revision,
-            },
+                wave,
+            ),
         };
-        engine.render(&request).await
+        match engine.render(&request).await {
+            Ok(out) => Ok(out),
+            Err(Error::Validation { errors }) => {
+                let (refused, errors) =
+                    wiring::explain_refusals(name, &pinned.engine, &request.references, errors);
+                Err(if refused {
+                    RenderFailure::Wiring(errors)
+                } else {
+                    RenderFailure::Other(Error::Validation { errors })
+                })
+            }
+            Err(e) => Err(RenderFailure::Other(e)),
+        }
+    }
+
+    /// Refuses a request one of whose resources wires in an output its
+    /// engine cannot resolve, before anything is recorded: the waves are
+    /// rendered in memory (only when some output crosses resources) and
+    /// every refusal is returned as `VALIDATION_FAILED`.
+    async fn check_wiring(&self, spec: &Spec, resolved: &Resolved) -> Result<()> {
+        let wired = spec.resources.iter().any(|r| {
+            r.config
+                .values()
+                .any(|v| !crate::template::references(v).outputs.is_empty())
+        });
+        if !wired {
+            return Ok(());
+        }
+        let mut draft = self.draft(spec, resolved, 0);
+        let rendered = self
+            .render_waves(spec, resolved, &mut draft, None, Rendered::default())
+            .await?;
+        if rendered.wiring.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation {
+                errors: rendered.wiring,
+            })
+        }
     }
 
     /// Whether someone cancelled `d` in the store; adopts the stored generation.

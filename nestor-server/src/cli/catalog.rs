@@ -147,7 +147,7 @@ impl FilterArgs {
 
 pub(super) async fn run(command: CatalogCommand, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
     match command {
-        CatalogCommand::Validate { paths } => validate(&paths, ctx),
+        CatalogCommand::Validate { paths } => validate(&paths, ctx).await,
         CatalogCommand::Diff { old, new } => diff(&old, &new, ctx),
         CatalogCommand::Sync {
             source,
@@ -374,11 +374,25 @@ fn cross_check(found: &[Found], problems: &mut Vec<Problem>, ctx: &Context<'_>) 
     }
 }
 
-fn validate(paths: &[PathBuf], ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
+async fn validate(paths: &[PathBuf], ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
     let files = expand(paths)?;
     let mut problems = Vec::new();
-    let found = read_definitions(&files, &mut problems);
+    let mut found = read_definitions(&files, &mut problems);
     cross_check(&found, &mut problems, ctx);
+    // Each loaded engine checks its engine config, as a publish would.
+    let engines = ctx.engines()?;
+    let mut valid = Vec::with_capacity(found.len());
+    for f in found {
+        let errors = nestor_core::check_engine_configs(engines.as_ref(), &f.definition).await?;
+        if errors.is_empty() {
+            valid.push(f);
+        } else {
+            for e in errors {
+                problems.push(problem_at(&f, "VALIDATION_FAILED", e));
+            }
+        }
+    }
+    found = valid;
     problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let summary = json!({"files": files.len(), "definitions": found.len(), "errors": problems});
     emit(ctx.format(), &summary, || {

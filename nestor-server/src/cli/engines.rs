@@ -180,18 +180,14 @@ pub(super) async fn render(
         resource: r.name.clone(),
         definition: def.clone(),
         inputs,
+        references: vec![],
         engine_config: def
             .spec
             .engine_configs
             .get(&engine_name)
             .cloned()
             .unwrap_or(serde_json::Value::Null),
-        context: RenderContext {
-            team,
-            environment,
-            deployment: r.name.clone(),
-            revision: 0,
-        },
+        context: RenderContext::for_resource(&team, &environment, &r.name, &r.name, 0, 1),
     };
     let out = engine.render(&request).await?;
     let result = json!({"resource": def.subject(), "engine": engine_name, "artifacts": out.artifacts, "outputs": out.outputs});

@@ -384,7 +384,7 @@ impl Context<'_> {
             Some(remote) => Ok(Box::new(remote)),
             None => {
                 let store = self.store().await?;
-                let catalog = CatalogService::new(store.clone());
+                let catalog = CatalogService::new(store.clone()).with_engines(self.engines()?);
                 let composer = Composer::new(store.clone());
                 Ok(Box::new(client::Embedded {
                     store,

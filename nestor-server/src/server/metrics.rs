@@ -345,4 +345,12 @@ impl Engine for MeteredEngine {
             .observe(started.elapsed().as_secs_f64());
         result
     }
+
+    async fn validate_config(
+        &self,
+        definition: &nestor_core::ResourceDefinition,
+        config: &serde_json::Value,
+    ) -> nestor_core::Result<Vec<nestor_core::FieldError>> {
+        self.inner.validate_config(definition, config).await
+    }
 }

@@ -127,7 +127,8 @@ impl AppState {
             engines.clone(),
             metrics.clone(),
         ));
-        let catalog = CatalogService::new(store.clone());
+        // Each engine checks its engine configs of every version published.
+        let catalog = CatalogService::new(store.clone()).with_engines(engines.clone());
         let composer = Composer::new(store.clone());
         let (leases, wave_delay) = config.deployments.settings()?;
         let orchestrator = Orchestrator::new(store.clone(), metered, executor)

@@ -7,19 +7,44 @@
 //! (derived from the definition when absent: `{category}.{provider}.nestor.io/v1alpha1`,
 //! `PascalCase(resource_type)`), `composition_ref` (name or `{name}`),
 //! `composition_selector` (labels), `composition_update_policy`,
-//! `namespace` (claims; default `{team}-{environment}`), `composite`,
-//! `connection_secret` (name; default `{deployment}-{resource}-conn`),
+//! `namespace` (claims; default the team's namespace from the host),
+//! `composite`, `connection_secret` (name; default `{object_name}-conn`),
 //! `connection_secret_namespace` (XRs; default `crossplane-system`),
 //! `static_inputs`, `input_map` (input → parameter path, default camelCase),
 //! `output_map` (definition output → connection secret key).
 //!
-//! Outputs are Kubernetes secret references:
-//! `{"secretKeyRef": {"name", "key", "namespace"}}`.
+//! Outputs are keys of the connection secret. Another resource's output
+//! reached as a Secret key is passed as a parameter holding Crossplane's
+//! secret key selector, `{secretKeyRef: {name, namespace, key}}`, which the
+//! Composition resolves; only a free-form (`object`) parameter can hold it,
+//! so wiring it into a `string` input is refused (an XRD mirroring the
+//! definition would reject the claim). A Pulumi stack output only is
+//! refused: a Composition cannot read one.
 #![deny(missing_docs)]
 
+use nestor_engine_sdk::check::{ConfigSpec, Key, Kind, COMMON_KEYS};
 use nestor_engine_sdk::{
-    export_engine, json, names, serde_json::Map, yaml, Engine, EngineError, EngineInfo, Rendered,
-    Request, Value,
+    export_engine, json, names, serde_json::Map, yaml, Config, ConfigProblem, Definition, Engine,
+    EngineError, EngineInfo, Reach, Rendered, Request, Value,
+};
+
+/// The keys the engine understands.
+const CONFIG: ConfigSpec = ConfigSpec {
+    engine: "crossplane",
+    keys: &[
+        Key::optional("api_version", Kind::Text),
+        Key::optional("kind", Kind::Text),
+        Key::optional("composition_ref", Kind::TextOrMap).or(&["composition"]),
+        Key::optional("composition_selector", Kind::Map),
+        Key::optional("composition_update_policy", Kind::Text),
+        Key::optional("composite", Kind::Bool),
+        Key::optional("namespace", Kind::Text),
+        Key::optional("connection_secret", Kind::Text),
+        Key::optional("connection_secret_namespace", Kind::Text),
+        COMMON_KEYS[0],
+        COMMON_KEYS[1],
+        COMMON_KEYS[2],
+    ],
 };
 
 /// The engine.
@@ -34,7 +59,26 @@ impl Engine for Crossplane {
         )
     }
 
-    fn render(request: Request) -> Result<Rendered, EngineError> {
+    fn validate(definition: &Definition, config: &Config) -> Vec<ConfigProblem> {
+        let mut problems = CONFIG.check(config, definition);
+        let config = CONFIG.normalize(config);
+        if let Some(api_version) = config.str("api_version") {
+            if !api_version.contains('/') {
+                problems.push(ConfigProblem::new(
+                    "api_version",
+                    format!("must be group/version, not `{api_version}`"),
+                ));
+            }
+        }
+        problems
+    }
+
+    fn render(mut request: Request) -> Result<Rendered, EngineError> {
+        let problems = Self::validate(&request.definition, &request.engine_config);
+        if !problems.is_empty() {
+            return Err(EngineError::ConfigProblems(problems));
+        }
+        request.engine_config = CONFIG.normalize(&request.engine_config);
         let config = &request.engine_config;
         let definition = &request.definition;
         let composite = config.bool("composite").unwrap_or(false);
@@ -45,11 +89,6 @@ impl Engine for Crossplane {
                 names::dns_label(definition.provider())
             )
         });
-        if !api_version.contains('/') {
-            return Err(EngineError::InvalidConfig(format!(
-                "`api_version` must be group/version, not `{api_version}`"
-            )));
-        }
         let kind = config.str("kind").unwrap_or_else(|| {
             let base = names::pascal_case(definition.resource_type());
             if composite {
@@ -60,19 +99,11 @@ impl Engine for Crossplane {
         });
 
         let name = request.qualified_name();
-        let namespace = config
-            .str("namespace")
-            .map(|n| request.expand(&n))
-            .unwrap_or_else(|| {
-                names::dns_label(&format!(
-                    "{}-{}",
-                    request.context.team, request.context.environment
-                ))
-            });
+        let namespace = request.namespace();
         let secret_name = config
             .str("connection_secret")
             .map(|n| request.expand(&n))
-            .unwrap_or_else(|| names::dns_label(&format!("{name}-conn")));
+            .unwrap_or_else(|| format!("{name}-conn"));
         let secret_namespace = if composite {
             config
                 .str("connection_secret_namespace")
@@ -81,24 +112,27 @@ impl Engine for Crossplane {
             namespace.clone()
         };
 
-        let mut metadata = json!({
-            "name": name,
-            "labels": labels(&request),
-            // No revision here: a manifest that changes on every apply
-            // would make every plan show a change. The GitOps commit
-            // message carries the revision.
-            "annotations": {
-                "nestor.io/definition": format!("{}:{}", definition.name(), definition.version()),
-            },
-        });
-        if !composite {
-            metadata["namespace"] = json!(namespace);
-        }
+        let inputs = request.inputs_with_references(|reference| {
+            request.admits_object(reference)?;
+            let secret = reference.reach.secret_key_ref.as_ref().ok_or_else(|| {
+                "a Composition reads another resource's output only from a Kubernetes Secret key; \
+                 this output is only a Pulumi stack output"
+                    .to_string()
+            })?;
+            Ok(json!({"secretKeyRef": {"name": secret.name, "namespace": secret.namespace, "key": secret.key}}))
+        })?;
+
+        // Composite resources are cluster-scoped: their name carries the namespace.
+        let metadata = if composite {
+            request.object_metadata(&request.cluster_name(), None)
+        } else {
+            request.object_metadata(&name, Some(&namespace))
+        };
 
         let mut spec = Map::new();
         spec.insert(
             "parameters".into(),
-            Value::Object(request.arguments(names::camel_case, |_, v| v.clone())?),
+            Value::Object(request.arguments_from(&inputs, names::camel_case, |_, v| v.clone())?),
         );
         match config.get("composition_ref") {
             Some(Value::String(name)) => {
@@ -145,31 +179,11 @@ impl Engine for Crossplane {
             Rendered::new().artifact(file, yaml::to_string(&manifest), "application/yaml");
         for output in definition.outputs() {
             let key = request.output_target(&output.name);
-            rendered = rendered.output(
-                output.name,
-                json!({"secretKeyRef": {"name": secret_name, "key": key, "namespace": secret_namespace}}),
-            );
+            let reach = Reach::secret_key(&secret_name, &secret_namespace, key);
+            rendered = rendered.output_at(output.name, reach);
         }
         Ok(rendered)
     }
-}
-
-/// Labels that let `kubectl get -l` find everything one deployment made.
-fn labels(request: &Request) -> Value {
-    let ctx = &request.context;
-    let mut labels = Map::new();
-    for (key, value) in [
-        ("nestor.io/team", &ctx.team),
-        ("nestor.io/environment", &ctx.environment),
-        ("nestor.io/deployment", &ctx.deployment),
-        ("nestor.io/resource", &request.resource),
-    ] {
-        if !value.is_empty() {
-            labels.insert(key.into(), json!(names::dns_label(value)));
-        }
-    }
-    labels.insert("app.kubernetes.io/managed-by".into(), json!("nestor"));
-    Value::Object(labels)
 }
 
 export_engine!(Crossplane);

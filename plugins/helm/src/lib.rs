@@ -3,22 +3,52 @@
 //! with those values inline (`helm.valuesObject`), so the Application alone
 //! is enough for Argo CD and `values.yaml` serves `helm template` and review.
 //!
-//! Engine config (snake_case or camelCase): `chart` (required), `repo_url`
-//! (required), `target_revision` (default `*`), `path` (a chart inside a git
-//! repository instead of `chart`), `namespace` (default `{team}-{environment}`),
-//! `release_name` (default `{deployment}-{resource}`), `project` (default
-//! `default`), `argocd_namespace` (default `argocd`), `destination_server` or
-//! `destination_name`, `automated` (default true), `values` or
-//! `static_inputs` (base values), `input_map` (input → dotted values path),
-//! `output_map` (output → template over `{release}`, `{namespace}`, ...).
+//! Engine config (snake_case or camelCase): `chart` (or `path`, a chart
+//! inside a git repository), `repo_url` (required), `target_revision`
+//! (also spelled `chart_version` or `version`; default `*`, every new chart
+//! version), `namespace` (default the team's namespace from the host),
+//! `release_name` (default the host's object name), `project` (default the
+//! team's AppProject from the host), `argocd_namespace` (default `argocd`),
+//! `destination_server` or `destination_name`, `automated` (default true),
+//! `values` or `static_inputs` (base values), `input_map` (input → dotted
+//! values path), `output_map` (output → template over `{release}`,
+//! `{namespace}`, ...). `{release}` expands in base values and static inputs
+//! too (`fullnameOverride: "{release}"`).
 //!
-//! Outputs default to the release's in-cluster service address,
-//! `{release}.{namespace}.svc.cluster.local`.
+//! Outputs are known at render time: the release's in-cluster service
+//! address, `{release}.{namespace}.svc.cluster.local`, by default. Another
+//! resource's output reached as a Secret key is passed as the Kubernetes
+//! `EnvVarSource` `{secretKeyRef: {name, key}}` (what a chart puts under an
+//! env var's `valueFrom`), which only works in the release's own namespace
+//! and only in a free-form (`object`) input; anything else is refused.
 #![deny(missing_docs)]
 
+use nestor_engine_sdk::check::{ConfigSpec, Key, Kind, COMMON_KEYS};
 use nestor_engine_sdk::{
-    export_engine, json, names, serde_json::Map, yaml, Engine, EngineError, EngineInfo, Rendered,
-    Request, Value,
+    export_engine, json, serde_json::Map, yaml, Config, ConfigProblem, Definition, Engine,
+    EngineError, EngineInfo, Rendered, Request, Value,
+};
+
+/// The keys the engine understands.
+const CONFIG: ConfigSpec = ConfigSpec {
+    engine: "helm",
+    keys: &[
+        Key::optional("chart", Kind::Text).or(&["chart_name"]),
+        Key::required("repo_url", Kind::Text).or(&["repository", "repo"]),
+        Key::optional("target_revision", Kind::Text).or(&["chart_version", "version"]),
+        Key::optional("path", Kind::Text),
+        Key::optional("namespace", Kind::Text),
+        Key::optional("release_name", Kind::Text).or(&["release"]),
+        Key::optional("project", Kind::Text),
+        Key::optional("argocd_namespace", Kind::Text),
+        Key::optional("destination_server", Kind::Text),
+        Key::optional("destination_name", Kind::Text),
+        Key::optional("automated", Kind::Bool),
+        Key::optional("values", Kind::Map),
+        COMMON_KEYS[0],
+        COMMON_KEYS[1],
+        COMMON_KEYS[2],
+    ],
 };
 
 /// The engine.
@@ -33,33 +63,53 @@ impl Engine for Helm {
         )
     }
 
-    fn render(request: Request) -> Result<Rendered, EngineError> {
-        let config = &request.engine_config;
-        let repo_url = config.require_str("repo_url")?;
-        let path = config.str("path");
-        let chart = match (&path, config.str("chart")) {
-            (_, Some(chart)) => Some(chart),
-            (Some(_), None) => None,
-            (None, None) => {
-                return Err(EngineError::InvalidConfig(
-                    "`chart` (or `path`) is required".into(),
-                ))
-            }
-        };
-        let target_revision = config.str("target_revision").unwrap_or_else(|| "*".into());
-        let namespace = config
-            .str("namespace")
-            .map(|n| request.expand(&n))
-            .unwrap_or_else(|| {
-                names::dns_label(&format!(
-                    "{}-{}",
-                    request.context.team, request.context.environment
-                ))
-            });
-        let release = config
+    fn validate(definition: &Definition, config: &Config) -> Vec<ConfigProblem> {
+        let mut problems = CONFIG.check(config, definition);
+        let config = CONFIG.normalize(config);
+        if config.str("chart").is_none() && config.str("path").is_none() {
+            problems.push(ConfigProblem::new(
+                "chart",
+                "`chart` (a chart in a Helm repository) or `path` (a chart in a git repository) is required in the helm engine config",
+            ));
+        }
+        problems
+    }
+
+    fn render(mut request: Request) -> Result<Rendered, EngineError> {
+        let problems = Self::validate(&request.definition, &request.engine_config);
+        if !problems.is_empty() {
+            return Err(EngineError::ConfigProblems(problems));
+        }
+        request.engine_config = CONFIG.normalize(&request.engine_config);
+        let namespace = request.namespace();
+        let release = request
+            .engine_config
             .str("release_name")
             .map(|n| request.expand(&n))
             .unwrap_or_else(|| request.qualified_name());
+        request.placeholder("release", &release);
+        request.placeholder("namespace", &namespace);
+        let config = &request.engine_config;
+        let repo_url = config.require_str("repo_url")?;
+        let path = config.str("path");
+        let chart = config.str("chart");
+        let target_revision = config.str("target_revision").unwrap_or_else(|| "*".into());
+
+        let inputs = request.inputs_with_references(|reference| {
+            request.admits_object(reference)?;
+            let secret = reference.reach.secret_key_ref.as_ref().ok_or_else(|| {
+                "a Helm release reads another resource's output only from a Kubernetes Secret key; \
+                 this output is only a Pulumi stack output"
+                    .to_string()
+            })?;
+            if secret.namespace != namespace {
+                return Err(format!(
+                    "the Secret {} is in namespace {}, and a pod of this release (namespace {namespace}) reads Secrets only in its own",
+                    secret.name, secret.namespace
+                ));
+            }
+            Ok(json!({"secretKeyRef": {"name": secret.name, "key": secret.key}}))
+        })?;
 
         let mut values = match config.object("values") {
             Some(base) => request
@@ -71,7 +121,7 @@ impl Engine for Helm {
         };
         merge(
             &mut values,
-            request.arguments(str::to_string, |_, v| v.clone())?,
+            request.arguments_from(&inputs, str::to_string, |_, v| v.clone())?,
         );
 
         let mut source = Map::new();
@@ -99,32 +149,27 @@ impl Engine for Helm {
         if config.bool("automated").unwrap_or(true) {
             sync_policy["automated"] = json!({"prune": true, "selfHeal": true});
         }
-        let ctx = &request.context;
-        let app_name = names::dns_label(&format!(
-            "{}-{}-{}",
-            ctx.team,
-            ctx.environment,
-            request.qualified_name()
-        ));
+        let project = config.str("project").unwrap_or_else(|| {
+            if request.context.project.is_empty() {
+                "default".into()
+            } else {
+                request.context.project.clone()
+            }
+        });
+        let argocd_namespace = config
+            .str("argocd_namespace")
+            .unwrap_or_else(|| "argocd".into());
+        // Applications live together in Argo CD's namespace: the name
+        // carries the team's namespace so two teams never share one.
+        let mut metadata =
+            request.object_metadata(&request.cluster_name(), Some(&argocd_namespace));
+        metadata["finalizers"] = json!(["resources-finalizer.argocd.argoproj.io"]);
         let application = json!({
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Application",
-            "metadata": {
-                "name": app_name,
-                "namespace": config.str("argocd_namespace").unwrap_or_else(|| "argocd".into()),
-                "labels": {
-                    "app.kubernetes.io/managed-by": "nestor",
-                    "nestor.io/team": names::dns_label(&ctx.team),
-                    "nestor.io/environment": names::dns_label(&ctx.environment),
-                    "nestor.io/resource": names::dns_label(&request.resource),
-                },
-                "annotations": {
-                    "nestor.io/definition": format!("{}:{}", request.definition.name(), request.definition.version()),
-                },
-                "finalizers": ["resources-finalizer.argocd.argoproj.io"],
-            },
+            "metadata": metadata,
             "spec": {
-                "project": config.str("project").unwrap_or_else(|| "default".into()),
+                "project": project,
                 "source": source,
                 "destination": destination,
                 "syncPolicy": sync_policy,
@@ -149,12 +194,7 @@ impl Engine for Helm {
                 .and_then(|m| m.get(&output.name))
                 .and_then(Value::as_str)
                 .unwrap_or("{release}.{namespace}.svc.cluster.local");
-            let value = request.expand(
-                &template
-                    .replace("{release}", &release)
-                    .replace("{namespace}", &namespace),
-            );
-            rendered = rendered.output(output.name, value);
+            rendered = rendered.output(output.name, request.expand(template));
         }
         Ok(rendered)
     }

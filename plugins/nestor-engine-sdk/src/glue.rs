@@ -13,7 +13,7 @@ mod wasm {
     #[allow(missing_docs, clippy::all)]
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "wit/v0.1.0",
+            path: "wit/v0.2.0",
             world: "plugin",
             pub_export_macro: true,
             export_macro_name: "export",
@@ -32,6 +32,23 @@ mod wasm {
             version: info.version,
             description: info.description,
         }
+    }
+
+    /// `validate()` for the component export.
+    pub fn wasm_validate<E: Engine>(request: wit::ValidateRequest) -> Vec<wit::ConfigProblem> {
+        let parsed = parse("the definition", &request.definition).and_then(|definition| {
+            Ok((
+                definition,
+                parse("the engine config", &request.engine_config)?,
+            ))
+        });
+        let problems = match parsed {
+            Ok((definition, config)) => {
+                E::validate(&crate::Definition(definition), &crate::Config(config))
+            }
+            Err(e) => vec![crate::ConfigProblem::new("", e.message())],
+        };
+        problems.into_iter().map(to_wit_problem).collect()
     }
 
     /// `render()` for the component export.
@@ -53,20 +70,50 @@ mod wasm {
             outputs: rendered
                 .outputs
                 .into_iter()
-                .map(|(name, value)| wit::NamedValue {
+                .map(|(name, reach)| wit::Output {
                     name,
-                    value: value.to_string(),
+                    reach: reach_to_wit(reach),
                 })
                 .collect(),
         })
     }
 
+    fn parse(what: &str, text: &str) -> Result<serde_json::Value, EngineError> {
+        serde_json::from_str(text)
+            .map_err(|e| EngineError::Internal(format!("host sent invalid JSON for {what}: {e}")))
+    }
+
+    fn reach_to_wit(reach: crate::Reach) -> wit::Reach {
+        wit::Reach {
+            value: reach.value.map(|v| v.to_string()),
+            secret_key: reach.secret_key_ref.map(|s| wit::SecretKeyRef {
+                name: s.name,
+                namespace: s.namespace,
+                key: s.key,
+            }),
+            stack_output: reach.stack_output.map(|s| wit::StackOutputRef {
+                stack: s.stack,
+                output: s.output,
+            }),
+        }
+    }
+
+    fn reach_from_wit(reach: wit::Reach) -> Result<crate::Reach, EngineError> {
+        Ok(crate::Reach {
+            value: reach.value.map(|v| parse("a reference", &v)).transpose()?,
+            secret_key_ref: reach.secret_key.map(|s| crate::SecretKeyRef {
+                name: s.name,
+                namespace: s.namespace,
+                key: s.key,
+            }),
+            stack_output: reach.stack_output.map(|s| crate::StackOutputRef {
+                stack: s.stack,
+                output: s.output,
+            }),
+        })
+    }
+
     fn request_from_wit(request: wit::RenderRequest) -> Result<Request, EngineError> {
-        let parse = |what: &str, text: &str| {
-            serde_json::from_str(text).map_err(|e| {
-                EngineError::Internal(format!("host sent invalid JSON for {what}: {e}"))
-            })
-        };
         let mut inputs = BTreeMap::new();
         for input in &request.inputs {
             inputs.insert(
@@ -74,18 +121,48 @@ mod wasm {
                 parse(&format!("input {}", input.name), &input.value)?,
             );
         }
+        let references = request
+            .references
+            .into_iter()
+            .map(|r| {
+                Ok(crate::Reference {
+                    input: r.input,
+                    path: r.path,
+                    producer: r.producer,
+                    producer_engine: r.producer_engine,
+                    output: r.output,
+                    output_type: r.output_type,
+                    sensitive: r.sensitive,
+                    reach: reach_from_wit(r.reach)?,
+                })
+            })
+            .collect::<Result<_, EngineError>>()?;
+        let c = request.context;
         Ok(Request {
             resource: request.resource,
             definition: crate::Definition(parse("the definition", &request.definition)?),
             inputs,
             engine_config: crate::Config(parse("the engine config", &request.engine_config)?),
+            references,
+            placeholders: Vec::new(),
             context: crate::Context {
-                team: request.context.team,
-                environment: request.context.environment,
-                deployment: request.context.deployment,
-                revision: request.context.revision,
+                team: c.team,
+                environment: c.environment,
+                deployment: c.deployment,
+                revision: c.revision,
+                wave: c.wave,
+                namespace: c.namespace,
+                object_name: c.object_name,
+                project: c.project,
             },
         })
+    }
+
+    fn to_wit_problem(p: crate::ConfigProblem) -> wit::ConfigProblem {
+        wit::ConfigProblem {
+            field: p.field,
+            message: p.message,
+        }
     }
 
     fn to_wit_error(error: EngineError) -> wit::EngineError {
@@ -94,6 +171,19 @@ mod wasm {
             EngineError::InvalidInput(m) => wit::EngineError::InvalidInput(m),
             EngineError::Unsupported(m) => wit::EngineError::Unsupported(m),
             EngineError::Internal(m) => wit::EngineError::Internal(m),
+            EngineError::ConfigProblems(problems) => {
+                wit::EngineError::ConfigProblems(problems.into_iter().map(to_wit_problem).collect())
+            }
+            EngineError::RefusedReferences(refused) => wit::EngineError::RefusedReferences(
+                refused
+                    .into_iter()
+                    .map(|r| wit::RefusedReference {
+                        input: r.input,
+                        path: r.path,
+                        reason: r.reason,
+                    })
+                    .collect(),
+            ),
         }
     }
 }
@@ -161,7 +251,44 @@ mod native {
     }
 
     fn error_json(error: &EngineError) -> serde_json::Value {
-        json!({"error": {"kind": error.kind(), "message": error.message()}})
+        let mut body = json!({"kind": error.kind(), "message": error.message()});
+        match error {
+            EngineError::ConfigProblems(problems) => body["problems"] = json!(problems),
+            EngineError::RefusedReferences(refused) => body["refused"] = json!(refused),
+            _ => {}
+        }
+        json!({ "error": body })
+    }
+
+    /// `nestor_engine_validate(ptr, len)`: `{definition, engine_config}` in,
+    /// `[{field, message}]` out.
+    ///
+    /// # Safety
+    /// `ptr` must point to `len` readable bytes.
+    pub unsafe fn native_validate<E: Engine>(ptr: *const u8, len: usize) -> *mut c_char {
+        let bytes = if ptr.is_null() {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(ptr, len) }
+        };
+        #[derive(serde::Deserialize)]
+        struct Ask {
+            #[serde(default)]
+            definition: crate::Definition,
+            #[serde(default)]
+            engine_config: crate::Config,
+        }
+        let answer = catch_unwind(AssertUnwindSafe(|| {
+            match serde_json::from_slice::<Ask>(bytes) {
+                Ok(ask) => E::validate(&ask.definition, &ask.engine_config),
+                Err(e) => vec![crate::ConfigProblem::new(
+                    "",
+                    format!("host sent an invalid request: {e}"),
+                )],
+            }
+        }))
+        .unwrap_or_else(|_| vec![crate::ConfigProblem::new("", "validate() panicked")]);
+        into_c_string(json!(answer).to_string())
     }
 
     /// `nestor_engine_free(ptr)`.

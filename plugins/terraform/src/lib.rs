@@ -1,19 +1,52 @@
-//! The bundled Terraform engine: one `main.tf.json` holding a `module` block
+//! The bundled Terraform engine: `main.tf.json` holding a `module` block
 //! (source and version from the engine config, the inputs as arguments), an
-//! `output` block per definition output, and the backend when the engine
-//! config names one.
+//! `output` block per definition output and the backend when the engine
+//! config names one; and beside it `workspace.yaml`, a provider-terraform
+//! `Workspace` (`tf.upbound.io/v1beta1`) that runs that very module in the
+//! cluster.
+//!
+//! The Workspace carries the module inline (`source: Inline`,
+//! `inlineFormat: JSON`, `module` = the main.tf.json text): a git source
+//! would have to be pinned to the commit that holds the Workspace itself,
+//! which does not exist yet when the engine renders. It writes the
+//! module's outputs to its connection secret (`writeConnectionSecretToRef`:
+//! provider-terraform publishes every output there, strings as they are and
+//! other types as JSON), so other resources reach them as Secret keys.
 //!
 //! Engine config (snake_case or camelCase): `module_source` (required),
 //! `module_version`, `backend` (`"s3"`, `{type: s3, config: {...}}` or
 //! `{s3: {...}}`; `{team}`-style placeholders expanded), `required_version`,
-//! `static_inputs` (fixed module arguments), `input_map` (input → argument
-//! name) and `output_map` (definition output → module output).
+//! `provider_config` (the Workspace's ProviderConfig, default `default`),
+//! `connection_secret` (default `{object_name}-outputs`), `static_inputs`,
+//! `input_map` and `output_map` (definition output → module output).
 //!
-//! Outputs are Terraform references, `${module.<resource>.<module output>}`.
+//! Another resource's output arrives as a Secret key: it becomes a root
+//! `variable` (`ref_<producer>_<output>`), the module argument reads
+//! `${var.…}`, and the Workspace sets `TF_VAR_…` from the Secret key
+//! (`env[].secretKeyRef`), which Terraform reads as the variable's value.
+//! A Pulumi stack output is refused: Terraform cannot read one.
 #![deny(missing_docs)]
 
+use nestor_engine_sdk::check::{ConfigSpec, Key, Kind, COMMON_KEYS};
 use nestor_engine_sdk::{
-    export_engine, json, names, Engine, EngineError, EngineInfo, Rendered, Request, Value,
+    export_engine, json, names, yaml, Config, ConfigProblem, Definition, Engine, EngineError,
+    EngineInfo, Reach, Reference, Rendered, Request, Value,
+};
+
+/// The keys the engine understands.
+const CONFIG: ConfigSpec = ConfigSpec {
+    engine: "terraform",
+    keys: &[
+        Key::required("module_source", Kind::Text).or(&["source", "module"]),
+        Key::optional("module_version", Kind::Text).or(&["version"]),
+        Key::optional("backend", Kind::TextOrMap),
+        Key::optional("required_version", Kind::Text),
+        Key::optional("provider_config", Kind::Text).or(&["provider_config_ref"]),
+        Key::optional("connection_secret", Kind::Text),
+        COMMON_KEYS[0],
+        COMMON_KEYS[1],
+        COMMON_KEYS[2],
+    ],
 };
 
 /// The engine.
@@ -24,14 +57,50 @@ impl Engine for Terraform {
         EngineInfo::new(
             "terraform",
             env!("CARGO_PKG_VERSION"),
-            "Terraform module call as main.tf.json",
+            "Terraform module as main.tf.json and a provider-terraform Workspace",
         )
     }
 
-    fn render(request: Request) -> Result<Rendered, EngineError> {
+    fn validate(definition: &Definition, config: &Config) -> Vec<ConfigProblem> {
+        CONFIG.check(config, definition)
+    }
+
+    fn render(mut request: Request) -> Result<Rendered, EngineError> {
+        let problems = CONFIG.check(&request.engine_config, &request.definition);
+        if !problems.is_empty() {
+            return Err(EngineError::ConfigProblems(problems));
+        }
+        request.engine_config = CONFIG.normalize(&request.engine_config);
         let config = &request.engine_config;
         let source = config.require_str("module_source")?;
         let module_name = names::identifier(&request.resource);
+        let namespace = request.namespace();
+
+        // Input values are data: `${` in them is escaped before the
+        // references (which are Terraform expressions) are put in.
+        let mut escaped = request.clone();
+        for value in escaped.inputs.values_mut() {
+            *value = escape_templates(value);
+        }
+        let mut variables = serde_json_map();
+        let mut env = Vec::new();
+        let inputs = escaped.inputs_with_references(|reference| {
+            let variable = format!("ref_{}", names::identifier(&reference.identifier()));
+            let secret = secret_of(reference)?;
+            let mut block = json!({
+                "type": variable_type(&reference.output_type),
+                "description": format!("output {} of {} ({})", reference.output, reference.producer, reference.producer_engine),
+            });
+            if reference.sensitive {
+                block["sensitive"] = json!(true);
+            }
+            variables.insert(variable.clone(), block);
+            env.push(json!({
+                "name": format!("TF_VAR_{variable}"),
+                "secretKeyRef": {"name": secret.name, "namespace": secret.namespace, "key": secret.key},
+            }));
+            Ok(json!(format!("${{var.{variable}}}")))
+        })?;
 
         let mut module = serde_json_map();
         module.insert("source".into(), json!(source));
@@ -41,7 +110,7 @@ impl Engine for Terraform {
                 module.insert("version".into(), json!(version));
             }
         }
-        for (name, value) in request.arguments(str::to_string, |_, v| escape_templates(v))? {
+        for (name, value) in request.arguments_from(&inputs, str::to_string, |_, v| v.clone())? {
             if matches!(
                 name.as_str(),
                 "source" | "version" | "providers" | "count" | "for_each" | "depends_on"
@@ -53,6 +122,10 @@ impl Engine for Terraform {
             module.insert(name, value);
         }
 
+        let secret_name = config
+            .str("connection_secret")
+            .map(|n| request.expand(&n))
+            .unwrap_or_else(|| format!("{}-outputs", request.qualified_name()));
         let mut outputs = serde_json_map();
         let mut rendered = Rendered::new();
         for output in request.definition.outputs() {
@@ -68,12 +141,17 @@ impl Engine for Terraform {
                 block["sensitive"] = json!(true);
             }
             outputs.insert(output.name.clone(), block);
-            rendered = rendered.output(output.name, reference);
+            let reach = Reach::secret_key(&secret_name, &namespace, &output.name);
+            rendered = rendered.output_at(output.name, reach);
         }
 
-        let mut document = json!({"module": {module_name: module}});
+        let mut document = serde_json_map();
+        if !variables.is_empty() {
+            document.insert("variable".into(), Value::Object(variables));
+        }
+        document.insert("module".into(), json!({ module_name: module }));
         if !outputs.is_empty() {
-            document["output"] = Value::Object(outputs);
+            document.insert("output".into(), Value::Object(outputs));
         }
         let mut terraform = serde_json_map();
         if let Some(required) = config.str("required_version") {
@@ -83,12 +161,75 @@ impl Engine for Terraform {
             terraform.insert("backend".into(), backend);
         }
         if !terraform.is_empty() {
-            document["terraform"] = Value::Object(terraform);
+            document.insert("terraform".into(), Value::Object(terraform));
         }
 
-        let content = nestor_engine_sdk::serde_json::to_string_pretty(&document)
-            .map_err(|e| EngineError::Internal(e.to_string()))?;
-        Ok(rendered.artifact("main.tf.json", content + "\n", "application/json"))
+        let content = nestor_engine_sdk::serde_json::to_string_pretty(&Value::Object(document))
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            + "\n";
+        let workspace = workspace(&request, &content, env, &secret_name, &namespace);
+        Ok(rendered
+            .artifact("main.tf.json", content, "application/json")
+            .artifact(
+                "workspace.yaml",
+                yaml::to_string(&workspace),
+                "application/yaml",
+            ))
+    }
+}
+
+/// The provider-terraform Workspace running `module` (the main.tf.json
+/// text). Workspaces are cluster-scoped, so the name carries the namespace.
+fn workspace(
+    request: &Request,
+    module: &str,
+    env: Vec<Value>,
+    secret_name: &str,
+    namespace: &str,
+) -> Value {
+    let mut for_provider = json!({
+        "source": "Inline",
+        "inlineFormat": "JSON",
+        "module": module,
+    });
+    if !env.is_empty() {
+        for_provider["env"] = Value::Array(env);
+    }
+    let provider_config = request
+        .engine_config
+        .str("provider_config")
+        .unwrap_or_else(|| "default".into());
+    json!({
+        "apiVersion": "tf.upbound.io/v1beta1",
+        "kind": "Workspace",
+        "metadata": request.object_metadata(&request.cluster_name(), None),
+        "spec": {
+            "forProvider": for_provider,
+            "providerConfigRef": {"name": provider_config},
+            "writeConnectionSecretToRef": {"name": secret_name, "namespace": namespace},
+        },
+    })
+}
+
+/// The Secret key a reference is read from; Terraform has no way to read a
+/// Pulumi stack output.
+fn secret_of(reference: &Reference) -> Result<nestor_engine_sdk::SecretKeyRef, String> {
+    reference.reach.secret_key_ref.clone().ok_or_else(|| {
+        "Terraform reads another resource's output only from a Kubernetes Secret key (as a TF_VAR_ variable set by the Workspace); \
+         this output is only a Pulumi stack output"
+            .to_string()
+    })
+}
+
+/// The Terraform type of a variable holding an output of `output_type`
+/// (`TF_VAR_` values of complex types are parsed as HCL).
+fn variable_type(output_type: &str) -> &'static str {
+    match output_type {
+        "integer" | "number" => "number",
+        "boolean" => "bool",
+        "array" => "list(any)",
+        "object" => "map(any)",
+        _ => "string",
     }
 }
 
