@@ -12,3 +12,4 @@ mod inspect;
 mod native;
 mod reload;
 mod sandbox;
+mod wiring;
