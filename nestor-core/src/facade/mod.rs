@@ -117,7 +117,11 @@ impl NestorBuilder {
         let engines = self.engines.ok_or_else(|| missing("engines"))?;
         let executor = self.executor.ok_or_else(|| missing("an executor"))?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let catalog = CatalogService::new(store.clone()).with_clock(clock.clone());
+        // Each loaded engine checks its engine configs of every version
+        // published or checked.
+        let catalog = CatalogService::new(store.clone())
+            .with_clock(clock.clone())
+            .with_engines(engines.clone());
         let composer = Composer::new(store.clone()).with_clock(clock.clone());
         let sync = SyncService::new(catalog.clone()).with_composer(composer.clone());
         let mut orchestrator = Orchestrator::new(store.clone(), engines.clone(), executor)

@@ -24,7 +24,7 @@ pub struct RenderedResource {
     pub engine: String,
     /// Its files.
     pub artifacts: Vec<Artifact>,
-    /// Its outputs.
+    /// Its outputs: where each is found (see [`crate::Reach`]).
     pub outputs: BTreeMap<String, Value>,
 }
 
@@ -70,12 +70,19 @@ impl Orchestrator {
             deployment: name,
             ..Default::default()
         };
-        let out = self.render_one(&pinned, &ctx, 0).await?;
+        let out = self
+            .render_one(&pinned, &ctx, 0, 1, &resolved, &super::Rendered::default())
+            .await
+            .map_err(|failure| match failure {
+                super::RenderFailure::Wiring(errors) => crate::error::Error::Validation { errors },
+                super::RenderFailure::Other(e) => e,
+            })?;
+        let outputs = super::wiring::stored_outputs(&out);
         Ok(RenderedResource {
             resource: pinned.definition.definition.subject(),
             engine: pinned.engine,
             artifacts: out.artifacts,
-            outputs: out.outputs,
+            outputs,
         })
     }
 }
