@@ -406,6 +406,22 @@ impl ArgoCdConfig {
         Ok((poll, timeout))
     }
 
+    /// The Argo CD observer these settings describe, its token from
+    /// `token` or the process environment.
+    pub fn observer(&self) -> anyhow::Result<std::sync::Arc<dyn nestor_core::Observer>> {
+        let (poll, health_timeout) = self.durations()?;
+        let observer = nestor_argocd::ArgoCdObserver::new(nestor_argocd::ArgoCdSettings {
+            server: self.server.clone(),
+            token: self.token_from(std::env::vars()),
+            namespace: self.namespace.clone(),
+            insecure_tls: self.insecure_tls,
+            poll,
+            health_timeout,
+        })
+        .map_err(anyhow::Error::msg)?;
+        Ok(std::sync::Arc::new(observer))
+    }
+
     /// The token: `token`, else `ARGOCD_AUTH_TOKEN` from `env`.
     pub fn token_from(&self, env: impl IntoIterator<Item = (String, String)>) -> Option<String> {
         self.token.clone().filter(|t| !t.is_empty()).or_else(|| {

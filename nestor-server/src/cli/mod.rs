@@ -438,11 +438,14 @@ impl Context<'_> {
     /// The orchestrator: the store, the engines and the GitOps executor.
     async fn orchestrator(&self) -> anyhow::Result<Orchestrator> {
         let (leases, wave_delay) = self.config.deployments.settings()?;
-        Ok(
+        let mut orchestrator =
             Orchestrator::new(self.store().await?, self.engines()?, self.executor()?)
                 .with_leases(leases)
-                .with_wave_delay(wave_delay),
-        )
+                .with_wave_delay(wave_delay);
+        if let Some(argo) = &self.config.argocd {
+            orchestrator = orchestrator.with_observer(argo.observer()?);
+        }
+        Ok(orchestrator)
     }
 
     /// `--team`, else `defaults.team`.

@@ -131,9 +131,12 @@ impl AppState {
         let catalog = CatalogService::new(store.clone()).with_engines(engines.clone());
         let composer = Composer::new(store.clone());
         let (leases, wave_delay) = config.deployments.settings()?;
-        let orchestrator = Orchestrator::new(store.clone(), metered, executor)
+        let mut orchestrator = Orchestrator::new(store.clone(), metered, executor)
             .with_leases(leases)
             .with_wave_delay(wave_delay);
+        if let Some(argo) = &config.argocd {
+            orchestrator = orchestrator.with_observer(argo.observer()?);
+        }
         let auth = auth::Auth::from_config(&config.auth)?;
         let limits = config.server.limits()?;
         let heartbeat =
