@@ -309,12 +309,22 @@ fn masked(text: &str, ids: &[&str]) -> String {
         out = out.replace(id, "<id>");
     }
     out.lines()
-        .map(|l| match l.find(" (commit ") {
-            Some(i) => format!("{} (commit <c>){}", &l[..i], &l[i + 22..]),
-            None => l.to_string(),
-        })
+        .map(|l| masked_commit(&masked_commit(l, " (commit ", 12), "committed at ", 12))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `line` with the `len` characters of commit hash after `marker` replaced by
+/// `<c>`: two stores make two commits, everything else must be equal.
+fn masked_commit(line: &str, marker: &str, len: usize) -> String {
+    match line.find(marker) {
+        Some(i) if line.len() >= i + marker.len() + len => format!(
+            "{}{marker}<c>{}",
+            &line[..i],
+            &line[i + marker.len() + len..]
+        ),
+        _ => line.to_string(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
