@@ -15,6 +15,15 @@ use crate::source::CatalogSource;
 use crate::store::{ListFilter, Page, PageRequest, SearchHit};
 use crate::versioning::{compare, Comparison, VersionSpec};
 
+/// A yank or unyank: whether anything changed, and the version as it is now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct YankOutcome {
+    /// False when the version already was in the state asked for.
+    pub changed: bool,
+    /// The version after the call.
+    pub version: PublishedVersion,
+}
+
 /// What a check of definitions is judged against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckScope {
@@ -131,6 +140,48 @@ impl Nestor {
             .await
     }
 
+    /// [`Nestor::set_yanked`], answering with the version as it is now.
+    pub async fn yank(
+        &self,
+        name: &str,
+        version: &Version,
+        yanked: bool,
+        actor: &str,
+    ) -> Result<YankOutcome> {
+        let changed = self.set_yanked(name, version, yanked, actor).await?;
+        let current = self
+            .inner
+            .store
+            .get_version(name, version)
+            .await?
+            .ok_or_else(|| Error::VersionNotFound {
+                name: name.into(),
+                version: version.to_string(),
+            })?;
+        Ok(YankOutcome {
+            changed,
+            version: current,
+        })
+    }
+
+    /// How many versions are published, yanked ones included (one listing
+    /// of every name: callers that ask often keep the answer a while).
+    pub async fn version_count(&self) -> Result<u64> {
+        let store = &self.inner.store;
+        let mut total = 0u64;
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let found = store.list_latest(&ListFilter::default(), &page).await?;
+            let names: Vec<String> = found.items.iter().map(|v| v.name().to_string()).collect();
+            let versions = store.versions_many(&names).await?;
+            total += versions.values().map(|v| v.len() as u64).sum::<u64>();
+            match found.next_cursor {
+                Some(c) => page.cursor = Some(c),
+                None => return Ok(total),
+            }
+        }
+    }
+
     /// Syncs one source: definitions and compositions, yanks what vanished,
     /// stores and returns the report.
     pub async fn sync(&self, source: &dyn CatalogSource) -> Result<SyncReport> {
@@ -144,6 +195,19 @@ impl Nestor {
             last_event: store.last_sequence().await?,
             syncs: store.last_syncs().await?,
         })
+    }
+
+    /// [`Nestor::status`] as a caller who sees only the teams `sees_team`
+    /// accepts reads it: other teams' compositions (and their documents'
+    /// errors) are left out of every report.
+    pub async fn status_for(&self, sees_team: impl Fn(&str) -> bool) -> Result<StatusSummary> {
+        let mut status = self.status().await?;
+        status.syncs = status
+            .syncs
+            .into_iter()
+            .map(|r| r.visible_to(&sees_team))
+            .collect();
+        Ok(status)
     }
 
     /// Events after sequence `after`, oldest first, at most `limit`.

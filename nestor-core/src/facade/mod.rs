@@ -10,10 +10,13 @@
 //! - `mod.rs`: the facade, its builder, and the services it wires.
 //! - `catalog`: definitions (read, publish, check, diff, yank, sync) and
 //!   team compositions.
+//! - `check`: documents of any kind checked as a write would, nothing
+//!   written.
 //! - `deploy`: deployments (plan, apply, status, rollback, promote,
 //!   delete), rendering one resource, the graph, events and engines.
 
 mod catalog;
+mod check;
 mod deploy;
 
 use std::sync::Arc;
@@ -24,11 +27,13 @@ use crate::composer::Composer;
 use crate::engine::EngineProvider;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
+use crate::observer::Observer;
 use crate::orchestrator::{LeaseSettings, Orchestrator};
 use crate::store::Store;
 use crate::sync::SyncService;
 
-pub use catalog::{CheckScope, StatusSummary};
+pub use catalog::{CheckScope, StatusSummary, YankOutcome};
+pub use check::DocumentCheck;
 
 /// Nestor as a library: catalog, compositions, sync and deployments over one
 /// store, one engine provider and one executor.
@@ -71,6 +76,7 @@ pub struct NestorBuilder {
     clock: Option<Arc<dyn Clock>>,
     leases: Option<LeaseSettings>,
     wave_delay: Duration,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl NestorBuilder {
@@ -110,6 +116,14 @@ impl NestorBuilder {
         self
     }
 
+    /// What watches the cluster after each commit (Argo CD): deployments
+    /// stay `applying` until it reports them synced and healthy. Default:
+    /// none (a deployment is done once committed).
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Wires the services. A missing part is a `BAD_REQUEST` naming it.
     pub fn build(self) -> Result<Nestor> {
         let missing = |part: &str| Error::bad_request(format!("Nestor::builder() needs {part}"));
@@ -129,6 +143,9 @@ impl NestorBuilder {
             .with_wave_delay(self.wave_delay);
         if let Some(leases) = self.leases {
             orchestrator = orchestrator.with_leases(leases);
+        }
+        if let Some(observer) = self.observer {
+            orchestrator = orchestrator.with_observer(observer);
         }
         Ok(Nestor {
             inner: Arc::new(Inner {

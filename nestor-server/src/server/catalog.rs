@@ -6,9 +6,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nestor_core::{
-    interpret, locate_lines, parse_definition, split_documents, Document, Error, FieldError,
-    ListFilter, Page, PublishOutcome, PublishedVersion, ResourceDefinition, VersionSpec,
-    VersionSummary,
+    interpret, locate_lines, parse_definition, split_documents, CheckScope, Document, Error,
+    FieldError, ListFilter, Page, PublishOutcome, PublishedVersion, ResourceDefinition,
+    VersionSpec, VersionSummary,
 };
 use serde_json::{json, Value};
 
@@ -110,11 +110,7 @@ pub(super) async fn versions(
     caller.read_catalog(&state)?;
     query.allow(&[])?;
     check_name("resource", &name)?;
-    let versions = state.store().versions(&name).await?;
-    if versions.is_empty() {
-        return Err(Error::ResourceNotFound { name }.into());
-    }
-    Ok(Json(versions))
+    Ok(Json(state.nestor().versions(&name).await?))
 }
 
 /// An exact version, `latest`, or the best match for a requirement.
@@ -237,7 +233,7 @@ pub(super) async fn publish(
     let actor = caller.actor();
     if defs.len() == 1 {
         let def = defs.into_iter().next().expect("one definition");
-        let result = state.inner.catalog.publish(def, None, &actor).await?;
+        let result = state.nestor().publish(def, &actor).await?;
         let status = if result.outcome == PublishOutcome::Created {
             StatusCode::CREATED
         } else {
@@ -245,20 +241,18 @@ pub(super) async fn publish(
         };
         return Ok((status, Json(json!(result))).into_response());
     }
-    // Publish in dependency and semver order; answer in document order.
-    let ordered = nestor_core::publish_order(defs.into_iter().enumerate().collect(), |(_, d)| d);
-    let (positions, items): (Vec<usize>, Vec<_>) =
-        ordered.into_iter().map(|(i, d)| (i, (d, None))).unzip();
-    let published = state.inner.catalog.publish_many(items, &actor).await?;
-    let mut results = vec![Value::Null; positions.len()];
-    for (i, r) in positions.into_iter().zip(published) {
-        results[i] = match r {
+    let results: Vec<Value> = state
+        .nestor()
+        .publish_all(defs, &actor)
+        .await?
+        .into_iter()
+        .map(|r| match r {
             Ok(r) => json!(r),
             Err(e) => {
                 json!({"error": {"code": e.code(), "message": e.to_string(), "details": e.details()}})
             }
-        };
-    }
+        })
+        .collect();
     Ok(Json(json!({"results": results})).into_response())
 }
 
@@ -302,65 +296,18 @@ fn documents(payload: &Payload, cancel: &Cancel) -> ApiResult<Vec<(usize, Docume
     })
 }
 
-/// Checks what needs the store (dependencies, a composition's references)
-/// and answers `{valid, documents}`.
+/// Checks the documents as a write would (against the catalog) and
+/// answers `{valid, documents}`.
 async fn validate_documents(
     state: &AppState,
     docs: Vec<(usize, Document)>,
 ) -> ApiResult<Json<Value>> {
-    let mut out = Vec::new();
-    let mut valid = true;
-    for (index, doc) in docs {
-        let (kind, name, errors) = match doc {
-            Document::Definition(d) => {
-                // Dependencies are checked against the store, as a publish would.
-                let errs = match state
-                    .store()
-                    .versions_many(
-                        &d.spec
-                            .dependencies
-                            .iter()
-                            .map(|x| x.name.clone())
-                            .collect::<Vec<_>>(),
-                    )
-                    .await
-                {
-                    Ok(known) => d
-                        .spec
-                        .dependencies
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, dep)| known.get(&dep.name).is_none_or(Vec::is_empty))
-                        .map(|(i, dep)| {
-                            FieldError::new(
-                                format!("spec.dependencies[{i}].name"),
-                                format!("no definition named {:?} is published", dep.name),
-                            )
-                        })
-                        .collect(),
-                    Err(e) => return Err(e.into()),
-                };
-                ("definition", d.subject(), errs)
-            }
-            Document::Composition(c) => {
-                let errs = match state.inner.composer.validate(&c).await {
-                    Ok(_) => vec![],
-                    Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
-                        return Err(e.into())
-                    }
-                    Err(e) => e.field_errors(),
-                };
-                ("composition", c.subject(), errs)
-            }
-            Document::Foreign { api_version, kind } => {
-                ("foreign", format!("{api_version}/{kind}"), vec![])
-            }
-            Document::Invalid(errs) => ("invalid", String::new(), errs),
-        };
-        valid &= errors.is_empty();
-        out.push(json!({"index": index, "kind": kind, "name": name, "errors": errors}));
-    }
-    Ok(Json(json!({"valid": valid, "documents": out})))
+    let checked = state
+        .nestor()
+        .check_documents(docs, CheckScope::Catalog)
+        .await?;
+    let valid = checked.iter().all(|d| d.errors.is_empty());
+    Ok(Json(json!({"valid": valid, "documents": checked})))
 }
 
 async fn set_yanked(
@@ -376,13 +323,11 @@ async fn set_yanked(
     check_name("resource", name)?;
     let v = semver::Version::parse(version.trim_start_matches('v'))
         .map_err(|e| Error::bad_request(format!("version {version:?}: {e}")))?;
-    let changed = state
-        .inner
-        .catalog
-        .set_yanked(name, &v, yanked, &caller.actor())
+    let outcome = state
+        .nestor()
+        .yank(name, &v, yanked, &caller.actor())
         .await?;
-    let current = state.store().get_version(name, &v).await?;
-    Ok(Json(json!({"changed": changed, "version": current})))
+    Ok(Json(json!(outcome)))
 }
 
 /// Yanks a version (platform role): still readable exactly, never chosen.
@@ -418,20 +363,15 @@ pub(super) async fn status(
 ) -> ApiResult<Json<Value>> {
     caller.read_catalog(&state)?;
     query.allow(&[])?;
-    let syncs: Vec<nestor_core::SyncReport> = state
-        .store()
-        .last_syncs()
-        .await?
-        .into_iter()
-        .map(|r| r.visible_to(|team| caller.sees_team(team)))
-        .collect();
-    let last_event = nestor_core::EventLog::last_sequence(state.store().as_ref()).await?;
-    state.metrics().refresh_versions().await;
+    let summary = state
+        .nestor()
+        .status_for(|team| caller.sees_team(team))
+        .await?;
     Ok(Json(json!({
-        "versions": state.metrics().catalog_versions(),
-        "last_event": last_event,
+        "versions": state.metrics().catalog_versions(state.nestor()).await,
+        "last_event": summary.last_event,
         "engines": state.inner.engines.list().iter().filter(|e| e.healthy).count(),
         "sources": state.syncs().names(),
-        "syncs": syncs,
+        "syncs": summary.syncs,
     })))
 }

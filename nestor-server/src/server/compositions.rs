@@ -28,9 +28,7 @@ pub(super) async fn list(
     query.allow(&[])?;
     check_name("team", &team)?;
     caller.read_team(&team)?;
-    Ok(Json(json!(
-        state.store().list_compositions(Some(&team)).await?
-    )))
+    Ok(Json(json!(state.nestor().compositions(Some(&team)).await?)))
 }
 
 /// The latest version of a composition.
@@ -73,7 +71,7 @@ async fn get_spec(
     let spec = VersionSpec::parse(version)
         .map_err(|e| Error::bad_request(format!("version {version:?}: {e}")))?;
     Ok(Json(json!(
-        state.inner.composer.get(team, name, &spec).await?
+        state.nestor().composition(team, name, &spec).await?
     )))
 }
 
@@ -97,9 +95,8 @@ pub(super) async fn publish(
     let path_team = team.clone();
     let composition = off_thread(&state, move |_| parse_body(&payload, &path_team)).await?;
     let published = state
-        .inner
-        .composer
-        .publish(composition, None, &caller.actor())
+        .nestor()
+        .publish_composition(composition, None, &caller.actor())
         .await?;
     let status = if published.outcome == PublishOutcome::Created {
         StatusCode::CREATED

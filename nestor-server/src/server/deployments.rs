@@ -7,10 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use nestor_core::{
-    CatalogRef, Deployment, DeploymentFilter, DeploymentRequest, DeploymentStatus, Error,
-    VersionSpec,
-};
+use nestor_core::{Deployment, DeploymentFilter, DeploymentRequest, DeploymentStatus, Error};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -121,11 +118,11 @@ async fn start(
     key: Option<String>,
 ) -> ApiResult<Response> {
     if request.dry_run {
-        return Ok(Json(json!(state.inner.orchestrator.plan(&request).await?)).into_response());
+        return Ok(Json(json!(state.nestor().plan(&request).await?)).into_response());
     }
-    let orchestrator = state.inner.orchestrator.clone();
+    let nestor = state.nestor().clone();
     // Every request error surfaces here, before anything is recorded.
-    let started = orchestrator.start(&request, key.as_deref()).await?;
+    let started = nestor.start(&request, key.as_deref()).await?;
     let deployment = started.deployment.clone();
     if !started.is_new() {
         // An idempotent repeat: the deployment the first request created.
@@ -135,7 +132,7 @@ async fn start(
     let span = tracing::info_span!("deployment", id = %deployment.id);
     state.inner.runs.spawn(tracing::Instrument::instrument(
         async move {
-            match orchestrator.finish(started).await {
+            match nestor.finish(started).await {
                 Ok(d) => metrics.deployment_finished(d.status.as_str()),
                 Err(e) => {
                     tracing::error!(error = %e, "deployment could not be recorded to the end")
@@ -161,7 +158,7 @@ pub(super) async fn plan(
     let payload = body.read(&state).await?;
     let request: DeploymentRequest = off_thread(&state, move |_| payload.decode()).await?;
     caller.read_team(&request.team)?;
-    Ok(Json(json!(state.inner.orchestrator.plan(&request).await?)))
+    Ok(Json(json!(state.nestor().plan(&request).await?)))
 }
 
 /// Deployments, newest first, filtered; a team token sees only its teams.
@@ -198,8 +195,8 @@ pub(super) async fn list(
         status,
     };
     let items: Vec<Deployment> = state
-        .store()
-        .list_deployments(&filter)
+        .nestor()
+        .deployments(&filter)
         .await?
         .into_iter()
         .filter(|d| scope.as_ref().is_none_or(|t| t.contains(&d.team)))
@@ -212,7 +209,7 @@ async fn visible(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Deplo
         return Err(Error::bad_request("not a deployment id").into());
     }
     caller.team_scope()?; // anonymous: 401
-    let d = state.inner.orchestrator.get(id).await?;
+    let d = state.nestor().deployment(id).await?;
     if !caller.sees_team(&d.team) {
         // The same answer as for an id that does not exist, so ids of
         // other teams cannot be found by trying (issue 11).
@@ -245,7 +242,7 @@ pub(super) async fn delete(
     query.allow(&[])?;
     let d = visible(&state, &caller, &id).await?;
     caller.write_team(&d.team)?;
-    Ok(Json(json!(state.inner.orchestrator.delete(&id).await?)))
+    Ok(Json(json!(state.nestor().delete(&id).await?)))
 }
 
 /// A new revision with an earlier one's content (`?to=REV`).
@@ -261,7 +258,7 @@ pub(super) async fn rollback(
     let d = visible(&state, &caller, &id).await?;
     caller.write_team(&d.team)?;
     let to = query.number("to")?;
-    let done = state.inner.orchestrator.rollback(&id, to).await?;
+    let done = state.nestor().rollback(&id, to).await?;
     state.metrics().deployment_finished(done.status.as_str());
     Ok(Json(json!(done)))
 }
@@ -298,8 +295,7 @@ pub(super) async fn promote(
     }
     caller.write_team(&p.team)?;
     let d = state
-        .inner
-        .orchestrator
+        .nestor()
         .promote(&p.team, &p.name, &p.from, &p.to)
         .await?;
     state.metrics().deployment_finished(d.status.as_str());
@@ -328,68 +324,23 @@ pub(super) async fn graph(
     if let Some(t) = &team {
         caller.read_team(t)?;
     }
-    let store = state.store();
     let filter = DeploymentFilter {
         team,
         environment: query.get("environment").map(str::to_string),
         ..Default::default()
     };
-    let mut latest: BTreeMap<(String, String, String), Deployment> = BTreeMap::new();
-    for d in store.list_deployments(&filter).await? {
-        if scope.as_ref().is_none_or(|t| t.contains(&d.team)) {
-            latest
-                .entry((d.team.clone(), d.environment.clone(), d.name.clone()))
-                .or_insert(d);
-        }
-    }
-    let (mut nodes, mut edges) = (Vec::new(), Vec::new());
-    for d in latest.values() {
-        let content = store.revision_content(&d.id).await?.unwrap_or_default();
-        let prefix = format!("{}/{}/{}", d.team, d.environment, d.name);
-        for r in &d.resources {
-            nodes.push(json!({"id": format!("{prefix}/{}", r.name), "kind": "resource", "definition": r.catalog_ref, "status": r.status}));
-            edges.push(json!({"from": format!("{prefix}/{}", r.name), "to": r.catalog_ref, "kind": "uses"}));
-            if let Ok(c) = CatalogRef::parse(&r.catalog_ref) {
-                if let Ok(v) = store.resolve(&c.name, &c.version).await {
-                    for dep in &v.definition.spec.dependencies {
-                        let req = VersionSpec::parse(&dep.version)
-                            .map(|s| s.to_string())
-                            .unwrap_or_default();
-                        edges.push(json!({"from": r.catalog_ref, "to": format!("{} {req}", dep.name), "kind": "catalog"}));
-                    }
-                }
-            }
-        }
-        for e in &content.edges {
-            edges.push(json!({"from": format!("{prefix}/{}", e.from), "to": format!("{prefix}/{}", e.to), "kind": "deployment"}));
-        }
-    }
+    let view = state
+        .nestor()
+        .graph(&filter, |d| {
+            scope.as_ref().is_none_or(|t| t.contains(&d.team))
+        })
+        .await?;
     if dot {
-        let mut out = String::from("digraph nestor {\n  rankdir=LR;\n");
-        for n in &nodes {
-            out.push_str(&format!(
-                "  {:?} [shape=box];\n",
-                n["id"].as_str().unwrap_or_default()
-            ));
-        }
-        for e in &edges {
-            let style = if e["kind"] == "deployment" {
-                ""
-            } else {
-                " [style=dashed]"
-            };
-            out.push_str(&format!(
-                "  {:?} -> {:?}{style};\n",
-                e["from"].as_str().unwrap_or_default(),
-                e["to"].as_str().unwrap_or_default()
-            ));
-        }
-        out.push_str("}\n");
         return Ok((
             [(axum::http::header::CONTENT_TYPE, "text/vnd.graphviz")],
-            out,
+            view.to_dot(),
         )
             .into_response());
     }
-    Ok(Json(json!({"nodes": nodes, "edges": edges})).into_response())
+    Ok(Json(view).into_response())
 }

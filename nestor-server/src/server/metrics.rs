@@ -12,9 +12,7 @@ use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use nestor_core::{
-    Engine, EngineInfo, EngineProvider, ListFilter, PageRequest, RenderOutput, RenderRequest, Store,
-};
+use nestor_core::{Engine, EngineInfo, EngineProvider, Nestor, RenderOutput, RenderRequest};
 use nestor_engines::EngineRegistry;
 
 use super::AppState;
@@ -89,8 +87,6 @@ pub struct Metrics {
     renders: Mutex<BTreeMap<String, Histogram>>,
     /// The last catalog version count and when it was taken.
     versions: Mutex<Option<(Instant, u64)>>,
-    /// The store the version count is read from.
-    store: Mutex<Option<Arc<dyn Store>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -186,48 +182,29 @@ impl Metrics {
         self.sse.load(Ordering::Relaxed)
     }
 
-    pub(super) fn count_catalog_versions(&self, store: Arc<dyn Store>) {
-        *self.store.lock().unwrap() = Some(store);
-    }
-
-    /// The number of published versions (recounted at most every 15 s).
-    pub fn catalog_versions(&self) -> Option<u64> {
-        self.versions.lock().unwrap().map(|(_, n)| n)
-    }
-
-    /// Recounts the published versions if the last count is older than 15 s.
-    pub(super) async fn refresh_versions(&self) {
-        if self
-            .versions
-            .lock()
-            .unwrap()
-            .is_some_and(|(at, _)| at.elapsed() < COUNT_TTL)
-        {
-            return;
-        }
-        let Some(store) = self.store.lock().unwrap().clone() else {
-            return;
-        };
-        let mut total = 0u64;
-        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
-        loop {
-            let Ok(found) = store.list_latest(&ListFilter::default(), &page).await else {
-                return;
-            };
-            let names: Vec<String> = found.items.iter().map(|v| v.name().to_string()).collect();
-            let Ok(versions) = store.versions_many(&names).await else {
-                return;
-            };
-            total += versions.values().map(|v| v.len() as u64).sum::<u64>();
-            match found.next_cursor {
-                Some(c) => page.cursor = Some(c),
-                None => break,
+    /// The number of published versions, recounted when the last count
+    /// is older than 15 s (a count lists every name); `None` when the
+    /// store has not answered yet.
+    pub async fn catalog_versions(&self, nestor: &Nestor) -> Option<u64> {
+        let fresh = *self.versions.lock().unwrap();
+        if let Some((at, n)) = fresh {
+            if at.elapsed() < COUNT_TTL {
+                return Some(n);
             }
         }
-        *self.versions.lock().unwrap() = Some((Instant::now(), total));
+        match nestor.version_count().await {
+            Ok(n) => {
+                *self.versions.lock().unwrap() = Some((Instant::now(), n));
+                Some(n)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the catalog's versions");
+                fresh.map(|(_, n)| n)
+            }
+        }
     }
 
-    fn render_text(&self) -> String {
+    fn render_text(&self, versions: Option<u64>) -> String {
         let mut out = String::new();
         out.push_str("# HELP nestor_http_requests_total HTTP requests served.\n# TYPE nestor_http_requests_total counter\n");
         for ((route, method, status), n) in self.requests.lock().unwrap().iter() {
@@ -242,11 +219,7 @@ impl Metrics {
             );
         }
         out.push_str("# HELP nestor_catalog_versions Published definition versions.\n# TYPE nestor_catalog_versions gauge\n");
-        let _ = writeln!(
-            out,
-            "nestor_catalog_versions {}",
-            self.catalog_versions().unwrap_or(0)
-        );
+        let _ = writeln!(out, "nestor_catalog_versions {}", versions.unwrap_or(0));
         out.push_str("# HELP nestor_sync_duration_seconds Catalog source sync duration.\n# TYPE nestor_sync_duration_seconds histogram\n");
         for (source, h) in self.syncs.lock().unwrap().iter() {
             h.render(
@@ -286,10 +259,10 @@ impl Metrics {
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
 pub(super) async fn render(State(state): State<AppState>) -> Response {
     let metrics = state.metrics().clone();
-    metrics.refresh_versions().await;
+    let versions = metrics.catalog_versions(state.nestor()).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics.render_text(),
+        metrics.render_text(versions),
     )
         .into_response()
 }

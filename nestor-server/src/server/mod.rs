@@ -1,5 +1,7 @@
-//! The HTTP front-end (`nestor serve`, SPEC §7): an axum router over the
-//! same services the CLI calls in-process.
+//! The HTTP front-end (`nestor serve`, SPEC §7): an axum router over one
+//! [`Nestor`], the service API the CLI calls in-process. A handler only
+//! translates: it decodes the request, authorises the caller, makes one
+//! `Nestor` call and encodes the answer; every rule lives in the core.
 //!
 //! # Layout
 //! - `error`: [`ApiError`], the one way an error leaves a handler (SPEC §12
@@ -49,7 +51,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use nestor_core::{CatalogService, Composer, Executor, Orchestrator, Store, SyncService};
+use nestor_core::{Executor, Nestor, Store};
 use nestor_engines::EngineRegistry;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -69,15 +71,9 @@ pub struct AppState {
 }
 
 struct Inner {
-    /// The store every service writes to; read directly for listings.
-    store: Arc<dyn Store>,
-    /// Publishes and yanks with every catalog rule.
-    catalog: CatalogService,
-    /// Validates and publishes compositions.
-    composer: Composer,
-    /// Plans and applies deployments.
-    orchestrator: Orchestrator,
-    /// Engine list and readiness.
+    /// Every operation a handler performs, over one store handle.
+    nestor: Nestor,
+    /// Engine list (with each plugin's source and digest) and readiness.
     engines: Arc<EngineRegistry>,
     /// Limits, auth and SSE settings.
     config: Config,
@@ -127,16 +123,17 @@ impl AppState {
             engines.clone(),
             metrics.clone(),
         ));
-        // Each engine checks its engine configs of every version published.
-        let catalog = CatalogService::new(store.clone()).with_engines(engines.clone());
-        let composer = Composer::new(store.clone());
         let (leases, wave_delay) = config.deployments.settings()?;
-        let mut orchestrator = Orchestrator::new(store.clone(), metered, executor)
-            .with_leases(leases)
-            .with_wave_delay(wave_delay);
+        let mut builder = Nestor::builder()
+            .store(store.clone())
+            .engines(metered)
+            .executor(executor)
+            .leases(leases)
+            .wave_delay(wave_delay);
         if let Some(argo) = &config.argocd {
-            orchestrator = orchestrator.with_observer(argo.observer()?);
+            builder = builder.observer(argo.observer()?);
         }
+        let nestor = builder.build()?;
         let auth = auth::Auth::from_config(&config.auth)?;
         let limits = config.server.limits()?;
         let heartbeat =
@@ -155,26 +152,22 @@ impl AppState {
             shutdown.clone(),
         );
         let syncs = SyncManager::new(
-            SyncService::new(catalog.clone()).with_composer(composer.clone()),
+            nestor.clone(),
             cache_dir,
             metrics.clone(),
             events.clone(),
             &config.catalog.sources,
         );
-        metrics.count_catalog_versions(store.clone());
         let runs = runs::Runs::default();
         runs::start_takeover(
-            orchestrator.clone(),
+            nestor.clone(),
             runs.clone(),
             metrics.clone(),
             shutdown.clone(),
         );
         Ok(AppState {
             inner: Arc::new(Inner {
-                store,
-                catalog,
-                composer,
-                orchestrator,
+                nestor,
                 engines,
                 config,
                 limits,
@@ -203,8 +196,13 @@ impl AppState {
         &self.inner.events
     }
 
+    /// The service API every handler calls.
+    pub fn nestor(&self) -> &Nestor {
+        &self.inner.nestor
+    }
+
     fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
+        self.inner.nestor.store()
     }
 
     fn config(&self) -> &Config {

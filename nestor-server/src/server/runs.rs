@@ -21,7 +21,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nestor_core::Orchestrator;
+use nestor_core::{Nestor, Orchestrator};
 use tokio::sync::watch;
 
 use super::metrics::Metrics;
@@ -81,16 +81,17 @@ const MIN_WAIT: Duration = Duration::from_millis(50);
 
 /// Starts the takeover scanner; it stops when `shutdown` turns true.
 pub(super) fn start_takeover(
-    orchestrator: Orchestrator,
+    nestor: Nestor,
     runs: Runs,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let every = orchestrator.lease_settings().heartbeat();
+    let every = nestor.orchestrator().lease_settings().heartbeat();
     // Deployments this replica is resuming now, so a slow resume is not
     // started twice by this replica (the store's claim stops the others).
     let resuming: Arc<Mutex<HashSet<String>>> = Arc::default();
     tokio::spawn(async move {
+        let orchestrator = nestor.orchestrator();
         let mut first = true;
         loop {
             if *shutdown.borrow() {
@@ -101,7 +102,7 @@ pub(super) fn start_takeover(
                 Ok(scan) => {
                     first = false;
                     for id in scan.orphans {
-                        resume(&orchestrator, &runs, &metrics, &resuming, id);
+                        resume(orchestrator, &runs, &metrics, &resuming, id);
                     }
                     // Wake as a live lease lapses (if its runner renews it
                     // meanwhile, the next scan finds nothing to do).

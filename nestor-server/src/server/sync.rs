@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hmac::{KeyInit, Mac};
-use nestor_core::{CatalogSource, Error, SourceConfig, SyncReport, SyncService};
+use nestor_core::{CatalogSource, Error, Nestor, SourceConfig, SyncReport};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
@@ -50,7 +50,8 @@ pub struct SyncManager {
 }
 
 struct ManagerInner {
-    service: SyncService,
+    /// Runs each sync (definitions and compositions).
+    nestor: Nestor,
     /// Where git sources are cloned.
     cache_dir: PathBuf,
     /// Sources by name.
@@ -64,7 +65,7 @@ struct ManagerInner {
 
 impl SyncManager {
     pub(super) fn new(
-        service: SyncService,
+        nestor: Nestor,
         cache_dir: PathBuf,
         metrics: Arc<Metrics>,
         events: EventHub,
@@ -72,7 +73,7 @@ impl SyncManager {
     ) -> SyncManager {
         let manager = SyncManager {
             inner: Arc::new(ManagerInner {
-                service,
+                nestor,
                 cache_dir,
                 sources: Mutex::new(BTreeMap::new()),
                 metrics,
@@ -133,7 +134,7 @@ impl SyncManager {
 
     async fn run_once(&self, name: &str, entry: &Entry) -> nestor_core::Result<SyncReport> {
         let started = Instant::now();
-        let result = self.inner.service.sync(entry.source.as_ref()).await;
+        let result = self.inner.nestor.sync(entry.source.as_ref()).await;
         self.inner.metrics.observe_sync(name, started.elapsed());
         self.inner.events.wake();
         match &result {

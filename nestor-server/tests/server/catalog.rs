@@ -305,5 +305,57 @@ async fn publish_with_every_error_code() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["valid"], true);
     assert_eq!(s.get("/api/v1/resources/never-written").await.0, 404);
+
+    // Validate answers what a publish of the same body would: a dependency
+    // published in the same body is found, a missing one is named, an edit
+    // of a published version is refused as immutable, and an unchanged
+    // document is fine.
+    let needs = |dep: &str| {
+        definition("needs-base", "1.0.0", "x", &[]).replace(
+            "  outputs:",
+            &format!("  dependencies:\n    - {{name: {dep}, version: \"^1\"}}\n  outputs:"),
+        )
+    };
+    let body_of = |docs: &[String]| docs.join("---\n");
+    let (status, body) = s
+        .post(
+            "/api/v1/validate",
+            "reader",
+            Body::Yaml(body_of(&[
+                needs("base-in-body"),
+                definition("base-in-body", "1.0.0", "b", &[]),
+                needs("no-such-base").replace("needs-base", "needs-missing"),
+                definition("widget", "1.0.0", "an edit in place", &[]),
+            ])),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["valid"], false, "{body}");
+    let docs = body["documents"].as_array().unwrap();
+    let errors = |i: usize| docs[i]["errors"].as_array().unwrap().clone();
+    assert_eq!(docs[0]["name"], "needs-base:1.0.0");
+    assert!(errors(0).is_empty(), "{body}");
+    assert!(errors(1).is_empty(), "{body}");
+    assert!(
+        errors(2)[0]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.dependencies[0]"),
+        "{body}"
+    );
+    let publish = s
+        .post(
+            "/api/v1/resources",
+            "platform",
+            Body::Yaml(definition("widget", "1.0.0", "an edit in place", &[])),
+        )
+        .await;
+    assert_eq!(code(&publish.1), "VERSION_IMMUTABLE", "{}", publish.1);
+    assert!(!errors(3).is_empty(), "{body}");
+    let (_, unchanged) = s
+        .post("/api/v1/validate", "reader", Body::Yaml(first.clone()))
+        .await;
+    assert_eq!(unchanged["valid"], true, "{unchanged}");
+    assert_eq!(s.get("/api/v1/resources/needs-base").await.0, 404);
     s.stop().await;
 }

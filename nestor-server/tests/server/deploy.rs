@@ -218,6 +218,26 @@ async fn team_deploy_is_followed_to_succeeded_over_sse() {
     let (status, graph) = s.get_as("/api/v1/graph?team=alpha", "alpha").await;
     assert_eq!(status, 200);
     assert!(!graph["nodes"].as_array().unwrap().is_empty());
+    // The answer is the core's graph as it serialises, JSON and DOT alike.
+    let filter = nestor_core::DeploymentFilter {
+        team: Some("alpha".into()),
+        ..Default::default()
+    };
+    let core = nestor_core::deployment_graph(s.store.as_ref(), &filter, |_| true)
+        .await
+        .unwrap();
+    assert_eq!(graph, serde_json::to_value(&core).unwrap());
+    let dot = s
+        .client
+        .get(format!("{}/api/v1/graph?team=alpha&format=dot", s.url))
+        .bearer_auth("alpha")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(dot, core.to_dot());
 
     let metrics = s
         .client
