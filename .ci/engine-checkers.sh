@@ -21,6 +21,19 @@ mkdir -p "$TOOLS/bin"
 
 log() { echo "engine-checkers: $*" >&2; }
 
+# What a fresh machine must have for the rest of this script, and for the
+# tests that read the GitOps repositories they write (git).
+for tool in python3 npm tar unzip git; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    log "$tool is not installed; install it (e.g. apt-get install python3-venv npm unzip git) and run again"
+    exit 1
+  fi
+done
+if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+  log "python3 cannot create virtualenvs; install python3-venv and run again"
+  exit 1
+fi
+
 # Python checkers in a private virtualenv.
 if [ ! -x "$TOOLS/venv/bin/python" ]; then
   log "creating $TOOLS/venv"

@@ -8,6 +8,7 @@ mod abi;
 mod bundled;
 mod cache;
 mod checkers;
+mod examples;
 mod inspect;
 mod native;
 mod reload;

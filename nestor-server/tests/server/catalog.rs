@@ -21,7 +21,7 @@ async fn list_filters_and_pagination() {
                 .to_string()
         })
         .collect();
-    assert_eq!(names.len(), 18, "{names:?}");
+    assert_eq!(names.len(), 19, "{names:?}");
     assert!(all["next_cursor"].is_null());
 
     // Pages of 5 walk every name once, in order.

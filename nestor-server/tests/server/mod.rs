@@ -385,7 +385,7 @@ async fn health_ready_metrics_openapi_and_request_ids() {
         .text()
         .await
         .unwrap();
-    for metric in ["nestor_http_requests_total{route=\"/api/v1/resources/{name}\",method=\"GET\",status=\"404\"} 1", "nestor_http_request_duration_seconds_bucket", "nestor_catalog_versions 25", "nestor_sync_duration_seconds_count{source=\"examples\"} 1", "nestor_sse_connections 0"] {
+    for metric in ["nestor_http_requests_total{route=\"/api/v1/resources/{name}\",method=\"GET\",status=\"404\"} 1", "nestor_http_request_duration_seconds_bucket", "nestor_catalog_versions 26", "nestor_sync_duration_seconds_count{source=\"examples\"} 1", "nestor_sse_connections 0"] {
         assert!(text.contains(metric), "metrics lack {metric}:\n{text}");
     }
     s.stop().await;

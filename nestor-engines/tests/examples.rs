@@ -1,0 +1,485 @@
+//! The example compositions deployed end to end, and the GitOps repository
+//! checked as a cluster would read it.
+//!
+//! The example catalog (`examples/catalog/resources`) is synced into a real
+//! SQLite file, the example compositions (`examples/compositions`) are
+//! published, and alpha/web-app, beta/data-pipeline and gamma/platform-stack
+//! (all four bundled engines, outputs crossing engines) are applied through
+//! the `Nestor` facade with the real bundled components into a real git
+//! repository. Then, on the committed tree:
+//! - every object the team Applications sync validates against its real
+//!   schema: Workspace (provider-terraform), Program and Stack (Pulumi
+//!   operator), Application and AppProject (Argo CD 3.6.0), the Crossplane
+//!   claims against the CRDs Crossplane generates from `examples/crossplane`'s
+//!   XRDs, built-in kinds with `kubernetes-validate --strict`; a kind with no
+//!   schema fails;
+//! - every object's `argocd.argoproj.io/sync-wave` is its resource's wave;
+//! - no file but a Terraform JSON module contains `${module.`;
+//! - every `secretKeyRef` names a Secret and key some producer in the
+//!   repository writes, in the namespace the consumer reads it from.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use nestor_core::{Deployment, DeploymentRequest, Nestor, SourceConfig};
+use nestor_storage::{FolderSource, GitOpsConfig, GitOpsExecutor, SqliteStore};
+use serde_json::{json, Value};
+
+use crate::support::{checkers, data_dir, registry};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+struct Env {
+    nestor: Nestor,
+    repo: tempfile::TempDir,
+    _db: tempfile::TempDir,
+}
+
+/// The example catalog synced into SQLite, the example compositions
+/// published, a GitOps repository.
+async fn env() -> Env {
+    let db = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(db.path().join("nestor.db")).unwrap());
+    let repo = tempfile::tempdir().unwrap();
+    let executor = GitOpsExecutor::open(GitOpsConfig::local(repo.path())).unwrap();
+    let nestor = Nestor::builder()
+        .store(store)
+        .engines(Arc::new(registry().clone()))
+        .executor(Arc::new(executor))
+        .build()
+        .unwrap();
+    let source: SourceConfig = serde_json::from_value(json!({
+        "name": "examples",
+        "url": root().join("examples/catalog/resources").to_str().unwrap(),
+    }))
+    .unwrap();
+    let report = nestor.sync(&FolderSource::new(source)).await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    for team in ["alpha", "beta", "gamma"] {
+        let folder = root().join("examples/compositions").join(team);
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let composition = nestor_core::parse_composition_yaml(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            nestor
+                .publish_composition(composition, None, "test")
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+    Env {
+        nestor,
+        repo,
+        _db: db,
+    }
+}
+
+async fn deploy(e: &Env, team: &str, composition: &str, params: Value) -> Deployment {
+    let request: DeploymentRequest = serde_json::from_value(json!({
+        "team": team, "environment": "dev", "name": composition,
+        "composition": composition, "params": params,
+    }))
+    .unwrap();
+    let deployment = e.nestor.apply(&request, None).await.unwrap();
+    assert_eq!(
+        deployment.status.as_str(),
+        "succeeded",
+        "{team}/{composition}: {:?}",
+        deployment.error
+    );
+    deployment
+}
+
+/// Every file of the repository's head: path → content.
+fn committed(repo: &Path) -> BTreeMap<String, String> {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["ls-tree", "-r", "--name-only", "HEAD"])
+        .lines()
+        .map(|path| (path.to_string(), git(&["show", &format!("HEAD:{path}")])))
+        .collect()
+}
+
+/// Whether the team Application applies the file (the core's rule, which
+/// its include/exclude globs are tested against).
+fn is_manifest(path: &str) -> bool {
+    nestor_core::is_manifest_file(path)
+}
+
+fn objects(text: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_example_compositions_deploy_as_a_cluster_applies_them() {
+    let e = env().await;
+    let web = deploy(
+        &e,
+        "alpha",
+        "web-app",
+        json!({"image": "registry.example.com/shop:1.4.2"}),
+    )
+    .await;
+    let pipeline = deploy(
+        &e,
+        "beta",
+        "data-pipeline",
+        json!({"image": "registry.example.com/etl:0.9.0"}),
+    )
+    .await;
+    let stack = deploy(
+        &e,
+        "gamma",
+        "platform-stack",
+        json!({
+            "api_image": "registry.example.com/api:2.3.0",
+            "worker_image": "registry.example.com/worker:2.3.0",
+            "vpc_id": "vpc-0a1b2c3d4e5f60718",
+            "subnet_ids": ["subnet-0a1b2c3d", "subnet-4e5f6071"],
+        }),
+    )
+    .await;
+    assert_eq!(
+        stack.waves,
+        [
+            vec!["cache", "database", "reports"],
+            vec!["api"],
+            vec!["worker"]
+        ],
+        "the stack's order"
+    );
+    let engines: BTreeSet<&str> = stack.resources.iter().map(|r| r.engine.as_str()).collect();
+    assert_eq!(
+        engines,
+        BTreeSet::from(["crossplane", "helm", "pulumi", "terraform"])
+    );
+    let files = committed(e.repo.path());
+
+    // Sync waves: every object of a resource carries its wave; the Argo CD
+    // objects Nestor writes outside resources carry none (wave 0, first).
+    let mut waves = BTreeMap::new();
+    for d in [&web, &pipeline, &stack] {
+        for (i, wave) in d.waves.iter().enumerate() {
+            for resource in wave {
+                let folder = format!("{}/{}/{}/{resource}/", d.team, d.environment, d.name);
+                waves.insert(folder, (i + 1).to_string());
+            }
+        }
+    }
+    let mut manifests = Vec::new();
+    for (path, text) in files.iter().filter(|(p, _)| is_manifest(p)) {
+        let expected = waves
+            .iter()
+            .find(|(folder, _)| path.starts_with(folder.as_str()))
+            .map(|(_, wave)| wave.clone());
+        assert!(
+            expected.is_some() || path.starts_with("argocd/"),
+            "{path} belongs to no resource"
+        );
+        for object in objects(text) {
+            let wave = &object["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"];
+            match &expected {
+                Some(w) => assert_eq!(wave, &json!(w), "{path}"),
+                None => assert!(wave.is_null(), "{path}: {wave}"),
+            }
+            manifests.push((path.clone(), object));
+        }
+    }
+    for team in ["alpha", "beta", "gamma"] {
+        for path in [
+            format!("argocd/{team}--dev.yaml"),
+            format!("argocd/projects/{team}.yaml"),
+        ] {
+            assert!(files.contains_key(&path), "{path} is not committed");
+        }
+    }
+
+    // Terraform's own references stay in Terraform's JSON: the main.tf.json
+    // files, and the same module inline in the Workspace.
+    for (path, text) in &files {
+        if path.ends_with(".tf.json") {
+            continue;
+        }
+        let mut rest = text.clone();
+        if path.ends_with("/workspace.yaml") {
+            let mut workspace = objects(text).remove(0);
+            let module = workspace["spec"]["forProvider"]["module"].take();
+            let main = path.replace("workspace.yaml", "main.tf.json");
+            assert_eq!(module, json!(files[&main]), "{path} runs {main}");
+            rest = workspace.to_string();
+        }
+        assert!(
+            !rest.contains("${module."),
+            "{path} holds a module reference"
+        );
+    }
+
+    // Cross-engine values: each reference names what a producer writes.
+    let written = written_secrets(&manifests);
+    let mut resolved = Vec::new();
+    for (path, object) in &manifests {
+        let namespace = reading_namespace(object);
+        let mut refs = Vec::new();
+        secret_key_refs(object, &mut refs);
+        for r in refs {
+            let ns = r["namespace"].as_str().unwrap_or(&namespace).to_string();
+            let name = r["name"].as_str().unwrap().to_string();
+            let key = r["key"].as_str().unwrap().to_string();
+            let keys = written
+                .get(&(ns.clone(), name.clone()))
+                .unwrap_or_else(|| panic!("{path}: no producer writes Secret {ns}/{name}"));
+            assert!(
+                keys.contains(&key),
+                "{path}: Secret {ns}/{name} has no key {key} (it has {keys:?})"
+            );
+            resolved.push(format!("{path} -> {ns}/{name}:{key}"));
+        }
+    }
+    for expected in [
+        // alpha/web-app: Terraform → Crossplane.
+        "alpha/dev/web-app/app/app.yaml -> alpha--dev/web-app--database-outputs:endpoint",
+        // beta/data-pipeline: Terraform → Crossplane.
+        "beta/dev/data-pipeline/worker/app.yaml -> beta--dev/data-pipeline--queue-outputs:queue_url",
+        // gamma/platform-stack: Terraform → Helm, Crossplane → Helm, Pulumi → Crossplane.
+        "gamma/dev/platform-stack/api/application.yaml -> gamma--dev/platform-stack--database-outputs:endpoint",
+        "gamma/dev/platform-stack/api/application.yaml -> gamma--dev/platform-stack--cache-conn:endpoint",
+        "gamma/dev/platform-stack/worker/app.yaml -> gamma--dev/platform-stack--reports-outputs:endpoint",
+    ] {
+        assert!(
+            resolved.iter().any(|r| r == expected),
+            "{expected} not among {resolved:#?}"
+        );
+    }
+    // Helm → Crossplane: known at render time, a plain value.
+    let worker = objects(&files["gamma/dev/platform-stack/worker/app.yaml"]).remove(0);
+    assert_eq!(
+        worker["spec"]["parameters"]["env"]["API_URL"],
+        "http://platform-stack--api.gamma--dev.svc.cluster.local"
+    );
+
+    // Every object against its real schema.
+    let Some(tools) = checkers("the_example_compositions_deploy_as_a_cluster_applies_them") else {
+        return;
+    };
+    let committed: Vec<(String, String)> = files
+        .iter()
+        .filter(|(p, _)| is_manifest(p))
+        .map(|(p, t)| (p.clone(), t.clone()))
+        .collect();
+    let (ok, out) = check_objects(&tools, &committed);
+    assert!(ok, "{out}");
+    let valid = out.lines().filter(|l| l.contains(": valid")).count();
+    assert_eq!(valid, manifests.len(), "every object validated:\n{out}");
+    for kind in [
+        "Workspace",
+        "Program",
+        "Stack",
+        "Application",
+        "AppProject",
+        "App",
+        "RedisCluster",
+    ] {
+        assert!(
+            out.contains(&format!(" {kind} ")),
+            "no {kind} checked:\n{out}"
+        );
+    }
+
+    // The check is worth something only if it rejects: a field the
+    // Workspace CRD lacks, a parameter the XRD lacks, a kind nothing
+    // describes, a built-in kind with a field Kubernetes lacks.
+    let workspace = &files["gamma/dev/platform-stack/database/workspace.yaml"];
+    let claim = &files["gamma/dev/platform-stack/cache/rediscluster.yaml"];
+    for (bad, why) in [
+        (
+            workspace.replace("  forProvider:", "  forProvidr: {}\n  forProvider:"),
+            "forProvidr",
+        ),
+        (
+            claim.replace("    nodeType:", "    nodeTyp: x\n    nodeType:"),
+            "nodeTyp",
+        ),
+        (
+            claim.replace("cache.example.org/v1alpha1", "cache.example.org/v1"),
+            "does not serve version v1",
+        ),
+        (
+            "apiVersion: example.org/v1\nkind: Gadget\nmetadata: {name: g, namespace: n}\n".into(),
+            "no schema for this kind",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: n}\ndatum: {a: b}\n"
+                .into(),
+            "'datum' was unexpected",
+        ),
+    ] {
+        let (ok, out) = check_objects(&tools, &[("bad.yaml".into(), bad)]);
+        assert!(!ok && out.contains(why), "{why}: {out}");
+    }
+    // No engine writes a built-in kind today; one would go to kubernetes-validate.
+    let config_map =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: n}\ndata: {a: b}\n";
+    let (ok, out) = check_objects(&tools, &[("cm.yaml".into(), config_map.into())]);
+    assert!(
+        ok && out.contains("valid (kubernetes-validate --strict)"),
+        "{out}"
+    );
+}
+
+/// Writes `manifests` (path, text) into a folder and runs the checker's
+/// `objects` command over them with the vendored CRDs and the example
+/// XRDs; answers whether it accepted, and its output.
+fn check_objects(
+    tools: &crate::support::Checkers,
+    manifests: &[(String, String)],
+) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (path, text) in manifests {
+        let target = dir.path().join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, text).unwrap();
+        paths.push(target.to_str().unwrap().to_string());
+    }
+    let argocd = root().join("nestor-storage/tests/data/argocd");
+    let crds = data_dir().join("crds");
+    let list = json!({
+        "crds": [
+            crds.join("tf.upbound.io_workspaces.yaml"),
+            crds.join("pulumi.com_programs.yaml"),
+            crds.join("pulumi.com_stacks.yaml"),
+            argocd.join("application-crd.yaml"),
+            argocd.join("appproject-crd.yaml"),
+        ],
+        "xrds": [root().join("examples/crossplane/xrds.yaml")],
+        "manifests": paths,
+    });
+    let list_path = dir.path().join("objects.json");
+    std::fs::write(&list_path, list.to_string()).unwrap();
+    let output = Command::new(&tools.python)
+        .arg(data_dir().join("checkers/check.py"))
+        .args(["objects", list_path.to_str().unwrap()])
+        .output()
+        .expect("the checker runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The namespace a consumer reads a Secret from when its reference names
+/// none: a Helm child Application's release namespace, else the object's.
+fn reading_namespace(object: &Value) -> String {
+    let field = if object["kind"] == "Application" {
+        &object["spec"]["destination"]["namespace"]
+    } else {
+        &object["metadata"]["namespace"]
+    };
+    field.as_str().unwrap_or_default().to_string()
+}
+
+/// Every `secretKeyRef` map inside `value`.
+fn secret_key_refs<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k == "secretKeyRef" {
+                    out.push(v);
+                } else {
+                    secret_key_refs(v, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| secret_key_refs(v, out)),
+        _ => {}
+    }
+}
+
+/// The Secrets the committed objects make their controllers write, with
+/// their keys: a Workspace's connection secret (provider-terraform writes
+/// every output of the module), a claim's connection secret (the XRD's
+/// connection secret keys), a Secret a Pulumi program creates.
+fn written_secrets(manifests: &[(String, Value)]) -> BTreeMap<(String, String), BTreeSet<String>> {
+    let xrds =
+        objects(&std::fs::read_to_string(root().join("examples/crossplane/xrds.yaml")).unwrap());
+    let mut written = BTreeMap::new();
+    for (path, object) in manifests {
+        let spec = &object["spec"];
+        let target = &spec["writeConnectionSecretToRef"];
+        let kind = object["kind"].as_str().unwrap_or_default();
+        if kind == "Workspace" {
+            let module: Value =
+                serde_json::from_str(spec["forProvider"]["module"].as_str().unwrap()).unwrap();
+            let keys = module["output"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            written.insert(key(target, None), keys);
+        } else if target.is_object() {
+            let group = object["apiVersion"]
+                .as_str()
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap();
+            let xrd = xrds
+                .iter()
+                .find(|x| x["spec"]["group"] == group && x["spec"]["claimNames"]["kind"] == kind)
+                .unwrap_or_else(|| panic!("{path}: no XRD offers claim {kind}"));
+            let keys = xrd["spec"]["connectionSecretKeys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_string())
+                .collect();
+            written.insert(key(target, object["metadata"]["namespace"].as_str()), keys);
+        } else if kind == "Program" {
+            // A Program keeps its Pulumi YAML program at the top level.
+            for resource in object["program"]["resources"].as_object().unwrap().values() {
+                if resource["type"] == "kubernetes:core/v1:Secret" {
+                    let properties = &resource["properties"];
+                    let keys = properties["stringData"]
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .cloned()
+                        .collect();
+                    written.insert(key(&properties["metadata"], None), keys);
+                }
+            }
+        }
+    }
+    written
+}
+
+fn key(reference: &Value, namespace: Option<&str>) -> (String, String) {
+    let ns = reference["namespace"].as_str().or(namespace).unwrap();
+    (
+        ns.to_string(),
+        reference["name"].as_str().unwrap().to_string(),
+    )
+}
