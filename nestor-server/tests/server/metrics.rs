@@ -10,6 +10,20 @@ use reqwest::Method;
 
 use super::{SseClient, TestServer};
 
+fn walk_yaml(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            if p.is_dir() {
+                walk_yaml(&p)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == "yaml"))
+            }
+        })
+        .sum()
+}
+
 async fn scrape(s: &TestServer, accept: Option<&str>) -> (String, String) {
     let mut req = s.client.get(format!("{}/metrics", s.url));
     if let Some(a) = accept {
@@ -84,7 +98,6 @@ async fn metrics_are_bounded_and_pass_promtool() {
         "method=\"other\"",
         "# TYPE nestor_http_request_duration_seconds histogram",
         "nestor_http_request_duration_seconds_bucket{route=\"/api/v1/resources/{name}\",le=\"0.001\"}",
-        "nestor_catalog_versions 25",
         "nestor_sync_duration_seconds_count{source=\"examples\"} 1",
         "nestor_sse_connections 1",
         // Deployments and renders (server::deploy shows those with samples).
@@ -92,6 +105,12 @@ async fn metrics_are_bounded_and_pass_promtool() {
     ] {
         assert!(text.contains(metric), "metrics lack {metric}:\n{text}");
     }
+    // One version per file of the example catalog.
+    let files = walk_yaml(&super::root().join("examples/catalog/resources"));
+    assert!(
+        text.contains(&format!("nestor_catalog_versions {files}\n")),
+        "{files} versions expected:\n{text}"
+    );
     assert!(
         !text.contains("FROBNICATE"),
         "a method token became a label:\n{text}"
