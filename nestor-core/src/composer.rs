@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::clock::{Clock, SystemClock};
+use crate::catalog::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::orchestrator::resolve_resources;
@@ -15,7 +15,7 @@ use crate::store::Store;
 use crate::versioning::VersionSpec;
 
 /// What publishing a composition did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CompositionPublished {
     /// Created or unchanged.
     pub outcome: PublishOutcome,

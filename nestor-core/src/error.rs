@@ -7,8 +7,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::model::{Change, ChangeKind};
-
 /// A `Result` with Nestor's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -129,6 +127,33 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// Whether an error with this code is about the request as a whole —
+    /// the service, its store, the caller's credentials or the transport —
+    /// rather than about one document in it. A front-end working through
+    /// several documents (`catalog publish` of many files, locally or
+    /// against a server) stops at such an error instead of reporting it
+    /// for one document and going on: every next document would meet it
+    /// too. Every other code is a verdict on the document itself.
+    pub fn aborts_batch(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::StorageUnavailable
+                | ErrorCode::InternalError
+                | ErrorCode::Unauthorized
+                | ErrorCode::Forbidden
+                | ErrorCode::BadRequest
+                | ErrorCode::RateLimited
+                | ErrorCode::NotFound
+                | ErrorCode::MethodNotAllowed
+                | ErrorCode::RequestTimeout
+                | ErrorCode::PayloadTooLarge
+                | ErrorCode::RequestHeaderFieldsTooLarge
+                | ErrorCode::ServiceUnavailable
+        )
+    }
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -166,6 +191,29 @@ impl std::fmt::Display for FieldError {
             write!(f, "{}: {}", self.field, self.message)
         }
     }
+}
+
+/// How a change between two versions of a definition is classified (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// Neither breaks nor adds anything a user could use.
+    Cosmetic,
+    /// Adds something; old users are unaffected.
+    Additive,
+    /// May break existing users.
+    Breaking,
+}
+
+/// One classified change between two versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Its classification.
+    pub kind: ChangeKind,
+    /// The field path that changed.
+    pub field: String,
+    /// What changed, for a human.
+    pub message: String,
 }
 
 /// Nestor's error. Each variant maps to one SPEC §12 code.
@@ -378,6 +426,105 @@ impl Error {
         }
     }
 
+    /// The error a SPEC §12 body describes: `code`, `message` and `details`
+    /// as [`Error::code`], [`Error::to_string`] and [`Error::details`] wrote
+    /// them. A client rebuilds a remote error with it, so callers match the
+    /// same variant, code, fields and message as for a local one. Details a
+    /// body lacks become empty fields; a 5xx body's generic message is kept.
+    pub fn from_code(code: ErrorCode, message: &str, details: &Value) -> Error {
+        let text = |key: &str| details[key].as_str().unwrap_or_default().to_string();
+        let list = |key: &str| -> Vec<FieldError> {
+            serde_json::from_value(details[key].clone())
+                .unwrap_or_else(|_| vec![FieldError::new("", message)])
+        };
+        // The variant's own prefix, so that `to_string` gives `message` back.
+        let bare = |prefix: &str| message.strip_prefix(prefix).unwrap_or(message).to_string();
+        match code {
+            ErrorCode::BadRequest => Error::BadRequest {
+                message: bare("bad request: "),
+            },
+            ErrorCode::Unauthorized => Error::Unauthorized {
+                message: bare("unauthorized: "),
+            },
+            ErrorCode::Forbidden => Error::Forbidden {
+                message: bare("forbidden: "),
+            },
+            ErrorCode::ResourceNotFound => Error::ResourceNotFound {
+                name: text("resource_name"),
+            },
+            ErrorCode::VersionNotFound => Error::VersionNotFound {
+                name: text("resource_name"),
+                version: text("version"),
+            },
+            ErrorCode::CompositionNotFound => Error::CompositionNotFound {
+                team: text("team"),
+                name: text("composition"),
+            },
+            ErrorCode::DeploymentNotFound => Error::DeploymentNotFound {
+                id: text("deployment_id"),
+            },
+            ErrorCode::VersionImmutable => Error::VersionImmutable {
+                name: text("resource_name"),
+                version: text("version"),
+            },
+            ErrorCode::Conflict => Error::Conflict {
+                message: bare("conflict: "),
+            },
+            ErrorCode::ValidationFailed => Error::Validation {
+                errors: list("validation_errors"),
+            },
+            ErrorCode::BreakingChange => Error::BreakingChange {
+                name: text("resource_name"),
+                version: text("version"),
+                predecessor: text("predecessor"),
+                minimum_version: text("minimum_version"),
+                changes: serde_json::from_value(details["changes"].clone()).unwrap_or_default(),
+            },
+            ErrorCode::DependencyCycle => Error::DependencyCycle {
+                path: serde_json::from_value(details["cycle"].clone()).unwrap_or_default(),
+            },
+            ErrorCode::DependencyNotFound => Error::DependencyNotFound {
+                errors: list("validation_errors"),
+            },
+            ErrorCode::EngineNotFound => Error::EngineNotFound {
+                name: text("engine"),
+            },
+            ErrorCode::EngineFailed => {
+                let engine = text("engine");
+                Error::EngineFailed {
+                    message: bare(&format!("engine {engine} failed: ")),
+                    engine,
+                }
+            }
+            ErrorCode::RateLimited => Error::RateLimited,
+            ErrorCode::StorageUnavailable => Error::StorageUnavailable {
+                message: bare("storage unavailable: "),
+                source: None,
+            },
+            ErrorCode::InternalError => Error::Internal {
+                message: bare("internal error: "),
+            },
+            ErrorCode::NotFound => Error::NotFound {
+                message: bare("not found: "),
+            },
+            ErrorCode::MethodNotAllowed => Error::MethodNotAllowed {
+                message: bare("method not allowed: "),
+            },
+            ErrorCode::RequestTimeout => Error::RequestTimeout {
+                message: bare("request timeout: "),
+            },
+            ErrorCode::PayloadTooLarge => Error::PayloadTooLarge {
+                limit: details["limit_bytes"].as_u64().unwrap_or_default(),
+            },
+            ErrorCode::RequestHeaderFieldsTooLarge => Error::RequestHeaderFieldsTooLarge {
+                message: bare("request header fields too large: "),
+            },
+            ErrorCode::ServiceUnavailable => Error::ServiceUnavailable {
+                message: bare("service unavailable: "),
+            },
+        }
+    }
+
     /// The SPEC §12 code.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -520,6 +667,135 @@ mod tests {
                 ErrorCode::RequestHeaderFieldsTooLarge.http_status()
             ),
             (404, 413, 431)
+        );
+    }
+
+    #[test]
+    fn only_errors_about_the_whole_request_abort_a_batch() {
+        let document = [
+            ErrorCode::ResourceNotFound,
+            ErrorCode::VersionNotFound,
+            ErrorCode::CompositionNotFound,
+            ErrorCode::DeploymentNotFound,
+            ErrorCode::VersionImmutable,
+            ErrorCode::Conflict,
+            ErrorCode::ValidationFailed,
+            ErrorCode::BreakingChange,
+            ErrorCode::DependencyCycle,
+            ErrorCode::DependencyNotFound,
+            ErrorCode::EngineNotFound,
+            ErrorCode::EngineFailed,
+        ];
+        for code in document {
+            assert!(!code.aborts_batch(), "{code}");
+        }
+        for code in [
+            ErrorCode::StorageUnavailable,
+            ErrorCode::InternalError,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::RateLimited,
+            ErrorCode::ServiceUnavailable,
+            ErrorCode::PayloadTooLarge,
+        ] {
+            assert!(code.aborts_batch(), "{code}");
+        }
+    }
+
+    #[test]
+    fn an_error_body_rebuilds_the_error_it_came_from() {
+        let errors = || vec![FieldError::new("spec.outputs[0].name", "must not be empty")];
+        let all = vec![
+            Error::bad_request("limit must be between 1 and 500"),
+            Error::Unauthorized {
+                message: "no token".into(),
+            },
+            Error::Forbidden {
+                message: "platform role needed".into(),
+            },
+            Error::ResourceNotFound {
+                name: "aws-vpc".into(),
+            },
+            Error::VersionNotFound {
+                name: "aws-vpc".into(),
+                version: "^2".into(),
+            },
+            Error::CompositionNotFound {
+                team: "alpha".into(),
+                name: "web".into(),
+            },
+            Error::DeploymentNotFound {
+                id: "alpha.staging.web.r9".into(),
+            },
+            Error::VersionImmutable {
+                name: "aws-vpc".into(),
+                version: "1.0.0".into(),
+            },
+            Error::Conflict {
+                message: "key reused".into(),
+            },
+            Error::Validation { errors: errors() },
+            Error::BreakingChange {
+                name: "aws-vpc".into(),
+                version: "1.0.1".into(),
+                predecessor: "1.0.0".into(),
+                minimum_version: "2.0.0".into(),
+                changes: vec![Change {
+                    kind: ChangeKind::Breaking,
+                    field: "spec.outputs".into(),
+                    message: "output id removed".into(),
+                }],
+            },
+            Error::DependencyCycle {
+                path: vec!["a".into(), "b".into(), "a".into()],
+            },
+            Error::DependencyNotFound { errors: errors() },
+            Error::EngineNotFound {
+                name: "pulumi".into(),
+            },
+            Error::EngineFailed {
+                engine: "helm".into(),
+                message: "chart missing".into(),
+            },
+            Error::RateLimited,
+            Error::StorageUnavailable {
+                message: "the store is unavailable; try again later".into(),
+                source: None,
+            },
+            Error::internal("boom"),
+            Error::NotFound {
+                message: "no route GET /api/v1/nope".into(),
+            },
+            Error::MethodNotAllowed {
+                message: "GET, POST".into(),
+            },
+            Error::RequestTimeout {
+                message: "headers".into(),
+            },
+            Error::PayloadTooLarge { limit: 1024 },
+            Error::RequestHeaderFieldsTooLarge {
+                message: "16 KiB".into(),
+            },
+            Error::ServiceUnavailable {
+                message: "shutting down".into(),
+            },
+        ];
+        for e in all {
+            let back = Error::from_code(e.code(), &e.to_string(), &e.details());
+            assert_eq!(back.code(), e.code());
+            assert_eq!(back.to_string(), e.to_string());
+            assert_eq!(back.details(), e.details());
+            assert_eq!(back.field_errors(), e.field_errors());
+        }
+        // A body without details still keeps its code and message.
+        let bare = Error::from_code(
+            ErrorCode::ValidationFailed,
+            "validation failed: x",
+            &json!({}),
+        );
+        assert_eq!(
+            bare.field_errors(),
+            vec![FieldError::new("", "validation failed: x")]
         );
     }
 

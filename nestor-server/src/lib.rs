@@ -25,5 +25,5 @@ mod cli;
 mod config;
 pub mod server;
 
-pub use cli::{run, Cli, Format};
+pub use cli::{run, run_from, Cli, Format};
 pub use config::*;

@@ -184,7 +184,21 @@ enum Command {
 
 /// Runs the CLI with the process's arguments and environment.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    run_cli(Cli::parse())
+}
+
+/// Runs the CLI with these arguments (the first is the program name, as
+/// `nestor`) and the process's environment: `nestor` in a process that was
+/// started as something else (a test binary that serves until killed).
+pub fn run_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    run_cli(Cli::parse_from(args))
+}
+
+fn run_cli(cli: Cli) -> ExitCode {
     init_logging(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
