@@ -10,8 +10,11 @@ use semver::Version;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::clock::{Clock, SystemClock};
+use crate::cpu::{self, default_offload, Offload};
 use crate::engine::{check_engine_configs, EngineProvider};
-use crate::error::{Change, Error, FieldError, Result};
+use crate::error::{Error, FieldError, Result};
+use crate::model::Change;
 use crate::model::{
     EventType, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, SerializedEvent,
     Timestamp, VersionSummary,
@@ -19,38 +22,6 @@ use crate::model::{
 use crate::store::{Announcement, CatalogStore, VersionWrite};
 use crate::validate::validate_definition;
 use crate::versioning::{check_bump, predecessor, select_matching, VersionSpec};
-
-/// Where the service reads the time. The core performs no I/O, but it does
-/// need timestamps for records; tests fix them through this trait.
-pub trait Clock: Send + Sync {
-    /// Seconds since the Unix epoch.
-    fn now(&self) -> Timestamp;
-
-    /// Milliseconds since the Unix epoch (leases need sub-second time).
-    fn now_millis(&self) -> i64 {
-        self.now() * 1000
-    }
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as Timestamp)
-            .unwrap_or(0)
-    }
-
-    fn now_millis(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    }
-}
 
 /// What a publish did, with the classified changes against the predecessor.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -71,6 +42,8 @@ pub struct CatalogService {
     clock: Arc<dyn Clock>,
     /// Engines that check their `engine_configs` entry of each new version.
     engines: Option<Arc<dyn EngineProvider>>,
+    /// Where a batch's CPU work runs; [`default_offload`] when unset.
+    offload: Option<Arc<dyn Offload>>,
 }
 
 impl CatalogService {
@@ -80,6 +53,7 @@ impl CatalogService {
             store,
             clock: Arc::new(SystemClock),
             engines: None,
+            offload: None,
         }
     }
 
@@ -88,6 +62,18 @@ impl CatalogService {
     pub fn with_engines(mut self, engines: Arc<dyn EngineProvider>) -> Self {
         self.engines = Some(engines);
         self
+    }
+
+    /// Runs a batch's CPU work (serialising, hashing; a sync's parsing) on
+    /// `offload` instead of [`default_offload`]'s choice.
+    pub fn with_offload(mut self, offload: Arc<dyn Offload>) -> Self {
+        self.offload = Some(offload);
+        self
+    }
+
+    /// Where CPU-bound work runs.
+    pub(crate) fn offload(&self) -> Arc<dyn Offload> {
+        self.offload.clone().unwrap_or_else(default_offload)
     }
 
     /// Replaces the clock (tests).
@@ -213,9 +199,13 @@ impl CatalogService {
                 definition_json: a.json,
             });
         }
-        let mut kept = mode
-            .keep_versions
-            .then(|| map_on_cores(writes.iter().collect(), |w| w.version.clone()).into_iter());
+        let mut kept = mode.keep_versions.then(|| {
+            writes
+                .iter()
+                .map(|w| w.version.clone())
+                .collect::<Vec<_>>()
+                .into_iter()
+        });
         let outcomes = self.store.insert_versions(writes).await?;
         for (w, outcome) in written.into_iter().zip(outcomes) {
             let version = kept.as_mut().and_then(Iterator::next);
@@ -267,7 +257,11 @@ impl CatalogService {
             }
         };
         let (known, candidates) = futures_util::future::join(read, async {
-            map_on_cores(items, |(def, origin)| Candidate::new(def, now, origin))
+            let offload = self.offload();
+            cpu::map(&*offload, items, 256, move |(def, origin)| {
+                Candidate::new(def, now, origin)
+            })
+            .await
         })
         .await;
         let mut batch = Batch {
@@ -566,35 +560,6 @@ impl Candidate {
     }
 }
 
-/// Maps `items` in order, on every core when there are enough of them to
-/// pay for the threads (a cold sync's thousands), inline otherwise.
-fn map_on_cores<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
-    const MIN_PER_THREAD: usize = 256;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let chunk = items.len().div_ceil(threads).max(MIN_PER_THREAD);
-    if items.len() <= chunk {
-        return items.into_iter().map(f).collect();
-    }
-    let mut chunks: Vec<Vec<T>> = Vec::new();
-    let mut iter = items.into_iter().peekable();
-    while iter.peek().is_some() {
-        chunks.push(iter.by_ref().take(chunk).collect());
-    }
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|c| scope.spawn(move || c.into_iter().map(f).collect::<Vec<U>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("mapping never panics"))
-            .collect()
-    })
-}
-
 enum Prepared {
     Unchanged(Box<PublishedVersion>),
     New {
@@ -817,13 +782,5 @@ spec:
             named("a", "1.0.0", &[]),
         ]);
         assert_eq!(cycle, ["a:1.0.0", "d:1.0.0", "e:1.0.0"]);
-    }
-
-    #[test]
-    fn map_on_cores_keeps_order() {
-        let items: Vec<usize> = (0..5000).collect();
-        let doubled = map_on_cores(items, |i| i * 2);
-        assert_eq!(doubled, (0..5000).map(|i| i * 2).collect::<Vec<_>>());
-        assert_eq!(map_on_cores(vec![3], |i: i32| i + 1), [4]);
     }
 }

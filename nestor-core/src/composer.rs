@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::catalog::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::model::*;
 use crate::orchestrator::resolve_resources;

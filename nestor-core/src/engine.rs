@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, FieldError, Result};
-use crate::model::ResourceDefinition;
+use crate::model::{Artifact, ResourceDefinition};
 
 /// What an engine says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,17 +323,6 @@ pub struct RenderRequest {
     pub engine_config: Value,
     /// The deployment around it.
     pub context: RenderContext,
-}
-
-/// One file an engine produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Artifact {
-    /// Relative path inside the resource's folder (`main.tf.json`).
-    pub path: String,
-    /// The file's content.
-    pub content: String,
-    /// Its media type (`application/json`, `application/yaml`).
-    pub media_type: String,
 }
 
 /// What a render produced.

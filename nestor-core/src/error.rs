@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::model::{Change, ChangeKind};
+
 /// A `Result` with Nestor's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -191,29 +193,6 @@ impl std::fmt::Display for FieldError {
             write!(f, "{}: {}", self.field, self.message)
         }
     }
-}
-
-/// How a change between two versions of a definition is classified (SPEC §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    /// Neither breaks nor adds anything a user could use.
-    Cosmetic,
-    /// Adds something; old users are unaffected.
-    Additive,
-    /// May break existing users.
-    Breaking,
-}
-
-/// One classified change between two versions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Change {
-    /// Its classification.
-    pub kind: ChangeKind,
-    /// The field path that changed.
-    pub field: String,
-    /// What changed, for a human.
-    pub message: String,
 }
 
 /// Nestor's error. Each variant maps to one SPEC §12 code.

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Artifact;
 use crate::error::Result;
+use crate::model::Artifact;
 use crate::model::DeploymentKey;
 
 /// One apply: which deployment, which revision, and the commit message.

@@ -28,6 +28,9 @@
 //!   rollback, delete, promote, the deployment graph view, and leases —
 //!   every run holds one in the store, and a deployment whose runner
 //!   stopped is resumed by another ([`Orchestrator::resume`]).
+//! - `cpu`: where CPU-bound work (a sync's parsing and serialising) runs:
+//!   [`Offload`], tokio's blocking pool with feature `rt`, never an async
+//!   worker and never a thread the core starts.
 //! - `naming`: the names a deployment takes in a cluster, in Argo CD and
 //!   in the GitOps repository, unambiguous across teams.
 //! - `manifests`: which rendered files a cluster applies, the Kubernetes
@@ -60,8 +63,10 @@
 
 mod annotations;
 mod catalog;
+mod clock;
 mod composer;
 mod config_util;
+mod cpu;
 mod engine;
 mod error;
 mod executor;
@@ -86,8 +91,12 @@ pub mod testing;
 
 pub use annotations::*;
 pub use catalog::*;
+pub use clock::*;
 pub use composer::*;
 pub use config_util::parse_duration;
+#[cfg(feature = "rt")]
+pub use cpu::Blocking;
+pub use cpu::{default_offload, Inline, Offload};
 pub use engine::*;
 pub use error::*;
 pub use executor::*;

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Artifact;
+use crate::model::Artifact;
 
 /// Whether Argo CD applies the file at `path` (relative to a resource's
 /// folder): a `.yaml` file that is none of the non-manifest kinds.

@@ -8,7 +8,8 @@ use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{Change, ChangeKind, Error, Result};
+use crate::error::{Error, Result};
+use crate::model::{Change, ChangeKind};
 use crate::model::{Input, ResourceDefinition, Validation, VersionSummary};
 
 /// Parses a SemVer 2.0 version; a leading `v` is accepted and dropped.

@@ -22,8 +22,10 @@ mod deploy;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::{CatalogService, Clock, SystemClock};
+use crate::catalog::CatalogService;
+use crate::clock::{Clock, SystemClock};
 use crate::composer::Composer;
+use crate::cpu::Offload;
 use crate::engine::EngineProvider;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
@@ -77,6 +79,7 @@ pub struct NestorBuilder {
     leases: Option<LeaseSettings>,
     wave_delay: Duration,
     observer: Option<Arc<dyn Observer>>,
+    offload: Option<Arc<dyn Offload>>,
 }
 
 impl NestorBuilder {
@@ -124,6 +127,13 @@ impl NestorBuilder {
         self
     }
 
+    /// Where CPU-bound work (a sync's parsing, a batch's serialising) runs.
+    /// Default: [`default_offload`](crate::default_offload) (tokio's blocking pool with feature `rt`).
+    pub fn offload(mut self, offload: Arc<dyn Offload>) -> Self {
+        self.offload = Some(offload);
+        self
+    }
+
     /// Wires the services. A missing part is a `BAD_REQUEST` naming it.
     pub fn build(self) -> Result<Nestor> {
         let missing = |part: &str| Error::bad_request(format!("Nestor::builder() needs {part}"));
@@ -133,9 +143,12 @@ impl NestorBuilder {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         // Each loaded engine checks its engine configs of every version
         // published or checked.
-        let catalog = CatalogService::new(store.clone())
+        let mut catalog = CatalogService::new(store.clone())
             .with_clock(clock.clone())
             .with_engines(engines.clone());
+        if let Some(offload) = self.offload {
+            catalog = catalog.with_offload(offload);
+        }
         let composer = Composer::new(store.clone()).with_clock(clock.clone());
         let sync = SyncService::new(catalog.clone()).with_composer(composer.clone());
         let mut orchestrator = Orchestrator::new(store.clone(), engines.clone(), executor)

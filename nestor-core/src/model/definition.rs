@@ -28,7 +28,7 @@ pub struct ResourceDefinition {
     /// Identity, classification and lifecycle flags.
     pub metadata: Metadata,
     /// Inputs, outputs, engines and dependencies.
-    pub spec: Spec,
+    pub spec: DefinitionSpec,
 }
 
 /// Identity and classification of a definition.
@@ -97,7 +97,7 @@ pub enum SupportLevel {
 
 /// What a definition takes, gives and needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Spec {
+pub struct DefinitionSpec {
     /// Engines able to render this definition; never empty.
     pub supported_engines: Vec<String>,
     /// Inputs a user must set; they have no default.

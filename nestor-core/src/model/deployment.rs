@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{CompositionResource, Timestamp};
-use crate::engine::Artifact;
+use crate::model::Artifact;
 
 /// What a client asks to deploy: either a composition with parameters, or
 /// resources and edges directly.

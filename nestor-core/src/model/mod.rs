@@ -2,12 +2,16 @@
 //! and events. Plain data; the rules live in `validate`, `versioning` and the
 //! services.
 
+mod artifact;
+mod change;
 mod composition;
 mod definition;
 mod deployment;
 mod event;
 mod source;
 
+pub use artifact::*;
+pub use change::*;
 pub use composition::*;
 pub use definition::*;
 pub use deployment::*;

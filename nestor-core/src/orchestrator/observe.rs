@@ -27,9 +27,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Orchestrator;
-use crate::engine::Artifact;
 use crate::error::Result;
 use crate::manifests::{objects, ObjectRef};
+use crate::model::Artifact;
 use crate::model::{
     ClusterState, ClusterStatus, Deployment, DeploymentStatus, EventType, Health, ResourceHealth,
     ResourceStatus,

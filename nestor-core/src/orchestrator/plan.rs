@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use similar::TextDiff;
 
-use crate::engine::Artifact;
+use crate::model::Artifact;
 use crate::model::Deployment;
 
 /// The result of `plan`: everything an apply would do, nothing done.

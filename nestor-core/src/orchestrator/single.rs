@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Orchestrator;
-use crate::engine::Artifact;
 use crate::error::Result;
+use crate::model::Artifact;
 use crate::model::CompositionResource;
 use crate::orchestrator::resolve_resources;
 use crate::template::TemplateContext;

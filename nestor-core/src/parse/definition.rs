@@ -178,7 +178,7 @@ impl Parser {
         }
     }
 
-    fn spec(&mut self, s: &mut Keys<'_>) -> Spec {
+    fn spec(&mut self, s: &mut Keys<'_>) -> DefinitionSpec {
         self.alias(s, "engines", "supported_engines");
         self.alias(s, "deployment_engines", "supported_engines");
         self.unknown(
@@ -244,7 +244,7 @@ impl Parser {
                 "is required (a non-empty list of engines)",
             );
         }
-        Spec {
+        DefinitionSpec {
             supported_engines: self.string_list(s, "supported_engines"),
             required_inputs: required,
             optional_inputs: optional,

@@ -1,20 +1,31 @@
-//! A small hand-written Prometheus registry (SPEC §13): a few counters,
-//! gauges and histograms behind mutexes, rendered as text at `/metrics`.
-//! Small enough that a metrics crate would cost more than it saves.
+//! The server's Prometheus metrics (SPEC §13), kept in a
+//! [`prometheus_client`] registry and served at `/metrics`: the Prometheus
+//! text format (0.0.4) by default, OpenMetrics when the scraper asks for it
+//! (`Accept: application/openmetrics-text`, as Prometheus does).
+//!
+//! Every label value comes from a bounded set, never from request data as
+//! sent (issue 11): `route` is a route template or `unmatched`, `method` a
+//! standard method or `other`, `status` the answered status; `source` a
+//! configured source, `engine` a loaded engine, `status` of a deployment
+//! one of its states.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use nestor_core::{Engine, EngineInfo, EngineProvider, Nestor, RenderOutput, RenderRequest};
 use nestor_engines::EngineRegistry;
+use prometheus_client::encoding::{prometheus_text, text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
+use super::error::ApiError;
 use super::AppState;
 
 /// Latency buckets (seconds) shared by every histogram.
@@ -25,82 +36,140 @@ const BUCKETS: [f64; 12] = [
 /// How long a computed catalog version count is reused.
 const COUNT_TTL: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Clone, Default)]
-struct Histogram {
-    /// Cumulative per bucket, as Prometheus expects.
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+/// The OpenMetrics media type a scraper names in `Accept` to get it.
+const OPENMETRICS: &str = "application/openmetrics-text";
+
+fn latency() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if seconds <= *b {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += seconds;
-        self.count += 1;
-    }
+/// A histogram per label set, each with [`BUCKETS`].
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
-                self.counts[i]
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: &'static str,
+    status: u16,
 }
 
-/// Every metric of the server.
-#[derive(Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EngineLabel {
+    engine: String,
+}
+
+/// Every metric of the server, and the registry that encodes them.
 pub struct Metrics {
-    /// (route, method, status) → count.
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    /// route → request latency.
-    durations: Mutex<BTreeMap<String, Histogram>>,
-    /// source → sync duration.
-    syncs: Mutex<BTreeMap<String, Histogram>>,
-    /// Connected SSE clients.
-    sse: AtomicI64,
-    /// Final deployment status → count.
-    deployments: Mutex<BTreeMap<String, u64>>,
-    /// Deployments this replica took over from a runner that stopped.
-    taken_over: AtomicI64,
-    /// engine → render latency.
-    renders: Mutex<BTreeMap<String, Histogram>>,
-    /// The last catalog version count and when it was taken.
+    /// What `/metrics` encodes; holds a handle to each metric below.
+    registry: Registry,
+    /// `nestor_http_requests_total{route,method,status}`.
+    requests: Family<RequestLabels, Counter>,
+    /// `nestor_http_request_duration_seconds{route}`.
+    durations: Histograms<RouteLabel>,
+    /// `nestor_catalog_versions`, set from the count at each scrape.
+    versions_gauge: Gauge,
+    /// `nestor_sync_duration_seconds{source}`.
+    syncs: Histograms<SourceLabel>,
+    /// `nestor_sse_connections`.
+    sse: Gauge,
+    /// `nestor_deployments_total{status}`: finished deployments.
+    deployments: Family<StatusLabel, Counter>,
+    /// `nestor_deployments_taken_over_total`: resumed after their runner stopped.
+    taken_over: Counter,
+    /// `nestor_engine_render_seconds{engine}`.
+    renders: Histograms<EngineLabel>,
+    /// The last catalog version count and when it was taken (a count
+    /// lists every name, so scrapes and `/status` share one for a while).
     versions: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations: Histograms<RouteLabel> = Family::new_with_constructor(latency);
+        let versions_gauge = Gauge::default();
+        let syncs: Histograms<SourceLabel> = Family::new_with_constructor(latency);
+        let sse = Gauge::default();
+        let deployments = Family::<StatusLabel, Counter>::default();
+        let taken_over = Counter::default();
+        let renders: Histograms<EngineLabel> = Family::new_with_constructor(latency);
+        registry.register(
+            "nestor_http_requests",
+            "HTTP requests served",
+            requests.clone(),
+        );
+        registry.register(
+            "nestor_http_request_duration_seconds",
+            "HTTP request latency",
+            durations.clone(),
+        );
+        registry.register(
+            "nestor_catalog_versions",
+            "Published definition versions",
+            versions_gauge.clone(),
+        );
+        registry.register(
+            "nestor_sync_duration_seconds",
+            "Catalog source sync duration",
+            syncs.clone(),
+        );
+        registry.register(
+            "nestor_sse_connections",
+            "Connected event-stream clients",
+            sse.clone(),
+        );
+        registry.register(
+            "nestor_deployments",
+            "Finished deployments by status",
+            deployments.clone(),
+        );
+        registry.register(
+            "nestor_deployments_taken_over",
+            "Deployments this replica resumed after their runner stopped",
+            taken_over.clone(),
+        );
+        registry.register(
+            "nestor_engine_render_seconds",
+            "Engine render duration",
+            renders.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            durations,
+            versions_gauge,
+            syncs,
+            sse,
+            deployments,
+            taken_over,
+            renders,
+            versions: Mutex::new(None),
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("sse", &self.sse)
+            .field("sse", &self.sse.get())
             .finish_non_exhaustive()
     }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The method as a label: the standard methods by name, anything else
@@ -113,7 +182,7 @@ pub(super) fn method_label(method: &str) -> &'static str {
     KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
 }
 
-/// The status as a label: a status the server answers, else its class.
+/// The status as a label: a status the server answers, else 0.
 fn status_label(status: u16) -> u16 {
     if (100..600).contains(&status) {
         status
@@ -126,60 +195,54 @@ impl Metrics {
     /// Counts a served request. `route` is a route template (or
     /// `unmatched`), never the path a client sent.
     pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        *self
-            .requests
-            .lock()
-            .unwrap()
-            .entry((
-                route.to_string(),
-                method_label(method).to_string(),
-                status_label(status),
-            ))
-            .or_default() += 1;
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                method: method_label(method),
+                status: status_label(status),
+            })
+            .inc();
         self.durations
-            .lock()
-            .unwrap()
-            .entry(route.to_string())
-            .or_default()
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 
     /// Records one sync's duration.
     pub fn observe_sync(&self, source: &str, elapsed: Duration) {
         self.syncs
-            .lock()
-            .unwrap()
-            .entry(source.to_string())
-            .or_default()
+            .get_or_create(&SourceLabel {
+                source: source.to_string(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 
     /// Counts a finished deployment by status.
     pub fn deployment_finished(&self, status: &str) {
-        *self
-            .deployments
-            .lock()
-            .unwrap()
-            .entry(status.to_string())
-            .or_default() += 1;
+        self.deployments
+            .get_or_create(&StatusLabel {
+                status: status.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a deployment taken over from a runner that stopped.
     pub(super) fn deployment_taken_over(&self) {
-        self.taken_over.fetch_add(1, Ordering::Relaxed);
+        self.taken_over.inc();
     }
 
     pub(super) fn sse_connected(&self) {
-        self.sse.fetch_add(1, Ordering::Relaxed);
+        self.sse.inc();
     }
 
     pub(super) fn sse_disconnected(&self) {
-        self.sse.fetch_sub(1, Ordering::Relaxed);
+        self.sse.dec();
     }
 
     /// Connected SSE clients.
     pub fn sse_connections(&self) -> i64 {
-        self.sse.load(Ordering::Relaxed)
+        self.sse.get()
     }
 
     /// The number of published versions, recounted when the last count
@@ -204,67 +267,44 @@ impl Metrics {
         }
     }
 
-    fn render_text(&self, versions: Option<u64>) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP nestor_http_requests_total HTTP requests served.\n# TYPE nestor_http_requests_total counter\n");
-        for ((route, method, status), n) in self.requests.lock().unwrap().iter() {
-            let _ = writeln!(out, "nestor_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}", escape(route));
+    /// Every metric in the Prometheus text format, or in OpenMetrics.
+    fn encode(&self, openmetrics: bool) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        if openmetrics {
+            text::encode(&mut out, &self.registry)?;
+        } else {
+            prometheus_text::encode(&mut out, &self.registry)?;
         }
-        out.push_str("# HELP nestor_http_request_duration_seconds HTTP request latency.\n# TYPE nestor_http_request_duration_seconds histogram\n");
-        for (route, h) in self.durations.lock().unwrap().iter() {
-            h.render(
-                &mut out,
-                "nestor_http_request_duration_seconds",
-                &format!("route=\"{}\"", escape(route)),
-            );
-        }
-        out.push_str("# HELP nestor_catalog_versions Published definition versions.\n# TYPE nestor_catalog_versions gauge\n");
-        let _ = writeln!(out, "nestor_catalog_versions {}", versions.unwrap_or(0));
-        out.push_str("# HELP nestor_sync_duration_seconds Catalog source sync duration.\n# TYPE nestor_sync_duration_seconds histogram\n");
-        for (source, h) in self.syncs.lock().unwrap().iter() {
-            h.render(
-                &mut out,
-                "nestor_sync_duration_seconds",
-                &format!("source=\"{}\"", escape(source)),
-            );
-        }
-        out.push_str("# HELP nestor_sse_connections Connected event-stream clients.\n# TYPE nestor_sse_connections gauge\n");
-        let _ = writeln!(out, "nestor_sse_connections {}", self.sse_connections());
-        out.push_str("# HELP nestor_deployments_total Finished deployments by status.\n# TYPE nestor_deployments_total counter\n");
-        for (status, n) in self.deployments.lock().unwrap().iter() {
-            let _ = writeln!(
-                out,
-                "nestor_deployments_total{{status=\"{}\"}} {n}",
-                escape(status)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP nestor_deployments_taken_over_total Deployments this replica resumed after their runner stopped.\n# TYPE nestor_deployments_taken_over_total counter\nnestor_deployments_taken_over_total {}",
-            self.taken_over.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP nestor_engine_render_seconds Engine render duration.\n# TYPE nestor_engine_render_seconds histogram\n");
-        for (engine, h) in self.renders.lock().unwrap().iter() {
-            h.render(
-                &mut out,
-                "nestor_engine_render_seconds",
-                &format!("engine=\"{}\"", escape(engine)),
-            );
-        }
-        out
+        Ok(out)
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
-pub(super) async fn render(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: the Prometheus text format, or OpenMetrics when the
+/// `Accept` header names it.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format (0.0.4), or OpenMetrics 1.0 when Accept names application/openmetrics-text")))]
+pub(super) async fn render(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let metrics = state.metrics().clone();
     let versions = metrics.catalog_versions(state.nestor()).await;
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics.render_text(versions),
-    )
-        .into_response()
+    metrics
+        .versions_gauge
+        .set(versions.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)));
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(OPENMETRICS));
+    let content_type = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        prometheus_text::CONTENT_TYPE
+    };
+    match metrics.encode(openmetrics) {
+        Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(e) => ApiError::from(nestor_core::Error::internal(format!(
+            "cannot encode the metrics: {e}"
+        )))
+        .into_response(),
+    }
 }
 
 /// The engine registry with render timing.
@@ -311,10 +351,9 @@ impl Engine for MeteredEngine {
         let result = self.inner.render(request).await;
         self.metrics
             .renders
-            .lock()
-            .unwrap()
-            .entry(self.name.clone())
-            .or_default()
+            .get_or_create(&EngineLabel {
+                engine: self.name.clone(),
+            })
             .observe(started.elapsed().as_secs_f64());
         result
     }

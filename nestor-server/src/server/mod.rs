@@ -14,7 +14,7 @@
 //! - `sync`: background syncs with coalescing, pollers and git webhooks.
 //! - `conn`: the transport under the router: header and idle timeouts and
 //!   a connection cap (`server:` limits).
-//! - `metrics`: a small hand-written Prometheus registry.
+//! - `metrics`: the Prometheus metrics (`prometheus-client`), bounded labels.
 //! - `openapi`: the OpenAPI 3 document, generated from the handlers.
 //!
 //! # Design decisions

@@ -7,6 +7,7 @@ mod catalog;
 mod deploy;
 mod events;
 mod hostile;
+mod metrics;
 mod process;
 mod remote;
 mod webhooks;

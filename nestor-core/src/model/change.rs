@@ -1,0 +1,28 @@
+//! What changed between two versions of a definition, classified as SPEC §2
+//! says (the versioning rules produce it; publish results, refusals and
+//! diffs carry it).
+
+use serde::{Deserialize, Serialize};
+
+/// How a change between two versions of a definition is classified (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// Neither breaks nor adds anything a user could use.
+    Cosmetic,
+    /// Adds something; old users are unaffected.
+    Additive,
+    /// May break existing users.
+    Breaking,
+}
+
+/// One classified change between two versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Its classification.
+    pub kind: ChangeKind,
+    /// The field path that changed.
+    pub field: String,
+    /// What changed, for a human.
+    pub message: String,
+}

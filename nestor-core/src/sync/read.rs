@@ -1,0 +1,144 @@
+//! Reading a source's files: each file parsed into the definitions and
+//! compositions it holds, and the errors of the documents that were not
+//! usable. Parsing is pure CPU work and the bulk of a cold sync, so it runs
+//! on the catalog's [`Offload`], spread over every core.
+
+use std::collections::BTreeSet;
+
+use crate::cpu::{self, Offload};
+use crate::error::{Error, ErrorCode, FieldError, Result};
+use crate::model::*;
+use crate::parse::{parse_file, Document};
+
+/// A definition read from a file, waiting to be published.
+pub(super) struct Pending {
+    pub file: String,
+    pub document: usize,
+    pub line: usize,
+    pub definition: ResourceDefinition,
+}
+
+/// A composition read from a file.
+pub(super) struct PendingComposition {
+    pub file: String,
+    pub document: usize,
+    pub line: usize,
+    pub composition: Composition,
+}
+
+/// What the files read held, in file order.
+pub(super) struct Parsed {
+    pub definitions: Vec<Pending>,
+    pub compositions: Vec<PendingComposition>,
+    /// The files whose every document was usable.
+    pub clean: BTreeSet<String>,
+    pub errors: Vec<DocumentError>,
+}
+
+/// Parses every file on `offload`.
+pub(super) async fn parse_all(
+    offload: &dyn Offload,
+    paths: &[String],
+    contents: Vec<Result<Vec<u8>>>,
+) -> Parsed {
+    let jobs: Vec<(String, Result<Vec<u8>>)> = paths.iter().cloned().zip(contents).collect();
+    let files = cpu::map(offload, jobs, 64, |(path, bytes)| parse_one(&path, bytes)).await;
+    let mut parsed = Parsed {
+        definitions: Vec::new(),
+        compositions: Vec::new(),
+        clean: BTreeSet::new(),
+        errors: Vec::new(),
+    };
+    for (path, file) in paths.iter().zip(files) {
+        parsed.definitions.extend(file.definitions);
+        parsed.compositions.extend(file.compositions);
+        if file.errors.is_empty() {
+            parsed.clean.insert(path.clone());
+        }
+        parsed.errors.extend(file.errors);
+    }
+    parsed
+}
+
+/// A document's error as the sync report carries it.
+pub(super) fn document_error(file: &str, document: usize, line: usize, e: &Error) -> DocumentError {
+    let mut errors = e.field_errors();
+    for err in &mut errors {
+        err.line.get_or_insert(line);
+    }
+    if errors.is_empty() {
+        errors.push(FieldError::new("", e.to_string()));
+    }
+    DocumentError {
+        file: file.into(),
+        document,
+        line,
+        code: e.code().as_str().into(),
+        errors,
+        team: None,
+    }
+}
+
+/// What one file held.
+#[derive(Default)]
+struct FileParse {
+    definitions: Vec<Pending>,
+    compositions: Vec<PendingComposition>,
+    errors: Vec<DocumentError>,
+}
+
+/// Parses one file: its definitions and compositions, and the errors of
+/// the documents that were not usable.
+fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> FileParse {
+    let mut out = FileParse::default();
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e) => {
+            out.errors.push(document_error(path, 0, 1, &e));
+            return out;
+        }
+    };
+    let docs = match parse_file(&bytes) {
+        Ok(docs) => docs,
+        Err(e) => {
+            let error = DocumentError {
+                file: path.into(),
+                document: 0,
+                line: 1,
+                code: ErrorCode::BadRequest.as_str().into(),
+                errors: vec![e],
+                team: None,
+            };
+            out.errors.push(error);
+            return out;
+        }
+    };
+    for doc in docs {
+        match doc.document {
+            Document::Definition(def) => out.definitions.push(Pending {
+                file: path.into(),
+                document: doc.index,
+                line: doc.line,
+                definition: *def,
+            }),
+            Document::Composition(c) => out.compositions.push(PendingComposition {
+                file: path.into(),
+                document: doc.index,
+                line: doc.line,
+                composition: *c,
+            }),
+            Document::Invalid(errs) => out.errors.push(DocumentError {
+                file: path.into(),
+                document: doc.index,
+                line: doc.line,
+                code: ErrorCode::ValidationFailed.as_str().into(),
+                errors: errs,
+                team: None,
+            }),
+            Document::Foreign { api_version, kind } => {
+                tracing::warn!(file = path, document = doc.index, %api_version, %kind, "skipping a document that is not Nestor's");
+            }
+        }
+    }
+    out
+}
