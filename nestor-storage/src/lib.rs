@@ -6,6 +6,8 @@
 //!
 //! # Layout
 //! - `memory`: [`MemoryStore`], for tests and embedding; always available.
+//! - `walk`: [`walk_files`], the one directory walker every reader of local
+//!   files uses (hidden entries skipped, links not followed, sorted).
 //! - `sqlite` (feature `sqlite`, default): [`SqliteStore`], the embedded
 //!   default — one file, WAL, versioned migrations, a read cache callers
 //!   never see.
@@ -25,6 +27,9 @@
 
 mod memory;
 pub use memory::MemoryStore;
+
+mod walk;
+pub use walk::{walk_files, WalkedFile};
 
 #[cfg(feature = "sqlite")]
 mod sqlite;

@@ -176,28 +176,20 @@ pub(super) async fn run(command: CatalogCommand, ctx: &Context<'_>) -> anyhow::R
     }
 }
 
-/// Every catalog file below the given paths, in path order.
+/// Every catalog file below the given paths, in path order: folders are
+/// walked as a folder catalog source reads them (the same walker, the same
+/// catalog-file rule); a file named directly is read whatever its name.
 pub(super) fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut stack = vec![path.clone()];
-            while let Some(dir) = stack.pop() {
-                for entry in
-                    std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
-                {
-                    let entry = entry?;
-                    let p = entry.path();
-                    let hidden = entry.file_name().to_string_lossy().starts_with('.');
-                    if entry.file_type()?.is_dir() && !hidden {
-                        stack.push(p);
-                    } else if !hidden
-                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                    {
-                        files.push(p);
-                    }
-                }
-            }
+            let found = nestor_storage::walk_files(path, &[])?;
+            files.extend(
+                found
+                    .into_iter()
+                    .filter(|f| nestor_core::is_catalog_file(&f.rel, ""))
+                    .map(|f| f.path),
+            );
         } else if path.exists() {
             files.push(path.clone());
         } else {

@@ -214,34 +214,18 @@ async fn publish_or_validate(
     })
 }
 
-/// Source files an annotation scan reads: text files below `root`, hidden
-/// folders, build output and dependencies skipped.
+/// Source files an annotation scan reads: files under 1 MiB below `root`,
+/// walked by the one walker (hidden entries skipped, links not followed),
+/// build output and dependencies skipped.
 fn source_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     const SKIP: [&str; 5] = ["target", "node_modules", "vendor", "dist", "build"];
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in
-            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
-        {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let kind = entry.file_type()?;
-            if kind.is_dir() && !SKIP.contains(&name.as_str()) {
-                stack.push(entry.path());
-            } else if kind.is_file()
-                && name != "nestor.deploy.yaml"
-                && entry.metadata()?.len() < 1 << 20
-            {
-                out.push(entry.path());
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    let files = nestor_storage::walk_files(root, &SKIP)?;
+    Ok(files
+        .into_iter()
+        .filter(|f| f.len < 1 << 20)
+        .filter(|f| f.path.file_name() != Some("nestor.deploy.yaml".as_ref()))
+        .map(|f| f.path)
+        .collect())
 }
 
 /// `nestor generate [PATH]`: annotations → `nestor.deploy.yaml` in PATH.

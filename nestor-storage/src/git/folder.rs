@@ -1,7 +1,6 @@
 //! A plain directory as a catalog source (local development).
 
-use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use nestor_core::{
@@ -24,44 +23,14 @@ impl FolderSource {
 
     /// Catalog files with their size and modification time, sorted by path.
     fn scan(&self) -> Result<Vec<(String, u64, u128)>> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let entries = std::fs::read_dir(&dir)
-                .map_err(|e| Error::storage(format!("reading {}", dir.display()), e))?;
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(kind) = entry.file_type() else {
-                    continue;
-                };
-                let rel = rel_path(&self.root, &path);
-                // Symlinks are not followed: a link loop must not hang a sync.
-                if kind.is_dir() && !entry.file_name().to_string_lossy().starts_with('.') {
-                    stack.push(path);
-                } else if kind.is_file() && is_catalog_file(&rel, &self.config.path) {
-                    let meta = entry
-                        .metadata()
-                        .map_err(|e| Error::storage(format!("reading {}", path.display()), e))?;
-                    let mtime = meta
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                        .map_or(0, |d| d.as_nanos());
-                    out.push((rel, meta.len(), mtime));
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
+        let files = crate::walk_files(&self.root, &[])
+            .map_err(|e| Error::storage(format!("reading {}", self.root.display()), e))?;
+        Ok(files
+            .into_iter()
+            .filter(|f| is_catalog_file(&f.rel, &self.config.path))
+            .map(|f| (f.rel, f.len, f.modified_nanos))
+            .collect())
     }
-}
-
-fn rel_path(root: &Path, path: &Path) -> String {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    rel.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 #[async_trait]
