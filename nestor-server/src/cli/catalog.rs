@@ -807,7 +807,7 @@ async fn publish(paths: &[PathBuf], ctx: &Context<'_>) -> anyhow::Result<ExitCod
                 PublishLine {
                     subject,
                     file: f.file,
-                    outcome: refusal.code.clone(),
+                    outcome: refusal.code.to_string(),
                     error: Some(refusal.to_json()),
                 }
             }

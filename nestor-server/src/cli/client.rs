@@ -1,17 +1,21 @@
 //! The CLI's one way to the data: [`Backend`], implemented in-process on
 //! the local store ([`Embedded`]) and over HTTP against `nestor serve`
-//! ([`Remote`]). Commands that use it print the same output either way,
-//! because both hand back the same core types and the printing is shared.
+//! through `nestor-client` ([`Remote`]). Commands that use it print the
+//! same output either way, because both hand back the same core types and
+//! the same [`nestor_core::Error`] (a server's error body decodes into the
+//! error a local call returns), and the printing is shared.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::{FutureExt as _, StreamExt as _};
+use nestor_client::EventQuery;
 use nestor_core::{
-    CatalogService, Composer, Composition, Deployment, DeploymentFilter, DeploymentRequest, Event,
-    FieldError, ListFilter, Page, PageRequest, Plan, PublishOutcome, PublishedComposition,
-    PublishedVersion, ResourceDefinition, SearchHit, Store, VersionSpec, VersionSummary,
+    CatalogService, Composer, Composition, Deployment, DeploymentFilter, DeploymentRequest,
+    ErrorCode, Event, FieldError, ListFilter, Page, PageRequest, Plan, PublishOutcome,
+    PublishedComposition, PublishedVersion, ResourceDefinition, SearchHit, Store, VersionSpec,
+    VersionSummary,
 };
 use semver::Version;
 use serde::de::DeserializeOwned;
@@ -75,7 +79,7 @@ pub(super) trait Backend: Send + Sync {
 /// Why one definition was not published: its SPEC §12 error body.
 #[derive(Debug, Clone)]
 pub(super) struct Refusal {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
     pub details: Value,
     /// The field errors it carries (the message alone when none).
@@ -85,7 +89,7 @@ pub(super) struct Refusal {
 impl From<&nestor_core::Error> for Refusal {
     fn from(e: &nestor_core::Error) -> Refusal {
         Refusal {
-            code: e.code().to_string(),
+            code: e.code(),
             message: e.to_string(),
             details: e.details(),
             field_errors: e.field_errors(),
@@ -93,32 +97,15 @@ impl From<&nestor_core::Error> for Refusal {
     }
 }
 
-impl From<RemoteError> for Refusal {
-    fn from(r: RemoteError) -> Refusal {
-        let field_errors = if r.field_errors.is_empty() {
-            vec![FieldError::new("", r.message.clone())]
-        } else {
-            r.field_errors
-        };
-        Refusal {
-            code: r.code,
-            message: r.message,
-            details: r.details,
-            field_errors,
-        }
-    }
-}
-
-/// A remote answer: `Ok(Err(refusal))` for an error about the item sent,
-/// `Err` for one about the server or the caller.
-fn refusal<T>(result: anyhow::Result<T>) -> anyhow::Result<Result<T, Refusal>> {
+/// The one rule of both backends: an error about the item sent is its
+/// refusal (`Ok(Err(refusal))`), reported in its line while the command
+/// goes on; one about the service or the caller
+/// ([`ErrorCode::aborts_batch`]) stops the command.
+fn refusal<T>(result: nestor_core::Result<T>) -> anyhow::Result<Result<T, Refusal>> {
     match result {
         Ok(t) => Ok(Ok(t)),
-        Err(e) => match e.downcast::<RemoteError>() {
-            Ok(r) if !ABORTS.contains(&r.code.as_str()) => Ok(Err(r.into())),
-            Ok(r) => Err(r.into()),
-            Err(e) => Err(e),
-        },
+        Err(e) if e.code().aborts_batch() => Err(e.into()),
+        Err(e) => Ok(Err((&e).into())),
     }
 }
 
@@ -206,12 +193,12 @@ impl Backend for Embedded {
         &self,
         definition: ResourceDefinition,
     ) -> anyhow::Result<Result<PublishOutcome, Refusal>> {
-        use nestor_core::Error;
-        match self.catalog.publish(definition, None, "cli").await {
-            Ok(r) => Ok(Ok(r.outcome)),
-            Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => Err(e.into()),
-            Err(e) => Ok(Err((&e).into())),
-        }
+        refusal(
+            self.catalog
+                .publish(definition, None, "cli")
+                .await
+                .map(|r| r.outcome),
+        )
     }
 
     async fn compositions(&self, team: Option<&str>) -> anyhow::Result<Vec<PublishedComposition>> {
@@ -231,102 +218,56 @@ impl Backend for Embedded {
         &self,
         composition: Composition,
     ) -> anyhow::Result<Result<(PublishOutcome, Vec<Vec<String>>), Refusal>> {
-        use nestor_core::Error;
-        match self.composer.publish(composition, None, "cli").await {
-            Ok(p) => Ok(Ok((p.outcome, p.waves))),
-            Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => Err(e.into()),
-            Err(e) => Ok(Err((&e).into())),
-        }
+        refusal(
+            self.composer
+                .publish(composition, None, "cli")
+                .await
+                .map(|p| (p.outcome, p.waves)),
+        )
     }
 }
 
-/// An error answered by the server: its SPEC §12 code and message, printed
-/// like a local error (`error[CODE]: message`).
-#[derive(Debug)]
-pub struct RemoteError {
-    /// The SPEC §12 code.
-    pub code: String,
-    /// The server's message.
-    pub message: String,
-    /// `details.validation_errors`, when present.
-    pub field_errors: Vec<FieldError>,
-    /// `details`, as answered.
-    pub details: Value,
-}
-
-impl std::fmt::Display for RemoteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for RemoteError {}
-
-/// Over HTTP, against `nestor serve`.
+/// Over HTTP, against `nestor serve`, through `nestor-client`: the wire
+/// shapes and the error decoding live there once; a server's error arrives
+/// as the same [`nestor_core::Error`] a local call returns.
 pub(super) struct Remote {
-    base: String,
-    token: Option<String>,
-    http: reqwest::Client,
+    client: nestor_client::Client,
 }
 
 impl Remote {
     pub(super) fn new(base: &str, token: Option<String>) -> anyhow::Result<Remote> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()?;
+        let mut builder = nestor_client::Client::builder(base).timeout(Duration::from_secs(60));
+        if let Some(token) = token {
+            builder = builder.token(token);
+        }
         Ok(Remote {
-            base: base.trim_end_matches('/').to_string(),
-            token,
-            http,
+            client: builder.build()?,
         })
     }
 
     /// Syncs a source configured on the server and answers its report.
     pub(super) async fn sync(&self, source: &str) -> anyhow::Result<nestor_core::SyncReport> {
-        self.call(
-            self.request(reqwest::Method::POST, "/api/v1/sync")
-                .query(&[("source", source), ("wait", "true")])
-                .timeout(Duration::from_secs(600)),
-        )
-        .await
+        Ok(self.client.sync(source).await?)
     }
 
     /// Plans a deployment request on the server.
     pub(super) async fn plan(&self, request: &DeploymentRequest) -> anyhow::Result<Plan> {
-        self.call(
-            self.request(reqwest::Method::POST, "/api/v1/plan")
-                .json(request)
-                .timeout(LONG),
-        )
-        .await
+        Ok(self.client.plan(request).await?)
     }
 
     /// Starts a deployment: the server answers as soon as its revision is
-    /// recorded (the apply goes on there).
+    /// recorded (the apply goes on there). It carries an `Idempotency-Key`,
+    /// so the client's retries apply it once.
     pub(super) async fn start_deployment(
         &self,
         request: &DeploymentRequest,
     ) -> anyhow::Result<Deployment> {
-        self.call(
-            self.request(reqwest::Method::POST, "/api/v1/deployments")
-                .json(request)
-                .timeout(LONG),
-        )
-        .await
+        Ok(self.client.apply(request).await?)
     }
 
     /// Rolls a deployment back (the server answers when it is done).
     pub(super) async fn rollback(&self, id: &str, to: Option<u64>) -> anyhow::Result<Deployment> {
-        let mut req = self
-            .request(
-                reqwest::Method::POST,
-                &format!("/api/v1/deployments/{}/rollback", encode(id)),
-            )
-            .timeout(LONG);
-        if let Some(to) = to {
-            req = req.query(&[("to", to)]);
-        }
-        self.call(req).await
+        Ok(self.client.rollback(id, to).await?)
     }
 
     /// Deploys to `to` what last succeeded in `from` (answers when done).
@@ -337,12 +278,7 @@ impl Remote {
         from: &str,
         to: &str,
     ) -> anyhow::Result<Deployment> {
-        self.call(
-            self.request(reqwest::Method::POST, "/api/v1/deployments/promote")
-                .json(&serde_json::json!({"team": team, "name": name, "from": from, "to": to}))
-                .timeout(LONG),
-        )
-        .await
+        Ok(self.client.promote(team, name, from, to).await?)
     }
 
     /// The dependency graph of a team's deployments.
@@ -351,84 +287,15 @@ impl Remote {
         team: &str,
         environment: Option<&str>,
     ) -> anyhow::Result<nestor_core::GraphView> {
-        let mut q = vec![("team", team)];
-        if let Some(e) = environment {
-            q.push(("environment", e));
-        }
-        self.call(
-            self.request(reqwest::Method::GET, "/api/v1/graph")
-                .query(&q),
-        )
-        .await
+        Ok(self.client.graph(Some(team), environment).await?)
     }
 
-    /// The server's engines.
+    /// The server's engines, as the caller's line type (the same fields as
+    /// [`nestor_client::EngineStatus`]).
     pub(super) async fn engines<T: DeserializeOwned>(&self) -> anyhow::Result<Vec<T>> {
-        self.call(self.request(reqwest::Method::GET, "/api/v1/engines"))
-            .await
+        let engines = self.client.engines().await?;
+        Ok(serde_json::from_value(serde_json::to_value(engines)?)?)
     }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .timeout(Duration::from_secs(60));
-        match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-    }
-
-    async fn call<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", self.base))?;
-        let status = resp.status();
-        let body: Value = resp.json().await.map_err(|e| {
-            anyhow::anyhow!(
-                "{} answered {status} with a body that is not JSON: {e}",
-                self.base
-            )
-        })?;
-        if !status.is_success() {
-            let e = &body["error"];
-            let field_errors = serde_json::from_value(e["details"]["validation_errors"].clone())
-                .unwrap_or_default();
-            return Err(RemoteError {
-                code: e["code"].as_str().unwrap_or("INTERNAL_ERROR").to_string(),
-                message: e["message"].as_str().unwrap_or("no message").to_string(),
-                field_errors,
-                details: e["details"].clone(),
-            }
-            .into());
-        }
-        Ok(serde_json::from_value(body)?)
-    }
-
-    fn filter_query(filter: &ListFilter) -> Vec<(String, String)> {
-        let mut q = Vec::new();
-        for (k, v) in [
-            ("provider", &filter.provider),
-            ("category", &filter.category),
-            ("resource_type", &filter.resource_type),
-            ("engine", &filter.engine),
-        ] {
-            if let Some(v) = v {
-                q.push((k.to_string(), v.clone()));
-            }
-        }
-        for (k, v) in &filter.labels {
-            q.push(("label".into(), format!("{k}={v}")));
-        }
-        q
-    }
-}
-
-fn encode(segment: &str) -> String {
-    form_urlencoded::byte_serialize(segment.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
 }
 
 #[async_trait]
@@ -438,48 +305,17 @@ impl Backend for Remote {
         filter: &ListFilter,
         page: &PageRequest,
     ) -> anyhow::Result<Page<PublishedVersion>> {
-        let mut q = Self::filter_query(filter);
-        if let Some(text) = &filter.q {
-            q.push(("q".into(), text.clone()));
-        }
-        q.push(("limit".into(), page.limit.to_string()));
-        if let Some(c) = &page.cursor {
-            q.push(("cursor".into(), c.clone()));
-        }
-        self.call(
-            self.request(reqwest::Method::GET, "/api/v1/resources")
-                .query(&q),
-        )
-        .await
+        Ok(self.client.list_latest(filter, page).await?)
     }
 
     async fn resolve(&self, name: &str, spec: &VersionSpec) -> anyhow::Result<PublishedVersion> {
-        let path = match spec {
-            VersionSpec::Latest => format!("/api/v1/resources/{}", encode(name)),
-            other => format!(
-                "/api/v1/resources/{}/{}",
-                encode(name),
-                encode(&other.to_string())
-            ),
-        };
-        self.call(self.request(reqwest::Method::GET, &path)).await
+        Ok(self.client.resolve(name, spec).await?)
     }
 
     async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionSummary>> {
-        match self
-            .call(self.request(
-                reqwest::Method::GET,
-                &format!("/api/v1/resources/{}/versions", encode(name)),
-            ))
-            .await
-        {
-            Err(e)
-                if e.downcast_ref::<RemoteError>()
-                    .is_some_and(|r| r.code == "RESOURCE_NOT_FOUND") =>
-            {
-                Ok(vec![])
-            }
-            other => other,
+        match self.client.versions(name).await {
+            Err(e) if e.code() == ErrorCode::ResourceNotFound => Ok(vec![]),
+            other => Ok(other?),
         }
     }
 
@@ -489,20 +325,7 @@ impl Backend for Remote {
         filter: &ListFilter,
         limit: usize,
     ) -> anyhow::Result<Vec<SearchHit>> {
-        let mut q = Self::filter_query(filter);
-        q.push(("q".into(), query.to_string()));
-        q.push(("limit".into(), limit.to_string()));
-        #[derive(serde::Deserialize)]
-        struct Hits {
-            items: Vec<SearchHit>,
-        }
-        let hits: Hits = self
-            .call(
-                self.request(reqwest::Method::GET, "/api/v1/search")
-                    .query(&q),
-            )
-            .await?;
-        Ok(hits.items)
+        Ok(self.client.search(query, filter, limit).await?)
     }
 
     async fn set_yanked(
@@ -511,127 +334,56 @@ impl Backend for Remote {
         version: &Version,
         yanked: bool,
     ) -> anyhow::Result<bool> {
-        let action = if yanked { "yank" } else { "unyank" };
-        let body: Value = self
-            .call(self.request(
-                reqwest::Method::POST,
-                &format!("/api/v1/resources/{}/{version}/{action}", encode(name)),
-            ))
-            .await?;
-        Ok(body["changed"].as_bool().unwrap_or(false))
+        let outcome = if yanked {
+            self.client.yank(name, version).await?
+        } else {
+            self.client.unyank(name, version).await?
+        };
+        Ok(outcome.changed)
     }
 
     async fn deployment(&self, id: &str) -> anyhow::Result<Deployment> {
-        self.call(self.request(
-            reqwest::Method::GET,
-            &format!("/api/v1/deployments/{}", encode(id)),
-        ))
-        .await
+        Ok(self.client.deployment(id).await?)
     }
 
     async fn deployments(&self, filter: &DeploymentFilter) -> anyhow::Result<Vec<Deployment>> {
-        let mut q: BTreeMap<&str, String> = BTreeMap::new();
-        for (k, v) in [
-            ("team", &filter.team),
-            ("environment", &filter.environment),
-            ("name", &filter.name),
-        ] {
-            if let Some(v) = v {
-                q.insert(k, v.clone());
-            }
-        }
-        if let Some(s) = filter.status {
-            q.insert("status", s.as_str().to_string());
-        }
-        #[derive(serde::Deserialize)]
-        struct Items {
-            items: Vec<Deployment>,
-        }
-        let items: Items = self
-            .call(
-                self.request(reqwest::Method::GET, "/api/v1/deployments")
-                    .query(&q),
-            )
-            .await?;
-        Ok(items.items)
+        Ok(self.client.deployments(filter).await?)
     }
 
     async fn last_event(&self) -> anyhow::Result<u64> {
-        let status: Value = self
-            .call(self.request(reqwest::Method::GET, "/api/v1/status"))
-            .await?;
-        Ok(status["last_event"].as_u64().unwrap_or(0))
+        Ok(self.client.last_event().await?)
     }
 
     async fn events_after(&self, after: u64, wait: Duration) -> anyhow::Result<Vec<Event>> {
-        let mut resp = self
-            .request(reqwest::Method::GET, "/api/v1/events")
-            .header("last-event-id", after.to_string())
-            .timeout(wait + Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", self.base))?;
-        if !resp.status().is_success() {
-            return self
-                .call(self.request(reqwest::Method::GET, "/api/v1/events"))
-                .await;
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut buf = String::new();
+        // One connection: what the server replays after `after`, and what
+        // arrives within `wait`. The stream drops repeats and reconnects
+        // once after a drop; a server that stays away is an error.
+        let query = EventQuery::new().since(after).reconnect_limit(1);
+        let mut stream = self.client.events(query).await?;
         let mut events = Vec::new();
-        loop {
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let data: String = block
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                    .collect();
-                if block
-                    .lines()
-                    .any(|l| l.trim() == "event: resync" || l.trim() == "event:resync")
-                {
-                    return Ok(events);
-                }
-                if let Ok(e) = serde_json::from_str::<Event>(&data) {
-                    events.push(e);
-                }
-            }
-            if !events.is_empty() && !buf.contains('\n') {
-                return Ok(events);
-            }
-            match tokio::time::timeout_at(deadline, resp.chunk()).await {
-                Ok(Ok(Some(chunk))) => buf.push_str(&String::from_utf8_lossy(&chunk)),
-                _ => return Ok(events),
-            }
+        match tokio::time::timeout(wait, stream.next()).await {
+            Ok(Some(event)) => events.push(event?),
+            Ok(None) | Err(_) => return Ok(events),
         }
+        // Whatever else has already arrived, without waiting.
+        while let Some(Some(event)) = stream.next().now_or_never() {
+            events.push(event?);
+        }
+        Ok(events)
     }
 
     async fn publish(
         &self,
         definition: ResourceDefinition,
     ) -> anyhow::Result<Result<PublishOutcome, Refusal>> {
-        let body = serde_yaml::to_string(&definition)?;
-        let req = self
-            .request(reqwest::Method::POST, "/api/v1/resources")
-            .header(reqwest::header::CONTENT_TYPE, "application/yaml")
-            .body(body);
-        #[derive(serde::Deserialize)]
-        struct Published {
-            outcome: PublishOutcome,
-        }
-        Ok(refusal(self.call::<Published>(req).await)?.map(|p| p.outcome))
+        refusal(self.client.publish(&definition).await.map(|r| r.outcome))
     }
 
     async fn compositions(&self, team: Option<&str>) -> anyhow::Result<Vec<PublishedComposition>> {
         let Some(team) = team else {
             anyhow::bail!("--all works only on the local store: the server lists one team's compositions at a time (--team)");
         };
-        self.call(self.request(
-            reqwest::Method::GET,
-            &format!("/api/v1/teams/{}/compositions", encode(team)),
-        ))
-        .await
+        Ok(self.client.compositions(team).await?)
     }
 
     async fn composition(
@@ -640,58 +392,18 @@ impl Backend for Remote {
         name: &str,
         spec: &VersionSpec,
     ) -> anyhow::Result<PublishedComposition> {
-        let path = match spec {
-            VersionSpec::Latest => {
-                format!(
-                    "/api/v1/teams/{}/compositions/{}",
-                    encode(team),
-                    encode(name)
-                )
-            }
-            other => format!(
-                "/api/v1/teams/{}/compositions/{}/{}",
-                encode(team),
-                encode(name),
-                encode(&other.to_string())
-            ),
-        };
-        self.call(self.request(reqwest::Method::GET, &path)).await
+        Ok(self.client.composition(team, name, spec).await?)
     }
 
     async fn publish_composition(
         &self,
         composition: Composition,
     ) -> anyhow::Result<Result<(PublishOutcome, Vec<Vec<String>>), Refusal>> {
-        let body = serde_yaml::to_string(&composition)?;
-        let req = self
-            .request(
-                reqwest::Method::POST,
-                &format!(
-                    "/api/v1/teams/{}/compositions",
-                    encode(&composition.metadata.team)
-                ),
-            )
-            .header(reqwest::header::CONTENT_TYPE, "application/yaml")
-            .body(body);
-        #[derive(serde::Deserialize)]
-        struct Published {
-            outcome: PublishOutcome,
-            waves: Vec<Vec<String>>,
-        }
-        Ok(refusal(self.call::<Published>(req).await)?.map(|p| (p.outcome, p.waves)))
+        refusal(
+            self.client
+                .publish_composition(&composition)
+                .await
+                .map(|p| (p.outcome, p.waves)),
+        )
     }
 }
-
-/// How long a request that runs a deployment on the server may take.
-const LONG: Duration = Duration::from_secs(600);
-
-/// Remote error codes about the server or the caller rather than one item:
-/// they stop a command instead of being reported per item.
-const ABORTS: [&str; 6] = [
-    "STORAGE_UNAVAILABLE",
-    "INTERNAL_ERROR",
-    "UNAUTHORIZED",
-    "FORBIDDEN",
-    "BAD_REQUEST",
-    "RATE_LIMITED",
-];

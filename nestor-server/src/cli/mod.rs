@@ -235,12 +235,7 @@ fn init_logging(verbose: u8) {
 
 /// Prints an error with its SPEC §12 code and every field problem.
 fn report(e: &anyhow::Error) {
-    if let Some(remote) = e.downcast_ref::<client::RemoteError>() {
-        eprintln!("error[{}]: {remote}", remote.code);
-        for fe in &remote.field_errors {
-            eprintln!("  {fe}");
-        }
-    } else if let Some(core) = e.downcast_ref::<nestor_core::Error>() {
+    if let Some(core) = e.downcast_ref::<nestor_core::Error>() {
         eprintln!("error[{}]: {core}", core.code());
         if matches!(
             core,
