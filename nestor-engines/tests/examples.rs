@@ -483,3 +483,67 @@ fn key(reference: &Value, namespace: Option<&str>) -> (String, String) {
         reference["name"].as_str().unwrap().to_string(),
     )
 }
+
+#[tokio::test]
+async fn a_plan_shows_each_resource_s_wave_controller_and_outputs() {
+    let e = env().await;
+    let request: DeploymentRequest = serde_json::from_value(json!({
+        "team": "gamma", "environment": "dev", "name": "platform-stack",
+        "composition": "platform-stack", "dry_run": true,
+        "params": {
+            "api_image": "registry.example.com/api:2.3.0",
+            "worker_image": "registry.example.com/worker:2.3.0",
+            "vpc_id": "vpc-0a1b2c3d4e5f60718",
+            "subnet_ids": ["subnet-0a1b2c3d"],
+        },
+    }))
+    .unwrap();
+    let plan = e.nestor.plan(&request).await.unwrap();
+    let shown: Vec<(&str, usize, &str)> = plan
+        .resources
+        .iter()
+        .map(|r| (r.name.as_str(), r.wave, r.controller_name()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("cache", 1, "crossplane"),
+            ("database", 1, "provider-terraform"),
+            ("reports", 1, "pulumi-operator"),
+            ("api", 2, "helm (argo-cd child application)"),
+            ("worker", 3, "crossplane"),
+        ]
+    );
+    let of = |name: &str| plan.resources.iter().find(|r| r.name == name).unwrap();
+    assert_eq!(
+        of("database").objects,
+        ["Workspace/gamma--dev--platform-stack--database"]
+    );
+    assert!(of("database").output_locations().contains(
+        &"endpoint: Secret gamma--dev/platform-stack--database-outputs key endpoint".to_string()
+    ));
+    assert!(of("cache").output_locations().contains(
+        &"primary_endpoint: Secret gamma--dev/platform-stack--cache-conn key endpoint".to_string()
+    ));
+    let reports = of("reports").output_locations();
+    assert!(
+        reports.iter().any(|l| l.starts_with("endpoint: ")
+            && l.contains("Secret gamma--dev/platform-stack--reports-outputs key endpoint")
+            && l.contains("Pulumi stack")),
+        "{reports:?}"
+    );
+    assert!(of("api").output_locations().contains(
+        &"url: the value \"http://platform-stack--api.gamma--dev.svc.cluster.local\"".to_string()
+    ));
+
+    // The same through JSON, as POST /api/v1/plan and `nestor plan -o json` answer it.
+    let json = serde_json::to_value(&plan).unwrap();
+    let database = &json["resources"][1];
+    assert_eq!(database["wave"], 1);
+    assert_eq!(database["controller"], "provider-terraform");
+    assert_eq!(
+        database["outputs"]["endpoint"],
+        json!({"secret_key_ref": {"name": "platform-stack--database-outputs", "namespace": "gamma--dev", "key": "endpoint"}})
+    );
+    assert_eq!(json["resources"][3]["controller"], "helm-child-application");
+}

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -141,6 +141,29 @@ fn generate_plan_apply_change_rollback_promote() {
             ["app", "cache", "database"],
             "the first plan adds everything"
         );
+    }
+    assert_eq!(w.commit_count(), 0, "plan applies nothing");
+    // Plans show each resource's wave, controller and where its outputs
+    // will be found (issue 13.7), in JSON and in the table.
+    let database = &plans[0]["resources"][1];
+    assert_eq!(
+        (
+            &database["name"],
+            &database["wave"],
+            &database["controller"]
+        ),
+        (&json!("database"), &json!(1), &json!("provider-terraform")),
+        "{}",
+        plans[0]["resources"]
+    );
+    let table = w.ok(&["plan", file]);
+    for line in [
+        "  wave 1: cache (helm) applied by helm (argo-cd child application)\n",
+        "  wave 1: database (terraform) applied by provider-terraform\n",
+        "      endpoint: Secret alpha--staging/checkout--database-outputs key endpoint\n",
+        "  wave 2: app (crossplane) applied by crossplane\n",
+    ] {
+        assert!(table.contains(line), "{line}\n{table}");
     }
     assert_eq!(w.commit_count(), 0, "plan applies nothing");
 

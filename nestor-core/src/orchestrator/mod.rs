@@ -27,7 +27,7 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 pub use lease::{LeaseScan, LeaseSettings};
-pub use plan::{diff_artifacts, FileDiff, Plan, PlanDiff};
+pub use plan::{diff_artifacts, planned_resources, FileDiff, Plan, PlanDiff, PlannedResource};
 pub use resolve::{render_inputs, resolve_params, resolve_resources, PinnedResource, Resolved};
 pub use single::RenderedResource;
 pub use view::{deployment_graph, GraphEdge, GraphNode, GraphView};
@@ -156,10 +156,12 @@ impl Orchestrator {
         Self::finish_statuses(&mut deployment, &rendered, false);
         let (base, current) = self.current(&spec.key).await?;
         let diff = diff_artifacts(base, &current, &artifacts);
+        let resources = planned_resources(&deployment, &artifacts);
         Ok(Plan {
             deployment,
             artifacts,
             diff,
+            resources,
         })
     }
 

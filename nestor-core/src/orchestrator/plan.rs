@@ -1,13 +1,16 @@
 //! Plans: what an apply would change, as resources added, changed and
-//! removed, and a unified diff per file.
+//! removed, and a unified diff per file; and for each resource what will
+//! happen in the cluster: its wave, the controller that applies it, and
+//! where its outputs will be found.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use similar::TextDiff;
 
-use crate::model::Artifact;
-use crate::model::Deployment;
+use crate::engine::Reach;
+use crate::manifests::{objects, resource_controller, Controller};
+use crate::model::{Artifact, Deployment};
 
 /// The result of `plan`: everything an apply would do, nothing done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,6 +21,77 @@ pub struct Plan {
     pub artifacts: BTreeMap<String, Vec<Artifact>>,
     /// The difference with the current revision.
     pub diff: PlanDiff,
+    /// Every resource in wave order: when it applies, what applies it,
+    /// where its outputs will be found.
+    #[serde(default)]
+    pub resources: Vec<PlannedResource>,
+}
+
+/// What a plan shows for one resource once committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedResource {
+    /// The resource's name in the deployment.
+    pub name: String,
+    /// Its engine.
+    pub engine: String,
+    /// Its wave, 1-based: the `argocd.argoproj.io/sync-wave` of its objects.
+    pub wave: usize,
+    /// What makes it take effect once Argo CD has applied its objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<Controller>,
+    /// Its Kubernetes objects (`Kind/namespace/name`).
+    #[serde(default)]
+    pub objects: Vec<String>,
+    /// Where each output will be found, as the deployment stores it
+    /// (`{"secret_key_ref": {...}}`, `{"value": ...}`, `{"stack_output": {...}}`).
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Reach>,
+}
+
+impl PlannedResource {
+    /// The controller as a plan prints it (`provider-terraform`).
+    pub fn controller_name(&self) -> &'static str {
+        self.controller.map_or("none", Controller::as_str)
+    }
+
+    /// Each output and where it will be found, in words:
+    /// `endpoint: Secret alpha--dev/shop--db-outputs key endpoint`.
+    pub fn output_locations(&self) -> Vec<String> {
+        self.outputs
+            .iter()
+            .map(|(name, reach)| format!("{name}: {reach}"))
+            .collect()
+    }
+}
+
+/// The resources of `deployment` in wave order with their controllers
+/// (from the objects in `artifacts`) and the outputs' reach.
+pub fn planned_resources(
+    deployment: &Deployment,
+    artifacts: &BTreeMap<String, Vec<Artifact>>,
+) -> Vec<PlannedResource> {
+    let mut planned = Vec::new();
+    for (i, wave) in deployment.waves.iter().enumerate() {
+        for name in wave {
+            let Some(r) = deployment.resources.iter().find(|r| &r.name == name) else {
+                continue;
+            };
+            let found = artifacts.get(name).map(|a| objects(a)).unwrap_or_default();
+            planned.push(PlannedResource {
+                name: name.clone(),
+                engine: r.engine.clone(),
+                wave: i + 1,
+                controller: resource_controller(&r.engine, &found),
+                objects: found.iter().map(|o| o.display()).collect(),
+                outputs: r
+                    .outputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Reach::from_json(v.clone())))
+                    .collect(),
+            });
+        }
+    }
+    planned
 }
 
 /// How a plan differs from the current (last succeeded) revision.

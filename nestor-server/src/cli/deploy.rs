@@ -377,6 +377,19 @@ pub(super) async fn plan(
                     out.push_str(&format!("  {mark} {r}{engine}\n"));
                 }
             }
+            // What the cluster will do, from the core's plan.
+            for r in &p.resources {
+                out.push_str(&format!(
+                    "  wave {}: {} ({}) applied by {}\n",
+                    r.wave,
+                    r.name,
+                    r.engine,
+                    r.controller_name()
+                ));
+                for output in r.output_locations() {
+                    out.push_str(&format!("      {output}\n"));
+                }
+            }
             for f in &p.diff.files {
                 out.push_str(&f.diff);
             }

@@ -146,7 +146,7 @@ async fn start(
 
 /// Plans a request: rendered artifacts and a diff, applies nothing.
 #[utoipa::path(post, path = "/api/v1/plan", request_body(content = Object, description = "SPEC §5 deployment request"),
-    responses((status = 200, description = "{deployment, artifacts, diff}")))]
+    responses((status = 200, description = "{deployment, artifacts, diff, resources: [{name, engine, wave, controller, objects, outputs}]}")))]
 pub(super) async fn plan(
     State(state): State<AppState>,
     caller: Caller,
