@@ -217,7 +217,10 @@ async fn helm_renders_values_and_an_argo_cd_application() {
     assert_eq!(source["targetRevision"], "0.1.0");
     assert_eq!(source["helm"]["valuesObject"], values);
     assert_eq!(source["helm"]["releaseName"], "shop--web");
-    assert_eq!(app["metadata"]["name"], "alpha--staging--shop--web");
+    // A child Application lives in the team's namespace, which the team's
+    // AppProject accepts (`sourceNamespaces`), named like the other objects.
+    assert_eq!(app["metadata"]["name"], "shop--web");
+    assert_eq!(app["metadata"]["namespace"], "alpha--staging");
     assert_eq!(app["spec"]["project"], "nestor-alpha");
     assert_eq!(
         app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"],

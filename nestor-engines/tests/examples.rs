@@ -214,6 +214,50 @@ async fn the_example_compositions_deploy_as_a_cluster_applies_them() {
         }
     }
 
+    // Isolation the cluster enforces: every object of a team's folder is
+    // admitted by the team's AppProject — namespaced objects in its
+    // destinations, Helm child Applications in its source namespaces,
+    // cluster-scoped Workspaces by its named whitelist.
+    for (path, object) in manifests.iter().filter(|(p, _)| !p.starts_with("argocd/")) {
+        let team = path.split('/').next().unwrap();
+        let project = objects(&files[&format!("argocd/projects/{team}.yaml")]).remove(0);
+        let spec = &project["spec"];
+        let admitted = |list: &Value, field: &str, value: &str| {
+            list.as_array()
+                .unwrap()
+                .iter()
+                .any(|entry| glob(entry[field].as_str().unwrap_or_default(), value))
+        };
+        let kind = object["kind"].as_str().unwrap();
+        if kind == "Workspace" {
+            let whitelist = &spec["clusterResourceWhitelist"];
+            let name = object["metadata"]["name"].as_str().unwrap();
+            assert!(admitted(whitelist, "name", name), "{path}: {name}");
+            continue;
+        }
+        let namespace = object["metadata"]["namespace"].as_str().unwrap();
+        assert!(
+            admitted(&spec["destinations"], "namespace", namespace),
+            "{path}: namespace {namespace} is outside {team}'s destinations"
+        );
+        if kind == "Application" {
+            assert_eq!(
+                object["spec"]["project"], project["metadata"]["name"],
+                "{path}"
+            );
+            let sources = spec["sourceNamespaces"].as_array().unwrap();
+            assert!(
+                sources.iter().any(|p| glob(p.as_str().unwrap(), namespace)),
+                "{path}: the child Application's namespace {namespace} is not a source namespace of {team}'s project"
+            );
+            let target = object["spec"]["destination"]["namespace"].as_str().unwrap();
+            assert!(
+                admitted(&spec["destinations"], "namespace", target),
+                "{path}"
+            );
+        }
+    }
+
     // Terraform's own references stay in Terraform's JSON: the main.tf.json
     // files, and the same module inline in the Workspace.
     for (path, text) in &files {
@@ -474,6 +518,19 @@ fn written_secrets(manifests: &[(String, Value)]) -> BTreeMap<(String, String), 
         }
     }
     written
+}
+
+/// Argo CD's glob for project fields: `*` matches any run of characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            let Some(rest) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=rest.len()).any(|i| rest.is_char_boundary(i) && glob(tail, &rest[i..]))
+        }
+    }
 }
 
 fn key(reference: &Value, namespace: Option<&str>) -> (String, String) {

@@ -8,12 +8,20 @@
 //! (also spelled `chart_version` or `version`; default `*`, every new chart
 //! version), `namespace` (default the team's namespace from the host),
 //! `release_name` (default the host's object name), `project` (default the
-//! team's AppProject from the host), `argocd_namespace` (default `argocd`),
+//! team's AppProject from the host), `argocd_namespace` (where the
+//! Application itself lives; default the team's namespace, see below),
 //! `destination_server` or `destination_name`, `automated` (default true),
 //! `values` or `static_inputs` (base values), `input_map` (input → dotted
 //! values path), `output_map` (output → template over `{release}`,
 //! `{namespace}`, ...). `{release}` expands in base values and static inputs
 //! too (`fullnameOverride: "{release}"`).
+//!
+//! The Application lives in the team's namespace, named like the
+//! resource's other objects (`checkout--cache`): Argo CD's "applications in
+//! any namespace" lets the team's AppProject accept it there, where a
+//! project accepting Applications in Argo CD's own namespace would be an
+//! admin project. With `argocd_namespace` set it lives there instead,
+//! named `{namespace}--{object_name}` so teams sharing it never collide.
 //!
 //! Outputs are known at render time: the release's in-cluster service
 //! address, `{release}.{namespace}.svc.cluster.local`, by default. Another
@@ -156,13 +164,20 @@ impl Engine for Helm {
                 request.context.project.clone()
             }
         });
-        let argocd_namespace = config
-            .str("argocd_namespace")
-            .unwrap_or_else(|| "argocd".into());
-        // Applications live together in Argo CD's namespace: the name
-        // carries the team's namespace so two teams never share one.
-        let mut metadata =
-            request.object_metadata(&request.cluster_name(), Some(&argocd_namespace));
+        // The child Application lives in the team's namespace (Argo CD's
+        // "applications in any namespace"), which the team's AppProject
+        // accepts as a source namespace: a project that accepted
+        // Applications in Argo CD's own namespace would be an admin
+        // project. There the object name is unique; in a namespace set by
+        // `argocd_namespace`, shared by teams, the name carries the team's.
+        let (app_namespace, app_name) = match config.str("argocd_namespace") {
+            Some(ns) => (ns, request.cluster_name()),
+            None if !request.context.namespace.is_empty() => {
+                (request.context.namespace.clone(), request.qualified_name())
+            }
+            None => (namespace.clone(), request.qualified_name()),
+        };
+        let mut metadata = request.object_metadata(&app_name, Some(&app_namespace));
         metadata["finalizers"] = json!(["resources-finalizer.argocd.argoproj.io"]);
         let application = json!({
             "apiVersion": "argoproj.io/v1alpha1",
