@@ -293,9 +293,9 @@ impl CatalogService {
                     });
                     results.push(None);
                 }
-                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
-                    return Err(e)
-                }
+                // About the store or the service, not this document: the batch
+                // stops (the one rule of ErrorCode::aborts_batch).
+                Err(e) if e.code().aborts_batch() => return Err(e),
                 Err(e) => results.push(Some(Err(e))),
             }
         }

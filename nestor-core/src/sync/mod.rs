@@ -181,9 +181,9 @@ impl SyncService {
             {
                 Ok(r) if r.outcome == PublishOutcome::Created => report.published.push(subject),
                 Ok(_) => report.unchanged += 1,
-                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
-                    return Err(e)
-                }
+                // About the store or the service, not this document: the batch
+                // stops (the one rule of ErrorCode::aborts_batch).
+                Err(e) if e.code().aborts_batch() => return Err(e),
                 Err(e) => report.errors.push(DocumentError {
                     team: Some(team),
                     ..document_error(&c.file, c.document, c.line, &e)
