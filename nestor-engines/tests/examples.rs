@@ -604,3 +604,77 @@ async fn a_plan_shows_each_resource_s_wave_controller_and_outputs() {
     );
     assert_eq!(json["resources"][3]["controller"], "helm-child-application");
 }
+
+/// Issue 10.15: every example definition's module pin admits only releases
+/// that have what the definition passes and reads. The facts are the
+/// modules' own CHANGELOGs (examples/catalog/README.md, "Module pins").
+#[test]
+fn example_module_pins_admit_only_releases_with_what_they_use() {
+    // (module source, argument or output, the first release that has it)
+    const ARRIVED: &[(&str, &str, (u64, u64))] = &[
+        (
+            "terraform-aws-modules/rds/aws",
+            "manage_master_user_password",
+            (6, 0),
+        ),
+        (
+            "terraform-aws-modules/rds/aws",
+            "db_instance_master_user_secret_arn",
+            (6, 1),
+        ),
+    ];
+    let mut checked = 0;
+    let mut stack = vec![root().join("examples/catalog/resources")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let def = nestor_core::parse_definition_yaml(&text).unwrap();
+            let Some(tf) = def.spec.engine_configs.get("terraform") else {
+                continue;
+            };
+            let source = tf["module_source"].as_str().unwrap_or_default();
+            let used: Vec<&str> = tf["static_inputs"]
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys().map(String::as_str))
+                .chain(
+                    tf["output_map"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|m| m.values().filter_map(Value::as_str)),
+                )
+                .collect();
+            for (module, name, since) in ARRIVED {
+                if source != *module || !used.contains(name) {
+                    continue;
+                }
+                let pin = tf["module_version"].as_str().unwrap_or_default();
+                let lowest = lowest_admitted(pin)
+                    .unwrap_or_else(|| panic!("{}: pin {pin:?} is not `~> X.Y`", path.display()));
+                assert!(
+                    lowest >= *since,
+                    "{}: `{pin}` admits {}.{}, which has no {name} (since {}.{})",
+                    path.display(),
+                    lowest.0,
+                    lowest.1,
+                    since.0,
+                    since.1
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 8, "the rds definitions were checked: {checked}");
+}
+
+/// The lowest `major.minor` a `~> X.Y` (or `~> X.Y.Z`) constraint admits.
+fn lowest_admitted(pin: &str) -> Option<(u64, u64)> {
+    let version = pin.strip_prefix("~>")?.trim();
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??))
+}
