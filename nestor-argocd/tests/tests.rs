@@ -25,6 +25,8 @@ use nestor_core::*;
 use nestor_storage::{GitOpsConfig, GitOpsExecutor, MemoryStore};
 use serde_json::{json, Value};
 
+mod takeover;
+
 /// Renders one manifest per resource: a provider-terraform Workspace for
 /// `db` (cluster-scoped), a Deployment for the others.
 struct ManifestEngine;
