@@ -152,7 +152,8 @@ async fn helm_values_lint_template_and_validate() {
     std::fs::write(&rendered, &manifests).unwrap();
     tools.check(&["kubernetes", rendered.to_str().unwrap()]);
 
-    let crd = data_dir().join("schemas/argocd-application-crd.yaml");
+    // Argo CD's own CRD (3.6.0), vendored once for the workspace in nestor-storage.
+    let crd = data_dir().join("../../../nestor-storage/tests/data/argocd/application-crd.yaml");
     let app = dir.path().join("application.yaml");
     tools.check(&["crd", crd.to_str().unwrap(), app.to_str().unwrap()]);
 }
