@@ -58,6 +58,10 @@ pub struct ServerConfig {
     pub body_read_timeout: String,
     /// Parsing and validating one body may take this long (`10s`); else 400.
     pub parse_timeout: String,
+    /// A response (an event stream included) whose client reads nothing
+    /// for this long (`30s`: the socket stays full) is cut off and its
+    /// connection closed.
+    pub write_timeout: String,
     /// Connections served at once (1024). When all are taken, the idle
     /// ones are closed first, oldest first; when none is idle, a new
     /// connection is answered 503 and closed.
@@ -74,6 +78,7 @@ impl Default for ServerConfig {
             idle_timeout: "60s".into(),
             body_read_timeout: "30s".into(),
             parse_timeout: "10s".into(),
+            write_timeout: "30s".into(),
             max_connections: 1024,
         }
     }
@@ -94,6 +99,8 @@ pub struct ServerLimits {
     pub body_read_timeout: std::time::Duration,
     /// `parse_timeout`.
     pub parse_timeout: std::time::Duration,
+    /// `write_timeout`.
+    pub write_timeout: std::time::Duration,
     /// `max_connections`.
     pub max_connections: usize,
 }
@@ -122,6 +129,7 @@ impl ServerConfig {
             idle_timeout: parse("idle_timeout", &self.idle_timeout)?,
             body_read_timeout: parse("body_read_timeout", &self.body_read_timeout)?,
             parse_timeout: parse("parse_timeout", &self.parse_timeout)?,
+            write_timeout: parse("write_timeout", &self.write_timeout)?,
             max_connections: self.max_connections,
         })
     }

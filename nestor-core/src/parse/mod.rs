@@ -72,6 +72,11 @@ pub struct LocatedDocument {
     pub line: usize,
     /// What it is.
     pub document: Document,
+    /// For a composition, its team, read even when the rest of it does not
+    /// parse, so its errors are shown only to who may see that team:
+    /// `metadata.team`, or `""` (a team no team token holds) when the team
+    /// cannot be read. `None` for every other document.
+    pub team: Option<String>,
 }
 
 /// Splits a YAML file into documents on `---` / `...` markers, keeping
@@ -182,10 +187,31 @@ pub fn parse_file(bytes: &[u8]) -> Result<Vec<LocatedDocument>, FieldError> {
             LocatedDocument {
                 index: raw.index,
                 line: raw.line,
+                team: composition_team(&raw),
                 document,
             }
         })
         .collect())
+}
+
+/// [`LocatedDocument::team`]: whether a document is a composition is its
+/// `apiVersion`; a document that is not even YAML is taken for one when it
+/// names the composition API anywhere.
+fn composition_team(raw: &RawDocument) -> Option<String> {
+    let Ok(value) = &raw.value else {
+        return raw.text.contains(COMPOSITION_API_VERSION).then(String::new);
+    };
+    let api = value
+        .get("apiVersion")
+        .or_else(|| value.get("api_version"))
+        .and_then(Value::as_str);
+    (api == Some(COMPOSITION_API_VERSION)).then(|| {
+        value
+            .pointer("/metadata/team")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    })
 }
 
 /// Decides what a parsed document is and, for definitions, parses and

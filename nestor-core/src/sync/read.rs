@@ -133,7 +133,8 @@ fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> FileParse {
                 line: doc.line,
                 code: ErrorCode::ValidationFailed.as_str().into(),
                 errors: errs,
-                team: None,
+                // A composition's errors stay with its team.
+                team: doc.team,
             }),
             Document::Foreign { api_version, kind } => {
                 tracing::warn!(file = path, document = doc.index, %api_version, %kind, "skipping a document that is not Nestor's");

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -49,6 +49,14 @@ struct Tracker {
     served: AtomicU64,
     /// Tells its task to close it (the cap needs its slot).
     evict: Notify,
+    /// Bytes read since the last request started: the next request's head
+    /// (and whatever follows it in the same reads).
+    head_bytes: AtomicUsize,
+    /// Set when a head reached the cap and reading stopped.
+    head_too_large: AtomicBool,
+    /// Since when a write has waited for the socket to take bytes (the
+    /// client reads nothing); cleared by every write that goes through.
+    write_blocked_since: Mutex<Option<Instant>>,
 }
 
 impl Tracker {
@@ -59,6 +67,9 @@ impl Tracker {
             in_flight: AtomicUsize::new(0),
             served: AtomicU64::new(0),
             evict: Notify::new(),
+            head_bytes: AtomicUsize::new(0),
+            head_too_large: AtomicBool::new(false),
+            write_blocked_since: Mutex::new(None),
         }
     }
 
@@ -68,6 +79,7 @@ impl Tracker {
 
     fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_bytes.store(0, Ordering::Release);
         *self.head_started.lock().unwrap() = None;
     }
 
@@ -77,13 +89,43 @@ impl Tracker {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
-    fn bytes_read(&self) {
+    fn bytes_read(&self, n: usize) {
         if self.idle() {
+            self.head_bytes.fetch_add(n, Ordering::AcqRel);
             self.head_started
                 .lock()
                 .unwrap()
                 .get_or_insert_with(Instant::now);
         }
+    }
+
+    fn write_blocked(&self) {
+        self.write_blocked_since
+            .lock()
+            .unwrap()
+            .get_or_insert_with(Instant::now);
+    }
+
+    fn wrote(&self) {
+        *self.write_blocked_since.lock().unwrap() = None;
+    }
+
+    /// Whether the client has taken no byte for `limit` while a write waits.
+    fn stalled(&self, limit: Duration) -> bool {
+        self.write_blocked_since
+            .lock()
+            .unwrap()
+            .is_some_and(|since| since.elapsed() >= limit)
+    }
+
+    /// Whether a head being read has reached `cap` bytes without ending
+    /// (hyper asks for more only when what it holds is not a whole head).
+    fn head_over(&self, cap: usize) -> bool {
+        let over = self.idle() && self.head_bytes.load(Ordering::Acquire) >= cap;
+        if over {
+            self.head_too_large.store(true, Ordering::Release);
+        }
+        over
     }
 
     /// When the connection must be closed if nothing changes, and whether
@@ -149,6 +191,8 @@ impl Registry {
 struct Shared {
     stream: Arc<TcpStream>,
     tracker: Arc<Tracker>,
+    /// The most a request head may take before reading stops.
+    head_cap: usize,
 }
 
 impl AsyncRead for Shared {
@@ -157,6 +201,12 @@ impl AsyncRead for Shared {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.tracker.head_over(self.head_cap) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head too large",
+            )));
+        }
         loop {
             match self.stream.poll_read_ready(cx) {
                 Poll::Ready(Ok(())) => {}
@@ -166,7 +216,7 @@ impl AsyncRead for Shared {
             match self.stream.try_read(buf.initialize_unfilled()) {
                 Ok(n) => {
                     if n > 0 {
-                        self.tracker.bytes_read();
+                        self.tracker.bytes_read(n);
                     }
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -188,10 +238,16 @@ impl AsyncWrite for Shared {
             match self.stream.poll_write_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.tracker.write_blocked();
+                    return Poll::Pending;
+                }
             }
             match self.stream.try_write(buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
+                Ok(n) => {
+                    self.tracker.wrote();
+                    return Poll::Ready(Ok(n));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -269,9 +325,11 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let stream = Arc::new(stream);
+    let head_cap = limits.max_header_bytes * 4;
     let io = TokioIo::new(Shared {
         stream: stream.clone(),
         tracker: tracker.clone(),
+        head_cap,
     });
     let service_tracker = tracker.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -291,9 +349,10 @@ async fn connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        // A backstop only: the tracker below applies the configured limits.
+        // Backstops only: the tracker applies the configured limits (hyper
+        // would refuse a head over its buffer with a bodiless 431).
         .header_read_timeout(limits.header_read_timeout + limits.idle_timeout)
-        .max_buf_size((limits.max_header_bytes * 4).max(16 * 1024))
+        .max_buf_size((head_cap * 2).max(16 * 1024))
         .keep_alive(true);
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
@@ -302,13 +361,26 @@ async fn connection(
         conn.as_mut().graceful_shutdown();
     }
     loop {
+        // Checked at least this often: whether the client stalled.
+        let tick = Instant::now() + Duration::from_secs(1).min(limits.write_timeout / 4);
         let wake = tracker
             .deadline(&limits)
-            .map(|(at, _)| at.min(Instant::now() + Duration::from_secs(1)))
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            .map_or(tick, |(at, _)| at.min(tick));
         tokio::select! {
-            _ = conn.as_mut() => return,
+            _ = conn.as_mut() => {
+                if tracker.head_too_large.load(Ordering::Acquire) {
+                    head_too_large(&stream, &limits).await;
+                }
+                return;
+            }
             _ = tokio::time::sleep_until(wake.into()) => {
+                if tracker.stalled(limits.write_timeout) {
+                    tracing::info!(
+                        "closing a connection whose client read nothing for {:?}",
+                        limits.write_timeout
+                    );
+                    return;
+                }
                 if let Some((at, head)) = tracker.deadline(&limits) {
                     if Instant::now() >= at {
                         if head {
@@ -415,6 +487,23 @@ async fn late_head(stream: &TcpStream, limits: &ServerLimits) {
     answer_and_close(
         stream,
         &canned("408 Request Timeout", "REQUEST_TIMEOUT", &message),
+    )
+    .await;
+}
+
+async fn head_too_large(stream: &TcpStream, limits: &ServerLimits) {
+    tracing::debug!("closing a connection whose request head is too large");
+    let message = format!(
+        "the request line and headers are larger than {} bytes",
+        limits.max_header_bytes
+    );
+    answer_and_close(
+        stream,
+        &canned(
+            "431 Request Header Fields Too Large",
+            "REQUEST_HEADER_FIELDS_TOO_LARGE",
+            &message,
+        ),
     )
     .await;
 }

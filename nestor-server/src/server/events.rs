@@ -14,7 +14,10 @@
 //! catches up from the log at its own pace; a client whose connection
 //! stalled (the socket full, so the server stopped pulling its stream for
 //! longer than [`STALL`]) gets `event: resync` and the stream ends, and
-//! reconnecting with `Last-Event-ID` loses nothing. Because only the log
+//! reconnecting with `Last-Event-ID` loses nothing. A client that reads
+//! nothing at all is never polled again, so it cannot be told: the
+//! transport closes its connection once the socket has taken no byte for
+//! `server.write_timeout` (`conn`). Because only the log
 //! feeds the channel, events written by another replica sharing the store
 //! arrive the same way.
 

@@ -1,10 +1,12 @@
-//! The event stream: replay with Last-Event-ID, filters, and a slow client
-//! told to resync while a fast one keeps up.
+//! The event stream: replay with Last-Event-ID, filters, a slow client
+//! told to resync while a fast one keeps up, and a client that stops
+//! reading cut off without slowing anyone.
 
 use std::time::Duration;
 
 use nestor_core::{EventType, NewEvent};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{definition, Body, Setup, SseClient, TestServer};
 
@@ -182,6 +184,112 @@ async fn a_slow_client_gets_resync_while_a_fast_one_keeps_up() {
         assert_eq!(f.id, Some(next));
         next += 1;
     }
+    s.stop().await;
+}
+
+/// Appends `n` events of 8 KiB each, waking the hub after each.
+fn load(s: &TestServer, n: usize) -> tokio::task::JoinHandle<()> {
+    let blob = "x".repeat(8 * 1024);
+    let store = s.store.clone();
+    let hub = s.state.events().clone();
+    tokio::spawn(async move {
+        for i in 0..n {
+            store
+                .append(NewEvent {
+                    event_type: EventType::SyncCompleted,
+                    source: "load".into(),
+                    subject: format!("load-{i}"),
+                    timestamp: 0,
+                    data: json!({"blob": blob}),
+                })
+                .await
+                .unwrap();
+            hub.wake();
+            if i % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_and_slows_nobody() {
+    let mut setup = Setup {
+        catalog: false,
+        ..Setup::default()
+    };
+    setup.config.sse.client_buffer = 16;
+    setup.config.server.write_timeout = "1s".into();
+    let s = TestServer::with(setup).await;
+    let start = s.store.last_sequence().await.unwrap();
+    // A client with a small receive window that reads its answer's head
+    // and then nothing more.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8 * 1024).unwrap();
+    let mut stalled = socket
+        .connect(s.url.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    stalled
+        .write_all(b"GET /api/v1/events HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 512];
+    let n = stalled.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    let mut fast = SseClient::connect(&s, "", None, None).await;
+    assert_eq!(s.state.metrics().sse_connections(), 2);
+
+    const N: usize = 3000;
+    let started = std::time::Instant::now();
+    let writer = load(&s, N);
+    for expected in start + 1..=start + N as u64 {
+        let f = fast
+            .next(Duration::from_secs(30))
+            .await
+            .expect("the fast client keeps receiving");
+        assert_eq!(f.id, Some(expected));
+    }
+    writer.await.unwrap();
+    let everyone = started.elapsed();
+    // The stalled stream is dropped once its socket took nothing for 1 s.
+    super::eventually(Duration::from_secs(5), || async {
+        (s.state.metrics().sse_connections() == 1).then_some(())
+    })
+    .await;
+    // What it was sent ends (the connection is closed), and reconnecting
+    // from the last event it received whole loses nothing.
+    let mut got = Vec::new();
+    let read_all = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read_all)
+        .await
+        .expect("the stalled connection is closed");
+    let text = String::from_utf8_lossy(&got);
+    let ids: Vec<u64> = text
+        .split("id: ")
+        .skip(1)
+        .filter_map(|rest| rest.split('\n').next()?.trim().parse().ok())
+        .collect();
+    assert!(
+        ids.len() < N,
+        "the stalled client was not sent everything ({} of {N})",
+        ids.len()
+    );
+    let last_whole = ids.iter().rev().nth(1).copied().unwrap_or(start);
+    let mut resumed = SseClient::connect(&s, "", Some(last_whole), None).await;
+    for expected in last_whole + 1..=start + N as u64 {
+        let f = resumed.next(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(f.id, Some(expected));
+    }
+    eprintln!("{N} events reached the fast client in {everyone:?} beside a stalled one");
     s.stop().await;
 }
 

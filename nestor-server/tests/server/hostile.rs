@@ -280,6 +280,37 @@ async fn slow_and_idle_connections_are_closed_and_capped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_heads_get_an_error_body() {
+    let s = TestServer::start().await;
+    let n = Neighbour::start(&s);
+    let max = s.state.limits().max_header_bytes;
+    // Read whole and refused by the router (up to 4 × the limit), or no
+    // longer read at all (beyond): the same 431 with its SPEC §12 body.
+    for size in [2 * max, 5 * max, 40 * max] {
+        let mut tcp = TcpStream::connect(host(&s)).await.unwrap();
+        let started = Instant::now();
+        let head = format!(
+            "GET /health HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\n\r\n",
+            "a".repeat(size)
+        );
+        // The server may stop reading (and close) before all is sent.
+        let _ = tcp.write_all(head.as_bytes()).await;
+        let answer = read_answer(&mut tcp, Duration::from_secs(3)).await;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{size}: {answer:.300}");
+        let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+        let body: Value = serde_json::from_str(body).expect("a JSON error body");
+        assert_eq!(code(&body), "REQUEST_HEADER_FIELDS_TOO_LARGE", "{body}");
+        assert!(
+            started.elapsed() < ANSWER,
+            "{size}: {:?}",
+            started.elapsed()
+        );
+    }
+    n.check().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_data_never_becomes_a_metric_series() {
     let s = TestServer::start().await;
     let n = Neighbour::start(&s);
@@ -409,6 +440,18 @@ async fn other_teams_compositions_stay_out_of_status_and_sync_events() {
         dir.path().join("data-pipeline.yaml"),
     )
     .unwrap();
+    // Compositions of beta that fail to parse: one names its team, one is
+    // not even YAML. Their errors (file names included) are beta's too.
+    std::fs::write(
+        dir.path().join("beta-broken.yaml"),
+        "apiVersion: composer.nestor.io/v1\nkind: Composition\nmetadata:\n  name: beta-secret-plan\n  team: beta\nspec:\n  resources: 5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("beta-unreadable.yaml"),
+        "apiVersion: composer.nestor.io/v1\nkind: Composition\nmetadata: {name: [beta-hidden\n",
+    )
+    .unwrap();
     let mut alpha = SseClient::connect(&s, "?types=sync.completed", None, Some("alpha")).await;
     let mut reader = SseClient::connect(&s, "?types=sync.completed", None, Some("reader")).await;
     s.state.syncs().add(nestor_core::SourceConfig::new(
@@ -428,10 +471,17 @@ async fn other_teams_compositions_stay_out_of_status_and_sync_events() {
             .expect("sync.completed");
         let shown = event.data["data"]["published"].to_string();
         assert_eq!(shown.contains("beta/"), who == "reader", "{who}: {shown}");
+        let errors = event.data["data"]["errors"].to_string();
+        for file in ["beta-broken.yaml", "beta-unreadable.yaml"] {
+            assert_eq!(errors.contains(file), who == "reader", "{who}: {errors}");
+        }
     }
     for token in [None, Some("alpha")] {
         let (_, status) = s.send(Method::GET, "/api/v1/status", token, None).await;
         assert!(!status["syncs"].to_string().contains("beta/"), "{status}");
+        for file in ["beta-broken", "beta-unreadable"] {
+            assert!(!status["syncs"].to_string().contains(file), "{status}");
+        }
         assert!(
             status["versions"].is_u64(),
             "counted without a scrape: {status}"
@@ -441,6 +491,10 @@ async fn other_teams_compositions_stay_out_of_status_and_sync_events() {
     assert!(
         status["syncs"].to_string().contains("beta/data-pipeline"),
         "{status}"
+    );
+    assert!(
+        status["syncs"].to_string().contains("beta-broken.yaml"),
+        "a team sees its own broken compositions: {status}"
     );
     s.stop().await;
 }
