@@ -76,8 +76,8 @@ pub(super) async fn list(
     caller.read_catalog(&state)?;
     query.allow(&[&FILTER_KEYS[..], &["limit", "cursor"]].concat())?;
     let page: Page<PublishedVersion> = state
-        .store()
-        .list_latest(&filter(&query)?, &query.page()?)
+        .nestor()
+        .list(&filter(&query)?, &query.page()?)
         .await?;
     json_sized(&page, (page.items.len() + 1) * RECORD_BYTES)
 }
@@ -94,7 +94,7 @@ pub(super) async fn latest(
     caller.read_catalog(&state)?;
     query.allow(&[])?;
     check_name("resource", &name)?;
-    let latest = state.store().resolve(&name, &VersionSpec::Latest).await?;
+    let latest = state.nestor().get(&name, &VersionSpec::Latest).await?;
     json_sized(&latest, 2 * RECORD_BYTES)
 }
 
@@ -128,7 +128,7 @@ pub(super) async fn get_version(
     check_name("resource", &name)?;
     let spec = VersionSpec::parse(&version)
         .map_err(|e| Error::bad_request(format!("version {version:?}: {e}")))?;
-    let found = state.store().resolve(&name, &spec).await?;
+    let found = state.nestor().get(&name, &spec).await?;
     json_sized(&found, 2 * RECORD_BYTES)
 }
 
@@ -147,7 +147,7 @@ pub(super) async fn search(
     let mut f = filter(&query)?;
     f.q = None;
     let limit = query.page()?.limit;
-    let hits = state.store().search(&text, &f, limit).await?;
+    let hits = state.nestor().search(&text, &f, limit).await?;
     Ok(Json(json!({"items": hits})))
 }
 
