@@ -2,7 +2,6 @@
 //! before the store is touched, and an event appended after each change.
 //! The library user, the CLI and the server all publish through it.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -17,7 +16,7 @@ use crate::error::{Error, FieldError, Result};
 use crate::model::Change;
 use crate::model::{
     EventType, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, SerializedEvent,
-    Timestamp, VersionSummary,
+    Shared, Timestamp, VersionSummary,
 };
 use crate::store::{Announcement, CatalogStore, VersionWrite};
 use crate::validate::validate_definition;
@@ -349,14 +348,9 @@ impl CatalogService {
     }
 
     /// A version from the batch, else from the store.
-    async fn read<'b>(
-        &self,
-        batch: &'b Batch,
-        name: &str,
-        version: &Version,
-    ) -> Result<Cow<'b, PublishedVersion>> {
+    async fn read<'b>(&self, batch: &'b Batch, name: &str, version: &Version) -> Result<Found<'b>> {
         if let Some(v) = batch.get(name, version) {
-            return Ok(Cow::Borrowed(v));
+            return Ok(Found::Batch(v));
         }
         let v = self
             .store
@@ -365,7 +359,7 @@ impl CatalogService {
             .ok_or_else(|| {
                 Error::internal(format!("{name}@{version} is listed but cannot be read"))
             })?;
-        Ok(Cow::Owned(v))
+        Ok(Found::Store(v))
     }
 
     /// An event about a version, its data (the version) serialised once,
@@ -556,6 +550,32 @@ impl Candidate {
                 origin,
             },
             json,
+        }
+    }
+}
+
+/// A version the batch holds or the store handed out, read where it is.
+enum Found<'b> {
+    Batch(&'b PublishedVersion),
+    Store(Shared<PublishedVersion>),
+}
+
+impl Found<'_> {
+    fn into_owned(self) -> PublishedVersion {
+        match self {
+            Found::Batch(v) => v.clone(),
+            Found::Store(v) => v.into_inner(),
+        }
+    }
+}
+
+impl std::ops::Deref for Found<'_> {
+    type Target = PublishedVersion;
+
+    fn deref(&self) -> &PublishedVersion {
+        match self {
+            Found::Batch(v) => v,
+            Found::Store(v) => v,
         }
     }
 }

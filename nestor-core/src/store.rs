@@ -17,16 +17,24 @@ use serde_json::value::RawValue;
 use crate::error::{Error, Result};
 use crate::model::{
     Deployment, DeploymentKey, DeploymentStatus, Event, EventType, Lease, NewEvent, PublishOutcome,
-    PublishedComposition, PublishedVersion, RevisionContent, SerializedEvent, SourceState,
+    PublishedComposition, PublishedVersion, RevisionContent, SerializedEvent, Shared, SourceState,
     SyncReport, Timestamp, VersionSummary,
 };
 use crate::versioning::{self, VersionSpec};
 
 /// Reads the catalog.
+///
+/// Records come back as [`Shared`] values: the store's own copy (from its
+/// cache, say), never a deep copy per read, with its JSON written once for
+/// every reader that sends it on.
 #[async_trait]
 pub trait CatalogReader: Send + Sync {
     /// Exactly name@version, yanked or not.
-    async fn get_version(&self, name: &str, version: &Version) -> Result<Option<PublishedVersion>>;
+    async fn get_version(
+        &self,
+        name: &str,
+        version: &Version,
+    ) -> Result<Option<Shared<PublishedVersion>>>;
 
     /// Every version of a name, newest first by semver.
     async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>>;
@@ -52,11 +60,11 @@ pub trait CatalogReader: Send + Sync {
         &self,
         filter: &ListFilter,
         page: &PageRequest,
-    ) -> Result<Page<PublishedVersion>>;
+    ) -> Result<Page<Shared<PublishedVersion>>>;
 
     /// The latest version of a name (SPEC §2): the greatest neither yanked nor
     /// pre-release; pre-releases count only when nothing else exists.
-    async fn latest(&self, name: &str) -> Result<Option<PublishedVersion>> {
+    async fn latest(&self, name: &str) -> Result<Option<Shared<PublishedVersion>>> {
         let versions = self.versions(name).await?;
         match versioning::select_latest(&versions) {
             Some(v) => self.get_version(name, &v).await,
@@ -66,7 +74,7 @@ pub trait CatalogReader: Send + Sync {
 
     /// Resolves a version spec (exact, requirement or latest) to a published
     /// version, or a not-found error saying which part was missing.
-    async fn resolve(&self, name: &str, spec: &VersionSpec) -> Result<PublishedVersion> {
+    async fn resolve(&self, name: &str, spec: &VersionSpec) -> Result<Shared<PublishedVersion>> {
         let not_found = || Error::VersionNotFound {
             name: name.into(),
             version: spec.to_string(),
@@ -433,7 +441,7 @@ pub struct SearchHit {
     /// The relevance score (higher is better).
     pub score: u32,
     /// The matching latest version.
-    pub version: PublishedVersion,
+    pub version: Shared<PublishedVersion>,
 }
 
 /// Stores team compositions, immutable per `team/name@version`.

@@ -781,7 +781,12 @@ pub async fn events_for_catalog_changes(store: Arc<dyn CatalogStore>) {
     );
     assert_eq!(events[0].data["definition"]["metadata"]["name"], "db");
     assert_eq!(events[0].source, "api");
-    let mut published = store.get_version("db", &v("1.0.0")).await.unwrap().unwrap();
+    let mut published = store
+        .get_version("db", &v("1.0.0"))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_inner();
     published.yanked = false;
     assert_eq!(
         events[0].data,

@@ -178,7 +178,7 @@ async fn sync_publishes_in_dependency_and_semver_order_and_records_origin() {
         .resolve("db", &VersionSpec::parse("1.0.0").unwrap())
         .await
         .unwrap();
-    let origin = db.origin.expect("origin recorded");
+    let origin = db.origin.as_ref().expect("origin recorded");
     assert_eq!(origin.git_commit.as_deref(), Some(commit.as_str()));
     assert_eq!(origin.git_path, "resources/a-db.yaml");
     assert_eq!(origin.git_repository, repo.url());
@@ -551,7 +551,7 @@ async fn a_plain_folder_syncs_without_commits_and_notices_changes() {
     assert_eq!(first.published, ["db:1.0.0"]);
     let db = env.store.latest("db").await.unwrap().unwrap();
     assert_eq!(
-        db.origin.unwrap().git_commit,
+        db.origin.as_ref().unwrap().git_commit,
         None,
         "folder versions carry no commit"
     );

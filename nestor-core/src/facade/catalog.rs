@@ -8,7 +8,7 @@ use crate::catalog::{publish_order, PublishResult};
 use crate::composer::CompositionPublished;
 use crate::error::{Error, Result};
 use crate::model::{
-    Composition, Event, Origin, PublishedComposition, PublishedVersion, ResourceDefinition,
+    Composition, Event, Origin, PublishedComposition, PublishedVersion, ResourceDefinition, Shared,
     SyncReport, VersionSummary,
 };
 use crate::source::CatalogSource;
@@ -21,7 +21,7 @@ pub struct YankOutcome {
     /// False when the version already was in the state asked for.
     pub changed: bool,
     /// The version after the call.
-    pub version: PublishedVersion,
+    pub version: Shared<PublishedVersion>,
 }
 
 /// What a check of definitions is judged against.
@@ -51,12 +51,13 @@ impl Nestor {
         &self,
         filter: &ListFilter,
         page: &PageRequest,
-    ) -> Result<Page<PublishedVersion>> {
+    ) -> Result<Page<Shared<PublishedVersion>>> {
         self.inner.store.list_latest(filter, page).await
     }
 
-    /// `name` at `spec` (latest, an exact version, a requirement).
-    pub async fn get(&self, name: &str, spec: &VersionSpec) -> Result<PublishedVersion> {
+    /// `name` at `spec` (latest, an exact version, a requirement), as the
+    /// store shares it (no copy; its JSON written once, [`Shared::json`]).
+    pub async fn get(&self, name: &str, spec: &VersionSpec) -> Result<Shared<PublishedVersion>> {
         self.inner.store.resolve(name, spec).await
     }
 

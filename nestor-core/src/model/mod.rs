@@ -1,6 +1,6 @@
 //! The domain model: definitions, published versions, sources, sync reports
-//! and events. Plain data; the rules live in `validate`, `versioning` and the
-//! services.
+//! and events, and [`Shared`], how reads hand records out. Plain data; the
+//! rules live in `validate`, `versioning` and the services.
 
 mod artifact;
 mod change;
@@ -8,6 +8,7 @@ mod composition;
 mod definition;
 mod deployment;
 mod event;
+mod shared;
 mod source;
 
 pub use artifact::*;
@@ -16,6 +17,7 @@ pub use composition::*;
 pub use definition::*;
 pub use deployment::*;
 pub use event::*;
+pub use shared::{Shared, SharedJson};
 pub use source::*;
 
 use semver::Version;

@@ -21,8 +21,8 @@ use crate::versioning::CatalogRef;
 pub struct PinnedResource {
     /// The resource as requested.
     pub resource: CompositionResource,
-    /// The exact definition it uses.
-    pub definition: PublishedVersion,
+    /// The exact definition it uses, as the catalog handed it out.
+    pub definition: Shared<PublishedVersion>,
     /// The engine chosen for it.
     pub engine: String,
 }

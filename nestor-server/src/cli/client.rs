@@ -14,8 +14,8 @@ use nestor_client::EventQuery;
 use nestor_core::{
     CatalogService, Composer, Composition, Deployment, DeploymentFilter, DeploymentRequest,
     ErrorCode, Event, FieldError, ListFilter, Page, PageRequest, Plan, PublishOutcome,
-    PublishedComposition, PublishedVersion, ResourceDefinition, SearchHit, Store, VersionSpec,
-    VersionSummary,
+    PublishedComposition, PublishedVersion, ResourceDefinition, SearchHit, Shared, Store,
+    VersionSpec, VersionSummary,
 };
 use semver::Version;
 use serde::de::DeserializeOwned;
@@ -29,9 +29,13 @@ pub(super) trait Backend: Send + Sync {
         &self,
         filter: &ListFilter,
         page: &PageRequest,
-    ) -> anyhow::Result<Page<PublishedVersion>>;
+    ) -> anyhow::Result<Page<Shared<PublishedVersion>>>;
     /// A version spec of a name.
-    async fn resolve(&self, name: &str, spec: &VersionSpec) -> anyhow::Result<PublishedVersion>;
+    async fn resolve(
+        &self,
+        name: &str,
+        spec: &VersionSpec,
+    ) -> anyhow::Result<Shared<PublishedVersion>>;
     /// Every version of a name, newest first (empty when unknown).
     async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionSummary>>;
     /// Ranked matches.
@@ -129,11 +133,15 @@ impl Backend for Embedded {
         &self,
         filter: &ListFilter,
         page: &PageRequest,
-    ) -> anyhow::Result<Page<PublishedVersion>> {
+    ) -> anyhow::Result<Page<Shared<PublishedVersion>>> {
         Ok(self.store.list_latest(filter, page).await?)
     }
 
-    async fn resolve(&self, name: &str, spec: &VersionSpec) -> anyhow::Result<PublishedVersion> {
+    async fn resolve(
+        &self,
+        name: &str,
+        spec: &VersionSpec,
+    ) -> anyhow::Result<Shared<PublishedVersion>> {
         Ok(self.store.resolve(name, spec).await?)
     }
 
@@ -304,12 +312,20 @@ impl Backend for Remote {
         &self,
         filter: &ListFilter,
         page: &PageRequest,
-    ) -> anyhow::Result<Page<PublishedVersion>> {
-        Ok(self.client.list_latest(filter, page).await?)
+    ) -> anyhow::Result<Page<Shared<PublishedVersion>>> {
+        let page = self.client.list_latest(filter, page).await?;
+        Ok(Page {
+            items: page.items.into_iter().map(Shared::new).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
-    async fn resolve(&self, name: &str, spec: &VersionSpec) -> anyhow::Result<PublishedVersion> {
-        Ok(self.client.resolve(name, spec).await?)
+    async fn resolve(
+        &self,
+        name: &str,
+        spec: &VersionSpec,
+    ) -> anyhow::Result<Shared<PublishedVersion>> {
+        Ok(Shared::new(self.client.resolve(name, spec).await?))
     }
 
     async fn versions(&self, name: &str) -> anyhow::Result<Vec<VersionSummary>> {

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nestor_core::{
     interpret, locate_lines, parse_definition, split_documents, CheckScope, Document, Error,
-    FieldError, ListFilter, Page, PublishOutcome, PublishedVersion, ResourceDefinition,
+    FieldError, ListFilter, Page, PublishOutcome, PublishedVersion, ResourceDefinition, Shared,
     VersionSpec, VersionSummary,
 };
 use serde_json::{json, Value};
@@ -37,6 +37,20 @@ fn json_sized<T: serde::Serialize>(value: &T, capacity: usize) -> ApiResult<Resp
     serde_json::to_writer(&mut body, value)
         .map_err(|e| Error::internal(format!("cannot serialise the response: {e}")))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// One catalog record as a JSON response: the bytes the record keeps of
+/// itself, written by the first request that sent it and shared by every
+/// later one, neither copied nor serialised again.
+fn json_record(record: &Shared<PublishedVersion>) -> ApiResult<Response> {
+    let body = record
+        .json_bytes()
+        .map_err(|e| Error::internal(format!("cannot serialise the response: {e}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        bytes::Bytes::from_owner(body),
+    )
+        .into_response())
 }
 
 /// The list and search filters from the query string.
@@ -75,7 +89,7 @@ pub(super) async fn list(
 ) -> ApiResult<Response> {
     caller.read_catalog(&state)?;
     query.allow(&[&FILTER_KEYS[..], &["limit", "cursor"]].concat())?;
-    let page: Page<PublishedVersion> = state
+    let page: Page<Shared<PublishedVersion>> = state
         .nestor()
         .list(&filter(&query)?, &query.page()?)
         .await?;
@@ -95,7 +109,7 @@ pub(super) async fn latest(
     query.allow(&[])?;
     check_name("resource", &name)?;
     let latest = state.nestor().get(&name, &VersionSpec::Latest).await?;
-    json_sized(&latest, 2 * RECORD_BYTES)
+    json_record(&latest)
 }
 
 /// Every version of a name, newest first.
@@ -129,7 +143,7 @@ pub(super) async fn get_version(
     let spec = VersionSpec::parse(&version)
         .map_err(|e| Error::bad_request(format!("version {version:?}: {e}")))?;
     let found = state.nestor().get(&name, &spec).await?;
-    json_sized(&found, 2 * RECORD_BYTES)
+    json_record(&found)
 }
 
 /// Ranked search over names, descriptions, labels and types.

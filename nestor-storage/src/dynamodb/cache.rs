@@ -11,9 +11,9 @@
 //! the latest version of every name, kept current by tailing the event log.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
-use nestor_core::{DeploymentKey, PublishedVersion};
+use nestor_core::{DeploymentKey, PublishedVersion, Shared};
 use semver::Version;
 
 /// Entries kept per map before it is emptied and refilled; a crude bound
@@ -23,7 +23,7 @@ const MAX_ENTRIES: usize = 20_000;
 /// Immutable entries, safe to share between every caller of one store.
 #[derive(Default)]
 pub(crate) struct ImmutableCache {
-    contents: Mutex<HashMap<(String, Version), Arc<PublishedVersion>>>,
+    contents: Mutex<HashMap<(String, Version), Shared<PublishedVersion>>>,
     deployment_ids: Mutex<HashMap<String, (DeploymentKey, u64)>>,
 }
 
@@ -47,7 +47,7 @@ impl ImmutableCache {
         name: &str,
         version: &Version,
         hash: Option<&str>,
-    ) -> Option<Arc<PublishedVersion>> {
+    ) -> Option<Shared<PublishedVersion>> {
         let found = lock(&self.contents)
             .get(&(name.to_string(), version.clone()))
             .cloned()?;
@@ -58,7 +58,7 @@ impl ImmutableCache {
     }
 
     /// Remembers name@version's content.
-    pub fn put_content(&self, version: Arc<PublishedVersion>) {
+    pub fn put_content(&self, version: Shared<PublishedVersion>) {
         let key = (version.name().to_string(), version.version().clone());
         bounded_insert(&mut lock(&self.contents), key, version);
     }

@@ -1,14 +1,13 @@
 //! The catalog: `CatalogReader` and `CatalogWriter` on the catalog table.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use nestor_core::{
     select_latest, Announcement, CatalogReader, CatalogWriter, Error, ListFilter, Page,
-    PageRequest, PublishOutcome, PublishedVersion, Result, VersionSummary, VersionWrite,
+    PageRequest, PublishOutcome, PublishedVersion, Result, Shared, VersionSummary, VersionWrite,
 };
 use semver::Version;
 
@@ -147,7 +146,7 @@ impl DynamoStore {
         &self,
         name: &str,
         version: &Version,
-    ) -> Result<Option<Arc<PublishedVersion>>> {
+    ) -> Result<Option<Shared<PublishedVersion>>> {
         if let Some(hit) = self.cache.content(name, version, None) {
             return Ok(Some(hit));
         }
@@ -165,7 +164,7 @@ impl DynamoStore {
         };
         let mut content: PublishedVersion = decode_body("definition", item.attr("body")?)?;
         content.yanked = false;
-        let content = Arc::new(content);
+        let content = Shared::new(content);
         self.cache.put_content(content.clone());
         Ok(Some(content))
     }
@@ -175,7 +174,7 @@ impl DynamoStore {
     pub(super) fn latest_from_name_item(
         &self,
         item: &Item,
-    ) -> Result<Option<Arc<PublishedVersion>>> {
+    ) -> Result<Option<Shared<PublishedVersion>>> {
         let (Some(version), Some(hash)) = (item.opt_str("latest"), item.opt_str("lhash")) else {
             return Ok(None);
         };
@@ -188,7 +187,7 @@ impl DynamoStore {
         }
         let mut latest: PublishedVersion = decode_body("definition", item.attr("body")?)?;
         latest.yanked = false;
-        let latest = Arc::new(latest);
+        let latest = Shared::new(latest);
         self.cache.put_content(latest.clone());
         Ok(Some(latest))
     }
@@ -227,7 +226,7 @@ impl DynamoStore {
         let latest = match &new_latest {
             None => None,
             Some(v) => match candidate.filter(|c| c.version() == v) {
-                Some(c) => Some(Arc::new(PublishedVersion {
+                Some(c) => Some(Shared::new(PublishedVersion {
                     yanked: false,
                     ..c.clone()
                 })),
@@ -350,7 +349,7 @@ impl DynamoStore {
             }
             match self.transact(items).await? {
                 Ok(()) => {
-                    self.cache.put_content(Arc::new(PublishedVersion {
+                    self.cache.put_content(Shared::new(PublishedVersion {
                         yanked: false,
                         ..version.clone()
                     }));
@@ -415,7 +414,11 @@ fn same_or_immutable(stored_hash: &str, version: &PublishedVersion) -> Result<Pu
 
 #[async_trait]
 impl CatalogReader for DynamoStore {
-    async fn get_version(&self, name: &str, version: &Version) -> Result<Option<PublishedVersion>> {
+    async fn get_version(
+        &self,
+        name: &str,
+        version: &Version,
+    ) -> Result<Option<Shared<PublishedVersion>>> {
         let head = self
             .client
             .get_item()
@@ -438,10 +441,13 @@ impl CatalogReader for DynamoStore {
         let head = Head::from_item(&item)?;
         let content = content
             .ok_or_else(|| Error::internal(format!("{name}@{version} has a head but no body")))?;
-        Ok(Some(PublishedVersion {
+        if head.summary.yanked == content.yanked {
+            return Ok(Some(content));
+        }
+        Ok(Some(Shared::new(PublishedVersion {
             yanked: head.summary.yanked,
-            ..(*content).clone()
-        }))
+            ..PublishedVersion::clone(&content)
+        })))
     }
 
     async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>> {
@@ -455,9 +461,9 @@ impl CatalogReader for DynamoStore {
 
     /// One strongly consistent read of the name item, which every write
     /// keeps current in the same transaction.
-    async fn latest(&self, name: &str) -> Result<Option<PublishedVersion>> {
+    async fn latest(&self, name: &str) -> Result<Option<Shared<PublishedVersion>>> {
         match self.name_item(name).await? {
-            Some(item) => Ok(self.latest_from_name_item(&item)?.map(|v| (*v).clone())),
+            Some(item) => self.latest_from_name_item(&item),
             None => Ok(None),
         }
     }
@@ -466,9 +472,9 @@ impl CatalogReader for DynamoStore {
         &self,
         filter: &ListFilter,
         page: &PageRequest,
-    ) -> Result<Page<PublishedVersion>> {
+    ) -> Result<Page<Shared<PublishedVersion>>> {
         let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT);
-        let mut items: Vec<PublishedVersion> = Vec::new();
+        let mut items: Vec<Shared<PublishedVersion>> = Vec::new();
         let mut start = None;
         let (filter_expr, names, values) = list_filter_expression(filter);
         // Unfiltered, every item read is listed: read exactly one page (and
@@ -508,7 +514,7 @@ impl CatalogReader for DynamoStore {
             for item in out.items() {
                 if let Some(latest) = self.latest_from_name_item(item)? {
                     if filter.matches(&latest) {
-                        items.push((*latest).clone());
+                        items.push(latest);
                     }
                 }
             }

@@ -21,13 +21,13 @@
 //! it was last brought up to date.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use nestor_core::{
     rank_hits, search_score, CatalogSearch, EventLog, EventType, ListFilter, PublishedVersion,
-    Result, SearchHit,
+    Result, SearchHit, Shared,
 };
 
 use super::client::unavailable;
@@ -62,7 +62,7 @@ struct State {
 struct Snapshot {
     /// Every event up to this sequence has been applied.
     seq: u64,
-    by_name: BTreeMap<String, Arc<PublishedVersion>>,
+    by_name: BTreeMap<String, Shared<PublishedVersion>>,
     built_at: Instant,
     /// The first missing sequence and when it was first seen missing.
     gap: Option<(u64, Instant)>,
@@ -186,7 +186,7 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    async fn read_whole_index(&self) -> Result<BTreeMap<String, Arc<PublishedVersion>>> {
+    async fn read_whole_index(&self) -> Result<BTreeMap<String, Shared<PublishedVersion>>> {
         let mut by_name = BTreeMap::new();
         let mut start = None;
         loop {
@@ -235,7 +235,7 @@ impl CatalogSearch for DynamoStore {
                 let score = search_score(&v.definition, query);
                 (score > 0).then(|| SearchHit {
                     score,
-                    version: (**v).clone(),
+                    version: v.clone(),
                 })
             })
             .collect();

@@ -9,8 +9,8 @@ use nestor_core::{
     lease_lost, search_score, CatalogReader, CatalogSearch, CatalogWriter, CompositionStore,
     CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error, Event,
     EventLog, Lease, ListFilter, NewEvent, Page, PageRequest, PublishOutcome, PublishedComposition,
-    PublishedVersion, Result, RevisionContent, SearchHit, SerializedEvent, SourceState, SyncReport,
-    SyncStore, Timestamp, VersionSummary, VersionWrite,
+    PublishedVersion, Result, RevisionContent, SearchHit, SerializedEvent, Shared, SourceState,
+    SyncReport, SyncStore, Timestamp, VersionSummary, VersionWrite,
 };
 use semver::Version;
 
@@ -24,8 +24,9 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     /// name → version → record; BTreeMaps give name order for listing and
-    /// semver order for history without sorting on read.
-    versions: BTreeMap<String, BTreeMap<Version, PublishedVersion>>,
+    /// semver order for history without sorting on read. Reads hand out
+    /// the record itself; a yank replaces it.
+    versions: BTreeMap<String, BTreeMap<Version, Shared<PublishedVersion>>>,
     events: Vec<Event>,
     /// Survives pruning so sequences never repeat.
     last_sequence: u64,
@@ -68,23 +69,26 @@ impl Inner {
                 version: version.version().to_string(),
             }),
             None => {
-                slot.insert(version.version().clone(), version);
+                slot.insert(version.version().clone(), Shared::new(version));
                 Ok(PublishOutcome::Created)
             }
         }
     }
 
-    fn latest_of(&self, name: &str) -> Option<&PublishedVersion> {
+    fn latest_of(&self, name: &str) -> Option<&Shared<PublishedVersion>> {
         let versions = self.versions.get(name)?;
-        let summaries: Vec<VersionSummary> =
-            versions.values().map(PublishedVersion::summary).collect();
+        let summaries: Vec<VersionSummary> = versions.values().map(|v| v.summary()).collect();
         nestor_core::select_latest(&summaries).and_then(|v| versions.get(&v))
     }
 }
 
 #[async_trait]
 impl CatalogReader for MemoryStore {
-    async fn get_version(&self, name: &str, version: &Version) -> Result<Option<PublishedVersion>> {
+    async fn get_version(
+        &self,
+        name: &str,
+        version: &Version,
+    ) -> Result<Option<Shared<PublishedVersion>>> {
         Ok(self
             .lock()
             .versions
@@ -98,7 +102,7 @@ impl CatalogReader for MemoryStore {
         Ok(inner
             .versions
             .get(name)
-            .map(|v| v.values().rev().map(PublishedVersion::summary).collect())
+            .map(|v| v.values().rev().map(|v| v.summary()).collect())
             .unwrap_or_default())
     }
 
@@ -106,7 +110,7 @@ impl CatalogReader for MemoryStore {
         &self,
         filter: &ListFilter,
         page: &PageRequest,
-    ) -> Result<Page<PublishedVersion>> {
+    ) -> Result<Page<Shared<PublishedVersion>>> {
         let inner = self.lock();
         let start = match &page.cursor {
             Some(c) => std::ops::Bound::Excluded(c.clone()),
@@ -134,7 +138,7 @@ impl CatalogReader for MemoryStore {
         let next_cursor = if more {
             items
                 .last()
-                .map(|v: &PublishedVersion| v.name().to_string())
+                .map(|v: &Shared<PublishedVersion>| v.name().to_string())
         } else {
             None
         };
@@ -199,9 +203,14 @@ impl CatalogWriter for MemoryStore {
                 name: name.into(),
                 version: version.to_string(),
             })?;
-        let changed = record.yanked != yanked;
-        record.yanked = yanked;
-        Ok(changed)
+        if record.yanked == yanked {
+            return Ok(false);
+        }
+        *record = Shared::new(PublishedVersion {
+            yanked,
+            ..PublishedVersion::clone(record)
+        });
+        Ok(true)
     }
 }
 

@@ -1,19 +1,22 @@
-//! The read caches: parsed definitions by content hash, and the records
+//! The read caches: published versions by content hash, and the records
 //! `latest` and `get_version` return, by name, kept exact by the catalog
-//! change sequence.
+//! change sequence. Both hold [`Shared`] values, the very ones the traits
+//! hand out: a hit is a reference count, never a copy, and the JSON a
+//! reader writes of a record once is there for the next reader.
 //!
-//! # Definitions by content hash
-//! Content-addressed, so it never needs invalidating: a hash names one
-//! immutable definition (the hash covers name and version too). Everything
-//! that reads a version row (lists, search, cache misses) takes the parsed
-//! definition from here instead of decoding the JSON again.
+//! # Versions by content hash
+//! A hash names one row (the hash covers name and version too), whose
+//! definition never changes. Everything that reads a version row (lists,
+//! search, cache misses) takes the version from here instead of decoding
+//! the definition's JSON again, as long as the row's other fields (its
+//! `yanked` flag) are those of the cached version; otherwise the row's
+//! fields are laid over a copy of the cached definition, which replaces
+//! the entry.
 //!
 //! # Records by name
 //! [`NameCache`] holds, per name, the record `latest` returned (including
-//! "none") and the records `get_version` returned, as [`Record`]s: the
-//! row's own fields beside the definition `Arc` shared with the content
-//! cache, so a cached name costs little memory, and a hit copies the
-//! definition once, into the value the traits return. Records carry
+//! "none") and the records `get_version` returned, the same values as the
+//! content cache, so a cached name costs little memory. Records carry
 //! mutable state (which version is latest, `yanked`), so they
 //! are only trusted after [`ChangeProbe::check`] has brought the cache up to
 //! date with the file:
@@ -55,9 +58,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use nestor_core::{Origin, PublishedVersion, ResourceDefinition, Result};
+use nestor_core::{PublishedVersion, Result, Shared};
 use rusqlite::Connection;
 use semver::Version;
 
@@ -128,72 +131,29 @@ impl<V> Generations<V> {
     }
 }
 
-/// Parsed definitions by content hash, at most `capacity` of them.
-pub(super) struct DefinitionCache {
-    generations: Mutex<Generations<Arc<ResourceDefinition>>>,
+/// Published versions by content hash, at most `capacity` of them: the
+/// parsed definition is the expensive part of a row, and a content hash
+/// names one row (name and version are hashed too).
+pub(super) struct VersionCache {
+    generations: Mutex<Generations<Shared<PublishedVersion>>>,
 }
 
-impl DefinitionCache {
-    /// A cache holding at most `capacity` definitions.
+impl VersionCache {
+    /// A cache holding at most `capacity` versions.
     pub(super) fn new(capacity: usize) -> Self {
-        DefinitionCache {
+        VersionCache {
             generations: Mutex::new(Generations::new(capacity)),
         }
     }
 
-    /// The definition with this content hash, if cached.
-    pub(super) fn get(&self, content_hash: &str) -> Option<Arc<ResourceDefinition>> {
+    /// The version with this content hash, if cached.
+    pub(super) fn get(&self, content_hash: &str) -> Option<Shared<PublishedVersion>> {
         lock(&self.generations).get(content_hash).cloned()
     }
 
-    /// Caches a definition under its content hash.
-    pub(super) fn insert(&self, content_hash: String, definition: Arc<ResourceDefinition>) {
-        lock(&self.generations).put(content_hash, definition);
-    }
-}
-
-/// A published version whose definition is shared with the content cache:
-/// what the name cache holds, so a cached name costs a few small fields
-/// beside a definition that is cached anyway.
-pub(super) struct Record {
-    /// The immutable content, shared with the content cache.
-    pub(super) definition: Arc<ResourceDefinition>,
-    /// The fields of [`PublishedVersion`] beside the definition.
-    pub(super) content_hash: String,
-    /// When the version was first published.
-    pub(super) published_at: i64,
-    /// Whether it is yanked (as of the read that made this record).
-    pub(super) yanked: bool,
-    /// The source and file it came from, if any.
-    pub(super) origin: Option<Origin>,
-}
-
-impl Record {
-    /// The record as the traits return it: the definition is copied.
-    pub(super) fn to_published(&self) -> PublishedVersion {
-        PublishedVersion {
-            definition: ResourceDefinition::clone(&self.definition),
-            content_hash: self.content_hash.clone(),
-            published_at: self.published_at,
-            yanked: self.yanked,
-            origin: self.origin.clone(),
-        }
-    }
-
-    /// The record as the traits return it, copying the definition only if
-    /// it is shared.
-    pub(super) fn into_published(self) -> PublishedVersion {
-        PublishedVersion {
-            definition: Arc::unwrap_or_clone(self.definition),
-            content_hash: self.content_hash,
-            published_at: self.published_at,
-            yanked: self.yanked,
-            origin: self.origin,
-        }
-    }
-
-    fn version(&self) -> &Version {
-        &self.definition.metadata.version
+    /// Caches a version under its content hash.
+    pub(super) fn insert(&self, version: Shared<PublishedVersion>) {
+        lock(&self.generations).put(version.content_hash.clone(), version);
     }
 }
 
@@ -201,9 +161,9 @@ impl Record {
 #[derive(Default)]
 struct NameEntry {
     /// What `latest` returned (`Some(None)`: no eligible version), if cached.
-    latest: Option<Option<Arc<Record>>>,
+    latest: Option<Option<Shared<PublishedVersion>>>,
     /// What `get_version` returned, by version; misses are not cached.
-    exact: HashMap<Version, Arc<Record>>,
+    exact: HashMap<Version, Shared<PublishedVersion>>,
 }
 
 struct NameState {
@@ -237,12 +197,12 @@ impl NameCache {
 
     /// The cached `latest` of `name`: `None` if not cached, `Some(None)` if
     /// it has no eligible version.
-    pub(super) fn latest(&self, name: &str) -> Option<Option<Arc<Record>>> {
+    pub(super) fn latest(&self, name: &str) -> Option<Option<Shared<PublishedVersion>>> {
         lock(&self.state).entries.get(name)?.latest.clone()
     }
 
     /// The cached `get_version` of name@version.
-    pub(super) fn exact(&self, name: &str, version: &Version) -> Option<Arc<Record>> {
+    pub(super) fn exact(&self, name: &str, version: &Version) -> Option<Shared<PublishedVersion>> {
         lock(&self.state)
             .entries
             .get(name)?
@@ -253,7 +213,12 @@ impl NameCache {
 
     /// Stores what `latest` read from SQL, unless an invalidation happened
     /// since `epoch` was taken.
-    pub(super) fn fill_latest(&self, epoch: u64, name: &str, found: Option<Arc<Record>>) {
+    pub(super) fn fill_latest(
+        &self,
+        epoch: u64,
+        name: &str,
+        found: Option<Shared<PublishedVersion>>,
+    ) {
         let mut state = lock(&self.state);
         if state.epoch == epoch {
             state.entries.entry(name).latest = Some(found);
@@ -262,7 +227,7 @@ impl NameCache {
 
     /// Stores what `get_version` read from SQL for `name`, unless an
     /// invalidation happened since `epoch` was taken.
-    pub(super) fn fill_exact(&self, epoch: u64, name: &str, found: Arc<Record>) {
+    pub(super) fn fill_exact(&self, epoch: u64, name: &str, found: Shared<PublishedVersion>) {
         let mut state = lock(&self.state);
         if state.epoch == epoch {
             let version = found.version().clone();
@@ -431,11 +396,9 @@ impl ChangeProbe {
 mod tests {
     use super::*;
 
-    fn def(name: &str) -> Arc<ResourceDefinition> {
-        Arc::new(nestor_core::testing::definition(
-            &format!("db-{name}"),
-            "1.0.0",
-        ))
+    fn version(name: &str) -> Shared<PublishedVersion> {
+        let definition = nestor_core::testing::definition(&format!("db-{name}"), "1.0.0");
+        Shared::new(PublishedVersion::new(definition, 0, None))
     }
 
     /// The probe's fast path rests on this: every commit rewrites the
@@ -466,18 +429,19 @@ mod tests {
 
     #[test]
     fn keeps_recently_used_entries_and_bounds_its_size() {
-        let cache = DefinitionCache::new(4);
-        for name in ["a", "b"] {
-            cache.insert(name.into(), def(name));
-        }
-        cache.insert("c".into(), def("c")); // rotates: a, b are old
+        let cache = VersionCache::new(4);
+        let [a, b, c, d] = ["a", "b", "c", "d"].map(version);
+        cache.insert(a.clone());
+        cache.insert(b.clone());
+        cache.insert(c); // rotates: a, b are old
         assert!(
-            cache.get("a").is_some(),
+            cache.get(&a.content_hash).is_some(),
             "an old entry is still served and promoted"
         );
-        cache.insert("d".into(), def("d")); // rotates: c, a are old; b dropped
-        assert!(cache.get("b").is_none());
-        assert_eq!(cache.get("a").unwrap().metadata.name, "db-a");
+        cache.insert(d); // rotates: c, a are old; b dropped
+        assert!(cache.get(&b.content_hash).is_none());
+        let hit = cache.get(&a.content_hash).unwrap();
+        assert!(Shared::ptr_eq(&hit, &a), "a hit is the cached value itself");
         assert!(lock(&cache.generations).len() <= 4);
     }
 }

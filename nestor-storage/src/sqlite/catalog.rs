@@ -1,19 +1,17 @@
 //! The catalog tables: reads through the cache, writes that keep the latest
 //! pointer of `names` in step in the same transaction.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use nestor_core::{
     search_score, CatalogReader, CatalogSearch, CatalogWriter, Error, ListFilter, Origin, Page,
-    PageRequest, PublishOutcome, PublishedVersion, ResourceDefinition, Result, SearchHit,
+    PageRequest, PublishOutcome, PublishedVersion, ResourceDefinition, Result, SearchHit, Shared,
     VersionSummary, VersionWrite,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
 use semver::Version;
 
-use super::cache::{DefinitionCache, Record};
+use super::cache::VersionCache;
 use super::events::insert_row;
 use super::{Context, SqliteStore};
 
@@ -55,44 +53,46 @@ impl VersionRow {
         })
     }
 
-    /// The record, its definition from the content cache, or parsed from
-    /// the row and cached.
-    fn load(self, conn: &Connection, cache: &DefinitionCache) -> Result<Record> {
+    /// The version this row holds: the cached one when its fields are the
+    /// row's, else the row around the cached definition (or around the
+    /// definition parsed from the row), cached in its place.
+    fn load(self, conn: &Connection, cache: &VersionCache) -> Result<Shared<PublishedVersion>> {
         let definition = match cache.get(&self.content_hash) {
-            Some(found) => found,
+            Some(found) if self.describes(&found) => return Ok(found),
+            Some(found) => found.definition.clone(),
             None => {
                 let json: String = conn
                     .prepare_cached("SELECT definition FROM versions WHERE id = ?1")
                     .and_then(|mut s| s.query_row([self.id], |r| r.get(0)))
                     .ctx("reading a definition")?;
-                let parsed: ResourceDefinition =
-                    serde_json::from_str(&json).ctx("in a stored definition")?;
-                let parsed = Arc::new(parsed);
-                cache.insert(self.content_hash.clone(), parsed.clone());
-                parsed
+                serde_json::from_str(&json).ctx("in a stored definition")?
             }
         };
-        Ok(Record {
+        let version = Shared::new(PublishedVersion {
             definition,
             content_hash: self.content_hash,
             published_at: self.published_at,
             yanked: self.yanked,
             origin: self.origin,
-        })
+        });
+        cache.insert(version.clone());
+        Ok(version)
     }
 
-    /// The full record as the traits return it.
-    fn hydrate(self, conn: &Connection, cache: &DefinitionCache) -> Result<PublishedVersion> {
-        Ok(self.load(conn, cache)?.into_published())
+    /// Whether `version` has this row's fields (its content hash aside).
+    fn describes(&self, version: &PublishedVersion) -> bool {
+        version.yanked == self.yanked
+            && version.published_at == self.published_at
+            && version.origin == self.origin
     }
 }
 
 fn get_version(
     conn: &Connection,
-    cache: &DefinitionCache,
+    cache: &VersionCache,
     name: &str,
     version: &str,
-) -> Result<Option<Record>> {
+) -> Result<Option<Shared<PublishedVersion>>> {
     let sql = format!("SELECT {ROW_COLUMNS} FROM versions v WHERE v.name = ?1 AND v.version = ?2");
     let row = conn
         .prepare_cached(&sql)
@@ -193,7 +193,7 @@ fn search_text(def: &ResourceDefinition) -> String {
 /// is the definition's canonical JSON when the caller has it already.
 fn insert_version(
     tx: &Transaction<'_>,
-    cache: &DefinitionCache,
+    cache: &VersionCache,
     new: PublishedVersion,
     definition_json: Option<&str>,
 ) -> Result<Inserted> {
@@ -261,7 +261,7 @@ fn insert_version(
     .ctx("inserting a version")?;
     refresh_latest(tx, &name)?;
     // Harmless even if the commit fails: the cache is keyed by content.
-    cache.insert(new.content_hash, Arc::new(new.definition));
+    cache.insert(Shared::new(new));
     Ok(Inserted::Created { first_of_name })
 }
 
@@ -376,10 +376,10 @@ impl LatestQuery {
 
 fn list_latest(
     conn: &Connection,
-    cache: &DefinitionCache,
+    cache: &VersionCache,
     filter: &ListFilter,
     page: &PageRequest,
-) -> Result<Page<PublishedVersion>> {
+) -> Result<Page<Shared<PublishedVersion>>> {
     let query = LatestQuery::new(filter, &[]);
     // One match beyond the page tells whether there is a next page.
     let wanted = page.limit.saturating_add(1);
@@ -391,7 +391,7 @@ fn list_latest(
         let exhausted = rows.len() < batch;
         for row in rows {
             after.clone_from(&row.name);
-            let version = row.hydrate(conn, cache)?;
+            let version = row.load(conn, cache)?;
             if filter.matches(&version) {
                 items.push(version);
                 if items.len() == wanted {
@@ -415,7 +415,7 @@ fn list_latest(
 
 fn search(
     conn: &Connection,
-    cache: &DefinitionCache,
+    cache: &VersionCache,
     query: &str,
     filter: &ListFilter,
     limit: usize,
@@ -426,7 +426,7 @@ fn search(
     }
     let mut hits = Vec::new();
     for row in LatestQuery::new(filter, &terms).all(conn)? {
-        let version = row.hydrate(conn, cache)?;
+        let version = row.load(conn, cache)?;
         if !filter.matches(&version) {
             continue;
         }
@@ -443,25 +443,25 @@ fn search(
 #[async_trait]
 impl CatalogReader for SqliteStore {
     /// From the name cache when the change probe allows, else one query.
-    async fn get_version(&self, name: &str, version: &Version) -> Result<Option<PublishedVersion>> {
+    async fn get_version(
+        &self,
+        name: &str,
+        version: &Version,
+    ) -> Result<Option<Shared<PublishedVersion>>> {
         let epoch = self.fresh_names();
         if epoch.is_some() {
             if let Some(hit) = self.shared.names.exact(name, version) {
-                return Ok(Some(hit.to_published()));
+                return Ok(Some(hit));
             }
         }
         let (owned_name, version_text) = (name.to_string(), version.to_string());
         let found = self
             .read(move |conn, cache| get_version(conn, cache, &owned_name, &version_text))
             .await?;
-        Ok(match (epoch, found) {
-            (Some(epoch), Some(found)) => {
-                let found = Arc::new(found);
-                self.shared.names.fill_exact(epoch, name, found.clone());
-                Some(found.to_published())
-            }
-            (_, found) => found.map(Record::into_published),
-        })
+        if let (Some(epoch), Some(found)) = (epoch, &found) {
+            self.shared.names.fill_exact(epoch, name, found.clone());
+        }
+        Ok(found)
     }
 
     async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>> {
@@ -493,7 +493,7 @@ impl CatalogReader for SqliteStore {
         &self,
         filter: &ListFilter,
         page: &PageRequest,
-    ) -> Result<Page<PublishedVersion>> {
+    ) -> Result<Page<Shared<PublishedVersion>>> {
         let (filter, page) = (filter.clone(), page.clone());
         self.read(move |conn, cache| list_latest(conn, cache, &filter, &page))
             .await
@@ -502,11 +502,11 @@ impl CatalogReader for SqliteStore {
     /// From the name cache when the change probe allows, else one lookup
     /// through the latest pointer, which every write keeps equal to what the
     /// default method would compute from `versions`.
-    async fn latest(&self, name: &str) -> Result<Option<PublishedVersion>> {
+    async fn latest(&self, name: &str) -> Result<Option<Shared<PublishedVersion>>> {
         let epoch = self.fresh_names();
         if epoch.is_some() {
             if let Some(hit) = self.shared.names.latest(name) {
-                return Ok(hit.map(|r| r.to_published()));
+                return Ok(hit);
             }
         }
         let owned_name = name.to_string();
@@ -523,12 +523,10 @@ impl CatalogReader for SqliteStore {
                 row.map(|r| r.load(conn, cache)).transpose()
             })
             .await?;
-        let Some(epoch) = epoch else {
-            return Ok(found.map(Record::into_published));
-        };
-        let found = found.map(Arc::new);
-        self.shared.names.fill_latest(epoch, name, found.clone());
-        Ok(found.map(|r| r.to_published()))
+        if let Some(epoch) = epoch {
+            self.shared.names.fill_latest(epoch, name, found.clone());
+        }
+        Ok(found)
     }
 }
 

@@ -100,12 +100,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use nestor_core::{Error, Result};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use cache::{ChangeProbe, DefinitionCache, NameCache};
+use cache::{ChangeProbe, NameCache, VersionCache};
 
 /// How many reads run at once, each on its own pooled connection.
 const MAX_READERS: usize = 4;
 
-/// How many parsed definitions the read cache holds at most.
+/// How many published versions (parsed definitions) the read cache holds
+/// at most.
 const CACHE_ENTRIES: usize = 16_384;
 
 /// How many names the cache of `latest` and `get_version` records holds.
@@ -130,8 +131,8 @@ struct Shared {
     idle_readers: Mutex<Vec<Connection>>,
     /// One permit per concurrent read, so the pool never runs dry.
     readers: Arc<tokio::sync::Semaphore>,
-    /// Parsed definitions by content hash.
-    cache: DefinitionCache,
+    /// Published versions by content hash.
+    cache: VersionCache,
     /// `latest` and `get_version` records by name, trusted after a probe.
     names: NameCache,
     /// Checks for catalog changes before `names` is trusted; `None` for an
@@ -197,7 +198,7 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 idle_readers: Mutex::new(Vec::new()),
                 readers: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
-                cache: DefinitionCache::new(CACHE_ENTRIES),
+                cache: VersionCache::new(CACHE_ENTRIES),
                 names: NameCache::new(NAME_CACHE_ENTRIES),
                 probe: probe.map(Mutex::new),
             }),
@@ -215,7 +216,7 @@ impl SqliteStore {
     async fn read<T, F>(&self, read: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &DefinitionCache) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection, &VersionCache) -> Result<T> + Send + 'static,
     {
         let shared = self.shared.clone();
         // A permit is held until the read ends, even if this future is
@@ -252,7 +253,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, write: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, &DefinitionCache) -> Result<T> + Send + 'static,
+        F: FnOnce(&Transaction<'_>, &VersionCache) -> Result<T> + Send + 'static,
     {
         let shared = self.shared.clone();
         blocking(move || {

@@ -285,7 +285,7 @@ mod tests {
     use nestor_core::testing::definition;
     use nestor_core::{
         CatalogReader, CatalogWriter, CompositionStore, DeploymentFilter, DeploymentStore,
-        EventLog, EventType, NewEvent, PublishedVersion, SourceState, SyncStore,
+        EventLog, EventType, NewEvent, PublishedVersion, Shared, SourceState, SyncStore,
     };
 
     use super::super::SqliteStore;
@@ -370,7 +370,7 @@ mod tests {
         let v100 = "1.0.0".parse().unwrap();
         let got = store.get_version("db", &v100).await.unwrap();
         assert_eq!(
-            got,
+            got.map(Shared::into_inner),
             Some(PublishedVersion::new(definition("db", "1.0.0"), 1, None))
         );
         let history = store.versions("db").await.unwrap();
