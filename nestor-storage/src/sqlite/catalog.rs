@@ -1,18 +1,16 @@
-//! The catalog tables: reads through the cache, writes that keep the latest
-//! pointer of `names` in step in the same transaction.
+//! The catalog tables' reads: through the caches, the latest pointer of
+//! `names` for `latest` and lists. The writes are in `publish.rs`.
 
 use async_trait::async_trait;
 use nestor_core::{
-    search_score, CatalogReader, CatalogSearch, CatalogWriter, Error, ListFilter, Origin, Page,
-    PageRequest, PublishOutcome, PublishedVersion, ResourceDefinition, Result, SearchHit, Shared,
-    VersionSummary, VersionWrite,
+    search_score, CatalogReader, CatalogSearch, Error, ListFilter, Origin, Page, PageRequest,
+    PublishedVersion, Result, SearchHit, Shared, VersionSummary,
 };
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use semver::Version;
 
 use super::cache::VersionCache;
-use super::events::insert_row;
 use super::{Context, SqliteStore};
 
 /// The columns of a version row except the definition, prefixed `v.`, in
@@ -102,7 +100,7 @@ fn get_version(
 }
 
 /// A name's versions with their row ids, newest first by semver.
-fn history(conn: &Connection, name: &str) -> Result<Vec<(i64, VersionSummary)>> {
+pub(super) fn history(conn: &Connection, name: &str) -> Result<Vec<(i64, VersionSummary)>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, version, published_at, yanked, deprecated, origin_commit \
@@ -145,163 +143,6 @@ fn history(conn: &Connection, name: &str) -> Result<Vec<(i64, VersionSummary)>> 
         .collect::<Result<Vec<_>>>()?;
     history.sort_by(|a, b| b.1.version.cmp(&a.1.version));
     Ok(history)
-}
-
-/// Points `names.latest_id` at the latest version of `name` by the core
-/// rule, copies its filter columns beside it, and moves the name's `change_seq` past every other, which tells
-/// every handle's name cache to drop it; called in the transaction of every
-/// insert and yank.
-fn refresh_latest(tx: &Transaction<'_>, name: &str) -> Result<()> {
-    let history = history(tx, name)?;
-    let summaries: Vec<VersionSummary> = history.iter().map(|(_, s)| s.clone()).collect();
-    let latest = nestor_core::select_latest(&summaries).and_then(|v| {
-        history
-            .iter()
-            .find(|(_, s)| s.version == v)
-            .map(|(id, _)| *id)
-    });
-    tx.prepare_cached(
-        "UPDATE names SET latest_id = ?2, \
-         provider = (SELECT provider FROM versions WHERE id = ?2), \
-         category = (SELECT category FROM versions WHERE id = ?2), \
-         resource_type = (SELECT resource_type FROM versions WHERE id = ?2), \
-         change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM names) \
-         WHERE name = ?1",
-    )
-    .and_then(|mut s| s.execute(params![name, latest]))
-    .ctx("updating the latest version")?;
-    Ok(())
-}
-
-/// Lower-cased searchable fields, one per line. Every field is lower-cased on
-/// its own, as `search_score` and `ListFilter::matches` do, so a term or `q`
-/// that matches a field is a substring of this text.
-fn search_text(def: &ResourceDefinition) -> String {
-    let m = &def.metadata;
-    let fields = [&m.name, &m.resource_type, &m.category, &m.provider]
-        .into_iter()
-        .chain(m.labels.iter().flat_map(|(k, v)| [k, v]))
-        .chain([&m.description]);
-    fields
-        .map(|f| f.to_lowercase())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Inserts `new` unless it exists; `Created` says whether it was the first
-/// version of its name (decided inside the transaction). `definition_json`
-/// is the definition's canonical JSON when the caller has it already.
-fn insert_version(
-    tx: &Transaction<'_>,
-    cache: &VersionCache,
-    new: PublishedVersion,
-    definition_json: Option<&str>,
-) -> Result<Inserted> {
-    let name = new.name().to_string();
-    let version = new.version().clone();
-    let version_text = version.to_string();
-    let existing: Option<String> = tx
-        .prepare_cached("SELECT content_hash FROM versions WHERE name = ?1 AND version = ?2")
-        .and_then(|mut s| s.query_row([&name, &version_text], |r| r.get(0)).optional())
-        .ctx("checking for an existing version")?;
-    match existing {
-        Some(hash) if hash == new.content_hash => return Ok(Inserted::Unchanged),
-        Some(_) => {
-            return Err(Error::VersionImmutable {
-                name,
-                version: version_text,
-            })
-        }
-        None => {}
-    }
-    let definition_json = match definition_json {
-        Some(json) => std::borrow::Cow::Borrowed(json),
-        None => serde_json::to_string(&new.definition)
-            .ctx("serialising a definition")?
-            .into(),
-    };
-    let m = &new.definition.metadata;
-    let origin = new.origin.as_ref();
-    // Beyond i64 the integer columns saturate; order is decided in Rust anyway.
-    let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let first_of_name = tx
-        .prepare_cached("INSERT OR IGNORE INTO names (name) VALUES (?1)")
-        .and_then(|mut s| s.execute([&name]))
-        .ctx("inserting a name")?
-        == 1;
-    tx.prepare_cached(
-        "INSERT INTO versions (name, version, major, minor, patch, pre, content_hash, published_at, \
-         yanked, deprecated, provider, category, resource_type, search_text, origin_source, \
-         origin_repository, origin_commit, origin_path, definition) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            name,
-            version_text,
-            int(version.major),
-            int(version.minor),
-            int(version.patch),
-            version.pre.as_str(),
-            new.content_hash,
-            new.published_at,
-            new.yanked,
-            m.deprecated,
-            m.provider,
-            m.category,
-            m.resource_type,
-            search_text(&new.definition),
-            origin.map(|o| &o.source),
-            origin.map(|o| &o.git_repository),
-            origin.and_then(|o| o.git_commit.as_ref()),
-            origin.map(|o| &o.git_path),
-            definition_json,
-        ])
-    })
-    .ctx("inserting a version")?;
-    refresh_latest(tx, &name)?;
-    // Harmless even if the commit fails: the cache is keyed by content.
-    cache.insert(Shared::new(new));
-    Ok(Inserted::Created { first_of_name })
-}
-
-/// What [`insert_version`] did.
-enum Inserted {
-    Unchanged,
-    Created { first_of_name: bool },
-}
-
-impl Inserted {
-    fn outcome(&self) -> PublishOutcome {
-        match self {
-            Inserted::Unchanged => PublishOutcome::Unchanged,
-            Inserted::Created { .. } => PublishOutcome::Created,
-        }
-    }
-}
-
-fn set_yanked(tx: &Transaction<'_>, name: &str, version: &str, yanked: bool) -> Result<bool> {
-    let current: Option<(i64, bool)> = tx
-        .prepare_cached("SELECT id, yanked FROM versions WHERE name = ?1 AND version = ?2")
-        .and_then(|mut s| {
-            s.query_row([name, version], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .ctx("reading a version")?;
-    let Some((id, was)) = current else {
-        return Err(Error::VersionNotFound {
-            name: name.into(),
-            version: version.into(),
-        });
-    };
-    if was == yanked {
-        return Ok(false);
-    }
-    tx.prepare_cached("UPDATE versions SET yanked = ?2 WHERE id = ?1")
-        .and_then(|mut s| s.execute(params![id, yanked]))
-        .ctx("yanking a version")?;
-    refresh_latest(tx, name)?;
-    Ok(true)
 }
 
 /// A query over the latest version of every name, with the filters SQL can
@@ -527,56 +368,6 @@ impl CatalogReader for SqliteStore {
             self.shared.names.fill_latest(epoch, name, found.clone());
         }
         Ok(found)
-    }
-}
-
-#[async_trait]
-impl CatalogWriter for SqliteStore {
-    async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome> {
-        self.write(move |tx, cache| insert_version(tx, cache, version, None).map(|i| i.outcome()))
-            .await
-    }
-
-    /// One transaction for the whole batch, each created version's events
-    /// inside it; a version refused for its content (immutability) is that
-    /// item's error and does not roll back the others, a storage failure
-    /// rolls back everything.
-    async fn insert_versions(
-        &self,
-        writes: Vec<VersionWrite>,
-    ) -> Result<Vec<Result<PublishOutcome>>> {
-        self.write(move |tx, cache| {
-            let mut out = Vec::with_capacity(writes.len());
-            for w in writes {
-                match insert_version(tx, cache, w.version, Some(w.definition_json.get())) {
-                    Err(e @ Error::StorageUnavailable { .. }) => return Err(e),
-                    Err(e) => out.push(Err(e)),
-                    Ok(inserted) => {
-                        if let Inserted::Created { first_of_name } = inserted {
-                            for e in w.announcement.events(first_of_name) {
-                                insert_row(
-                                    tx,
-                                    e.event_type,
-                                    &e.source,
-                                    &e.subject,
-                                    e.timestamp,
-                                    e.data.get(),
-                                )?;
-                            }
-                        }
-                        out.push(Ok(inserted.outcome()));
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<bool> {
-        let (name, version) = (name.to_string(), version.to_string());
-        self.write(move |tx, _| set_yanked(tx, &name, &version, yanked))
-            .await
     }
 }
 

@@ -92,6 +92,7 @@ mod catalog;
 mod compositions;
 mod deployments;
 mod events;
+mod publish;
 mod schema;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,355 @@
+//! The catalog's writes: versions inserted one by one or in a batch, yanks,
+//! and the latest pointer of `names` kept in step in the same transaction.
+//!
+//! A batch (a cold sync: thousands of versions in one transaction) costs,
+//! per version, one existence check, two inserts and its events; the
+//! definition's JSON is the text the caller serialised already
+//! ([`VersionWrite::definition_json`]), never serialised again here. Each
+//! name the batch touched has its latest pointer refreshed once, after the
+//! last insert: a name the batch created has no versions but the batch's,
+//! so its latest is chosen from what the batch inserted, without reading
+//! its history back; a name that existed reads its history once.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use nestor_core::{
+    select_latest, CatalogWriter, Error, PublishOutcome, PublishedVersion, ResourceDefinition,
+    Result, Shared, VersionSummary, VersionWrite,
+};
+use rusqlite::{params, OptionalExtension, Transaction};
+use semver::Version;
+
+use super::cache::VersionCache;
+use super::catalog::history;
+use super::events::insert_row;
+use super::{Context, SqliteStore};
+
+/// A version row an insert created: what its name's latest pointer needs.
+struct NewRow {
+    id: i64,
+    summary: VersionSummary,
+    provider: String,
+    category: String,
+    resource_type: String,
+}
+
+/// What [`insert_version`] did.
+enum Inserted {
+    Unchanged,
+    Created { first_of_name: bool, row: NewRow },
+}
+
+impl Inserted {
+    fn outcome(&self) -> PublishOutcome {
+        match self {
+            Inserted::Unchanged => PublishOutcome::Unchanged,
+            Inserted::Created { .. } => PublishOutcome::Created,
+        }
+    }
+}
+
+/// The names a transaction inserted versions of, in the order it first
+/// touched them, with those versions and whether it created the name.
+#[derive(Default)]
+struct Touched {
+    order: Vec<String>,
+    names: HashMap<String, (bool, Vec<NewRow>)>,
+}
+
+impl Touched {
+    fn add(&mut self, name: &str, first_of_name: bool, row: NewRow) {
+        if let Some((_, rows)) = self.names.get_mut(name) {
+            rows.push(row);
+            return;
+        }
+        self.order.push(name.to_string());
+        self.names
+            .insert(name.to_string(), (first_of_name, vec![row]));
+    }
+
+    /// Refreshes the latest pointer of every touched name, once each, and
+    /// moves each name's `change_seq` past every other's.
+    fn refresh(mut self, tx: &Transaction<'_>) -> Result<()> {
+        let mut seq = next_change_seq(tx)?;
+        for name in &self.order {
+            let Some((created, rows)) = self.names.remove(name) else {
+                continue;
+            };
+            if created {
+                latest_of_new_name(tx, name, &rows, seq)?;
+            } else {
+                refresh_latest(tx, name, seq)?;
+            }
+            seq += 1;
+        }
+        Ok(())
+    }
+}
+
+/// One more than the greatest `change_seq`: writers hold the file lock, so
+/// sequences appear in commit order (see the cache's module docs).
+fn next_change_seq(tx: &Transaction<'_>) -> Result<i64> {
+    tx.prepare_cached("SELECT coalesce(max(change_seq), 0) + 1 FROM names")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .ctx("reading the catalog change sequence")
+}
+
+/// Points the latest pointer of a name whose only versions are `rows` (it
+/// was created in this transaction) at the latest of them by the core rule.
+fn latest_of_new_name(tx: &Transaction<'_>, name: &str, rows: &[NewRow], seq: i64) -> Result<()> {
+    let summaries: Vec<VersionSummary> = rows.iter().map(|r| r.summary.clone()).collect();
+    let latest =
+        select_latest(&summaries).and_then(|v| rows.iter().find(|r| r.summary.version == v));
+    tx.prepare_cached(
+        "UPDATE names SET latest_id = ?2, provider = ?3, category = ?4, resource_type = ?5, \
+         change_seq = ?6 WHERE name = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            name,
+            latest.map(|r| r.id),
+            latest.map(|r| &r.provider),
+            latest.map(|r| &r.category),
+            latest.map(|r| &r.resource_type),
+            seq,
+        ])
+    })
+    .ctx("updating the latest version")?;
+    Ok(())
+}
+
+/// Points `names.latest_id` at the latest version of `name` by the core
+/// rule, reading its history, copies its filter columns beside it, and sets
+/// the name's `change_seq` to `seq`, which tells every handle's name cache
+/// to drop it.
+fn refresh_latest(tx: &Transaction<'_>, name: &str, seq: i64) -> Result<()> {
+    let history = history(tx, name)?;
+    let summaries: Vec<VersionSummary> = history.iter().map(|(_, s)| s.clone()).collect();
+    let latest = select_latest(&summaries).and_then(|v| {
+        history
+            .iter()
+            .find(|(_, s)| s.version == v)
+            .map(|(id, _)| *id)
+    });
+    tx.prepare_cached(
+        "UPDATE names SET latest_id = ?2, \
+         provider = (SELECT provider FROM versions WHERE id = ?2), \
+         category = (SELECT category FROM versions WHERE id = ?2), \
+         resource_type = (SELECT resource_type FROM versions WHERE id = ?2), \
+         change_seq = ?3 WHERE name = ?1",
+    )
+    .and_then(|mut s| s.execute(params![name, latest, seq]))
+    .ctx("updating the latest version")?;
+    Ok(())
+}
+
+/// Lower-cased searchable fields, one per line. Every field is lower-cased on
+/// its own, as `search_score` and `ListFilter::matches` do, so a term or `q`
+/// that matches a field is a substring of this text.
+fn search_text(def: &ResourceDefinition) -> String {
+    let m = &def.metadata;
+    let fields = [&m.name, &m.resource_type, &m.category, &m.provider]
+        .into_iter()
+        .chain(m.labels.iter().flat_map(|(k, v)| [k, v]))
+        .chain([&m.description]);
+    fields
+        .map(|f| f.to_lowercase())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Inserts `new` unless it exists; `Created` says whether it was the first
+/// version of its name (decided inside the transaction). The caller
+/// refreshes the name's latest pointer ([`Touched`]). `definition_json` is
+/// the definition's canonical JSON when the caller has it already.
+fn insert_version(
+    tx: &Transaction<'_>,
+    cache: &VersionCache,
+    new: PublishedVersion,
+    definition_json: Option<&str>,
+) -> Result<Inserted> {
+    let name = new.name();
+    let version = new.version();
+    let version_text = version.to_string();
+    let existing: Option<String> = tx
+        .prepare_cached("SELECT content_hash FROM versions WHERE name = ?1 AND version = ?2")
+        .and_then(|mut s| s.query_row([name, &version_text], |r| r.get(0)).optional())
+        .ctx("checking for an existing version")?;
+    match existing {
+        Some(hash) if hash == new.content_hash => return Ok(Inserted::Unchanged),
+        Some(_) => {
+            return Err(Error::VersionImmutable {
+                name: name.to_string(),
+                version: version_text,
+            })
+        }
+        None => {}
+    }
+    let definition_json = match definition_json {
+        Some(json) => std::borrow::Cow::Borrowed(json),
+        None => serde_json::to_string(&new.definition)
+            .ctx("serialising a definition")?
+            .into(),
+    };
+    let m = &new.definition.metadata;
+    let origin = new.origin.as_ref();
+    // Beyond i64 the integer columns saturate; order is decided in Rust anyway.
+    let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let first_of_name = tx
+        .prepare_cached("INSERT OR IGNORE INTO names (name) VALUES (?1)")
+        .and_then(|mut s| s.execute([name]))
+        .ctx("inserting a name")?
+        == 1;
+    tx.prepare_cached(
+        "INSERT INTO versions (name, version, major, minor, patch, pre, content_hash, published_at, \
+         yanked, deprecated, provider, category, resource_type, search_text, origin_source, \
+         origin_repository, origin_commit, origin_path, definition) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            name,
+            version_text,
+            int(version.major),
+            int(version.minor),
+            int(version.patch),
+            version.pre.as_str(),
+            new.content_hash,
+            new.published_at,
+            new.yanked,
+            m.deprecated,
+            m.provider,
+            m.category,
+            m.resource_type,
+            search_text(&new.definition),
+            origin.map(|o| &o.source),
+            origin.map(|o| &o.git_repository),
+            origin.and_then(|o| o.git_commit.as_ref()),
+            origin.map(|o| &o.git_path),
+            definition_json,
+        ])
+    })
+    .ctx("inserting a version")?;
+    let row = NewRow {
+        id: tx.last_insert_rowid(),
+        summary: VersionSummary {
+            version: version.clone(),
+            published_at: new.published_at,
+            yanked: new.yanked,
+            deprecated: m.deprecated,
+            git_commit: origin.and_then(|o| o.git_commit.clone()),
+        },
+        provider: m.provider.clone(),
+        category: m.category.clone(),
+        resource_type: m.resource_type.clone(),
+    };
+    // Harmless even if the commit fails: the cache is keyed by content.
+    cache.insert(Shared::new(new));
+    Ok(Inserted::Created { first_of_name, row })
+}
+
+/// One version and its name's latest pointer.
+fn insert_one(
+    tx: &Transaction<'_>,
+    cache: &VersionCache,
+    version: PublishedVersion,
+) -> Result<PublishOutcome> {
+    let name = version.name().to_string();
+    let inserted = insert_version(tx, cache, version, None)?;
+    let outcome = inserted.outcome();
+    if let Inserted::Created { first_of_name, row } = inserted {
+        let mut touched = Touched::default();
+        touched.add(&name, first_of_name, row);
+        touched.refresh(tx)?;
+    }
+    Ok(outcome)
+}
+
+/// The batch: every version, each created one's events, then each touched
+/// name's latest pointer once.
+fn insert_batch(
+    tx: &Transaction<'_>,
+    cache: &VersionCache,
+    writes: Vec<VersionWrite>,
+) -> Result<Vec<Result<PublishOutcome>>> {
+    let mut out = Vec::with_capacity(writes.len());
+    let mut touched = Touched::default();
+    for w in writes {
+        let name = w.version.name().to_string();
+        let inserted = match insert_version(tx, cache, w.version, Some(w.definition_json.get())) {
+            Err(e @ Error::StorageUnavailable { .. }) => return Err(e),
+            Err(e) => {
+                out.push(Err(e));
+                continue;
+            }
+            Ok(inserted) => inserted,
+        };
+        out.push(Ok(inserted.outcome()));
+        if let Inserted::Created { first_of_name, row } = inserted {
+            for e in w.announcement.events(first_of_name) {
+                insert_row(
+                    tx,
+                    e.event_type,
+                    &e.source,
+                    &e.subject,
+                    e.timestamp,
+                    e.data.get(),
+                )?;
+            }
+            touched.add(&name, first_of_name, row);
+        }
+    }
+    touched.refresh(tx)?;
+    Ok(out)
+}
+
+fn set_yanked(tx: &Transaction<'_>, name: &str, version: &str, yanked: bool) -> Result<bool> {
+    let current: Option<(i64, bool)> = tx
+        .prepare_cached("SELECT id, yanked FROM versions WHERE name = ?1 AND version = ?2")
+        .and_then(|mut s| {
+            s.query_row([name, version], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .ctx("reading a version")?;
+    let Some((id, was)) = current else {
+        return Err(Error::VersionNotFound {
+            name: name.into(),
+            version: version.into(),
+        });
+    };
+    if was == yanked {
+        return Ok(false);
+    }
+    tx.prepare_cached("UPDATE versions SET yanked = ?2 WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![id, yanked]))
+        .ctx("yanking a version")?;
+    refresh_latest(tx, name, next_change_seq(tx)?)?;
+    Ok(true)
+}
+
+#[async_trait]
+impl CatalogWriter for SqliteStore {
+    async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome> {
+        self.write(move |tx, cache| insert_one(tx, cache, version))
+            .await
+    }
+
+    /// One transaction for the whole batch, each created version's events
+    /// inside it; a version refused for its content (immutability) is that
+    /// item's error and does not roll back the others, a storage failure
+    /// rolls back everything.
+    async fn insert_versions(
+        &self,
+        writes: Vec<VersionWrite>,
+    ) -> Result<Vec<Result<PublishOutcome>>> {
+        self.write(move |tx, cache| insert_batch(tx, cache, writes))
+            .await
+    }
+
+    async fn set_yanked(&self, name: &str, version: &Version, yanked: bool) -> Result<bool> {
+        let (name, version) = (name.to_string(), version.to_string());
+        self.write(move |tx, _| set_yanked(tx, &name, &version, yanked))
+            .await
+    }
+}
