@@ -27,6 +27,24 @@ spec:
         env: {DB: "{{ resources.db.outputs.endpoint }}"}
 "#;
 
+/// A source holding the database and app definitions and alpha's web-app.
+fn web_app_source() -> MapSource {
+    let source = MapSource::new("catalog");
+    let db = definition(
+        "database",
+        "1.0.0",
+        "a database",
+        "[{name: endpoint, type: string}]",
+    );
+    source.set("db.yaml", Some(&db));
+    source.set(
+        "app.yaml",
+        Some(&definition("app", "1.0.0", "an app", "[]")),
+    );
+    source.set("teams/alpha.yaml", Some(WEB_APP));
+    source
+}
+
 fn request(params: serde_json::Value) -> DeploymentRequest {
     serde_json::from_value(json!({
         "team": "alpha", "environment": "staging", "name": "checkout",
@@ -146,22 +164,7 @@ async fn a_large_sync_spread_over_the_cores_reports_each_file_once() {
 #[tokio::test]
 async fn an_apply_renders_wave_by_wave_with_outputs_flowing_and_rolls_back() {
     let (nestor, executor) = nestor();
-    let source = MapSource::new("catalog");
-    source.set(
-        "db.yaml",
-        Some(&definition(
-            "database",
-            "1.0.0",
-            "a database",
-            "[{name: endpoint, type: string}]",
-        )),
-    );
-    source.set(
-        "app.yaml",
-        Some(&definition("app", "1.0.0", "an app", "[]")),
-    );
-    source.set("teams/alpha.yaml", Some(WEB_APP));
-    nestor.sync(&source).await.unwrap();
+    nestor.sync(&web_app_source()).await.unwrap();
 
     let plan = nestor.plan(&request(json!({}))).await.unwrap();
     assert_eq!(
@@ -230,22 +233,7 @@ async fn an_apply_renders_wave_by_wave_with_outputs_flowing_and_rolls_back() {
 #[tokio::test]
 async fn an_apply_with_an_unknown_parameter_is_refused_before_anything_is_applied() {
     let (nestor, executor) = nestor();
-    let source = MapSource::new("catalog");
-    source.set(
-        "db.yaml",
-        Some(&definition(
-            "database",
-            "1.0.0",
-            "a database",
-            "[{name: endpoint, type: string}]",
-        )),
-    );
-    source.set(
-        "app.yaml",
-        Some(&definition("app", "1.0.0", "an app", "[]")),
-    );
-    source.set("teams/alpha.yaml", Some(WEB_APP));
-    nestor.sync(&source).await.unwrap();
+    nestor.sync(&web_app_source()).await.unwrap();
     let refused = nestor
         .apply(&request(json!({"sise": "large"})), None)
         .await
