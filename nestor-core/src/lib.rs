@@ -28,6 +28,7 @@
 //!   rollback, delete, promote, the deployment graph view, and leases —
 //!   every run holds one in the store, and a deployment whose runner
 //!   stopped is resumed by another ([`Orchestrator::resume`]).
+//! - `clock`: where services read the time ([`Clock`]; tests fix it).
 //! - `cpu`: where CPU-bound work (a sync's parsing and serialising) runs:
 //!   [`Offload`], tokio's blocking pool with feature `rt`, never an async
 //!   worker and never a thread the core starts.
