@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nestor_core::testing::{definition, Fixture, StoreFixture};
+use nestor_core::testing::{definition, Fixture};
 use nestor_core::{
     CatalogReader, CatalogSearch, CatalogService, CatalogWriter, DeploymentStore, ErrorCode,
     EventLog, EventType, ListFilter, NewEvent, PageRequest, PublishOutcome, PublishedVersion,
@@ -91,16 +91,10 @@ async fn migrated(config: &DynamoConfig) -> Arc<DynamoStore> {
     Arc::new(store)
 }
 
-async fn catalog_fixture(endpoint: String) -> Fixture {
+async fn fixture(endpoint: String) -> Fixture {
     let config = unique_config(&endpoint);
     let store = migrated(&config).await;
     Fixture::with_guard(store, DropTables(config))
-}
-
-async fn store_fixture(endpoint: String) -> StoreFixture {
-    let config = unique_config(&endpoint);
-    let store = migrated(&config).await;
-    StoreFixture::with_guard(store, DropTables(config))
 }
 
 mod conformance {
@@ -109,17 +103,8 @@ mod conformance {
     // `return` leaves the generated test function: a skip.
     nestor_core::store_conformance_tests!({
         let Some(endpoint) = endpoint() else { return };
-        catalog_fixture(endpoint)
+        fixture(endpoint)
     });
-
-    mod deployments {
-        use super::*;
-
-        nestor_core::deployment_store_conformance_tests!({
-            let Some(endpoint) = endpoint() else { return };
-            store_fixture(endpoint)
-        });
-    }
 }
 
 /// Two handles on the same tables: two replicas.
@@ -310,8 +295,11 @@ async fn sixteen_lease_claimers_across_two_replicas_one_wins() {
     let Some((a, b, _guard)) = two_replicas().await else {
         return;
     };
-    nestor_core::testing::claims_across_handles_one_wins(&[a as Arc<dyn nestor_core::Store>, b])
-        .await;
+    nestor_core::testing::leases::claims_across_handles_one_wins(&[
+        a as Arc<dyn nestor_core::Store>,
+        b,
+    ])
+    .await;
 }
 
 /// Polls `check` until it holds, for at most `within`.

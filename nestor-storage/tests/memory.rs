@@ -6,12 +6,3 @@ use nestor_core::testing::Fixture;
 use nestor_storage::MemoryStore;
 
 nestor_core::store_conformance_tests!(async { Fixture::new(Arc::new(MemoryStore::new())) });
-
-mod deployments {
-    use super::*;
-    use nestor_core::testing::StoreFixture;
-
-    nestor_core::deployment_store_conformance_tests!(async {
-        StoreFixture::new(Arc::new(MemoryStore::new()))
-    });
-}

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use std::collections::BTreeMap;
 
-use nestor_core::testing::{definition, Fixture, StoreFixture};
+use nestor_core::testing::{definition, Fixture};
 use nestor_core::{
     Artifact, CatalogReader, CatalogWriter, Composition, CompositionMetadata, CompositionResource,
     CompositionSpec, CompositionStore, CreateOutcome, Deployment, DeploymentFilter, DeploymentKey,
@@ -36,25 +36,6 @@ mod in_memory {
     nestor_core::store_conformance_tests!(async {
         Fixture::new(Arc::new(SqliteStore::open_in_memory().unwrap()))
     });
-}
-
-/// Compositions and deployments, on a real file too.
-mod deployments {
-    use super::*;
-
-    nestor_core::deployment_store_conformance_tests!(async {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("nestor.db")).unwrap();
-        StoreFixture::with_guard(Arc::new(store), dir)
-    });
-
-    mod in_memory {
-        use super::*;
-
-        nestor_core::deployment_store_conformance_tests!(async {
-            StoreFixture::new(Arc::new(SqliteStore::open_in_memory().unwrap()))
-        });
-    }
 }
 
 fn db_file() -> (TempDir, PathBuf) {
