@@ -11,10 +11,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::header;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use nestor_core::Error;
 use sha2::{Digest, Sha256};
 
@@ -43,12 +39,14 @@ pub enum Principal {
 }
 
 /// The configured tokens, by hash.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Auth {
-    /// Hex SHA-256 → principal.
-    tokens: HashMap<String, Arc<Principal>>,
+    /// SHA-256 → principal.
+    tokens: HashMap<[u8; 32], Arc<Principal>>,
     /// `auth.anonymous_read`.
     anonymous_read: bool,
+    /// The one anonymous principal every request without a token shares.
+    anonymous: Arc<Principal>,
 }
 
 /// Hex SHA-256 of a token: what `auth.tokens[].sha256` holds.
@@ -95,17 +93,23 @@ impl Auth {
                 reader: p.2,
                 teams: p.3,
             };
-            tokens.insert(hash, Arc::new(principal));
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(&hash, &mut key)?;
+            tokens.insert(key, Arc::new(principal));
         }
         Ok(Auth {
             tokens,
             anonymous_read: config.anonymous_read,
+            anonymous: Arc::new(Principal::Anonymous),
         })
     }
 
-    fn principal(&self, header: Option<&str>) -> Result<Arc<Principal>, Error> {
+    /// Who sends `header` (the `Authorization` value, `None` when absent):
+    /// an unknown token is 401 on every route, even one that anonymous
+    /// callers may use.
+    pub(super) fn principal(&self, header: Option<&str>) -> Result<Arc<Principal>, Error> {
         let Some(value) = header else {
-            return Ok(Arc::new(Principal::Anonymous));
+            return Ok(self.anonymous.clone());
         };
         let token = value
             .strip_prefix("Bearer ")
@@ -116,32 +120,13 @@ impl Auth {
                 message: "the Authorization header must be `Bearer <token>`".into(),
             })?;
         // Hash first: the lookup compares hashes, never the secret itself.
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         self.tokens
-            .get(&hash_token(token))
+            .get(&hash)
             .cloned()
             .ok_or_else(|| Error::Unauthorized {
                 message: "unknown token".into(),
             })
-    }
-}
-
-/// Attaches the [`Principal`] to the request; an unknown token is 401 on
-/// every route, even one that anonymous callers may use.
-pub(super) async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
-    match state.inner.auth.principal(header) {
-        Ok(p) => {
-            request.extensions_mut().insert(p);
-            next.run(request).await
-        }
-        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -348,10 +348,13 @@ async fn connection(
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
-        // Backstops only: the tracker applies the configured limits (hyper
-        // would refuse a head over its buffer with a bodiless 431).
-        .header_read_timeout(limits.header_read_timeout + limits.idle_timeout)
+        // No hyper timer: the tracker applies the head and idle limits (see
+        // the module docs), and hyper's own header timer re-armed a tokio
+        // sleep for every request head read, a timer-wheel update per
+        // request for a backstop that never fired first.
+        .header_read_timeout(None)
+        // A backstop only: hyper would refuse a head over its buffer with a
+        // bodiless 431; the tracker stops reading at `head_cap`.
         .max_buf_size((head_cap * 2).max(16 * 1024))
         .keep_alive(true);
     let conn = builder.serve_connection(io, service);

@@ -9,7 +9,8 @@
 //! configured source, `engine` a loaded engine, `status` of a deployment
 //! one of its states.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -96,6 +97,58 @@ pub struct Metrics {
     /// The last catalog version count and when it was taken (a count
     /// lists every name, so scrapes and `/status` share one for a while).
     versions: Mutex<Option<(Instant, u64)>>,
+    /// Each route's series, resolved once (see [`RouteMetrics`]).
+    routes: RwLock<HashMap<String, Arc<RouteMetrics>>>,
+}
+
+/// The request series of one route, resolved once and kept, so serving a
+/// request neither allocates label values nor hashes them into the
+/// families: its duration histogram, and its counters by method and status
+/// (a handful per route), found by a scan of a short list. They are the
+/// families' own series (a metric handle shares its value), so `/metrics`
+/// encodes them as before.
+pub(super) struct RouteMetrics {
+    route: String,
+    duration: Histogram,
+    counters: RwLock<Vec<(&'static str, u16, Counter)>>,
+    /// The family the counters belong to, for a method and status not seen yet.
+    family: Family<RequestLabels, Counter>,
+}
+
+impl RouteMetrics {
+    /// The route template (or `unmatched`).
+    pub(super) fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Counts one answered request and its latency.
+    pub(super) fn observe(&self, method: &'static str, status: u16, elapsed: Duration) {
+        let status = status_label(status);
+        self.duration.observe(elapsed.as_secs_f64());
+        let found = self
+            .counters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(m, s, _)| *m == method && *s == status)
+            .map(|(_, _, c)| c.inc())
+            .is_some();
+        if !found {
+            let counter = self
+                .family
+                .get_or_create(&RequestLabels {
+                    route: self.route.clone(),
+                    method,
+                    status,
+                })
+                .clone();
+            counter.inc();
+            let mut counters = self.counters.write().unwrap_or_else(|p| p.into_inner());
+            if !counters.iter().any(|(m, s, _)| *m == method && *s == status) {
+                counters.push((method, status, counter));
+            }
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -160,6 +213,7 @@ impl Default for Metrics {
             taken_over,
             renders,
             versions: Mutex::new(None),
+            routes: RwLock::new(HashMap::new()),
         }
     }
 }
@@ -195,18 +249,37 @@ impl Metrics {
     /// Counts a served request. `route` is a route template (or
     /// `unmatched`), never the path a client sent.
     pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.to_string(),
-                method: method_label(method),
-                status: status_label(status),
+        self.route(route)
+            .observe(method_label(method), status, elapsed);
+    }
+
+    /// The series of `route` (a route template or `unmatched`).
+    pub(super) fn route(&self, route: &str) -> Arc<RouteMetrics> {
+        if let Some(r) = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(route)
+        {
+            return r.clone();
+        }
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        routes
+            .entry(route.to_string())
+            .or_insert_with(|| {
+                Arc::new(RouteMetrics {
+                    route: route.to_string(),
+                    duration: self
+                        .durations
+                        .get_or_create(&RouteLabel {
+                            route: route.to_string(),
+                        })
+                        .clone(),
+                    counters: RwLock::new(Vec::new()),
+                    family: self.requests.clone(),
+                })
             })
-            .inc();
-        self.durations
-            .get_or_create(&RouteLabel {
-                route: route.to_string(),
-            })
-            .observe(elapsed.as_secs_f64());
+            .clone()
     }
 
     /// Records one sync's duration.

@@ -36,6 +36,7 @@ mod deployments;
 mod error;
 mod events;
 mod extract;
+mod front;
 mod metrics;
 mod openapi;
 mod runs;
@@ -43,11 +44,10 @@ mod sync;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -81,6 +81,8 @@ struct Inner {
     limits: crate::config::ServerLimits,
     /// Token hashes and roles, parsed once.
     auth: auth::Auth,
+    /// Where fresh request ids come from.
+    request_ids: error::RequestIds,
     /// Counters and histograms for `/metrics`.
     metrics: Arc<Metrics>,
     /// The event-log tail SSE clients follow.
@@ -172,6 +174,7 @@ impl AppState {
                 config,
                 limits,
                 auth,
+                request_ids: error::RequestIds::new(),
                 metrics,
                 events,
                 syncs,
@@ -213,10 +216,18 @@ impl AppState {
     pub fn limits(&self) -> &crate::config::ServerLimits {
         &self.inner.limits
     }
+
+    fn auth(&self) -> &auth::Auth {
+        &self.inner.auth
+    }
+
+    fn request_ids(&self) -> &error::RequestIds {
+        &self.inner.request_ids
+    }
 }
 
-/// The whole API: every route of SPEC §7 with the request-id, auth and
-/// metrics layers.
+/// The whole API: every route of SPEC §7 behind the front layer (request
+/// id, auth, tracing, metrics).
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route(
@@ -281,83 +292,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed);
-    api.layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::authenticate,
-    ))
-    .layer(middleware::from_fn_with_state(state.clone(), observe))
-    .with_state(state)
-}
-
-/// Request id, tracing span, metrics: the outermost layer.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_string)
-        .unwrap_or_else(error::new_request_id);
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().clone();
-    let span = tracing::info_span!("request", method = %metrics::method_label(method.as_str()), route = %route, request_id = %request_id);
-    let started = Instant::now();
-    let too_large = head_bytes(&request) > state.limits().max_header_bytes;
-    let mut response = error::with_request_id(request_id.clone(), async {
-        if too_large {
-            return ApiError::from(nestor_core::Error::RequestHeaderFieldsTooLarge {
-                message: format!(
-                    "the request line and headers are larger than {} bytes",
-                    state.limits().max_header_bytes
-                ),
-            })
-            .into_response();
-        }
-        tracing::Instrument::instrument(next.run(request), span.clone()).await
-    })
-    .await;
-    let status = response.status();
-    span.in_scope(|| {
-        tracing::info!(
-            status = status.as_u16(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "served"
-        )
-    });
-    state.inner.metrics.observe_request(
-        &route,
-        method.as_str(),
-        status.as_u16(),
-        started.elapsed(),
-    );
-    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
-        // A write may have appended events: deliver them now, not at the next tick.
-        state.inner.events.wake();
-    }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", v);
-    }
-    response
-}
-
-/// The size of a request's head: its request line and headers.
-fn head_bytes(request: &Request) -> usize {
-    let line = request.method().as_str().len()
-        + request
-            .uri()
-            .path_and_query()
-            .map_or(0, |p| p.as_str().len())
-        + 12;
-    request
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + line
+    // One layer in front of every route and fallback (front.rs): request
+    // id, head size, auth, tracing span, metrics.
+    api.layer(front::FrontLayer::new(state.clone()))
+        .with_state(state)
 }
 
 async fn no_route() -> ApiError {
@@ -375,8 +313,12 @@ async fn method_not_allowed() -> ApiError {
 }
 
 #[utoipa::path(get, path = "/health", responses((status = 200, description = "the process is alive")))]
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+async fn health() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
 }
 
 /// Ready when the store answers and at least one engine is healthy.

@@ -1,0 +1,182 @@
+//! The one layer in front of every route: the request id, the head-size
+//! check, authentication, the request's tracing span and its metrics.
+//!
+//! Why one hand-written tower service rather than a stack of
+//! `middleware::from_fn` layers: each `from_fn` layer boxes its future and
+//! clones the service under it for every request (a boxed service, so an
+//! allocation), and the work of these steps is mostly synchronous (the
+//! principal is a hash lookup). Here everything before the handler runs in
+//! [`Service::call`] itself, the route under it is called without being
+//! cloned (axum's routes are always ready), and one boxed future awaits
+//! the handler and counts the answer. The route's metric series are
+//! resolved once ([`RouteMetrics`]) and request ids come from a counter
+//! ([`RequestIds`]). Measured in benches/README.md (server).
+//!
+//! Order, as before: request id and head size first (a 431 carries the
+//! request id), then the principal (a 401 for an unknown token on every
+//! route, before any body is read), then the handler.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
+use tower::{Layer, Service};
+
+use super::error::{self, ApiError};
+use super::metrics::{method_label, RouteMetrics};
+use super::AppState;
+
+/// The header a request id travels in, both ways.
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The route label of a request no route matched.
+const UNMATCHED: &str = "unmatched";
+
+/// Wraps each route (and the fallbacks) in a [`Front`].
+#[derive(Clone)]
+pub(super) struct FrontLayer {
+    state: AppState,
+}
+
+impl FrontLayer {
+    pub(super) fn new(state: AppState) -> Self {
+        FrontLayer { state }
+    }
+}
+
+impl<S> Layer<S> for FrontLayer {
+    type Service = Front<S>;
+
+    fn layer(&self, inner: S) -> Front<S> {
+        Front {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// A route behind the front steps.
+#[derive(Clone)]
+pub(super) struct Front<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for Front<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let state = &self.state;
+        let request_id = request_id(&request, state);
+        let route: Arc<RouteMetrics> = match request.extensions().get::<MatchedPath>() {
+            Some(m) => state.metrics().route(m.as_str()),
+            None => state.metrics().route(UNMATCHED),
+        };
+        let method = method_label(request.method().as_str());
+        let wakes_events = request.method() != Method::GET && request.method() != Method::HEAD;
+        let span = tracing::info_span!("request", method = %method, route = %route.route(), request_id = request_id.to_str().unwrap_or_default());
+        let refused = match refusal(&mut request, state) {
+            None => Ok(span.in_scope(|| self.inner.call(request))),
+            Some(error) => Err(error),
+        };
+        let state = state.clone();
+        Box::pin(async move {
+            let id = request_id.clone();
+            let mut response = error::with_request_id(id, async {
+                match refused {
+                    Ok(handler) => tracing::Instrument::instrument(handler, span.clone())
+                        .await
+                        .unwrap_or_else(|never| match never {}),
+                    Err(error) => error.into_response(),
+                }
+            })
+            .await;
+            let status = response.status();
+            let elapsed = started.elapsed();
+            span.in_scope(|| {
+                tracing::info!(
+                    status = status.as_u16(),
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "served"
+                )
+            });
+            route.observe(method, status.as_u16(), elapsed);
+            if wakes_events {
+                // A write may have appended events: deliver them now, not at the next tick.
+                state.events().wake();
+            }
+            response
+                .headers_mut()
+                .insert(X_REQUEST_ID.clone(), request_id);
+            Ok(response)
+        })
+    }
+}
+
+/// The request id the client sent, when it is a usable one (1–128
+/// visible ASCII characters), else a fresh one.
+fn request_id(request: &Request, state: &AppState) -> HeaderValue {
+    match request.headers().get(&X_REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic) => {
+            v.clone()
+        }
+        _ => state.request_ids().next(),
+    }
+}
+
+/// Why the request is answered before its handler runs, if it is: a head
+/// over `server.max_header_bytes` (431), or an `Authorization` header that
+/// names no known token (401). Otherwise the caller's principal is attached.
+fn refusal(request: &mut Request, state: &AppState) -> Option<ApiError> {
+    let limit = state.limits().max_header_bytes;
+    if head_bytes(request) > limit {
+        return Some(ApiError::from(
+            nestor_core::Error::RequestHeaderFieldsTooLarge {
+                message: format!("the request line and headers are larger than {limit} bytes"),
+            },
+        ));
+    }
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    match state.auth().principal(header) {
+        Ok(p) => {
+            request.extensions_mut().insert(p);
+            None
+        }
+        Err(e) => Some(ApiError::from(e)),
+    }
+}
+
+/// The size of a request's head: its request line and headers.
+fn head_bytes(request: &Request) -> usize {
+    let line = request.method().as_str().len()
+        + request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len())
+        + 12;
+    request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + line
+}
