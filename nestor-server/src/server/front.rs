@@ -133,7 +133,9 @@ where
 /// visible ASCII characters), else a fresh one.
 fn request_id(request: &Request, state: &AppState) -> HeaderValue {
     match request.headers().get(&X_REQUEST_ID) {
-        Some(v) if !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic) => {
+        Some(v)
+            if !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic) =>
+        {
             v.clone()
         }
         _ => state.request_ids().next(),

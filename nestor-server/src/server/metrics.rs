@@ -144,7 +144,10 @@ impl RouteMetrics {
                 .clone();
             counter.inc();
             let mut counters = self.counters.write().unwrap_or_else(|p| p.into_inner());
-            if !counters.iter().any(|(m, s, _)| *m == method && *s == status) {
+            if !counters
+                .iter()
+                .any(|(m, s, _)| *m == method && *s == status)
+            {
                 counters.push((method, status, counter));
             }
         }
