@@ -208,8 +208,13 @@ impl Reach {
     }
 
     /// Whether another resource can use it (it is not only engine-internal).
+    /// A redacted value (a sensitive output's) reaches nothing.
     pub fn is_reachable(&self) -> bool {
-        self.value.is_some() || self.secret_key_ref.is_some() || self.stack_output.is_some()
+        self.value
+            .as_ref()
+            .is_some_and(|v| !crate::redact::is_redacted(v))
+            || self.secret_key_ref.is_some()
+            || self.stack_output.is_some()
     }
 
     /// Where it is found, for messages: `Secret alpha--dev/checkout--db-outputs key endpoint`.

@@ -40,7 +40,12 @@
 //!   (Argo CD, in the `nestor-argocd` crate); the orchestrator keeps a
 //!   deployment `applying` until it reports every object healthy.
 //! - `annotations`: `//nestor:` comments and the deployment file.
+//! - `audit`: the audit trail — [`Actor`], [`AuditRecord`], the
+//!   [`AuditLog`] trait stores implement; the facade records every write.
 //! - `search`: the ranking every store uses.
+//! - `secret`: sensitive inputs by reference (`{secret_ref: ...}`), the one
+//!   rule that refuses a literal; `redact`: the one mechanism that hides
+//!   sensitive outputs (`"***"`) in records, events, logs and diffs.
 //! - `testing` (feature `testing`): the conformance suites every store runs.
 //!
 //! # Design decisions
@@ -63,6 +68,7 @@
 #![deny(missing_docs)]
 
 mod annotations;
+mod audit;
 mod catalog;
 mod clock;
 mod composer;
@@ -79,7 +85,9 @@ mod naming;
 mod observer;
 mod orchestrator;
 mod parse;
+mod redact;
 mod search;
+mod secret;
 mod source;
 mod store;
 mod sync;
@@ -91,6 +99,7 @@ mod versioning;
 pub mod testing;
 
 pub use annotations::*;
+pub use audit::*;
 pub use catalog::*;
 pub use clock::*;
 pub use composer::*;
@@ -109,7 +118,9 @@ pub use naming::*;
 pub use observer::*;
 pub use orchestrator::*;
 pub use parse::*;
+pub use redact::*;
 pub use search::*;
+pub use secret::*;
 pub use source::*;
 pub use store::*;
 pub use sync::*;

@@ -298,11 +298,15 @@ pub trait CatalogStore:
 
 impl<T: CatalogReader + CatalogWriter + CatalogSearch + EventLog + SyncStore> CatalogStore for T {}
 
-/// Everything Nestor needs from a store: the catalog, compositions and
-/// deployments. (`Arc<dyn Store>` upcasts to `Arc<dyn CatalogStore>`.)
-pub trait Store: CatalogStore + CompositionStore + DeploymentStore {}
+/// Everything Nestor needs from a store: the catalog, compositions,
+/// deployments and the audit trail. (`Arc<dyn Store>` upcasts to
+/// `Arc<dyn CatalogStore>` and `Arc<dyn AuditLog>`.)
+pub trait Store:
+    CatalogStore + CompositionStore + DeploymentStore + crate::audit::AuditLog
+{
+}
 
-impl<T: CatalogStore + CompositionStore + DeploymentStore> Store for T {}
+impl<T: CatalogStore + CompositionStore + DeploymentStore + crate::audit::AuditLog> Store for T {}
 
 /// Filters of `GET /resources` and `/search`. Empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

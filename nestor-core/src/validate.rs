@@ -50,6 +50,17 @@ fn is_classifier(s: &str) -> bool {
     re(&R, r"^[a-z0-9][a-z0-9_-]*$").is_match(s)
 }
 
+/// DNS-1123 subdomain: the rule for Kubernetes object names (a Secret's).
+pub fn is_dns_subdomain(name: &str) -> bool {
+    static R: OnceLock<Regex> = OnceLock::new();
+    name.len() <= 253
+        && re(
+            &R,
+            r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        )
+        .is_match(name)
+}
+
 /// snake_case: the rule for input and output names.
 pub fn is_snake_case(s: &str) -> bool {
     static R: OnceLock<Regex> = OnceLock::new();
@@ -309,9 +320,9 @@ pub fn excerpt(text: &str) -> String {
 }
 
 /// Checks a value against a type and its validation; every violation is
-/// returned with `path` as its field. A `sensitive` value is never quoted
-/// (the messages say what is wrong, not what it was); any other is quoted
-/// cut to [`ECHO_LIMIT`] bytes.
+/// returned with `path` as its field. A `sensitive` value must be a secret
+/// reference ([`crate::check_sensitive`]: a literal is refused, never
+/// quoted); any other is quoted cut to [`ECHO_LIMIT`] bytes.
 pub fn check_value(
     value_type: ValueType,
     v: &Validation,
@@ -319,6 +330,11 @@ pub fn check_value(
     path: &str,
     sensitive: bool,
 ) -> Vec<FieldError> {
+    if sensitive {
+        return crate::secret::check_sensitive(value, path)
+            .into_iter()
+            .collect();
+    }
     let mut errors = Vec::new();
     let shown = |what: &str| -> String {
         if sensitive {

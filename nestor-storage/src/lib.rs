@@ -8,6 +8,8 @@
 //! - `memory`: [`MemoryStore`], for tests and embedding; always available.
 //! - `walk`: [`walk_files`], the one directory walker every reader of local
 //!   files uses (hidden entries skipped, links not followed, sorted).
+//! - `private`: [`create_private_dir`] (0700) and [`ensure_private_file`]
+//!   (0600): the modes of everything a store or the executor creates.
 //! - `sqlite` (feature `sqlite`, default): [`SqliteStore`], the embedded
 //!   default — one file, WAL, versioned migrations, a read cache callers
 //!   never see.
@@ -30,6 +32,9 @@ pub use memory::MemoryStore;
 
 mod walk;
 pub use walk::{walk_files, WalkedFile};
+
+mod private;
+pub use private::{create_private_dir, ensure_private_file};
 
 #[cfg(feature = "sqlite")]
 mod sqlite;

@@ -88,7 +88,11 @@ impl Nestor {
         definition: ResourceDefinition,
         actor: &str,
     ) -> Result<PublishResult> {
-        self.inner.catalog.publish(definition, None, actor).await
+        let subject = definition.subject();
+        let result = self.inner.catalog.publish(definition, None, actor).await;
+        self.audited("resource.publish", &subject, &result, |r| r.changes.clone())
+            .await;
+        result
     }
 
     /// Publishes several definitions in dependency and semver order (so the
@@ -99,9 +103,29 @@ impl Nestor {
         definitions: Vec<ResourceDefinition>,
         actor: &str,
     ) -> Result<Vec<Result<PublishResult>>> {
+        let subjects: Vec<String> = definitions.iter().map(|d| d.subject()).collect();
         let (positions, items) = ordered(definitions);
-        let results = self.inner.catalog.publish_many(items, actor).await?;
-        Ok(in_given_order(positions, results))
+        let results = match self.inner.catalog.publish_many(items, actor).await {
+            Ok(results) => in_given_order(positions, results),
+            Err(e) => {
+                let code = e.code().as_str().to_string();
+                for subject in &subjects {
+                    self.record_write(
+                        "resource.publish",
+                        subject,
+                        crate::audit::AuditOutcome::Failed,
+                        Some(code.clone()),
+                    )
+                    .await;
+                }
+                return Err(e);
+            }
+        };
+        for (subject, result) in subjects.iter().zip(&results) {
+            self.audited("resource.publish", subject, result, |r| r.changes.clone())
+                .await;
+        }
+        Ok(results)
     }
 
     /// A dry run of [`Nestor::publish_all`]: every rule, nothing written;
@@ -135,10 +159,19 @@ impl Nestor {
         yanked: bool,
         actor: &str,
     ) -> Result<bool> {
-        self.inner
+        let result = self
+            .inner
             .catalog
             .set_yanked(name, version, yanked, actor)
-            .await
+            .await;
+        let action = if yanked {
+            "resource.yank"
+        } else {
+            "resource.unyank"
+        };
+        self.audited(action, &format!("{name}:{version}"), &result, |_| vec![])
+            .await;
+        result
     }
 
     /// [`Nestor::set_yanked`], answering with the version as it is now.
@@ -186,7 +219,10 @@ impl Nestor {
     /// Syncs one source: definitions and compositions, yanks what vanished,
     /// stores and returns the report.
     pub async fn sync(&self, source: &dyn CatalogSource) -> Result<SyncReport> {
-        self.inner.sync.sync(source).await
+        let result = self.inner.sync.sync(source).await;
+        self.audited("catalog.sync", &source.config().name, &result, |_| vec![])
+            .await;
+        result
     }
 
     /// The event log's end and the sources' last reports.
@@ -223,10 +259,18 @@ impl Nestor {
         origin: Option<Origin>,
         actor: &str,
     ) -> Result<CompositionPublished> {
-        self.inner
+        let subject = format!(
+            "{}/{}:{}",
+            composition.metadata.team, composition.metadata.name, composition.metadata.version
+        );
+        let result = self
+            .inner
             .composer
             .publish(composition, origin, actor)
-            .await
+            .await;
+        self.audited("composition.publish", &subject, &result, |_| vec![])
+            .await;
+        result
     }
 
     /// Every static check of a composition, nothing written; its waves.

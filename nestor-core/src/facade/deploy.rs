@@ -27,10 +27,19 @@ impl Nestor {
         request: &DeploymentRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Deployment> {
-        self.inner
+        let result = self
+            .inner
             .orchestrator
             .apply(request, idempotency_key)
-            .await
+            .await;
+        self.audited(
+            "deployment.apply",
+            &request_subject(request, &result),
+            &result,
+            |_| vec![],
+        )
+        .await;
+        result
     }
 
     /// The first half of [`Nestor::apply`]: every request error surfaces
@@ -41,10 +50,18 @@ impl Nestor {
         request: &DeploymentRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Started> {
-        self.inner
+        let result = self
+            .inner
             .orchestrator
             .start(request, idempotency_key)
-            .await
+            .await;
+        let subject = match &result {
+            Ok(started) => started.deployment.id.clone(),
+            Err(_) => key_of(request),
+        };
+        self.audited("deployment.apply", &subject, &result, |_| vec![])
+            .await;
+        result
     }
 
     /// The second half of [`Nestor::apply`].
@@ -65,13 +82,19 @@ impl Nestor {
     /// A new revision whose content equals revision `to` (default: the one
     /// before `id`).
     pub async fn rollback(&self, id: &str, to: Option<u64>) -> Result<Deployment> {
-        self.inner.orchestrator.rollback(id, to).await
+        let result = self.inner.orchestrator.rollback(id, to).await;
+        self.audited("deployment.rollback", id, &result, |_| vec![])
+            .await;
+        result
     }
 
     /// Cancels a deployment in progress; on a finished one, rolls back to
     /// the previous revision (for revision 1, removes its artifacts).
     pub async fn delete(&self, id: &str) -> Result<Deployment> {
-        self.inner.orchestrator.delete(id).await
+        let result = self.inner.orchestrator.delete(id).await;
+        self.audited("deployment.delete", id, &result, |_| vec![])
+            .await;
+        result
     }
 
     /// Deploys to `to` the pinned versions and params of the latest
@@ -83,7 +106,15 @@ impl Nestor {
         from: &str,
         to: &str,
     ) -> Result<Deployment> {
-        self.inner.orchestrator.promote(team, name, from, to).await
+        let result = self.inner.orchestrator.promote(team, name, from, to).await;
+        self.audited(
+            "deployment.promote",
+            &format!("{team}.{from}.{name} -> {to}"),
+            &result,
+            |_| vec![],
+        )
+        .await;
+        result
     }
 
     /// What one resource renders to (`nestor render`), as the resource of
@@ -122,4 +153,17 @@ impl Nestor {
             .map(|e| e.info())
             .collect()
     }
+}
+
+/// The subject of a deployment write: the deployment's id once there is
+/// one, else `team.environment.name` (what the ids start with).
+fn request_subject(request: &DeploymentRequest, result: &Result<Deployment>) -> String {
+    match result {
+        Ok(d) => d.id.clone(),
+        Err(_) => key_of(request),
+    }
+}
+
+fn key_of(request: &DeploymentRequest) -> String {
+    format!("{}.{}.{}", request.team, request.environment, request.name)
 }

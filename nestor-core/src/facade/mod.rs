@@ -14,7 +14,10 @@
 //!   written.
 //! - `deploy`: deployments (plan, apply, status, rollback, promote,
 //!   delete), rendering one resource, the graph, events and engines.
+//! - `audit`: who each write is recorded as ([`Nestor::acting_as`]), the
+//!   recording every write method calls, and reading the trail.
 
+mod audit;
 mod catalog;
 mod check;
 mod deploy;
@@ -22,6 +25,7 @@ mod deploy;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::{Actor, AuditLog};
 use crate::catalog::CatalogService;
 use crate::clock::{Clock, SystemClock};
 use crate::composer::Composer;
@@ -52,6 +56,8 @@ pub use check::DocumentCheck;
 #[derive(Clone)]
 pub struct Nestor {
     inner: Arc<Inner>,
+    /// Who this handle's writes are audited as; `None`: [`Actor::local`].
+    actor: Option<Arc<Actor>>,
 }
 
 struct Inner {
@@ -67,6 +73,10 @@ struct Inner {
     sync: SyncService,
     /// Plans, applies and manages deployments.
     orchestrator: Orchestrator,
+    /// Where every write is recorded, with its actor.
+    audit: Arc<dyn AuditLog>,
+    /// The time audit records carry.
+    clock: Arc<dyn Clock>,
 }
 
 /// Builds a [`Nestor`]; `store`, `engines` and `executor` are required.
@@ -80,9 +90,17 @@ pub struct NestorBuilder {
     wave_delay: Duration,
     observer: Option<Arc<dyn Observer>>,
     offload: Option<Arc<dyn Offload>>,
+    audit: Option<Arc<dyn AuditLog>>,
 }
 
 impl NestorBuilder {
+    /// Where the audit trail is kept. Default: the store (every store
+    /// keeps one); [`NoAudit`](crate::NoAudit) keeps nothing.
+    pub fn audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
     /// The store (memory, SQLite, DynamoDB, or your own).
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
@@ -141,6 +159,10 @@ impl NestorBuilder {
         let engines = self.engines.ok_or_else(|| missing("engines"))?;
         let executor = self.executor.ok_or_else(|| missing("an executor"))?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let audit: Arc<dyn AuditLog> = match self.audit {
+            Some(audit) => audit,
+            None => store.clone(),
+        };
         // Each loaded engine checks its engine configs of every version
         // published or checked.
         let mut catalog = CatalogService::new(store.clone())
@@ -152,7 +174,7 @@ impl NestorBuilder {
         let composer = Composer::new(store.clone()).with_clock(clock.clone());
         let sync = SyncService::new(catalog.clone()).with_composer(composer.clone());
         let mut orchestrator = Orchestrator::new(store.clone(), engines.clone(), executor)
-            .with_clock(clock)
+            .with_clock(clock.clone())
             .with_wave_delay(self.wave_delay);
         if let Some(leases) = self.leases {
             orchestrator = orchestrator.with_leases(leases);
@@ -168,7 +190,10 @@ impl NestorBuilder {
                 composer,
                 sync,
                 orchestrator,
+                audit,
+                clock,
             }),
+            actor: None,
         })
     }
 }

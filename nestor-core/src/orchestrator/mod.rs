@@ -15,6 +15,7 @@ mod render;
 mod request;
 mod resolve;
 mod run;
+mod secrets;
 mod single;
 mod view;
 mod wiring;
@@ -136,6 +137,7 @@ impl Orchestrator {
     pub async fn plan(&self, request: &DeploymentRequest) -> Result<Plan> {
         let spec = self.spec(request).await?;
         let resolved = self.resolve(&spec).await?;
+        self.check_secrets(&spec, &resolved)?;
         let revision = self.next_revision(&spec.key).await?;
         let mut deployment = self.draft(&spec, &resolved, revision);
         let rendered = self

@@ -160,8 +160,18 @@ impl Orchestrator {
                 ))
             })
             .collect();
-        let references = wiring::extract(name, &pinned.engine, &mut inputs, &producers)
+        let mut references = wiring::extract(name, &pinned.engine, &mut inputs, &producers)
             .map_err(RenderFailure::Wiring)?;
+        let context = RenderContext::for_resource(
+            &ctx.team,
+            &ctx.environment,
+            &ctx.deployment,
+            name,
+            revision,
+            wave,
+        );
+        let (secrets, external) = secrets::secret_references(def, &mut inputs, &context);
+        references.extend(secrets);
         let engine = self.engines.engine(&pinned.engine).ok_or_else(|| {
             RenderFailure::Other(Error::EngineNotFound {
                 name: pinned.engine.clone(),
@@ -178,17 +188,20 @@ impl Orchestrator {
                 .get(&pinned.engine)
                 .cloned()
                 .unwrap_or(serde_json::Value::Null),
-            context: RenderContext::for_resource(
-                &ctx.team,
-                &ctx.environment,
-                &ctx.deployment,
-                name,
-                revision,
-                wave,
-            ),
+            context,
         };
         match engine.render(&request).await {
-            Ok(out) => Ok(out),
+            Ok(mut out) => {
+                out.artifacts.extend(external);
+                // A sensitive output's literal never reaches a record or a
+                // template: it crosses resources only as a reference.
+                for output in def.spec.outputs.iter().filter(|o| o.sensitive) {
+                    if let Some(reach) = out.outputs.get_mut(&output.name) {
+                        crate::redact::redact_reach(reach);
+                    }
+                }
+                Ok(out)
+            }
             Err(Error::Validation { errors }) => {
                 let (refused, errors) =
                     wiring::explain_refusals(name, &pinned.engine, &request.references, errors);

@@ -101,6 +101,7 @@ impl Orchestrator {
         let spec = self.spec(request).await?;
         let resolved = self.resolve(&spec).await?;
         self.check_wiring(&spec, &resolved).await?;
+        self.check_secrets(&spec, &resolved)?;
         let request_hash = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(

@@ -24,8 +24,8 @@ const CLOSE: char = '\u{27eb}';
 /// What a template sees for output `output` of `resource`.
 pub(crate) fn template_value(resource: &str, output: &str, reach: &Reach) -> Value {
     match &reach.value {
-        Some(v) => v.clone(),
-        None => Value::String(format!("{OPEN}{resource}:{output}{CLOSE}")),
+        Some(v) if !crate::redact::is_redacted(v) => v.clone(),
+        _ => Value::String(format!("{OPEN}{resource}:{output}{CLOSE}")),
     }
 }
 
@@ -101,6 +101,10 @@ pub(crate) fn extract(
                         p.engine,
                         if reach.internal.is_some() {
                             format!("it is {}", reach.describe())
+                        } else if reach.value.as_ref().is_some_and(crate::redact::is_redacted) {
+                            "it is sensitive and its engine gives it only as a value, \
+                             which never leaves the producer (a sensitive output crosses resources only as a Secret key or a stack output)"
+                                .to_string()
                         } else {
                             "the engine gave no way to reach it".to_string()
                         }

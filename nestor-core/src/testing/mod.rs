@@ -5,7 +5,7 @@
 //! store and panics with a message saying what a user would see go wrong.
 //!
 //! One file per suite (catalog writes, catalog listing and search, the event
-//! log, sync state, compositions, deployments, leases); one fixture type,
+//! log, sync state, compositions, deployments, leases, the audit trail); one fixture type,
 //! [`Fixture`], a full [`Store`] for every case.
 //!
 //! To add a case: write `pub async fn my_case(store: Arc<dyn Store>)` (or
@@ -23,6 +23,7 @@ use semver::Version;
 
 use crate::*;
 
+pub mod audit;
 pub mod catalog;
 pub mod compositions;
 pub mod deployments;
@@ -78,6 +79,8 @@ macro_rules! store_conformance_tests {
                 deployment_listing_filters],
             leases: [leases_are_exclusive_until_they_expire, lost_leases_cannot_be_renewed_or_released,
                 concurrent_claims_one_wins],
+            audit: [audit_records_filter_and_order, concurrent_audit_records_all_kept,
+                audit_retention_prunes_only_older_records],
         );
     };
     (@suites $make:expr; $($suite:ident: [$($case:ident),* $(,)?]),* $(,)?) => {

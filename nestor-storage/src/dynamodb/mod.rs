@@ -127,6 +127,7 @@
 //! generation, and leases (claim, heartbeat, takeover) are conditional on
 //! their epoch.
 
+mod audit;
 mod cache;
 mod catalog;
 mod client;

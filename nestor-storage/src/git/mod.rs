@@ -83,7 +83,7 @@ impl GitSource {
             return Repository::open_bare(&self.mirror)
                 .map_err(|e| git_err("opening the mirror", e));
         }
-        std::fs::create_dir_all(&self.mirror)
+        crate::private::create_private_dir(&self.mirror)
             .map_err(|e| Error::storage(format!("creating {}", self.mirror.display()), e))?;
         let repo =
             Repository::init_bare(&self.mirror).map_err(|e| git_err("creating the mirror", e))?;

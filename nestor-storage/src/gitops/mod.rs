@@ -89,7 +89,7 @@ impl GitOpsExecutor {
     /// Opens (or creates) the repository.
     pub fn open(config: GitOpsConfig) -> Result<Self> {
         if Repository::open(&config.repo).is_err() {
-            std::fs::create_dir_all(&config.repo)
+            crate::private::create_private_dir(&config.repo)
                 .map_err(|e| Error::storage(format!("creating {}", config.repo.display()), e))?;
             let mut opts = git2::RepositoryInitOptions::new();
             opts.initial_head(&config.branch);

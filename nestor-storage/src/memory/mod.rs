@@ -1,5 +1,8 @@
 //! The in-memory store: the reference implementation of the storage traits,
 //! used by tests and by programs that embed Nestor without persistence.
+//! Its audit log is in `audit`.
+
+mod audit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -41,6 +44,10 @@ struct Inner {
     idempotency: HashMap<String, (String, String)>,
     /// Deployment id → its lease.
     leases: BTreeMap<String, Lease>,
+    /// The audit trail, oldest first.
+    audit: Vec<nestor_core::AuditRecord>,
+    /// Ids given so far (survives pruning so ids never repeat).
+    audit_count: u64,
 }
 
 impl MemoryStore {

@@ -87,6 +87,7 @@
 //!   `Error::StorageUnavailable` with a short message saying what was being
 //!   done; the SQLite detail stays in the error's source for the log.
 
+mod audit;
 mod cache;
 mod catalog;
 mod compositions;
@@ -155,17 +156,25 @@ impl SqliteStore {
 
     /// Opens (creating it and its parent directories if needed) the database
     /// file at `path`, switches it to WAL and applies pending migrations.
+    /// New directories are mode 0700; the file and its `-wal` and `-shm`
+    /// are 0600 (tightened when an older version left them wider).
     /// Blocking: call it at start-up, or from `spawn_blocking`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
+            crate::private::create_private_dir(parent).map_err(|e| {
                 Error::storage(
                     format!("cannot create the directory {}", parent.display()),
                     e,
                 )
             })?;
         }
+        crate::private::ensure_private_file(path).map_err(|e| {
+            Error::storage(
+                format!("cannot create the SQLite database {}", path.display()),
+                e,
+            )
+        })?;
         let mut writer = Connection::open(path).map_err(|e| {
             Error::storage(
                 format!("cannot open the SQLite database {}", path.display()),

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     V2_COMPOSITIONS_DEPLOYMENTS,
     V3_LEASES,
     V4_CATALOG_CHANGES,
+    V5_AUDIT,
 ];
 
 /// The schema version this build writes and understands.
@@ -176,6 +177,22 @@ UPDATE names SET
     provider = (SELECT provider FROM versions WHERE id = names.latest_id),
     category = (SELECT category FROM versions WHERE id = names.latest_id),
     resource_type = (SELECT resource_type FROM versions WHERE id = names.latest_id);
+"#;
+
+/// Version 5: the audit trail, one row per audited write, the whole entry
+/// as JSON beside the columns queries filter on.
+const V5_AUDIT: &str = r#"
+CREATE TABLE audit (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    timestamp INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    subject   TEXT NOT NULL,
+    entry     TEXT NOT NULL
+);
+CREATE INDEX audit_by_time ON audit (timestamp, id);
+CREATE INDEX audit_by_actor ON audit (actor, timestamp);
+CREATE INDEX audit_by_subject ON audit (subject, timestamp);
 "#;
 
 /// Settings of the writer connection. `file` is false for an in-memory
@@ -365,7 +382,7 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let on_disk = user_version(&Connection::open(&path).unwrap()).unwrap();
         assert_eq!(on_disk, i64::from(SCHEMA_VERSION));
-        assert_eq!(SCHEMA_VERSION, 4);
+        assert_eq!(SCHEMA_VERSION, 5);
 
         let v100 = "1.0.0".parse().unwrap();
         let got = store.get_version("db", &v100).await.unwrap();
