@@ -607,7 +607,8 @@ async fn a_plan_shows_each_resource_s_wave_controller_and_outputs() {
 
 /// Issue 10.15: every example definition's module pin admits only releases
 /// that have what the definition passes and reads. The facts are the
-/// modules' own CHANGELOGs (examples/catalog/README.md, "Module pins").
+/// modules' own CHANGELOGs and interfaces at their tags
+/// (examples/catalog/README.md, "Module pins").
 #[test]
 fn example_module_pins_admit_only_releases_with_what_they_use() {
     // (module source, argument or output, the first release that has it)
@@ -621,6 +622,68 @@ fn example_module_pins_admit_only_releases_with_what_they_use() {
             "terraform-aws-modules/rds/aws",
             "db_instance_master_user_secret_arn",
             (6, 1),
+        ),
+        (
+            "terraform-aws-modules/elasticache/aws",
+            "replication_group_port",
+            (1, 8),
+        ),
+        (
+            "terraform-aws-modules/s3-bucket/aws",
+            "object_ownership",
+            (2, 8),
+        ),
+        (
+            "terraform-aws-modules/s3-bucket/aws",
+            "control_object_ownership",
+            (2, 8),
+        ),
+        (
+            "terraform-aws-modules/s3-bucket/aws",
+            "s3_bucket_id",
+            (2, 0),
+        ),
+        ("terraform-aws-modules/sqs/aws", "queue_url", (4, 0)),
+        ("terraform-aws-modules/sqs/aws", "queue_arn", (4, 0)),
+        (
+            "terraform-aws-modules/sqs/aws",
+            "dead_letter_queue_arn",
+            (4, 0),
+        ),
+        (
+            "terraform-aws-modules/vpc/aws",
+            "database_subnet_group_name",
+            (2, 73),
+        ),
+        (
+            "terraform-aws-modules/iam/aws//modules/iam-assumable-role",
+            "iam_role_arn",
+            (4, 0),
+        ),
+        (
+            "terraform-aws-modules/iam/aws//modules/iam-assumable-role",
+            "iam_role_name",
+            (4, 0),
+        ),
+        (
+            "terraform-google-modules/memorystore/google",
+            "auth_string",
+            (4, 3),
+        ),
+        (
+            "terraform-google-modules/cloud-storage/google//modules/simple_bucket",
+            "public_access_prevention",
+            (4, 0),
+        ),
+        (
+            "terraform-google-modules/cloud-storage/google//modules/simple_bucket",
+            "url",
+            (3, 3),
+        ),
+        (
+            "terraform-google-modules/sql-db/google//modules/postgresql",
+            "enable_default_db",
+            (4, 4),
         ),
     ];
     let mut checked = 0;
@@ -669,7 +732,10 @@ fn example_module_pins_admit_only_releases_with_what_they_use() {
             }
         }
     }
-    assert!(checked >= 8, "the rds definitions were checked: {checked}");
+    assert!(
+        checked >= 23,
+        "every terraform definition was checked: {checked}"
+    );
 }
 
 /// The lowest `major.minor` a `~> X.Y` (or `~> X.Y.Z`) constraint admits.
