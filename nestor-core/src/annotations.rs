@@ -1,5 +1,5 @@
-//! Code annotations (SPEC §9) and the deployment file they generate
-//! (SPEC §15).
+//! Code annotations (docs/src/reference/cli.md) and the deployment file they generate
+//! (docs/src/reference/formats.md).
 //!
 //! An annotation is a comment line whose text starts with `nestor:` —
 //! `//nestor:web-app size=small replicas=3 environment=staging`, and the
@@ -20,6 +20,7 @@ pub const DEPLOY_API_VERSION: &str = "deploy.nestor.io/v1";
 /// `nestor.deploy.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeploymentSet {
     /// Always [`DEPLOY_API_VERSION`].
     #[serde(rename = "apiVersion")]
@@ -33,6 +34,7 @@ pub struct DeploymentSet {
 /// One deployment of a deployment file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeploymentEntry {
     /// The owning team.
     pub team: String,

@@ -1,4 +1,4 @@
-//! The catalog service: publish and yank with every SPEC §1–§2 rule applied
+//! The catalog service: publish and yank with every definition and versioning rule applied
 //! before the store is touched, and an event appended after each change.
 //! The library user, the CLI and the server all publish through it.
 

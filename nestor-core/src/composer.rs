@@ -1,5 +1,5 @@
 //! The composer service: publishes team compositions after full static
-//! validation against the catalog (SPEC §4), immutably, with an event.
+//! validation against the catalog (docs/src/product/compositions.md), immutably, with an event.
 
 use std::sync::Arc;
 
@@ -47,7 +47,7 @@ impl Composer {
         self
     }
 
-    /// Every static check of SPEC §4: catalog references resolve, engines
+    /// Every static check of a composition (docs/src/product/compositions.md): catalog references resolve, engines
     /// are supported, config keys are inputs, required inputs are set,
     /// literal values are valid, referenced params/resources/outputs exist,
     /// and the graph has no cycle. Returns the waves.

@@ -1,5 +1,5 @@
 //! The engine trait: turn one resolved resource into one IaC tool's native
-//! artifacts (SPEC §6). WebAssembly components and native libraries both
+//! artifacts (docs/src/plugins/sdk.md). WebAssembly components and native libraries both
 //! implement it in `nestor-engines`; the core only knows this trait.
 //!
 //! Outputs cross engines as typed references ([`Reach`]): a value known at

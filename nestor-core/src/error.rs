@@ -1,4 +1,5 @@
-//! The one error type of Nestor's library, carrying the SPEC §12 codes.
+//! The one error type of Nestor's library, carrying the error codes every
+//! front-end shows (the book's error reference lists them).
 //!
 //! Backends keep their private errors and convert them into [`Error`]; the
 //! HTTP front-end maps [`Error::code`] to a status and [`Error::details`] to
@@ -12,7 +13,7 @@ use crate::model::{Change, ChangeKind};
 /// A `Result` with Nestor's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The error codes of SPEC §12.
+/// The error codes, the same in the library, on the wire and in the CLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
@@ -99,7 +100,7 @@ impl ErrorCode {
         }
     }
 
-    /// The HTTP status of SPEC §12.
+    /// The HTTP status of the code (docs/src/reference/errors.md).
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::BadRequest => 400,
@@ -125,6 +126,70 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RequestHeaderFieldsTooLarge => 431,
             ErrorCode::ServiceUnavailable => 503,
+        }
+    }
+}
+
+impl ErrorCode {
+    /// Every code, in the order of the error reference
+    /// (`docs/src/reference/errors.md`, generated from this list and
+    /// [`ErrorCode::help`] by `cargo run -p xtask --features schemas -- docs`).
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::ResourceNotFound,
+        ErrorCode::VersionNotFound,
+        ErrorCode::CompositionNotFound,
+        ErrorCode::DeploymentNotFound,
+        ErrorCode::VersionImmutable,
+        ErrorCode::Conflict,
+        ErrorCode::ValidationFailed,
+        ErrorCode::BreakingChange,
+        ErrorCode::DependencyCycle,
+        ErrorCode::DependencyNotFound,
+        ErrorCode::EngineNotFound,
+        ErrorCode::EngineFailed,
+        ErrorCode::RateLimited,
+        ErrorCode::StorageUnavailable,
+        ErrorCode::InternalError,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RequestHeaderFieldsTooLarge,
+        ErrorCode::ServiceUnavailable,
+    ];
+
+    /// What causes an error with this code and what to do about it, for
+    /// the error reference. The match is exhaustive on purpose: a new code
+    /// does not compile until it says what it means.
+    pub fn help(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "The request cannot be read: malformed JSON or YAML, YAML nested too deep or an alias bomb, an unknown query key, a bad cursor or `Last-Event-ID`. Fix the request; the message names what is wrong.",
+            ErrorCode::Unauthorized => "No token, or a token the server does not know, on a call that needs one. Send `Authorization: Bearer <token>` (the CLI: `--token` or `NESTOR_TOKEN`).",
+            ErrorCode::Forbidden => "The token is known but its roles do not allow this call (catalog writes need `platform` or `admin`; a team's compositions and deployments need `team:<name>`).",
+            ErrorCode::ResourceNotFound => "No resource definition has this name. Check the spelling with `nestor catalog search`, or sync the source that holds it.",
+            ErrorCode::VersionNotFound => "The definition exists but no published, non-yanked version matches the version or requirement asked for. `nestor catalog versions NAME` lists them.",
+            ErrorCode::CompositionNotFound => "The team has no composition with this name (or version). Teams never see each other's compositions.",
+            ErrorCode::DeploymentNotFound => "No deployment has this id, or it belongs to a team the caller cannot see (answered the same on purpose).",
+            ErrorCode::VersionImmutable => "This name@version is already published with other content. Versions never change: publish a new version.",
+            ErrorCode::Conflict => "The write lost a race or repeats an `Idempotency-Key` with another body, or the deployment is in a state that does not allow it. Re-read and retry, or use a new key.",
+            ErrorCode::ValidationFailed => "The document or request breaks a rule; `details.validation_errors` lists every problem with its field path. Fix them all and resend.",
+            ErrorCode::BreakingChange => "The new version changes its predecessor more than its version bump allows; `details` lists every change and the smallest valid version.",
+            ErrorCode::DependencyCycle => "The resources depend on each other in a circle; the message names the cycle (`a -> b -> a`). Remove one edge.",
+            ErrorCode::DependencyNotFound => "A dependency names a definition or version that is not published (or only yanked). Publish it first or loosen the requirement.",
+            ErrorCode::EngineNotFound => "The engine asked for is not loaded, or the definition does not support it. `nestor engines list` shows the loaded ones.",
+            ErrorCode::EngineFailed => "An engine plugin failed to render a resource: it returned an error, trapped, ran out of its CPU budget or its memory cap. The message says which; other resources and plugins are unaffected.",
+            ErrorCode::RateLimited => "Too many requests from this caller; wait for `Retry-After` and retry.",
+            ErrorCode::StorageUnavailable => "The store cannot be reached or refused the write (SQLite file locked or unreadable, DynamoDB unreachable or throttling). Nothing was written; retry once the store is back.",
+            ErrorCode::InternalError => "A bug or an unexpected failure inside Nestor. The body stays generic; the server log has the detail under the same `trace_id`.",
+            ErrorCode::NotFound => "No such route, or a webhook for a repository no source names.",
+            ErrorCode::MethodNotAllowed => "The route exists but not with this HTTP method.",
+            ErrorCode::RequestTimeout => "The client did not send its request head (`server.header_read_timeout`) or body (`server.body_read_timeout`) in time.",
+            ErrorCode::PayloadTooLarge => "The body is larger than `server.max_body_bytes` (1 MiB by default).",
+            ErrorCode::RequestHeaderFieldsTooLarge => "The request line and headers are larger than `server.max_header_bytes` (16 KiB by default).",
+            ErrorCode::ServiceUnavailable => "The server cannot take the request now: every connection slot is busy (`server.max_connections`) or it is shutting down. Retry shortly.",
         }
     }
 }
@@ -195,7 +260,7 @@ impl std::fmt::Display for FieldError {
     }
 }
 
-/// Nestor's error. Each variant maps to one SPEC §12 code.
+/// Nestor's error. Each variant maps to one error code.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -405,7 +470,7 @@ impl Error {
         }
     }
 
-    /// The error a SPEC §12 body describes: `code`, `message` and `details`
+    /// The error an error body describes: `code`, `message` and `details`
     /// as [`Error::code`], [`Error::to_string`] and [`Error::details`] wrote
     /// them. A client rebuilds a remote error with it, so callers match the
     /// same variant, code, fields and message as for a local one. Details a
@@ -504,7 +569,7 @@ impl Error {
         }
     }
 
-    /// The SPEC §12 code.
+    /// The error code.
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::BadRequest { .. } => ErrorCode::BadRequest,
@@ -534,7 +599,7 @@ impl Error {
         }
     }
 
-    /// The `details` object of the SPEC §12 error body.
+    /// The `details` object of the error body.
     pub fn details(&self) -> Value {
         match self {
             Error::ResourceNotFound { name } => json!({"resource_name": name}),

@@ -23,7 +23,7 @@ pub struct ApplyTarget {
 }
 
 impl ApplyTarget {
-    /// The SPEC §5 commit message: `nestor: {team}/{environment}/{name} revision {n} ({id})`.
+    /// The commit message (docs/src/product/deploying.md): `nestor: {team}/{environment}/{name} revision {n} ({id})`.
     pub fn message(&self) -> String {
         format!(
             "nestor: {} revision {} ({})",

@@ -12,10 +12,10 @@
 //!   published versions, sources, sync reports, events, compositions,
 //!   deployments and their revisions.
 //! - `parse`: YAML documents → canonical definitions and compositions. Every
-//!   alias of SPEC §1 and §4 is normalised here, and nowhere else.
-//! - `validate`: the validity rules of SPEC §1 and value checks; every
+//!   alias of definitions and compositions is normalised here, and nowhere else.
+//! - `validate`: the validity rules of definitions (docs/src/reference/formats.md) and value checks; every
 //!   violation at once, each with a field path.
-//! - `versioning`: SPEC §2 — change classification, required bumps, latest,
+//! - `versioning`: the versioning rules (docs/src/reference/versioning.md) — change classification, required bumps, latest,
 //!   requirement matching, catalog references.
 //! - `store`: the storage traits, split by use; `source`: what a catalog
 //!   source (git repository, folder) offers; `engine`: the engine trait and
@@ -64,7 +64,7 @@
 //!   [`EventLog::append_serialized`] for events whose data is JSON text
 //!   already): a sync of thousands of files costs a few store round trips,
 //!   not thousands, and serialises each definition once.
-//! - One error type, [`Error`], whose [`Error::code`] is the SPEC §12 code.
+//! - One error type, [`Error`], whose [`Error::code`] is the error code.
 #![deny(missing_docs)]
 
 mod annotations;

@@ -1,4 +1,4 @@
-//! The storage traits, split by use (SPEC §10).
+//! The storage traits, split by use (docs/src/operator/storage.md).
 //!
 //! A store implements all of them; code asks only for what it uses. The
 //! rules that decide *what* is returned (which version is latest, which one a
@@ -62,7 +62,7 @@ pub trait CatalogReader: Send + Sync {
         page: &PageRequest,
     ) -> Result<Page<Shared<PublishedVersion>>>;
 
-    /// The latest version of a name (SPEC §2): the greatest neither yanked nor
+    /// The latest version of a name (docs/src/reference/versioning.md): the greatest neither yanked nor
     /// pre-release; pre-releases count only when nothing else exists.
     async fn latest(&self, name: &str) -> Result<Option<Shared<PublishedVersion>>> {
         let versions = self.versions(name).await?;

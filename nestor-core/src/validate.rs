@@ -1,4 +1,4 @@
-//! The validity rules of SPEC §1 that need no store, and value checks
+//! The validity rules of definitions (docs/src/reference/formats.md) that need no store, and value checks
 //! against an input's type and validation (used for defaults here and for
 //! deployment inputs by the orchestrator).
 //!
@@ -67,7 +67,7 @@ pub fn is_snake_case(s: &str) -> bool {
     re(&R, r"^[a-z][a-z0-9_]*$").is_match(s)
 }
 
-/// Every static rule of SPEC §1 (all but dependency existence, which needs
+/// Every static rule of definitions (docs/src/reference/formats.md) (all but dependency existence, which needs
 /// the store and is checked by the catalog service).
 pub fn validate_definition(def: &ResourceDefinition) -> Vec<FieldError> {
     let mut errors = Vec::new();

@@ -1,4 +1,4 @@
-//! The version rules of SPEC §2: parsing, requirements, latest, change
+//! The version rules (docs/src/reference/versioning.md): parsing, requirements, latest, change
 //! classification and the bump a set of changes requires.
 
 use std::cmp::Ordering;
@@ -23,7 +23,7 @@ pub fn parse_version(text: &str) -> Result<Version, String> {
 /// Which version of a name a reference asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VersionSpec {
-    /// No version given: the latest (SPEC §2).
+    /// No version given: the latest (docs/src/reference/versioning.md).
     Latest,
     /// A bare full version: exactly that one, yanked or not.
     Exact(Version),
@@ -159,7 +159,7 @@ pub fn minimum_version(predecessor: &Version, kind: ChangeKind) -> Version {
     Version::new(major, minor, patch)
 }
 
-/// The bump a set of changes requires (SPEC §2), named as users say it.
+/// The bump a set of changes requires (docs/src/reference/versioning.md), named as users say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Bump {
@@ -243,7 +243,7 @@ pub fn check_bump(old: &ResourceDefinition, new: &ResourceDefinition) -> Result<
     Ok(changes)
 }
 
-/// Every change from `old` to `new`, classified per SPEC §2.
+/// Every change from `old` to `new`, classified per the versioning rules (docs/src/reference/versioning.md).
 pub fn classify_changes(old: &ResourceDefinition, new: &ResourceDefinition) -> Vec<Change> {
     let mut out = Changes::default();
     let (om, nm) = (&old.metadata, &new.metadata);

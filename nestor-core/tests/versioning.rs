@@ -1,4 +1,4 @@
-//! SPEC §2: every change kind is classified as the spec says, and the
+//! Versioning rules: every change kind is classified as docs/src/reference/versioning.md says, and the
 //! required bump follows.
 
 use nestor_core::{

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Limits and grants for every plugin of one host (SPEC §6, §11 `engines`).
+/// Limits and grants for every plugin of one host (docs/src/plugins/sandbox.md; `engines:` in the configuration).
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// CPU budget of one call (`engines.timeout_ms`): an epoch deadline, so
@@ -43,7 +43,7 @@ impl Default for HostConfig {
 }
 
 impl HostConfig {
-    /// The defaults with the SPEC §11 `engines` numbers.
+    /// The defaults with `engines.timeout_ms` and `engines.memory_limit_mb`.
     pub fn from_limits(timeout_ms: u64, memory_limit_mb: u64) -> Self {
         HostConfig {
             timeout: Duration::from_millis(timeout_ms.max(1)),

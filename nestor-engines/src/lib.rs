@@ -1,5 +1,5 @@
 //! Nestor's engine host: runs the engines that turn one resolved resource
-//! into one IaC tool's native files (SPEC §6).
+//! into one IaC tool's native files (docs/src/plugins/sdk.md).
 //!
 //! Engines are WebAssembly components speaking the `nestor:engine@0.1.0`
 //! WIT package (owned and frozen by `plugins/nestor-engine-sdk`), so a new

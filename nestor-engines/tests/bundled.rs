@@ -1,4 +1,4 @@
-//! The four bundled engines, loaded as components, render what SPEC §6 says.
+//! The four bundled engines, loaded as components, render what docs/src/plugins/sdk.md says.
 
 use nestor_core::{Error, ErrorCode, Reach};
 use serde_json::{json, Value};

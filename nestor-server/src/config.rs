@@ -1,4 +1,4 @@
-//! `nestor.yaml` (SPEC §11): every key optional, defaults that give a working
+//! `nestor.yaml`: every key optional, defaults that give a working
 //! embedded server, `NESTOR_*` environment overrides, `${VAR}` substitution,
 //! and an error naming any unknown key.
 
@@ -11,6 +11,7 @@ use serde_yaml::Value;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The HTTP listener.
@@ -39,6 +40,7 @@ pub struct Config {
 /// `server:` — the listener and the limits every connection and request
 /// meets, so no caller can stall or exhaust the server (issue 11).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on (`127.0.0.1:8080`).
@@ -137,6 +139,7 @@ impl ServerConfig {
 
 /// `storage:`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// `sqlite` (default), `dynamodb` or `memory`.
@@ -150,6 +153,7 @@ pub struct StorageConfig {
 
 /// The store backends.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum StorageKind {
     /// One embedded file.
@@ -163,6 +167,7 @@ pub enum StorageKind {
 
 /// `storage.sqlite:`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct SqliteConfig {
     /// The database file; default `<data dir>/nestor.db`.
@@ -171,6 +176,7 @@ pub struct SqliteConfig {
 
 /// `storage.dynamodb:`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct DynamoConfig {
     /// Prefix of every table name.
@@ -193,6 +199,7 @@ impl Default for DynamoConfig {
 
 /// `catalog:`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct CatalogConfig {
     /// The sources to sync.
@@ -201,6 +208,7 @@ pub struct CatalogConfig {
 
 /// `engines:`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct EnginesConfig {
     /// Folder of extra `.wasm` plugins, watched for changes.
@@ -223,6 +231,7 @@ impl Default for EnginesConfig {
 
 /// `gitops:`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct GitopsConfig {
     /// Local path of the GitOps repository.
@@ -251,6 +260,7 @@ impl Default for GitopsConfig {
 
 /// `auth:`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Whether catalog reads need no token.
@@ -270,6 +280,7 @@ impl Default for AuthConfig {
 
 /// One accepted token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Who holds it (logged, never the token).
@@ -283,6 +294,7 @@ pub struct TokenConfig {
 
 /// `sse:`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct SseConfig {
     /// Heartbeat interval (`15s`).
@@ -303,8 +315,9 @@ impl Default for SseConfig {
     }
 }
 
-/// `deployments:` (not in SPEC §11's fixed keys; added for issue 6).
+/// `deployments:` (issue 6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct DeploymentsConfig {
     /// How long a replica's claim on a running deployment lasts without a
@@ -352,9 +365,10 @@ impl DeploymentsConfig {
     }
 }
 
-/// `argocd:` (issue 13; not among SPEC §11's fixed keys). Without it,
+/// `argocd:` (issue 13). Without it,
 /// deployments say they are committed and not observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ArgoCdConfig {
     /// The Argo CD API server (`https://argocd.example.com`).
@@ -443,6 +457,7 @@ impl ArgoCdConfig {
 
 /// `defaults:`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct DefaultsConfig {
     /// Team used when `--team` is absent.

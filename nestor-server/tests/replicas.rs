@@ -1,4 +1,4 @@
-//! Several real `nestor serve` processes on one DynamoDB (issue 6, SPEC §8
+//! Several real `nestor serve` processes on one DynamoDB (issue 6, docs/src/reference/events.md
 //! and §10): a publish through one replica reaches an SSE stream on the
 //! other within a second with the same event id, a deployment started on
 //! one is visible with its status on the other, and a DynamoDB outage

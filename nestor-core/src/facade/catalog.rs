@@ -81,7 +81,7 @@ impl Nestor {
         self.inner.store.search(query, filter, limit).await
     }
 
-    /// Publishes one definition with every SPEC §1–§2 rule; `actor` is the
+    /// Publishes one definition with every definition and versioning rule; `actor` is the
     /// events' source (`api`, `cli`, a token's name).
     pub async fn publish(
         &self,

@@ -1,10 +1,10 @@
-//! What changed between two versions of a definition, classified as SPEC §2
+//! What changed between two versions of a definition, classified as the versioning rules (docs/src/reference/versioning.md)
 //! says (the versioning rules produce it; publish results, refusals and
 //! diffs carry it).
 
 use serde::{Deserialize, Serialize};
 
-/// How a change between two versions of a definition is classified (SPEC §2).
+/// How a change between two versions of a definition is classified (docs/src/reference/versioning.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {

@@ -1,4 +1,4 @@
-//! Team compositions (SPEC §4): a team's own abstraction over catalog
+//! Team compositions (docs/src/product/compositions.md): a team's own abstraction over catalog
 //! resources, e.g. `web-app` = database + deployment + cache.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ pub const COMPOSITION_KIND: &str = "Composition";
 
 /// A composition in its canonical form.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Composition {
     /// Always [`COMPOSITION_API_VERSION`].
     #[serde(rename = "apiVersion")]
@@ -30,17 +31,24 @@ pub struct Composition {
 
 /// Identity of a composition: `team/name@version`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CompositionMetadata {
     /// DNS-1123 label, unique within the team.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$"))
+    )]
     pub name: String,
     /// The owning team: its namespace (`alpha/web-app` ≠ `beta/web-app`).
     pub team: String,
     /// SemVer; `0.1.0` when not given. Immutable like definitions.
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub version: Version,
 }
 
 /// What a composition takes and what it is made of.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CompositionSpec {
     /// Shown to the teams using it.
     #[serde(default)]
@@ -57,6 +65,7 @@ pub struct CompositionSpec {
 
 /// A composition parameter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Parameter {
     /// snake_case name, used as `params.NAME` in templates.
     pub name: String,
@@ -80,6 +89,7 @@ pub struct Parameter {
 
 /// One catalog resource inside a composition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CompositionResource {
     /// Unique within the composition; `resources.NAME.outputs.X` in templates.
     pub name: String,
@@ -98,6 +108,7 @@ pub struct CompositionResource {
 
 /// A dependency edge: `from` is applied before `to`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Edge {
     /// Applied first.
     pub from: String,

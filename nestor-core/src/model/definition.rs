@@ -1,4 +1,4 @@
-//! The canonical form of a resource definition (SPEC §1).
+//! The canonical form of a resource definition (docs/src/reference/formats.md).
 //!
 //! Every alias the parser accepts is normalised into these types, so the rest
 //! of Nestor only ever sees one spelling. Serialising a definition yields the
@@ -18,6 +18,7 @@ pub const DEFINITION_KIND: &str = "ResourceDefinition";
 
 /// A versioned infrastructure resource definition: one catalog entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ResourceDefinition {
     /// Always [`DEFINITION_API_VERSION`]; kept so the canonical form is a
     /// complete document that can be written back to a catalog repository.
@@ -33,17 +34,35 @@ pub struct ResourceDefinition {
 
 /// Identity and classification of a definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Metadata {
     /// DNS-1123 label; together with `version` the definition's identity.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$"))
+    )]
     pub name: String,
     /// SemVer 2.0 version; immutable once published.
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub version: Version,
     /// Cloud or platform (`aws`, `gcp`, `k8s`...): a list filter and a
     /// breaking field (changing it is a breaking change).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))
+    )]
     pub provider: String,
     /// Broad kind of resource (`database`, `cache`...): a list filter.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))
+    )]
     pub category: String,
     /// Specific kind within the category (`mysql`); changing it is breaking.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))
+    )]
     pub resource_type: String,
     /// Free text, searched by `/search`.
     #[serde(default)]
@@ -74,6 +93,7 @@ pub struct Metadata {
 /// Maturity of a definition (`alpha` by default).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Maturity {
     /// Experimental.
     #[default]
@@ -87,6 +107,7 @@ pub enum Maturity {
 /// Support level of a definition (`community` by default).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum SupportLevel {
     /// Best effort.
     #[default]
@@ -97,8 +118,10 @@ pub enum SupportLevel {
 
 /// What a definition takes, gives and needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DefinitionSpec {
     /// Engines able to render this definition; never empty.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub supported_engines: Vec<String>,
     /// Inputs a user must set; they have no default.
     #[serde(default)]
@@ -155,8 +178,10 @@ impl ResourceDefinition {
 
 /// An input of a definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Input {
     /// snake_case, unique across required and optional inputs.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[a-z][a-z0-9_]*$")))]
     pub name: String,
     /// The value's type.
     #[serde(rename = "type")]
@@ -177,8 +202,10 @@ pub struct Input {
 
 /// An output of a definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Output {
     /// snake_case, unique.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[a-z][a-z0-9_]*$")))]
     pub name: String,
     /// The value's type.
     #[serde(rename = "type")]
@@ -193,6 +220,7 @@ pub struct Output {
 
 /// A direct dependency on another definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Dependency {
     /// The definition depended upon.
     pub name: String,
@@ -203,6 +231,7 @@ pub struct Dependency {
 /// The six value types of inputs and outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ValueType {
     /// UTF-8 text.
     String,
@@ -219,7 +248,7 @@ pub enum ValueType {
 }
 
 impl ValueType {
-    /// Every type, in SPEC order.
+    /// Every type, in the documented order.
     pub const ALL: [ValueType; 6] = [
         ValueType::String,
         ValueType::Integer,
@@ -269,6 +298,7 @@ impl std::fmt::Display for ValueType {
 /// the validator: `pattern` (string), `min_length`/`max_length` (string,
 /// array), `min`/`max` (integer, number), `enum` (any scalar).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Validation {
     /// A regular expression the whole value must match somewhere (applied as written).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,4 +1,4 @@
-//! Deployments (SPEC §5): requests, their revisions, and statuses.
+//! Deployments (docs/src/product/deploying.md): requests, their revisions, and statuses.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +12,7 @@ use crate::model::Artifact;
 /// resources and edges directly.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeploymentRequest {
     /// The owning team.
     pub team: String,
@@ -297,7 +298,7 @@ impl Deployment {
     }
 }
 
-/// A replica's claim on running one deployment (SPEC §10: deployments
+/// A replica's claim on running one deployment (docs/src/operator/storage.md: deployments
 /// survive the loss of a replica). Whoever holds an unexpired lease runs
 /// the deployment and renews the lease by heartbeat; when it stops
 /// renewing, another replica claims the lease and resumes the deployment.

@@ -1,4 +1,4 @@
-//! Events: the one log behind SSE, replay, audit and cache invalidation (SPEC §8).
+//! Events: the one log behind SSE, replay, audit and cache invalidation (docs/src/reference/events.md).
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::Timestamp;
 
-/// The event types of SPEC §8.
+/// The event types (docs/src/reference/events.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
     /// The first version of a name.

@@ -1,4 +1,4 @@
-//! Catalog sources and what a sync of one reports (SPEC §3).
+//! Catalog sources and what a sync of one reports (docs/src/platform/git-sources.md).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use crate::error::FieldError;
 
 /// A configured catalog source: a git repository or a plain folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SourceConfig {
     /// Unique name, used in reports and `?source=`.
     pub name: String,
@@ -22,6 +23,7 @@ pub struct SourceConfig {
     pub path: String,
     /// How often a server polls the source.
     #[serde(default = "default_poll", with = "duration_secs")]
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub poll_interval: Duration,
     /// Shared secret for webhook signatures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,7 +75,7 @@ pub struct DocumentError {
     pub document: usize,
     /// Line of the document's first line, from 1.
     pub line: usize,
-    /// The SPEC §12 code of the failure (`VALIDATION_FAILED`,
+    /// The error code of the failure (`VALIDATION_FAILED`,
     /// `VERSION_IMMUTABLE`, `BREAKING_CHANGE`...).
     pub code: String,
     /// Every problem found, each with a field path where one applies.

@@ -1,4 +1,4 @@
-//! The orchestrator (SPEC §5): resolve → render templates → validate inputs
+//! The orchestrator (docs/src/product/deploying.md): resolve → render templates → validate inputs
 //! → graph and waves → render each wave through the engines in parallel →
 //! hand the artifacts to the executor → record outputs and statuses.
 //!

@@ -1,5 +1,5 @@
 //! Compositions: value tree → canonical [`Composition`], with the aliases of
-//! SPEC §4 (`ComposedResource`, `type`/`catalogRef`, `dependsOn`, `→`,
+//! the composition format (docs/src/product/compositions.md) (`ComposedResource`, `type`/`catalogRef`, `dependsOn`, `→`,
 //! `{from, to}` edges) and every check that needs no catalog.
 
 use std::collections::BTreeSet;

@@ -1,5 +1,5 @@
-//! YAML files → canonical documents: resource definitions (SPEC §1) and
-//! compositions (SPEC §4).
+//! YAML files → canonical documents: resource definitions (docs/src/reference/formats.md) and
+//! compositions (docs/src/product/compositions.md).
 //!
 //! Parsing is done on a generic value tree rather than with
 //! `#[serde(deny_unknown_fields)]` so that every problem of a document is

@@ -1,4 +1,4 @@
-//! The sync service (SPEC §3): read a catalog source, publish what is new in
+//! The sync service (docs/src/platform/git-sources.md): read a catalog source, publish what is new in
 //! dependency and semver order, yank what vanished, and store the report.
 //!
 //! Incremental by construction: the service remembers the head it read last

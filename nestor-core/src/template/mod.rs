@@ -1,4 +1,4 @@
-//! Templates in composition configs (SPEC §4): Jinja expressions (minijinja)
+//! Templates in composition configs (docs/src/product/compositions.md): Jinja expressions (minijinja)
 //! over `params`, `resources.R.outputs.O`, `team`, `environment` and
 //! `deployment`.
 //!

@@ -167,7 +167,7 @@ fn pointer_mut<'a>(value: &'a mut Value, path: &[String]) -> Option<&'a mut Valu
     Some(current)
 }
 
-/// The error a refusal is, by SPEC §12 code: `internal` is the plugin's own
+/// The error a refusal is, by error code: `internal` is the plugin's own
 /// failure (`ENGINE_FAILED`); every other case is something the request or
 /// the definition can fix (`VALIDATION_FAILED`), with fields naming it:
 /// `spec.engine_configs.<engine>[.<key>]` for a config,

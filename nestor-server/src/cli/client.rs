@@ -80,7 +80,7 @@ pub(super) trait Backend: Send + Sync {
     ) -> anyhow::Result<Result<(PublishOutcome, Vec<Vec<String>>), Refusal>>;
 }
 
-/// Why one definition was not published: its SPEC §12 error body.
+/// Why one definition was not published: its error body.
 #[derive(Debug, Clone)]
 pub(super) struct Refusal {
     pub code: ErrorCode,

@@ -1,4 +1,4 @@
-//! The `nestor` command line (SPEC §9).
+//! The `nestor` command line (docs/src/reference/cli.md).
 //!
 //! Commands work **embedded**: they open the local store (`--data-dir`,
 //! default `./.nestor`, or `storage:` in `nestor.yaml`) and call the same
@@ -13,6 +13,7 @@ mod deploy;
 mod engines;
 mod events;
 mod output;
+mod reference;
 mod serve;
 
 use std::path::PathBuf;
@@ -82,7 +83,7 @@ struct Global {
 enum Command {
     /// Serve the HTTP API, the event stream and git webhooks.
     Serve(ServeArgs),
-    /// Tail the event stream (SPEC §8).
+    /// Tail the event stream (docs/src/reference/events.md).
     Events(EventsArgs),
     /// Validate, diff, sync, publish and browse resource definitions.
     Catalog {
@@ -180,6 +181,12 @@ enum Command {
     },
     /// Create or upgrade the store's tables.
     Migrate,
+    /// Print the JSON Schema of a file format (definition, composition, deployment, config).
+    Schema(reference::SchemaArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(reference::CompletionsArgs),
+    /// Print the man page nestor(1) in roff.
+    Man,
 }
 
 /// Runs the CLI with the process's arguments and environment.
@@ -233,7 +240,7 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Prints an error with its SPEC §12 code and every field problem.
+/// Prints an error with its error code and every field problem.
 fn report(e: &anyhow::Error) {
     if let Some(core) = e.downcast_ref::<nestor_core::Error>() {
         eprintln!("error[{}]: {core}", core.code());
@@ -259,6 +266,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
     if g.server.is_some() && !cli.command.works_remotely() {
         anyhow::bail!("this command works only on the local store for now: run it without --server (and without NESTOR_SERVER)");
+    }
+    // These describe the binary itself: no configuration needed.
+    match &cli.command {
+        Command::Schema(args) => return reference::print_schema(args),
+        Command::Completions(args) => return reference::completions(args),
+        Command::Man => return reference::man(),
+        _ => {}
     }
     let config = Config::load(g.config.as_deref(), std::env::vars())?;
     let mut ctx = Context { config, global: g };
@@ -296,6 +310,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{version}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Schema(_) | Command::Completions(_) | Command::Man => {
+            unreachable!("answered before the configuration is loaded")
+        }
     }
 }
 
@@ -315,6 +332,7 @@ impl Command {
             // Reads source files only: a server in the environment changes
             // nothing about it.
             Command::Generate { .. } => true,
+            Command::Schema(_) | Command::Completions(_) | Command::Man => true,
             Command::Engines { command } => matches!(command, EnginesCommand::List),
             Command::Catalog { command } => matches!(
                 command,

@@ -1,4 +1,4 @@
-//! Bearer tokens and roles (SPEC §14).
+//! Bearer tokens and roles (docs/src/operator/security.md).
 //!
 //! Tokens live in the configuration as hex SHA-256 hashes, so the file never
 //! holds a usable secret. Roles: `admin` (everything), `platform` (catalog

@@ -13,7 +13,7 @@
 //! connection when the cap is reached (one that never sent a request
 //! first, then the one idle the longest). A head that times out is answered
 //! `408 REQUEST_TIMEOUT`, a connection over the cap with no idle one to
-//! close `503 SERVICE_UNAVAILABLE`, both with the SPEC §12 body.
+//! close `503 SERVICE_UNAVAILABLE`, both with the error body.
 
 use std::collections::HashMap;
 use std::io;
@@ -438,7 +438,7 @@ impl Drop for Finished {
     }
 }
 
-/// A canned error response with the SPEC §12 body.
+/// A canned error response with the error body.
 fn canned(status: &str, code: &str, message: &str) -> Vec<u8> {
     let body = serde_json::json!({"error": {"code": code, "message": message, "details": {}, "trace_id": ""}})
         .to_string();

@@ -57,7 +57,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 /// answer is `202` with the deployment as soon as its revision is recorded
 /// (`201` when it already finished, `200` for an idempotent replay).
 /// `dry_run` answers the plan instead.
-#[utoipa::path(post, path = "/api/v1/deployments", request_body(content = Object, description = "SPEC §5 deployment request"),
+#[utoipa::path(post, path = "/api/v1/deployments", request_body(content = Object, description = "A deployment request (docs/src/reference/formats.md#deployment-requests)"),
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 202, description = "the recorded deployment, applying"), (status = 409, description = "CONFLICT: idempotency key reused with another body"),
               (status = 422, description = "VALIDATION_FAILED, DEPENDENCY_CYCLE, ENGINE_NOT_FOUND")))]
@@ -145,7 +145,7 @@ async fn start(
 }
 
 /// Plans a request: rendered artifacts and a diff, applies nothing.
-#[utoipa::path(post, path = "/api/v1/plan", request_body(content = Object, description = "SPEC §5 deployment request"),
+#[utoipa::path(post, path = "/api/v1/plan", request_body(content = Object, description = "A deployment request (docs/src/reference/formats.md#deployment-requests)"),
     responses((status = 200, description = "{deployment, artifacts, diff, resources: [{name, engine, wave, controller, objects, outputs}]}")))]
 pub(super) async fn plan(
     State(state): State<AppState>,

@@ -1,4 +1,4 @@
-//! [`ApiError`]: every error leaves a handler through it, as the SPEC §12
+//! [`ApiError`]: every error leaves a handler through it, as the error reference (docs/src/reference/errors.md)
 //! body `{"error": {code, message, details, trace_id}}`. A 5xx body stays
 //! generic; the detail goes to the log under the same trace id.
 
@@ -12,7 +12,7 @@ use nestor_core::{Error, ErrorCode};
 use serde_json::json;
 
 tokio::task_local! {
-    /// The request id of the request being served (the SPEC §12 trace id),
+    /// The request id of the request being served (the error body's trace id),
     /// as the header value it is echoed in (a clone shares its bytes).
     static REQUEST_ID: HeaderValue;
 }
@@ -70,11 +70,11 @@ impl RequestIds {
     }
 }
 
-/// An error answer: a core error, answered with its code's status (SPEC
-/// §12), so the status and the code of a body never disagree.
+/// An error answer: a core error, answered with its code's status (error codes,
+/// ), so the status and the code of a body never disagree.
 #[derive(Debug)]
 pub struct ApiError {
-    /// What went wrong, with its SPEC §12 code (boxed, so handler results
+    /// What went wrong, with its error code (boxed, so handler results
     /// stay small on the happy path).
     error: Box<Error>,
 }

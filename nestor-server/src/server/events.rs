@@ -1,4 +1,4 @@
-//! The event stream (SPEC §8).
+//! The event stream (docs/src/reference/events.md).
 //!
 //! One background task tails the store's event log — every ~75 ms, or at
 //! once when [`EventHub::wake`] is called after a local write — and fans

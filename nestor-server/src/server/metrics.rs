@@ -1,4 +1,4 @@
-//! The server's Prometheus metrics (SPEC §13), kept in a
+//! The server's Prometheus metrics (docs/src/reference/metrics.md), kept in a
 //! [`prometheus_client`] registry and served at `/metrics`: the Prometheus
 //! text format (0.0.4) by default, OpenMetrics when the scraper asks for it
 //! (`Accept: application/openmetrics-text`, as Prometheus does).

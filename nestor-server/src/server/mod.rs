@@ -1,16 +1,16 @@
-//! The HTTP front-end (`nestor serve`, SPEC §7): an axum router over one
+//! The HTTP front-end (`nestor serve`, docs/src/reference/http-api.md): an axum router over one
 //! [`Nestor`], the service API the CLI calls in-process. A handler only
 //! translates: it decodes the request, authorises the caller, makes one
 //! `Nestor` call and encodes the answer; every rule lives in the core.
 //!
 //! # Layout
-//! - `error`: [`ApiError`], the one way an error leaves a handler (SPEC §12
+//! - `error`: [`ApiError`], the one way an error leaves a handler (docs/src/reference/errors.md
 //!   body, 5xx details only in the log), and the request-id scope.
 //! - `extract`: strict query parsing (unknown keys are refused), bounded
 //!   bodies, JSON and YAML payloads.
 //! - `auth`: bearer tokens (SHA-256 in the config) and the role checks.
 //! - `catalog`, `compositions`, `deployments`: the routes, thin.
-//! - `events`: the event-log tail and the SSE stream (SPEC §8).
+//! - `events`: the event-log tail and the SSE stream (docs/src/reference/events.md).
 //! - `sync`: background syncs with coalescing, pollers and git webhooks.
 //! - `conn`: the transport under the router: header and idle timeouts and
 //!   a connection cap (`server:` limits).
@@ -226,7 +226,7 @@ impl AppState {
     }
 }
 
-/// The whole API: every route of SPEC §7 behind the front layer (request
+/// The whole API: every route of the HTTP API (docs/src/reference/http-api.md) behind the front layer (request
 /// id, auth, tracing, metrics).
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -346,7 +346,7 @@ async fn ready(State(state): State<AppState>) -> Response {
     };
     let mut body = json!({"ready": ready, "store": store_ok, "engines": engines});
     if !store_ok {
-        // The SPEC §12 body every request the store fails answers with.
+        // The error body every request the store fails answers with.
         body["error"] = json!({
             "code": nestor_core::ErrorCode::StorageUnavailable,
             "message": "the store is unavailable; try again later",

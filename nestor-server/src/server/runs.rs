@@ -1,5 +1,5 @@
 //! Deployment runs in the background: the ones this server started, and
-//! the ones it took over from replicas that stopped (issue 6, SPEC §10).
+//! the ones it took over from replicas that stopped (issue 6, docs/src/operator/storage.md).
 //!
 //! [`Runs`] tracks every run so a graceful shutdown lets them finish (for a
 //! bounded time) instead of dropping them half-way; a run still going when

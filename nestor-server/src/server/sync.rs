@@ -1,4 +1,4 @@
-//! Catalog syncs in the background (SPEC §3): one runner per source with
+//! Catalog syncs in the background (docs/src/platform/git-sources.md): one runner per source with
 //! coalescing (triggers during a running sync become one follow-up), a
 //! poller per source at its `poll_interval`, `POST /api/v1/sync`, and the
 //! git webhook, verified the way each provider signs: GitHub

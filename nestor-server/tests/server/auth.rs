@@ -1,4 +1,4 @@
-//! The auth matrix (SPEC §14): anonymous, reader, platform, team A vs team
+//! The auth matrix (docs/src/operator/security.md): anonymous, reader, platform, team A vs team
 //! B, admin, and unknown tokens.
 
 use reqwest::Method;

@@ -285,7 +285,7 @@ async fn oversized_heads_get_an_error_body() {
     let n = Neighbour::start(&s);
     let max = s.state.limits().max_header_bytes;
     // Read whole and refused by the router (up to 4 × the limit), or no
-    // longer read at all (beyond): the same 431 with its SPEC §12 body.
+    // longer read at all (beyond): the same 431 with its error body.
     for size in [2 * max, 5 * max, 40 * max] {
         let mut tcp = TcpStream::connect(host(&s)).await.unwrap();
         let started = Instant::now();

@@ -1,4 +1,4 @@
-//! `/metrics` as a scraper reads it: every SPEC §13 metric, labels that
+//! `/metrics` as a scraper reads it: every metric of docs/src/reference/metrics.md, labels that
 //! request data cannot grow, and an exposition Prometheus' own checker
 //! (`promtool check metrics`) accepts.
 

@@ -1,5 +1,5 @@
 //! The DynamoDB store: several `nestor serve` replicas sharing one catalog,
-//! one event log and one set of deployments (SPEC §10).
+//! one event log and one set of deployments (docs/src/operator/storage.md).
 //!
 //! # Tables
 //! Six tables under a configurable prefix `P`, all on-demand
@@ -63,7 +63,7 @@
 //!   event log (see `search.rs`).
 //!
 //! # Leases
-//! Which replica runs a deployment (SPEC §10). One item per claimed
+//! Which replica runs a deployment (docs/src/operator/storage.md). One item per claimed
 //! deployment in `P-leases`, written only by conditional single-item
 //! requests: a claim is a consistent `GetItem` then a `PutItem` conditional
 //! on `attribute_not_exists(deployment_id)` (no lease yet, epoch 1) or on
@@ -144,7 +144,7 @@ use serde::{Deserialize, Serialize};
 
 use nestor_core::Result;
 
-/// Where the tables live (SPEC §11 `storage.dynamodb`).
+/// Where the tables live (`storage.dynamodb` in the configuration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DynamoConfig {

@@ -1,4 +1,4 @@
-//! The GitOps executor (SPEC §5): every apply is one commit in a git
+//! The GitOps executor (docs/src/product/deploying.md): every apply is one commit in a git
 //! repository that Argo CD syncs.
 //!
 //! Layout: `{team}/{environment}/{name}/{resource}/{file}`, plus one Argo CD

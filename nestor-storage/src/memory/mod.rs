@@ -64,7 +64,7 @@ impl MemoryStore {
 }
 
 impl Inner {
-    /// Inserts `version` unless it exists (SPEC §2 immutability).
+    /// Inserts `version` unless it exists (immutability, docs/src/reference/versioning.md).
     fn insert(&mut self, version: PublishedVersion) -> Result<PublishOutcome> {
         let slot = self.versions.entry(version.name().to_string()).or_default();
         match slot.get(version.version()) {

@@ -1,4 +1,4 @@
-//! The SQLite store: Nestor's embedded default (SPEC §10) — one file, WAL,
+//! The SQLite store: Nestor's embedded default (docs/src/operator/storage.md) — one file, WAL,
 //! versioned migrations, and a read cache callers never see.
 //!
 //! # Layout

@@ -31,7 +31,7 @@ pub(super) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Version 1: the catalog, the event log and sync bookkeeping.
 const V1_CATALOG_EVENTS_SYNC: &str = r#"
--- One row per name; latest_id points at its latest version (SPEC §2), NULL
+-- One row per name; latest_id points at its latest version (docs/src/reference/versioning.md), NULL
 -- when every version is yanked. Recomputed on every insert and yank.
 CREATE TABLE names (
     name      TEXT PRIMARY KEY NOT NULL,
@@ -142,7 +142,7 @@ CREATE TABLE idempotency_keys (
 "#;
 
 /// Version 3: deployment leases, the claim a replica holds on running a
-/// deployment (SPEC §10).
+/// deployment (docs/src/operator/storage.md).
 const V3_LEASES: &str = r#"
 -- One row per claimed deployment; deleted on release. No foreign key to
 -- deployments: a lease is claimed before the deployment's first revision

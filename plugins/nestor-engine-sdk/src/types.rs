@@ -545,7 +545,7 @@ pub struct RefusedReference {
     pub reason: String,
 }
 
-/// The resource definition (SPEC §1, canonical form) with typed accessors;
+/// The resource definition (canonical form, docs/src/reference/formats.md) with typed accessors;
 /// the raw document stays available as `.0`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(transparent)]
