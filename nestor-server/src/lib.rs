@@ -23,6 +23,7 @@
 
 mod cli;
 mod config;
+pub mod executors;
 pub mod schema;
 pub mod server;
 

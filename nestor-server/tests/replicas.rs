@@ -113,7 +113,7 @@ async fn sync_examples(work: &Path, config: &Path) {
 
 /// A `nestor.yaml` with the test tokens and `sections` (YAML), written
 /// into `dir`.
-fn write_config_with(dir: &Path, sections: &str) -> PathBuf {
+pub(crate) fn write_config_with(dir: &Path, sections: &str) -> PathBuf {
     let mut tokens = String::new();
     for (name, role) in TOKENS {
         tokens.push_str(&format!(
@@ -129,7 +129,7 @@ fn write_config_with(dir: &Path, sections: &str) -> PathBuf {
 
 /// A `nestor` command in `dir` with `config`, isolated from the caller's
 /// `NESTOR_*` environment.
-fn nestor_command(dir: &Path, config: &Path) -> Command {
+pub(crate) fn nestor_command(dir: &Path, config: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nestor"));
     cmd.current_dir(dir)
         .arg("--config")
@@ -145,10 +145,10 @@ fn nestor_command(dir: &Path, config: &Path) -> Command {
 }
 
 /// Kills a child process when dropped.
-struct Killed(Option<Child>);
+pub(crate) struct Killed(Option<Child>);
 
 impl Killed {
-    fn child(&mut self) -> &mut Child {
+    pub(crate) fn child(&mut self) -> &mut Child {
         self.0.as_mut().expect("running")
     }
 }
@@ -164,7 +164,12 @@ impl Drop for Killed {
 
 /// Runs `nestor <args>` to completion (killed after `limit`); returns the
 /// exit code and the combined output.
-async fn run_nestor(dir: &Path, config: &Path, args: &[&str], limit: Duration) -> (i32, String) {
+pub(crate) async fn run_nestor(
+    dir: &Path,
+    config: &Path,
+    args: &[&str],
+    limit: Duration,
+) -> (i32, String) {
     let out_path = dir.join(format!("cmd-{}.log", unique_prefix()));
     let out = File::create(&out_path).unwrap();
     let child = nestor_command(dir, config)
@@ -207,10 +212,10 @@ async fn migrate(dir: &Path, config: &Path, limit: Duration) {
 }
 
 /// One `nestor serve` process, killed on drop.
-struct Replica {
+pub(crate) struct Replica {
     name: &'static str,
-    url: String,
-    process: Killed,
+    pub(crate) url: String,
+    pub(crate) process: Killed,
     /// Its stderr, printed when a case fails.
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -219,7 +224,11 @@ struct Replica {
 impl Replica {
     /// Starts `nestor serve --listen 127.0.0.1:0` in a fresh folder and
     /// waits until it prints its address and `/health` answers.
-    async fn start(name: &'static str, config: &Path, client: &reqwest::Client) -> Replica {
+    pub(crate) async fn start(
+        name: &'static str,
+        config: &Path,
+        client: &reqwest::Client,
+    ) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("stderr.log");
         let child = nestor_command(dir.path(), config)
@@ -286,7 +295,7 @@ impl Replica {
         replica
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -295,7 +304,7 @@ impl Replica {
         self.process.child().try_wait().unwrap().is_none()
     }
 
-    fn pid(&mut self) -> u32 {
+    pub(crate) fn pid(&mut self) -> u32 {
         self.process.child().id()
     }
 }
@@ -324,7 +333,12 @@ async fn send(
     )
 }
 
-async fn get(client: &reqwest::Client, r: &Replica, path: &str, token: &str) -> (u16, Value) {
+pub(crate) async fn get(
+    client: &reqwest::Client,
+    r: &Replica,
+    path: &str,
+    token: &str,
+) -> (u16, Value) {
     send(
         client,
         reqwest::Method::GET,
@@ -335,7 +349,7 @@ async fn get(client: &reqwest::Client, r: &Replica, path: &str, token: &str) -> 
     .await
 }
 
-async fn post_yaml(
+pub(crate) async fn post_yaml(
     client: &reqwest::Client,
     r: &Replica,
     path: &str,
@@ -352,7 +366,7 @@ async fn post_yaml(
     .await
 }
 
-async fn post_json(
+pub(crate) async fn post_json(
     client: &reqwest::Client,
     r: &Replica,
     path: &str,
@@ -407,7 +421,7 @@ impl Sse {
     }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

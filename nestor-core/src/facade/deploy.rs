@@ -8,11 +8,29 @@ use serde_json::Value;
 use super::Nestor;
 use crate::engine::EngineInfo;
 use crate::error::Result;
+use crate::executor::RunLog;
 use crate::model::{Deployment, DeploymentRequest};
-use crate::orchestrator::{deployment_graph, GraphView, Plan, RenderedResource, Started};
+use crate::orchestrator::{
+    deployment_graph, DriftReport, GraphView, Plan, RenderedResource, Started,
+};
 use crate::store::DeploymentFilter;
 
 impl Nestor {
+    /// Checks deployment `id` (or, with `None`, the latest succeeded
+    /// revision of every deployment) for drift in the resources a tool runs
+    /// directly (Terraform): a drifted one becomes `drifted` and
+    /// `deployment.drifted` is appended with the drifted addresses.
+    pub async fn drift(&self, id: Option<&str>) -> Result<Vec<DriftReport>> {
+        self.inner.orchestrator.drift(id).await
+    }
+
+    /// The logs of deployment `id`'s tool runs, one per resource a tool
+    /// ran directly (sensitive values left out); empty for a deployment
+    /// that went through GitOps only.
+    pub async fn logs(&self, id: &str) -> Result<Vec<RunLog>> {
+        self.inner.orchestrator.logs(id).await
+    }
+
     /// Everything an apply would do, nothing done: rendered files and the
     /// diff against the current revision.
     pub async fn plan(&self, request: &DeploymentRequest) -> Result<Plan> {

@@ -32,7 +32,7 @@ use crate::composer::Composer;
 use crate::cpu::Offload;
 use crate::engine::EngineProvider;
 use crate::error::{Error, Result};
-use crate::executor::Executor;
+use crate::executor::{DirectExecutor, Executor};
 use crate::observer::Observer;
 use crate::orchestrator::{LeaseSettings, Orchestrator};
 use crate::store::Store;
@@ -85,6 +85,7 @@ pub struct NestorBuilder {
     store: Option<Arc<dyn Store>>,
     engines: Option<Arc<dyn EngineProvider>>,
     executor: Option<Arc<dyn Executor>>,
+    direct: Option<Arc<dyn DirectExecutor>>,
     clock: Option<Arc<dyn Clock>>,
     leases: Option<LeaseSettings>,
     wave_delay: Duration,
@@ -116,6 +117,15 @@ impl NestorBuilder {
     /// What applies rendered artifacts (the GitOps executor).
     pub fn executor(mut self, executor: Arc<dyn Executor>) -> Self {
         self.executor = Some(executor);
+        self
+    }
+
+    /// What runs a tool itself for the resources it handles (the
+    /// Terraform executor of `nestor-terraform`): those resources are
+    /// applied wave by wave with real outputs; the rest go to `executor`.
+    /// Default: none.
+    pub fn direct_executor(mut self, direct: Arc<dyn DirectExecutor>) -> Self {
+        self.direct = Some(direct);
         self
     }
 
@@ -181,6 +191,9 @@ impl NestorBuilder {
         }
         if let Some(observer) = self.observer {
             orchestrator = orchestrator.with_observer(observer);
+        }
+        if let Some(direct) = self.direct {
+            orchestrator = orchestrator.with_direct(direct);
         }
         Ok(Nestor {
             inner: Arc::new(Inner {

@@ -61,6 +61,10 @@ pub enum DeploymentStatus {
     Cancelled,
     /// Superseded by a rollback to an earlier revision.
     RolledBack,
+    /// Succeeded, but a drift check found the real state of a resource a
+    /// tool runs directly (Terraform) no longer matching what was applied;
+    /// it stays so until a new revision is applied.
+    Drifted,
 }
 
 impl DeploymentStatus {
@@ -68,7 +72,7 @@ impl DeploymentStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Succeeded | Self::Failed | Self::Cancelled | Self::RolledBack
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::RolledBack | Self::Drifted
         )
     }
 
@@ -82,6 +86,7 @@ impl DeploymentStatus {
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::RolledBack => "rolled_back",
+            Self::Drifted => "drifted",
         }
     }
 }

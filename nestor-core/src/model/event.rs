@@ -39,6 +39,10 @@ pub enum EventType {
     /// A deployment failed.
     #[serde(rename = "deployment.failed")]
     DeploymentFailed,
+    /// A drift check found resources whose real state no longer matches
+    /// the applied configuration (`data.drift` lists their addresses).
+    #[serde(rename = "deployment.drifted")]
+    DeploymentDrifted,
     /// A source sync finished (possibly with per-document errors).
     #[serde(rename = "sync.completed")]
     SyncCompleted,
@@ -49,7 +53,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 13] = [
         EventType::ResourceCreated,
         EventType::ResourceUpdated,
         EventType::ResourceYanked,
@@ -60,6 +64,7 @@ impl EventType {
         EventType::DeploymentUpdated,
         EventType::DeploymentCompleted,
         EventType::DeploymentFailed,
+        EventType::DeploymentDrifted,
         EventType::SyncCompleted,
         EventType::SyncFailed,
     ];
@@ -77,6 +82,7 @@ impl EventType {
             EventType::DeploymentUpdated => "deployment.updated",
             EventType::DeploymentCompleted => "deployment.completed",
             EventType::DeploymentFailed => "deployment.failed",
+            EventType::DeploymentDrifted => "deployment.drifted",
             EventType::SyncCompleted => "sync.completed",
             EventType::SyncFailed => "sync.failed",
         }

@@ -88,7 +88,9 @@ impl Orchestrator {
     }
 
     /// Commits a recorded restore (rollback, or removal of revision 1) and
-    /// records the outcome.
+    /// records the outcome. Resources a tool runs directly are applied
+    /// with the restored configuration first, in wave order, and those
+    /// the restore drops are destroyed; the rest is one GitOps commit.
     pub(super) async fn commit_restored(
         &self,
         d: &mut Deployment,
@@ -99,17 +101,44 @@ impl Orchestrator {
             revision: d.revision,
             deployment_id: d.id.clone(),
         };
-        match self.executor.apply(&target, &content.artifacts).await {
+        let direct = match self.restore_direct(d, content).await {
+            Ok(receipts) => receipts,
+            Err(e) => {
+                d.status = DeploymentStatus::Failed;
+                d.error = Some(format!("executor failed: {}", error_text(&e)));
+                return self.save_final(d).await;
+            }
+        };
+        let gitops = self.gitops_artifacts(d, &content.artifacts);
+        let applied = if self.needs_gitops(d, &gitops).await? {
+            self.executor.apply(&target, &gitops).await
+        } else {
+            Ok(crate::executor::ApplyReceipt::default())
+        };
+        let committed = applied.as_ref().is_ok_and(|r| r.commit.is_some());
+        match applied {
             Ok(receipt) => {
                 d.commit = receipt.commit;
                 d.unchanged = receipt.unchanged;
                 for r in &mut d.resources {
                     r.status = ResourceStatus::Applied;
                     r.error = None;
-                    r.artifacts = receipt.paths.get(&r.name).cloned().unwrap_or_default();
+                    match direct.get(&r.name) {
+                        Some(run) => {
+                            r.artifacts = vec![run.workspace.clone()];
+                            for (k, o) in run.outputs.iter().filter(|(_, o)| !o.sensitive) {
+                                r.outputs.insert(k.clone(), json!({ "value": o.value }));
+                            }
+                        }
+                        None => {
+                            r.artifacts = receipt.paths.get(&r.name).cloned().unwrap_or_default()
+                        }
+                    }
                 }
                 d.status = DeploymentStatus::Succeeded;
-                self.after_commit(d, &content.artifacts).await?;
+                if committed {
+                    self.after_commit(d, &gitops).await?;
+                }
             }
             Err(e) => {
                 d.status = DeploymentStatus::Failed;

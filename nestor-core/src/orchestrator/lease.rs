@@ -261,13 +261,25 @@ impl Orchestrator {
                     return Ok(Some(d));
                 }
             };
-            let seed = seed_from(&d, &content);
+            let mut seed = seed_from(&d, &content);
+            seed.applied = d
+                .resources
+                .iter()
+                .filter(|r| {
+                    r.status == ResourceStatus::Applied
+                        && self.direct_for(&d.environment, &r.engine).is_some()
+                })
+                .map(|r| r.name.clone())
+                .collect();
             let first = resolved
                 .waves
                 .iter()
                 .position(|w| {
-                    w.iter()
-                        .any(|n| !seed.outputs.contains_key(n) && !seed.problems.contains_key(n))
+                    w.iter().any(|n| {
+                        let undone = !seed.outputs.contains_key(n)
+                            || (self.is_direct(&spec.key, &resolved, n) && !seed.applied.contains(n));
+                        undone && !seed.problems.contains_key(n)
+                    })
                 })
                 .map_or(resolved.waves.len(), |i| i + 1);
             tracing::info!(

@@ -7,6 +7,7 @@
 //! generation counter), so a cancel racing a running apply is never lost,
 //! and every change appends an event.
 
+mod direct;
 mod history;
 mod lease;
 mod observe;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::json;
 
+pub use direct::DriftReport;
 pub use lease::{LeaseScan, LeaseSettings};
 pub use plan::{diff_artifacts, planned_resources, FileDiff, Plan, PlanDiff, PlannedResource};
 pub use resolve::{render_inputs, resolve_params, resolve_resources, PinnedResource, Resolved};
@@ -36,7 +38,7 @@ pub use view::{deployment_graph, GraphEdge, GraphNode, GraphView};
 use crate::clock::{Clock, SystemClock};
 use crate::engine::{EngineProvider, RenderContext, RenderOutput, RenderRequest};
 use crate::error::{Error, FieldError, Result};
-use crate::executor::{ApplyTarget, Executor};
+use crate::executor::{ApplyTarget, DirectExecutor, Executor, RunTarget};
 use crate::model::Artifact;
 use crate::model::*;
 use crate::observer::Observer;
@@ -63,6 +65,9 @@ pub struct Orchestrator {
     store: Arc<dyn Store>,
     engines: Arc<dyn EngineProvider>,
     executor: Arc<dyn Executor>,
+    /// Who runs a tool itself for the resources it handles (Terraform),
+    /// wave by wave; none by default, and everything goes to `executor`.
+    direct: Option<Arc<dyn DirectExecutor>>,
     clock: Arc<dyn Clock>,
     leases: LeaseSettings,
     wave_delay: Duration,
@@ -84,6 +89,7 @@ impl Orchestrator {
             store,
             engines,
             executor,
+            direct: None,
             clock: Arc::new(SystemClock),
             leases: LeaseSettings::default(),
             wave_delay: Duration::ZERO,
@@ -96,6 +102,14 @@ impl Orchestrator {
     /// cost together (fuel, rendered bytes, longest string).
     pub fn with_template_limits(mut self, limits: TemplateLimits) -> Self {
         self.template_limits = limits;
+        self
+    }
+
+    /// Runs the resources `direct` handles through it, wave by wave, with
+    /// each wave's real outputs rendered into the next (see the `direct`
+    /// module); every other resource still goes to the executor.
+    pub fn with_direct(mut self, direct: Arc<dyn DirectExecutor>) -> Self {
+        self.direct = Some(direct);
         self
     }
 
@@ -141,7 +155,14 @@ impl Orchestrator {
         let revision = self.next_revision(&spec.key).await?;
         let mut deployment = self.draft(&spec, &resolved, revision);
         let rendered = self
-            .render_waves(&spec, &resolved, &mut deployment, None, Rendered::default())
+            .render_waves(
+                &spec,
+                &resolved,
+                &mut deployment,
+                None,
+                Rendered::default(),
+                true,
+            )
             .await?;
         if !rendered.wiring.is_empty() {
             return Err(Error::Validation {
@@ -158,7 +179,11 @@ impl Orchestrator {
         Self::finish_statuses(&mut deployment, &rendered, false);
         let (base, current) = self.current(&spec.key).await?;
         let diff = diff_artifacts(base, &current, &artifacts);
-        let resources = planned_resources(&deployment, &artifacts);
+        let mut resources = planned_resources(&deployment, &artifacts);
+        let mut tool_plans = self.tool_plans(&deployment, &rendered).await;
+        for r in &mut resources {
+            r.tool_plan = tool_plans.remove(&r.name);
+        }
         Ok(Plan {
             deployment,
             artifacts,

@@ -46,6 +46,10 @@ pub struct PlannedResource {
     /// (`{"secret_key_ref": {...}}`, `{"value": ...}`, `{"stack_output": {...}}`).
     #[serde(default)]
     pub outputs: BTreeMap<String, Reach>,
+    /// For a resource a tool runs directly (Terraform): the tool's own
+    /// plan — what it will add, change and destroy, and at which addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_plan: Option<crate::executor::ToolPlan>,
 }
 
 impl PlannedResource {
@@ -88,6 +92,7 @@ pub fn planned_resources(
                     .iter()
                     .map(|(k, v)| (k.clone(), Reach::from_json(v.clone())))
                     .collect(),
+                tool_plan: None,
             });
         }
     }

@@ -12,6 +12,11 @@ impl Orchestrator {
     /// With `persist` (the revision's content), statuses, outputs and
     /// artifacts are saved after each wave and a cancel seen in the store
     /// stops before the next wave.
+    ///
+    /// Resources the direct executor runs are applied as soon as their
+    /// wave is rendered (with `persist`), and their real outputs are what
+    /// the next wave sees; a plan (`read_direct`) reads the outputs of
+    /// their last apply instead.
     pub(super) async fn render_waves(
         &self,
         spec: &Spec,
@@ -19,8 +24,12 @@ impl Orchestrator {
         d: &mut Deployment,
         mut persist: Option<&mut RevisionContent>,
         seed: Rendered,
+        read_direct: bool,
     ) -> Result<Rendered> {
         let mut rendered = seed;
+        if persist.is_some() {
+            self.refresh_applied(d, &mut rendered).await?;
+        }
         let mut ctx = TemplateContext {
             params: spec.params.clone(),
             resources: rendered
@@ -44,7 +53,14 @@ impl Orchestrator {
                     !rendered.problems.contains_key(*n) && !rendered.outputs.contains_key(*n)
                 })
                 .collect();
-            if runnable.is_empty() {
+            // A resumed run may have rendered a direct resource, not applied it.
+            let unapplied = wave.iter().any(|n| {
+                persist.is_some()
+                    && self.is_direct(&spec.key, resolved, n)
+                    && !rendered.applied.contains(n)
+                    && !rendered.problems.contains_key(n)
+            });
+            if runnable.is_empty() && !unapplied {
                 continue;
             }
             if waves_run > 0 && !self.wave_delay.is_zero() && persist.is_some() {
@@ -125,6 +141,34 @@ impl Orchestrator {
                 content.artifacts = Self::artifacts_of(&rendered);
                 self.store.save_revision_content(&d.id, content).await?;
                 self.emit(EventType::DeploymentUpdated, d).await?;
+            }
+            let direct: Vec<String> = wave
+                .iter()
+                .filter(|n| {
+                    self.is_direct(&spec.key, resolved, n)
+                        && rendered.outputs.contains_key(*n)
+                        && !rendered.applied.contains(*n)
+                        && !rendered.problems.contains_key(*n)
+                })
+                .cloned()
+                .collect();
+            if direct.is_empty() {
+                continue;
+            }
+            if persist.is_some() {
+                self.apply_direct_wave(d, &direct, resolved, &mut rendered, &mut ctx)
+                    .await;
+                for (name, (status, why)) in &rendered.problems {
+                    if let Some(r) = d.resource_mut(name) {
+                        r.status = *status;
+                        r.error = Some(why.clone());
+                    }
+                }
+                self.save(d).await?;
+                self.emit(EventType::DeploymentUpdated, d).await?;
+            } else if read_direct {
+                self.plan_outputs(d, &direct, &mut rendered, &mut ctx)
+                    .await?;
             }
         }
         Ok(rendered)
@@ -230,7 +274,7 @@ impl Orchestrator {
         }
         let mut draft = self.draft(spec, resolved, 0);
         let rendered = self
-            .render_waves(spec, resolved, &mut draft, None, Rendered::default())
+            .render_waves(spec, resolved, &mut draft, None, Rendered::default(), false)
             .await?;
         if rendered.wiring.is_empty() {
             Ok(())

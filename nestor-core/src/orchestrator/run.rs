@@ -41,6 +41,11 @@ pub(super) struct Rendered {
     /// Wirings a consumer cannot resolve (also among `problems`): a plan
     /// or an apply refuses the whole request with these.
     pub(super) wiring: Vec<FieldError>,
+    /// Resources the direct executor applied in this revision.
+    pub(super) applied: BTreeSet<String>,
+    /// Sensitive outputs of applied direct resources by the Secret key
+    /// standing for them, for the direct executor only (never recorded).
+    pub(super) secrets: crate::executor::RunSecrets,
 }
 
 /// Why one resource did not render.
@@ -230,7 +235,7 @@ impl Orchestrator {
             self.save(d).await?;
         }
         let rendered = self
-            .render_waves(spec, resolved, d, Some(&mut content), seed)
+            .render_waves(spec, resolved, d, Some(&mut content), seed, false)
             .await?;
         let artifacts = Self::artifacts_of(&rendered);
         if d.status == DeploymentStatus::Cancelled {
@@ -247,7 +252,16 @@ impl Orchestrator {
             revision: d.revision,
             deployment_id: d.id.clone(),
         };
-        let applied = self.executor.apply(&target, &artifacts).await;
+        // Resources a tool ran directly are done; the rest go to GitOps.
+        let gitops = self.gitops_artifacts(d, &artifacts);
+        if !self.needs_gitops(d, &gitops).await? {
+            // Every resource ran through the direct executor: no commit.
+            Self::finish_statuses(d, &rendered, true);
+            content.artifacts = artifacts;
+            self.store.save_revision_content(&d.id, &content).await?;
+            return self.save_final(d).await;
+        }
+        let applied = self.executor.apply(&target, &gitops).await;
         match applied {
             Ok(receipt) => {
                 for r in &mut d.resources {
@@ -259,16 +273,14 @@ impl Orchestrator {
                 d.unchanged = receipt.unchanged;
                 Self::finish_statuses(d, &rendered, true);
                 if d.status == DeploymentStatus::Succeeded {
-                    self.after_commit(d, &artifacts).await?;
+                    self.after_commit(d, &gitops).await?;
                 }
             }
             Err(e) => {
                 Self::finish_statuses(d, &rendered, false);
-                for r in d
-                    .resources
-                    .iter_mut()
-                    .filter(|r| rendered.outputs.contains_key(&r.name))
-                {
+                for r in d.resources.iter_mut().filter(|r| {
+                    rendered.outputs.contains_key(&r.name) && !rendered.applied.contains(&r.name)
+                }) {
                     r.status = ResourceStatus::Failed;
                     r.error = Some(format!("executor failed: {e}"));
                 }
@@ -301,7 +313,7 @@ impl Orchestrator {
                 r.error = Some(why.clone());
             } else if let Some(out) = rendered.outputs.get(&r.name) {
                 r.outputs = stored_outputs(out);
-                r.status = if committed {
+                r.status = if committed || rendered.applied.contains(&r.name) {
                     ResourceStatus::Applied
                 } else {
                     ResourceStatus::Rendering

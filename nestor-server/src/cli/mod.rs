@@ -10,6 +10,7 @@
 mod catalog;
 mod client;
 mod deploy;
+mod drift;
 mod engines;
 mod events;
 mod output;
@@ -135,6 +136,14 @@ enum Command {
         /// Only this environment.
         #[arg(long)]
         env: Option<String>,
+        /// Print the logs of the deployment's Terraform runs (needs ID).
+        #[arg(long, requires = "id")]
+        logs: bool,
+    },
+    /// Check Terraform workspaces for drift now; print the drifted addresses.
+    Drift {
+        /// A deployment id (default: every succeeded deployment).
+        id: Option<String>,
     },
     /// Roll a deployment back: a new revision with an earlier one's content.
     Rollback {
@@ -289,7 +298,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             yes,
             wait,
         } => deploy::apply(&file, env.as_deref(), yes, wait, &ctx).await,
-        Command::Status { id, env } => deploy::status(id.as_deref(), env.as_deref(), &ctx).await,
+        Command::Status {
+            id: Some(id),
+            logs: true,
+            ..
+        } => drift::logs(&id, &ctx).await,
+        Command::Status { id, env, .. } => {
+            deploy::status(id.as_deref(), env.as_deref(), &ctx).await
+        }
+        Command::Drift { id } => drift::drift(id.as_deref(), &ctx).await,
         Command::Rollback { id, to } => deploy::rollback(&id, to, &ctx).await,
         Command::Promote { from, to, name } => {
             deploy::promote(&from, &to, name.as_deref(), &ctx).await
@@ -323,7 +340,7 @@ impl Command {
         match self {
             Command::Serve(_)
             | Command::Events(_)
-            | Command::Status { .. }
+            | Command::Status { logs: false, .. }
             | Command::Plan { .. }
             | Command::Apply { .. }
             | Command::Rollback { .. }
@@ -471,6 +488,9 @@ impl Context<'_> {
                 .with_wave_delay(wave_delay);
         if let Some(argo) = &self.config.argocd {
             orchestrator = orchestrator.with_observer(argo.observer()?);
+        }
+        if let Some(direct) = self.config.executors.direct(&self.global.data_dir)? {
+            orchestrator = orchestrator.with_direct(direct);
         }
         Ok(orchestrator)
     }

@@ -85,13 +85,17 @@ pub(super) async fn serve(args: ServeArgs, ctx: &mut Context<'_>) -> anyhow::Res
         .is_dir()
         .then(|| engines.watch(Duration::from_secs(2)));
     let executor = ctx.executor()?;
-    let state = AppState::new(Parts {
-        config: ctx.config.clone(),
-        store,
-        engines: engines.clone(),
-        executor,
-        cache_dir: data_dir.join("sources"),
-    })?;
+    let direct = ctx.config.executors.direct(&data_dir)?;
+    let state = AppState::with_direct(
+        Parts {
+            config: ctx.config.clone(),
+            store,
+            engines: engines.clone(),
+            executor,
+            cache_dir: data_dir.join("sources"),
+        },
+        direct,
+    )?;
 
     let mut names = ctx
         .config

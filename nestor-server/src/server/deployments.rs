@@ -1,5 +1,6 @@
 //! Deployment routes: apply (in the background), plan, list, get, cancel or
-//! roll back, promote, and the dependency graph.
+//! roll back, promote, the dependency graph, and a deployment's Terraform
+//! run logs and drift check.
 
 use std::collections::BTreeMap;
 
@@ -261,6 +262,40 @@ pub(super) async fn rollback(
     let done = state.nestor().rollback(&id, to).await?;
     state.metrics().deployment_finished(done.status.as_str());
     Ok(Json(json!(done)))
+}
+
+/// The logs of a deployment's Terraform runs (sensitive values left out):
+/// `{"items": [{"resource", "text"}]}`, one per resource Nestor ran
+/// itself; empty for a deployment that went through GitOps only.
+#[utoipa::path(get, path = "/api/v1/deployments/{id}/logs", params(("id" = String, Path)),
+    responses((status = 200, description = "the run logs"), (status = 404, description = "DEPLOYMENT_NOT_FOUND")))]
+pub(super) async fn logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    query.allow(&[])?;
+    visible(&state, &caller, &id).await?;
+    Ok(Json(json!({"items": state.nestor().logs(&id).await?})))
+}
+
+/// Checks a succeeded deployment for drift now (`terraform plan
+/// -detailed-exitcode` of each Terraform workspace): the report lists the
+/// drifted addresses; a drifted deployment becomes `drifted`.
+#[utoipa::path(post, path = "/api/v1/deployments/{id}/drift", params(("id" = String, Path)),
+    responses((status = 200, description = "the drift report"), (status = 409, description = "CONFLICT: not succeeded")))]
+pub(super) async fn drift(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Query,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    query.allow(&[])?;
+    let d = visible(&state, &caller, &id).await?;
+    caller.write_team(&d.team)?;
+    let reports = state.nestor().drift(Some(&id)).await?;
+    Ok(Json(json!(reports.into_iter().next())))
 }
 
 #[derive(Debug, Deserialize)]

@@ -310,7 +310,8 @@ fn visible_to(caller: &Caller, e: &Event) -> bool {
         | EventType::DeploymentStarted
         | EventType::DeploymentUpdated
         | EventType::DeploymentCompleted
-        | EventType::DeploymentFailed => team_of(e).is_some_and(|t| caller.sees_team(&t)),
+        | EventType::DeploymentFailed
+        | EventType::DeploymentDrifted => team_of(e).is_some_and(|t| caller.sees_team(&t)),
         _ => true,
     }
 }

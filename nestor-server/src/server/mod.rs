@@ -113,6 +113,16 @@ impl AppState {
     /// Wires the services and starts the background tasks (event tail,
     /// event retention). Must be called inside a Tokio runtime.
     pub fn new(parts: Parts) -> anyhow::Result<AppState> {
+        Self::with_direct(parts, None)
+    }
+
+    /// [`AppState::new`] with a direct executor (the Terraform executor
+    /// of `executors.terraform`) for the resources it handles; starts the
+    /// drift checks of `deployments.drift_interval` too.
+    pub fn with_direct(
+        parts: Parts,
+        direct: Option<Arc<dyn nestor_core::DirectExecutor>>,
+    ) -> anyhow::Result<AppState> {
         let Parts {
             config,
             store,
@@ -135,7 +145,11 @@ impl AppState {
         if let Some(argo) = &config.argocd {
             builder = builder.observer(argo.observer()?);
         }
+        if let Some(direct) = direct {
+            builder = builder.direct_executor(direct);
+        }
         let nestor = builder.build()?;
+        let drift_interval = config.deployments.drift_interval()?;
         let auth = auth::Auth::from_config(&config.auth)?;
         let limits = config.server.limits()?;
         let heartbeat =
@@ -167,6 +181,9 @@ impl AppState {
             metrics.clone(),
             shutdown.clone(),
         );
+        if let Some(every) = drift_interval {
+            runs::start_drift_checks(nestor.clone(), every, shutdown.clone());
+        }
         Ok(AppState {
             inner: Arc::new(Inner {
                 nestor,
@@ -283,6 +300,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/deployments/{id}/rollback",
             post(deployments::rollback),
         )
+        .route("/api/v1/deployments/{id}/logs", get(deployments::logs))
+        .route("/api/v1/deployments/{id}/drift", post(deployments::drift))
         .route("/api/v1/plan", post(deployments::plan))
         .route("/api/v1/engines", get(engines))
         .route("/api/v1/graph", get(deployments::graph))

@@ -120,6 +120,35 @@ pub(super) fn start_takeover(
     });
 }
 
+/// Checks every succeeded deployment for drift every `every`
+/// (`deployments.drift_interval`) until shutdown; a drifted one becomes
+/// `drifted` with a `deployment.drifted` event (see `Nestor::drift`).
+pub(super) fn start_drift_checks(
+    nestor: Nestor,
+    every: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            match nestor.drift(None).await {
+                Ok(reports) => {
+                    for r in reports.iter().filter(|r| !r.resources.is_empty()) {
+                        tracing::warn!(deployment = %r.deployment, resources = r.resources.len(), "drift found");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "drift check failed"),
+            }
+        }
+    });
+}
+
 fn resume(
     orchestrator: &Orchestrator,
     runs: &Runs,
