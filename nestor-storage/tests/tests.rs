@@ -9,5 +9,7 @@ mod memory;
 mod orchestrator;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_wal;
 mod sync;
 mod takeover;

@@ -83,6 +83,11 @@
 //! - **Durability.** `synchronous = NORMAL`, the usual WAL setting: a commit
 //!   survives a crash of the process; only a power loss may drop the last
 //!   commits, never corrupt the file.
+//! - **Checkpoints.** SQLite's automatic checkpoint (inside the commit that
+//!   takes the WAL past 1,000 pages) stays for ordinary writes; a batch of
+//!   256 versions or more commits without it, and a passive checkpoint
+//!   follows on the blocking pool while the caller goes on
+//!   (`checkpoint.rs`: in a cold sync it was most of the commit).
 //! - **Errors.** Every rusqlite and JSON error becomes
 //!   `Error::StorageUnavailable` with a short message saying what was being
 //!   done; the SQLite detail stays in the error's source for the log.
@@ -90,6 +95,7 @@
 mod audit;
 mod cache;
 mod catalog;
+mod checkpoint;
 mod compositions;
 mod deployments;
 mod events;
@@ -140,6 +146,9 @@ struct Shared {
     /// Checks for catalog changes before `names` is trusted; `None` for an
     /// in-memory database.
     probe: Option<Mutex<ChangeProbe>>,
+    /// Checkpoints after large batches (`checkpoint.rs`); `None` for an
+    /// in-memory database.
+    checkpoints: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -202,8 +211,10 @@ impl SqliteStore {
     /// probe on it, `None` for an in-memory database.
     fn from_writer(writer: Connection, file: Option<(PathBuf, ChangeProbe)>) -> Self {
         let (path, probe) = file.unzip();
+        let checkpoints = path.clone().map(checkpoint::Checkpointer::new);
         SqliteStore {
             shared: Arc::new(Shared {
+                checkpoints,
                 path,
                 writer: Mutex::new(writer),
                 idle_readers: Mutex::new(Vec::new()),
@@ -265,18 +276,55 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>, &VersionCache) -> Result<T> + Send + 'static,
     {
-        let shared = self.shared.clone();
-        blocking(move || {
-            let mut conn = lock(&shared.writer);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .ctx("starting a write transaction")?;
-            let value = write(&tx, &shared.cache)?;
-            tx.commit().ctx("committing a write transaction")?;
-            Ok(value)
-        })
-        .await
+        self.write_sized(false, write).await
     }
+
+    /// [`Self::write`]; when `large`, the commit leaves the WAL checkpoint
+    /// to the background (`checkpoint.rs`) instead of running it itself.
+    async fn write_sized<T, F>(&self, large: bool, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, &VersionCache) -> Result<T> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let deferred = large && shared.checkpoints.is_some();
+        let value = blocking(move || {
+            let mut conn = lock(&shared.writer);
+            if deferred {
+                checkpoint::set_automatic(&conn, false)
+                    .ctx("suspending the automatic checkpoint")?;
+            }
+            let written = transact(&mut conn, &shared.cache, write);
+            if deferred {
+                // The write is done (or rolled back) either way: a failure
+                // here is logged, not made the write's.
+                if let Err(e) = checkpoint::set_automatic(&conn, true) {
+                    tracing::warn!(error = %e, "cannot restore SQLite's automatic checkpoint");
+                }
+            }
+            written
+        })
+        .await;
+        if let (true, Some(checkpoints)) = (value.is_ok() && deferred, &self.shared.checkpoints) {
+            checkpoints.start();
+        }
+        value
+    }
+}
+
+/// Runs `write` in one `BEGIN IMMEDIATE` transaction on `conn`; commits if
+/// it returns `Ok`, rolls back otherwise.
+fn transact<T>(
+    conn: &mut Connection,
+    cache: &VersionCache,
+    write: impl FnOnce(&Transaction<'_>, &VersionCache) -> Result<T>,
+) -> Result<T> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("starting a write transaction")?;
+    let value = write(&tx, cache)?;
+    tx.commit().ctx("committing a write transaction")?;
+    Ok(value)
 }
 
 impl Shared {

@@ -2,13 +2,16 @@
 //! and the latest pointer of `names` kept in step in the same transaction.
 //!
 //! A batch (a cold sync: thousands of versions in one transaction) costs,
-//! per version, one existence check, two inserts and its events; the
+//! per version, two inserts and its events, and an existence check for a
+//! name that existed before (a name the insert creates has no version); the
 //! definition's JSON is the text the caller serialised already
 //! ([`VersionWrite::definition_json`]), never serialised again here. Each
 //! name the batch touched has its latest pointer refreshed once, after the
 //! last insert: a name the batch created has no versions but the batch's,
 //! so its latest is chosen from what the batch inserted, without reading
-//! its history back; a name that existed reads its history once.
+//! its history back; a name that existed reads its history once. A large
+//! batch commits without running the WAL checkpoint itself
+//! (`checkpoint.rs`).
 
 use std::collections::HashMap;
 
@@ -172,10 +175,20 @@ fn insert_version(
     let name = new.name();
     let version = new.version();
     let version_text = version.to_string();
-    let existing: Option<String> = tx
-        .prepare_cached("SELECT content_hash FROM versions WHERE name = ?1 AND version = ?2")
-        .and_then(|mut s| s.query_row([name, &version_text], |r| r.get(0)).optional())
-        .ctx("checking for an existing version")?;
+    // The name first: a name this insert creates has no version yet, so
+    // the existence check is skipped for it (every name of a cold sync).
+    let first_of_name = tx
+        .prepare_cached("INSERT OR IGNORE INTO names (name) VALUES (?1)")
+        .and_then(|mut s| s.execute([name]))
+        .ctx("inserting a name")?
+        == 1;
+    let existing: Option<String> = if first_of_name {
+        None
+    } else {
+        tx.prepare_cached("SELECT content_hash FROM versions WHERE name = ?1 AND version = ?2")
+            .and_then(|mut s| s.query_row([name, &version_text], |r| r.get(0)).optional())
+            .ctx("checking for an existing version")?
+    };
     match existing {
         Some(hash) if hash == new.content_hash => return Ok(Inserted::Unchanged),
         Some(_) => {
@@ -196,11 +209,6 @@ fn insert_version(
     let origin = new.origin.as_ref();
     // Beyond i64 the integer columns saturate; order is decided in Rust anyway.
     let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let first_of_name = tx
-        .prepare_cached("INSERT OR IGNORE INTO names (name) VALUES (?1)")
-        .and_then(|mut s| s.execute([name]))
-        .ctx("inserting a name")?
-        == 1;
     tx.prepare_cached(
         "INSERT INTO versions (name, version, major, minor, patch, pre, content_hash, published_at, \
          yanked, deprecated, provider, category, resource_type, search_text, origin_source, \
@@ -343,7 +351,8 @@ impl CatalogWriter for SqliteStore {
         &self,
         writes: Vec<VersionWrite>,
     ) -> Result<Vec<Result<PublishOutcome>>> {
-        self.write(move |tx, cache| insert_batch(tx, cache, writes))
+        let large = writes.len() >= super::checkpoint::LARGE_BATCH;
+        self.write_sized(large, move |tx, cache| insert_batch(tx, cache, writes))
             .await
     }
 
