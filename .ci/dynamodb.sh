@@ -19,6 +19,10 @@
 # Progress goes to stderr.
 set -euo pipefail
 
+SCRIPT="$(basename "$0")"
+SERVICE="DynamoDB Local"
+MATCH="DynamoDBLocal.jar"
+
 TOOLS="${NESTOR_TOOLS_DIR:-$HOME/.cache/nestor/tools}"
 PACKAGE="amplify-dynamodb-simulator"
 VERSION="2.9.30"
@@ -28,8 +32,6 @@ PIDFILE="$RUN/pid"
 PORTFILE="$RUN/port"
 LOG="$RUN/server.log"
 WAIT_SECONDS="${NESTOR_DYNAMODB_WAIT:-60}"
-
-log() { echo "dynamodb.sh: $*" >&2; }
 
 install() {
   if [ -f "$DIR/DynamoDBLocal.jar" ] && [ -d "$DIR/DynamoDBLocal_lib" ]; then
@@ -64,84 +66,20 @@ answers() {
     -d '{}' 2>/dev/null | grep -q '^200$'
 }
 
-running_pid() {
-  local pid
-  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  # Only a live process that is still our DynamoDB Local (a pid file left
-  # from an earlier boot may name a reused pid).
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null \
-    && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'DynamoDBLocal.jar'; then
-    echo "$pid"
-  fi
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 print_exports() {
   echo "export NESTOR_TEST_DYNAMODB_ENDPOINT=http://127.0.0.1:$(cat "$PORTFILE")"
   echo "export NESTOR_DYNAMODB_LOCAL_DIR='$DIR'"
   echo "export NESTOR_DYNAMODB_PIDFILE='$PIDFILE'"
 }
 
-start() {
-  install
-  mkdir -p "$RUN"
-  if [ -n "$(running_pid)" ] && answers "$(cat "$PORTFILE")"; then
-    log "reusing the server on port $(cat "$PORTFILE") (pid $(running_pid))"
-    print_exports
-    return 0
-  fi
-  stop
-  local port pid
-  port="$(free_port)"
-  log "starting DynamoDB Local on 127.0.0.1:$port"
-  # -Djava.library.path for SQLite's native library; run from its folder
-  # as AWS documents. setsid detaches it from this script's process group.
+# -Djava.library.path for SQLite's native library; run from its folder as
+# AWS documents. setsid detaches it from this script's process group.
+launch() {
   (cd "$DIR" && exec setsid java -Xmx512m -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
-      -inMemory -sharedDb -port "$port" >"$LOG" 2>&1 </dev/null) &
-  pid=$!
-  echo "$pid" >"$PIDFILE"
-  echo "$port" >"$PORTFILE"
-  local waited=0
-  until answers "$port"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "DynamoDB Local exited; its log:"
-      cat "$LOG" >&2
-      exit 1
-    fi
-    if [ "$waited" -ge $((WAIT_SECONDS * 4)) ]; then
-      log "DynamoDB Local did not answer within ${WAIT_SECONDS}s; its log:"
-      cat "$LOG" >&2
-      stop
-      exit 1
-    fi
-    sleep 0.25
-    waited=$((waited + 1))
-  done
-  log "DynamoDB Local answers on port $port (pid $pid)"
-  print_exports
+      -inMemory -sharedDb -port "$1" >"$LOG" 2>&1 </dev/null) &
 }
 
-stop() {
-  local pid
-  pid="$(running_pid)"
-  if [ -n "$pid" ]; then
-    log "stopping DynamoDB Local (pid $pid)"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$PIDFILE"
-}
-
-case "${1:-start}" in
-  install) install; echo "$DIR" ;;
-  start) start ;;
-  stop) stop ;;
-  *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
-esac
+INSTALLED="$DIR"
+# shellcheck source=.ci/service.sh
+source "$(dirname "$0")/service.sh"
+service_main "$@"

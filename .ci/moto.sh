@@ -16,6 +16,10 @@
 # Progress goes to stderr.
 set -euo pipefail
 
+SCRIPT="$(basename "$0")"
+SERVICE="moto"
+MATCH="moto_server"
+
 TOOLS="${NESTOR_TOOLS_DIR:-$HOME/.cache/nestor/tools}"
 REQUIREMENT="moto[server]==5.2.1"
 VENV="$TOOLS/moto"
@@ -24,8 +28,6 @@ PIDFILE="$RUN/pid"
 PORTFILE="$RUN/port"
 LOG="$RUN/server.log"
 WAIT_SECONDS="${NESTOR_MOTO_WAIT:-60}"
-
-log() { echo "moto.sh: $*" >&2; }
 
 install() {
   if [ "$(cat "$VENV/.nestor-requirement" 2>/dev/null)" = "$REQUIREMENT" ] && [ -x "$VENV/bin/moto_server" ]; then
@@ -45,77 +47,15 @@ answers() {
   curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/moto-api/data.json" 2>/dev/null | grep -q '^200$'
 }
 
-running_pid() {
-  local pid
-  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null \
-    && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'moto_server'; then
-    echo "$pid"
-  fi
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 print_exports() {
   echo "export NESTOR_TEST_S3_ENDPOINT=http://127.0.0.1:$(cat "$PORTFILE")"
 }
 
-start() {
-  install
-  mkdir -p "$RUN"
-  if [ -n "$(running_pid)" ] && answers "$(cat "$PORTFILE")"; then
-    log "reusing the server on port $(cat "$PORTFILE") (pid $(running_pid))"
-    print_exports
-    return 0
-  fi
-  stop
-  local port pid
-  port="$(free_port)"
-  log "starting moto on 127.0.0.1:$port"
-  (exec setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOG" 2>&1 </dev/null) &
-  pid=$!
-  echo "$pid" >"$PIDFILE"
-  echo "$port" >"$PORTFILE"
-  local waited=0
-  until answers "$port"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "moto exited; its log:"
-      cat "$LOG" >&2
-      exit 1
-    fi
-    if [ "$waited" -ge $((WAIT_SECONDS * 4)) ]; then
-      log "moto did not answer within ${WAIT_SECONDS}s; its log:"
-      cat "$LOG" >&2
-      stop
-      exit 1
-    fi
-    sleep 0.25
-    waited=$((waited + 1))
-  done
-  log "moto answers on port $port (pid $pid)"
-  print_exports
+launch() {
+  (exec setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$1" >"$LOG" 2>&1 </dev/null) &
 }
 
-stop() {
-  local pid
-  pid="$(running_pid)"
-  if [ -n "$pid" ]; then
-    log "stopping moto (pid $pid)"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$PIDFILE"
-}
-
-case "${1:-start}" in
-  install) install; echo "$VENV/bin/moto_server" ;;
-  start) start ;;
-  stop) stop ;;
-  *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
-esac
+INSTALLED="$VENV/bin/moto_server"
+# shellcheck source=.ci/service.sh
+source "$(dirname "$0")/service.sh"
+service_main "$@"
