@@ -1,5 +1,5 @@
 //! The event log: sequences, concurrent appends, pre-serialised events, and
-//! the SPEC §8 events that catalog changes append.
+//! the events (docs/src/reference/events.md) that catalog changes append.
 
 use std::sync::Arc;
 
@@ -138,7 +138,7 @@ pub async fn serialized_events_read_back_as_values(store: Arc<dyn CatalogStore>)
     assert_eq!(read[3].subject, "e-4");
 }
 
-/// Publishing and yanking append the SPEC §8 events with the full object.
+/// Publishing and yanking append their events (docs/src/reference/events.md) with the full object.
 pub async fn events_for_catalog_changes(store: Arc<dyn CatalogStore>) {
     let svc = service(&store);
     svc.publish(definition("db", "1.0.0"), None, "api")
