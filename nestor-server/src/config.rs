@@ -9,6 +9,9 @@ use nestor_core::SourceConfig;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
+mod security;
+pub use security::{CorsConfig, RateConfig, RateLimitsConfig};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -70,6 +73,10 @@ pub struct ServerConfig {
     /// ones are closed first, oldest first; when none is idle, a new
     /// connection is answered 503 and closed.
     pub max_connections: usize,
+    /// Per-caller rate limits by route class; off when absent.
+    pub rate_limits: Option<RateLimitsConfig>,
+    /// Cross-origin access for browser apps; off when absent.
+    pub cors: Option<CorsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +91,8 @@ impl Default for ServerConfig {
             parse_timeout: "10s".into(),
             write_timeout: "30s".into(),
             max_connections: 1024,
+            rate_limits: None,
+            cors: None,
         }
     }
 }

@@ -277,8 +277,8 @@ pub(super) async fn serve(
             a = listener.accept() => a,
             _ = shutdown.changed() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors or a transient error: back off rather than spin.
                 tracing::warn!(error = %e, "accept failed");
@@ -296,7 +296,7 @@ pub(super) async fn serve(
         registry.open.lock().unwrap().insert(id, tracker.clone());
         let (app, registry, shutdown) = (app.clone(), registry.clone(), shutdown.clone());
         tokio::spawn(async move {
-            connection(stream, tracker, app, limits, shutdown).await;
+            connection(stream, peer.ip(), tracker, app, limits, shutdown).await;
             registry.open.lock().unwrap().remove(&id);
             registry.closed.notify_waiters();
         });
@@ -319,6 +319,7 @@ pub(super) async fn serve(
 /// server shuts down (then in-flight requests finish).
 async fn connection(
     stream: TcpStream,
+    peer: std::net::IpAddr,
     tracker: Arc<Tracker>,
     app: Router,
     limits: ServerLimits,
@@ -332,7 +333,11 @@ async fn connection(
         head_cap,
     });
     let service_tracker = tracker.clone();
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        // The rate limits key anonymous callers by their address.
+        request
+            .extensions_mut()
+            .insert(super::ratelimit::PeerIp(peer));
         let tracker = service_tracker.clone();
         tracker.request_started();
         let app = app.clone();

@@ -14,7 +14,8 @@
 //!
 //! Order, as before: request id and head size first (a 431 carries the
 //! request id), then the principal (a 401 for an unknown token on every
-//! route, before any body is read), then the handler.
+//! route, before any body is read), then the caller's rate limit for the
+//! route's class (a 429 with `Retry-After`, ratelimit.rs), then the handler.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use tower::{Layer, Service};
 
 use super::error::{self, ApiError};
 use super::metrics::{method_label, RouteMetrics};
+use super::ratelimit::{self, PeerIp};
 use super::AppState;
 
 /// The header a request id travels in, both ways.
@@ -91,9 +93,9 @@ where
         let method = method_label(request.method().as_str());
         let wakes_events = request.method() != Method::GET && request.method() != Method::HEAD;
         let span = tracing::info_span!("request", method = %method, route = %route.route(), request_id = request_id.to_str().unwrap_or_default());
-        let refused = match refusal(&mut request, state) {
+        let refused = match refusal(&mut request, state, route.route()) {
             None => Ok(span.in_scope(|| self.inner.call(request))),
-            Some(error) => Err(error),
+            Some(refusal) => Err(refusal),
         };
         let state = state.clone();
         Box::pin(async move {
@@ -103,7 +105,15 @@ where
                     Ok(handler) => tracing::Instrument::instrument(handler, span.clone())
                         .await
                         .unwrap_or_else(|never| match never {}),
-                    Err(error) => error.into_response(),
+                    Err(Refusal { error, retry_after }) => {
+                        let mut response = error.into_response();
+                        if let Some(secs) = retry_after {
+                            response
+                                .headers_mut()
+                                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                        }
+                        response
+                    }
                 }
             })
             .await;
@@ -142,29 +152,56 @@ fn request_id(request: &Request, state: &AppState) -> HeaderValue {
     }
 }
 
+/// An answer given before the handler runs.
+struct Refusal {
+    error: ApiError,
+    /// Seconds for `Retry-After` (rate limits).
+    retry_after: Option<u64>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Refusal {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
 /// Why the request is answered before its handler runs, if it is: a head
-/// over `server.max_header_bytes` (431), or an `Authorization` header that
-/// names no known token (401). Otherwise the caller's principal is attached.
-fn refusal(request: &mut Request, state: &AppState) -> Option<ApiError> {
+/// over `server.max_header_bytes` (431), an `Authorization` header that
+/// names no known token (401), or a caller over its rate limit for the
+/// route's class (429). Otherwise the caller's principal is attached.
+fn refusal(request: &mut Request, state: &AppState, route: &str) -> Option<Refusal> {
     let limit = state.limits().max_header_bytes;
     if head_bytes(request) > limit {
-        return Some(ApiError::from(
+        return Some(Refusal::from(ApiError::from(
             nestor_core::Error::RequestHeaderFieldsTooLarge {
                 message: format!("the request line and headers are larger than {limit} bytes"),
             },
-        ));
+        )));
     }
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    match state.auth().principal(header) {
-        Ok(p) => {
-            request.extensions_mut().insert(p);
-            None
+    let principal = match state.auth().principal(header) {
+        Ok(p) => p,
+        Err(e) => return Some(Refusal::from(ApiError::from(e))),
+    };
+    if let Some(limits) = state.rate_limits() {
+        if let Some(class) = ratelimit::classify(request.method(), route) {
+            let peer = request.extensions().get::<PeerIp>().map(|p| p.0);
+            if let Err(wait) = limits.check(class, &principal, peer) {
+                return Some(Refusal {
+                    error: ApiError::from(nestor_core::Error::RateLimited),
+                    retry_after: Some(ratelimit::retry_after_secs(wait)),
+                });
+            }
         }
-        Err(e) => Some(ApiError::from(e)),
     }
+    request.extensions_mut().insert(principal);
+    None
 }
 
 /// The size of a request's head: its request line and headers.

@@ -9,6 +9,8 @@
 //! - `extract`: strict query parsing (unknown keys are refused), bounded
 //!   bodies, JSON and YAML payloads.
 //! - `auth`: bearer tokens (SHA-256 in the config) and the role checks.
+//! - `ratelimit`: per-caller token buckets by route class (429 + `Retry-After`).
+//! - `cors`: cross-origin access for browser apps (`server.cors`).
 //! - `catalog`, `compositions`, `deployments`: the routes, thin.
 //! - `events`: the event-log tail and the SSE stream (docs/src/reference/events.md).
 //! - `sync`: background syncs with coalescing, pollers and git webhooks.
@@ -32,6 +34,7 @@ mod auth;
 mod catalog;
 mod compositions;
 mod conn;
+mod cors;
 mod deployments;
 mod error;
 mod events;
@@ -39,6 +42,7 @@ mod extract;
 mod front;
 mod metrics;
 mod openapi;
+mod ratelimit;
 mod runs;
 mod sync;
 
@@ -81,6 +85,10 @@ struct Inner {
     limits: crate::config::ServerLimits,
     /// Token hashes and roles, parsed once.
     auth: auth::Auth,
+    /// `server.cors`, when browser apps on other origins may call.
+    cors: Option<tower_http::cors::CorsLayer>,
+    /// `server.rate_limits`, when any class is limited.
+    rate_limits: Option<ratelimit::RateLimits>,
     /// Where fresh request ids come from.
     request_ids: error::RequestIds,
     /// Counters and histograms for `/metrics`.
@@ -152,6 +160,8 @@ impl AppState {
         let drift_interval = config.deployments.drift_interval()?;
         let auth = auth::Auth::from_config(&config.auth)?;
         let limits = config.server.limits()?;
+        let rate_limits = ratelimit::RateLimits::from_config(config.server.rate_limits.as_ref())?;
+        let cors = cors::layer(config.server.cors.as_ref())?;
         let heartbeat =
             nestor_core::parse_duration(&config.sse.heartbeat).map_err(anyhow::Error::msg)?;
         let retention =
@@ -191,6 +201,8 @@ impl AppState {
                 config,
                 limits,
                 auth,
+                rate_limits,
+                cors,
                 request_ids: error::RequestIds::new(),
                 metrics,
                 events,
@@ -236,6 +248,10 @@ impl AppState {
 
     fn auth(&self) -> &auth::Auth {
         &self.inner.auth
+    }
+
+    fn rate_limits(&self) -> Option<&ratelimit::RateLimits> {
+        self.inner.rate_limits.as_ref()
     }
 
     fn request_ids(&self) -> &error::RequestIds {
@@ -313,8 +329,12 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     // One layer in front of every route and fallback (front.rs): request
     // id, head size, auth, tracing span, metrics.
-    api.layer(front::FrontLayer::new(state.clone()))
-        .with_state(state)
+    let mut api = api.layer(front::FrontLayer::new(state.clone()));
+    if let Some(cors) = &state.inner.cors {
+        // Outside the front layer: preflights need no token and are not counted.
+        api = api.layer(cors.clone());
+    }
+    api.with_state(state)
 }
 
 async fn no_route() -> ApiError {

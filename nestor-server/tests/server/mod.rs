@@ -10,6 +10,7 @@ mod hostile;
 mod metrics;
 mod process;
 mod remote;
+mod security;
 mod webhooks;
 
 use std::path::{Path, PathBuf};
