@@ -2,7 +2,8 @@
 //! promote — and the graph, engines, health and readiness.
 
 use nestor_core::{
-    Deployment, DeploymentFilter, DeploymentRequest, Error, GraphView, Plan, Result,
+    Deployment, DeploymentFilter, DeploymentRequest, DriftReport, Error, GraphView, Plan, Result,
+    RunLog,
 };
 use reqwest::Method;
 use serde::Deserialize;
@@ -170,6 +171,31 @@ impl Client {
                 Retry::Never,
             )
             .json(&body)?
+            .long();
+        self.json(call).await
+    }
+
+    /// The logs of deployment `id`'s Terraform runs (sensitive values left
+    /// out); empty for a deployment that went through GitOps only.
+    pub async fn logs(&self, id: &str) -> Result<Vec<RunLog>> {
+        #[derive(Deserialize)]
+        struct Items {
+            items: Vec<RunLog>,
+        }
+        let call = self.get(&["api", "v1", "deployments", id, "logs"]);
+        Ok(self.json::<Items>(call).await?.items)
+    }
+
+    /// Checks succeeded deployment `id` for drift now (`None`: it has no
+    /// resource Nestor runs itself). Sent once: a check may record a
+    /// `deployment.drifted` event.
+    pub async fn drift(&self, id: &str) -> Result<Option<DriftReport>> {
+        let call = self
+            .call(
+                Method::POST,
+                &["api", "v1", "deployments", id, "drift"],
+                Retry::Never,
+            )
             .long();
         self.json(call).await
     }

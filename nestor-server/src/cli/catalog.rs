@@ -10,7 +10,7 @@ use clap::Subcommand;
 use nestor_core::{
     check_bump, classify_changes, minimum_version, parse_file, predecessor, publish_order,
     CatalogRef, ChangeKind, Document, Error, FieldError, ListFilter, PageRequest, PublishOutcome,
-    PublishedVersion, ResourceDefinition, SourceConfig, SyncService, VersionSpec,
+    PublishedVersion, ResourceDefinition, VersionSpec,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -498,32 +498,7 @@ async fn sync(
     path: Option<String>,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
-    if let Some(remote) = ctx.remote()? {
-        if branch.is_some() || path.is_some() {
-            anyhow::bail!("--branch and --path apply to local syncs only: with --server the source's configuration on the server decides");
-        }
-        if source.contains(['/', ':', '\\']) || source.starts_with('.') {
-            anyhow::bail!("{source:?} is not a source name: with --server only sources configured on the server (catalog.sources in its nestor.yaml) can be synced; configure it there, or sync without --server");
-        }
-        let report = remote.sync(source).await?;
-        return print_sync(&report, ctx);
-    }
-    let mut config = match ctx.config.catalog.sources.iter().find(|s| s.name == source) {
-        Some(s) => s.clone(),
-        None => SourceConfig::new(source_name(source), source),
-    };
-    if let Some(b) = branch {
-        config.branch = b;
-    }
-    if let Some(p) = path {
-        config.path = p;
-    }
-    let catalog = ctx.catalog().await?;
-    let opened = nestor_storage::open_source(config, &ctx.global.data_dir.join("sources"));
-    let report = SyncService::new(catalog)
-        .with_composer(ctx.composer().await?)
-        .sync(opened.as_ref())
-        .await?;
+    let report = ctx.backend().await?.sync(source, branch, path).await?;
     print_sync(&report, ctx)
 }
 

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use nestor_core::{
     parse_file, scan_annotations, CatalogRef, Deployment, DeploymentEntry, DeploymentFilter,
-    DeploymentRequest, DeploymentSet, Document, Error, EventType, PublishOutcome,
+    DeploymentRequest, DeploymentSet, Document, Error, PublishOutcome,
 };
 use serde_json::json;
 
@@ -155,19 +155,16 @@ async fn publish_or_validate(
             }
         }
     } else {
-        let composer = ctx.composer().await?;
+        let backend = ctx.backend().await?;
         for (file, line, c) in found {
             let subject = c.subject();
-            match composer.validate(&c).await {
+            match backend.check_composition(&c).await? {
                 Ok(waves) => lines.push(
                     json!({"composition": subject, "file": file, "outcome": "valid", "waves": waves}),
                 ),
-                Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
-                    return Err(e.into())
-                }
-                Err(e) => {
-                    for fe in e.field_errors() {
-                        problems.push(format!("{file}:{line}: [{}] {fe}", e.code()));
+                Err(refusal) => {
+                    for fe in &refusal.field_errors {
+                        problems.push(format!("{file}:{line}: [{}] {fe}", refusal.code));
                     }
                 }
             }
@@ -333,16 +330,10 @@ pub(super) async fn plan(
     env: Option<&str>,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
+    let backend = ctx.backend().await?;
     let mut plans = Vec::new();
-    if let Some(remote) = ctx.remote()? {
-        for request in requests(file, env)? {
-            plans.push(remote.plan(&request).await?);
-        }
-    } else {
-        let orchestrator = ctx.orchestrator().await?;
-        for request in requests(file, env)? {
-            plans.push(orchestrator.plan(&request).await?);
-        }
+    for request in requests(file, env)? {
+        plans.push(backend.plan(&request).await?);
     }
     emit(ctx.format(), &plans, || {
         let mut out = String::new();
@@ -420,183 +411,48 @@ pub(super) async fn apply(
             return Ok(ExitCode::FAILURE);
         }
     }
-    if let Some(remote) = ctx.remote()? {
-        return apply_remote(&remote, requests, wait, ctx).await;
-    }
-    let orchestrator = ctx.orchestrator().await?;
-    let store = ctx.store().await?;
-    let mut results = Vec::new();
-    for request in requests {
-        let progress = follow(
-            store.clone(),
-            ctx.global.quiet || ctx.format() != super::Format::Table,
-        );
-        let outcome = orchestrator.apply(&request, None).await;
-        progress.abort();
-        results.push(outcome?);
-    }
-    emit(ctx.format(), &results, || {
-        results.iter().map(summary).collect()
-    })?;
-    Ok(
-        if results
-            .iter()
-            .all(|d| d.status == nestor_core::DeploymentStatus::Succeeded)
-        {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
-}
-
-/// How long `apply --wait` follows one deployment on a server.
-const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// `apply` against a server: start each deployment there; with `--wait`
-/// follow its events until it finishes, then print it as embedded does.
-async fn apply_remote(
-    remote: &super::client::Remote,
-    requests: Vec<DeploymentRequest>,
-    wait: bool,
-    ctx: &Context<'_>,
-) -> anyhow::Result<ExitCode> {
-    use super::client::Backend as _;
+    let backend = ctx.backend().await?;
     let quiet = ctx.global.quiet || ctx.format() != super::Format::Table;
     let mut results = Vec::new();
     for request in requests {
-        let after = remote.last_event().await?;
-        let started = remote.start_deployment(&request).await?;
-        results.push(if wait {
-            wait_for(remote, &started.id, after, quiet).await?
-        } else {
-            started
-        });
+        results.push(backend.apply(&request, wait, quiet).await?);
     }
     emit(ctx.format(), &results, || {
         results.iter().map(summary).collect()
     })?;
-    if !wait {
-        for d in &results {
+    // A deployment still going on is one the server goes on with (an
+    // apply without --wait): not a failure.
+    let mut ok = true;
+    for d in &results {
+        if !d.status.is_final() {
             ctx.note(format!(
                 "{} goes on on the server: follow it with `nestor status {}` (or apply with --wait)",
                 d.id, d.id
             ));
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    Ok(
-        if results
-            .iter()
-            .all(|d| d.status == nestor_core::DeploymentStatus::Succeeded)
-        {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        },
-    )
-}
-
-/// Follows deployment `id` on the server from event `after` until it is
-/// over (bounded by [`WAIT_LIMIT`]), printing resource status changes
-/// like an embedded apply, and answers it as finally recorded.
-async fn wait_for(
-    remote: &super::client::Remote,
-    id: &str,
-    mut after: u64,
-    quiet: bool,
-) -> anyhow::Result<Deployment> {
-    use super::client::Backend as _;
-    let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    loop {
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            anyhow::bail!(
-                "deployment {id} did not finish within {} s; it goes on on the server: follow it with `nestor status {id}`",
-                WAIT_LIMIT.as_secs()
-            );
-        }
-        let slice = (deadline - now).min(std::time::Duration::from_secs(2));
-        let events = remote.events_after(after, slice).await?;
-        let mut over = false;
-        for e in &events {
-            after = after.max(e.id);
-            if e.data["id"].as_str() != Some(id) {
-                continue;
-            }
-            match e.event_type {
-                EventType::DeploymentStarted | EventType::DeploymentUpdated => {}
-                EventType::DeploymentCompleted | EventType::DeploymentFailed => over = true,
-                _ => continue,
-            }
-            let Ok(d) = serde_json::from_value::<Deployment>(e.data.clone()) else {
-                continue;
-            };
-            if !quiet {
-                for r in &d.resources {
-                    let status = format!("{:?}", r.status).to_lowercase();
-                    if seen.get(&r.name) != Some(&status) {
-                        eprintln!("  {:<20} {:<10} {}", r.name, status, r.engine);
-                        seen.insert(r.name.clone(), status);
-                    }
-                }
-            }
-        }
-        if over {
-            return remote.deployment(id).await;
-        }
-        // Nothing about it in this slice: events can be missed (a resync),
-        // so the record decides.
-        if !events.iter().any(|e| e.data["id"].as_str() == Some(id)) {
-            let d = remote.deployment(id).await?;
-            if d.status.is_final() {
-                return Ok(d);
-            }
+        } else if d.status != nestor_core::DeploymentStatus::Succeeded {
+            ok = false;
         }
     }
-}
-
-/// Prints each resource's status changes from the event log while an
-/// apply runs: one line per change (the log is the same stream SSE serves).
-fn follow(
-    store: std::sync::Arc<dyn nestor_core::Store>,
-    quiet: bool,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        if quiet {
-            return;
-        }
-        let Ok(mut after) = store.last_sequence().await else {
-            return;
-        };
-        let mut seen: BTreeMap<String, String> = BTreeMap::new();
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let Ok(events) = store.read_after(after, 100).await else {
-                return;
-            };
-            for e in events {
-                after = e.id;
-                if !matches!(
-                    e.event_type,
-                    EventType::DeploymentUpdated | EventType::DeploymentStarted
-                ) {
-                    continue;
-                }
-                let Ok(d) = serde_json::from_value::<Deployment>(e.data) else {
-                    continue;
-                };
-                for r in &d.resources {
-                    let status = format!("{:?}", r.status).to_lowercase();
-                    if seen.get(&r.name) != Some(&status) {
-                        eprintln!("  {:<20} {:<10} {}", r.name, status, r.engine);
-                        seen.insert(r.name.clone(), status);
-                    }
-                }
-            }
-        }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
+}
+
+/// Prints the resource status changes a deployment event carries, one
+/// line per change since the last one `seen`.
+pub(super) fn print_progress(data: &serde_json::Value, seen: &mut BTreeMap<String, String>) {
+    let Ok(d) = serde_json::from_value::<Deployment>(data.clone()) else {
+        return;
+    };
+    for r in &d.resources {
+        let status = format!("{:?}", r.status).to_lowercase();
+        if seen.get(&r.name) != Some(&status) {
+            eprintln!("  {:<20} {:<10} {}", r.name, status, r.engine);
+            seen.insert(r.name.clone(), status);
+        }
+    }
 }
 
 fn summary(d: &Deployment) -> String {
@@ -680,10 +536,7 @@ pub(super) async fn rollback(
     to: Option<u64>,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let d = match ctx.remote()? {
-        Some(remote) => remote.rollback(id, to).await?,
-        None => ctx.orchestrator().await?.rollback(id, to).await?,
-    };
+    let d = ctx.backend().await?.rollback(id, to).await?;
     emit(ctx.format(), &d, || summary(&d))?;
     Ok(if d.status == nestor_core::DeploymentStatus::Succeeded {
         ExitCode::SUCCESS
@@ -725,16 +578,10 @@ pub(super) async fn promote(
         }
         .into());
     }
+    let backend = ctx.backend().await?;
     let mut results = Vec::new();
-    if let Some(remote) = ctx.remote()? {
-        for n in names {
-            results.push(remote.promote(&team, &n, from, to).await?);
-        }
-    } else {
-        let orchestrator = ctx.orchestrator().await?;
-        for n in names {
-            results.push(orchestrator.promote(&team, &n, from, to).await?);
-        }
+    for n in names {
+        results.push(backend.promote(&team, &n, from, to).await?);
     }
     emit(ctx.format(), &results, || {
         results.iter().map(summary).collect()
@@ -758,18 +605,7 @@ pub(super) async fn graph(
     dot: bool,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let view = match ctx.remote()? {
-        Some(remote) => remote.graph(&ctx.team(), env).await?,
-        None => {
-            let store = ctx.store().await?;
-            let filter = DeploymentFilter {
-                team: Some(ctx.team()),
-                environment: env.map(str::to_string),
-                ..Default::default()
-            };
-            nestor_core::deployment_graph(store.as_ref(), &filter, |_| true).await?
-        }
-    };
+    let view = ctx.backend().await?.graph(&ctx.team(), env).await?;
     if dot {
         print!("{}", view.to_dot());
         return Ok(ExitCode::SUCCESS);

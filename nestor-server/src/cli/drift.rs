@@ -1,7 +1,6 @@
 //! `nestor drift [ID]` and `nestor status ID --logs`: what Nestor's own
-//! Terraform runs found and printed (issue 14). Both run on the local
-//! store for now; over `--server` the HTTP routes
-//! `POST /api/v1/deployments/{id}/drift` and `GET /api/v1/deployments/{id}/logs` serve them.
+//! Terraform runs found and printed (issue 14), embedded or over
+//! `--server` (which checks one deployment at a time).
 
 use std::process::ExitCode;
 
@@ -11,8 +10,7 @@ use super::Context;
 /// Checks one deployment (or every succeeded one) for drift now and
 /// prints the drifted addresses; exits 1 when anything drifted.
 pub(super) async fn drift(id: Option<&str>, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
-    let orchestrator = ctx.orchestrator().await?;
-    let reports = orchestrator.drift(id).await?;
+    let reports = ctx.backend().await?.drift(id).await?;
     let drifted = reports.iter().any(|r| !r.resources.is_empty());
     emit(ctx.format(), &reports, || {
         let mut text = String::new();
@@ -42,8 +40,7 @@ pub(super) async fn drift(id: Option<&str>, ctx: &Context<'_>) -> anyhow::Result
 
 /// Prints the logs of a deployment's Terraform runs.
 pub(super) async fn logs(id: &str, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
-    let orchestrator = ctx.orchestrator().await?;
-    let logs = orchestrator.logs(id).await?;
+    let logs = ctx.backend().await?.logs(id).await?;
     emit(ctx.format(), &logs, || {
         if logs.is_empty() {
             return format!(

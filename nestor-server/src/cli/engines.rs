@@ -1,16 +1,11 @@
 //! `nestor engines list|inspect` and `nestor render`: the engine host seen
 //! from the command line.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use nestor_core::{
-    render_inputs, CatalogRef, CompositionResource, EngineProvider, Error, RenderContext,
-    RenderRequest, TemplateContext,
-};
-use serde_json::json;
+use nestor_core::Error;
 
 use super::output::{emit, Table};
 use super::Context;
@@ -27,43 +22,13 @@ pub enum EnginesCommand {
     },
 }
 
-/// One engine as listed: the fields of `nestor_engines::EngineStatus`,
-/// readable from a server's answer too.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct EngineLine {
-    name: String,
-    version: String,
-    source: String,
-    sha256: String,
-    healthy: bool,
-    description: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
 pub(super) async fn engines(
     command: EnginesCommand,
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
     match command {
         EnginesCommand::List => {
-            let list: Vec<EngineLine> = match ctx.remote()? {
-                Some(remote) => remote.engines().await?,
-                None => ctx
-                    .engines()?
-                    .list()
-                    .into_iter()
-                    .map(|e| EngineLine {
-                        name: e.name,
-                        version: e.version,
-                        source: e.source,
-                        sha256: e.sha256,
-                        healthy: e.healthy,
-                        description: e.description,
-                        error: e.error,
-                    })
-                    .collect(),
-            };
+            let list = ctx.backend().await?.engines().await?;
             emit(ctx.format(), &list, || {
                 let mut t = Table::new(&[
                     "NAME",
@@ -133,73 +98,23 @@ pub(super) async fn render(
     sets: &[String],
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let r = CatalogRef::parse(reference).map_err(Error::bad_request)?;
-    let store = ctx.store().await?;
-    let version = store.resolve(&r.name, &r.version).await?;
-    let def = &version.definition;
-    let engine_name = match engine {
-        Some(e) => e,
-        None => def.spec.supported_engines[0].clone(),
-    };
-    if !def.spec.supported_engines.contains(&engine_name) {
-        return Err(Error::invalid(
-            "engine",
-            format!(
-                "{} does not support {engine_name:?} (supported: {})",
-                def.subject(),
-                def.spec.supported_engines.join(", ")
-            ),
-        )
-        .into());
-    }
     let config = nestor_core::parse_assignments(sets.iter().map(String::as_str))
         .map_err(|e| Error::invalid("--set", e))?;
-    let resource = CompositionResource {
-        name: r.name.clone(),
-        catalog_ref: def.subject(),
-        engine: Some(engine_name.clone()),
-        config,
-        depends_on: vec![],
-    };
-    let team = ctx.team();
-    let environment = ctx.config.defaults.environment.clone();
-    let tctx = TemplateContext {
-        team: team.clone(),
-        environment: environment.clone(),
-        deployment: r.name.clone(),
-        ..Default::default()
-    };
-    let inputs = render_inputs(&resource, def, &tctx)?;
-    let registry = ctx.engines()?;
-    let engine = registry
-        .engine(&engine_name)
-        .ok_or_else(|| Error::EngineNotFound {
-            name: engine_name.clone(),
-        })?;
-    let request = RenderRequest {
-        resource: r.name.clone(),
-        definition: def.clone(),
-        inputs,
-        references: vec![],
-        engine_config: def
-            .spec
-            .engine_configs
-            .get(&engine_name)
-            .cloned()
-            .unwrap_or(serde_json::Value::Null),
-        context: RenderContext::for_resource(&team, &environment, &r.name, &r.name, 0, 1),
-    };
-    let out = engine.render(&request).await?;
-    let result = json!({"resource": def.subject(), "engine": engine_name, "artifacts": out.artifacts, "outputs": out.outputs});
+    let environment = &ctx.config.defaults.environment;
+    let result = ctx
+        .backend()
+        .await?
+        .render(reference, engine, config, &ctx.team(), environment)
+        .await?;
     emit(ctx.format(), &result, || {
         let mut text = String::new();
-        for a in &out.artifacts {
+        for a in &result.artifacts {
             text.push_str(&format!("--- {} ({})\n{}", a.path, a.media_type, a.content));
             if !a.content.ends_with('\n') {
                 text.push('\n');
             }
         }
-        let outputs: BTreeMap<_, _> = out.outputs.iter().collect();
+        let outputs = &result.outputs;
         if !outputs.is_empty() {
             text.push_str("--- outputs\n");
             for (k, v) in outputs {

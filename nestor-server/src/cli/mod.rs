@@ -1,20 +1,26 @@
 //! The `nestor` command line (docs/src/reference/cli.md).
 //!
 //! Commands work **embedded**: they open the local store (`--data-dir`,
-//! default `./.nestor`, or `storage:` in `nestor.yaml`) and call the same
-//! library services the server calls. With `--server URL` most commands
-//! talk to `nestor serve` instead and print the same output (see
-//! `Command::works_remotely`; the others refuse it). Exit codes: 0 success,
-//! 1 failure (invalid input, failed operation), 2 usage.
+//! default `./.nestor`, or `storage:` in `nestor.yaml`) and call the one
+//! `nestor_core::Nestor` the server calls. With `--server URL` they talk to
+//! `nestor serve` instead and print the same output: every command reaches
+//! its data through one [`backend::Backend`], implemented both ways
+//! (`embedded.rs`, `remote.rs`). Commands local by nature (`serve`,
+//! `generate`, `migrate`, `engines inspect`, `catalog validate|diff`,
+//! `schema`, `completions`, `man`) say so in their help. Exit codes:
+//! 0 success, 1 failure (invalid input, failed operation), 2 usage.
 
+mod backend;
 mod catalog;
-mod client;
 mod deploy;
 mod drift;
+mod embedded;
 mod engines;
 mod events;
+mod lazy;
 mod output;
 mod reference;
+mod remote;
 mod serve;
 
 use std::path::PathBuf;
@@ -23,9 +29,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use nestor_core::{CatalogService, Composer, Orchestrator, Store};
-use nestor_engines::{EngineRegistry, HostConfig};
-use nestor_storage::{GitOpsConfig, GitOpsExecutor, MemoryStore};
+use nestor_core::Store;
+use nestor_engines::EngineRegistry;
+use nestor_storage::GitOpsExecutor;
+use tokio::sync::OnceCell;
 
 use crate::config::{Config, StorageKind};
 pub use catalog::CatalogCommand;
@@ -273,8 +280,13 @@ fn report(e: &anyhow::Error) {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
-    if g.server.is_some() && !cli.command.works_remotely() {
-        anyhow::bail!("this command works only on the local store for now: run it without --server (and without NESTOR_SERVER)");
+    if g.server.is_some() {
+        if let Some(command) = cli.command.local_only() {
+            return Err(nestor_core::Error::bad_request(format!(
+                "`nestor {command}` works on the local store only: run it without --server (and without NESTOR_SERVER)"
+            ))
+            .into());
+        }
     }
     // These describe the binary itself: no configuration needed.
     match &cli.command {
@@ -284,7 +296,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let config = Config::load(g.config.as_deref(), std::env::vars())?;
-    let mut ctx = Context { config, global: g };
+    let mut ctx = Context {
+        config,
+        global: g,
+        backend: OnceCell::new(),
+    };
     match cli.command {
         Command::Serve(args) => serve::serve(args, &mut ctx).await,
         Command::Events(args) => events::events(args, &ctx).await,
@@ -334,165 +350,68 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 impl Command {
-    /// Whether the command can run against `--server` (the others refuse
-    /// it rather than silently use the local store).
-    fn works_remotely(&self) -> bool {
+    /// The name of a command that works on the local store only and would
+    /// mislead with `--server` (it would not touch the server's data).
+    /// Commands that read only local files (`generate`, `engines inspect`,
+    /// `catalog validate|diff`, `schema`, ...) ignore `--server`.
+    fn local_only(&self) -> Option<&'static str> {
         match self {
-            Command::Serve(_)
-            | Command::Events(_)
-            | Command::Status { logs: false, .. }
-            | Command::Plan { .. }
-            | Command::Apply { .. }
-            | Command::Rollback { .. }
-            | Command::Promote { .. }
-            | Command::Graph { .. } => true,
-            // Reads source files only: a server in the environment changes
-            // nothing about it.
-            Command::Generate { .. } => true,
-            Command::Schema(_) | Command::Completions(_) | Command::Man => true,
-            Command::Engines { command } => matches!(command, EnginesCommand::List),
-            Command::Catalog { command } => matches!(
-                command,
-                CatalogCommand::List { .. }
-                    | CatalogCommand::Get { .. }
-                    | CatalogCommand::Versions { .. }
-                    | CatalogCommand::Search { .. }
-                    | CatalogCommand::Yank { .. }
-                    | CatalogCommand::Unyank { .. }
-                    | CatalogCommand::Publish { .. }
-                    | CatalogCommand::Sync { .. }
-                    | CatalogCommand::Validate { .. }
-                    | CatalogCommand::Diff { .. }
-            ),
-            Command::Composition { command } => matches!(
-                command,
-                CompositionCommand::Publish { .. }
-                    | CompositionCommand::List { .. }
-                    | CompositionCommand::Get { .. }
-            ),
-            _ => false,
+            Command::Migrate => Some("migrate"),
+            _ => None,
         }
     }
 }
 
-/// What a command needs: the configuration and the global flags.
+/// What a command needs: the configuration, the global flags and the one
+/// backend (built on first use).
 struct Context<'a> {
     config: Config,
     global: &'a Global,
+    backend: OnceCell<Box<dyn backend::Backend>>,
 }
 
 impl Context<'_> {
-    /// Opens the configured store.
+    /// Opens the configured store (for `serve` and `migrate`; commands
+    /// use [`Context::backend`]).
     async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
-        match self.config.storage.kind {
-            StorageKind::Memory => Ok(Arc::new(MemoryStore::new())),
-            StorageKind::Sqlite => {
-                let path = self.config.sqlite_path(&self.global.data_dir);
-                let store = nestor_storage::SqliteStore::open(&path)
-                    .with_context(|| format!("opening the store at {}", path.display()))?;
-                Ok(Arc::new(store))
-            }
-            StorageKind::Dynamodb => Ok(Arc::new(self.dynamodb().await?)),
-        }
+        lazy::open_store(&self.config, &self.global.data_dir).await
     }
 
-    /// The DynamoDB store of `storage.dynamodb` (tables made by `nestor migrate`).
-    async fn dynamodb(&self) -> anyhow::Result<nestor_storage::DynamoStore> {
-        let d = &self.config.storage.dynamodb;
-        let config = nestor_storage::DynamoConfig {
-            table_prefix: d.table_prefix.clone(),
-            region: d.region.clone(),
-            endpoint_url: d.endpoint_url.clone(),
-        };
-        Ok(nestor_storage::DynamoStore::connect(config).await?)
+    /// Where the data is: the server of `--server`, else the local store
+    /// through one `Nestor`. Built once per command. A server token comes
+    /// from `--token`, else from the file `nestor serve --dev` wrote in the
+    /// data folder.
+    async fn backend(&self) -> anyhow::Result<&dyn backend::Backend> {
+        let backend = self
+            .backend
+            .get_or_try_init(|| async {
+                let Some(url) = &self.global.server else {
+                    let embedded =
+                        embedded::Embedded::new(self.config.clone(), self.global.data_dir.clone());
+                    return anyhow::Ok(Box::new(embedded) as Box<dyn backend::Backend>);
+                };
+                let token = self.global.token.clone().or_else(|| {
+                    std::fs::read_to_string(serve::token_path(&self.global.data_dir))
+                        .ok()
+                        .map(|t| t.trim().to_string())
+                });
+                Ok(Box::new(remote::Remote::new(url, token)?) as Box<dyn backend::Backend>)
+            })
+            .await?;
+        Ok(backend.as_ref())
     }
 
-    /// The server of `--server`, when there is one.
-    fn remote(&self) -> anyhow::Result<Option<client::Remote>> {
-        let Some(url) = &self.global.server else {
-            return Ok(None);
-        };
-        let token = self.global.token.clone().or_else(|| {
-            std::fs::read_to_string(serve::token_path(&self.global.data_dir))
-                .ok()
-                .map(|t| t.trim().to_string())
-        });
-        Ok(Some(client::Remote::new(url, token)?))
-    }
-
-    /// Where the data is: the server of `--server`, else the local store.
-    /// A server token comes from `--token`, else from the file
-    /// `nestor serve --dev` wrote in the data folder.
-    async fn backend(&self) -> anyhow::Result<Box<dyn client::Backend>> {
-        match self.remote()? {
-            Some(remote) => Ok(Box::new(remote)),
-            None => {
-                let store = self.store().await?;
-                let catalog = CatalogService::new(store.clone()).with_engines(self.engines()?);
-                let composer = Composer::new(store.clone());
-                Ok(Box::new(client::Embedded {
-                    store,
-                    catalog,
-                    composer,
-                }))
-            }
-        }
-    }
-
-    /// A catalog service over the configured store.
-    async fn catalog(&self) -> anyhow::Result<CatalogService> {
-        Ok(CatalogService::new(self.store().await?))
-    }
-
-    /// A composer over the configured store.
-    async fn composer(&self) -> anyhow::Result<Composer> {
-        Ok(Composer::new(self.store().await?))
-    }
-
-    /// The bundled engines plus `engines.plugins_dir`, with the configured limits.
+    /// The bundled engines plus `engines.plugins_dir`, with the configured
+    /// limits (for `serve` and the offline checks of local files).
     fn engines(&self) -> anyhow::Result<Arc<EngineRegistry>> {
-        let e = &self.config.engines;
-        let host = HostConfig {
-            timeout: std::time::Duration::from_millis(e.timeout_ms),
-            memory_limit: (e.memory_limit_mb as usize) << 20,
-            ..HostConfig::default()
-        };
-        let dir = e.plugins_dir.is_dir().then_some(e.plugins_dir.as_path());
-        Ok(Arc::new(EngineRegistry::with_plugins_dir(host, dir)?))
+        lazy::engines(&self.config)
     }
 
-    /// The GitOps executor of `gitops:`.
+    /// The GitOps executor of `gitops:` (for `serve`).
     fn executor(&self) -> anyhow::Result<Arc<dyn nestor_core::Executor>> {
-        let g = &self.config.gitops;
-        let executor = GitOpsExecutor::open(GitOpsConfig {
-            repo: g.repo.clone(),
-            branch: g.branch.clone(),
-            remote: g.remote.clone(),
-            author_name: g.author_name.clone(),
-            author_email: g.author_email.clone(),
-            argocd_namespace: self
-                .config
-                .argocd
-                .as_ref()
-                .map_or_else(|| "argocd".into(), |a| a.namespace.clone()),
-        })?;
-        Ok(Arc::new(executor))
-    }
-
-    /// The orchestrator: the store, the engines and the GitOps executor.
-    async fn orchestrator(&self) -> anyhow::Result<Orchestrator> {
-        let (leases, wave_delay) = self.config.deployments.settings()?;
-        let mut orchestrator =
-            Orchestrator::new(self.store().await?, self.engines()?, self.executor()?)
-                .with_leases(leases)
-                .with_wave_delay(wave_delay);
-        if let Some(argo) = &self.config.argocd {
-            orchestrator = orchestrator.with_observer(argo.observer()?);
-        }
-        if let Some(direct) = self.config.executors.direct(&self.global.data_dir)? {
-            orchestrator = orchestrator.with_direct(direct);
-        }
-        Ok(orchestrator)
+        Ok(Arc::new(GitOpsExecutor::open(lazy::gitops_config(
+            &self.config,
+        ))?))
     }
 
     /// `--team`, else `defaults.team`.
@@ -517,7 +436,7 @@ impl Context<'_> {
             }
             StorageKind::Memory => Ok("the memory store has no tables".into()),
             StorageKind::Dynamodb => {
-                self.dynamodb().await?.migrate().await?;
+                lazy::dynamodb(&self.config).await?.migrate().await?;
                 let d = &self.config.storage.dynamodb;
                 Ok(format!(
                     "DynamoDB tables with prefix {:?} are ready",
