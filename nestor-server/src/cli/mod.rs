@@ -283,7 +283,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if g.server.is_some() {
         if let Some(command) = cli.command.local_only() {
             return Err(nestor_core::Error::bad_request(format!(
-                "`nestor {command}` works on the local store only: run it without --server (and without NESTOR_SERVER)"
+                "`nestor {command}` works only on the local store: run it without --server (and without NESTOR_SERVER)"
             ))
             .into());
         }

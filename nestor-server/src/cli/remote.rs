@@ -246,7 +246,7 @@ impl Backend for Remote {
 /// An operation the HTTP API does not offer yet: a usage error naming it.
 fn local_only(command: &str) -> anyhow::Error {
     Error::bad_request(format!(
-        "`nestor {command}` works on the local store only (the server has no route for it yet): run it without --server"
+        "`nestor {command}` works only on the local store (the server has no route for it yet): run it without --server"
     ))
     .into()
 }
