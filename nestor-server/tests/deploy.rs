@@ -86,8 +86,12 @@ impl Workspace {
         Some(text)
     }
 
+    /// Commits on the GitOps branch; 0 before the first apply creates
+    /// the repository (a plan opens no repository).
     fn commit_count(&self) -> usize {
-        let repo = self.gitops();
+        let Ok(repo) = git2::Repository::open(self.dir.path().join("gitops")) else {
+            return 0;
+        };
         let mut walk = repo.revwalk().unwrap();
         walk.push_head().map(|_| walk.count()).unwrap_or(0)
     }

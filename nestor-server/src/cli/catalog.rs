@@ -22,12 +22,16 @@ use super::Context;
 #[derive(Debug, Subcommand)]
 pub enum CatalogCommand {
     /// Validate definition files offline; prints file:line: field: message.
+    ///
+    /// Local by nature: reads only the files and the local engines (--server is ignored).
     Validate {
         /// Files or folders (searched for *.yaml / *.yml).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
     /// Classify the changes between two versions and the bump they need.
+    ///
+    /// Local by nature: compares two files (--server is ignored).
     Diff {
         /// The older definition file.
         old: PathBuf,
@@ -38,7 +42,8 @@ pub enum CatalogCommand {
     Sync {
         /// Source name from the configuration, or a URL or path.
         source: String,
-        /// Branch to read (default: the source's, else main).
+        /// Branch to read (default: the source's, else main). Embedded only:
+        /// with --server the server's source configuration decides.
         #[arg(long)]
         branch: Option<String>,
         /// Folder inside the repository to read.

@@ -21,6 +21,8 @@ use super::Context;
 #[derive(Debug, Subcommand)]
 pub enum CompositionCommand {
     /// Check composition files against the catalog; prints file:line: field: message.
+    ///
+    /// Embedded only for now: the HTTP API has no composition check, so --server is refused.
     Validate {
         /// Files or folders.
         #[arg(required = true)]

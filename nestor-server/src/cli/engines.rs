@@ -16,6 +16,8 @@ pub enum EnginesCommand {
     /// The loaded engines: bundled ones and those in engines.plugins_dir.
     List,
     /// What a .wasm file is: ABI version, name, exports, imports.
+    ///
+    /// Local by nature: reads a local file (--server is ignored).
     Inspect {
         /// The component file.
         file: PathBuf,

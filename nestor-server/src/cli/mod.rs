@@ -90,6 +90,8 @@ struct Global {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API, the event stream and git webhooks.
+    ///
+    /// Local by nature: serves the local store (--server is ignored).
     Serve(ServeArgs),
     /// Tail the event stream (docs/src/reference/events.md).
     Events(EventsArgs),
@@ -104,6 +106,8 @@ enum Command {
         command: CompositionCommand,
     },
     /// Scan source files for `nestor:` annotations and write nestor.deploy.yaml.
+    ///
+    /// Local by nature: reads and writes local files only (--server is ignored).
     Generate {
         /// Folder to scan (the file is written there).
         #[arg(default_value = ".")]
@@ -148,6 +152,8 @@ enum Command {
         logs: bool,
     },
     /// Check Terraform workspaces for drift now; print the drifted addresses.
+    ///
+    /// With --server, ID is required (the server checks one deployment at a time).
     Drift {
         /// A deployment id (default: every succeeded deployment).
         id: Option<String>,
@@ -185,6 +191,8 @@ enum Command {
         command: EnginesCommand,
     },
     /// Print the artifacts one resource would produce.
+    ///
+    /// Embedded only for now: the HTTP API has no render route, so --server is refused.
     Render {
         /// NAME or NAME:VERSION.
         reference: String,
@@ -196,6 +204,8 @@ enum Command {
         sets: Vec<String>,
     },
     /// Create or upgrade the store's tables.
+    ///
+    /// Local by nature: migrates the configured store; refused with --server.
     Migrate,
     /// Print the JSON Schema of a file format (definition, composition, deployment, config).
     Schema(reference::SchemaArgs),
