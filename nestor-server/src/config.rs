@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 mod security;
-pub use security::{CorsConfig, RateConfig, RateLimitsConfig};
+pub use security::{CorsConfig, RateConfig, RateLimitsConfig, TlsConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -73,6 +73,8 @@ pub struct ServerConfig {
     /// ones are closed first, oldest first; when none is idle, a new
     /// connection is answered 503 and closed.
     pub max_connections: usize,
+    /// HTTPS with these certificates; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
     /// Per-caller rate limits by route class; off when absent.
     pub rate_limits: Option<RateLimitsConfig>,
     /// Cross-origin access for browser apps; off when absent.
@@ -91,6 +93,7 @@ impl Default for ServerConfig {
             parse_timeout: "10s".into(),
             write_timeout: "30s".into(),
             max_connections: 1024,
+            tls: None,
             rate_limits: None,
             cors: None,
         }

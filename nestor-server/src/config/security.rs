@@ -1,8 +1,10 @@
 //! The `server:` keys that protect a shared server from its callers:
-//! per-caller rate limits (`server.rate_limits`) and the origins a browser
-//! app may call from (`server.cors`). Both are off when absent. Kept apart
+//! TLS (`server.tls`), per-caller rate limits (`server.rate_limits`) and the
+//! origins a browser app may call from (`server.cors`). All are off when absent. Kept apart
 //! from the listener's limits because they are policy an operator tunes,
 //! not transport settings.
+
+use std::path::PathBuf;
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
@@ -67,4 +69,19 @@ pub struct CorsConfig {
     /// How long a browser may cache a preflight answer (e.g. `10m`;
     /// default: the browser's own).
     pub max_age: Option<String>,
+}
+
+/// `server.tls`: serve HTTPS instead of HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// A CA (PEM) whose certificates clients must present (mutual TLS);
+    /// a client without one is refused during the handshake.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }

@@ -269,6 +269,7 @@ pub(super) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let registry = Arc::new(Registry::default());
@@ -295,8 +296,20 @@ pub(super) async fn serve(
         let id = registry.next.fetch_add(1, Ordering::Relaxed);
         registry.open.lock().unwrap().insert(id, tracker.clone());
         let (app, registry, shutdown) = (app.clone(), registry.clone(), shutdown.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection(stream, peer.ip(), tracker, app, limits, shutdown).await;
+            let conn = Conn {
+                stream: Arc::new(stream),
+                peer: peer.ip(),
+                tracker,
+                app,
+                limits,
+                shutdown,
+            };
+            match tls {
+                None => conn.plain().await,
+                Some(acceptor) => conn.tls(acceptor).await,
+            }
             registry.open.lock().unwrap().remove(&id);
             registry.closed.notify_waiters();
         });
@@ -315,23 +328,61 @@ pub(super) async fn serve(
     Ok(())
 }
 
-/// Serves one connection until it closes, times out, is evicted, or the
-/// server shuts down (then in-flight requests finish).
-async fn connection(
-    stream: TcpStream,
+/// One accepted connection, before it is served.
+struct Conn {
+    stream: Arc<TcpStream>,
     peer: std::net::IpAddr,
     tracker: Arc<Tracker>,
     app: Router,
     limits: ServerLimits,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let stream = Arc::new(stream);
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Conn {
+    /// The socket hyper reads and writes, counted by the tracker.
+    fn shared(&self) -> Shared {
+        Shared {
+            stream: self.stream.clone(),
+            tracker: self.tracker.clone(),
+            head_cap: self.limits.max_header_bytes * 4,
+        }
+    }
+
+    /// Plain HTTP.
+    async fn plain(self) {
+        let io = TokioIo::new(self.shared());
+        connection(io, true, self).await;
+    }
+
+    /// HTTPS: the handshake must end within `header_read_timeout`. The
+    /// canned 408 and 431 answers are plain bytes, so over TLS such a
+    /// connection is closed without one.
+    async fn tls(self, acceptor: tokio_rustls::TlsAcceptor) {
+        let handshake = acceptor.accept(self.shared());
+        match tokio::time::timeout(self.limits.header_read_timeout, handshake).await {
+            Ok(Ok(tls)) => connection(TokioIo::new(tls), false, self).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake did not finish in time"),
+        }
+    }
+}
+
+/// Serves one connection until it closes, times out, is evicted, or the
+/// server shuts down (then in-flight requests finish). `plain`: whether a
+/// canned answer may be written on the raw socket.
+async fn connection<I>(io: I, plain: bool, conn: Conn)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let Conn {
+        stream,
+        peer,
+        tracker,
+        app,
+        limits,
+        mut shutdown,
+    } = conn;
     let head_cap = limits.max_header_bytes * 4;
-    let io = TokioIo::new(Shared {
-        stream: stream.clone(),
-        tracker: tracker.clone(),
-        head_cap,
-    });
     let service_tracker = tracker.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         // The rate limits key anonymous callers by their address.
@@ -376,7 +427,7 @@ async fn connection(
             .map_or(tick, |(at, _)| at.min(tick));
         tokio::select! {
             _ = conn.as_mut() => {
-                if tracker.head_too_large.load(Ordering::Acquire) {
+                if plain && tracker.head_too_large.load(Ordering::Acquire) {
                     head_too_large(&stream, &limits).await;
                 }
                 return;
@@ -391,7 +442,7 @@ async fn connection(
                 }
                 if let Some((at, head)) = tracker.deadline(&limits) {
                     if Instant::now() >= at {
-                        if head {
+                        if head && plain {
                             late_head(&stream, &limits).await;
                         }
                         return;

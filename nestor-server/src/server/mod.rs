@@ -16,6 +16,7 @@
 //! - `sync`: background syncs with coalescing, pollers and git webhooks.
 //! - `conn`: the transport under the router: header and idle timeouts and
 //!   a connection cap (`server:` limits).
+//! - `tls`: HTTPS and mutual TLS (`server.tls`, rustls).
 //! - `metrics`: the Prometheus metrics (`prometheus-client`), bounded labels.
 //! - `openapi`: the OpenAPI 3 document, generated from the handlers.
 //!
@@ -45,6 +46,7 @@ mod openapi;
 mod ratelimit;
 mod runs;
 mod sync;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -85,6 +87,8 @@ struct Inner {
     limits: crate::config::ServerLimits,
     /// Token hashes and roles, parsed once.
     auth: auth::Auth,
+    /// `server.tls`, when the server speaks HTTPS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     /// `server.cors`, when browser apps on other origins may call.
     cors: Option<tower_http::cors::CorsLayer>,
     /// `server.rate_limits`, when any class is limited.
@@ -162,6 +166,7 @@ impl AppState {
         let limits = config.server.limits()?;
         let rate_limits = ratelimit::RateLimits::from_config(config.server.rate_limits.as_ref())?;
         let cors = cors::layer(config.server.cors.as_ref())?;
+        let tls = tls::acceptor(config.server.tls.as_ref())?;
         let heartbeat =
             nestor_core::parse_duration(&config.sse.heartbeat).map_err(anyhow::Error::msg)?;
         let retention =
@@ -202,6 +207,7 @@ impl AppState {
                 limits,
                 auth,
                 rate_limits,
+                tls,
                 cors,
                 request_ids: error::RequestIds::new(),
                 metrics,
@@ -416,7 +422,14 @@ pub async fn serve(
         tracing::info!("shutting down: no new connections, streams end, in-flight requests finish");
         let _ = tx.send(true);
     });
-    let result = conn::serve(listener, app, *state.limits(), stopping).await;
+    let result = conn::serve(
+        listener,
+        app,
+        *state.limits(),
+        state.inner.tls.clone(),
+        stopping,
+    )
+    .await;
     state.inner.syncs.stop();
     let running = state.inner.runs.in_flight();
     if running > 0 {

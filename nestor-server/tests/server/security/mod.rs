@@ -3,3 +3,4 @@
 
 mod cors;
 mod rate_limits;
+mod tls;
