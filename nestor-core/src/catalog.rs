@@ -18,6 +18,7 @@ use crate::model::{
     EventType, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, SerializedEvent,
     Shared, Timestamp, VersionSummary,
 };
+use crate::policy::{Policies, PolicyHook};
 use crate::store::{Announcement, CatalogStore, VersionWrite};
 use crate::validate::validate_definition;
 use crate::versioning::{check_bump, predecessor, select_matching, VersionSpec};
@@ -43,6 +44,8 @@ pub struct CatalogService {
     engines: Option<Arc<dyn EngineProvider>>,
     /// Where a batch's CPU work runs; [`default_offload`] when unset.
     offload: Option<Arc<dyn Offload>>,
+    /// The `nestor.definition` policies every new version must pass.
+    policies: Policies,
 }
 
 impl CatalogService {
@@ -53,7 +56,15 @@ impl CatalogService {
             clock: Arc::new(SystemClock),
             engines: None,
             offload: None,
+            policies: Policies::none(),
         }
+    }
+
+    /// Has every new version pass the `nestor.definition` policies of
+    /// `policies` (`POLICY_VIOLATION` otherwise).
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
     }
 
     /// Has each loaded engine check its `engine_configs` entry of every new
@@ -334,6 +345,7 @@ impl CatalogService {
             }
         }
         check_dependencies(&candidate.definition, batch)?;
+        self.check_policies(&candidate.definition)?;
         let mut changes = Vec::new();
         let mut was_deprecated = false;
         if let Some(pred) = predecessor(versions.iter().map(|v| &v.version), version) {
@@ -345,6 +357,19 @@ impl CatalogService {
             changes,
             was_deprecated,
         })
+    }
+
+    /// The global `nestor.definition` policies on `def` (definitions
+    /// belong to no team, so only global policies apply).
+    fn check_policies(&self, def: &ResourceDefinition) -> Result<()> {
+        let set = self.policies.current();
+        if !set.applies(PolicyHook::Definition, None, None) {
+            return Ok(());
+        }
+        let input = serde_json::to_value(def).map_err(|e| Error::internal(e.to_string()))?;
+        set.evaluate(PolicyHook::Definition, None, None, &input)
+            .into_result(&def.subject())
+            .map(|_| ())
     }
 
     /// A version from the batch, else from the store.

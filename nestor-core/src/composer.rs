@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::*;
 use crate::orchestrator::resolve_resources;
 use crate::parse::check_composition;
+use crate::policy::{composition_input, Policies, PolicyHook, PolicyResource};
 use crate::store::Store;
 use crate::versioning::VersionSpec;
 
@@ -30,6 +31,8 @@ pub struct CompositionPublished {
 pub struct Composer {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// The `nestor.composition` policies every new version must pass.
+    policies: Policies,
 }
 
 impl Composer {
@@ -38,7 +41,15 @@ impl Composer {
         Composer {
             store,
             clock: Arc::new(SystemClock),
+            policies: Policies::none(),
         }
+    }
+
+    /// Has every composition checked pass the `nestor.composition`
+    /// policies covering its team (`POLICY_VIOLATION` otherwise).
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
     }
 
     /// Replaces the clock (tests).
@@ -64,6 +75,24 @@ impl Composer {
             None,
         )
         .await?;
+        let set = self.policies.current();
+        let team = Some(c.metadata.team.as_str());
+        if set.applies(PolicyHook::Composition, team, None) {
+            let resources: Vec<PolicyResource<'_>> = resolved
+                .resources
+                .iter()
+                .map(|p| PolicyResource {
+                    name: &p.resource.name,
+                    catalog_ref: p.definition.definition.subject(),
+                    engine: &p.engine,
+                    inputs: None,
+                    definition: &p.definition.definition,
+                })
+                .collect();
+            let input = composition_input(c, &resources);
+            set.evaluate(PolicyHook::Composition, team, None, &input)
+                .into_result(&c.subject())?;
+        }
         Ok(resolved.waves)
     }
 

@@ -46,6 +46,9 @@ pub enum ErrorCode {
     DependencyNotFound,
     /// 422
     EngineNotFound,
+    /// 422: a policy (`deny`, `violation`) refused the definition,
+    /// composition or deployment.
+    PolicyViolation,
     /// 502
     EngineFailed,
     /// 429
@@ -87,6 +90,7 @@ impl ErrorCode {
             ErrorCode::DependencyCycle => "DEPENDENCY_CYCLE",
             ErrorCode::DependencyNotFound => "DEPENDENCY_NOT_FOUND",
             ErrorCode::EngineNotFound => "ENGINE_NOT_FOUND",
+            ErrorCode::PolicyViolation => "POLICY_VIOLATION",
             ErrorCode::EngineFailed => "ENGINE_FAILED",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
@@ -115,7 +119,8 @@ impl ErrorCode {
             | ErrorCode::BreakingChange
             | ErrorCode::DependencyCycle
             | ErrorCode::DependencyNotFound
-            | ErrorCode::EngineNotFound => 422,
+            | ErrorCode::EngineNotFound
+            | ErrorCode::PolicyViolation => 422,
             ErrorCode::EngineFailed => 502,
             ErrorCode::RateLimited => 429,
             ErrorCode::StorageUnavailable => 503,
@@ -149,6 +154,7 @@ impl ErrorCode {
         ErrorCode::DependencyCycle,
         ErrorCode::DependencyNotFound,
         ErrorCode::EngineNotFound,
+        ErrorCode::PolicyViolation,
         ErrorCode::EngineFailed,
         ErrorCode::RateLimited,
         ErrorCode::StorageUnavailable,
@@ -180,6 +186,7 @@ impl ErrorCode {
             ErrorCode::DependencyCycle => "The resources depend on each other in a circle; the message names the cycle (`a -> b -> a`). Remove one edge.",
             ErrorCode::DependencyNotFound => "A dependency names a definition or version that is not published (or only yanked). Publish it first or loosen the requirement.",
             ErrorCode::EngineNotFound => "The engine asked for is not loaded, or the definition does not support it. `nestor engines list` shows the loaded ones.",
+            ErrorCode::PolicyViolation => "A policy refused the definition, composition or deployment: `details.violations` lists every message with its policy file and rule (`deny`, `violation`). Change what the policy objects to, or ask the platform team about the policy.",
             ErrorCode::EngineFailed => "An engine plugin failed to render a resource: it returned an error, trapped, ran out of its CPU budget or its memory cap. The message says which; other resources and plugins are unaffected.",
             ErrorCode::RateLimited => "Too many requests from this caller; wait for `Retry-After` and retry.",
             ErrorCode::StorageUnavailable => "The store cannot be reached or refused the write (SQLite file locked or unreadable, DynamoDB unreachable or throttling). Nothing was written; retry once the store is back.",
@@ -364,6 +371,14 @@ pub enum Error {
         /// The engine asked for.
         name: String,
     },
+    /// Policies refused the subject; every message is listed.
+    #[error("policy violation: {subject}: {}", summarize_violations(.violations))]
+    PolicyViolation {
+        /// What was refused (`aws-rds-mysql:1.2.0`, `alpha.prod.shop`).
+        subject: String,
+        /// Every refusing message, with its file and rule.
+        violations: Vec<crate::policy::PolicyMessage>,
+    },
     /// An engine failed to render.
     #[error("engine {engine} failed: {message}")]
     EngineFailed {
@@ -431,6 +446,14 @@ pub enum Error {
 
 fn summarize(errors: &[FieldError]) -> String {
     match errors {
+        [] => "no details".into(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+    }
+}
+
+fn summarize_violations(violations: &[crate::policy::PolicyMessage]) -> String {
+    match violations {
         [] => "no details".into(),
         [one] => one.to_string(),
         [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
@@ -533,6 +556,11 @@ impl Error {
             ErrorCode::EngineNotFound => Error::EngineNotFound {
                 name: text("engine"),
             },
+            ErrorCode::PolicyViolation => Error::PolicyViolation {
+                subject: text("subject"),
+                violations: serde_json::from_value(details["violations"].clone())
+                    .unwrap_or_default(),
+            },
             ErrorCode::EngineFailed => {
                 let engine = text("engine");
                 Error::EngineFailed {
@@ -587,6 +615,7 @@ impl Error {
             Error::DependencyNotFound { .. } => ErrorCode::DependencyNotFound,
             Error::EngineNotFound { .. } => ErrorCode::EngineNotFound,
             Error::EngineFailed { .. } => ErrorCode::EngineFailed,
+            Error::PolicyViolation { .. } => ErrorCode::PolicyViolation,
             Error::RateLimited => ErrorCode::RateLimited,
             Error::StorageUnavailable { .. } => ErrorCode::StorageUnavailable,
             Error::Internal { .. } => ErrorCode::InternalError,
@@ -627,6 +656,10 @@ impl Error {
             Error::EngineNotFound { name } => json!({"engine": name}),
             Error::EngineFailed { engine, .. } => json!({"engine": engine}),
             Error::PayloadTooLarge { limit } => json!({"limit_bytes": limit}),
+            Error::PolicyViolation {
+                subject,
+                violations,
+            } => json!({"subject": subject, "violations": violations}),
             _ => json!({}),
         }
     }
@@ -654,6 +687,15 @@ impl Error {
                         "version bump too small: the smallest valid version is {minimum_version}"
                     ),
                 )))
+                .collect(),
+            Error::PolicyViolation { violations, .. } => violations
+                .iter()
+                .map(|v| {
+                    FieldError::new(
+                        format!("policy {}", v.policy),
+                        format!("{}: {}", v.rule, v.message),
+                    )
+                })
                 .collect(),
             other => vec![FieldError::new("", other.to_string())],
         }
@@ -729,6 +771,7 @@ mod tests {
             ErrorCode::DependencyNotFound,
             ErrorCode::EngineNotFound,
             ErrorCode::EngineFailed,
+            ErrorCode::PolicyViolation,
         ];
         for code in document {
             assert!(!code.aborts_batch(), "{code}");
@@ -800,6 +843,15 @@ mod tests {
             Error::EngineFailed {
                 engine: "helm".into(),
                 message: "chart missing".into(),
+            },
+            Error::PolicyViolation {
+                subject: "alpha.prod.shop".into(),
+                violations: vec![crate::policy::PolicyMessage {
+                    policy: "policies/labels.rego".into(),
+                    rule: "deny".into(),
+                    message: "cost-center label missing".into(),
+                    source: Some("platform".into()),
+                }],
             },
             Error::RateLimited,
             Error::StorageUnavailable {

@@ -42,6 +42,9 @@
 //! - `annotations`: `//nestor:` comments and the deployment file.
 //! - `audit`: the audit trail — [`Actor`], [`AuditRecord`], the
 //!   [`AuditLog`] trait stores implement; the facade records every write.
+//! - `policy`: Rego policies (conftest's `deny`, `violation`, `warn`)
+//!   evaluated at definition and composition publish and at plan and
+//!   apply, by scope (global, team, environment).
 //! - `search`: the ranking every store uses.
 //! - `secret`: sensitive inputs by reference (`{secret_ref: ...}`), the one
 //!   rule that refuses a literal; `redact`: the one mechanism that hides
@@ -85,6 +88,7 @@ mod naming;
 mod observer;
 mod orchestrator;
 mod parse;
+mod policy;
 mod redact;
 mod search;
 mod secret;
@@ -118,6 +122,7 @@ pub use naming::*;
 pub use observer::*;
 pub use orchestrator::*;
 pub use parse::*;
+pub use policy::*;
 pub use redact::*;
 pub use search::*;
 pub use secret::*;

@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::executor::{DirectExecutor, Executor};
 use crate::observer::Observer;
 use crate::orchestrator::{LeaseSettings, Orchestrator};
+use crate::policy::Policies;
 use crate::store::Store;
 use crate::sync::SyncService;
 
@@ -77,6 +78,8 @@ struct Inner {
     audit: Arc<dyn AuditLog>,
     /// The time audit records carry.
     clock: Arc<dyn Clock>,
+    /// The policies every publish, plan and apply passes.
+    policies: Policies,
 }
 
 /// Builds a [`Nestor`]; `store`, `engines` and `executor` are required.
@@ -92,9 +95,19 @@ pub struct NestorBuilder {
     observer: Option<Arc<dyn Observer>>,
     offload: Option<Arc<dyn Offload>>,
     audit: Option<Arc<dyn AuditLog>>,
+    policies: Option<Policies>,
 }
 
 impl NestorBuilder {
+    /// The policies (docs/src/platform/policies.md) every definition and
+    /// composition publish and every plan and apply passes. The handle is
+    /// shared: replacing a layer of it later (a sync) takes effect at once.
+    /// Default: none.
+    pub fn policies(mut self, policies: Policies) -> Self {
+        self.policies = Some(policies);
+        self
+    }
+
     /// Where the audit trail is kept. Default: the store (every store
     /// keeps one); [`NoAudit`](crate::NoAudit) keeps nothing.
     pub fn audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
@@ -175,17 +188,22 @@ impl NestorBuilder {
         };
         // Each loaded engine checks its engine configs of every version
         // published or checked.
+        let policies = self.policies.unwrap_or_default();
         let mut catalog = CatalogService::new(store.clone())
             .with_clock(clock.clone())
-            .with_engines(engines.clone());
+            .with_engines(engines.clone())
+            .with_policies(policies.clone());
         if let Some(offload) = self.offload {
             catalog = catalog.with_offload(offload);
         }
-        let composer = Composer::new(store.clone()).with_clock(clock.clone());
+        let composer = Composer::new(store.clone())
+            .with_clock(clock.clone())
+            .with_policies(policies.clone());
         let sync = SyncService::new(catalog.clone()).with_composer(composer.clone());
         let mut orchestrator = Orchestrator::new(store.clone(), engines.clone(), executor)
             .with_clock(clock.clone())
-            .with_wave_delay(self.wave_delay);
+            .with_wave_delay(self.wave_delay)
+            .with_policies(policies.clone());
         if let Some(leases) = self.leases {
             orchestrator = orchestrator.with_leases(leases);
         }
@@ -205,6 +223,7 @@ impl NestorBuilder {
                 orchestrator,
                 audit,
                 clock,
+                policies,
             }),
             actor: None,
         })
@@ -232,5 +251,11 @@ impl Nestor {
     /// The catalog service.
     pub fn catalog(&self) -> &CatalogService {
         &self.inner.catalog
+    }
+
+    /// The policies every publish, plan and apply passes (replace a layer
+    /// of them with [`Policies::set_layer`]).
+    pub fn policies(&self) -> &Policies {
+        &self.inner.policies
     }
 }

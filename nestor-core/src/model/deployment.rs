@@ -285,6 +285,10 @@ pub struct Deployment {
     /// generation it read (see `DeploymentStore::update_deployment`).
     #[serde(default)]
     pub generation: u64,
+    /// What the `warn` rules of the policies said when the revision was
+    /// planned or recorded (docs/src/platform/policies.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_warnings: Vec<crate::policy::PolicyMessage>,
 }
 
 impl Deployment {

@@ -12,6 +12,7 @@ mod history;
 mod lease;
 mod observe;
 mod plan;
+mod policy;
 mod render;
 mod request;
 mod resolve;
@@ -76,6 +77,8 @@ pub struct Orchestrator {
     observer: Option<Arc<dyn Observer>>,
     /// What the templates of one plan or apply may cost together.
     template_limits: TemplateLimits,
+    /// The `nestor.deployment` policies every plan and apply must pass.
+    policies: crate::policy::Policies,
 }
 
 impl Orchestrator {
@@ -95,7 +98,16 @@ impl Orchestrator {
             wave_delay: Duration::ZERO,
             observer: None,
             template_limits: TemplateLimits::default(),
+            policies: crate::policy::Policies::none(),
         }
+    }
+
+    /// Has every plan and apply pass the `nestor.deployment` policies
+    /// covering its team and environment (`POLICY_VIOLATION` otherwise);
+    /// their warnings go into the plan and the recorded deployment.
+    pub fn with_policies(mut self, policies: crate::policy::Policies) -> Self {
+        self.policies = policies;
+        self
     }
 
     /// Replaces the limits on what the templates of one plan or apply may
@@ -152,8 +164,10 @@ impl Orchestrator {
         let spec = self.spec(request).await?;
         let resolved = self.resolve(&spec).await?;
         self.check_secrets(&spec, &resolved)?;
+        let warnings = self.check_policies(&spec, &resolved)?;
         let revision = self.next_revision(&spec.key).await?;
         let mut deployment = self.draft(&spec, &resolved, revision);
+        deployment.policy_warnings = warnings.clone();
         let rendered = self
             .render_waves(
                 &spec,
@@ -189,6 +203,7 @@ impl Orchestrator {
             artifacts,
             diff,
             resources,
+            warnings,
         })
     }
 

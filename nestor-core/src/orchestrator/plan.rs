@@ -25,6 +25,9 @@ pub struct Plan {
     /// where its outputs will be found.
     #[serde(default)]
     pub resources: Vec<PlannedResource>,
+    /// What the policies' `warn` rules said (nothing is refused by them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<crate::policy::PolicyMessage>,
 }
 
 /// What a plan shows for one resource once committed.

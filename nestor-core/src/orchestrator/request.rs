@@ -165,6 +165,7 @@ impl Orchestrator {
             unchanged: false,
             cluster: None,
             generation: 0,
+            policy_warnings: vec![],
         }
     }
 

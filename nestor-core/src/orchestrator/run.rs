@@ -107,6 +107,7 @@ impl Orchestrator {
         let resolved = self.resolve(&spec).await?;
         self.check_wiring(&spec, &resolved).await?;
         self.check_secrets(&spec, &resolved)?;
+        let warnings = self.check_policies(&spec, &resolved)?;
         let request_hash = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(
@@ -122,7 +123,11 @@ impl Orchestrator {
                 &spec.key,
                 &content,
                 scoped_key.as_deref().map(|k| (k, request_hash.as_str())),
-                |revision| self.draft(&spec, &resolved, revision),
+                |revision| {
+                    let mut d = self.draft(&spec, &resolved, revision);
+                    d.policy_warnings = warnings.clone();
+                    d
+                },
             )
             .await?;
         Ok(match recorded {

@@ -181,5 +181,6 @@ pub fn deployment(id: &str, env: &str, revision: u64, created_at: Timestamp) -> 
         unchanged: false,
         cluster: None,
         generation: 0,
+        policy_warnings: vec![],
     }
 }

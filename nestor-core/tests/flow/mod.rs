@@ -3,6 +3,7 @@
 //! planned and applied wave by wave with outputs flowing, a rollback. The
 //! parts around the core are in-memory ones (see `support`).
 
+mod policies;
 mod secrets;
 mod support;
 
@@ -10,7 +11,7 @@ use nestor_core::*;
 use serde_json::json;
 use support::*;
 
-const WEB_APP: &str = r#"apiVersion: composer.nestor.io/v1
+pub(crate) const WEB_APP: &str = r#"apiVersion: composer.nestor.io/v1
 kind: Composition
 metadata: {name: web-app, team: alpha, version: "1.0.0"}
 spec:
@@ -29,7 +30,7 @@ spec:
 "#;
 
 /// A source holding the database and app definitions and alpha's web-app.
-fn web_app_source() -> MapSource {
+pub(crate) fn web_app_source() -> MapSource {
     let source = MapSource::new("catalog");
     let db = definition(
         "database",
@@ -46,7 +47,7 @@ fn web_app_source() -> MapSource {
     source
 }
 
-fn request(params: serde_json::Value) -> DeploymentRequest {
+pub(crate) fn request(params: serde_json::Value) -> DeploymentRequest {
     serde_json::from_value(json!({
         "team": "alpha", "environment": "staging", "name": "checkout",
         "composition": "web-app", "params": params,

@@ -163,6 +163,11 @@ impl Executor for RecordingExecutor {
 /// A facade over a fresh memory store, the JSON engine as `terraform` and
 /// `helm`, and a recording executor.
 pub fn nestor() -> (Nestor, Arc<RecordingExecutor>) {
+    nestor_with(Policies::none())
+}
+
+/// [`nestor`] with `policies`.
+pub fn nestor_with(policies: Policies) -> (Nestor, Arc<RecordingExecutor>) {
     let engines: BTreeMap<String, Arc<dyn Engine>> = ["terraform", "helm"]
         .into_iter()
         .map(|n| (n.to_string(), Arc::new(JsonEngine(n)) as Arc<dyn Engine>))
@@ -172,6 +177,7 @@ pub fn nestor() -> (Nestor, Arc<RecordingExecutor>) {
         .store(Arc::new(MemoryStore::new()))
         .engines(Arc::new(engines))
         .executor(executor.clone())
+        .policies(policies)
         .build()
         .expect("every part is given");
     (nestor, executor)

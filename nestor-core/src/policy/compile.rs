@@ -1,0 +1,293 @@
+//! A [`PolicySet`]: Rego files compiled once, one engine per entry file
+//! (with every library module), evaluated hook by hook.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use regorus::Engine;
+use serde_json::Value;
+
+use super::{
+    PolicyFile, PolicyHook, PolicyMessage, PolicyOrigin, PolicyProblem, PolicyScope, PolicyVerdict,
+};
+use crate::error::{Error, FieldError, Result};
+
+/// How long one policy may evaluate before it is stopped (and refuses).
+const EVAL_LIMIT: Duration = Duration::from_secs(1);
+
+/// Compiled policies, ready to evaluate.
+#[derive(Default)]
+pub struct PolicySet {
+    entries: Vec<Entry>,
+    /// Every file that compiled, entry or library.
+    files: Vec<(PolicyOrigin, PolicyScope, Option<PolicyHook>)>,
+}
+
+/// One entry file: its hook, package and compiled engine.
+struct Entry {
+    origin: PolicyOrigin,
+    scope: PolicyScope,
+    hook: PolicyHook,
+    /// `data.nestor.deployment...`: what is queried.
+    query: String,
+    /// The compiled engine every evaluation clones from.
+    prototype: Engine,
+    /// Clones that evaluated before, ready for the next evaluation.
+    pool: Mutex<Vec<Engine>>,
+}
+
+/// The package a module declares, read with the engine.
+fn package_of(file: &PolicyFile) -> std::result::Result<String, String> {
+    let mut engine = new_engine();
+    engine
+        .add_policy(file.origin.file.clone(), file.text.clone())
+        .map_err(|e| e.to_string())
+}
+
+fn new_engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+        limit: EVAL_LIMIT,
+        check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
+    });
+    engine
+}
+
+/// The hook a package selects: the hook's own package or one below it.
+fn hook_of(package: &str) -> Option<PolicyHook> {
+    let package = package.strip_prefix("data.")?;
+    PolicyHook::ALL.into_iter().find(|h| {
+        package == h.package()
+            || package
+                .strip_prefix(h.package())
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
+
+impl PolicySet {
+    /// Compiles `files`; any file that does not compile is a
+    /// `VALIDATION_FAILED` naming it (its field is the file).
+    pub fn new(files: Vec<PolicyFile>) -> Result<PolicySet> {
+        let (set, problems) = PolicySet::build(files);
+        if problems.is_empty() {
+            Ok(set)
+        } else {
+            Err(Error::Validation {
+                errors: problems
+                    .into_iter()
+                    .map(|p| FieldError::new(p.origin.file, p.message))
+                    .collect(),
+            })
+        }
+    }
+
+    /// Compiles what compiles of `files` and reports the rest per file
+    /// (a sync keeps the good files of a source with a broken one).
+    pub fn build(files: Vec<PolicyFile>) -> (PolicySet, Vec<PolicyProblem>) {
+        let mut problems = Vec::new();
+        let mut libraries = Vec::new();
+        let mut entries = Vec::new();
+        for file in files {
+            match package_of(&file) {
+                Err(message) => problems.push(PolicyProblem {
+                    origin: file.origin,
+                    message,
+                }),
+                Ok(package) => match hook_of(&package) {
+                    Some(hook) => entries.push((file, hook, package)),
+                    None => libraries.push(file),
+                },
+            }
+        }
+        let mut set = PolicySet::default();
+        for lib in &libraries {
+            set.files
+                .push((lib.origin.clone(), lib.scope.clone(), None));
+        }
+        for (file, hook, query) in entries {
+            match compile_entry(&file, &libraries, &query) {
+                Ok(prototype) => {
+                    set.files
+                        .push((file.origin.clone(), file.scope.clone(), Some(hook)));
+                    set.entries.push(Entry {
+                        origin: file.origin,
+                        scope: file.scope,
+                        hook,
+                        query,
+                        prototype,
+                        pool: Mutex::new(Vec::new()),
+                    });
+                }
+                Err(message) => problems.push(PolicyProblem {
+                    origin: file.origin,
+                    message,
+                }),
+            }
+        }
+        (set, problems)
+    }
+
+    /// How many files compiled.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether no file compiled.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Every compiled file with its scope and hook (`None`: a library).
+    pub fn files(&self) -> impl Iterator<Item = (&PolicyOrigin, &PolicyScope, Option<PolicyHook>)> {
+        self.files.iter().map(|(o, s, h)| (o, s, *h))
+    }
+
+    /// Whether some policy of `hook` covers `team` in `environment`: when
+    /// none does, callers skip building the input.
+    pub fn applies(&self, hook: PolicyHook, team: Option<&str>, environment: Option<&str>) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.hook == hook && e.scope.covers(team, environment))
+    }
+
+    /// Evaluates every policy of `hook` whose scope covers `team` in
+    /// `environment` against `input`; their messages together.
+    pub fn evaluate(
+        &self,
+        hook: PolicyHook,
+        team: Option<&str>,
+        environment: Option<&str>,
+        input: &Value,
+    ) -> PolicyVerdict {
+        let mut verdict = PolicyVerdict::default();
+        let mut converted = None;
+        for entry in self
+            .entries
+            .iter()
+            .filter(|e| e.hook == hook && e.scope.covers(team, environment))
+        {
+            let input = converted
+                .get_or_insert_with(|| regorus::Value::from(input.clone()))
+                .clone();
+            entry.evaluate(input, &mut verdict);
+        }
+        verdict
+    }
+}
+
+/// The entry file with every library, evaluated once on an empty input so
+/// that what only the analyser finds (an unknown function, an unsafe
+/// variable) is reported as the file's error now, not at the first publish.
+fn compile_entry(
+    file: &PolicyFile,
+    libraries: &[PolicyFile],
+    query: &str,
+) -> std::result::Result<Engine, String> {
+    let mut engine = new_engine();
+    for lib in libraries {
+        engine
+            .add_policy(lib.origin.file.clone(), lib.text.clone())
+            .map_err(|e| format!("library {}: {e}", lib.origin.file))?;
+    }
+    engine
+        .add_policy(file.origin.file.clone(), file.text.clone())
+        .map_err(|e| e.to_string())?;
+    engine.set_input(regorus::Value::new_object());
+    engine
+        .eval_query(query.to_string(), false)
+        .map_err(|e| e.to_string())?;
+    Ok(engine)
+}
+
+impl Entry {
+    fn evaluate(&self, input: regorus::Value, verdict: &mut PolicyVerdict) {
+        let taken = self.pool.lock().ok().and_then(|mut p| p.pop());
+        let mut engine = taken.unwrap_or_else(|| self.prototype.clone());
+        engine.set_input(input);
+        let result = engine.eval_query(self.query.clone(), false);
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(engine);
+        }
+        let message = |rule: &str, message: String| PolicyMessage {
+            policy: self.origin.file.clone(),
+            rule: rule.to_string(),
+            message,
+            source: self.origin.source.clone(),
+        };
+        let package = match result {
+            Ok(results) => results
+                .result
+                .into_iter()
+                .next()
+                .and_then(|r| r.expressions.into_iter().next())
+                .map(|e| e.value),
+            Err(e) => {
+                verdict
+                    .denials
+                    .push(message("error", format!("the policy failed: {e}")));
+                return;
+            }
+        };
+        let Some(regorus::Value::Object(rules)) = package else {
+            return;
+        };
+        let mut named: Vec<(&str, &regorus::Value)> = rules
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_string().ok()?.as_ref(), v)))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, value) in named {
+            let Some(denies) = rule_kind(name) else {
+                continue;
+            };
+            for text in messages(name, value) {
+                let m = message(name, text);
+                if denies {
+                    verdict.denials.push(m);
+                } else {
+                    verdict.warnings.push(m);
+                }
+            }
+        }
+    }
+}
+
+/// `Some(true)` for a refusing rule, `Some(false)` for a warning, `None`
+/// for any other rule.
+pub(super) fn rule_kind(name: &str) -> Option<bool> {
+    let is = |prefix: &str| {
+        name == prefix
+            || name
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('_'))
+    };
+    if is("deny") || is("violation") {
+        Some(true)
+    } else if is("warn") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// The messages of one rule's value: a set or array of strings (or of
+/// objects with `msg`), a string, or `true` (a message naming the rule).
+fn messages(rule: &str, value: &regorus::Value) -> Vec<String> {
+    let json = serde_json::to_value(value).unwrap_or(Value::Null);
+    let one = |v: &Value| -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(true) => Some(format!("{rule} is true")),
+            Value::Bool(false) | Value::Null => None,
+            Value::Object(o) => Some(match o.get("msg") {
+                Some(Value::String(s)) => s.clone(),
+                _ => v.to_string(),
+            }),
+            other => Some(other.to_string()),
+        }
+    };
+    match &json {
+        Value::Array(items) => items.iter().filter_map(one).collect(),
+        other => one(other).into_iter().collect(),
+    }
+}
