@@ -29,7 +29,7 @@
 //!   timeouts — and the one path every call takes: send, retry, decode the
 //!   answer or the error body.
 //! - `retry`: which calls are retried, on which failures, and the backoff.
-//! - `catalog`, `compositions`, `deployments`: one method per route of the
+//! - `catalog`, `compositions`, `deployments`, `teams`: one method per route of the
 //!   API, grouped as the server groups them.
 //! - `events`: [`EventStream`], the reconnecting SSE follower, and
 //!   [`EventQuery`], its filters.
@@ -77,6 +77,7 @@ mod compositions;
 mod deployments;
 mod events;
 mod retry;
+mod teams;
 mod wire;
 
 pub use client::{Client, ClientBuilder};

@@ -18,7 +18,7 @@ use crate::model::{
     EventType, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, SerializedEvent,
     Shared, Timestamp, VersionSummary,
 };
-use crate::policy::{Policies, PolicyHook};
+use crate::policy::{Policies, PolicyHook, PolicyVerdict};
 use crate::store::{Announcement, CatalogStore, VersionWrite};
 use crate::validate::validate_definition;
 use crate::versioning::{check_bump, predecessor, select_matching, VersionSpec};
@@ -362,14 +362,20 @@ impl CatalogService {
     /// The global `nestor.definition` policies on `def` (definitions
     /// belong to no team, so only global policies apply).
     fn check_policies(&self, def: &ResourceDefinition) -> Result<()> {
-        let set = self.policies.current();
-        if !set.applies(PolicyHook::Definition, None, None) {
-            return Ok(());
-        }
-        let input = serde_json::to_value(def).map_err(|e| Error::internal(e.to_string()))?;
-        set.evaluate(PolicyHook::Definition, None, None, &input)
+        self.evaluate_policies(def)?
             .into_result(&def.subject())
             .map(|_| ())
+    }
+
+    /// What the `nestor.definition` policies say about `def`, nothing
+    /// published.
+    pub fn evaluate_policies(&self, def: &ResourceDefinition) -> Result<PolicyVerdict> {
+        let set = self.policies.current();
+        if !set.applies(PolicyHook::Definition, None, None) {
+            return Ok(PolicyVerdict::default());
+        }
+        let input = serde_json::to_value(def).map_err(|e| Error::internal(e.to_string()))?;
+        Ok(set.evaluate(PolicyHook::Definition, None, None, &input))
     }
 
     /// A version from the batch, else from the store.

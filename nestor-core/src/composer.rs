@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::*;
 use crate::orchestrator::resolve_resources;
 use crate::parse::check_composition;
-use crate::policy::{composition_input, Policies, PolicyHook, PolicyResource};
+use crate::policy::{composition_input, Policies, PolicyHook, PolicyResource, PolicyVerdict};
 use crate::store::Store;
 use crate::versioning::VersionSpec;
 
@@ -63,6 +63,19 @@ impl Composer {
     /// literal values are valid, referenced params/resources/outputs exist,
     /// and the graph has no cycle. Returns the waves.
     pub async fn validate(&self, c: &Composition) -> Result<Vec<Vec<String>>> {
+        let (waves, verdict) = self.judge(c).await?;
+        verdict.into_result(&c.subject())?;
+        Ok(waves)
+    }
+
+    /// What the `nestor.composition` policies covering its team say about
+    /// `c`, nothing written; `c` must pass the static checks first.
+    pub async fn evaluate_policies(&self, c: &Composition) -> Result<PolicyVerdict> {
+        Ok(self.judge(c).await?.1)
+    }
+
+    /// The static checks, then the policies: the waves and the verdict.
+    async fn judge(&self, c: &Composition) -> Result<(Vec<Vec<String>>, PolicyVerdict)> {
         let errors = check_composition(c);
         if !errors.is_empty() {
             return Err(Error::Validation { errors });
@@ -77,6 +90,7 @@ impl Composer {
         .await?;
         let set = self.policies.current();
         let team = Some(c.metadata.team.as_str());
+        let mut verdict = PolicyVerdict::default();
         if set.applies(PolicyHook::Composition, team, None) {
             let resources: Vec<PolicyResource<'_>> = resolved
                 .resources
@@ -90,10 +104,9 @@ impl Composer {
                 })
                 .collect();
             let input = composition_input(c, &resources);
-            set.evaluate(PolicyHook::Composition, team, None, &input)
-                .into_result(&c.subject())?;
+            verdict = set.evaluate(PolicyHook::Composition, team, None, &input);
         }
-        Ok(resolved.waves)
+        Ok((resolved.waves, verdict))
     }
 
     /// Validates and publishes; the same content again is `unchanged`,

@@ -49,6 +49,8 @@ pub enum ErrorCode {
     /// 422: a policy (`deny`, `violation`) refused the definition,
     /// composition or deployment.
     PolicyViolation,
+    /// 422: the apply would take the team past one of its quotas.
+    QuotaExceeded,
     /// 502
     EngineFailed,
     /// 429
@@ -91,6 +93,7 @@ impl ErrorCode {
             ErrorCode::DependencyNotFound => "DEPENDENCY_NOT_FOUND",
             ErrorCode::EngineNotFound => "ENGINE_NOT_FOUND",
             ErrorCode::PolicyViolation => "POLICY_VIOLATION",
+            ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
             ErrorCode::EngineFailed => "ENGINE_FAILED",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::StorageUnavailable => "STORAGE_UNAVAILABLE",
@@ -120,7 +123,8 @@ impl ErrorCode {
             | ErrorCode::DependencyCycle
             | ErrorCode::DependencyNotFound
             | ErrorCode::EngineNotFound
-            | ErrorCode::PolicyViolation => 422,
+            | ErrorCode::PolicyViolation
+            | ErrorCode::QuotaExceeded => 422,
             ErrorCode::EngineFailed => 502,
             ErrorCode::RateLimited => 429,
             ErrorCode::StorageUnavailable => 503,
@@ -155,6 +159,7 @@ impl ErrorCode {
         ErrorCode::DependencyNotFound,
         ErrorCode::EngineNotFound,
         ErrorCode::PolicyViolation,
+        ErrorCode::QuotaExceeded,
         ErrorCode::EngineFailed,
         ErrorCode::RateLimited,
         ErrorCode::StorageUnavailable,
@@ -187,6 +192,7 @@ impl ErrorCode {
             ErrorCode::DependencyNotFound => "A dependency names a definition or version that is not published (or only yanked). Publish it first or loosen the requirement.",
             ErrorCode::EngineNotFound => "The engine asked for is not loaded, or the definition does not support it. `nestor engines list` shows the loaded ones.",
             ErrorCode::PolicyViolation => "A policy refused the definition, composition or deployment: `details.violations` lists every message with its policy file and rule (`deny`, `violation`). Change what the policy objects to, or ask the platform team about the policy.",
+            ErrorCode::QuotaExceeded => "The apply would take the team past one of its quotas (`quotas:` in `nestor.yaml`): `details` names the limit (`max_deployments`, `max_resources`, `max_per_category.<category>`), its maximum and the usage the apply would reach. Nothing was recorded; delete a deployment of the team to free its share, or ask the platform team for a larger quota.",
             ErrorCode::EngineFailed => "An engine plugin failed to render a resource: it returned an error, trapped, ran out of its CPU budget or its memory cap. The message says which; other resources and plugins are unaffected.",
             ErrorCode::RateLimited => "Too many requests from this caller; wait for `Retry-After` and retry.",
             ErrorCode::StorageUnavailable => "The store cannot be reached or refused the write (SQLite file locked or unreadable, DynamoDB unreachable or throttling). Nothing was written; retry once the store is back.",
@@ -374,10 +380,24 @@ pub enum Error {
     /// Policies refused the subject; every message is listed.
     #[error("policy violation: {subject}: {}", summarize_violations(.violations))]
     PolicyViolation {
-        /// What was refused (`aws-rds-mysql:1.2.0`, `alpha.prod.shop`).
+        /// What was refused (`aws-rds-mysql:1.2.0`, `alpha/prod/shop`).
         subject: String,
         /// Every refusing message, with its file and rule.
         violations: Vec<crate::policy::PolicyMessage>,
+    },
+    /// The apply would take a team past one of its quotas.
+    #[error("quota exceeded: {}: {limit} is {max}, the apply would make it {usage}", quota_scope(.team, .environment))]
+    QuotaExceeded {
+        /// The team.
+        team: String,
+        /// The quota's environment; `None` for a team-wide quota.
+        environment: Option<String>,
+        /// `max_deployments`, `max_resources` or `max_per_category.<category>`.
+        limit: String,
+        /// The quota's maximum.
+        max: u64,
+        /// The usage the apply would reach.
+        usage: u64,
     },
     /// An engine failed to render.
     #[error("engine {engine} failed: {message}")]
@@ -561,6 +581,13 @@ impl Error {
                 violations: serde_json::from_value(details["violations"].clone())
                     .unwrap_or_default(),
             },
+            ErrorCode::QuotaExceeded => Error::QuotaExceeded {
+                team: text("team"),
+                environment: details["environment"].as_str().map(str::to_string),
+                limit: text("limit"),
+                max: details["max"].as_u64().unwrap_or_default(),
+                usage: details["usage"].as_u64().unwrap_or_default(),
+            },
             ErrorCode::EngineFailed => {
                 let engine = text("engine");
                 Error::EngineFailed {
@@ -616,6 +643,7 @@ impl Error {
             Error::EngineNotFound { .. } => ErrorCode::EngineNotFound,
             Error::EngineFailed { .. } => ErrorCode::EngineFailed,
             Error::PolicyViolation { .. } => ErrorCode::PolicyViolation,
+            Error::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             Error::RateLimited => ErrorCode::RateLimited,
             Error::StorageUnavailable { .. } => ErrorCode::StorageUnavailable,
             Error::Internal { .. } => ErrorCode::InternalError,
@@ -660,6 +688,16 @@ impl Error {
                 subject,
                 violations,
             } => json!({"subject": subject, "violations": violations}),
+            Error::QuotaExceeded {
+                team,
+                environment,
+                limit,
+                max,
+                usage,
+            } => json!({
+                "team": team, "environment": environment, "limit": limit,
+                "max": max, "usage": usage,
+            }),
             _ => json!({}),
         }
     }
@@ -699,6 +737,14 @@ impl Error {
                 .collect(),
             other => vec![FieldError::new("", other.to_string())],
         }
+    }
+}
+
+/// `team alpha` or `team alpha in production`.
+fn quota_scope(team: &str, environment: &Option<String>) -> String {
+    match environment {
+        Some(e) => format!("team {team} in {e}"),
+        None => format!("team {team}"),
     }
 }
 
@@ -772,6 +818,7 @@ mod tests {
             ErrorCode::EngineNotFound,
             ErrorCode::EngineFailed,
             ErrorCode::PolicyViolation,
+            ErrorCode::QuotaExceeded,
         ];
         for code in document {
             assert!(!code.aborts_batch(), "{code}");
@@ -845,13 +892,27 @@ mod tests {
                 message: "chart missing".into(),
             },
             Error::PolicyViolation {
-                subject: "alpha.prod.shop".into(),
+                subject: "alpha/prod/shop".into(),
                 violations: vec![crate::policy::PolicyMessage {
                     policy: "policies/labels.rego".into(),
                     rule: "deny".into(),
                     message: "cost-center label missing".into(),
                     source: Some("platform".into()),
                 }],
+            },
+            Error::QuotaExceeded {
+                team: "alpha".into(),
+                environment: Some("production".into()),
+                limit: "max_per_category.database".into(),
+                max: 3,
+                usage: 4,
+            },
+            Error::QuotaExceeded {
+                team: "alpha".into(),
+                environment: None,
+                limit: "max_deployments".into(),
+                max: 5,
+                usage: 6,
             },
             Error::RateLimited,
             Error::StorageUnavailable {

@@ -45,6 +45,8 @@
 //! - `policy`: Rego policies (conftest's `deny`, `violation`, `warn`)
 //!   evaluated at definition and composition publish and at plan and
 //!   apply, by scope (global, team, environment).
+//! - `quota`: team quotas (deployments, resources, per category) and how
+//!   usage is counted; stores enforce them atomically at apply.
 //! - `search`: the ranking every store uses.
 //! - `secret`: sensitive inputs by reference (`{secret_ref: ...}`), the one
 //!   rule that refuses a literal; `redact`: the one mechanism that hides
@@ -89,6 +91,7 @@ mod observer;
 mod orchestrator;
 mod parse;
 mod policy;
+mod quota;
 mod redact;
 mod search;
 mod secret;
@@ -123,6 +126,7 @@ pub use observer::*;
 pub use orchestrator::*;
 pub use parse::*;
 pub use policy::*;
+pub use quota::*;
 pub use redact::*;
 pub use search::*;
 pub use secret::*;

@@ -35,11 +35,11 @@ pub trait CatalogSource: Send + Sync {
     /// Brings the source up to date (fetch) and returns its head.
     async fn head(&self) -> Result<SourceHead>;
 
-    /// Every catalog file ([`is_catalog_file`]) at `head`, as paths relative
-    /// to the repository root.
+    /// Every file a sync reads ([`is_source_file`]: catalog files and
+    /// policy files) at `head`, as paths relative to the repository root.
     async fn list_files(&self, head: &SourceHead) -> Result<Vec<String>>;
 
-    /// Catalog files changed from `from` (a previous head id) to `to`, or
+    /// Source files ([`is_source_file`]) changed from `from` (a previous head id) to `to`, or
     /// `None` when the source cannot tell (history rewritten, plain folder):
     /// the caller then reads everything.
     async fn changed_files(&self, from: &str, to: &SourceHead) -> Result<Option<Vec<FileChange>>>;
@@ -62,16 +62,49 @@ pub trait CatalogSource: Send + Sync {
 /// source reading `base`: a `.yaml`/`.yml` file below it. Hidden folders
 /// (`.github/`) are skipped.
 pub fn is_catalog_file(path: &str, base: &str) -> bool {
+    let Some(rest) = below(path, base) else {
+        return false;
+    };
+    let yaml = rest.ends_with(".yaml") || rest.ends_with(".yml");
+    yaml && !rest.split('/').any(|part| part.starts_with('.'))
+}
+
+/// Whether `path` is a policy file of a source reading `base`: a policy
+/// module ([`is_policy_module`]) below `base/policies/`.
+pub fn is_policy_file(path: &str, base: &str) -> bool {
+    below(path, base)
+        .and_then(|r| r.strip_prefix("policies/"))
+        .is_some_and(is_policy_module)
+}
+
+/// Whether a file at `path` (relative to a policy folder) is a policy to
+/// enforce: a `.rego` file, not a test (`*_test.rego`, which only `nestor
+/// policy test` runs), outside hidden folders.
+pub fn is_policy_module(path: &str) -> bool {
+    is_rego_file(path) && !path.ends_with("_test.rego")
+}
+
+/// Whether `path` (relative to a folder) is a Rego file, tests included,
+/// outside hidden folders: what `nestor policy test` reads.
+pub fn is_rego_file(path: &str) -> bool {
+    path.ends_with(".rego") && !path.split('/').any(|part| part.starts_with('.'))
+}
+
+/// Whether a sync of a source reading `base` reads `path`: a catalog file
+/// or a policy file.
+pub fn is_source_file(path: &str, base: &str) -> bool {
+    is_catalog_file(path, base) || is_policy_file(path, base)
+}
+
+/// `path` relative to `base`, if it is below it.
+fn below<'a>(path: &'a str, base: &str) -> Option<&'a str> {
     let base = base.trim_matches('/');
-    let below = if base.is_empty() {
+    if base.is_empty() {
         Some(path)
     } else {
         path.strip_prefix(base)
             .and_then(|rest| rest.strip_prefix('/'))
-    };
-    let Some(rest) = below else { return false };
-    let yaml = rest.ends_with(".yaml") || rest.ends_with(".yml");
-    yaml && !rest.split('/').any(|part| part.starts_with('.'))
+    }
 }
 
 #[cfg(test)]
@@ -86,5 +119,20 @@ mod tests {
         assert!(!is_catalog_file("resourcesX/a.yaml", "resources"));
         assert!(!is_catalog_file("resources/README.md", "resources"));
         assert!(!is_catalog_file(".github/workflows/ci.yaml", ""));
+    }
+
+    #[test]
+    fn policy_files_are_rego_below_the_policies_folder() {
+        assert!(is_policy_file("policies/labels.rego", ""));
+        assert!(is_policy_file(
+            "catalog/policies/teams/alpha/x.rego",
+            "catalog"
+        ));
+        assert!(!is_policy_file("policies/labels_test.rego", ""));
+        assert!(!is_policy_file("other/labels.rego", ""));
+        assert!(!is_policy_file("policies/.hidden/x.rego", ""));
+        assert!(!is_policy_file("policies/labels.yaml", ""));
+        assert!(is_source_file("policies/labels.rego", ""));
+        assert!(is_source_file("x.yaml", ""));
     }
 }

@@ -559,6 +559,24 @@ pub trait DeploymentStore: Send + Sync {
         deployment: &Deployment,
         content: &RevisionContent,
         idempotency: Option<(&str, &str)>,
+    ) -> Result<CreateOutcome> {
+        self.create_deployment_within(deployment, content, idempotency, &[])
+            .await
+    }
+
+    /// [`DeploymentStore::create_deployment`], refused with
+    /// [`Error::QuotaExceeded`] (nothing written) when the revision would
+    /// take its team past a limit of one of `quotas` that covers it
+    /// ([`crate::check_quotas`] says what counts). The check and the write
+    /// are one atomic step: of concurrent creates racing for the last
+    /// room, exactly as many succeed as fit. With no quota it must still
+    /// keep whatever the store counts usage with up to date.
+    async fn create_deployment_within(
+        &self,
+        deployment: &Deployment,
+        content: &RevisionContent,
+        idempotency: Option<(&str, &str)>,
+        quotas: &[crate::quota::Quota],
     ) -> Result<CreateOutcome>;
 
     /// Replaces a deployment if its stored `generation` is `expected`;

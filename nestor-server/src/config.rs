@@ -9,7 +9,9 @@ use nestor_core::SourceConfig;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
+mod governance;
 mod security;
+pub use governance::PolicyConfig;
 pub use security::{CorsConfig, RateConfig, RateLimitsConfig, TlsConfig};
 
 /// The whole configuration file.
@@ -40,6 +42,11 @@ pub struct Config {
     pub executors: crate::executors::ExecutorsConfig,
     /// Defaults for CLI commands.
     pub defaults: DefaultsConfig,
+    /// Rego policy files or folders enforced beside those of the catalog
+    /// sources (docs/src/platform/policies.md).
+    pub policies: Vec<PolicyConfig>,
+    /// Team quotas enforced at apply (docs/src/operator/quotas.md).
+    pub quotas: Vec<nestor_core::Quota>,
 }
 
 /// `server:` — the listener and the limits every connection and request

@@ -423,3 +423,71 @@ fn the_cli_works_on_dynamodb() {
         "nothing went to SQLite"
     );
 }
+
+#[test]
+fn policy_test_runs_the_test_rules_and_exits_1_on_a_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let examples = repo_root().join("examples/policies");
+    let out = ok(nestor(
+        tmp.path(),
+        &["policy", "test", examples.to_str().unwrap()],
+    ));
+    assert!(out.contains("15 passed, 0 failed"), "{out}");
+    assert!(
+        out.contains(
+            "PASS  data.nestor.deployment.required_labels_test.test_a_missing_label_is_named"
+        ),
+        "{out}"
+    );
+
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(
+        broken.join("labels_test.rego"),
+        "package labels_test\n\ntest_holds if true\n\ntest_fails if 1 == 2\n",
+    )
+    .unwrap();
+    let o = nestor(
+        tmp.path(),
+        &["policy", "test", broken.to_str().unwrap(), "-o", "json"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["tests"].as_array().unwrap().len(), 2);
+    assert_eq!(report["tests"][1]["test"], "data.labels_test.test_fails");
+    assert_eq!(report["tests"][1]["passed"], false);
+}
+
+#[test]
+fn policy_check_judges_a_file_with_the_configured_policies_and_team_show_lists_quotas() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("described.rego"),
+        "package nestor.definition\n\ndeny contains msg if {\n    input.metadata.description == \"\"\n    msg := sprintf(\"%s needs a description\", [input.metadata.name])\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("nestor.yaml"),
+        "policies:\n  - path: described.rego\nquotas:\n  - {team: alpha, environment: production, max_deployments: 3, max_per_category: {database: 2}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("queue.yaml"),
+        "apiVersion: catalog.nestor.io/v1\nkind: ResourceDefinition\nmetadata: {name: queue, version: \"1.0.0\", provider: aws, category: messaging, resource_type: sqs}\nspec:\n  supported_engines: [terraform]\n",
+    )
+    .unwrap();
+    let o = nestor(tmp.path(), &["policy", "check", "queue.yaml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "queue:1.0.0: denied\n  deny  described.rego (deny): queue needs a description\n"
+    );
+    let teams = json(nestor(tmp.path(), &["team", "list", "-o", "json"]));
+    assert_eq!(teams[0]["name"], "alpha");
+    assert_eq!(teams[0]["quotas"][0]["quota"]["max_deployments"], 3);
+    let shown = ok(nestor(tmp.path(), &["team", "show", "alpha"]));
+    assert!(
+        shown.contains("  production: deployments 0/3, database 0/2\n"),
+        "{shown}"
+    );
+}

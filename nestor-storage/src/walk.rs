@@ -10,8 +10,8 @@
 //! - files come back sorted by their path relative to the root, with `/`
 //!   separators on every platform.
 //!
-//! Built on `walkdir`; which files count as catalog files is the core's
-//! rule (`nestor_core::is_catalog_file`), applied by the callers.
+//! Built on `walkdir`; which files a sync reads is the core's rule
+//! (`nestor_core::is_source_file`), applied by the callers.
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;

@@ -88,6 +88,7 @@ impl Nestor {
         definition: ResourceDefinition,
         actor: &str,
     ) -> Result<PublishResult> {
+        self.policies_ready().await?;
         let subject = definition.subject();
         let result = self.inner.catalog.publish(definition, None, actor).await;
         self.audited("resource.publish", &subject, &result, |r| r.changes.clone())
@@ -103,6 +104,7 @@ impl Nestor {
         definitions: Vec<ResourceDefinition>,
         actor: &str,
     ) -> Result<Vec<Result<PublishResult>>> {
+        self.policies_ready().await?;
         let subjects: Vec<String> = definitions.iter().map(|d| d.subject()).collect();
         let (positions, items) = ordered(definitions);
         let results = match self.inner.catalog.publish_many(items, actor).await {
@@ -135,6 +137,7 @@ impl Nestor {
         definitions: Vec<ResourceDefinition>,
         scope: CheckScope,
     ) -> Result<Vec<Result<PublishResult>>> {
+        self.policies_ready().await?;
         let (positions, items) = ordered(definitions);
         let results = self
             .inner
@@ -219,6 +222,7 @@ impl Nestor {
     /// Syncs one source: definitions and compositions, yanks what vanished,
     /// stores and returns the report.
     pub async fn sync(&self, source: &dyn CatalogSource) -> Result<SyncReport> {
+        self.policies_ready().await?;
         let result = self.inner.sync.sync(source).await;
         self.audited("catalog.sync", &source.config().name, &result, |_| vec![])
             .await;
@@ -259,6 +263,7 @@ impl Nestor {
         origin: Option<Origin>,
         actor: &str,
     ) -> Result<CompositionPublished> {
+        self.policies_ready().await?;
         let subject = format!(
             "{}/{}:{}",
             composition.metadata.team, composition.metadata.name, composition.metadata.version
@@ -275,6 +280,7 @@ impl Nestor {
 
     /// Every static check of a composition, nothing written; its waves.
     pub async fn check_composition(&self, composition: &Composition) -> Result<Vec<Vec<String>>> {
+        self.policies_ready().await?;
         self.inner.composer.validate(composition).await
     }
 

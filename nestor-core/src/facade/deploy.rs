@@ -34,6 +34,7 @@ impl Nestor {
     /// Everything an apply would do, nothing done: rendered files and the
     /// diff against the current revision.
     pub async fn plan(&self, request: &DeploymentRequest) -> Result<Plan> {
+        self.policies_ready().await?;
         self.inner.orchestrator.plan(request).await
     }
 
@@ -45,6 +46,7 @@ impl Nestor {
         request: &DeploymentRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Deployment> {
+        self.policies_ready().await?;
         let result = self
             .inner
             .orchestrator
@@ -68,6 +70,7 @@ impl Nestor {
         request: &DeploymentRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Started> {
+        self.policies_ready().await?;
         let result = self
             .inner
             .orchestrator
@@ -100,6 +103,7 @@ impl Nestor {
     /// A new revision whose content equals revision `to` (default: the one
     /// before `id`).
     pub async fn rollback(&self, id: &str, to: Option<u64>) -> Result<Deployment> {
+        self.policies_ready().await?;
         let result = self.inner.orchestrator.rollback(id, to).await;
         self.audited("deployment.rollback", id, &result, |_| vec![])
             .await;
@@ -124,6 +128,7 @@ impl Nestor {
         from: &str,
         to: &str,
     ) -> Result<Deployment> {
+        self.policies_ready().await?;
         let result = self.inner.orchestrator.promote(team, name, from, to).await;
         self.audited(
             "deployment.promote",

@@ -14,6 +14,10 @@
 //!   written.
 //! - `deploy`: deployments (plan, apply, status, rollback, promote,
 //!   delete), rendering one resource, the graph, events and engines.
+//! - `governance`: policies (restored from the store on first use,
+//!   evaluated without deploying).
+//! - `teams`: teams with their compositions, deployments, quotas and
+//!   policies.
 //! - `audit`: who each write is recorded as ([`Nestor::acting_as`]), the
 //!   recording every write method calls, and reading the trail.
 
@@ -21,6 +25,8 @@ mod audit;
 mod catalog;
 mod check;
 mod deploy;
+mod governance;
+mod teams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +47,8 @@ use crate::sync::SyncService;
 
 pub use catalog::{CheckScope, StatusSummary, YankOutcome};
 pub use check::DocumentCheck;
+pub use governance::{PolicyCheck, PolicySubject};
+pub use teams::{QuotaUsage, Team, TeamPolicy};
 
 /// Nestor as a library: catalog, compositions, sync and deployments over one
 /// store, one engine provider and one executor.
@@ -80,6 +88,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// The policies every publish, plan and apply passes.
     policies: Policies,
+    /// Whether the synced sources' stored policies were compiled into
+    /// `policies` (once per process, on the first operation needing them).
+    policies_restored: std::sync::atomic::AtomicBool,
 }
 
 /// Builds a [`Nestor`]; `store`, `engines` and `executor` are required.
@@ -96,9 +107,17 @@ pub struct NestorBuilder {
     offload: Option<Arc<dyn Offload>>,
     audit: Option<Arc<dyn AuditLog>>,
     policies: Option<Policies>,
+    quotas: Vec<crate::quota::Quota>,
 }
 
 impl NestorBuilder {
+    /// The team quotas (docs/src/operator/quotas.md) every apply must fit
+    /// in; the store enforces them atomically. Default: none.
+    pub fn quotas(mut self, quotas: Vec<crate::quota::Quota>) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
     /// The policies (docs/src/platform/policies.md) every definition and
     /// composition publish and every plan and apply passes. The handle is
     /// shared: replacing a layer of it later (a sync) takes effect at once.
@@ -199,11 +218,14 @@ impl NestorBuilder {
         let composer = Composer::new(store.clone())
             .with_clock(clock.clone())
             .with_policies(policies.clone());
-        let sync = SyncService::new(catalog.clone()).with_composer(composer.clone());
+        let sync = SyncService::new(catalog.clone())
+            .with_composer(composer.clone())
+            .with_policies(policies.clone());
         let mut orchestrator = Orchestrator::new(store.clone(), engines.clone(), executor)
             .with_clock(clock.clone())
             .with_wave_delay(self.wave_delay)
-            .with_policies(policies.clone());
+            .with_policies(policies.clone())
+            .with_quotas(self.quotas);
         if let Some(leases) = self.leases {
             orchestrator = orchestrator.with_leases(leases);
         }
@@ -224,6 +246,7 @@ impl NestorBuilder {
                 audit,
                 clock,
                 policies,
+                policies_restored: Default::default(),
             }),
             actor: None,
         })

@@ -118,6 +118,10 @@ pub struct DeployedResource {
     pub catalog_ref: String,
     /// The engine that renders it.
     pub engine: String,
+    /// Its definition's category (`database`): what `max_per_category`
+    /// quotas count.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub category: String,
     /// Its status.
     pub status: ResourceStatus,
     /// Outputs the engine reported (references the tool resolves).

@@ -108,6 +108,10 @@ pub struct SyncReport {
     pub files_read: usize,
     /// When the sync finished.
     pub finished_at: super::Timestamp,
+    /// The source's policy files in force after the sync (a file that
+    /// does not compile is in `errors` instead).
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 impl SyncReport {
@@ -138,4 +142,22 @@ pub struct SourceState {
     pub head: Option<String>,
     /// File path → `name:version` of the documents it held.
     pub files: BTreeMap<String, Vec<String>>,
+    /// The source's policy files (`policies/**/*.rego`) as last read, by
+    /// path: kept whole, because a policy set is compiled from all of its
+    /// files and a later sync re-reads only the changed ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, StoredPolicy>,
+}
+
+/// One policy file of a source, as a sync read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPolicy {
+    /// The Rego text.
+    pub text: String,
+    /// The commit it was read at; `None` for a plain folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Whom it applies to, from the folder it sits in.
+    #[serde(default)]
+    pub scope: crate::policy::PolicyScope,
 }

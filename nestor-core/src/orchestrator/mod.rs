@@ -79,6 +79,8 @@ pub struct Orchestrator {
     template_limits: TemplateLimits,
     /// The `nestor.deployment` policies every plan and apply must pass.
     policies: crate::policy::Policies,
+    /// The team quotas every new revision must fit in (the store checks).
+    quotas: Arc<[crate::quota::Quota]>,
 }
 
 impl Orchestrator {
@@ -99,7 +101,20 @@ impl Orchestrator {
             observer: None,
             template_limits: TemplateLimits::default(),
             policies: crate::policy::Policies::none(),
+            quotas: Arc::new([]),
         }
+    }
+
+    /// Has every new revision fit in the team quotas of `quotas`
+    /// (`QUOTA_EXCEEDED` otherwise, nothing recorded).
+    pub fn with_quotas(mut self, quotas: Vec<crate::quota::Quota>) -> Self {
+        self.quotas = quotas.into();
+        self
+    }
+
+    /// The team quotas new revisions must fit in.
+    pub fn quotas(&self) -> &[crate::quota::Quota] {
+        &self.quotas
     }
 
     /// Has every plan and apply pass the `nestor.deployment` policies

@@ -3,7 +3,7 @@
 //! is recorded.
 
 use super::*;
-use crate::policy::{deployment_input, PolicyHook, PolicyMessage, PolicyResource};
+use crate::policy::{deployment_input, PolicyHook, PolicyMessage, PolicyResource, PolicyVerdict};
 use crate::template::references;
 
 impl Orchestrator {
@@ -14,11 +14,25 @@ impl Orchestrator {
         spec: &Spec,
         resolved: &Resolved,
     ) -> Result<Vec<PolicyMessage>> {
+        self.policy_verdict(spec, resolved)
+            .into_result(&spec.key.to_string())
+    }
+
+    /// What the deployment policies say about `request`, nothing planned
+    /// or recorded (`POST /api/v1/teams/{team}/validate`, `nestor policy
+    /// check`): the request must resolve as a plan's would.
+    pub async fn evaluate_policies(&self, request: &DeploymentRequest) -> Result<PolicyVerdict> {
+        let spec = self.spec(request).await?;
+        let resolved = self.resolve(&spec).await?;
+        Ok(self.policy_verdict(&spec, &resolved))
+    }
+
+    fn policy_verdict(&self, spec: &Spec, resolved: &Resolved) -> PolicyVerdict {
         let set = self.policies.current();
         let key = &spec.key;
         let (team, env) = (Some(key.team.as_str()), Some(key.environment.as_str()));
         if !set.applies(PolicyHook::Deployment, team, env) {
-            return Ok(Vec::new());
+            return PolicyVerdict::default();
         }
         let ctx = self.policy_context(spec, resolved);
         let resources: Vec<PolicyResource<'_>> = resolved
@@ -42,7 +56,6 @@ impl Orchestrator {
             &resources,
         );
         set.evaluate(PolicyHook::Deployment, team, env, &input)
-            .into_result(&key.to_string())
     }
 
     /// Params and names as a render sees them; every output a stand-in

@@ -138,6 +138,7 @@ impl Orchestrator {
                 name: p.resource.name.clone(),
                 catalog_ref: p.definition.definition.subject(),
                 engine: p.engine.clone(),
+                category: p.definition.definition.metadata.category.clone(),
                 status: ResourceStatus::Pending,
                 outputs: BTreeMap::new(),
                 artifacts: vec![],

@@ -168,7 +168,11 @@ impl Orchestrator {
                 floor = revision + 1;
                 continue;
             };
-            match self.store.create_deployment(&d, content, idempotency).await {
+            match self
+                .store
+                .create_deployment_within(&d, content, idempotency, &self.quotas)
+                .await
+            {
                 Ok(CreateOutcome::Created) => {
                     self.emit(EventType::DeploymentStarted, &d).await?;
                     return Ok(Recorded::New(d, lease));

@@ -202,8 +202,15 @@ pub struct Policies {
 
 #[derive(Default)]
 struct State {
-    layers: BTreeMap<String, Vec<PolicyFile>>,
+    layers: BTreeMap<String, Layer>,
     compiled: Arc<PolicySet>,
+}
+
+/// One layer's files and those of them that did not compile.
+#[derive(Default)]
+struct Layer {
+    files: Vec<PolicyFile>,
+    problems: Vec<PolicyProblem>,
 }
 
 impl Policies {
@@ -214,33 +221,71 @@ impl Policies {
 
     /// The set as it is now (cheap: a shared handle).
     pub fn current(&self) -> Arc<PolicySet> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .compiled
-            .clone()
+        self.read().compiled.clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Replaces the files of layer `layer` (`config`, `source:NAME`) and
     /// recompiles; the files that do not compile are left out and returned.
+    /// The same files as before recompile nothing.
     pub fn set_layer(&self, layer: &str, files: Vec<PolicyFile>) -> Vec<PolicyProblem> {
         let mut state = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = state.layers.get(layer) {
+            if old.files == files {
+                return old.problems.clone();
+            }
+        } else if files.is_empty() {
+            return Vec::new();
+        }
         if files.is_empty() {
             state.layers.remove(layer);
         } else {
-            state.layers.insert(layer.to_string(), files);
+            state.layers.insert(
+                layer.to_string(),
+                Layer {
+                    files,
+                    problems: Vec::new(),
+                },
+            );
         }
-        let all: Vec<PolicyFile> = state.layers.values().flatten().cloned().collect();
+        let all: Vec<PolicyFile> = state
+            .layers
+            .values()
+            .flat_map(|l| l.files.iter().cloned())
+            .collect();
         let (set, problems) = PolicySet::build(all);
         state.compiled = Arc::new(set);
-        let layer_files: Vec<&str> = state
+        for l in state.layers.values_mut() {
+            l.problems = problems
+                .iter()
+                .filter(|p| l.files.iter().any(|f| f.origin == p.origin))
+                .cloned()
+                .collect();
+        }
+        state
             .layers
             .get(layer)
-            .map(|f| f.iter().map(|p| p.origin.file.as_str()).collect())
-            .unwrap_or_default();
-        problems
-            .into_iter()
-            .filter(|p| layer_files.contains(&p.origin.file.as_str()))
+            .map(|l| l.problems.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether layer `layer` holds files.
+    pub fn has_layer(&self, layer: &str) -> bool {
+        self.read().layers.contains_key(layer)
+    }
+
+    /// Every layer's name with its files and the files that did not compile.
+    pub fn layers(&self) -> Vec<(String, Vec<PolicyOrigin>, Vec<PolicyProblem>)> {
+        self.read()
+            .layers
+            .iter()
+            .map(|(name, l)| {
+                let origins = l.files.iter().map(|f| f.origin.clone()).collect();
+                (name.clone(), origins, l.problems.clone())
+            })
             .collect()
     }
 }

@@ -5,7 +5,12 @@
 //! and which versions each file published ([`SourceState`]); an unchanged
 //! head reads nothing, a changed one re-reads only the files the source's
 //! diff names.
+//!
+//! A source's policy files (`policies/`) are read with its catalog files
+//! and kept whole in its state; their layer of the shared policies is
+//! recompiled before the definitions publish (the `policies` module).
 
+mod policies;
 mod read;
 mod vanished;
 
@@ -18,7 +23,8 @@ use crate::catalog::{publish_order, BatchMode, CatalogService};
 use crate::composer::Composer;
 use crate::error::{Error, Result};
 use crate::model::*;
-use crate::source::{CatalogSource, FileChange, SourceHead};
+use crate::policy::Policies;
+use crate::source::{is_policy_file, CatalogSource, FileChange, SourceHead};
 use read::{document_error, parse_all, Pending, PendingComposition};
 
 /// Syncs catalog sources into the store behind a [`CatalogService`].
@@ -28,6 +34,8 @@ pub struct SyncService {
     /// Publishes the compositions a source holds (team repositories carry
     /// them beside or instead of definitions); without one they are skipped.
     composer: Option<Composer>,
+    /// Where each source's policy files are compiled (one layer per source).
+    policies: Policies,
 }
 
 impl SyncService {
@@ -36,7 +44,34 @@ impl SyncService {
         SyncService {
             catalog,
             composer: None,
+            policies: Policies::none(),
         }
+    }
+
+    /// Compiles each source's policy files into its layer of `policies`
+    /// (the set the catalog, composer and orchestrator evaluate).
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
+    }
+
+    /// Compiles the stored policy files of every source synced before
+    /// into the layers not filled yet (a process starting over a store
+    /// whose sources' heads are unchanged reads no file again).
+    pub async fn restore_policies(&self) -> Result<()> {
+        let store = self.catalog.store();
+        for report in store.last_syncs().await? {
+            let layer = policies::layer_of(&report.source);
+            if self.policies.has_layer(&layer) {
+                continue;
+            }
+            let Some(state) = store.source_state(&report.source).await? else {
+                continue;
+            };
+            let files = policies::files_of(&report.source, &state);
+            self.policies.set_layer(&layer, files);
+        }
+        Ok(())
     }
 
     /// Also publishes compositions found in sources, after the definitions
@@ -83,13 +118,35 @@ impl SyncService {
             });
         let mut report = empty_report(&config.name, &head);
         if state.head.as_deref() == Some(head.id.as_str()) {
+            // Another process may have synced this head: its policies.
+            self.install_policies(config, &state, &mut report);
             return self.finish(report, started, false).await;
         }
 
         let (to_read, deleted) = self.plan(source, &head, &state).await?;
         let contents = source.read_files(&head, &to_read).await;
         report.files_read = to_read.len();
-        let parsed = parse_all(&*self.catalog.offload(), &to_read, contents).await;
+        let (mut catalog_files, mut catalog_contents) = (Vec::new(), Vec::new());
+        let mut policy_reads = Vec::new();
+        for (path, bytes) in to_read.into_iter().zip(contents) {
+            if is_policy_file(&path, &config.path) {
+                policy_reads.push((path, bytes));
+            } else {
+                catalog_files.push(path);
+                catalog_contents.push(bytes);
+            }
+        }
+        let to_read = catalog_files;
+        let unread = policies::update(
+            &mut state,
+            &config.path,
+            &deleted,
+            policy_reads,
+            head.commit.as_ref(),
+        );
+        report.errors.extend(unread);
+        self.install_policies(config, &state, &mut report);
+        let parsed = parse_all(&*self.catalog.offload(), &to_read, catalog_contents).await;
         report.errors.extend(parsed.errors);
 
         let origins = Origins {
@@ -109,6 +166,29 @@ impl SyncService {
         state.head = Some(head.id.clone());
         store.save_source_state(&state).await?;
         self.finish(report, started, true).await
+    }
+
+    /// Compiles the source's policy files of `state` into its layer; the
+    /// files in force and those that did not compile go into the report.
+    fn install_policies(
+        &self,
+        config: &SourceConfig,
+        state: &SourceState,
+        report: &mut SyncReport,
+    ) {
+        let layer = policies::layer_of(&config.name);
+        let problems = self
+            .policies
+            .set_layer(&layer, policies::files_of(&config.name, state));
+        report.policies = state
+            .policies
+            .keys()
+            .filter(|path| !problems.iter().any(|p| &p.origin.file == *path))
+            .cloned()
+            .collect();
+        report
+            .errors
+            .extend(problems.iter().map(policies::compile_error));
     }
 
     /// Publishes the definitions read, in dependency order, as one batch;
@@ -264,6 +344,7 @@ impl SyncService {
         let deleted = state
             .files
             .keys()
+            .chain(state.policies.keys())
             .filter(|f| !listed.contains(f))
             .cloned()
             .collect();
@@ -313,5 +394,6 @@ fn empty_report(source: &str, head: &SourceHead) -> SyncReport {
         duration_ms: 0,
         files_read: 0,
         finished_at: 0,
+        policies: vec![],
     }
 }

@@ -5,7 +5,8 @@
 //! store and panics with a message saying what a user would see go wrong.
 //!
 //! One file per suite (catalog writes, catalog listing and search, the event
-//! log, sync state, compositions, deployments, leases, the audit trail); one fixture type,
+//! log, sync state, compositions, deployments, leases, the audit trail, team
+//! quotas); one fixture type,
 //! [`Fixture`], a full [`Store`] for every case.
 //!
 //! To add a case: write `pub async fn my_case(store: Arc<dyn Store>)` (or
@@ -30,6 +31,7 @@ pub mod deployments;
 pub mod events;
 pub mod leases;
 pub mod listing;
+pub mod quotas;
 pub mod sync_state;
 
 /// A fresh store for one case, with whatever must live as long as it (a
@@ -81,6 +83,8 @@ macro_rules! store_conformance_tests {
                 concurrent_claims_one_wins],
             audit: [audit_records_filter_and_order, concurrent_audit_records_all_kept,
                 audit_retention_prunes_only_older_records],
+            quotas: [concurrent_applies_fill_a_quota_exactly,
+                usage_counts_latest_revisions_and_deletions_free_it, environment_and_category_quotas],
         );
     };
     (@suites $make:expr; $($suite:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
@@ -166,6 +170,7 @@ pub fn deployment(id: &str, env: &str, revision: u64, created_at: Timestamp) -> 
             name: "db".into(),
             catalog_ref: "db:1.0.0".into(),
             engine: "terraform".into(),
+            category: "database".into(),
             status: ResourceStatus::Pending,
             outputs: BTreeMap::new(),
             artifacts: vec![],

@@ -12,6 +12,19 @@ pub async fn sync_state_and_reports(store: Arc<dyn CatalogStore>) {
         source: "platform".into(),
         head: Some("abc123".into()),
         files: BTreeMap::from([("a.yaml".into(), vec!["db:1.0.0".into()])]),
+        // Policy files are kept whole with the state (a sync recompiles
+        // the source's set from them).
+        policies: BTreeMap::from([(
+            "policies/labels.rego".into(),
+            StoredPolicy {
+                text: "package nestor.deployment\n".into(),
+                commit: Some("abc123".into()),
+                scope: PolicyScope {
+                    team: Some("alpha".into()),
+                    environment: None,
+                },
+            },
+        )]),
     };
     store.save_source_state(&state).await.unwrap();
     assert_eq!(
@@ -51,6 +64,7 @@ pub async fn sync_state_and_reports(store: Arc<dyn CatalogStore>) {
         duration_ms: 5,
         files_read: 3,
         finished_at: 1000,
+        policies: vec!["policies/labels.rego".into()],
     };
     store.record_sync(&report("platform", "a")).await.unwrap();
     store.record_sync(&report("platform", "b")).await.unwrap();

@@ -3,6 +3,7 @@
 //! planned and applied wave by wave with outputs flowing, a rollback. The
 //! parts around the core are in-memory ones (see `support`).
 
+mod governance;
 mod policies;
 mod secrets;
 mod support;

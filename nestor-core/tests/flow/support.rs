@@ -168,16 +168,27 @@ pub fn nestor() -> (Nestor, Arc<RecordingExecutor>) {
 
 /// [`nestor`] with `policies`.
 pub fn nestor_with(policies: Policies) -> (Nestor, Arc<RecordingExecutor>) {
+    nestor_over(Arc::new(MemoryStore::new()), policies, vec![])
+}
+
+/// A facade over `store` (shared by several, as by the processes of one
+/// deployment) with `policies` and `quotas`.
+pub fn nestor_over(
+    store: Arc<dyn Store>,
+    policies: Policies,
+    quotas: Vec<Quota>,
+) -> (Nestor, Arc<RecordingExecutor>) {
     let engines: BTreeMap<String, Arc<dyn Engine>> = ["terraform", "helm"]
         .into_iter()
         .map(|n| (n.to_string(), Arc::new(JsonEngine(n)) as Arc<dyn Engine>))
         .collect();
     let executor = Arc::new(RecordingExecutor::default());
     let nestor = Nestor::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(store)
         .engines(Arc::new(engines))
         .executor(executor.clone())
         .policies(policies)
+        .quotas(quotas)
         .build()
         .expect("every part is given");
     (nestor, executor)

@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use nestor_client::EngineStatus;
 use nestor_core::{
     Composition, Deployment, DeploymentFilter, DeploymentRequest, DriftReport, ErrorCode, Event,
-    FieldError, GraphView, ListFilter, Page, PageRequest, Plan, PublishOutcome,
-    PublishedComposition, PublishedVersion, RenderedResource, ResourceDefinition, RunLog,
-    SearchHit, Shared, SyncReport, VersionSpec, VersionSummary,
+    FieldError, GraphView, ListFilter, Page, PageRequest, Plan, PolicyCheck, PolicySubject,
+    PublishOutcome, PublishedComposition, PublishedVersion, RenderedResource, ResourceDefinition,
+    RunLog, SearchHit, Shared, SyncReport, Team, VersionSpec, VersionSummary,
 };
 use semver::Version;
 use serde_json::Value;
@@ -130,6 +130,12 @@ pub(super) trait Backend: Send + Sync {
         team: &str,
         environment: &str,
     ) -> anyhow::Result<RenderedResource>;
+    /// What the policies in force say about a subject; nothing written.
+    async fn evaluate_policies(&self, subject: PolicySubject) -> anyhow::Result<PolicyCheck>;
+    /// Every team the caller may see.
+    async fn teams(&self) -> anyhow::Result<Vec<Team>>;
+    /// One team.
+    async fn team(&self, name: &str) -> anyhow::Result<Team>;
 }
 
 /// Why one definition was not published: its error body.

@@ -304,7 +304,7 @@ pub(super) async fn generate(
 }
 
 /// Reads the deployment file into requests (`--env` overrides every environment).
-fn requests(file: &Path, env: Option<&str>) -> anyhow::Result<Vec<DeploymentRequest>> {
+pub(super) fn requests(file: &Path, env: Option<&str>) -> anyhow::Result<Vec<DeploymentRequest>> {
     let text = std::fs::read_to_string(file).with_context(|| {
         format!(
             "reading {} (run `nestor generate` to create it)",
@@ -382,6 +382,9 @@ pub(super) async fn plan(
                 for output in r.output_locations() {
                     out.push_str(&format!("      {output}\n"));
                 }
+            }
+            for w in &p.warnings {
+                out.push_str(&format!("  warning: {w}\n"));
             }
             for f in &p.diff.files {
                 out.push_str(&f.diff);
@@ -473,6 +476,9 @@ fn summary(d: &Deployment) -> String {
     );
     if let Some(cluster) = &d.cluster {
         out.push_str(&format!("cluster: {}\n", cluster.message));
+    }
+    for w in &d.policy_warnings {
+        out.push_str(&format!("warning: {w}\n"));
     }
     let mut t = Table::new(&[
         "RESOURCE",

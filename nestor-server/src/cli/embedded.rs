@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use nestor_client::EngineStatus;
 use nestor_core::{
     Composition, Deployment, DeploymentFilter, DeploymentRequest, DriftReport, ErrorCode, Event,
-    EventType, GraphView, ListFilter, Nestor, Page, PageRequest, Plan, PublishOutcome,
-    PublishedComposition, PublishedVersion, RenderedResource, ResourceDefinition, RunLog,
-    SearchHit, Shared, SourceConfig, SyncReport, VersionSpec, VersionSummary,
+    EventType, GraphView, ListFilter, Nestor, Page, PageRequest, Plan, PolicyCheck, PolicySubject,
+    PublishOutcome, PublishedComposition, PublishedVersion, RenderedResource, ResourceDefinition,
+    RunLog, SearchHit, Shared, SourceConfig, SyncReport, Team, VersionSpec, VersionSummary,
 };
 use semver::Version;
 use serde_json::Value;
@@ -247,6 +247,18 @@ impl Backend for Embedded {
         Ok(nestor
             .render(catalog_ref, engine, config, team, environment)
             .await?)
+    }
+
+    async fn evaluate_policies(&self, subject: PolicySubject) -> anyhow::Result<PolicyCheck> {
+        Ok(self.nestor().await?.evaluate_policies(subject).await?)
+    }
+
+    async fn teams(&self) -> anyhow::Result<Vec<Team>> {
+        Ok(self.nestor().await?.teams().await?)
+    }
+
+    async fn team(&self, name: &str) -> anyhow::Result<Team> {
+        Ok(self.nestor().await?.team(name).await?)
     }
 }
 

@@ -70,7 +70,7 @@ impl LazyNestor {
         if let Some(direct) = self.config.executors.direct(&self.data_dir)? {
             builder = builder.direct_executor(direct);
         }
-        Ok(builder.build()?)
+        Ok(self.config.with_governance(builder)?.build()?)
     }
 }
 

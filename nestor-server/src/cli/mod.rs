@@ -19,9 +19,11 @@ mod engines;
 mod events;
 mod lazy;
 mod output;
+mod policy;
 mod reference;
 mod remote;
 mod serve;
+mod team;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -190,6 +192,16 @@ enum Command {
         #[command(subcommand)]
         command: EnginesCommand,
     },
+    /// Test Rego policies, or ask the policies in force about a file.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
+    /// Teams: their compositions, deployments, quotas and policies.
+    Team {
+        #[command(subcommand)]
+        command: team::TeamCommand,
+    },
     /// Print the artifacts one resource would produce.
     ///
     /// Embedded only for now: the HTTP API has no render route, so --server is refused.
@@ -343,6 +355,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             other => anyhow::bail!("--format {other:?}: use json or dot"),
         },
         Command::Engines { command } => engines::engines(command, &ctx).await,
+        Command::Policy { command } => policy::run(command, &ctx).await,
+        Command::Team { command } => team::run(command, &ctx).await,
         Command::Render {
             reference,
             engine,

@@ -10,9 +10,9 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use nestor_client::{EngineStatus, EventQuery};
 use nestor_core::{
     Composition, Deployment, DeploymentFilter, DeploymentRequest, DriftReport, Error, ErrorCode,
-    Event, EventType, GraphView, ListFilter, Page, PageRequest, Plan, PublishOutcome,
-    PublishedComposition, PublishedVersion, RenderedResource, ResourceDefinition, RunLog,
-    SearchHit, Shared, SyncReport, VersionSpec, VersionSummary,
+    Event, EventType, GraphView, ListFilter, Page, PageRequest, Plan, PolicyCheck, PolicySubject,
+    PublishOutcome, PublishedComposition, PublishedVersion, RenderedResource, ResourceDefinition,
+    RunLog, SearchHit, Shared, SyncReport, Team, VersionSpec, VersionSummary,
 };
 use semver::Version;
 use serde_json::Value;
@@ -240,6 +240,24 @@ impl Backend for Remote {
         _environment: &str,
     ) -> anyhow::Result<RenderedResource> {
         Err(local_only("render"))
+    }
+
+    async fn evaluate_policies(&self, subject: PolicySubject) -> anyhow::Result<PolicyCheck> {
+        match subject {
+            PolicySubject::Deployment(request) => Ok(self.client.validate(&request).await?),
+            // The server judges deployments only.
+            PolicySubject::Definition(_) | PolicySubject::Composition(_) => {
+                Err(local_only("policy check of definitions and compositions"))
+            }
+        }
+    }
+
+    async fn teams(&self) -> anyhow::Result<Vec<Team>> {
+        Ok(self.client.teams().await?)
+    }
+
+    async fn team(&self, name: &str) -> anyhow::Result<Team> {
+        Ok(self.client.team(name).await?)
     }
 }
 

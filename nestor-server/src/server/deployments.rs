@@ -61,7 +61,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 #[utoipa::path(post, path = "/api/v1/deployments", request_body(content = Object, description = "A deployment request (docs/src/reference/formats.md#deployment-requests)"),
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 202, description = "the recorded deployment, applying"), (status = 409, description = "CONFLICT: idempotency key reused with another body"),
-              (status = 422, description = "VALIDATION_FAILED, DEPENDENCY_CYCLE, ENGINE_NOT_FOUND, POLICY_VIOLATION")))]
+              (status = 422, description = "VALIDATION_FAILED, DEPENDENCY_CYCLE, ENGINE_NOT_FOUND, POLICY_VIOLATION, QUOTA_EXCEEDED")))]
 pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,

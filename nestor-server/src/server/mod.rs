@@ -46,6 +46,7 @@ mod openapi;
 mod ratelimit;
 mod runs;
 mod sync;
+mod teams;
 mod tls;
 
 use std::future::Future;
@@ -160,7 +161,7 @@ impl AppState {
         if let Some(direct) = direct {
             builder = builder.direct_executor(direct);
         }
-        let nestor = builder.build()?;
+        let nestor = config.with_governance(builder)?.build()?;
         let drift_interval = config.deployments.drift_interval()?;
         let auth = auth::Auth::from_config(&config.auth)?;
         let limits = config.server.limits()?;
@@ -293,6 +294,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sync", post(sync::trigger))
         .route("/webhooks/git", post(sync::webhook))
         .route("/api/v1/events", get(events::stream))
+        .route("/api/v1/teams", get(teams::list))
+        .route("/api/v1/teams/{team}", get(teams::get))
+        .route("/api/v1/teams/{team}/quotas", get(teams::quotas))
+        .route("/api/v1/teams/{team}/validate", post(teams::validate))
         .route(
             "/api/v1/teams/{team}/compositions",
             get(compositions::list).post(compositions::publish),

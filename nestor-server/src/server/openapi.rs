@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         super::deployments::team_deploy, super::deployments::create, super::deployments::list, super::deployments::get,
         super::deployments::delete, super::deployments::rollback, super::deployments::logs, super::deployments::drift, super::deployments::promote, super::deployments::plan,
         super::deployments::graph, super::engines, super::health, super::ready, super::metrics::render, document,
+        super::teams::list, super::teams::get, super::teams::quotas, super::teams::validate,
     ),
     modifiers(&Bearer),
 )]

@@ -11,6 +11,7 @@ mod metrics;
 mod process;
 mod remote;
 mod security;
+mod teams;
 mod webhooks;
 
 use std::path::{Path, PathBuf};

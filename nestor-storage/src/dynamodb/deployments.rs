@@ -17,6 +17,9 @@
 //! taking one revision number (or one key) exactly one commits. Updates put
 //! the revision conditional on `gen` being the generation the writer read.
 //!
+//! Team quotas add a deployment head and usage counters to the same
+//! transaction (see `quotas.rs`).
+//!
 //! Leases live in their own table (see `leases.rs`).
 
 use std::collections::HashMap;
@@ -27,7 +30,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use nestor_core::{
     CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error, Lease,
-    Result, RevisionContent,
+    Quota, Result, RevisionContent,
 };
 
 use super::client::{
@@ -189,11 +192,12 @@ impl DynamoStore {
 
 #[async_trait]
 impl DeploymentStore for DynamoStore {
-    async fn create_deployment(
+    async fn create_deployment_within(
         &self,
         d: &Deployment,
         content: &RevisionContent,
         idempotency: Option<(&str, &str)>,
+        quotas: &[Quota],
     ) -> Result<CreateOutcome> {
         if let Some((key, hash)) = idempotency {
             if let Some(answer) = self.idempotent_answer(key, hash).await? {
@@ -217,7 +221,7 @@ impl DeploymentStore for DynamoStore {
         id_item.insert("revision".into(), n(d.revision));
         let mut content_item = item_key(id_pk(&d.id), "CONTENT");
         content_item.insert("body".into(), encode_body("revision content", content)?);
-        let mut items = vec![
+        let mut own = vec![
             put_item(table, revision_item(d)?, not_exists)?,
             put_item(table, id_item, not_exists)?,
             put_item(table, content_item, not_exists)?,
@@ -226,13 +230,20 @@ impl DeploymentStore for DynamoStore {
             let mut idem = item_key(format!("I#{key}"), "I");
             idem.insert("hash".into(), s(hash));
             idem.insert("id".into(), s(&d.id));
-            items.push(put_item(table, idem, not_exists)?);
+            own.push(put_item(table, idem, not_exists)?);
         }
         for round in 0..MAX_WRITE_ROUNDS {
+            // The quota items are read again each round: the head and the
+            // counters may have moved.
+            let quota = self.quota_write(d, quotas).await?;
+            let mut items = own.clone();
+            if let Some(q) = &quota {
+                items.extend(q.items.iter().cloned());
+            }
             let sent = self
                 .client
                 .transact_write_items()
-                .set_transact_items(Some(items.clone()))
+                .set_transact_items(Some(items))
                 .client_request_token(request_token())
                 .send()
                 .await;
@@ -263,6 +274,15 @@ impl DeploymentStore for DynamoStore {
                     d.key(),
                     d.revision
                 )));
+            }
+            if let Some(q) = &quota {
+                for i in (0..q.items.len()).filter(|i| q.is_counter(*i)) {
+                    if failed(own.len() + i) {
+                        if let Some(refusal) = self.quota_refusal(d, q, i).await? {
+                            return Err(refusal);
+                        }
+                    }
+                }
             }
             backoff(round).await;
         }

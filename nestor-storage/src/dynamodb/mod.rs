@@ -136,6 +136,7 @@ mod compositions;
 mod deployments;
 mod events;
 mod leases;
+mod quotas;
 mod search;
 mod sync;
 mod tables;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use nestor_core::{
-    is_catalog_file, CatalogSource, Error, FileChange, Result, SourceConfig, SourceHead,
+    is_source_file, CatalogSource, Error, FileChange, Result, SourceConfig, SourceHead,
     MAX_FILE_BYTES,
 };
 
@@ -27,7 +27,7 @@ impl FolderSource {
             .map_err(|e| Error::storage(format!("reading {}", self.root.display()), e))?;
         Ok(files
             .into_iter()
-            .filter(|f| is_catalog_file(&f.rel, &self.config.path))
+            .filter(|f| is_source_file(&f.rel, &self.config.path))
             .map(|f| (f.rel, f.len, f.modified_nanos))
             .collect())
     }

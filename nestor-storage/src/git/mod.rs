@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use git2::{FetchOptions, Oid, Repository};
 use nestor_core::{
-    is_catalog_file, CatalogSource, Error, FileChange, Result, SourceConfig, SourceHead,
+    is_source_file, CatalogSource, Error, FileChange, Result, SourceConfig, SourceHead,
     MAX_FILE_BYTES,
 };
 
@@ -212,7 +212,7 @@ impl CatalogSource for GitSource {
             tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
                 if entry.kind() == Some(git2::ObjectType::Blob) {
                     let path = format!("{dir}{}", entry.name().unwrap_or_default());
-                    if is_catalog_file(&path, &base) {
+                    if is_source_file(&path, &base) {
                         files.push(path);
                     }
                 }
@@ -254,14 +254,14 @@ impl CatalogSource for GitSource {
                     .path()
                     .map(|p| p.to_string_lossy().into_owned());
                 if delta.status() != git2::Delta::Added {
-                    if let Some(p) = old_path.filter(|p| is_catalog_file(p, &base)) {
+                    if let Some(p) = old_path.filter(|p| is_source_file(p, &base)) {
                         if delta.status() == git2::Delta::Deleted || new_path.as_ref() != Some(&p) {
                             changes.push(FileChange::Deleted(p));
                         }
                     }
                 }
                 if delta.status() != git2::Delta::Deleted {
-                    if let Some(p) = new_path.filter(|p| is_catalog_file(p, &base)) {
+                    if let Some(p) = new_path.filter(|p| is_source_file(p, &base)) {
                         changes.push(FileChange::Modified(p));
                     }
                 }

@@ -9,11 +9,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use nestor_core::{
-    lease_lost, search_score, CatalogReader, CatalogSearch, CatalogWriter, CompositionStore,
-    CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error, Event,
-    EventLog, Lease, ListFilter, NewEvent, Page, PageRequest, PublishOutcome, PublishedComposition,
-    PublishedVersion, Result, RevisionContent, SearchHit, SerializedEvent, Shared, SourceState,
-    SyncReport, SyncStore, Timestamp, VersionSummary, VersionWrite,
+    check_quotas, lease_lost, search_score, CatalogReader, CatalogSearch, CatalogWriter,
+    CompositionStore, CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore,
+    Error, Event, EventLog, Lease, ListFilter, NewEvent, Page, PageRequest, PublishOutcome,
+    PublishedComposition, PublishedVersion, Quota, Result, RevisionContent, SearchHit,
+    SerializedEvent, Shared, SourceState, SyncReport, SyncStore, Timestamp, VersionSummary,
+    VersionWrite,
 };
 use semver::Version;
 
@@ -383,11 +384,12 @@ impl CompositionStore for MemoryStore {
 
 #[async_trait]
 impl DeploymentStore for MemoryStore {
-    async fn create_deployment(
+    async fn create_deployment_within(
         &self,
         d: &Deployment,
         content: &RevisionContent,
         idempotency: Option<(&str, &str)>,
+        quotas: &[Quota],
     ) -> Result<CreateOutcome> {
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -405,12 +407,24 @@ impl DeploymentStore for MemoryStore {
                 };
             }
         }
-        let revisions = inner.revisions.entry(d.key()).or_default();
-        if revisions.contains_key(&d.revision) || inner.deployments.contains_key(&d.id) {
+        let taken = inner
+            .revisions
+            .get(&d.key())
+            .is_some_and(|r| r.contains_key(&d.revision));
+        if taken || inner.deployments.contains_key(&d.id) {
             return Err(Error::Conflict {
                 message: format!("{} revision {} already exists", d.key(), d.revision),
             });
         }
+        // Under the lock: the check and the write are one step.
+        let latest = inner
+            .revisions
+            .iter()
+            .filter(|(key, _)| key.team == d.team)
+            .filter_map(|(_, revisions)| revisions.values().next_back())
+            .filter_map(|id| inner.deployments.get(id).map(|(d, _)| d));
+        check_quotas(quotas, d, latest)?;
+        let revisions = inner.revisions.entry(d.key()).or_default();
         revisions.insert(d.revision, d.id.clone());
         inner
             .deployments

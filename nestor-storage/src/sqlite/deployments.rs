@@ -17,8 +17,8 @@
 
 use async_trait::async_trait;
 use nestor_core::{
-    lease_lost, CreateOutcome, Deployment, DeploymentFilter, DeploymentKey, DeploymentStore, Error,
-    Lease, Result, RevisionContent,
+    check_quotas, lease_lost, CreateOutcome, Deployment, DeploymentFilter, DeploymentKey,
+    DeploymentStore, Error, Lease, Quota, Result, RevisionContent,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transaction};
@@ -49,11 +49,32 @@ fn get_deployment(conn: &Connection, id: &str) -> Result<Option<Deployment>> {
     json.as_deref().map(parse_deployment).transpose()
 }
 
+/// The latest revision of each deployment of `team`.
+fn latest_of_team(tx: &Transaction<'_>, team: &str) -> Result<Vec<Deployment>> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT deployment FROM deployments d WHERE team = ?1 AND revision = \
+             (SELECT MAX(revision) FROM deployments x WHERE x.team = d.team \
+              AND x.environment = d.environment AND x.name = d.name)",
+        )
+        .ctx("counting a team's usage")?;
+    let rows = stmt
+        .query_map([team], |r| r.get::<_, String>(0))
+        .ctx("counting a team's usage")?;
+    let mut latest = Vec::new();
+    for json in rows {
+        let json = json.ctx("counting a team's usage")?;
+        latest.push(serde_json::from_str(&json).ctx("in a stored deployment")?);
+    }
+    Ok(latest)
+}
+
 fn create_deployment(
     tx: &Transaction<'_>,
     d: &Deployment,
     content: &RevisionContent,
     idempotency: Option<(&str, &str)>,
+    quotas: &[Quota],
 ) -> Result<CreateOutcome> {
     if let Some((key, hash)) = idempotency {
         let seen: Option<(String, String)> = tx
@@ -103,6 +124,10 @@ fn create_deployment(
             format!("{} revision {} already exists", d.key(), d.revision)
         };
         return Err(Error::Conflict { message });
+    }
+    // In the write transaction: no other write sees the usage in between.
+    if quotas.iter().any(|q| q.covers(&d.team, &d.environment)) {
+        check_quotas(quotas, d, &latest_of_team(tx, &d.team)?)?;
     }
     let json = serde_json::to_string(d).ctx("serialising a deployment")?;
     tx.prepare_cached(
@@ -395,17 +420,19 @@ fn stored_epoch(id: &str, epoch: i64) -> Result<u64> {
 
 #[async_trait]
 impl DeploymentStore for SqliteStore {
-    async fn create_deployment(
+    async fn create_deployment_within(
         &self,
         deployment: &Deployment,
         content: &RevisionContent,
         idempotency: Option<(&str, &str)>,
+        quotas: &[Quota],
     ) -> Result<CreateOutcome> {
         let (deployment, content) = (deployment.clone(), content.clone());
         let idempotency = idempotency.map(|(k, h)| (k.to_string(), h.to_string()));
+        let quotas = quotas.to_vec();
         self.write(move |tx, _| {
             let idempotency = idempotency.as_ref().map(|(k, h)| (k.as_str(), h.as_str()));
-            create_deployment(tx, &deployment, &content, idempotency)
+            create_deployment(tx, &deployment, &content, idempotency, &quotas)
         })
         .await
     }

@@ -232,7 +232,7 @@ fn complete_operation(method: &str, path: &str, op: &mut Value, id: String) {
     }
     if judges(method, path) {
         statuses.push((409, "`VERSION_IMMUTABLE`, or `CONFLICT` (an `Idempotency-Key` reused with another body, a state that does not allow it)."));
-        statuses.push((422, "The document breaks a rule: `VALIDATION_FAILED` (every problem in `details.validation_errors`), `BREAKING_CHANGE`, `DEPENDENCY_CYCLE`, `DEPENDENCY_NOT_FOUND`, `ENGINE_NOT_FOUND`, `POLICY_VIOLATION` (every refusing policy message in `details.violations`)."));
+        statuses.push((422, "The document breaks a rule: `VALIDATION_FAILED` (every problem in `details.validation_errors`), `BREAKING_CHANGE`, `DEPENDENCY_CYCLE`, `DEPENDENCY_NOT_FOUND`, `ENGINE_NOT_FOUND`, `POLICY_VIOLATION` (every refusing policy message in `details.violations`), `QUOTA_EXCEEDED` (an apply past a team quota)."));
     }
     if renders(method, path) {
         statuses.push((
