@@ -34,7 +34,15 @@ impl Orchestrator {
         if !set.applies(PolicyHook::Deployment, team, env) {
             return PolicyVerdict::default();
         }
-        let ctx = self.policy_context(spec, resolved);
+        // One budget for the request's templates; each resource renders
+        // with the outputs of only the resources it names, so building the
+        // input stays linear in the number of resources.
+        let by_name: std::collections::HashMap<&str, &PinnedResource> = resolved
+            .resources
+            .iter()
+            .map(|p| (p.resource.name.as_str(), p))
+            .collect();
+        let budget = TemplateBudget::new(self.template_limits);
         let resources: Vec<PolicyResource<'_>> = resolved
             .resources
             .iter()
@@ -42,7 +50,10 @@ impl Orchestrator {
                 name: &p.resource.name,
                 catalog_ref: p.definition.definition.subject(),
                 engine: &p.engine,
-                inputs: Some(final_inputs(p, &ctx)),
+                inputs: Some(final_inputs(
+                    p,
+                    &self.policy_context(spec, p, &by_name, &budget),
+                )),
                 definition: &p.definition.definition,
             })
             .collect();
@@ -58,16 +69,30 @@ impl Orchestrator {
         set.evaluate(PolicyHook::Deployment, team, env, &input)
     }
 
-    /// Params and names as a render sees them; every output a stand-in
-    /// (its value exists only once its resource has rendered).
-    fn policy_context(&self, spec: &Spec, resolved: &Resolved) -> TemplateContext {
+    /// Params and names as a render of `p` sees them; the outputs of the
+    /// resources it names are stand-ins (their values exist only once
+    /// those resources have rendered).
+    fn policy_context(
+        &self,
+        spec: &Spec,
+        p: &PinnedResource,
+        by_name: &std::collections::HashMap<&str, &PinnedResource>,
+        budget: &TemplateBudget,
+    ) -> TemplateContext {
+        let producers: BTreeSet<String> = p
+            .resource
+            .config
+            .values()
+            .flat_map(|v| references(v).outputs)
+            .map(|(from, _)| from)
+            .collect();
         TemplateContext {
             params: spec.params.clone(),
-            resources: resolved
-                .resources
+            resources: producers
                 .iter()
-                .map(|p| {
-                    let outputs = p
+                .filter_map(|name| by_name.get(name.as_str()))
+                .map(|q| {
+                    let outputs = q
                         .definition
                         .definition
                         .spec
@@ -75,20 +100,20 @@ impl Orchestrator {
                         .iter()
                         .map(|o| {
                             let marker = wiring::template_value(
-                                &p.resource.name,
+                                &q.resource.name,
                                 &o.name,
                                 &Default::default(),
                             );
                             (o.name.clone(), marker)
                         })
                         .collect();
-                    (p.resource.name.clone(), ResourceOutputs { outputs })
+                    (q.resource.name.clone(), ResourceOutputs { outputs })
                 })
                 .collect(),
             team: spec.key.team.clone(),
             environment: spec.key.environment.clone(),
             deployment: spec.key.name.clone(),
-            budget: TemplateBudget::new(self.template_limits),
+            budget: budget.clone(),
         }
     }
 }
