@@ -26,8 +26,10 @@ pub const DEFAULT_AUDIT_RETENTION: std::time::Duration =
 /// Who performs an operation, as the front-end authenticated them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
-    /// The static token's `name`, the OIDC `sub`, or `local` (the CLI on
-    /// its own store), `anonymous` when nobody was authenticated.
+    /// The static token's `name`, the OIDC `sub`, `local` (the CLI on its
+    /// own store), `server` (a server's own work: pollers, start-up and
+    /// background syncs), `webhook` (a signed git webhook), or `anonymous`
+    /// when nobody was authenticated.
     pub name: String,
     /// The roles it acted with (`admin`, `platform`, `team:alpha`).
     #[serde(default)]
@@ -109,7 +111,8 @@ pub struct AuditEntry {
     /// Who asked.
     pub actor: Actor,
     /// What was asked, `area.verb`: `resource.publish`, `resource.yank`,
-    /// `resource.unyank`, `catalog.sync`, `composition.publish`,
+    /// `resource.unyank`, `catalog.sync` (a sync run), `catalog.trigger`
+    /// (a background sync asked for), `composition.publish`,
     /// `deployment.apply`, `deployment.rollback`, `deployment.promote`,
     /// `deployment.delete`, `auth.reload`.
     pub action: String,
@@ -155,6 +158,65 @@ pub struct AuditQuery {
     /// At most this many (default [`AuditQuery::DEFAULT_LIMIT`], at most
     /// [`AuditQuery::MAX_LIMIT`]).
     pub limit: Option<usize>,
+    /// Only records after this one in the trail's order (older, or as old
+    /// with a smaller id): the position the previous page ended at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<AuditPosition>,
+}
+
+/// Where a page of the trail ended: the last record's timestamp and id.
+/// Its text form (`<timestamp>.<id>`) is the API's opaque `cursor`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AuditPosition {
+    /// The record's timestamp.
+    pub timestamp: Timestamp,
+    /// The record's id.
+    pub id: String,
+}
+
+impl AuditPosition {
+    /// The position of `record`.
+    pub fn of(record: &AuditRecord) -> AuditPosition {
+        AuditPosition {
+            timestamp: record.entry.timestamp,
+            id: record.id.clone(),
+        }
+    }
+
+    /// Reads a cursor; `BAD_REQUEST` for one this store did not give.
+    pub fn parse(cursor: &str) -> Result<AuditPosition> {
+        let bad = || {
+            Error::bad_request(format!(
+                "cursor {} is not one a page of the audit trail gave",
+                crate::excerpt(cursor)
+            ))
+        };
+        let (t, id) = cursor.split_once('.').ok_or_else(bad)?;
+        let timestamp = t.parse().map_err(|_| bad())?;
+        if id.is_empty() || id.len() > 40 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        Ok(AuditPosition {
+            timestamp,
+            id: id.to_string(),
+        })
+    }
+
+    /// The cursor text.
+    pub fn cursor(&self) -> String {
+        format!("{}.{}", self.timestamp, self.id)
+    }
+}
+
+/// One page of the trail, newest first; `next_cursor` when more records
+/// pass the query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// The records.
+    pub items: Vec<AuditRecord>,
+    /// Give it as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 impl AuditQuery {
@@ -193,6 +255,15 @@ impl AuditQuery {
             && self.subject.as_deref().is_none_or(|s| entry.subject == s)
             && self.since.is_none_or(|t| entry.timestamp >= t)
             && self.until.is_none_or(|t| entry.timestamp < t)
+    }
+
+    /// Whether `record` passes the query, its position included (what
+    /// stores that filter after reading apply).
+    pub fn admits(&self, record: &AuditRecord) -> bool {
+        self.matches(&record.entry)
+            && self.after.as_ref().is_none_or(|p| {
+                (record.entry.timestamp, record.id.as_str()) < (p.timestamp, p.id.as_str())
+            })
     }
 }
 
@@ -280,5 +351,27 @@ mod tests {
         }
         .effective_limit()
         .is_err());
+    }
+
+    #[test]
+    fn a_cursor_reads_back_and_admits_only_what_follows_it() {
+        let record = |t, id: u64| AuditRecord {
+            id: audit_id(id),
+            entry: entry("resource.publish", "ci", t),
+        };
+        let at = AuditPosition::of(&record(20, 7));
+        assert_eq!(AuditPosition::parse(&at.cursor()).unwrap(), at);
+        let q = AuditQuery {
+            after: Some(at),
+            ..Default::default()
+        };
+        assert!(q.admits(&record(20, 6)), "as old, a smaller id");
+        assert!(q.admits(&record(19, 99)), "older");
+        assert!(!q.admits(&record(20, 7)), "not the position itself");
+        assert!(!q.admits(&record(21, 1)), "not newer");
+        for bad in ["", "x", "20", "20.", "a.1", "20.1x", "20.-1"] {
+            let e = AuditPosition::parse(bad).unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::BadRequest, "{bad:?}");
+        }
     }
 }

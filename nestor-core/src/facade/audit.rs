@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::audit::{Actor, AuditEntry, AuditOutcome, AuditQuery, AuditRecord};
+use crate::audit::{Actor, AuditEntry, AuditOutcome, AuditPage, AuditPosition, AuditQuery};
 use crate::error::Result;
 use crate::model::{Change, Timestamp};
 
@@ -30,10 +30,25 @@ impl Nestor {
         self.actor.as_deref().cloned().unwrap_or_else(Actor::local)
     }
 
-    /// The audit records passing `query`, newest first.
-    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+    /// One page of the audit records passing `query`, newest first, with
+    /// the cursor of the next page when one more record passes it (looked
+    /// up with a one-record read, so a cursor never leads to an empty page).
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage> {
         query.effective_limit()?;
-        self.inner.audit.audit_records(query).await
+        let items = self.inner.audit.audit_records(query).await?;
+        let next_cursor = match items.last() {
+            Some(last) if items.len() == query.effective_limit()? => {
+                let probe = AuditQuery {
+                    after: Some(AuditPosition::of(last)),
+                    limit: Some(1),
+                    ..query.clone()
+                };
+                let more = self.inner.audit.audit_records(&probe).await?;
+                (!more.is_empty()).then(|| AuditPosition::of(last).cursor())
+            }
+            _ => None,
+        };
+        Ok(AuditPage { items, next_cursor })
     }
 
     /// Removes audit records older than `before` (the server's retention

@@ -181,3 +181,31 @@ pub async fn audit_retention_prunes_only_older_records(store: Arc<dyn Store>) {
         "ids are never reused after pruning"
     );
 }
+
+/// Pages follow each other without a gap or a repeat, records of one
+/// second included, and a position keeps the other filters.
+pub async fn audit_pages_follow_their_position(store: Arc<dyn Store>) {
+    for i in 0..7 {
+        // Three records share each second but the last.
+        let e = entry(500 + i / 3, "ci", "resource.publish", &format!("p:{i}.0.0"));
+        store.record_audit(e).await.unwrap();
+    }
+    store
+        .record_audit(entry(501, "bob", "resource.yank", "other:1.0.0"))
+        .await
+        .unwrap();
+    let mut query = AuditQuery {
+        actor: Some("ci".into()),
+        limit: Some(2),
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let page = store.audit_records(&query).await.unwrap();
+        let Some(last) = page.last() else { break };
+        query.after = Some(AuditPosition::of(last));
+        seen.extend(page.iter().map(|r| r.entry.subject.clone()));
+    }
+    let expected: Vec<String> = (0..7).rev().map(|i| format!("p:{i}.0.0")).collect();
+    assert_eq!(seen, expected, "every record once, newest first");
+}

@@ -82,7 +82,7 @@ macro_rules! store_conformance_tests {
             leases: [leases_are_exclusive_until_they_expire, lost_leases_cannot_be_renewed_or_released,
                 concurrent_claims_one_wins],
             audit: [audit_records_filter_and_order, concurrent_audit_records_all_kept,
-                audit_retention_prunes_only_older_records],
+                audit_retention_prunes_only_older_records, audit_pages_follow_their_position],
             quotas: [concurrent_applies_fill_a_quota_exactly,
                 usage_counts_latest_revisions_and_deletions_free_it, environment_and_category_quotas],
         );

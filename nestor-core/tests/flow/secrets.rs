@@ -141,7 +141,8 @@ async fn a_literal_secret_is_refused_a_reference_reaches_the_engine_and_writes_a
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(trail.len(), 3, "{trail:#?}");
     let newest = &trail[0].entry;
     assert_eq!(
@@ -164,7 +165,8 @@ async fn a_literal_secret_is_refused_a_reference_reaches_the_engine_and_writes_a
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(syncs[0].entry.actor.name, "local");
     assert_eq!(syncs[0].entry.subject, "catalog");
 }
@@ -193,7 +195,8 @@ async fn a_published_definition_and_a_yank_are_audited_with_their_changes() {
             ..Default::default()
         })
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     let actions: Vec<(&str, &str)> = trail
         .iter()
         .map(|r| (r.entry.action.as_str(), r.entry.subject.as_str()))

@@ -86,7 +86,7 @@ impl DynamoStore {
                 .map_err(|e| unavailable("Query", e))?;
             for item in out.items() {
                 let record = record_from_item(item)?;
-                if query.matches(&record.entry) {
+                if query.admits(&record) {
                     into.push(record);
                     if into.len() >= limit {
                         return Ok(());
@@ -187,6 +187,10 @@ impl AuditLog for DynamoStore {
         let newest = query
             .until
             .map_or(high, |t| period(t.saturating_sub(1)).min(high));
+        let newest = query
+            .after
+            .as_ref()
+            .map_or(newest, |a| period(a.timestamp).min(newest));
         let oldest = query.since.map_or(low, |t| period(t).max(low));
         let mut found = Vec::new();
         let mut p = newest;

@@ -24,7 +24,7 @@ impl AuditLog for MemoryStore {
         let mut found: Vec<AuditRecord> = inner
             .audit
             .iter()
-            .filter(|r| query.matches(&r.entry))
+            .filter(|r| query.admits(r))
             .cloned()
             .collect();
         found.sort_by(|a, b| (b.entry.timestamp, &b.id).cmp(&(a.entry.timestamp, &a.id)));

@@ -43,6 +43,16 @@ fn filter(query: &AuditQuery) -> (String, Vec<SqlValue>) {
     if let Some(until) = query.until {
         add("timestamp < ?", SqlValue::Integer(until));
     }
+    if let Some(after) = &query.after {
+        // Ids are the rows' AUTOINCREMENT numbers, zero-padded.
+        let id = after.id.parse::<i64>().unwrap_or(i64::MAX);
+        values.push(SqlValue::Integer(after.timestamp));
+        values.push(SqlValue::Integer(id));
+        let (t, i) = (values.len() - 1, values.len());
+        clauses.push(format!(
+            "(timestamp < ?{t} OR (timestamp = ?{t} AND id < ?{i}))"
+        ));
+    }
     let clause = if clauses.is_empty() {
         String::new()
     } else {
