@@ -29,8 +29,8 @@
 //!   timeouts — and the one path every call takes: send, retry, decode the
 //!   answer or the error body.
 //! - `retry`: which calls are retried, on which failures, and the backoff.
-//! - `catalog`, `compositions`, `deployments`, `teams`: one method per route of the
-//!   API, grouped as the server groups them.
+//! - `catalog`, `compositions`, `deployments`, `teams`, `audit`: one
+//!   method per route of the API, grouped as the server groups them.
 //! - `events`: [`EventStream`], the reconnecting SSE follower, and
 //!   [`EventQuery`], its filters.
 //! - `wire`: the few answers that are not a core type ([`ServerStatus`],
@@ -71,6 +71,7 @@
 //!   parser of our own; no server framework.
 #![deny(missing_docs)]
 
+mod audit;
 mod catalog;
 mod client;
 mod compositions;

@@ -33,6 +33,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Server-sent events.
     pub sse: SseConfig,
+    /// The audit trail.
+    pub audit: AuditConfig,
     /// How deployments run: leases and the pause between waves.
     pub deployments: DeploymentsConfig,
     /// The Argo CD that syncs the GitOps repository: once set, a deployment
@@ -336,6 +338,31 @@ impl Default for SseConfig {
     }
 }
 
+/// `audit:` — the audit trail (who did what, docs/src/operator/security.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How long audit records are kept (`400d`), apart from `sse.retention`.
+    pub retention: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention: "400d".into(),
+        }
+    }
+}
+
+impl AuditConfig {
+    /// `retention`, parsed.
+    pub fn retention(&self) -> anyhow::Result<std::time::Duration> {
+        nestor_core::parse_duration(&self.retention)
+            .map_err(|e| anyhow::anyhow!("audit.retention: {e}"))
+    }
+}
+
 /// `deployments:` (issue 6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -567,6 +594,7 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("sse.heartbeat: {e}"))?;
         nestor_core::parse_duration(&self.sse.retention)
             .map_err(|e| anyhow::anyhow!("sse.retention: {e}"))?;
+        self.audit.retention()?;
         if let Some(argo) = &self.argocd {
             argo.durations()?;
             if !(argo.server.starts_with("https://") || argo.server.starts_with("http://")) {

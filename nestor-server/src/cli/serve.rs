@@ -62,7 +62,9 @@ pub(super) async fn serve(args: ServeArgs, ctx: &mut Context<'_>) -> anyhow::Res
         ctx.config.server.listen = listen.clone();
     }
     let data_dir = ctx.global.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
+    // 0700 when created here: the store and the token under it are the
+    // server's alone (an existing directory keeps the operator's mode).
+    nestor_storage::create_private_dir(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let dev_token = if args.dev {
         let token = server::new_token()?;

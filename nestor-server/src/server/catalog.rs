@@ -12,6 +12,7 @@ use nestor_core::{
 };
 use serde_json::{json, Value};
 
+use super::audit::Acting;
 use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{check_name, off_thread, Cancel, Payload, Query, Unread};
@@ -237,6 +238,7 @@ fn prefix(index: usize, errors: Vec<FieldError>) -> impl Iterator<Item = FieldEr
 pub(super) async fn publish(
     State(state): State<AppState>,
     caller: Caller,
+    acting: Acting,
     query: Query,
     body: Unread,
 ) -> ApiResult<Response> {
@@ -247,7 +249,7 @@ pub(super) async fn publish(
     let actor = caller.actor();
     if defs.len() == 1 {
         let def = defs.into_iter().next().expect("one definition");
-        let result = state.nestor().publish(def, &actor).await?;
+        let result = acting.nestor.publish(def, &actor).await?;
         let status = if result.outcome == PublishOutcome::Created {
             StatusCode::CREATED
         } else {
@@ -255,8 +257,8 @@ pub(super) async fn publish(
         };
         return Ok((status, Json(json!(result))).into_response());
     }
-    let results: Vec<Value> = state
-        .nestor()
+    let results: Vec<Value> = acting
+        .nestor
         .publish_all(defs, &actor)
         .await?
         .into_iter()
@@ -325,7 +327,7 @@ async fn validate_documents(
 }
 
 async fn set_yanked(
-    state: &AppState,
+    acting: &Acting,
     caller: &Caller,
     query: &Query,
     name: &str,
@@ -337,8 +339,8 @@ async fn set_yanked(
     check_name("resource", name)?;
     let v = semver::Version::parse(version.trim_start_matches('v'))
         .map_err(|e| Error::bad_request(format!("version {version:?}: {e}")))?;
-    let outcome = state
-        .nestor()
+    let outcome = acting
+        .nestor
         .yank(name, &v, yanked, &caller.actor())
         .await?;
     Ok(Json(json!(outcome)))
@@ -348,24 +350,24 @@ async fn set_yanked(
 #[utoipa::path(post, path = "/api/v1/resources/{name}/{version}/yank", params(("name" = String, Path), ("version" = String, Path)),
     responses((status = 200, description = "{changed, version}"), (status = 404, description = "VERSION_NOT_FOUND")))]
 pub(super) async fn yank(
-    State(state): State<AppState>,
+    acting: Acting,
     caller: Caller,
     query: Query,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    set_yanked(&state, &caller, &query, &name, &version, true).await
+    set_yanked(&acting, &caller, &query, &name, &version, true).await
 }
 
 /// Restores a yanked version (platform role).
 #[utoipa::path(post, path = "/api/v1/resources/{name}/{version}/unyank", params(("name" = String, Path), ("version" = String, Path)),
     responses((status = 200, description = "{changed, version}")))]
 pub(super) async fn unyank(
-    State(state): State<AppState>,
+    acting: Acting,
     caller: Caller,
     query: Query,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    set_yanked(&state, &caller, &query, &name, &version, false).await
+    set_yanked(&acting, &caller, &query, &name, &version, false).await
 }
 
 /// Counts and each source's last sync report.

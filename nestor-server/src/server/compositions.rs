@@ -11,6 +11,7 @@ use nestor_core::{
 };
 use serde_json::{json, Value};
 
+use super::audit::Acting;
 use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{check_name, off_thread, Query, Unread};
@@ -85,6 +86,7 @@ pub(super) async fn publish(
     State(state): State<AppState>,
     caller: Caller,
     query: Query,
+    acting: Acting,
     Path(team): Path<String>,
     body: Unread,
 ) -> ApiResult<Response> {
@@ -94,8 +96,8 @@ pub(super) async fn publish(
     let payload = body.read(&state).await?;
     let path_team = team.clone();
     let composition = off_thread(&state, move |_| parse_body(&payload, &path_team)).await?;
-    let published = state
-        .nestor()
+    let published = acting
+        .nestor
         .publish_composition(composition, None, &caller.actor())
         .await?;
     let status = if published.outcome == PublishOutcome::Created {

@@ -12,6 +12,7 @@ use nestor_core::{Deployment, DeploymentFilter, DeploymentRequest, DeploymentSta
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::audit::Acting;
 use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{check_name, decode_value, off_thread, Query, Unread};
@@ -65,6 +66,7 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    acting: Acting,
     query: Query,
     headers: HeaderMap,
     body: Unread,
@@ -76,7 +78,7 @@ pub(super) async fn create(
     let payload = body.read(&state).await?;
     let request: DeploymentRequest = off_thread(&state, move |_| payload.decode()).await?;
     caller.write_team(&request.team)?;
-    start(&state, request, key).await
+    start(&state, &acting, request, key).await
 }
 
 /// Deploys a team composition: `{composition, params, environment, name}`.
@@ -86,6 +88,7 @@ pub(super) async fn create(
 pub(super) async fn team_deploy(
     State(state): State<AppState>,
     caller: Caller,
+    acting: Acting,
     query: Query,
     Path(team): Path<String>,
     headers: HeaderMap,
@@ -110,18 +113,19 @@ pub(super) async fn team_deploy(
         dry_run: body.dry_run,
         ..DeploymentRequest::default()
     };
-    start(&state, request, key).await
+    start(&state, &acting, request, key).await
 }
 
 async fn start(
     state: &AppState,
+    acting: &Acting,
     request: DeploymentRequest,
     key: Option<String>,
 ) -> ApiResult<Response> {
     if request.dry_run {
         return Ok(Json(json!(state.nestor().plan(&request).await?)).into_response());
     }
-    let nestor = state.nestor().clone();
+    let nestor = acting.nestor.clone();
     // Every request error surfaces here, before anything is recorded.
     let started = nestor.start(&request, key.as_deref()).await?;
     let deployment = started.deployment.clone();
@@ -237,13 +241,14 @@ pub(super) async fn get(
 pub(super) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
+    acting: Acting,
     query: Query,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     query.allow(&[])?;
     let d = visible(&state, &caller, &id).await?;
     caller.write_team(&d.team)?;
-    Ok(Json(json!(state.nestor().delete(&id).await?)))
+    Ok(Json(json!(acting.nestor.delete(&id).await?)))
 }
 
 /// A new revision with an earlier one's content (`?to=REV`).
@@ -252,6 +257,7 @@ pub(super) async fn delete(
 pub(super) async fn rollback(
     State(state): State<AppState>,
     caller: Caller,
+    acting: Acting,
     query: Query,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
@@ -259,7 +265,7 @@ pub(super) async fn rollback(
     let d = visible(&state, &caller, &id).await?;
     caller.write_team(&d.team)?;
     let to = query.number("to")?;
-    let done = state.nestor().rollback(&id, to).await?;
+    let done = acting.nestor.rollback(&id, to).await?;
     state.metrics().deployment_finished(done.status.as_str());
     Ok(Json(json!(done)))
 }
@@ -313,6 +319,7 @@ struct Promote {
 pub(super) async fn promote(
     State(state): State<AppState>,
     caller: Caller,
+    acting: Acting,
     query: Query,
     body: Unread,
 ) -> ApiResult<Json<Value>> {
@@ -329,8 +336,8 @@ pub(super) async fn promote(
         check_name(kind, v)?;
     }
     caller.write_team(&p.team)?;
-    let d = state
-        .nestor()
+    let d = acting
+        .nestor
         .promote(&p.team, &p.name, &p.from, &p.to)
         .await?;
     state.metrics().deployment_finished(d.status.as_str());

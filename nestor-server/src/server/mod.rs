@@ -12,6 +12,8 @@
 //! - `ratelimit`: per-caller token buckets by route class (429 + `Retry-After`).
 //! - `cors`: cross-origin access for browser apps (`server.cors`).
 //! - `catalog`, `compositions`, `deployments`: the routes, thin.
+//! - `audit`: who a request's writes are recorded as, the audit route
+//!   and its retention.
 //! - `events`: the event-log tail and the SSE stream (docs/src/reference/events.md).
 //! - `sync`: background syncs with coalescing, pollers and git webhooks.
 //! - `conn`: the transport under the router: header and idle timeouts and
@@ -31,6 +33,7 @@
 //! - `limit` above 500 is refused with `BAD_REQUEST` rather than clamped, so
 //!   a client never silently gets fewer items than it believes it asked for.
 
+mod audit;
 mod auth;
 mod catalog;
 mod compositions;
@@ -197,6 +200,7 @@ impl AppState {
             metrics.clone(),
             shutdown.clone(),
         );
+        audit::start_retention(nestor.clone(), config.audit.retention()?, shutdown.clone());
         if let Some(every) = drift_interval {
             runs::start_drift_checks(nestor.clone(), every, shutdown.clone());
         }
@@ -332,6 +336,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/plan", post(deployments::plan))
         .route("/api/v1/engines", get(engines))
         .route("/api/v1/graph", get(deployments::graph))
+        .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/health", get(health))
         .route("/ready", get(ready))

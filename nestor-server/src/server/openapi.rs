@@ -11,6 +11,7 @@
 //! A new route goes into [`ApiDoc`]'s `paths`; the server tests fail when
 //! the router and this document disagree.
 
+mod bodies;
 mod contract;
 
 use std::sync::OnceLock;
@@ -30,7 +31,7 @@ use utoipa::{Modify, OpenApi};
         super::compositions::list, super::compositions::latest, super::compositions::get_version, super::compositions::publish,
         super::deployments::team_deploy, super::deployments::create, super::deployments::list, super::deployments::get,
         super::deployments::delete, super::deployments::rollback, super::deployments::logs, super::deployments::drift, super::deployments::promote, super::deployments::plan,
-        super::deployments::graph, super::engines, super::health, super::ready, super::metrics::render, document,
+        super::deployments::graph, super::audit::list, super::engines, super::health, super::ready, super::metrics::render, document,
         super::teams::list, super::teams::get, super::teams::quotas, super::teams::validate,
     ),
     modifiers(&Bearer),

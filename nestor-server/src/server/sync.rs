@@ -18,10 +18,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hmac::{KeyInit, Mac};
-use nestor_core::{CatalogSource, Error, Nestor, SourceConfig, SyncReport};
+use nestor_core::{Actor, AuditOutcome, CatalogSource, Error, Nestor, SourceConfig, SyncReport};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use super::audit::Acting;
 use super::auth::Caller;
 use super::error::ApiResult;
 use super::events::EventHub;
@@ -73,7 +74,8 @@ impl SyncManager {
     ) -> SyncManager {
         let manager = SyncManager {
             inner: Arc::new(ManagerInner {
-                nestor,
+                // Pollers, start-up and background syncs: the server's own work.
+                nestor: nestor.acting_as(Actor::new("server", vec![])),
                 cache_dir,
                 sources: Mutex::new(BTreeMap::new()),
                 metrics,
@@ -122,19 +124,34 @@ impl SyncManager {
     /// Syncs one source now and waits for it (start-up). Coalesces with a
     /// running sync like any trigger would not: it simply runs.
     pub async fn sync_now(&self, name: &str) -> nestor_core::Result<SyncReport> {
+        self.sync_now_as(name, &self.inner.nestor).await
+    }
+
+    /// [`SyncManager::sync_now`] through `nestor` (a facade acting for the
+    /// caller who asked, so the sync is audited under their name).
+    pub(super) async fn sync_now_as(
+        &self,
+        name: &str,
+        nestor: &Nestor,
+    ) -> nestor_core::Result<SyncReport> {
         let entry = self
             .entry(name)
             .ok_or_else(|| Error::bad_request(format!("no source named {name:?}")))?;
-        self.run_once(name, &entry).await
+        self.run_once(name, &entry, nestor).await
     }
 
     fn entry(&self, name: &str) -> Option<Arc<Entry>> {
         self.inner.sources.lock().unwrap().get(name).cloned()
     }
 
-    async fn run_once(&self, name: &str, entry: &Entry) -> nestor_core::Result<SyncReport> {
+    async fn run_once(
+        &self,
+        name: &str,
+        entry: &Entry,
+        nestor: &Nestor,
+    ) -> nestor_core::Result<SyncReport> {
         let started = Instant::now();
-        let result = self.inner.nestor.sync(entry.source.as_ref()).await;
+        let result = nestor.sync(entry.source.as_ref()).await;
         self.inner.metrics.observe_sync(name, started.elapsed());
         self.inner.events.wake();
         match &result {
@@ -169,7 +186,7 @@ impl SyncManager {
         let name = name.to_string();
         tokio::spawn(async move {
             loop {
-                let _ = manager.run_once(&name, &entry).await;
+                let _ = manager.run_once(&name, &entry, &manager.inner.nestor).await;
                 let mut st = entry.state.lock().unwrap();
                 if st.again {
                     st.again = false;
@@ -217,6 +234,7 @@ impl SyncManager {
 pub(super) async fn trigger(
     State(state): State<AppState>,
     caller: Caller,
+    acting: Acting,
     query: Query,
 ) -> ApiResult<Response> {
     caller.write_catalog()?;
@@ -239,7 +257,7 @@ pub(super) async fn trigger(
             ))
             .into());
         }
-        let report = state.syncs().sync_now(name).await?;
+        let report = state.syncs().sync_now_as(name, &acting.nestor).await?;
         return Ok(Json(report).into_response());
     }
     let names = match query.get("source") {
@@ -254,6 +272,10 @@ pub(super) async fn trigger(
             ))
             .into());
         }
+        acting
+            .nestor
+            .record_write("catalog.trigger", name, AuditOutcome::Succeeded, None)
+            .await;
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"accepted": names}))).into_response())
 }
@@ -405,6 +427,7 @@ fn payload_urls(payload: &Value) -> Vec<String> {
     responses((status = 202, description = "{accepted: [sources]}"), (status = 401, description = "UNAUTHORIZED: missing or wrong signature"), (status = 404, description = "NOT_FOUND: no source matches")))]
 pub(super) async fn webhook(
     State(state): State<AppState>,
+    acting: Acting,
     query: Query,
     headers: HeaderMap,
     body: Unread,
@@ -457,6 +480,10 @@ pub(super) async fn webhook(
         if branch.is_some_and(|b| b != c.branch) {
             ignored.push(c.name.clone());
         } else if state.syncs().trigger(&c.name) {
+            acting
+                .renamed("webhook")
+                .record_write("catalog.trigger", &c.name, AuditOutcome::Succeeded, None)
+                .await;
             accepted.push(c.name.clone());
         }
     }

@@ -1,6 +1,7 @@
 //! The HTTP server, tested as a client sees it: a real server on
 //! `127.0.0.1:0` (`nestor_server::server::serve`) and a real HTTP client.
 
+mod audit;
 mod auth;
 mod bad_requests;
 mod catalog;

@@ -78,6 +78,7 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("post", "/api/v1/deployments/promote", "promoteDeployment"),
     ("post", "/api/v1/plan", "planDeployment"),
     ("get", "/api/v1/engines", "listEngines"),
+    ("get", "/api/v1/audit", "listAuditRecords"),
     ("get", "/api/v1/graph", "getGraph"),
     ("get", "/api/v1/openapi.json", "getOpenApiDocument"),
     ("get", "/health", "health"),
@@ -137,6 +138,9 @@ pub(super) fn complete(doc: &mut Value) {
         .unwrap_or_default();
     let mut components = Value::Object(components);
     components["schemas"]["Error"] = error_schema();
+    for (name, schema) in super::bodies::schemas() {
+        components["schemas"][name] = schema;
+    }
     for (name, kind) in [
         ("ResourceDefinition", SchemaKind::Definition),
         ("Composition", SchemaKind::Composition),
@@ -199,7 +203,8 @@ fn complete_operation(method: &str, path: &str, op: &mut Value, id: String) {
     } else {
         json!([{"bearer": []}])
     };
-    constrain_parameters(op);
+    constrain_parameters(path, op);
+    super::bodies::type_responses(method, path, op);
     let has_body = op.get("requestBody").is_some();
     if has_body {
         type_request_body(method, path, op);
@@ -258,7 +263,7 @@ fn complete_operation(method: &str, path: &str, op: &mut Value, id: String) {
 }
 
 /// Names, limits and enums the server enforces, stated on the parameters.
-fn constrain_parameters(op: &mut Value) {
+fn constrain_parameters(path: &str, op: &mut Value) {
     let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
         return;
     };
@@ -269,6 +274,11 @@ fn constrain_parameters(op: &mut Value) {
         match (name.as_str(), location.as_str()) {
             ("name", "path") | ("team", "path") => {
                 schema["pattern"] = json!("^[a-z][a-z0-9-]{0,61}[a-z0-9]$");
+            }
+            ("limit", "query") if path == "/api/v1/audit" => {
+                *schema = json!({"type": "integer", "minimum": 1,
+                    "maximum": nestor_core::AuditQuery::MAX_LIMIT,
+                    "default": nestor_core::AuditQuery::DEFAULT_LIMIT});
             }
             ("limit", "query") => {
                 *schema = json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 50});
