@@ -237,6 +237,26 @@ impl AuditQuery {
         }
     }
 
+    /// Reads the time `text` given for `key` (`since`, `until`): seconds
+    /// since the epoch or an RFC 3339 time (`2026-01-31T12:00:00Z`), as
+    /// the CLI and the API take it; `BAD_REQUEST` for anything else.
+    pub fn parse_time(key: &str, text: &str) -> Result<Timestamp> {
+        let text = text.trim();
+        if let Ok(seconds) = text.parse::<Timestamp>() {
+            return Ok(seconds);
+        }
+        let at = humantime::parse_rfc3339_weak(text).map_err(|_| {
+            Error::bad_request(format!(
+                "{key} must be seconds since the epoch or an RFC 3339 time (2026-01-31T12:00:00Z), got {}",
+                crate::excerpt(text)
+            ))
+        })?;
+        Ok(match at.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as Timestamp,
+            Err(e) => -(e.duration().as_secs() as Timestamp),
+        })
+    }
+
     /// Whether `entry` passes the query (the rule every store applies, in
     /// its query or after it).
     pub fn matches(&self, entry: &AuditEntry) -> bool {
@@ -373,5 +393,17 @@ mod tests {
             let e = AuditPosition::parse(bad).unwrap_err();
             assert_eq!(e.code(), crate::ErrorCode::BadRequest, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn times_are_seconds_or_rfc_3339() {
+        assert_eq!(AuditQuery::parse_time("since", "1700000000").unwrap(), 1_700_000_000);
+        assert_eq!(
+            AuditQuery::parse_time("since", "2026-01-31T12:00:00Z").unwrap(),
+            1_769_860_800
+        );
+        let e = AuditQuery::parse_time("since", "yesterday").unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::BadRequest);
+        assert!(e.to_string().contains("since must be"), "{e}");
     }
 }

@@ -295,6 +295,11 @@ impl Replica {
         replica
     }
 
+    /// Its `--data-dir` (which `nestor serve` creates).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self._dir.path().join(".nestor")
+    }
+
     pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

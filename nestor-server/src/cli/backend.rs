@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nestor_client::EngineStatus;
 use nestor_core::{
+    AuditPage, AuditQuery,
     Composition, Deployment, DeploymentFilter, DeploymentRequest, DriftReport, ErrorCode, Event,
     FieldError, GraphView, ListFilter, Page, PageRequest, Plan, PolicyCheck, PolicySubject,
     PublishOutcome, PublishedComposition, PublishedVersion, RenderedResource, ResourceDefinition,
@@ -121,6 +122,8 @@ pub(super) trait Backend: Send + Sync {
     async fn drift(&self, id: Option<&str>) -> anyhow::Result<Vec<DriftReport>>;
     /// The logs of a deployment's Terraform runs.
     async fn logs(&self, id: &str) -> anyhow::Result<Vec<RunLog>>;
+    /// One page of the audit trail, newest first.
+    async fn audit(&self, query: &AuditQuery) -> anyhow::Result<AuditPage>;
     /// What one resource renders to, as a resource of `team` in `environment`.
     async fn render(
         &self,

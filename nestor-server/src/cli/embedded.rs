@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nestor_client::EngineStatus;
 use nestor_core::{
+    AuditPage, AuditQuery,
     Composition, Deployment, DeploymentFilter, DeploymentRequest, DriftReport, ErrorCode, Event,
     EventType, GraphView, ListFilter, Nestor, Page, PageRequest, Plan, PolicyCheck, PolicySubject,
     PublishOutcome, PublishedComposition, PublishedVersion, RenderedResource, ResourceDefinition,
@@ -233,6 +234,10 @@ impl Backend for Embedded {
 
     async fn logs(&self, id: &str) -> anyhow::Result<Vec<RunLog>> {
         Ok(self.nestor().await?.logs(id).await?)
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> anyhow::Result<AuditPage> {
+        Ok(self.nestor().await?.audit(query).await?)
     }
 
     async fn render(

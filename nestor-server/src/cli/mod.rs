@@ -10,6 +10,7 @@
 //! `schema`, `completions`, `man`) say so in their help. Exit codes:
 //! 0 success, 1 failure (invalid input, failed operation), 2 usage.
 
+mod audit;
 mod backend;
 mod catalog;
 mod deploy;
@@ -37,6 +38,7 @@ use nestor_storage::GitOpsExecutor;
 use tokio::sync::OnceCell;
 
 use crate::config::{Config, StorageKind};
+pub use audit::AuditArgs;
 pub use catalog::CatalogCommand;
 pub use deploy::CompositionCommand;
 pub use engines::EnginesCommand;
@@ -187,6 +189,8 @@ enum Command {
         #[arg(long)]
         env: Option<String>,
     },
+    /// Who wrote what: the audit trail, newest first (with --server, the admin role).
+    Audit(AuditArgs),
     /// List or inspect engines.
     Engines {
         #[command(subcommand)]
@@ -354,6 +358,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             "json" => deploy::graph(env.as_deref(), false, &ctx).await,
             other => anyhow::bail!("--format {other:?}: use json or dot"),
         },
+        Command::Audit(args) => audit::audit(args, &ctx).await,
         Command::Engines { command } => engines::engines(command, &ctx).await,
         Command::Policy { command } => policy::run(command, &ctx).await,
         Command::Team { command } => team::run(command, &ctx).await,

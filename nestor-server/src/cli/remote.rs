@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use futures_util::{FutureExt as _, StreamExt as _};
 use nestor_client::{EngineStatus, EventQuery};
 use nestor_core::{
+    AuditPage, AuditQuery,
     Composition, Deployment, DeploymentFilter, DeploymentRequest, DriftReport, Error, ErrorCode,
     Event, EventType, GraphView, ListFilter, Page, PageRequest, Plan, PolicyCheck, PolicySubject,
     PublishOutcome, PublishedComposition, PublishedVersion, RenderedResource, ResourceDefinition,
@@ -229,6 +230,10 @@ impl Backend for Remote {
 
     async fn logs(&self, id: &str) -> anyhow::Result<Vec<RunLog>> {
         Ok(self.client.logs(id).await?)
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> anyhow::Result<AuditPage> {
+        Ok(self.client.audit(query).await?)
     }
 
     async fn render(

@@ -101,25 +101,12 @@ fn may_read_audit(caller: &Caller) -> ApiResult<()> {
     }
 }
 
-/// A time parameter: seconds since the epoch or an RFC 3339 time.
+/// A time parameter (the core's forms: seconds or RFC 3339).
 fn time(query: &Query, key: &str) -> ApiResult<Option<Timestamp>> {
-    let Some(text) = query.get(key).filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
-    if let Ok(seconds) = text.parse::<Timestamp>() {
-        return Ok(Some(seconds));
+    match query.get(key).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => Ok(Some(AuditQuery::parse_time(key, text)?)),
     }
-    let at = humantime::parse_rfc3339_weak(text).map_err(|_| {
-        Error::bad_request(format!(
-            "{key} must be seconds since the epoch or an RFC 3339 time (2026-01-31T12:00:00Z), got {}",
-            nestor_core::excerpt(text)
-        ))
-    })?;
-    let seconds = match at.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as Timestamp,
-        Err(e) => -(e.duration().as_secs() as Timestamp),
-    };
-    Ok(Some(seconds))
 }
 
 /// The audit trail, newest first, one page at a time (admin role).

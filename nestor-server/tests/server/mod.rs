@@ -11,6 +11,7 @@ mod hostile;
 mod metrics;
 mod process;
 mod remote;
+mod secrets;
 mod security;
 mod teams;
 mod webhooks;
