@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::FieldError;
 
 /// A configured catalog source: a git repository or a plain folder.
+/// Unknown keys are refused, so a typo'd key fails the config parse (and
+/// the published schema) instead of silently taking a default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// Unique name, used in reports and `?source=`.
     pub name: String,

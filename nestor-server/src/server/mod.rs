@@ -47,6 +47,7 @@ mod front;
 mod metrics;
 mod openapi;
 mod ratelimit;
+mod routes;
 mod runs;
 mod sync;
 mod teams;
@@ -270,77 +271,61 @@ impl AppState {
     }
 }
 
+/// Every route of the API and its handler, in one table ([`Routes`]
+/// keeps the list [`routes`] answers).
+fn api_routes() -> routes::Routes {
+    routes::Routes::new()
+        .get("/api/v1/resources", catalog::list)
+        .post("/api/v1/resources", catalog::publish)
+        .get("/api/v1/resources/{name}", catalog::latest)
+        .get("/api/v1/resources/{name}/versions", catalog::versions)
+        .get("/api/v1/resources/{name}/{version}", catalog::get_version)
+        .post("/api/v1/resources/{name}/{version}/yank", catalog::yank)
+        .post("/api/v1/resources/{name}/{version}/unyank", catalog::unyank)
+        .get("/api/v1/search", catalog::search)
+        .post("/api/v1/validate", catalog::validate)
+        .get("/api/v1/status", catalog::status)
+        .post("/api/v1/sync", sync::trigger)
+        .post("/webhooks/git", sync::webhook)
+        .get("/api/v1/events", events::stream)
+        .get("/api/v1/teams", teams::list)
+        .get("/api/v1/teams/{team}", teams::get)
+        .get("/api/v1/teams/{team}/quotas", teams::quotas)
+        .post("/api/v1/teams/{team}/validate", teams::validate)
+        .get("/api/v1/teams/{team}/compositions", compositions::list)
+        .post("/api/v1/teams/{team}/compositions", compositions::publish)
+        .get("/api/v1/teams/{team}/compositions/{name}", compositions::latest)
+        .get("/api/v1/teams/{team}/compositions/{name}/{version}", compositions::get_version)
+        .post("/api/v1/teams/{team}/deploy", deployments::team_deploy)
+        .get("/api/v1/deployments", deployments::list)
+        .post("/api/v1/deployments", deployments::create)
+        .post("/api/v1/deployments/promote", deployments::promote)
+        .get("/api/v1/deployments/{id}", deployments::get)
+        .delete("/api/v1/deployments/{id}", deployments::delete)
+        .post("/api/v1/deployments/{id}/rollback", deployments::rollback)
+        .get("/api/v1/deployments/{id}/logs", deployments::logs)
+        .post("/api/v1/deployments/{id}/drift", deployments::drift)
+        .post("/api/v1/plan", deployments::plan)
+        .get("/api/v1/engines", engines)
+        .get("/api/v1/graph", deployments::graph)
+        .get("/api/v1/audit", audit::list)
+        .get("/api/v1/openapi.json", openapi::document)
+        .get("/health", health)
+        .get("/ready", ready)
+        .get("/metrics", metrics::render)
+}
+
+/// Every (method, path template) the router answers, in the router's own
+/// words (the OpenAPI document must name exactly these).
+pub fn routes() -> Vec<(axum::http::Method, &'static str)> {
+    api_routes().finish().1
+}
+
 /// The whole API: every route of the HTTP API (docs/src/reference/http-api.md) behind the front layer (request
 /// id, auth, tracing, metrics).
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route(
-            "/api/v1/resources",
-            get(catalog::list).post(catalog::publish),
-        )
-        .route("/api/v1/resources/{name}", get(catalog::latest))
-        .route("/api/v1/resources/{name}/versions", get(catalog::versions))
-        .route(
-            "/api/v1/resources/{name}/{version}",
-            get(catalog::get_version),
-        )
-        .route(
-            "/api/v1/resources/{name}/{version}/yank",
-            post(catalog::yank),
-        )
-        .route(
-            "/api/v1/resources/{name}/{version}/unyank",
-            post(catalog::unyank),
-        )
-        .route("/api/v1/search", get(catalog::search))
-        .route("/api/v1/validate", post(catalog::validate))
-        .route("/api/v1/status", get(catalog::status))
-        .route("/api/v1/sync", post(sync::trigger))
-        .route("/webhooks/git", post(sync::webhook))
-        .route("/api/v1/events", get(events::stream))
-        .route("/api/v1/teams", get(teams::list))
-        .route("/api/v1/teams/{team}", get(teams::get))
-        .route("/api/v1/teams/{team}/quotas", get(teams::quotas))
-        .route("/api/v1/teams/{team}/validate", post(teams::validate))
-        .route(
-            "/api/v1/teams/{team}/compositions",
-            get(compositions::list).post(compositions::publish),
-        )
-        .route(
-            "/api/v1/teams/{team}/compositions/{name}",
-            get(compositions::latest),
-        )
-        .route(
-            "/api/v1/teams/{team}/compositions/{name}/{version}",
-            get(compositions::get_version),
-        )
-        .route(
-            "/api/v1/teams/{team}/deploy",
-            post(deployments::team_deploy),
-        )
-        .route(
-            "/api/v1/deployments",
-            get(deployments::list).post(deployments::create),
-        )
-        .route("/api/v1/deployments/promote", post(deployments::promote))
-        .route(
-            "/api/v1/deployments/{id}",
-            get(deployments::get).delete(deployments::delete),
-        )
-        .route(
-            "/api/v1/deployments/{id}/rollback",
-            post(deployments::rollback),
-        )
-        .route("/api/v1/deployments/{id}/logs", get(deployments::logs))
-        .route("/api/v1/deployments/{id}/drift", post(deployments::drift))
-        .route("/api/v1/plan", post(deployments::plan))
-        .route("/api/v1/engines", get(engines))
-        .route("/api/v1/graph", get(deployments::graph))
-        .route("/api/v1/audit", get(audit::list))
-        .route("/api/v1/openapi.json", get(openapi::document))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics::render))
+    let (api, _) = api_routes().finish();
+    let api = api
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed);
     // One layer in front of every route and fallback (front.rs): request

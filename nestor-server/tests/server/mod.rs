@@ -9,6 +9,7 @@ mod deploy;
 mod events;
 mod hostile;
 mod metrics;
+mod openapi;
 mod process;
 mod remote;
 mod secrets;
