@@ -1,6 +1,7 @@
 //! The audit trail over HTTP: who a request's writes are recorded as
 //! ([`Acting`]: the token's name and roles, the request id, the client's
-//! address), `GET /api/v1/audit` (admin role) and the retention task
+//! address), the writes refused before they reached the facade
+//! ([`denied`]), `GET /api/v1/audit` (admin role) and the retention task
 //! (`audit.retention`, apart from the event log's).
 //!
 //! The records themselves are written by the core's facade, which every
@@ -9,10 +10,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
+use axum::http::{Extensions, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::Json;
-use nestor_core::{Actor, AuditPage, AuditPosition, AuditQuery, Error, Nestor, Timestamp};
+use nestor_core::{
+    Actor, AuditOutcome, AuditPage, AuditPosition, AuditQuery, Error, ErrorCode, Nestor, Timestamp,
+};
 use tokio::sync::watch;
 
 use super::auth::{Caller, Principal};
@@ -34,19 +40,71 @@ impl FromRequestParts<AppState> for Acting {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let mut actor = actor_of(parts.extensions.get::<Arc<Principal>>().map(|p| &**p));
-        let id = current_request_id();
-        if !id.is_empty() {
-            actor = actor.with_request_id(id);
-        }
-        if let Some(PeerIp(ip)) = parts.extensions.get::<PeerIp>() {
-            actor = actor.with_client(ip.to_string());
-        }
+        let actor = actor_from(&parts.extensions);
         Ok(Acting {
             nestor: state.nestor().acting_as(actor.clone()),
             actor,
         })
     }
+}
+
+/// Who a request is from: its principal (attached by the front layer),
+/// the request id and the client's address.
+fn actor_from(extensions: &Extensions) -> Actor {
+    let mut actor = actor_of(extensions.get::<Arc<Principal>>().map(|p| &**p));
+    let id = current_request_id();
+    if !id.is_empty() {
+        actor = actor.with_request_id(id);
+    }
+    if let Some(PeerIp(ip)) = extensions.get::<PeerIp>() {
+        actor = actor.with_client(ip.to_string());
+    }
+    actor
+}
+
+/// The action a write route's records carry (the facade's names), for
+/// the attempts refused before the facade saw them.
+const WRITE_ACTIONS: &[(Method, &str, &str)] = &[
+    (Method::POST, "/api/v1/resources", "resource.publish"),
+    (Method::POST, "/api/v1/resources/{name}/{version}/yank", "resource.yank"),
+    (Method::POST, "/api/v1/resources/{name}/{version}/unyank", "resource.unyank"),
+    (Method::POST, "/api/v1/sync", "catalog.trigger"),
+    (Method::POST, "/webhooks/git", "catalog.trigger"),
+    (Method::POST, "/api/v1/teams/{team}/compositions", "composition.publish"),
+    (Method::POST, "/api/v1/teams/{team}/deploy", "deployment.apply"),
+    (Method::POST, "/api/v1/deployments", "deployment.apply"),
+    (Method::POST, "/api/v1/deployments/promote", "deployment.promote"),
+    (Method::POST, "/api/v1/deployments/{id}/rollback", "deployment.rollback"),
+    (Method::DELETE, "/api/v1/deployments/{id}", "deployment.delete"),
+];
+
+/// Around every write route: a write refused for who asked (401, 403)
+/// never reaches the facade, so it is recorded here as `denied`, its
+/// subject the path asked for.
+pub(super) async fn denied(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let action = request.extensions().get::<MatchedPath>().and_then(|route| {
+        WRITE_ACTIONS
+            .iter()
+            .find(|(m, r, _)| m == request.method() && *r == route.as_str())
+            .map(|(_, _, action)| *action)
+    });
+    let Some(action) = action else {
+        return next.run(request).await;
+    };
+    let actor = actor_from(request.extensions());
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let code = match response.status() {
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        _ => return response,
+    };
+    state
+        .nestor()
+        .acting_as(actor)
+        .record_write(action, &path, AuditOutcome::Denied, Some(code.as_str().into()))
+        .await;
+    response
 }
 
 impl Acting {

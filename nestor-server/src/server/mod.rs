@@ -273,8 +273,8 @@ impl AppState {
 
 /// Every route of the API and its handler, in one table ([`Routes`]
 /// keeps the list [`routes`] answers).
-fn api_routes() -> routes::Routes {
-    routes::Routes::new()
+fn api_routes(state: Option<AppState>) -> routes::Routes {
+    routes::Routes::new(state)
         .get("/api/v1/resources", catalog::list)
         .post("/api/v1/resources", catalog::publish)
         .get("/api/v1/resources/{name}", catalog::latest)
@@ -318,13 +318,13 @@ fn api_routes() -> routes::Routes {
 /// Every (method, path template) the router answers, in the router's own
 /// words (the OpenAPI document must name exactly these).
 pub fn routes() -> Vec<(axum::http::Method, &'static str)> {
-    api_routes().finish().1
+    api_routes(None).finish().1
 }
 
 /// The whole API: every route of the HTTP API (docs/src/reference/http-api.md) behind the front layer (request
 /// id, auth, tracing, metrics).
 pub fn router(state: AppState) -> Router {
-    let (api, _) = api_routes().finish();
+    let (api, _) = api_routes(Some(state.clone())).finish();
     let api = api
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed);

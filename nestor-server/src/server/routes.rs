@@ -2,10 +2,12 @@
 //! handler) at a time through [`Routes`], which keeps the list of what it
 //! added. [`super::routes`] hands that list out, so the test that the
 //! OpenAPI document names every route and nothing else reads the
-//! router's own list rather than a copy of it.
+//! router's own list rather than a copy of it. Every route that is not a
+//! GET gets the audit trail's layer for refused writes.
 
 use axum::handler::Handler;
 use axum::http::Method;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 
@@ -15,13 +17,17 @@ use super::AppState;
 pub(super) struct Routes {
     router: Router<AppState>,
     list: Vec<(Method, &'static str)>,
+    /// The server's state, for the layer around writes; `None` when only
+    /// the list is wanted.
+    state: Option<AppState>,
 }
 
 impl Routes {
-    pub(super) fn new() -> Routes {
+    pub(super) fn new(state: Option<AppState>) -> Routes {
         Routes {
             router: Router::new(),
             list: Vec::new(),
+            state,
         }
     }
 
@@ -57,8 +63,15 @@ impl Routes {
         H: Handler<T, AppState>,
         T: 'static,
     {
+        let mut route = on(filter, handler);
+        if method != Method::GET {
+            if let Some(state) = &self.state {
+                // Writes refused for who asked are audited (audit.rs).
+                route = route.route_layer(from_fn_with_state(state.clone(), super::audit::denied));
+            }
+        }
         // A second method on a path joins the first (axum merges them).
-        self.router = self.router.route(path, on(filter, handler));
+        self.router = self.router.route(path, route);
         self.list.push((method, path));
         self
     }

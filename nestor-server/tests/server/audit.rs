@@ -329,3 +329,41 @@ async fn only_an_admin_reads_the_trail_filtered_and_paged() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_for_who_asked_is_in_the_trail_as_denied() {
+    let s = TestServer::start().await;
+    let yaml = definition("refused", "1.0.0", "not allowed", &[]);
+    let (status, _) = traced(
+        &s,
+        Method::POST,
+        "/api/v1/resources",
+        "reader",
+        "denied-1",
+        Some(Value::String(yaml)),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = s
+        .send(Method::DELETE, "/api/v1/deployments/someone-elses", None, None)
+        .await;
+    assert_eq!(status, 401);
+    // A read refused is not a write: not in the trail.
+    assert_eq!(s.get_as("/api/v1/audit", "alpha").await.0, 403);
+
+    let denied = trail(&s, "?action=resource.publish&actor=reader").await;
+    assert_eq!(denied.len(), 1, "{denied:#?}");
+    assert_eq!(denied[0]["outcome"], "denied");
+    assert_eq!(denied[0]["error"], "FORBIDDEN");
+    assert_eq!(denied[0]["subject"], "/api/v1/resources");
+    assert_actor(&denied[0], "reader", "reader", "denied-1");
+    let anonymous = trail(&s, "?action=deployment.delete&actor=anonymous").await;
+    assert_eq!(
+        (anonymous.len(), anonymous[0]["error"].as_str()),
+        (1, Some("UNAUTHORIZED")),
+        "{anonymous:#?}"
+    );
+    assert_eq!(anonymous[0]["subject"], "/api/v1/deployments/someone-elses");
+    assert!(trail(&s, "?actor=alpha").await.is_empty());
+    s.stop().await;
+}
