@@ -25,6 +25,7 @@ pub const DEFAULT_AUDIT_RETENTION: std::time::Duration =
 
 /// Who performs an operation, as the front-end authenticated them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Actor {
     /// The static token's `name`, the OIDC `sub`, `local` (the CLI on its
     /// own store), `server` (a server's own work: pollers, start-up and
@@ -72,6 +73,7 @@ impl Actor {
 
 /// How an audited operation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AuditOutcome {
     /// It was done (or was already so: an unchanged publish).
@@ -105,6 +107,7 @@ impl AuditOutcome {
 
 /// One audited write, before the store numbered it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditEntry {
     /// When it ended (seconds since the epoch).
     pub timestamp: Timestamp,
@@ -131,6 +134,7 @@ pub struct AuditEntry {
 
 /// A stored entry: its id orders records of the same second.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditRecord {
     /// Unique and increasing in the store that numbered it (within one
     /// replica); with the timestamp, the order of the trail.
@@ -211,6 +215,7 @@ impl AuditPosition {
 /// One page of the trail, newest first; `next_cursor` when more records
 /// pass the query.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditPage {
     /// The records.
     pub items: Vec<AuditRecord>,

@@ -25,6 +25,7 @@ use crate::versioning::{check_bump, predecessor, select_matching, VersionSpec};
 
 /// What a publish did, with the classified changes against the predecessor.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PublishResult {
     /// Created or unchanged.
     pub outcome: PublishOutcome,

@@ -242,6 +242,7 @@ impl std::fmt::Display for ErrorCode {
 
 /// One problem with one field of a document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FieldError {
     /// Path such as `spec.required_inputs[0].name`; empty for the whole document.
     pub field: String,

@@ -100,6 +100,7 @@ pub struct RunOutput {
 
 /// What the tool's own plan says it will do to one resource.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ToolPlan {
     /// Objects it will create.
     pub add: u64,
@@ -129,6 +130,7 @@ pub struct RunReceipt {
 
 /// A run's log for one resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunLog {
     /// The resource.
     pub resource: String,
@@ -138,6 +140,7 @@ pub struct RunLog {
 
 /// Drift found in one resource's workspace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ResourceDrift {
     /// The resource.
     pub resource: String,

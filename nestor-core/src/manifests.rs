@@ -103,6 +103,7 @@ fn object_ref(value: &serde_json::Value) -> Option<ObjectRef> {
 
 /// What makes an object take effect once Argo CD has applied it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Controller {
     /// Argo CD applies it and that is all (core kinds).

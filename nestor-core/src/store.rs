@@ -432,6 +432,7 @@ impl Default for PageRequest {
 
 /// One page of results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Page<T> {
     /// The items.
     pub items: Vec<T>,
@@ -441,6 +442,7 @@ pub struct Page<T> {
 
 /// A search result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SearchHit {
     /// The relevance score (higher is better).
     pub score: u32,

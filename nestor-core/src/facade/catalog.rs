@@ -17,6 +17,7 @@ use crate::versioning::{compare, Comparison, VersionSpec};
 
 /// A yank or unyank: whether anything changed, and the version as it is now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct YankOutcome {
     /// False when the version already was in the state asked for.
     pub changed: bool,
@@ -38,6 +39,7 @@ pub enum CheckScope {
 /// `GET /api/v1/status`'s catalog part: the event log's end and each
 /// source's last sync report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StatusSummary {
     /// The greatest event sequence so far.
     pub last_event: u64,

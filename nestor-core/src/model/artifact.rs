@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// One file an engine produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Artifact {
     /// Relative path inside the resource's folder (`main.tf.json`).
     pub path: String,

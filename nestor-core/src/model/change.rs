@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// How a change between two versions of a definition is classified (docs/src/reference/versioning.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
     /// Neither breaks nor adds anything a user could use.
@@ -18,6 +19,7 @@ pub enum ChangeKind {
 
 /// One classified change between two versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Change {
     /// Its classification.
     pub kind: ChangeKind,

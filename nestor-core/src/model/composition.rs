@@ -153,6 +153,7 @@ impl Composition {
 
 /// A composition as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PublishedComposition {
     /// The immutable content.
     pub composition: Composition,

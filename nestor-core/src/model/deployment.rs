@@ -45,6 +45,7 @@ pub struct DeploymentRequest {
 
 /// A deployment's lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentStatus {
     /// Accepted, not started.
@@ -93,6 +94,7 @@ impl DeploymentStatus {
 
 /// A resource's lifecycle inside a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceStatus {
     /// Waiting for its wave.
@@ -111,6 +113,7 @@ pub enum ResourceStatus {
 
 /// One resource of a deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeployedResource {
     /// Name inside the deployment.
     pub name: String,
@@ -141,6 +144,7 @@ pub struct DeployedResource {
 
 /// Argo CD's health codes, for a resource's objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Health {
     /// Every object is as it should be.
     Healthy,
@@ -186,6 +190,7 @@ impl Health {
 
 /// A resource's health in the cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ResourceHealth {
     /// The worst health of its objects.
     pub status: Health,
@@ -196,6 +201,7 @@ pub struct ResourceHealth {
 
 /// What is known of a committed revision in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ClusterState {
     /// Committed; no observer is configured, so nothing is known of the
@@ -220,6 +226,7 @@ pub enum ClusterState {
 
 /// The cluster's side of a deployment: who looks, what it saw, since when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClusterStatus {
     /// Who observes (`argocd`); `None` when no observer is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -238,6 +245,7 @@ pub struct ClusterStatus {
 
 /// A deployment revision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Deployment {
     /// Unique id.
     pub id: String,

@@ -29,6 +29,7 @@ pub type Timestamp = i64;
 
 /// Where a published version came from, when it came from a catalog source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Origin {
     /// The source's name in the configuration.
     pub source: String,
@@ -43,6 +44,7 @@ pub struct Origin {
 /// A definition as the catalog holds it: the immutable content plus the
 /// mutable lifecycle state around it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PublishedVersion {
     /// The immutable content.
     pub definition: ResourceDefinition,
@@ -98,8 +100,10 @@ impl PublishedVersion {
 
 /// One row of a name's version history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VersionSummary {
     /// The version.
+    #[cfg_attr(feature = "schema", schemars(with = "String"))]
     pub version: Version,
     /// When it was published.
     pub published_at: Timestamp,
@@ -113,6 +117,7 @@ pub struct VersionSummary {
 
 /// What a publish did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PublishOutcome {
     /// A new version was written.

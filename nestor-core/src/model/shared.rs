@@ -61,6 +61,26 @@ impl<T> Shared<T> {
     }
 }
 
+/// The schema of a `Shared<T>` is `T`'s: it serialises as the value.
+#[cfg(feature = "schema")]
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Shared<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
 impl<T: Serialize> Shared<T> {
     /// The value as JSON — the bytes `serde_json::to_vec` gives — written
     /// by the first caller and kept for every later one.

@@ -71,6 +71,7 @@ impl SourceConfig {
 
 /// One document that could not be published, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DocumentError {
     /// Path of the file inside the source.
     pub file: String,
@@ -91,6 +92,7 @@ pub struct DocumentError {
 
 /// What one sync of one source did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SyncReport {
     /// The source's name.
     pub source: String,

@@ -31,6 +31,7 @@ pub(super) const SENSITIVE: &str = "***";
 
 /// What a drift check found in one deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DriftReport {
     /// The deployment checked.
     pub deployment: String,

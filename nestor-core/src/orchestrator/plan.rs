@@ -14,6 +14,7 @@ use crate::model::{Artifact, Deployment};
 
 /// The result of `plan`: everything an apply would do, nothing done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Plan {
     /// The deployment as it would be recorded (statuses after rendering).
     pub deployment: Deployment,
@@ -32,6 +33,7 @@ pub struct Plan {
 
 /// What a plan shows for one resource once committed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PlannedResource {
     /// The resource's name in the deployment.
     pub name: String,
@@ -104,6 +106,7 @@ pub fn planned_resources(
 
 /// How a plan differs from the current (last succeeded) revision.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PlanDiff {
     /// The revision compared against; `None` when nothing is deployed.
     pub base_revision: Option<u64>,
@@ -128,6 +131,7 @@ impl PlanDiff {
 
 /// The change of one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FileDiff {
     /// The resource the file belongs to.
     pub resource: String,

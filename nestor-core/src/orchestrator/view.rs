@@ -13,6 +13,7 @@ use crate::versioning::{CatalogRef, VersionSpec};
 
 /// A node: a deployed resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GraphNode {
     /// `team/environment/name/resource`.
     pub id: String,
@@ -27,6 +28,7 @@ pub struct GraphNode {
 /// An edge: `deployment` (resource → resource, applied in that order),
 /// `uses` (resource → definition) or `catalog` (definition → requirement).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GraphEdge {
     /// Where it starts.
     pub from: String,
@@ -38,6 +40,7 @@ pub struct GraphEdge {
 
 /// Nodes and edges.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GraphView {
     /// Deployed resources.
     pub nodes: Vec<GraphNode>,
