@@ -17,6 +17,7 @@ use crate::versioning::VersionSpec;
 
 /// What publishing a composition did.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CompositionPublished {
     /// Created or unchanged.
     pub outcome: PublishOutcome,

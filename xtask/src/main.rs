@@ -82,6 +82,10 @@ fn schemas() -> anyhow::Result<Vec<(PathBuf, String)>> {
             text,
         ));
     }
+    files.push((
+        PathBuf::from("docs/src/schemas/api-responses.schema.json"),
+        serde_json::to_string_pretty(&nestor_server::schema::responses())? + "\n",
+    ));
     Ok(files)
 }
 

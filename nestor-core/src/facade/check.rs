@@ -11,6 +11,7 @@ use crate::parse::Document;
 
 /// What one document of a checked body is, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DocumentCheck {
     /// Its position in the body, from 0.
     pub index: usize,

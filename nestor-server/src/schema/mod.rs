@@ -12,7 +12,18 @@
 mod generate;
 
 #[cfg(feature = "schema")]
+mod responses;
+
+#[cfg(feature = "schema")]
 pub use generate::generate;
+#[cfg(feature = "schema")]
+pub use responses::responses;
+
+/// The schemas of the API's response bodies as published under
+/// `docs/src/schemas/` (JSON text): `{"$defs": {TypeName: schema}}`.
+pub fn published_responses() -> &'static str {
+    include_str!("../../../docs/src/schemas/api-responses.schema.json")
+}
 
 /// A file format with a schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -138,9 +138,6 @@ pub(super) fn complete(doc: &mut Value) {
         .unwrap_or_default();
     let mut components = Value::Object(components);
     components["schemas"]["Error"] = error_schema();
-    for (name, schema) in super::bodies::schemas() {
-        components["schemas"][name] = schema;
-    }
     for (name, kind) in [
         ("ResourceDefinition", SchemaKind::Definition),
         ("Composition", SchemaKind::Composition),
@@ -148,6 +145,7 @@ pub(super) fn complete(doc: &mut Value) {
     ] {
         add_published_schema(&mut components, name, kind);
     }
+    super::bodies::generated(&mut components);
     doc["components"] = components;
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;
@@ -382,7 +380,8 @@ fn add_published_schema(components: &mut Value, name: &str, kind: SchemaKind) {
     }
 }
 
-fn rewrite_refs(value: &mut Value, prefix: &str) {
+/// `#/$defs/X` references in `value` rewritten to `{prefix}X`.
+pub(super) fn rewrite_refs(value: &mut Value, prefix: &str) {
     match value {
         Value::Object(map) => {
             if let Some(Value::String(r)) = map.get_mut("$ref") {
