@@ -48,6 +48,16 @@ impl FromRequestParts<AppState> for Acting {
     }
 }
 
+impl Acting {
+    /// The same request recorded under another name (a signed webhook
+    /// carries no token, but it is not anonymous either).
+    pub(super) fn renamed(&self, name: &str) -> Nestor {
+        let mut actor = self.actor.clone();
+        actor.name = name.to_string();
+        self.nestor.acting_as(actor)
+    }
+}
+
 /// Who a request is from: its principal (attached by the front layer),
 /// the request id and the client's address.
 fn actor_from(extensions: &Extensions) -> Actor {
@@ -105,16 +115,6 @@ pub(super) async fn denied(State(state): State<AppState>, request: Request, next
         .record_write(action, &path, AuditOutcome::Denied, Some(code.as_str().into()))
         .await;
     response
-}
-
-impl Acting {
-    /// The same request recorded under another name (a signed webhook
-    /// carries no token, but it is not anonymous either).
-    pub(super) fn renamed(&self, name: &str) -> Nestor {
-        let mut actor = self.actor.clone();
-        actor.name = name.to_string();
-        self.nestor.acting_as(actor)
-    }
 }
 
 /// The audit actor of a principal: the token's name and its roles.

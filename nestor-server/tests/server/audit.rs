@@ -367,3 +367,95 @@ async fn a_write_refused_for_who_asked_is_in_the_trail_as_denied() {
     assert!(trail(&s, "?actor=alpha").await.is_empty());
     s.stop().await;
 }
+
+/// Runs the nestor binary in `dir` (isolated from the caller's
+/// `NESTOR_*`), bounded; exit code, stdout, stderr.
+async fn nestor(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nestor"));
+    cmd.args(args).current_dir(dir).stdin(std::process::Stdio::null());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("NESTOR_") {
+            cmd.env_remove(key);
+        }
+    }
+    let run = tokio::task::spawn_blocking(move || cmd.output().unwrap());
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("nestor finishes within 120 s")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nestor_audit_reads_the_trail_embedded_and_from_a_server() {
+    let s = TestServer::start().await;
+    for i in 0..3 {
+        let yaml = definition("cli-audit", &format!("1.{i}.0"), "x", &[]);
+        let (status, body) = s
+            .post("/api/v1/resources", "platform", Body::Yaml(yaml))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let remote = |args: &[&str], token: &str| {
+        let mut all = vec!["--server", s.url.as_str(), "--token"];
+        all.push(token);
+        all.extend_from_slice(args);
+        all.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            nestor(&dir, &refs).await
+        }
+    };
+
+    // Two of the three publishes, then the cursor to the third.
+    let (code, out, err) = run(remote(
+        &["audit", "--actor", "platform", "--limit", "2", "-o", "json"],
+        "admin",
+    ))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let page: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2, "{out}");
+    assert_eq!(page["items"][0]["subject"], "cli-audit:1.2.0");
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    assert!(err.contains(&format!("--cursor {cursor}")), "{err}");
+    let (code, out, err) = run(remote(
+        &["audit", "--actor", "platform", "--cursor", &cursor],
+        "admin",
+    ))
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("TIME "), "{out}");
+    assert!(
+        out.contains("platform") && out.contains("resource.publish") && out.contains("cli-audit:1.0.0"),
+        "{out}"
+    );
+    assert!(!out.contains("cli-audit:1.2.0"), "{out}");
+    let (code, _, err) = run(remote(&["audit"], "reader")).await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error[FORBIDDEN]"), "{err}");
+    let (code, _, err) = run(remote(&["audit", "--since", "yesterday"], "admin")).await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error[BAD_REQUEST]") && err.contains("--since"), "{err}");
+
+    // Embedded: the local store's trail, written as `local`.
+    let file = dir.path().join("def.yaml");
+    std::fs::write(&file, definition("local-audit", "1.0.0", "x", &[])).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let (code, _, err) = run(vec!["catalog".into(), "publish".into(), file]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(vec!["audit".into(), "-o".into(), "json".into()]).await;
+    assert_eq!(code, 0, "{err}");
+    let page: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["items"][0]["actor"]["name"], "local", "{out}");
+    assert_eq!(page["items"][0]["subject"], "local-audit:1.0.0", "{out}");
+    s.stop().await;
+}
