@@ -299,7 +299,7 @@ async fn a_secret_is_nowhere_nestor_writes_or_answers() {
         let (status, body) = seen.answer(path, answer);
         assert_eq!(
             (status, body["error"]["code"].as_str()),
-            (400, Some("VALIDATION_FAILED")),
+            (422, Some("VALIDATION_FAILED")),
             "{path}: {body}"
         );
         assert!(
