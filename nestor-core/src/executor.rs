@@ -192,8 +192,16 @@ pub trait DirectExecutor: Send + Sync {
     async fn destroy(&self, target: &RunTarget) -> Result<()>;
 
     /// The addresses whose real state differs from the last applied
-    /// configuration; empty when nothing drifted or it was never applied.
-    async fn drift(&self, target: &RunTarget) -> Result<Vec<String>>;
+    /// configuration (`artifacts`, the resource's files of that apply);
+    /// empty when nothing drifted or it was never applied. `secrets` are
+    /// the values of the sensitive outputs it reads, as for
+    /// [`DirectExecutor::apply`]: the tool needs them to plan.
+    async fn drift(
+        &self,
+        target: &RunTarget,
+        artifacts: &[Artifact],
+        secrets: &RunSecrets,
+    ) -> Result<Vec<String>>;
 
     /// The logs of revision `revision`'s runs of `resources`
     /// (those it has a log for).

@@ -191,8 +191,14 @@ impl DirectExecutor for TerraformExecutor {
         ws.destroy(target.revision).await
     }
 
-    async fn drift(&self, target: &RunTarget) -> Result<Vec<String>> {
-        let ws = self.workspace(&target.key, &target.resource);
+    async fn drift(
+        &self,
+        target: &RunTarget,
+        artifacts: &[Artifact],
+        secrets: &RunSecrets,
+    ) -> Result<Vec<String>> {
+        let mut ws = self.workspace(&target.key, &target.resource);
+        ws.env = workspace::secret_env(artifacts, secrets);
         let _held = self.lock(&ws.dir).await;
         ws.drift().await
     }

@@ -388,6 +388,10 @@ impl Orchestrator {
         let Some(direct) = self.direct.clone() else {
             return Ok(None);
         };
+        let content = self.store.revision_content(&d.id).await?.unwrap_or_default();
+        // Wave by wave, as an apply: a resource reading an earlier one's
+        // sensitive output is planned with its value (from the tool's state).
+        let mut secrets = crate::executor::RunSecrets::new();
         let mut resources = Vec::new();
         for r in &d.resources {
             if r.status != ResourceStatus::Applied
@@ -395,7 +399,16 @@ impl Orchestrator {
             {
                 continue;
             }
-            let addresses = direct.drift(&run_target(&d, &r.name)).await?;
+            let target = run_target(&d, &r.name);
+            let artifacts = content.artifacts.get(&r.name).map_or(&[][..], Vec::as_slice);
+            let addresses = direct.drift(&target, artifacts, &secrets).await?;
+            let outputs = direct.outputs(&target).await?.unwrap_or_default();
+            for (output, o) in outputs.iter().filter(|(_, o)| o.sensitive) {
+                let recorded = r.outputs.get(output).cloned().unwrap_or_default();
+                if let Some(key) = Reach::from_json(recorded).secret_key_ref {
+                    secrets.insert(key.path(), o.value.clone());
+                }
+            }
             if !addresses.is_empty() {
                 resources.push(ResourceDrift {
                     resource: r.name.clone(),

@@ -60,7 +60,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use nestor_core::{Executor, Nestor, Store};
 use nestor_engines::EngineRegistry;

@@ -274,9 +274,10 @@ async fn a_secret_is_nowhere_nestor_writes_or_answers() {
     assert_ne!(app["outputs"]["token_again"], Value::Null, "{d}");
 
     // Through GitOps: the sensitive input by reference, rendered as one.
+    let plain = format!("plain-{}", std::process::id());
     let by_reference = json!({"team": "alpha", "environment": "staging", "name": "by-ref", "resources": [
         {"name": "app", "catalog_ref": "tf-consumer", "engine": "terraform", "config": {
-            "upstream": "plain",
+            "upstream": plain,
             "token": {"secret_ref": {"name": "checkout-db", "key": "password"}}
         }}
     ]});
@@ -380,11 +381,17 @@ async fn a_secret_is_nowhere_nestor_writes_or_answers() {
     // The run logs on disk (the workspaces' state is Terraform's own).
     let mut on_disk = Vec::new();
     files(&workspaces, &mut on_disk);
+    let mut in_state = false;
     for (path, text) in on_disk {
         if path.components().any(|c| c.as_os_str() == "logs") {
             seen.add(path.display().to_string(), text);
+        } else if path.ends_with("net/terraform.tfstate") {
+            // The value searched for is the real one: Terraform's own
+            // state (outside Nestor's store) holds it.
+            in_state = String::from_utf8_lossy(&text).contains(&computed);
         }
     }
+    assert!(in_state, "the producer's state holds the computed token");
 
     // The store's files, as the running server left them.
     let data = server.data_dir();
@@ -402,12 +409,12 @@ async fn a_secret_is_nowhere_nestor_writes_or_answers() {
     assert!(store_files >= 2, "the database and its WAL");
     seen.add("the server's log", server.stderr());
 
-    // The search sees what is there: the plain input is in the store's
+    // The search sees what is there: a plain input is in the store's
     // files and the repository.
-    let plain = seen.places(&name);
+    let found = seen.places(&plain);
     assert!(
-        plain.iter().any(|p| p.contains("nestor.db")) && plain.iter().any(|p| p.contains("gitops")),
-        "{plain:#?}"
+        found.iter().any(|p| p.contains("nestor.db")) && found.iter().any(|p| p.contains("gitops")),
+        "{found:#?}"
     );
     seen.assert_nowhere("the Terraform-computed secret", &computed);
     seen.assert_nowhere("the refused literal", &literal);
