@@ -83,6 +83,7 @@ impl RenderContext {
 
 /// A key of a Kubernetes Secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SecretKeyRef {
     /// The Secret's name.
     pub name: String,
@@ -101,6 +102,7 @@ impl SecretKeyRef {
 
 /// An output of a Pulumi stack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StackOutputRef {
     /// `organization/project/stack`.
     pub stack: String,
@@ -113,6 +115,7 @@ pub struct StackOutputRef {
 /// tool resolves. Serialised as it is stored in a deployment, e.g.
 /// `{"secret_key_ref": {"name": "checkout--db-outputs", "namespace": "alpha--dev", "key": "endpoint"}}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Reach {
     /// The value itself, known at render time (a Helm release's service
     /// address): any consumer inlines it, templates may embed it in text.
