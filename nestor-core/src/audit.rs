@@ -402,7 +402,10 @@ mod tests {
 
     #[test]
     fn times_are_seconds_or_rfc_3339() {
-        assert_eq!(AuditQuery::parse_time("since", "1700000000").unwrap(), 1_700_000_000);
+        assert_eq!(
+            AuditQuery::parse_time("since", "1700000000").unwrap(),
+            1_700_000_000
+        );
         assert_eq!(
             AuditQuery::parse_time("since", "2026-01-31T12:00:00Z").unwrap(),
             1_769_860_800

@@ -388,7 +388,11 @@ impl Orchestrator {
         let Some(direct) = self.direct.clone() else {
             return Ok(None);
         };
-        let content = self.store.revision_content(&d.id).await?.unwrap_or_default();
+        let content = self
+            .store
+            .revision_content(&d.id)
+            .await?
+            .unwrap_or_default();
         // Wave by wave, as an apply: a resource reading an earlier one's
         // sensitive output is planned with its value (from the tool's state).
         let mut secrets = crate::executor::RunSecrets::new();
@@ -400,7 +404,10 @@ impl Orchestrator {
                 continue;
             }
             let target = run_target(&d, &r.name);
-            let artifacts = content.artifacts.get(&r.name).map_or(&[][..], Vec::as_slice);
+            let artifacts = content
+                .artifacts
+                .get(&r.name)
+                .map_or(&[][..], Vec::as_slice);
             let addresses = direct.drift(&target, artifacts, &secrets).await?;
             let outputs = direct.outputs(&target).await?.unwrap_or_default();
             for (output, o) in outputs.iter().filter(|(_, o)| o.sensitive) {

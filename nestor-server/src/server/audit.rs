@@ -76,22 +76,54 @@ fn actor_from(extensions: &Extensions) -> Actor {
 /// the attempts refused before the facade saw them.
 const WRITE_ACTIONS: &[(Method, &str, &str)] = &[
     (Method::POST, "/api/v1/resources", "resource.publish"),
-    (Method::POST, "/api/v1/resources/{name}/{version}/yank", "resource.yank"),
-    (Method::POST, "/api/v1/resources/{name}/{version}/unyank", "resource.unyank"),
+    (
+        Method::POST,
+        "/api/v1/resources/{name}/{version}/yank",
+        "resource.yank",
+    ),
+    (
+        Method::POST,
+        "/api/v1/resources/{name}/{version}/unyank",
+        "resource.unyank",
+    ),
     (Method::POST, "/api/v1/sync", "catalog.trigger"),
     (Method::POST, "/webhooks/git", "catalog.trigger"),
-    (Method::POST, "/api/v1/teams/{team}/compositions", "composition.publish"),
-    (Method::POST, "/api/v1/teams/{team}/deploy", "deployment.apply"),
+    (
+        Method::POST,
+        "/api/v1/teams/{team}/compositions",
+        "composition.publish",
+    ),
+    (
+        Method::POST,
+        "/api/v1/teams/{team}/deploy",
+        "deployment.apply",
+    ),
     (Method::POST, "/api/v1/deployments", "deployment.apply"),
-    (Method::POST, "/api/v1/deployments/promote", "deployment.promote"),
-    (Method::POST, "/api/v1/deployments/{id}/rollback", "deployment.rollback"),
-    (Method::DELETE, "/api/v1/deployments/{id}", "deployment.delete"),
+    (
+        Method::POST,
+        "/api/v1/deployments/promote",
+        "deployment.promote",
+    ),
+    (
+        Method::POST,
+        "/api/v1/deployments/{id}/rollback",
+        "deployment.rollback",
+    ),
+    (
+        Method::DELETE,
+        "/api/v1/deployments/{id}",
+        "deployment.delete",
+    ),
 ];
 
 /// Around every write route: a write refused for who asked (401, 403)
 /// never reaches the facade, so it is recorded here as `denied`, its
 /// subject the path asked for.
-pub(super) async fn denied(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(super) async fn denied(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let action = request.extensions().get::<MatchedPath>().and_then(|route| {
         WRITE_ACTIONS
             .iter()
@@ -112,7 +144,12 @@ pub(super) async fn denied(State(state): State<AppState>, request: Request, next
     state
         .nestor()
         .acting_as(actor)
-        .record_write(action, &path, AuditOutcome::Denied, Some(code.as_str().into()))
+        .record_write(
+            action,
+            &path,
+            AuditOutcome::Denied,
+            Some(code.as_str().into()),
+        )
         .await;
     response
 }

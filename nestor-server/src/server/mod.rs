@@ -293,8 +293,14 @@ fn api_routes(state: Option<AppState>) -> routes::Routes {
         .post("/api/v1/teams/{team}/validate", teams::validate)
         .get("/api/v1/teams/{team}/compositions", compositions::list)
         .post("/api/v1/teams/{team}/compositions", compositions::publish)
-        .get("/api/v1/teams/{team}/compositions/{name}", compositions::latest)
-        .get("/api/v1/teams/{team}/compositions/{name}/{version}", compositions::get_version)
+        .get(
+            "/api/v1/teams/{team}/compositions/{name}",
+            compositions::latest,
+        )
+        .get(
+            "/api/v1/teams/{team}/compositions/{name}/{version}",
+            compositions::get_version,
+        )
         .post("/api/v1/teams/{team}/deploy", deployments::team_deploy)
         .get("/api/v1/deployments", deployments::list)
         .post("/api/v1/deployments", deployments::create)

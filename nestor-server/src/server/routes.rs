@@ -58,7 +58,13 @@ impl Routes {
         self.on(Method::DELETE, MethodFilter::DELETE, path, handler)
     }
 
-    fn on<H, T>(mut self, method: Method, filter: MethodFilter, path: &'static str, handler: H) -> Routes
+    fn on<H, T>(
+        mut self,
+        method: Method,
+        filter: MethodFilter,
+        path: &'static str,
+        handler: H,
+    ) -> Routes
     where
         H: Handler<T, AppState>,
         T: 'static,

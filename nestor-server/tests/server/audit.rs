@@ -60,7 +60,10 @@ fn assert_actor(r: &Value, name: &str, role: &str, request_id: &str) {
     assert_eq!(r["actor"]["name"], name, "{r}");
     assert_eq!(r["actor"]["roles"], json!([role]), "{r}");
     assert_eq!(r["actor"]["request_id"], request_id, "{r}");
-    assert_eq!(r["actor"]["client"], "127.0.0.1", "the client's address: {r}");
+    assert_eq!(
+        r["actor"]["client"], "127.0.0.1",
+        "the client's address: {r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,7 +348,12 @@ async fn a_write_refused_for_who_asked_is_in_the_trail_as_denied() {
     .await;
     assert_eq!(status, 403);
     let (status, _) = s
-        .send(Method::DELETE, "/api/v1/deployments/someone-elses", None, None)
+        .send(
+            Method::DELETE,
+            "/api/v1/deployments/someone-elses",
+            None,
+            None,
+        )
         .await;
     assert_eq!(status, 401);
     // A read refused is not a write: not in the trail.
@@ -372,7 +380,9 @@ async fn a_write_refused_for_who_asked_is_in_the_trail_as_denied() {
 /// `NESTOR_*`), bounded; exit code, stdout, stderr.
 async fn nestor(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nestor"));
-    cmd.args(args).current_dir(dir).stdin(std::process::Stdio::null());
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null());
     for (key, _) in std::env::vars() {
         if key.starts_with("NESTOR_") {
             cmd.env_remove(key);
@@ -435,7 +445,9 @@ async fn nestor_audit_reads_the_trail_embedded_and_from_a_server() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("TIME "), "{out}");
     assert!(
-        out.contains("platform") && out.contains("resource.publish") && out.contains("cli-audit:1.0.0"),
+        out.contains("platform")
+            && out.contains("resource.publish")
+            && out.contains("cli-audit:1.0.0"),
         "{out}"
     );
     assert!(!out.contains("cli-audit:1.2.0"), "{out}");
@@ -444,7 +456,10 @@ async fn nestor_audit_reads_the_trail_embedded_and_from_a_server() {
     assert!(err.starts_with("error[FORBIDDEN]"), "{err}");
     let (code, _, err) = run(remote(&["audit", "--since", "yesterday"], "admin")).await;
     assert_eq!(code, 1);
-    assert!(err.starts_with("error[BAD_REQUEST]") && err.contains("--since"), "{err}");
+    assert!(
+        err.starts_with("error[BAD_REQUEST]") && err.contains("--since"),
+        "{err}"
+    );
 
     // Embedded: the local store's trail, written as `local`.
     let file = dir.path().join("def.yaml");

@@ -26,6 +26,20 @@ fn documented(doc: &serde_json::Value) -> BTreeSet<(String, String)> {
     ops
 }
 
+/// Every `$ref` in `value`.
+fn collect_refs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                out.push(r.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
 /// A concrete path for a template.
 fn concrete(template: &str) -> String {
     template
@@ -53,6 +67,32 @@ async fn every_route_is_in_the_document_and_every_operation_is_a_route() {
         "routes missing from the document: {undocumented:?}; operations no route serves: {unrouted:?}"
     );
 
+    // Every success body is typed, and every reference names a component.
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    let dangling: Vec<&String> = refs
+        .iter()
+        .filter(|r| {
+            r.strip_prefix("#/components/schemas/")
+                .is_none_or(|name| doc["components"]["schemas"].get(name).is_none())
+        })
+        .collect();
+    assert!(
+        dangling.is_empty(),
+        "references to no component: {dangling:?}"
+    );
+    for (method, path) in &ops {
+        let responses = doc["paths"][path][method]["responses"].as_object().unwrap();
+        for (status, response) in responses {
+            if status.starts_with('2') && path != "/api/v1/openapi.json" {
+                assert!(
+                    response.get("content").is_some(),
+                    "{method} {path} answers {status} with an untyped body"
+                );
+            }
+        }
+    }
+
     let paths: BTreeSet<&str> = routes.iter().map(|(_, p)| p.as_str()).collect();
     for path in paths {
         for method in METHODS {
@@ -77,7 +117,10 @@ async fn every_route_is_in_the_document_and_every_operation_is_a_route() {
                 let fallback = code(&body) == "NOT_FOUND"
                     && body.to_string().contains("no such route")
                     || status == 405;
-                assert!(!fallback, "{method} {path} is listed but not routed: {status} {body}");
+                assert!(
+                    !fallback,
+                    "{method} {path} is listed but not routed: {status} {body}"
+                );
             } else {
                 assert_eq!(
                     (status, code(&body)),

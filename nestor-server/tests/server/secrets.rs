@@ -366,9 +366,9 @@ async fn a_secret_is_nowhere_nestor_writes_or_answers() {
         .map(|(p, text)| format!("{}: {}", p.display(), String::from_utf8_lossy(text)))
         .collect();
     assert!(
-        rendered
-            .iter()
-            .any(|f| f.contains("by-ref") && f.contains("secretKeyRef") && f.contains("checkout-db")),
+        rendered.iter().any(|f| f.contains("by-ref")
+            && f.contains("secretKeyRef")
+            && f.contains("checkout-db")),
         "the reference is rendered as one: {rendered:#?}"
     );
     for (path, text) in committed {

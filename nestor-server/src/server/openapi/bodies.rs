@@ -88,9 +88,11 @@ fn body(method: &str, path: &str, status: u16) -> Option<(&'static str, Value)> 
             json(r("PublishedVersion"))
         }
         ("get", "/api/v1/resources/{name}/versions", 200) => json(list_of("VersionSummary")),
-        ("post", "/api/v1/resources/{name}/{version}/yank" | "/api/v1/resources/{name}/{version}/unyank", 200) => {
-            json(r("YankOutcome"))
-        }
+        (
+            "post",
+            "/api/v1/resources/{name}/{version}/yank" | "/api/v1/resources/{name}/{version}/unyank",
+            200,
+        ) => json(r("YankOutcome")),
         ("get", "/api/v1/search", 200) => json(items("SearchHit", false)),
         ("post", "/api/v1/validate", 200) => json(json!({
             "type": "object",
@@ -118,11 +120,16 @@ fn body(method: &str, path: &str, status: u16) -> Option<(&'static str, Value)> 
             "properties": {"accepted": names(), "ignored_other_branch": names()}
         })),
         ("get", "/api/v1/teams/{team}/compositions", 200) => json(list_of("PublishedComposition")),
-        ("get", "/api/v1/teams/{team}/compositions/{name}" | "/api/v1/teams/{team}/compositions/{name}/{version}", 200) => {
-            json(r("PublishedComposition"))
-        }
+        (
+            "get",
+            "/api/v1/teams/{team}/compositions/{name}"
+            | "/api/v1/teams/{team}/compositions/{name}/{version}",
+            200,
+        ) => json(r("PublishedComposition")),
         ("post", "/api/v1/teams/{team}/compositions", 200 | 201) => json(r("CompositionPublished")),
-        ("post", "/api/v1/teams/{team}/deploy" | "/api/v1/deployments", 202) => json(r("Deployment")),
+        ("post", "/api/v1/teams/{team}/deploy" | "/api/v1/deployments", 202) => {
+            json(r("Deployment"))
+        }
         // A dry run's plan, or the deployment an Idempotency-Key already made.
         ("post", "/api/v1/teams/{team}/deploy" | "/api/v1/deployments", 200) => {
             json(json!({"oneOf": [r("Deployment"), r("Plan")]}))
