@@ -9,11 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nestor_client::EngineStatus;
 use nestor_core::{
-    AuditPage, AuditQuery,
-    Composition, Deployment, DeploymentFilter, DeploymentRequest, DriftReport, ErrorCode, Event,
-    EventType, GraphView, ListFilter, Nestor, Page, PageRequest, Plan, PolicyCheck, PolicySubject,
-    PublishOutcome, PublishedComposition, PublishedVersion, RenderedResource, ResourceDefinition,
-    RunLog, SearchHit, Shared, SourceConfig, SyncReport, Team, VersionSpec, VersionSummary,
+    AuditPage, AuditQuery, Composition, Deployment, DeploymentFilter, DeploymentRequest,
+    DriftReport, ErrorCode, Event, EventType, GraphView, ListFilter, Nestor, Page, PageRequest,
+    Plan, PolicyCheck, PolicySubject, PublishOutcome, PublishedComposition, PublishedVersion,
+    RenderedResource, ResourceDefinition, RunLog, SearchHit, Shared, SourceConfig, SyncReport,
+    Team, VersionSpec, VersionSummary,
 };
 use semver::Version;
 use serde_json::Value;

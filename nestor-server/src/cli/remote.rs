@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use futures_util::{FutureExt as _, StreamExt as _};
 use nestor_client::{EngineStatus, EventQuery};
 use nestor_core::{
-    AuditPage, AuditQuery,
-    Composition, Deployment, DeploymentFilter, DeploymentRequest, DriftReport, Error, ErrorCode,
-    Event, EventType, GraphView, ListFilter, Page, PageRequest, Plan, PolicyCheck, PolicySubject,
-    PublishOutcome, PublishedComposition, PublishedVersion, RenderedResource, ResourceDefinition,
-    RunLog, SearchHit, Shared, SyncReport, Team, VersionSpec, VersionSummary,
+    AuditPage, AuditQuery, Composition, Deployment, DeploymentFilter, DeploymentRequest,
+    DriftReport, Error, ErrorCode, Event, EventType, GraphView, ListFilter, Page, PageRequest,
+    Plan, PolicyCheck, PolicySubject, PublishOutcome, PublishedComposition, PublishedVersion,
+    RenderedResource, ResourceDefinition, RunLog, SearchHit, Shared, SyncReport, Team, VersionSpec,
+    VersionSummary,
 };
 use semver::Version;
 use serde_json::Value;
