@@ -29,6 +29,9 @@ struct Bodies {
     drift_report: DriftReport,
     graph_view: GraphView,
     audit_page: AuditPage,
+    team: Team,
+    quota_usage: QuotaUsage,
+    policy_check: PolicyCheck,
 }
 
 /// `{"$defs": {...}}`: every body type's schema by its type's name.

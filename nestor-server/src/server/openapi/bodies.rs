@@ -147,6 +147,10 @@ fn body(method: &str, path: &str, status: u16) -> Option<(&'static str, Value)> 
         ("get", "/api/v1/graph", 200) => json(r("GraphView")),
         ("get", "/api/v1/engines", 200) => json(list_of("EngineStatus")),
         ("get", "/api/v1/audit", 200) => json(r("AuditPage")),
+        ("get", "/api/v1/teams", 200) => json(items("Team", false)),
+        ("get", "/api/v1/teams/{team}", 200) => json(r("Team")),
+        ("get", "/api/v1/teams/{team}/quotas", 200) => json(items("QuotaUsage", false)),
+        ("post", "/api/v1/teams/{team}/validate", 200) => json(r("PolicyCheck")),
         ("get", "/api/v1/openapi.json", 200) => json(json!({"type": "object"})),
         ("get", "/health", 200) => json(json!({
             "type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}
