@@ -11,7 +11,7 @@
 //! - `auth`: bearer tokens (SHA-256 in the config) and the role checks.
 //! - `ratelimit`: per-caller token buckets by route class (429 + `Retry-After`).
 //! - `cors`: cross-origin access for browser apps (`server.cors`).
-//! - `catalog`, `compositions`, `deployments`: the routes, thin.
+//! - `catalog`, `compositions`, `deployments`, `render`: the routes, thin.
 //! - `events`: the event-log tail and the SSE stream (docs/src/reference/events.md).
 //! - `sync`: background syncs with coalescing, pollers and git webhooks.
 //! - `conn`: the transport under the router: header and idle timeouts and
@@ -44,6 +44,7 @@ mod front;
 mod metrics;
 mod openapi;
 mod ratelimit;
+mod render;
 mod runs;
 mod sync;
 mod teams;
@@ -67,7 +68,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 pub use auth::{hash_token, new_token};
 pub use error::ApiError;
-pub use events::{EventHub, Selector};
+pub use events::EventHub;
 pub use metrics::Metrics;
 pub use sync::{hmac_sha256_hex, SyncManager};
 
@@ -330,6 +331,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/deployments/{id}/logs", get(deployments::logs))
         .route("/api/v1/deployments/{id}/drift", post(deployments::drift))
         .route("/api/v1/plan", post(deployments::plan))
+        .route("/api/v1/render", post(render::render))
         .route("/api/v1/engines", get(engines))
         .route("/api/v1/graph", get(deployments::graph))
         .route("/api/v1/openapi.json", get(openapi::document))

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_requests;
+mod both_ways;
 mod catalog;
 mod deploy;
 mod events;
