@@ -1,16 +1,17 @@
 //! The deployment routes — apply, plan, list, get, delete, rollback,
-//! promote — and the graph, engines, health and readiness.
+//! promote — rendering one resource, and the graph, engines, health and
+//! readiness.
 
 use nestor_core::{
-    Deployment, DeploymentFilter, DeploymentRequest, DriftReport, Error, GraphView, Plan, Result,
-    RunLog,
+    Deployment, DeploymentFilter, DeploymentRequest, DriftReport, Error, GraphView, Plan,
+    RenderResourceRequest, RenderedResource, Result, RunLog, TeamDeploy,
 };
 use reqwest::Method;
 use serde::Deserialize;
 
 use crate::client::Client;
 use crate::retry::{new_idempotency_key, Retry};
-use crate::wire::{EngineStatus, Readiness, TeamDeploy};
+use crate::wire::{EngineStatus, Readiness};
 
 impl Client {
     /// Applies a deployment request (that team's role) with a fresh
@@ -90,6 +91,17 @@ impl Client {
     pub async fn plan(&self, request: &DeploymentRequest) -> Result<Plan> {
         let call = self
             .call(Method::POST, &["api", "v1", "plan"], Retry::Safe)
+            .json(request)?
+            .long();
+        self.json(call).await
+    }
+
+    /// What one catalog resource renders to on its own, as a resource of
+    /// a deployment of the request's team (whose role it needs) in its
+    /// environment; writes nothing.
+    pub async fn render(&self, request: &RenderResourceRequest) -> Result<RenderedResource> {
+        let call = self
+            .call(Method::POST, &["api", "v1", "render"], Retry::Safe)
             .json(request)?
             .long();
         self.json(call).await

@@ -83,7 +83,7 @@ mod wire;
 
 pub use client::{Client, ClientBuilder};
 pub use events::{EventQuery, EventStream};
+pub use nestor_core::TeamDeploy;
 pub use wire::{
-    DocumentReport, EngineStatus, Readiness, ServerStatus, TeamDeploy, ValidationReport,
-    YankOutcome,
+    DocumentReport, EngineStatus, Readiness, ServerStatus, ValidationReport, YankOutcome,
 };

@@ -1,11 +1,9 @@
 //! Answers of the API that are not a core type: they describe the server
-//! (its engines, status, readiness) or a request shape only HTTP has.
+//! (its engines, status, readiness) or what a call did (a validation, a
+//! yank).
 
-use std::collections::BTreeMap;
-
-use nestor_core::{FieldError, PublishedVersion, SyncReport};
+use nestor_core::{PublishedVersion, SyncReport};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// One engine the server has loaded (`GET /api/v1/engines`). The server's
 /// own type lives in `nestor-engines`, which this crate does not depend on
@@ -72,20 +70,9 @@ pub struct ValidationReport {
     pub documents: Vec<DocumentReport>,
 }
 
-/// The verdict on one validated document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct DocumentReport {
-    /// Position in the body (0-based).
-    pub index: usize,
-    /// `definition`, `composition`, `foreign` (not a Nestor document) or
-    /// `invalid`.
-    pub kind: String,
-    /// `name:version` when the document has one.
-    pub name: String,
-    /// Every problem, each with its field path; empty when valid.
-    pub errors: Vec<FieldError>,
-}
+/// The verdict on one validated document: the core's own type (its
+/// error code, and a valid composition's waves, included).
+pub type DocumentReport = nestor_core::DocumentCheck;
 
 /// What a yank or unyank did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,61 +82,4 @@ pub struct YankOutcome {
     pub changed: bool,
     /// The version as it is now.
     pub version: PublishedVersion,
-}
-
-/// `POST /api/v1/teams/{team}/deploy`: a team composition with parameters.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct TeamDeploy {
-    /// The composition's name.
-    pub composition: String,
-    /// A version or requirement of it (default: its latest).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub composition_version: Option<String>,
-    /// Its parameters.
-    #[serde(default)]
-    pub params: BTreeMap<String, Value>,
-    /// The environment (default: the server's `defaults.environment`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub environment: Option<String>,
-    /// The deployment's name (default: the composition's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Labels of the deployment.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-}
-
-impl TeamDeploy {
-    /// A deployment of `composition` with no parameters yet.
-    pub fn new(composition: impl Into<String>) -> Self {
-        TeamDeploy {
-            composition: composition.into(),
-            ..TeamDeploy::default()
-        }
-    }
-
-    /// Sets a parameter.
-    pub fn param(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.params.insert(name.into(), value.into());
-        self
-    }
-
-    /// Sets the environment.
-    pub fn environment(mut self, environment: impl Into<String>) -> Self {
-        self.environment = Some(environment.into());
-        self
-    }
-
-    /// Sets the deployment's name.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Pins a version or requirement of the composition.
-    pub fn composition_version(mut self, version: impl Into<String>) -> Self {
-        self.composition_version = Some(version.into());
-        self
-    }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, FieldError, Result};
+use crate::model::DeploymentRequest;
 
 /// The `apiVersion` of deployment files.
 pub const DEPLOY_API_VERSION: &str = "deploy.nestor.io/v1";
@@ -81,6 +82,73 @@ impl DeploymentSet {
             )));
         }
         Ok(set)
+    }
+}
+
+impl DeploymentEntry {
+    /// The request that deploys this entry; `environment`, when given,
+    /// overrides the entry's (`nestor plan --env`).
+    pub fn into_request(self, environment: Option<&str>) -> DeploymentRequest {
+        DeploymentRequest {
+            team: self.team,
+            environment: environment.map_or(self.environment, str::to_string),
+            name: self.name,
+            composition: Some(self.composition),
+            composition_version: Some(self.composition_version),
+            params: self.params,
+            ..Default::default()
+        }
+    }
+}
+
+/// Where an annotation was found and what its deployment defaults to:
+/// what [`Annotation::entry`] needs besides the annotation.
+#[derive(Debug, Clone, Copy)]
+pub struct AnnotationContext<'a> {
+    /// The team every deployment of the scan belongs to.
+    pub team: &'a str,
+    /// Overrides every annotation's `environment=` (`nestor generate --env`).
+    pub environment: Option<&'a str>,
+    /// The environment of an annotation that names none.
+    pub default_environment: &'a str,
+}
+
+impl Annotation {
+    /// The deployment this annotation asks for, as `nestor generate`
+    /// writes it: named by `name=` (default: `folder`, the name of the
+    /// annotated file's folder, else the composition), in the context's
+    /// environment, else `environment=`, else the default one; every other
+    /// word is a parameter. `file` is the annotated file's path as the
+    /// entry's `source` names it.
+    pub fn entry(
+        &self,
+        context: AnnotationContext<'_>,
+        folder: Option<&str>,
+        file: &str,
+    ) -> DeploymentEntry {
+        let mut params = self.values.clone();
+        let name = match params.remove("name") {
+            Some(Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None => folder.map_or_else(|| self.composition.clone(), str::to_string),
+        };
+        let named = params
+            .remove("environment")
+            .and_then(|v| v.as_str().map(str::to_string));
+        let environment = context
+            .environment
+            .map(str::to_string)
+            .or(named)
+            .unwrap_or_else(|| context.default_environment.to_string());
+        DeploymentEntry {
+            team: context.team.to_string(),
+            environment,
+            name,
+            composition: self.composition.clone(),
+            composition_version: any_version(),
+            params,
+            source: Some(format!("{file}:{}", self.line)),
+        }
     }
 }
 
@@ -233,6 +301,47 @@ mod tests {
             json!("registry.example.com/a b:1")
         );
         assert_eq!(found[3].values["size"], json!("large"));
+    }
+
+    #[test]
+    fn an_annotation_becomes_the_deployment_it_names() {
+        let text = "//nestor:web-app name=shop environment=staging replicas=3\n# nestor:web-app size=small\n";
+        let found = scan_annotations(text).unwrap();
+        let context = AnnotationContext {
+            team: "alpha",
+            environment: None,
+            default_environment: "dev",
+        };
+        let named = found[0].entry(context, Some("app"), "app/main.go");
+        assert_eq!(
+            (named.name.as_str(), named.environment.as_str()),
+            ("shop", "staging")
+        );
+        assert_eq!(
+            named.params,
+            BTreeMap::from([("replicas".into(), json!(3))])
+        );
+        assert_eq!(named.source.as_deref(), Some("app/main.go:1"));
+        let plain = found[1].entry(context, Some("app"), "app/main.go");
+        assert_eq!(
+            (plain.name.as_str(), plain.environment.as_str()),
+            ("app", "dev"),
+            "the folder names it, the default environment holds"
+        );
+        assert_eq!(found[1].entry(context, None, "main.go").name, "web-app");
+        let forced = AnnotationContext {
+            environment: Some("prod"),
+            ..context
+        };
+        let entry = found[0].entry(forced, None, "main.go");
+        assert_eq!(entry.environment, "prod", "--env beats environment=");
+        assert!(!entry.params.contains_key("environment"));
+        let request = entry.into_request(Some("qa"));
+        assert_eq!(
+            (request.environment.as_str(), request.composition.as_deref()),
+            ("qa", Some("web-app"))
+        );
+        assert_eq!(request.composition_version.as_deref(), Some("*"));
     }
 
     #[test]

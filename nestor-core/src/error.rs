@@ -15,6 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The error codes, the same in the library, on the wire and in the CLI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -717,7 +718,7 @@ impl Error {
                 .map(|c| {
                     FieldError::new(
                         &c.field,
-                        format!("{} change: {}", kind_word(c.kind), c.message),
+                        format!("{} change: {}", c.kind.as_str(), c.message),
                     )
                 })
                 .chain(std::iter::once(FieldError::new(
@@ -746,14 +747,6 @@ fn quota_scope(team: &str, environment: &Option<String>) -> String {
     match environment {
         Some(e) => format!("team {team} in {e}"),
         None => format!("team {team}"),
-    }
-}
-
-fn kind_word(kind: ChangeKind) -> &'static str {
-    match kind {
-        ChangeKind::Cosmetic => "cosmetic",
-        ChangeKind::Additive => "additive",
-        ChangeKind::Breaking => "breaking",
     }
 }
 

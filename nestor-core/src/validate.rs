@@ -45,6 +45,21 @@ pub fn is_valid_name(name: &str) -> bool {
     re(&R, r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$").is_match(name)
 }
 
+/// A name given to look something up by (a resource, team, composition):
+/// `BAD_REQUEST` unless it follows [`is_valid_name`], so `..`, `/` and
+/// control characters never reach a store or a file path, and a lookup
+/// answers the same wherever it is asked.
+pub fn check_name(kind: &str, value: &str) -> crate::error::Result<()> {
+    if is_valid_name(value) {
+        Ok(())
+    } else {
+        Err(crate::error::Error::bad_request(format!(
+            "{} is not a valid {kind} name (lowercase letters, digits and '-')",
+            excerpt(value)
+        )))
+    }
+}
+
 fn is_classifier(s: &str) -> bool {
     static R: OnceLock<Regex> = OnceLock::new();
     re(&R, r"^[a-z0-9][a-z0-9_-]*$").is_match(s)

@@ -172,6 +172,15 @@ pub enum Bump {
 }
 
 impl Bump {
+    /// How users say it, as it serialises: `major`, `minor`, `patch`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bump::Major => "major",
+            Bump::Minor => "minor",
+            Bump::Patch => "patch",
+        }
+    }
+
     /// The bump `kind` requires over a predecessor of major version `major`.
     pub fn required(kind: ChangeKind, major: u64) -> Bump {
         match (kind, major) {

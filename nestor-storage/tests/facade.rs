@@ -127,11 +127,14 @@ async fn render_uses_the_deployment_rules() {
         .publish(definition("db", "1.0.0"), "t")
         .await
         .unwrap();
-    let config = BTreeMap::from([("size".to_string(), json!("small"))]);
-    let rendered = nestor
-        .render("db", None, config, "alpha", "dev")
-        .await
-        .unwrap();
+    let request = RenderResourceRequest {
+        catalog_ref: "db".into(),
+        config: BTreeMap::from([("size".to_string(), json!("small"))]),
+        team: "alpha".into(),
+        environment: "dev".into(),
+        ..RenderResourceRequest::default()
+    };
+    let rendered = nestor.render(&request).await.unwrap();
     assert_eq!(rendered.resource, "db:1.0.0");
     assert_eq!(
         rendered.engine, "terraform",
@@ -139,10 +142,11 @@ async fn render_uses_the_deployment_rules() {
     );
     assert_eq!(rendered.artifacts[0].path, "terraform.json");
 
-    let err = nestor
-        .render("db", None, BTreeMap::new(), "alpha", "dev")
-        .await
-        .unwrap_err();
+    let without_inputs = RenderResourceRequest {
+        config: BTreeMap::new(),
+        ..request
+    };
+    let err = nestor.render(&without_inputs).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::ValidationFailed, "{err}");
     assert_eq!(
         nestor.versions("nothing").await.unwrap_err().code(),

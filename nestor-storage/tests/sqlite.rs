@@ -10,11 +10,10 @@ use std::collections::BTreeMap;
 
 use nestor_core::testing::{definition, Fixture};
 use nestor_core::{
-    Artifact, CatalogReader, CatalogWriter, Composition, CompositionMetadata, CompositionResource,
-    CompositionSpec, CompositionStore, CreateOutcome, Deployment, DeploymentFilter, DeploymentKey,
-    DeploymentStatus, DeploymentStore, ErrorCode, EventLog, EventType, ListFilter, NewEvent,
-    PageRequest, PublishOutcome, PublishedComposition, PublishedVersion, RevisionContent,
-    SourceState, SyncStore, COMPOSITION_API_VERSION, COMPOSITION_KIND,
+    Artifact, CatalogReader, CatalogWriter, CompositionStore, CreateOutcome, Deployment,
+    DeploymentFilter, DeploymentKey, DeploymentStatus, DeploymentStore, ErrorCode, EventLog,
+    EventType, ListFilter, NewEvent, PageRequest, PublishOutcome, PublishedComposition,
+    PublishedVersion, RevisionContent, SourceState, SyncStore,
 };
 use nestor_storage::SqliteStore;
 use semver::Version;
@@ -509,47 +508,6 @@ async fn reads_racing_another_handles_publishes_never_keep_a_stale_latest() {
 }
 
 #[tokio::test]
-async fn history_uses_semver_precedence_for_pre_releases() {
-    let store = SqliteStore::open_in_memory().unwrap();
-    for version in [
-        "2.0.0-rc.9",
-        "2.0.0",
-        "2.0.0-beta",
-        "2.0.0-rc.10",
-        "10.0.0-alpha",
-        "2.0.0-rc.9.1",
-    ] {
-        store
-            .insert_version(published("db", version))
-            .await
-            .unwrap();
-    }
-    let order: Vec<String> = store
-        .versions("db")
-        .await
-        .unwrap()
-        .iter()
-        .map(|s| s.version.to_string())
-        .collect();
-    assert_eq!(
-        order,
-        [
-            "10.0.0-alpha",
-            "2.0.0",
-            "2.0.0-rc.10",
-            "2.0.0-rc.9.1",
-            "2.0.0-rc.9",
-            "2.0.0-beta"
-        ]
-    );
-    assert_eq!(
-        store.latest("db").await.unwrap().unwrap().version(),
-        &v("2.0.0"),
-        "a release beats a newer pre-release"
-    );
-}
-
-#[tokio::test]
 async fn event_ids_keep_increasing_across_reopen_and_prune() {
     let (_dir, path) = db_file();
     let last = {
@@ -576,34 +534,12 @@ async fn event_ids_keep_increasing_across_reopen_and_prune() {
     assert_eq!(store.read_after(0, 10).await.unwrap().len(), 1);
 }
 
+/// The suites' composition with a config, so persistence is checked for
+/// every field.
 fn composition(team: &str, name: &str, version: &str) -> PublishedComposition {
-    let c = Composition {
-        api_version: COMPOSITION_API_VERSION.into(),
-        kind: COMPOSITION_KIND.into(),
-        metadata: CompositionMetadata {
-            name: name.into(),
-            team: team.into(),
-            version: v(version),
-        },
-        spec: CompositionSpec {
-            description: format!("{team}'s {name}"),
-            parameters: vec![],
-            resources: vec![CompositionResource {
-                name: "db".into(),
-                catalog_ref: "db:^1".into(),
-                engine: None,
-                config: BTreeMap::from([("size".into(), serde_json::json!(20))]),
-                depends_on: vec![],
-            }],
-            dependencies: vec![],
-        },
-    };
-    PublishedComposition {
-        content_hash: c.content_hash(),
-        composition: c,
-        published_at: 1_700_000_000,
-        origin: None,
-    }
+    let mut c = nestor_core::testing::composition(team, name, version);
+    c.spec.resources[0].config = BTreeMap::from([("size".into(), serde_json::json!(20))]);
+    nestor_core::testing::published(c, 1_700_000_000)
 }
 
 /// The conformance suite's deployment, with a composition and params so

@@ -13,6 +13,7 @@ use crate::model::{
 };
 use crate::source::CatalogSource;
 use crate::store::{ListFilter, Page, PageRequest, SearchHit};
+use crate::validate::check_name;
 use crate::versioning::{compare, Comparison, VersionSpec};
 
 /// A yank or unyank: whether anything changed, and the version as it is now.
@@ -57,15 +58,18 @@ impl Nestor {
         self.inner.store.list_latest(filter, page).await
     }
 
-    /// `name` at `spec` (latest, an exact version, a requirement), as the
+    /// `name` at `spec` (latest, an exact version, a requirement; a name no
+    /// resource can have is `BAD_REQUEST`), as the
     /// store shares it (no copy; its JSON written once, [`Shared::json`]).
     pub async fn get(&self, name: &str, spec: &VersionSpec) -> Result<Shared<PublishedVersion>> {
+        check_name("resource", name)?;
         self.inner.store.resolve(name, spec).await
     }
 
     /// Every version of `name`, newest first; `RESOURCE_NOT_FOUND` when
     /// it has none.
     pub async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>> {
+        check_name("resource", name)?;
         let versions = self.inner.store.versions(name).await?;
         if versions.is_empty() {
             return Err(Error::ResourceNotFound { name: name.into() });
@@ -164,6 +168,7 @@ impl Nestor {
         yanked: bool,
         actor: &str,
     ) -> Result<bool> {
+        check_name("resource", name)?;
         let result = self
             .inner
             .catalog
@@ -288,6 +293,9 @@ impl Nestor {
 
     /// The newest version of each composition of `team` (`None`: every team).
     pub async fn compositions(&self, team: Option<&str>) -> Result<Vec<PublishedComposition>> {
+        if let Some(team) = team {
+            check_name("team", team)?;
+        }
         self.inner.store.list_compositions(team).await
     }
 
@@ -298,6 +306,8 @@ impl Nestor {
         name: &str,
         spec: &VersionSpec,
     ) -> Result<PublishedComposition> {
+        check_name("team", team)?;
+        check_name("composition", name)?;
         self.inner.composer.get(team, name, spec).await
     }
 }

@@ -6,11 +6,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::{CheckScope, Nestor};
-use crate::error::{Error, FieldError, Result};
+use crate::error::{Error, ErrorCode, FieldError, Result};
 use crate::parse::Document;
 
 /// What one document of a checked body is, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DocumentCheck {
     /// Its position in the body, from 0.
@@ -23,16 +23,41 @@ pub struct DocumentCheck {
     pub name: String,
     /// Every problem found; empty when a write would accept it.
     pub errors: Vec<FieldError>,
+    /// The code of the error a write would answer (`VALIDATION_FAILED`
+    /// for a document that does not parse); absent when it would accept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
+    /// A valid composition's waves: the resource names each wave of a
+    /// deployment of it applies together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<Vec<String>>,
 }
 
 impl DocumentCheck {
     fn new(index: usize, kind: &str, name: String, errors: Vec<FieldError>) -> Self {
+        let code = (!errors.is_empty()).then_some(ErrorCode::ValidationFailed);
         DocumentCheck {
             index,
             kind: kind.into(),
             name,
             errors,
+            code,
+            waves: Vec::new(),
         }
+    }
+
+    /// The verdict of a write: accepted (with `waves`, for a composition),
+    /// or refused with the error's code and field errors.
+    fn judged(index: usize, kind: &str, name: String, verdict: Result<Vec<Vec<String>>>) -> Self {
+        let mut check = DocumentCheck::new(index, kind, name, Vec::new());
+        match verdict {
+            Ok(waves) => check.waves = waves,
+            Err(e) => {
+                check.code = Some(e.code());
+                check.errors = e.field_errors();
+            }
+        }
+        check
     }
 }
 
@@ -59,14 +84,13 @@ impl Nestor {
                     continue;
                 }
                 Document::Composition(c) => {
-                    let errors = match self.check_composition(&c).await {
-                        Ok(_) => Vec::new(),
+                    let verdict = match self.check_composition(&c).await {
                         Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
                             return Err(e)
                         }
-                        Err(e) => e.field_errors(),
+                        verdict => verdict,
                     };
-                    DocumentCheck::new(index, "composition", c.subject(), errors)
+                    DocumentCheck::judged(index, "composition", c.subject(), verdict)
                 }
                 Document::Foreign { api_version, kind } => {
                     DocumentCheck::new(index, "foreign", format!("{api_version}/{kind}"), vec![])
@@ -78,14 +102,13 @@ impl Nestor {
         }
         let results = self.check(definitions, scope).await?;
         for ((slot, index, subject), result) in positions.into_iter().zip(results) {
-            let errors = match result {
-                Ok(_) => Vec::new(),
+            let verdict = match result {
                 Err(e @ (Error::StorageUnavailable { .. } | Error::Internal { .. })) => {
                     return Err(e)
                 }
-                Err(e) => e.field_errors(),
+                verdict => verdict.map(|_| Vec::new()),
             };
-            out[slot] = Some(DocumentCheck::new(index, "definition", subject, errors));
+            out[slot] = Some(DocumentCheck::judged(index, "definition", subject, verdict));
         }
         Ok(out
             .into_iter()

@@ -1,19 +1,17 @@
 //! The deployments' operations, rendering one resource, the graph and the
 //! engines.
 
-use std::collections::BTreeMap;
-
-use serde_json::Value;
-
 use super::Nestor;
 use crate::engine::EngineInfo;
 use crate::error::Result;
 use crate::executor::RunLog;
 use crate::model::{Deployment, DeploymentRequest};
 use crate::orchestrator::{
-    deployment_graph, DriftReport, GraphView, Plan, RenderedResource, Started,
+    deployment_graph, DriftReport, GraphView, Plan, RenderResourceRequest, RenderedResource,
+    Started,
 };
 use crate::store::DeploymentFilter;
+use crate::validate::check_name;
 
 impl Nestor {
     /// Checks deployment `id` (or, with `None`, the latest succeeded
@@ -128,6 +126,14 @@ impl Nestor {
         from: &str,
         to: &str,
     ) -> Result<Deployment> {
+        for (kind, value) in [
+            ("team", team),
+            ("deployment", name),
+            ("environment", from),
+            ("environment", to),
+        ] {
+            check_name(kind, value)?;
+        }
         self.policies_ready().await?;
         let result = self.inner.orchestrator.promote(team, name, from, to).await;
         self.audited(
@@ -141,19 +147,9 @@ impl Nestor {
     }
 
     /// What one resource renders to (`nestor render`), as the resource of
-    /// a deployment of `team` in `environment`.
-    pub async fn render(
-        &self,
-        catalog_ref: &str,
-        engine: Option<String>,
-        config: BTreeMap<String, Value>,
-        team: &str,
-        environment: &str,
-    ) -> Result<RenderedResource> {
-        self.inner
-            .orchestrator
-            .render_resource(catalog_ref, engine, config, team, environment)
-            .await
+    /// a deployment of the request's team in its environment.
+    pub async fn render(&self, request: &RenderResourceRequest) -> Result<RenderedResource> {
+        self.inner.orchestrator.render_resource(request).await
     }
 
     /// The dependency graph of the latest revision of every deployment

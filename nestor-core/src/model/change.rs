@@ -17,6 +17,17 @@ pub enum ChangeKind {
     Breaking,
 }
 
+impl ChangeKind {
+    /// How users say it, as it serialises: `cosmetic`, `additive`, `breaking`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Cosmetic => "cosmetic",
+            ChangeKind::Additive => "additive",
+            ChangeKind::Breaking => "breaking",
+        }
+    }
+}
+
 /// One classified change between two versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -10,6 +10,7 @@ mod deployment;
 mod event;
 mod shared;
 mod source;
+mod team_deploy;
 
 pub use artifact::*;
 pub use change::*;
@@ -19,6 +20,7 @@ pub use deployment::*;
 pub use event::*;
 pub use shared::{Shared, SharedJson};
 pub use source::*;
+pub use team_deploy::TeamDeploy;
 
 use semver::Version;
 use serde::{Deserialize, Serialize};

@@ -33,7 +33,7 @@ pub use direct::DriftReport;
 pub use lease::{LeaseScan, LeaseSettings};
 pub use plan::{diff_artifacts, planned_resources, FileDiff, Plan, PlanDiff, PlannedResource};
 pub use resolve::{render_inputs, resolve_params, resolve_resources, PinnedResource, Resolved};
-pub use single::RenderedResource;
+pub use single::{RenderResourceRequest, RenderedResource};
 pub use view::{deployment_graph, GraphEdge, GraphNode, GraphView};
 
 use crate::clock::{Clock, SystemClock};

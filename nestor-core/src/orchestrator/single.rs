@@ -15,8 +15,29 @@ use crate::model::CompositionResource;
 use crate::orchestrator::resolve_resources;
 use crate::template::TemplateContext;
 
+/// One resource to render on its own (`nestor render`, `POST /api/v1/render`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RenderResourceRequest {
+    /// `NAME`, `NAME:VERSION` or `NAME:REQUIREMENT`.
+    pub catalog_ref: String,
+    /// The engine (default: the definition's first supported engine that
+    /// is loaded, as in a deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// The resource's inputs.
+    #[serde(default)]
+    pub config: BTreeMap<String, Value>,
+    /// The team it is rendered for (templates see it).
+    pub team: String,
+    /// The environment it is rendered for (templates see it).
+    pub environment: String,
+}
+
 /// What one resource renders to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RenderedResource {
     /// The pinned definition (`name:version`).
     pub resource: String,
@@ -29,26 +50,29 @@ pub struct RenderedResource {
 }
 
 impl Orchestrator {
-    /// Renders `catalog_ref` (`NAME`, `NAME:VERSION`, `NAME:REQ`) with
-    /// `engine` (default: the first supported engine that is loaded, as in
-    /// a deployment) and `config` as its inputs, as the resource of a
-    /// deployment named after the definition, for `team` in `environment`.
+    /// Renders the request's `catalog_ref` with its `engine` (default: the
+    /// first supported engine that is loaded, as in a deployment) and
+    /// `config` as its inputs, as the resource of a deployment named after
+    /// the definition, for its `team` in its `environment`.
     pub async fn render_resource(
         &self,
-        catalog_ref: &str,
-        engine: Option<String>,
-        config: BTreeMap<String, Value>,
-        team: &str,
-        environment: &str,
+        request: &RenderResourceRequest,
     ) -> Result<RenderedResource> {
+        let RenderResourceRequest {
+            catalog_ref,
+            engine,
+            config,
+            team,
+            environment,
+        } = request;
         let name = crate::versioning::CatalogRef::parse(catalog_ref)
             .map_err(crate::error::Error::bad_request)?
             .name;
         let resource = CompositionResource {
             name: name.clone(),
-            catalog_ref: catalog_ref.to_string(),
-            engine,
-            config,
+            catalog_ref: catalog_ref.clone(),
+            engine: engine.clone(),
+            config: config.clone(),
             depends_on: vec![],
         };
         let loaded = self.engines.engine_names();
@@ -65,8 +89,8 @@ impl Orchestrator {
             .expect("the one resource resolved")
             .clone();
         let ctx = TemplateContext {
-            team: team.to_string(),
-            environment: environment.to_string(),
+            team: team.clone(),
+            environment: environment.clone(),
             deployment: name,
             ..Default::default()
         };

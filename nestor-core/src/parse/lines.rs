@@ -21,7 +21,7 @@ fn locate(lines: &[&str], field: &str) -> Option<usize> {
             Some(i) => (&segment[..i], &segment[i..]),
             None => (segment, ""),
         };
-        let camel = camel(key);
+        let camel = super::camel_case(key);
         let hit = lines.iter().enumerate().skip(pos).find(|(_, l)| {
             let indent = l.len() - l.trim_start().len();
             let t = l.trim_start().trim_start_matches("- ").trim_start();
@@ -60,20 +60,4 @@ fn locate(lines: &[&str], field: &str) -> Option<usize> {
         }
     }
     found
-}
-
-fn camel(key: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in key.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.push(c.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -242,6 +242,30 @@ pub fn interpret(value: &Value) -> Document {
     }
 }
 
+/// Converts `snake_case` to `camelCase`: the other spelling of every key
+/// the parser accepts (the schemas list both, errors are located by both).
+///
+/// ```
+/// assert_eq!(nestor_core::camel_case("resource_type"), "resourceType");
+/// assert_eq!(nestor_core::camel_case("min_length"), "minLength");
+/// assert_eq!(nestor_core::camel_case("name"), "name");
+/// ```
+pub fn camel_case(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut upper = false;
+    for c in key.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Converts `camelCase` to `snake_case`; snake_case passes through.
 fn snake(key: &str) -> String {
     let mut out = String::with_capacity(key.len() + 4);

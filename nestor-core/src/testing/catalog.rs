@@ -94,7 +94,8 @@ pub async fn immutability(store: Arc<dyn CatalogStore>) {
     );
 }
 
-/// Version history is ordered by semver, not by string.
+/// Version history is ordered by semver, not by string, pre-releases
+/// included.
 pub async fn versions_newest_first_by_semver(store: Arc<dyn CatalogStore>) {
     for version in ["1.2.0", "1.10.0", "1.9.0", "1.9.1", "0.9.0"] {
         store
@@ -115,6 +116,45 @@ pub async fn versions_newest_first_by_semver(store: Arc<dyn CatalogStore>) {
         &v("1.10.0")
     );
     assert!(store.versions("nope").await.unwrap().is_empty());
+
+    // Pre-releases by SemVer precedence: numeric identifiers as numbers,
+    // a release above its own pre-releases.
+    for version in [
+        "2.0.0-rc.9",
+        "2.0.0",
+        "2.0.0-beta",
+        "2.0.0-rc.10",
+        "10.0.0-alpha",
+        "2.0.0-rc.9.1",
+    ] {
+        store
+            .insert_version(PublishedVersion::new(definition("pre", version), 0, None))
+            .await
+            .unwrap();
+    }
+    let order: Vec<String> = store
+        .versions("pre")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.version.to_string())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "10.0.0-alpha",
+            "2.0.0",
+            "2.0.0-rc.10",
+            "2.0.0-rc.9.1",
+            "2.0.0-rc.9",
+            "2.0.0-beta"
+        ]
+    );
+    assert_eq!(
+        store.latest("pre").await.unwrap().unwrap().version(),
+        &v("2.0.0"),
+        "a release beats a newer pre-release"
+    );
 }
 
 /// Pre-releases count for latest only when nothing else exists; yanked

@@ -1,6 +1,5 @@
 //! Compositions: versioned per team, immutable, resolved by requirement.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::*;
@@ -8,33 +7,9 @@ use crate::*;
 use super::v;
 
 fn composition(team: &str, name: &str, version: &str, description: &str) -> PublishedComposition {
-    let c = Composition {
-        api_version: COMPOSITION_API_VERSION.into(),
-        kind: COMPOSITION_KIND.into(),
-        metadata: CompositionMetadata {
-            name: name.into(),
-            team: team.into(),
-            version: v(version),
-        },
-        spec: CompositionSpec {
-            description: description.into(),
-            parameters: vec![],
-            resources: vec![CompositionResource {
-                name: "db".into(),
-                catalog_ref: "db:^1".into(),
-                engine: None,
-                config: BTreeMap::new(),
-                depends_on: vec![],
-            }],
-            dependencies: vec![],
-        },
-    };
-    PublishedComposition {
-        content_hash: c.content_hash(),
-        composition: c,
-        published_at: 0,
-        origin: None,
-    }
+    let mut c = super::composition(team, name, version);
+    c.spec.description = description.into();
+    super::published(c, 0)
 }
 
 /// Compositions are namespaced by team, versioned and immutable.

@@ -134,6 +134,42 @@ spec:
     parse_definition_yaml(&yaml).expect("test definition is valid")
 }
 
+/// A composition of `team` for tests: `name@version` with one resource
+/// `db` (`db:^1`, no config), described as `"{team}'s {name}"`.
+pub fn composition(team: &str, name: &str, version: &str) -> Composition {
+    Composition {
+        api_version: COMPOSITION_API_VERSION.into(),
+        kind: COMPOSITION_KIND.into(),
+        metadata: CompositionMetadata {
+            name: name.into(),
+            team: team.into(),
+            version: v(version),
+        },
+        spec: CompositionSpec {
+            description: format!("{team}'s {name}"),
+            parameters: vec![],
+            resources: vec![CompositionResource {
+                name: "db".into(),
+                catalog_ref: "db:^1".into(),
+                engine: None,
+                config: BTreeMap::new(),
+                depends_on: vec![],
+            }],
+            dependencies: vec![],
+        },
+    }
+}
+
+/// `composition` as a store holds it, published at `published_at`.
+pub fn published(composition: Composition, published_at: Timestamp) -> PublishedComposition {
+    PublishedComposition {
+        content_hash: composition.content_hash(),
+        composition,
+        published_at,
+        origin: None,
+    }
+}
+
 pub(crate) fn v(s: &str) -> Version {
     s.parse().expect("test version")
 }

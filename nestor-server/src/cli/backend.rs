@@ -7,17 +7,16 @@
 //! the same [`nestor_core::Error`] (a server's error body decodes into the
 //! error a local call returns), and the printing is shared.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use nestor_client::EngineStatus;
 use nestor_core::{
     AuditPage, AuditQuery, Composition, Deployment, DeploymentFilter, DeploymentRequest,
-    DriftReport, ErrorCode, Event, FieldError, GraphView, ListFilter, Page, PageRequest, Plan,
-    PolicyCheck, PolicySubject, PublishOutcome, PublishedComposition, PublishedVersion,
-    RenderedResource, ResourceDefinition, RunLog, SearchHit, Shared, SyncReport, Team, VersionSpec,
-    VersionSummary,
+    DocumentCheck, DriftReport, ErrorCode, Event, FieldError, GraphView, ListFilter, Page,
+    PageRequest, Plan, PolicyCheck, PolicySubject, PublishOutcome, PublishedComposition,
+    PublishedVersion, RenderResourceRequest, RenderedResource, ResourceDefinition, RunLog,
+    SearchHit, Shared, SyncReport, Team, VersionSpec, VersionSummary,
 };
 use semver::Version;
 use serde_json::Value;
@@ -79,12 +78,10 @@ pub(super) trait Backend: Send + Sync {
         &self,
         composition: Composition,
     ) -> anyhow::Result<Result<(PublishOutcome, Vec<Vec<String>>), Refusal>>;
-    /// Every check of a composition, nothing written: its waves, or why it
-    /// would be refused.
-    async fn check_composition(
-        &self,
-        composition: &Composition,
-    ) -> anyhow::Result<Result<Vec<Vec<String>>, Refusal>>;
+    /// Every check of a composition against the catalog, nothing written:
+    /// the verdict a publish would give (its waves, or its error's code and
+    /// field errors).
+    async fn check_composition(&self, composition: &Composition) -> anyhow::Result<DocumentCheck>;
     /// Syncs a catalog source (`--branch`/`--path` override its settings
     /// where the source is configured by the caller).
     async fn sync(
@@ -125,14 +122,9 @@ pub(super) trait Backend: Send + Sync {
     /// One page of the audit trail, newest first.
     async fn audit(&self, query: &AuditQuery) -> anyhow::Result<AuditPage>;
     /// What one resource renders to, as a resource of `team` in `environment`.
-    async fn render(
-        &self,
-        catalog_ref: &str,
-        engine: Option<String>,
-        config: BTreeMap<String, Value>,
-        team: &str,
-        environment: &str,
-    ) -> anyhow::Result<RenderedResource>;
+    /// What one resource renders to, as a resource of the request's team
+    /// in its environment.
+    async fn render(&self, request: &RenderResourceRequest) -> anyhow::Result<RenderedResource>;
     /// What the policies in force say about a subject; nothing written.
     async fn evaluate_policies(&self, subject: PolicySubject) -> anyhow::Result<PolicyCheck>;
     /// Every team the caller may see.
@@ -172,6 +164,13 @@ pub(super) fn refusal<T>(result: nestor_core::Result<T>) -> anyhow::Result<Resul
         Err(e) if e.code().aborts_batch() => Err(e.into()),
         Err(e) => Ok(Err((&e).into())),
     }
+}
+
+/// Whether `catalog sync`'s argument is a source's name rather than a URL
+/// or a folder: a server syncs only the sources it is configured with, and
+/// embedded an unknown name that is no folder either is refused the same way.
+pub(super) fn is_source_name(source: &str) -> bool {
+    !(source.contains(['/', ':', '\\']) || source.starts_with('.'))
 }
 
 impl Refusal {

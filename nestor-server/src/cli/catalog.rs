@@ -5,12 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Subcommand;
 use nestor_core::{
-    check_bump, classify_changes, minimum_version, parse_file, predecessor, publish_order,
-    CatalogRef, ChangeKind, Document, Error, FieldError, ListFilter, PageRequest, PublishOutcome,
-    PublishedVersion, ResourceDefinition, VersionSpec,
+    compare, parse_file, publish_order, CatalogRef, CheckScope, Document, Error, FieldError,
+    ListFilter, PageRequest, PublishOutcome, PublishedVersion, ResourceDefinition,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -136,7 +134,7 @@ impl FilterArgs {
         for l in &self.labels {
             let (k, v) = l
                 .split_once('=')
-                .with_context(|| format!("--label {l:?}: expected KEY=VALUE"))?;
+                .ok_or_else(|| Error::bad_request(format!("--label {l:?}: expected KEY=VALUE")))?;
             labels.insert(k.to_string(), v.to_string());
         }
         Ok(ListFilter {
@@ -198,7 +196,9 @@ pub(super) fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         } else if path.exists() {
             files.push(path.clone());
         } else {
-            anyhow::bail!("{}: no such file or folder", path.display());
+            return Err(
+                Error::bad_request(format!("{}: no such file or folder", path.display())).into(),
+            );
         }
     }
     files.sort();
@@ -277,121 +277,39 @@ fn read_definitions(files: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<Found
     found
 }
 
-fn problem_at(f: &Found, code: &'static str, e: FieldError) -> Problem {
-    Problem {
-        file: f.file.clone(),
-        line: f.line,
-        code,
-        field: e.field,
-        message: e.message,
-    }
-}
-
-/// Checks across the validated files: one content per name@version, every
-/// history obeys the bump rules, dependencies on names present here resolve.
-fn cross_check(found: &[Found], problems: &mut Vec<Problem>, ctx: &Context<'_>) {
-    let mut by_name: BTreeMap<&str, Vec<&Found>> = BTreeMap::new();
-    for f in found {
-        by_name
-            .entry(f.definition.metadata.name.as_str())
-            .or_default()
-            .push(f);
-    }
-    for versions in by_name.values_mut() {
-        versions.sort_by(|a, b| {
-            a.definition
-                .metadata
-                .version
-                .cmp(&b.definition.metadata.version)
-        });
-        for pair in versions.windows(2) {
-            if pair[0].definition.metadata.version == pair[1].definition.metadata.version
-                && pair[0].definition.content_hash() != pair[1].definition.content_hash()
-            {
-                let e = Error::VersionImmutable {
-                    name: pair[1].definition.metadata.name.clone(),
-                    version: pair[1].definition.metadata.version.to_string(),
-                };
-                problems.push(problem_at(
-                    pair[1],
-                    "VERSION_IMMUTABLE",
-                    FieldError::new("metadata.version", e.to_string()),
-                ));
-            }
-        }
-        for f in versions.iter() {
-            let all = versions.iter().map(|v| &v.definition.metadata.version);
-            let Some(pred) = predecessor(all, &f.definition.metadata.version) else {
-                continue;
-            };
-            let old = versions
-                .iter()
-                .find(|v| v.definition.metadata.version == pred)
-                .expect("predecessor is listed");
-            if let Err(e) = check_bump(&old.definition, &f.definition) {
-                for fe in e.field_errors() {
-                    problems.push(problem_at(f, "BREAKING_CHANGE", fe));
-                }
-            }
-        }
-    }
-    for f in found {
-        for (i, dep) in f.definition.spec.dependencies.iter().enumerate() {
-            let Some(candidates) = by_name.get(dep.name.as_str()) else {
-                ctx.note(format!(
-                    "note: {}:{}: dependency {:?} is not among the validated files; it is checked when published",
-                    f.file, f.line, dep.name
-                ));
-                continue;
-            };
-            let req = match VersionSpec::parse(&dep.version) {
-                Ok(VersionSpec::Exact(v)) => semver::VersionReq::parse(&v.to_string()).ok(),
-                Ok(VersionSpec::Req(r)) => Some(r),
-                _ => None,
-            };
-            if let Some(req) = req {
-                if !candidates
-                    .iter()
-                    .any(|c| req.matches(&c.definition.metadata.version))
-                {
-                    problems.push(problem_at(
-                        f,
-                        "DEPENDENCY_NOT_FOUND",
-                        FieldError::new(
-                            format!("spec.dependencies[{i}].version"),
-                            format!(
-                                "no version of {:?} in these files matches {:?}",
-                                dep.name, dep.version
-                            ),
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-}
-
+/// `nestor catalog validate`: the files' definitions checked together by
+/// the core as a publish of them would be, against nothing else
+/// (`CheckScope::Offline`), with the configured engines.
 async fn validate(paths: &[PathBuf], ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
     let files = expand(paths)?;
     let mut problems = Vec::new();
-    let mut found = read_definitions(&files, &mut problems);
-    cross_check(&found, &mut problems, ctx);
-    // Each loaded engine checks its engine config, as a publish would.
-    let engines = ctx.engines()?;
-    let mut valid = Vec::with_capacity(found.len());
-    for f in found {
-        let errors = nestor_core::check_engine_configs(engines.as_ref(), &f.definition).await?;
-        if errors.is_empty() {
-            valid.push(f);
-        } else {
-            for e in errors {
-                problems.push(problem_at(&f, "VALIDATION_FAILED", e));
-            }
-        }
+    let found = read_definitions(&files, &mut problems);
+    let mut places = Vec::with_capacity(found.len());
+    let mut documents = Vec::with_capacity(found.len());
+    for (i, f) in found.into_iter().enumerate() {
+        places.push((f.file, f.line));
+        documents.push((i, Document::Definition(Box::new(f.definition))));
     }
-    found = valid;
+    let checked = super::lazy::offline(&ctx.config)?
+        .check_documents(documents, CheckScope::Offline)
+        .await?;
+    let mut valid = 0;
+    for check in checked {
+        let (file, line) = &places[check.index];
+        let Some(code) = check.code else {
+            valid += 1;
+            continue;
+        };
+        problems.extend(check.errors.into_iter().map(|e| Problem {
+            file: file.clone(),
+            line: e.line.unwrap_or(*line),
+            code: code.as_str(),
+            field: e.field,
+            message: e.message,
+        }));
+    }
     problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    let summary = json!({"files": files.len(), "definitions": found.len(), "errors": problems});
+    let summary = json!({"files": files.len(), "definitions": valid, "errors": problems});
     emit(ctx.format(), &summary, || {
         problems
             .iter()
@@ -406,9 +324,8 @@ async fn validate(paths: &[PathBuf], ctx: &Context<'_>) -> anyhow::Result<ExitCo
             .collect()
     })?;
     ctx.note(format!(
-        "{} file(s), {} valid definition(s), {} error(s)",
+        "{} file(s), {valid} valid definition(s), {} error(s)",
         files.len(),
-        found.len(),
         problems.len()
     ));
     Ok(if problems.is_empty() {
@@ -435,66 +352,46 @@ fn read_one(path: &Path) -> anyhow::Result<ResourceDefinition> {
     }
     match found.len() {
         1 => Ok(found.remove(0).definition),
-        n => anyhow::bail!(
+        n => Err(Error::bad_request(format!(
             "{}: expected one resource definition, found {n}",
             path.display()
-        ),
+        ))
+        .into()),
     }
 }
 
 fn diff(old: &Path, new: &Path, ctx: &Context<'_>) -> anyhow::Result<ExitCode> {
     let (a, b) = (read_one(old)?, read_one(new)?);
-    let changes = classify_changes(&a, &b);
-    let strongest = changes
-        .iter()
-        .map(|c| c.kind)
-        .max()
-        .unwrap_or(ChangeKind::Cosmetic);
-    let minimum = minimum_version(&a.metadata.version, strongest);
-    let bump = match (strongest, a.metadata.version.major) {
-        (ChangeKind::Breaking, 0) | (ChangeKind::Additive, 1..) => "minor",
-        (ChangeKind::Breaking, _) => "major",
-        _ => "patch",
-    };
-    let ok = check_bump(&a, &b).is_ok();
-    let result = json!({
-        "old_version": a.metadata.version.to_string(), "new_version": b.metadata.version.to_string(),
-        "changes": changes, "required_bump": bump, "minimum_version": minimum.to_string(), "ok": ok,
-    });
-    emit(ctx.format(), &result, || {
+    let comparison = compare(&a, &b);
+    emit(ctx.format(), &comparison, || {
+        let c = &comparison;
         let mut t = Table::new(&["KIND", "FIELD", "CHANGE"]);
-        for c in &changes {
+        for change in &c.changes {
             t.row(vec![
-                kind_word(c.kind).into(),
-                c.field.clone(),
-                c.message.clone(),
+                change.kind.as_str().into(),
+                change.field.clone(),
+                change.message.clone(),
             ]);
         }
-        let verdict = if ok { "ok" } else { "too small" };
+        let verdict = if c.ok { "ok" } else { "too small" };
         format!(
-            "{}required bump: {bump} (at least {minimum}); {} → {}: {verdict}\n",
-            if changes.is_empty() {
+            "{}required bump: {} (at least {}); {} → {}: {verdict}\n",
+            if c.changes.is_empty() {
                 "no changes\n".to_string()
             } else {
                 t.render()
             },
-            a.metadata.version,
-            b.metadata.version
+            c.required_bump.as_str(),
+            c.minimum_version,
+            c.old_version,
+            c.new_version
         )
     })?;
-    Ok(if ok {
+    Ok(if comparison.ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
-}
-
-fn kind_word(kind: ChangeKind) -> &'static str {
-    match kind {
-        ChangeKind::Breaking => "breaking",
-        ChangeKind::Additive => "additive",
-        ChangeKind::Cosmetic => "cosmetic",
-    }
 }
 
 async fn sync(
@@ -595,7 +492,11 @@ async fn list(
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
     if !(1..=PageRequest::MAX_LIMIT).contains(&limit) {
-        anyhow::bail!("--limit must be between 1 and {}", PageRequest::MAX_LIMIT);
+        return Err(Error::bad_request(format!(
+            "--limit must be between 1 and {}",
+            PageRequest::MAX_LIMIT
+        ))
+        .into());
     }
     let store = ctx.backend().await?;
     let page = store

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 use nestor_core::{
-    parse_file, scan_annotations, CatalogRef, Deployment, DeploymentEntry, DeploymentFilter,
+    parse_file, scan_annotations, AnnotationContext, CatalogRef, Deployment, DeploymentFilter,
     DeploymentRequest, DeploymentSet, Document, Error, PublishOutcome,
 };
 use serde_json::json;
@@ -22,7 +22,7 @@ use super::Context;
 pub enum CompositionCommand {
     /// Check composition files against the catalog; prints file:line: field: message.
     ///
-    /// Embedded only for now: the HTTP API has no composition check, so --server is refused.
+    /// With --server, against the server's catalog; nothing is written either way.
     Validate {
         /// Files or folders.
         #[arg(required = true)]
@@ -159,14 +159,14 @@ async fn publish_or_validate(
     } else {
         let backend = ctx.backend().await?;
         for (file, line, c) in found {
-            let subject = c.subject();
-            match backend.check_composition(&c).await? {
-                Ok(waves) => lines.push(
-                    json!({"composition": subject, "file": file, "outcome": "valid", "waves": waves}),
+            let check = backend.check_composition(&c).await?;
+            match check.code {
+                None => lines.push(
+                    json!({"composition": check.name, "file": file, "outcome": "valid", "waves": check.waves}),
                 ),
-                Err(refusal) => {
-                    for fe in &refusal.field_errors {
-                        problems.push(format!("{file}:{line}: [{}] {fe}", refusal.code));
+                Some(code) => {
+                    for fe in &check.errors {
+                        problems.push(format!("{file}:{line}: [{code}] {fe}"));
                     }
                 }
             }
@@ -234,6 +234,11 @@ pub(super) async fn generate(
     ctx: &Context<'_>,
 ) -> anyhow::Result<ExitCode> {
     let team = ctx.team();
+    let context = AnnotationContext {
+        team: &team,
+        environment: env,
+        default_environment: &ctx.config.defaults.environment,
+    };
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     for file in source_files(root)? {
@@ -248,36 +253,15 @@ pub(super) async fn generate(
         match scan_annotations(&text) {
             Err(e) => problems.push(format!("{rel}:{}: {}", e.line.unwrap_or(1), e.message)),
             Ok(found) => {
-                for a in found {
-                    let mut params = a.values.clone();
-                    let name = match params.remove("name") {
-                        Some(v) => v
-                            .as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string()),
-                        None => file
-                            .parent()
-                            .and_then(|p| p.file_name())
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_else(|| a.composition.clone()),
-                    };
-                    let environment = env.map(str::to_string).or_else(|| {
-                        params
-                            .remove("environment")
-                            .and_then(|v| v.as_str().map(str::to_string))
-                    });
-                    params.remove("environment");
-                    entries.push(DeploymentEntry {
-                        team: team.clone(),
-                        environment: environment
-                            .unwrap_or_else(|| ctx.config.defaults.environment.clone()),
-                        name,
-                        composition: a.composition,
-                        composition_version: "*".into(),
-                        params,
-                        source: Some(format!("{rel}:{}", a.line)),
-                    });
-                }
+                let folder = file
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned());
+                entries.extend(
+                    found
+                        .iter()
+                        .map(|a| a.entry(context, folder.as_deref(), &rel)),
+                );
             }
         }
     }
@@ -305,25 +289,17 @@ pub(super) async fn generate(
 
 /// Reads the deployment file into requests (`--env` overrides every environment).
 pub(super) fn requests(file: &Path, env: Option<&str>) -> anyhow::Result<Vec<DeploymentRequest>> {
-    let text = std::fs::read_to_string(file).with_context(|| {
-        format!(
-            "reading {} (run `nestor generate` to create it)",
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::bad_request(format!(
+            "reading {}: {e} (run `nestor generate` to create it)",
             file.display()
-        )
+        ))
     })?;
     let set = DeploymentSet::parse(&text)?;
     Ok(set
         .deployments
         .into_iter()
-        .map(|d| DeploymentRequest {
-            team: d.team,
-            environment: env.map(str::to_string).unwrap_or(d.environment),
-            name: d.name,
-            composition: Some(d.composition),
-            composition_version: Some(d.composition_version),
-            params: d.params,
-            ..Default::default()
-        })
+        .map(|d| d.into_request(env))
         .collect())
 }
 
@@ -405,7 +381,10 @@ pub(super) async fn apply(
     let requests = requests(file, env)?;
     if !yes {
         if !std::io::stdin().is_terminal() {
-            anyhow::bail!("nestor apply changes the GitOps repository: pass --yes to confirm when not on a terminal");
+            return Err(Error::bad_request(
+                "nestor apply changes the GitOps repository: pass --yes to confirm when not on a terminal",
+            )
+            .into());
         }
         plan(file, env, ctx).await?;
         eprint!("apply {} deployment(s)? [y/N] ", requests.len());
@@ -443,6 +422,19 @@ pub(super) async fn apply(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Whether event `e` tells the progress of an apply of `request`: a
+/// deployment event of its team, environment and name. Embedded and remote
+/// applies print the same lines because they print from the same events.
+pub(super) fn is_progress(e: &nestor_core::Event, request: &DeploymentRequest) -> bool {
+    use nestor_core::EventType::*;
+    matches!(
+        e.event_type,
+        DeploymentStarted | DeploymentUpdated | DeploymentCompleted | DeploymentFailed
+    ) && e.data["team"].as_str() == Some(request.team.as_str())
+        && e.data["environment"].as_str() == Some(request.environment.as_str())
+        && e.data["name"].as_str() == Some(request.name.as_str())
 }
 
 /// Prints the resource status changes a deployment event carries, one

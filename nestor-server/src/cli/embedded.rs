@@ -9,16 +9,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nestor_client::EngineStatus;
 use nestor_core::{
-    AuditPage, AuditQuery, Composition, Deployment, DeploymentFilter, DeploymentRequest,
-    DriftReport, ErrorCode, Event, EventType, GraphView, ListFilter, Nestor, Page, PageRequest,
-    Plan, PolicyCheck, PolicySubject, PublishOutcome, PublishedComposition, PublishedVersion,
-    RenderedResource, ResourceDefinition, RunLog, SearchHit, Shared, SourceConfig, SyncReport,
-    Team, VersionSpec, VersionSummary,
+    AuditPage, AuditQuery, CheckScope, Composition, Deployment, DeploymentFilter,
+    DeploymentRequest, Document, DocumentCheck, DriftReport, Error, ErrorCode, Event, GraphView,
+    ListFilter, Nestor, Page, PageRequest, Plan, PolicyCheck, PolicySubject, PublishOutcome,
+    PublishedComposition, PublishedVersion, RenderResourceRequest, RenderedResource,
+    ResourceDefinition, RunLog, SearchHit, Shared, SourceConfig, SyncReport, Team, VersionSpec,
+    VersionSummary,
 };
 use semver::Version;
-use serde_json::Value;
 
-use super::backend::{refusal, Backend, Refusal};
+use super::backend::{is_source_name, refusal, Backend, Refusal};
 use super::lazy::LazyNestor;
 use crate::config::Config;
 
@@ -149,11 +149,13 @@ impl Backend for Embedded {
         )
     }
 
-    async fn check_composition(
-        &self,
-        composition: &Composition,
-    ) -> anyhow::Result<Result<Vec<Vec<String>>, Refusal>> {
-        refusal(self.nestor().await?.check_composition(composition).await)
+    async fn check_composition(&self, composition: &Composition) -> anyhow::Result<DocumentCheck> {
+        let document = Document::Composition(Box::new(composition.clone()));
+        let nestor = self.nestor().await?;
+        let mut checked = nestor
+            .check_documents(vec![(0, document)], CheckScope::Catalog)
+            .await?;
+        Ok(checked.remove(0))
     }
 
     async fn sync(
@@ -170,6 +172,21 @@ impl Backend for Embedded {
             .find(|s| s.name == source)
         {
             Some(s) => s.clone(),
+            None if is_source_name(source) && !std::path::Path::new(source).exists() => {
+                // A name, not a folder here: unknown, as a server says.
+                let known: Vec<&str> = self
+                    .config
+                    .catalog
+                    .sources
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                return Err(Error::bad_request(format!(
+                    "no source named {source:?} (known: {})",
+                    known.join(", ")
+                ))
+                .into());
+            }
             None => SourceConfig::new(super::catalog::source_name(source), source),
         };
         if let Some(b) = branch {
@@ -193,9 +210,15 @@ impl Backend for Embedded {
         quiet: bool,
     ) -> anyhow::Result<Deployment> {
         let nestor = self.nestor().await?;
-        let progress = follow(nestor.clone(), quiet);
+        if quiet {
+            return Ok(nestor.apply(request, None).await?);
+        }
+        let after = nestor.store().last_sequence().await?;
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let progress = follow(nestor.clone(), request.clone(), after, finished);
         let outcome = nestor.apply(request, None).await;
-        progress.abort();
+        let _ = done.send(());
+        let _ = progress.await;
         Ok(outcome?)
     }
 
@@ -240,18 +263,8 @@ impl Backend for Embedded {
         Ok(self.nestor().await?.audit(query).await?)
     }
 
-    async fn render(
-        &self,
-        catalog_ref: &str,
-        engine: Option<String>,
-        config: BTreeMap<String, Value>,
-        team: &str,
-        environment: &str,
-    ) -> anyhow::Result<RenderedResource> {
-        let nestor = self.nestor().await?;
-        Ok(nestor
-            .render(catalog_ref, engine, config, team, environment)
-            .await?)
+    async fn render(&self, request: &RenderResourceRequest) -> anyhow::Result<RenderedResource> {
+        Ok(self.nestor().await?.render(request).await?)
     }
 
     async fn evaluate_policies(&self, subject: PolicySubject) -> anyhow::Result<PolicyCheck> {
@@ -268,29 +281,37 @@ impl Backend for Embedded {
 }
 
 /// Prints each resource's status changes from the event log while an
-/// apply runs: one line per change (the log is the same stream SSE serves).
-fn follow(nestor: Nestor, quiet: bool) -> tokio::task::JoinHandle<()> {
+/// apply of `request` runs, from event `after` on: one line per change,
+/// from the events a remote apply follows too (the log is the stream SSE
+/// serves). Once `finished` fires it prints what is left and ends, so
+/// every change is printed whatever the timing.
+fn follow(
+    nestor: Nestor,
+    request: DeploymentRequest,
+    mut after: u64,
+    mut finished: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if quiet {
-            return;
-        }
-        let Ok(mut after) = nestor.store().last_sequence().await else {
-            return;
-        };
         let mut seen = BTreeMap::new();
         loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let Ok(events) = nestor.events_after(after, 100).await else {
-                return;
-            };
-            for e in events {
-                after = e.id;
-                if matches!(
-                    e.event_type,
-                    EventType::DeploymentUpdated | EventType::DeploymentStarted
-                ) {
+            let over = tokio::time::timeout(Duration::from_millis(100), &mut finished)
+                .await
+                .is_ok();
+            loop {
+                let Ok(events) = nestor.events_after(after, 100).await else {
+                    return;
+                };
+                let Some(last) = events.last() else { break };
+                after = last.id;
+                for e in events
+                    .iter()
+                    .filter(|e| super::deploy::is_progress(e, &request))
+                {
                     super::deploy::print_progress(&e.data, &mut seen);
                 }
+            }
+            if over {
+                return;
             }
         }
     })

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use nestor_core::Error;
+use nestor_core::{Error, RenderResourceRequest};
 
 use super::output::{emit, Table};
 use super::Context;
@@ -102,12 +102,14 @@ pub(super) async fn render(
 ) -> anyhow::Result<ExitCode> {
     let config = nestor_core::parse_assignments(sets.iter().map(String::as_str))
         .map_err(|e| Error::invalid("--set", e))?;
-    let environment = &ctx.config.defaults.environment;
-    let result = ctx
-        .backend()
-        .await?
-        .render(reference, engine, config, &ctx.team(), environment)
-        .await?;
+    let request = RenderResourceRequest {
+        catalog_ref: reference.to_string(),
+        engine,
+        config,
+        team: ctx.team(),
+        environment: ctx.config.defaults.environment.clone(),
+    };
+    let result = ctx.backend().await?.render(&request).await?;
     emit(ctx.format(), &result, || {
         let mut text = String::new();
         for a in &result.artifacts {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{Context, Format};
-use crate::server::Selector;
+use nestor_core::EventSelector as Selector;
 
 /// The `events` flags.
 #[derive(Debug, Clone, clap::Args)]

@@ -74,6 +74,23 @@ impl LazyNestor {
     }
 }
 
+/// A `Nestor` that judges documents by themselves (`nestor catalog
+/// validate` on files): the configured engines over an empty memory
+/// store, which an offline check does not read, and a GitOps executor that
+/// is never opened (nothing is applied).
+pub(super) fn offline(config: &Config) -> anyhow::Result<Nestor> {
+    let executor = Arc::new(LazyGitOps {
+        config: gitops_config(config),
+        executor: OnceCell::new(),
+    });
+    Ok(Nestor::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .engines(engines(config)?)
+        .executor(executor)
+        .audit(Arc::new(nestor_core::NoAudit))
+        .build()?)
+}
+
 /// The GitOps executor, opened on its first use.
 struct LazyGitOps {
     config: GitOpsConfig,

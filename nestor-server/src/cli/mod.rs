@@ -208,7 +208,8 @@ enum Command {
     },
     /// Print the artifacts one resource would produce.
     ///
-    /// Embedded only for now: the HTTP API has no render route, so --server is refused.
+    /// Renders as the team (--team) in `defaults.environment`; with --server
+    /// the server's engines render it.
     Render {
         /// NAME or NAME:VERSION.
         reference: String,
@@ -356,7 +357,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Graph { format, env } => match format.as_str() {
             "dot" => deploy::graph(env.as_deref(), true, &ctx).await,
             "json" => deploy::graph(env.as_deref(), false, &ctx).await,
-            other => anyhow::bail!("--format {other:?}: use json or dot"),
+            other => Err(nestor_core::Error::bad_request(format!(
+                "--format {other:?}: use json or dot"
+            ))
+            .into()),
         },
         Command::Audit(args) => audit::audit(args, &ctx).await,
         Command::Engines { command } => engines::engines(command, &ctx).await,
@@ -431,7 +435,7 @@ impl Context<'_> {
     }
 
     /// The bundled engines plus `engines.plugins_dir`, with the configured
-    /// limits (for `serve` and the offline checks of local files).
+    /// limits (for `serve`).
     fn engines(&self) -> anyhow::Result<Arc<EngineRegistry>> {
         lazy::engines(&self.config)
     }

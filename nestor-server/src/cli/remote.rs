@@ -10,15 +10,14 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use nestor_client::{EngineStatus, EventQuery};
 use nestor_core::{
     AuditPage, AuditQuery, Composition, Deployment, DeploymentFilter, DeploymentRequest,
-    DriftReport, Error, ErrorCode, Event, EventType, GraphView, ListFilter, Page, PageRequest,
-    Plan, PolicyCheck, PolicySubject, PublishOutcome, PublishedComposition, PublishedVersion,
-    RenderedResource, ResourceDefinition, RunLog, SearchHit, Shared, SyncReport, Team, VersionSpec,
-    VersionSummary,
+    DocumentCheck, DriftReport, Error, ErrorCode, Event, EventType, GraphView, ListFilter, Page,
+    PageRequest, Plan, PolicyCheck, PolicySubject, PublishOutcome, PublishedComposition,
+    PublishedVersion, RenderResourceRequest, RenderedResource, ResourceDefinition, RunLog,
+    SearchHit, Shared, SyncReport, Team, VersionSpec, VersionSummary,
 };
 use semver::Version;
-use serde_json::Value;
 
-use super::backend::{refusal, Backend, Refusal};
+use super::backend::{is_source_name, refusal, Backend, Refusal};
 
 /// Over HTTP, against `nestor serve`.
 pub(super) struct Remote {
@@ -128,7 +127,10 @@ impl Backend for Remote {
 
     async fn compositions(&self, team: Option<&str>) -> anyhow::Result<Vec<PublishedComposition>> {
         let Some(team) = team else {
-            anyhow::bail!("--all works only on the local store: the server lists one team's compositions at a time (--team)");
+            return Err(Error::bad_request(
+                "--all works only on the local store: the server lists one team's compositions at a time (--team)",
+            )
+            .into());
         };
         Ok(self.client.compositions(team).await?)
     }
@@ -154,11 +156,19 @@ impl Backend for Remote {
         )
     }
 
-    async fn check_composition(
-        &self,
-        _composition: &Composition,
-    ) -> anyhow::Result<Result<Vec<Vec<String>>, Refusal>> {
-        Err(local_only("composition validate"))
+    async fn check_composition(&self, composition: &Composition) -> anyhow::Result<DocumentCheck> {
+        // The server's one check of documents, as `POST /api/v1/validate`
+        // answers it for any document.
+        let body = serde_json::to_value(composition)?;
+        let mut report = self.client.validate_json(&body).await?;
+        if report.documents.len() != 1 {
+            return Err(Error::internal(format!(
+                "the server answered {} verdicts for one composition",
+                report.documents.len()
+            ))
+            .into());
+        }
+        Ok(report.documents.remove(0))
     }
 
     async fn sync(
@@ -170,7 +180,7 @@ impl Backend for Remote {
         if branch.is_some() || path.is_some() {
             return Err(Error::bad_request("--branch and --path apply to local syncs only: with --server the source's configuration on the server decides").into());
         }
-        if source.contains(['/', ':', '\\']) || source.starts_with('.') {
+        if !is_source_name(source) {
             return Err(Error::bad_request(format!("{source:?} is not a source name: with --server only sources configured on the server (catalog.sources in its nestor.yaml) can be synced; configure it there, or sync without --server")).into());
         }
         Ok(self.client.sync(source).await?)
@@ -193,7 +203,7 @@ impl Backend for Remote {
         if !wait {
             return Ok(started);
         }
-        self.wait_for(&started.id, after, quiet).await
+        self.wait_for(request, &started.id, after, quiet).await
     }
 
     async fn rollback(&self, id: &str, to: Option<u64>) -> anyhow::Result<Deployment> {
@@ -236,15 +246,8 @@ impl Backend for Remote {
         Ok(self.client.audit(query).await?)
     }
 
-    async fn render(
-        &self,
-        _catalog_ref: &str,
-        _engine: Option<String>,
-        _config: BTreeMap<String, Value>,
-        _team: &str,
-        _environment: &str,
-    ) -> anyhow::Result<RenderedResource> {
-        Err(local_only("render"))
+    async fn render(&self, request: &RenderResourceRequest) -> anyhow::Result<RenderedResource> {
+        Ok(self.client.render(request).await?)
     }
 
     async fn evaluate_policies(&self, subject: PolicySubject) -> anyhow::Result<PolicyCheck> {
@@ -281,7 +284,13 @@ impl Remote {
     /// Follows deployment `id` on the server from event `after` until it
     /// is over (bounded by [`WAIT_LIMIT`]), printing resource status
     /// changes like an embedded apply, and answers it as finally recorded.
-    async fn wait_for(&self, id: &str, mut after: u64, quiet: bool) -> anyhow::Result<Deployment> {
+    async fn wait_for(
+        &self,
+        request: &DeploymentRequest,
+        id: &str,
+        mut after: u64,
+        quiet: bool,
+    ) -> anyhow::Result<Deployment> {
         let deadline = tokio::time::Instant::now() + WAIT_LIMIT;
         let mut seen = BTreeMap::new();
         loop {
@@ -302,12 +311,11 @@ impl Remote {
                     continue;
                 }
                 about_it = true;
-                match e.event_type {
-                    EventType::DeploymentStarted | EventType::DeploymentUpdated => {}
-                    EventType::DeploymentCompleted | EventType::DeploymentFailed => over = true,
-                    _ => continue,
-                }
-                if !quiet {
+                over |= matches!(
+                    e.event_type,
+                    EventType::DeploymentCompleted | EventType::DeploymentFailed
+                );
+                if !quiet && super::deploy::is_progress(e, request) {
                     super::deploy::print_progress(&e.data, &mut seen);
                 }
             }

@@ -63,23 +63,6 @@ fn close_objects(value: &mut Value) {
     }
 }
 
-/// `snake_case` → `camelCase`.
-fn camel(key: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in key.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Every `snake_case` property gains its camelCase spelling; a required one
 /// is satisfied by either.
 fn add_camel_case(value: &mut Value) {
@@ -89,7 +72,7 @@ fn add_camel_case(value: &mut Value) {
                 let aliases: Vec<(String, Value)> = props
                     .iter()
                     .filter(|(k, _)| k.contains('_'))
-                    .map(|(k, v)| (camel(k), v.clone()))
+                    .map(|(k, v)| (nestor_core::camel_case(k), v.clone()))
                     .collect();
                 for (k, v) in aliases {
                     props.entry(k).or_insert(v);
@@ -110,7 +93,7 @@ fn add_camel_case(value: &mut Value) {
                     map.insert("required".into(), json!(plain));
                     let all_of: Vec<Value> = snake
                         .iter()
-                        .map(|k| json!({"anyOf": [{"required": [k]}, {"required": [camel(k)]}]}))
+                        .map(|k| json!({"anyOf": [{"required": [k]}, {"required": [nestor_core::camel_case(k)]}]}))
                         .collect();
                     push_all_of(map, all_of);
                 }
@@ -248,13 +231,6 @@ fn edge_as_string_or_object(root: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn camel_case_spelling() {
-        assert_eq!(camel("resource_type"), "resourceType");
-        assert_eq!(camel("name"), "name");
-        assert_eq!(camel("min_length"), "minLength");
-    }
 
     #[test]
     fn a_definition_schema_closes_objects_and_names_the_aliases() {

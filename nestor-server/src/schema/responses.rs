@@ -32,6 +32,7 @@ struct Bodies {
     team: Team,
     quota_usage: QuotaUsage,
     policy_check: PolicyCheck,
+    rendered_resource: RenderedResource,
 }
 
 /// `{"$defs": {...}}`: every body type's schema by its type's name.

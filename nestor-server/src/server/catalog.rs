@@ -337,8 +337,7 @@ async fn set_yanked(
     caller.write_catalog()?;
     query.allow(&[])?;
     check_name("resource", name)?;
-    let v = semver::Version::parse(version.trim_start_matches('v'))
-        .map_err(|e| Error::bad_request(format!("version {version:?}: {e}")))?;
+    let v = nestor_core::parse_version(version).map_err(Error::bad_request)?;
     let outcome = acting
         .nestor
         .yank(name, &v, yanked, &caller.actor())

@@ -2,13 +2,13 @@
 //! roll back, promote, the dependency graph, and a deployment's Terraform
 //! run logs and drift check.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use nestor_core::{Deployment, DeploymentFilter, DeploymentRequest, DeploymentStatus, Error};
+use nestor_core::{
+    Deployment, DeploymentFilter, DeploymentRequest, DeploymentStatus, Error, TeamDeploy,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -17,27 +17,6 @@ use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{check_name, decode_value, off_thread, Query, Unread};
 use super::AppState;
-
-/// `POST /teams/{team}/deploy`: a composition with parameters.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TeamDeploy {
-    composition: String,
-    #[serde(default)]
-    composition_version: Option<String>,
-    #[serde(default)]
-    params: BTreeMap<String, Value>,
-    /// Default: `defaults.environment`.
-    #[serde(default)]
-    environment: Option<String>,
-    /// Default: the composition's name.
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    dry_run: bool,
-}
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     match headers.get("idempotency-key") {
@@ -100,19 +79,7 @@ pub(super) async fn team_deploy(
     let key = idempotency_key(&headers)?;
     let payload = body.read(&state).await?;
     let body: TeamDeploy = off_thread(&state, move |_| payload.decode()).await?;
-    let request = DeploymentRequest {
-        team,
-        environment: body
-            .environment
-            .unwrap_or_else(|| state.config().defaults.environment.clone()),
-        name: body.name.unwrap_or_else(|| body.composition.clone()),
-        composition: Some(body.composition),
-        composition_version: body.composition_version,
-        params: body.params,
-        labels: body.labels,
-        dry_run: body.dry_run,
-        ..DeploymentRequest::default()
-    };
+    let request = body.into_request(&team, &state.config().defaults.environment);
     start(&state, &acting, request, key).await
 }
 

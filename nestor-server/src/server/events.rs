@@ -21,7 +21,7 @@
 //! feeds the channel, events written by another replica sharing the store
 //! arrive the same way.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,8 +32,8 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
-use nestor_core::{Error, Event, EventType, Store};
-use serde_json::{json, Value};
+use nestor_core::{Error, Event, EventSelector as Selector, EventType, Store};
+use serde_json::json;
 use tokio::sync::{broadcast, watch, Notify};
 
 use super::auth::Caller;
@@ -193,127 +193,17 @@ impl EventHub {
     }
 }
 
-/// Which events a client wants.
-#[derive(Debug, Default)]
-pub struct Selector {
-    /// key → accepted values (values of one key are alternatives; keys all must match).
-    filters: BTreeMap<String, Vec<String>>,
-    /// Type patterns (`resource.*`, `deployment.completed`); empty = all.
-    types: Vec<String>,
-}
-
-const FILTER_KEYS: [&str; 8] = [
-    "provider",
-    "category",
-    "resource_type",
-    "name",
-    "team",
-    "environment",
-    "source",
-    "subject",
-];
-
-impl Selector {
-    fn parse(query: &Query) -> ApiResult<Selector> {
-        let filters: Vec<&str> = query.all("filter").collect();
-        let types: Vec<&str> = query.all("types").collect();
-        Selector::from_parts(&filters, &types).map_err(|m| Error::bad_request(m).into())
-    }
-
-    /// From `KEY:VALUE` filters and comma-separated type patterns (the
-    /// query of `GET /events`, and `nestor events` on a local store).
-    pub fn from_parts(filters: &[&str], types: &[&str]) -> Result<Selector, String> {
-        let mut s = Selector::default();
-        for f in filters {
-            let (k, v) = f
-                .split_once(':')
-                .ok_or_else(|| format!("filter {f:?}: expected KEY:VALUE"))?;
-            if !FILTER_KEYS.contains(&k) {
-                return Err(format!(
-                    "filter key {k:?} is unknown (known: {})",
-                    FILTER_KEYS.join(", ")
-                ));
-            }
-            s.filters
-                .entry(k.to_string())
-                .or_default()
-                .push(v.to_string());
-        }
-        for t in types
-            .iter()
-            .flat_map(|t| t.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            let known = match t.strip_suffix('*') {
-                Some(prefix) => EventType::ALL
-                    .iter()
-                    .any(|e| e.as_str().starts_with(prefix)),
-                None => EventType::parse(t).is_some(),
-            };
-            if !known {
-                return Err(format!("types: {t:?} matches no event type"));
-            }
-            s.types.push(t.to_string());
-        }
-        Ok(s)
-    }
-
-    /// Whether an event passes the type patterns and every filter key.
-    pub fn matches(&self, e: &Event) -> bool {
-        let ty = e.event_type.as_str();
-        let type_ok = self.types.is_empty()
-            || self.types.iter().any(|p| {
-                p.strip_suffix('*')
-                    .map_or(p == ty, |prefix| ty.starts_with(prefix))
-            });
-        type_ok
-            && self
-                .filters
-                .iter()
-                .all(|(k, values)| field(e, k).is_some_and(|v| values.contains(&v)))
-    }
-}
-
-/// The team an event belongs to, for deployment and composition events.
-fn team_of(e: &Event) -> Option<String> {
-    let d = &e.data;
-    d.get("team")
-        .or_else(|| d.pointer("/composition/metadata/team"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-}
-
-/// A filterable field of an event.
-fn field(e: &Event, key: &str) -> Option<String> {
-    let d = &e.data;
-    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
-    match key {
-        "source" => Some(e.source.clone()),
-        "subject" => Some(e.subject.clone()),
-        "team" => team_of(e),
-        "environment" => s(d.get("environment")),
-        "name" => s(d
-            .pointer("/definition/metadata/name")
-            .or_else(|| d.pointer("/composition/metadata/name"))
-            .or_else(|| d.get("name"))),
-        other => s(d.pointer(&format!("/definition/metadata/{other}"))),
-    }
+/// The `filter` and `types` query keys as the core's selector.
+fn selector(query: &Query) -> ApiResult<Selector> {
+    let filters: Vec<&str> = query.all("filter").collect();
+    let types: Vec<&str> = query.all("types").collect();
+    Selector::from_parts(&filters, &types).map_err(|m| Error::bad_request(m).into())
 }
 
 /// Team-scoped events (deployments, compositions) only reach callers who
 /// may see that team; catalog and sync events reach every reader.
 fn visible_to(caller: &Caller, e: &Event) -> bool {
-    match e.event_type {
-        EventType::CompositionCreated
-        | EventType::CompositionUpdated
-        | EventType::DeploymentStarted
-        | EventType::DeploymentUpdated
-        | EventType::DeploymentCompleted
-        | EventType::DeploymentFailed
-        | EventType::DeploymentDrifted => team_of(e).is_some_and(|t| caller.sees_team(&t)),
-        _ => true,
-    }
+    !e.event_type.is_team_scoped() || e.team().is_some_and(|t| caller.sees_team(t))
 }
 
 /// A `sync.completed` event as `caller` may read it: other teams'
@@ -482,7 +372,7 @@ pub(super) async fn stream(
 ) -> ApiResult<Response> {
     caller.read_catalog(&state)?;
     query.allow(&["filter", "types", "since"])?;
-    let selector = Selector::parse(&query)?;
+    let selector = selector(&query)?;
     let resume = match headers
         .get("last-event-id")
         .map(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()))

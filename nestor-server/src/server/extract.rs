@@ -284,16 +284,8 @@ pub fn decode_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
 }
 
 /// Checks a path segment that names something (a resource, team,
-/// composition): the DNS-1123 label rule, so `..`, `/` and control
-/// characters never reach a store or a file path.
+/// composition) before anything else runs: the core's rule
+/// ([`nestor_core::check_name`]), which the operations apply too.
 pub fn check_name(kind: &str, value: &str) -> Result<(), ApiError> {
-    if nestor_core::is_valid_name(value) {
-        Ok(())
-    } else {
-        Err(Error::bad_request(format!(
-            "{} is not a valid {kind} name (lowercase letters, digits and '-')",
-            nestor_core::excerpt(value)
-        ))
-        .into())
-    }
+    Ok(nestor_core::check_name(kind, value)?)
 }

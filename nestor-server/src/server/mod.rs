@@ -11,7 +11,7 @@
 //! - `auth`: bearer tokens (SHA-256 in the config) and the role checks.
 //! - `ratelimit`: per-caller token buckets by route class (429 + `Retry-After`).
 //! - `cors`: cross-origin access for browser apps (`server.cors`).
-//! - `catalog`, `compositions`, `deployments`: the routes, thin.
+//! - `catalog`, `compositions`, `deployments`, `render`: the routes, thin.
 //! - `audit`: who a request's writes are recorded as, the audit route
 //!   and its retention.
 //! - `events`: the event-log tail and the SSE stream (docs/src/reference/events.md).
@@ -47,6 +47,7 @@ mod front;
 mod metrics;
 mod openapi;
 mod ratelimit;
+mod render;
 mod routes;
 mod runs;
 mod sync;
@@ -70,7 +71,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 pub use auth::{hash_token, new_token};
 pub use error::ApiError;
-pub use events::{EventHub, Selector};
+pub use events::EventHub;
 pub use metrics::Metrics;
 pub use sync::{hmac_sha256_hex, SyncManager};
 
@@ -311,6 +312,7 @@ fn api_routes(state: Option<AppState>) -> routes::Routes {
         .get("/api/v1/deployments/{id}/logs", deployments::logs)
         .post("/api/v1/deployments/{id}/drift", deployments::drift)
         .post("/api/v1/plan", deployments::plan)
+        .post("/api/v1/render", render::render)
         .get("/api/v1/engines", engines)
         .get("/api/v1/graph", deployments::graph)
         .get("/api/v1/audit", audit::list)

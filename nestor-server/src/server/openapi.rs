@@ -30,7 +30,7 @@ use utoipa::{Modify, OpenApi};
         super::sync::trigger, super::sync::webhook, super::events::stream,
         super::compositions::list, super::compositions::latest, super::compositions::get_version, super::compositions::publish,
         super::deployments::team_deploy, super::deployments::create, super::deployments::list, super::deployments::get,
-        super::deployments::delete, super::deployments::rollback, super::deployments::logs, super::deployments::drift, super::deployments::promote, super::deployments::plan,
+        super::deployments::delete, super::deployments::rollback, super::deployments::logs, super::deployments::drift, super::deployments::promote, super::deployments::plan, super::render::render,
         super::deployments::graph, super::audit::list, super::engines, super::health, super::ready, super::metrics::render, document,
         super::teams::list, super::teams::get, super::teams::quotas, super::teams::validate,
     ),

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod bad_requests;
+mod both_ways;
 mod catalog;
 mod deploy;
 mod events;

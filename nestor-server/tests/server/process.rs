@@ -259,13 +259,22 @@ async fn the_cli_against_a_server_prints_what_it_prints_embedded() {
     )
     .await;
     assert!(refused.2.starts_with("error[FORBIDDEN]"), "{}", refused.2);
-    // Commands not yet remote say so instead of using the local store.
+    // A command the server refuses for this token says why, with a code.
     let render = nestor(
         local.path(),
-        &["--server", &s.url, "render", "aws-rds-mysql"],
+        &[
+            "--server",
+            &s.url,
+            "--token",
+            "beta",
+            "--team",
+            "alpha",
+            "render",
+            "aws-s3-bucket",
+        ],
     )
     .await;
     assert_eq!(render.0, 1);
-    assert!(render.2.contains("only on the local store"), "{}", render.2);
+    assert!(render.2.starts_with("error[FORBIDDEN]"), "{}", render.2);
     s.stop().await;
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::root;
 
 /// A `nestor serve --dev` subprocess, killed when dropped.
-struct Served {
+pub(super) struct Served {
     child: Child,
     url: String,
     token: String,
@@ -26,7 +26,7 @@ impl Drop for Served {
 impl Served {
     /// Starts `nestor serve --dev` in a fresh folder with `extra` flags and
     /// waits (bounded) for its address and token.
-    fn start(extra: &[&str]) -> Served {
+    pub(super) fn start(extra: &[&str]) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--dev"];
         args.extend_from_slice(extra);
@@ -73,7 +73,7 @@ impl Served {
     }
 
     /// `--server URL --token TOKEN` followed by `args`.
-    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+    pub(super) fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
         let mut out = vec![
             "--server",
             self.url.as_str(),
@@ -86,7 +86,7 @@ impl Served {
 }
 
 /// Runs the nestor binary in `dir`, bounded by a timeout.
-async fn nestor(dir: &Path, args: &[&str]) -> (i32, String, String) {
+pub(super) async fn nestor(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let dir = dir.to_path_buf();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let run = tokio::task::spawn_blocking(move || {
@@ -298,7 +298,11 @@ async fn compositions_against_nestor_serve() {
     )
     .await;
     assert_eq!(all.0, 1);
-    assert!(all.2.contains("only on the local store"), "{}", all.2);
+    assert!(
+        all.2.starts_with("error[BAD_REQUEST]") && all.2.contains("only on the local store"),
+        "{}",
+        all.2
+    );
 }
 
 /// A deployment's output with what differs between two stores (ids,

@@ -144,6 +144,7 @@ fn body(method: &str, path: &str, status: u16) -> Option<(&'static str, Value)> 
             json(json!({"oneOf": [r("DriftReport"), {"type": "null"}]}))
         }
         ("post", "/api/v1/plan", 200) => json(r("Plan")),
+        ("post", "/api/v1/render", 200) => json(r("RenderedResource")),
         ("get", "/api/v1/graph", 200) => json(r("GraphView")),
         ("get", "/api/v1/engines", 200) => json(list_of("EngineStatus")),
         ("get", "/api/v1/audit", 200) => json(r("AuditPage")),

@@ -77,6 +77,7 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ),
     ("post", "/api/v1/deployments/promote", "promoteDeployment"),
     ("post", "/api/v1/plan", "planDeployment"),
+    ("post", "/api/v1/render", "renderResource"),
     ("get", "/api/v1/engines", "listEngines"),
     ("get", "/api/v1/audit", "listAuditRecords"),
     ("get", "/api/v1/graph", "getGraph"),
@@ -116,6 +117,7 @@ fn renders(method: &str, path: &str) -> bool {
         (method, path),
         ("post", "/api/v1/deployments")
             | ("post", "/api/v1/plan")
+            | ("post", "/api/v1/render")
             | ("post", "/api/v1/teams/{team}/deploy")
             | ("post", "/api/v1/deployments/promote")
             | ("post", "/api/v1/deployments/{id}/rollback")
@@ -138,6 +140,7 @@ pub(super) fn complete(doc: &mut Value) {
         .unwrap_or_default();
     let mut components = Value::Object(components);
     components["schemas"]["Error"] = error_schema();
+    components["schemas"]["RenderResourceRequest"] = render_request_schema();
     for (name, kind) in [
         ("ResourceDefinition", SchemaKind::Definition),
         ("Composition", SchemaKind::Composition),
@@ -311,6 +314,7 @@ fn type_request_body(method: &str, path: &str, op: &mut Value) {
         ("post", "/api/v1/deployments") | ("post", "/api/v1/plan") => {
             json!({"$ref": "#/components/schemas/DeploymentRequest"})
         }
+        ("post", "/api/v1/render") => json!({"$ref": "#/components/schemas/RenderResourceRequest"}),
         _ => op["requestBody"]["content"]["application/json"]["schema"].clone(),
     };
     let yaml = matches!(
@@ -328,6 +332,26 @@ fn type_request_body(method: &str, path: &str, op: &mut Value) {
     }
     op["requestBody"]["content"] = content;
     op["requestBody"]["required"] = json!(true);
+}
+
+/// `POST /api/v1/render`'s body, `nestor_core::RenderResourceRequest` (a test
+/// below decodes the example with the type and compares the property
+/// names with the type's fields, so the two cannot drift apart unnoticed).
+fn render_request_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "One catalog resource to render on its own, as a resource of a deployment of `team` in `environment`.",
+        "required": ["catalog_ref", "team", "environment"],
+        "additionalProperties": false,
+        "properties": {
+            "catalog_ref": {"type": "string", "description": "NAME, NAME:VERSION or NAME:REQUIREMENT."},
+            "engine": {"type": "string", "description": "Default: the definition's first supported engine that is loaded."},
+            "config": {"type": "object", "description": "The resource's inputs."},
+            "team": {"type": "string"},
+            "environment": {"type": "string"}
+        },
+        "example": {"catalog_ref": "aws-rds-mysql:^2", "config": {"size": "small"}, "team": "alpha", "environment": "dev"}
+    })
 }
 
 /// The one error body, its codes from `ErrorCode::ALL`.
@@ -393,5 +417,36 @@ pub(super) fn rewrite_refs(value: &mut Value, prefix: &str) {
         }
         Value::Array(items) => items.iter_mut().for_each(|v| rewrite_refs(v, prefix)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_render_body_schema_is_the_core_type() {
+        let schema = render_request_schema();
+        let example: nestor_core::RenderResourceRequest =
+            serde_json::from_value(schema["example"].clone()).expect("the example decodes");
+        let full = nestor_core::RenderResourceRequest {
+            engine: Some("terraform".into()),
+            ..example
+        };
+        let written = serde_json::to_value(&full).unwrap();
+        let fields: Vec<&String> = written.as_object().unwrap().keys().collect();
+        let properties: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(fields, properties);
+        for required in schema["required"].as_array().unwrap() {
+            let mut without = written.clone();
+            without
+                .as_object_mut()
+                .unwrap()
+                .remove(required.as_str().unwrap());
+            assert!(
+                serde_json::from_value::<nestor_core::RenderResourceRequest>(without).is_err(),
+                "{required} is required by the type too"
+            );
+        }
     }
 }
