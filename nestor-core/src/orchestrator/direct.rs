@@ -239,7 +239,11 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// The tool's own plan of every direct resource `rendered` holds.
+    /// The tool's own plan of every direct resource `rendered` holds, all
+    /// asked at once: each plans in its own scratch folder, and the
+    /// executor bounds how many run together (one by one, 50 Terraform
+    /// plans took 1.5× as long as the same commands at the executor's
+    /// parallelism; benches/terraform).
     pub(super) async fn tool_plans(
         &self,
         d: &Deployment,
@@ -248,28 +252,26 @@ impl Orchestrator {
         let Some(direct) = self.direct.clone() else {
             return BTreeMap::new();
         };
-        let mut plans = BTreeMap::new();
-        for r in &d.resources {
-            if self.direct_for(&d.environment, &r.engine).is_none() {
-                continue;
-            }
-            let Some(out) = rendered.outputs.get(&r.name) else {
-                continue;
-            };
-            let target = run_target(d, &r.name);
-            let plan = match direct
-                .plan(&target, &out.artifacts, &rendered.secrets)
-                .await
-            {
-                Ok(plan) => plan,
-                Err(e) => crate::executor::ToolPlan {
-                    error: Some(error_text(&e)),
-                    ..Default::default()
-                },
-            };
-            plans.insert(r.name.clone(), plan);
-        }
-        plans
+        let jobs = d
+            .resources
+            .iter()
+            .filter(|r| self.direct_for(&d.environment, &r.engine).is_some())
+            .filter_map(|r| Some((r, rendered.outputs.get(&r.name)?)))
+            .map(|(r, out)| {
+                let target = run_target(d, &r.name);
+                let direct = direct.clone();
+                async move {
+                    let plan = direct
+                        .plan(&target, &out.artifacts, &rendered.secrets)
+                        .await
+                        .unwrap_or_else(|e| crate::executor::ToolPlan {
+                            error: Some(error_text(&e)),
+                            ..Default::default()
+                        });
+                    (r.name.clone(), plan)
+                }
+            });
+        join_all(jobs).await.into_iter().collect()
     }
 
     /// A restore's direct part: applies the restored configuration of its

@@ -74,13 +74,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use nestor_core::{PublishedVersion, Result, Shared};
 use rusqlite::Connection;
 use semver::Version;
 
-use super::{lock, Context};
+use super::{lock, read, write, Context};
 
 /// At most this many changed names are dropped one by one; more, and the
 /// probe empties the whole name cache instead (a sync, say).
@@ -182,49 +183,51 @@ struct NameEntry {
     exact: HashMap<Version, Shared<PublishedVersion>>,
 }
 
-struct NameState {
-    /// Bumped by every invalidation; a fill tagged with an older epoch is
-    /// not stored.
-    epoch: u64,
-    entries: Generations<NameEntry>,
-}
-
 /// The records `latest` and `get_version` return, by name, at most
 /// `capacity` names. Only trusted right after [`ChangeProbe::check`].
+///
+/// Hits in the young generation take a read lock, so the server's
+/// workers read one hot name side by side; a hit in the old generation
+/// (a promotion) and every fill or invalidation take the write lock.
 pub(super) struct NameCache {
-    state: Mutex<NameState>,
+    /// Bumped by every invalidation, always under the write lock; a fill
+    /// tagged with an older epoch is not stored.
+    epoch: AtomicU64,
+    entries: RwLock<Generations<NameEntry>>,
 }
 
 impl NameCache {
     /// A cache of at most `capacity` names.
     pub(super) fn new(capacity: usize) -> Self {
         NameCache {
-            state: Mutex::new(NameState {
-                epoch: 0,
-                entries: Generations::new(capacity),
-            }),
+            epoch: AtomicU64::new(0),
+            entries: RwLock::new(Generations::new(capacity)),
         }
     }
 
     /// The current epoch: take it before reading SQL, pass it to a fill.
     pub(super) fn epoch(&self) -> u64 {
-        lock(&self.state).epoch
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// What `pick` finds in `name`'s entry, under a read lock when the
+    /// name is young, else under the write lock, promoting it.
+    fn find<T>(&self, name: &str, pick: impl Fn(&NameEntry) -> Option<T>) -> Option<T> {
+        if let Some(entry) = read(&self.entries).young.get(name) {
+            return pick(entry);
+        }
+        pick(write(&self.entries).get(name)?)
     }
 
     /// The cached `latest` of `name`: `None` if not cached, `Some(None)` if
     /// it has no eligible version.
     pub(super) fn latest(&self, name: &str) -> Option<Option<Shared<PublishedVersion>>> {
-        lock(&self.state).entries.get(name)?.latest.clone()
+        self.find(name, |e| e.latest.clone())
     }
 
     /// The cached `get_version` of name@version.
     pub(super) fn exact(&self, name: &str, version: &Version) -> Option<Shared<PublishedVersion>> {
-        lock(&self.state)
-            .entries
-            .get(name)?
-            .exact
-            .get(version)
-            .cloned()
+        self.find(name, |e| e.exact.get(version).cloned())
     }
 
     /// Stores what `latest` read from SQL, unless an invalidation happened
@@ -235,36 +238,126 @@ impl NameCache {
         name: &str,
         found: Option<Shared<PublishedVersion>>,
     ) {
-        let mut state = lock(&self.state);
-        if state.epoch == epoch {
-            state.entries.entry(name).latest = Some(found);
+        let mut entries = write(&self.entries);
+        if self.epoch() == epoch {
+            entries.entry(name).latest = Some(found);
         }
     }
 
     /// Stores what `get_version` read from SQL for `name`, unless an
     /// invalidation happened since `epoch` was taken.
     pub(super) fn fill_exact(&self, epoch: u64, name: &str, found: Shared<PublishedVersion>) {
-        let mut state = lock(&self.state);
-        if state.epoch == epoch {
+        let mut entries = write(&self.entries);
+        if self.epoch() == epoch {
             let version = found.version().clone();
-            state.entries.entry(name).exact.insert(version, found);
+            entries.entry(name).exact.insert(version, found);
         }
     }
 
     /// Drops what is cached for `names`.
     fn invalidate(&self, names: &[String]) {
-        let mut state = lock(&self.state);
-        state.epoch += 1;
+        let mut entries = write(&self.entries);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         for name in names {
-            state.entries.remove(name);
+            entries.remove(name);
         }
     }
 
     /// Drops everything.
     fn clear(&self) {
-        let mut state = lock(&self.state);
-        state.epoch += 1;
-        state.entries.clear();
+        let mut entries = write(&self.entries);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+}
+
+/// The WAL-index header as of the probe's last successful check, readable
+/// without the probe's lock: the server's workers compare the `-shm` file's
+/// header with it side by side, and only a changed header takes the lock
+/// (one global mutex per cached read was most of the probe's cost under
+/// load, benches/server).
+///
+/// The header is kept as six words. [`ChangeProbe::check`] disarms the
+/// watch before it asks SQL and stores the header it read before asking
+/// after the cache is current (Release), then arms it. A reader that
+/// compares while the words are being rewritten can only find all six
+/// equal to the file's header once every word that changed has been
+/// stored, which happens after the check it announces; its Acquire load of
+/// such a word makes that check's invalidations visible to it.
+pub(super) struct HeaderWatch {
+    /// The database's `-shm` file (the WAL index), once it could be opened.
+    shm: OnceLock<std::fs::File>,
+    shm_path: PathBuf,
+    words: [AtomicU64; WAL_HEADER_BYTES / 8],
+    armed: AtomicBool,
+}
+
+impl HeaderWatch {
+    fn new(shm_path: PathBuf) -> Self {
+        HeaderWatch {
+            shm: OnceLock::new(),
+            shm_path,
+            words: Default::default(),
+            armed: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether nothing was committed since the last check: the `-shm`
+    /// header is the one that check stored. False whenever unsure.
+    pub(super) fn unchanged(&self) -> bool {
+        if !self.armed.load(Ordering::Acquire) {
+            return false;
+        }
+        let Some(header) = self.header() else {
+            return false;
+        };
+        header
+            .chunks_exact(8)
+            .zip(&self.words)
+            .all(|(bytes, word)| {
+                let bytes: [u8; 8] = bytes.try_into().expect("chunks of 8");
+                word.load(Ordering::Acquire) == u64::from_ne_bytes(bytes)
+            })
+    }
+
+    /// The WAL-index header, if the `-shm` file is open and its two copies
+    /// agree (they differ while a commit is writing them).
+    fn header(&self) -> Option<[u8; WAL_HEADER_BYTES]> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            let mut both = [0u8; 2 * WAL_HEADER_BYTES];
+            self.shm.get()?.read_exact_at(&mut both, 0).ok()?;
+            let (first, second) = both.split_at(WAL_HEADER_BYTES);
+            if first != second {
+                return None;
+            }
+            first.try_into().ok()
+        }
+        #[cfg(not(unix))]
+        {
+            None
+        }
+    }
+
+    fn disarm(&self) {
+        self.armed.store(false, Ordering::Release);
+    }
+
+    fn arm(&self, header: &[u8; WAL_HEADER_BYTES]) {
+        for (bytes, word) in header.chunks_exact(8).zip(&self.words) {
+            let bytes: [u8; 8] = bytes.try_into().expect("chunks of 8");
+            word.store(u64::from_ne_bytes(bytes), Ordering::Release);
+        }
+        self.armed.store(true, Ordering::Release);
+    }
+
+    fn open_shm(&self) {
+        if self.shm.get().is_none() {
+            if let Ok(file) = std::fs::File::open(&self.shm_path) {
+                let _ = self.shm.set(file);
+            }
+        }
     }
 }
 
@@ -276,9 +369,8 @@ pub(super) struct ChangeProbe {
     /// Every change up to this sequence has been applied to the cache;
     /// `None` until the first check.
     applied: Option<i64>,
-    /// The database's `-shm` file (the WAL index), once it could be opened.
-    shm: Option<std::fs::File>,
-    shm_path: PathBuf,
+    /// The header the last successful check stored, shared with readers.
+    watch: Arc<HeaderWatch>,
     /// The WAL-index header as read just before the last check that
     /// succeeded.
     checked_header: Option<[u8; WAL_HEADER_BYTES]>,
@@ -297,10 +389,14 @@ impl ChangeProbe {
         Ok(ChangeProbe {
             conn: super::schema::open_probe(path)?,
             applied: None,
-            shm: None,
-            shm_path: shm_path.into(),
+            watch: Arc::new(HeaderWatch::new(shm_path.into())),
             checked_header: None,
         })
+    }
+
+    /// The lock-free part readers ask first.
+    pub(super) fn watch(&self) -> Arc<HeaderWatch> {
+        self.watch.clone()
     }
 
     /// Drops from `cache` every name changed since the last check; on `Ok`
@@ -319,34 +415,22 @@ impl ChangeProbe {
         if header.is_some() && header == self.checked_header {
             return Ok(());
         }
+        self.watch.disarm();
         self.checked_header = None;
         self.check_sql(cache)?;
         // Read before the SQL check: a commit after that read changes it.
         self.checked_header = header;
-        if self.shm.is_none() {
-            self.shm = std::fs::File::open(&self.shm_path).ok();
+        if let Some(header) = &header {
+            self.watch.arm(header);
         }
+        self.watch.open_shm();
         Ok(())
     }
 
     /// The WAL-index header, if the `-shm` file is open and its two copies
-    /// agree (they differ while a commit is writing them).
+    /// agree.
     fn wal_header(&self) -> Option<[u8; WAL_HEADER_BYTES]> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::FileExt;
-            let mut both = [0u8; 2 * WAL_HEADER_BYTES];
-            self.shm.as_ref()?.read_exact_at(&mut both, 0).ok()?;
-            let (first, second) = both.split_at(WAL_HEADER_BYTES);
-            if first != second {
-                return None;
-            }
-            first.try_into().ok()
-        }
-        #[cfg(not(unix))]
-        {
-            None
-        }
+        self.watch.header()
     }
 
     /// The check itself: the names whose `change_seq` moved.

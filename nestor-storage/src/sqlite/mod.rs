@@ -103,12 +103,12 @@ mod publish;
 mod schema;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use nestor_core::{Error, Result};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use cache::{ChangeProbe, NameCache, VersionCache};
+use cache::{ChangeProbe, HeaderWatch, NameCache, VersionCache};
 
 /// How many reads run at once, each on its own pooled connection.
 const MAX_READERS: usize = 4;
@@ -145,7 +145,7 @@ struct Shared {
     names: NameCache,
     /// Checks for catalog changes before `names` is trusted; `None` for an
     /// in-memory database.
-    probe: Option<Mutex<ChangeProbe>>,
+    probe: Option<(Arc<HeaderWatch>, Mutex<ChangeProbe>)>,
     /// Checkpoints after large batches (`checkpoint.rs`); `None` for an
     /// in-memory database.
     checkpoints: Option<Arc<checkpoint::Checkpointer>>,
@@ -221,7 +221,7 @@ impl SqliteStore {
                 readers: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 cache: VersionCache::new(CACHE_ENTRIES),
                 names: NameCache::new(NAME_CACHE_ENTRIES),
-                probe: probe.map(Mutex::new),
+                probe: probe.map(|p| (p.watch(), Mutex::new(p))),
             }),
         }
     }
@@ -259,7 +259,10 @@ impl SqliteStore {
     /// to tag fills with, or `None` when it must not be used (an in-memory
     /// database, or a probe that failed: the caller reads SQL).
     fn fresh_names(&self) -> Option<u64> {
-        let probe = self.shared.probe.as_ref()?;
+        let (watch, probe) = self.shared.probe.as_ref()?;
+        if watch.unchanged() {
+            return Some(self.shared.names.epoch());
+        }
         match lock(probe).check(&self.shared.names) {
             Ok(()) => Some(self.shared.names.epoch()),
             Err(e) => {
@@ -359,6 +362,16 @@ async fn blocking<T: Send + 'static>(
 /// transaction is rolled back when it unwinds, so the connection is sound.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A read lock, never poisoned: the guarded caches stay consistent.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A write lock, never poisoned.
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Turns a backend error into `STORAGE_UNAVAILABLE`, saying what was being
