@@ -91,24 +91,7 @@ impl Orchestrator {
             resources: producers
                 .iter()
                 .filter_map(|name| by_name.get(name.as_str()))
-                .map(|q| {
-                    let outputs = q
-                        .definition
-                        .definition
-                        .spec
-                        .outputs
-                        .iter()
-                        .map(|o| {
-                            let marker = wiring::template_value(
-                                &q.resource.name,
-                                &o.name,
-                                &Default::default(),
-                            );
-                            (o.name.clone(), marker)
-                        })
-                        .collect();
-                    (q.resource.name.clone(), ResourceOutputs { outputs })
-                })
+                .map(|q| super::secrets::marker_outputs(q))
                 .collect(),
             team: spec.key.team.clone(),
             environment: spec.key.environment.clone(),

@@ -18,28 +18,7 @@ impl Orchestrator {
     pub(super) fn check_secrets(&self, spec: &Spec, resolved: &Resolved) -> Result<()> {
         let ctx = TemplateContext {
             params: spec.params.clone(),
-            resources: resolved
-                .resources
-                .iter()
-                .map(|p| {
-                    let outputs = p
-                        .definition
-                        .definition
-                        .spec
-                        .outputs
-                        .iter()
-                        .map(|o| {
-                            let marker = wiring::template_value(
-                                &p.resource.name,
-                                &o.name,
-                                &Default::default(),
-                            );
-                            (o.name.clone(), marker)
-                        })
-                        .collect();
-                    (p.resource.name.clone(), ResourceOutputs { outputs })
-                })
-                .collect(),
+            resources: resolved.resources.iter().map(marker_outputs).collect(),
             team: spec.key.team.clone(),
             environment: spec.key.environment.clone(),
             deployment: spec.key.name.clone(),
@@ -153,4 +132,21 @@ fn external_secrets(
         content: serde_yaml::to_string(&object).unwrap_or_default(),
         media_type: "application/yaml".into(),
     })
+}
+
+/// What a template sees of `p`'s outputs before they exist: each output
+/// as the marker its value will replace.
+pub(super) fn marker_outputs(p: &PinnedResource) -> (String, ResourceOutputs) {
+    let outputs = p
+        .definition
+        .definition
+        .spec
+        .outputs
+        .iter()
+        .map(|o| {
+            let marker = wiring::template_value(&p.resource.name, &o.name, &Default::default());
+            (o.name.clone(), marker)
+        })
+        .collect();
+    (p.resource.name.clone(), ResourceOutputs { outputs })
 }
