@@ -130,6 +130,33 @@ impl<'a> Scanner<'a> {
         self.index += 1;
     }
 
+    /// Steps over a run of ASCII characters that are neither line breaks
+    /// nor `stop`, all at once (each is one byte and one character wide),
+    /// and says how long it was: the fast path through scalar text and
+    /// comments, which are most of a document's bytes.
+    fn skip_run(&mut self, stop: impl Fn(u8) -> bool) -> usize {
+        let rest = &self.text[self.pos..];
+        let n = rest
+            .iter()
+            .position(|&b| b >= 0x80 || b == b'\r' || b == b'\n' || stop(b))
+            .unwrap_or(rest.len());
+        self.pos += n;
+        self.column += n;
+        self.index += n;
+        n
+    }
+
+    /// Steps over the rest of the line, up to its line break.
+    fn skip_line(&mut self) {
+        loop {
+            self.skip_run(|_| false);
+            if self.eof() || self.break_len(0) > 0 {
+                return;
+            }
+            self.skip(); // a character wider than a byte
+        }
+    }
+
     /// Steps over one line break.
     fn skip_break(&mut self) {
         self.pos += self.break_len(0).max(1);
@@ -222,9 +249,7 @@ impl<'a> Scanner<'a> {
                 self.skip();
             }
             if self.at(0) == b'#' {
-                while !self.eof() && self.break_len(0) == 0 {
-                    self.skip();
-                }
+                self.skip_line();
             }
             if !self.eof() && self.break_len(0) > 0 {
                 self.skip_break();
@@ -239,9 +264,7 @@ impl<'a> Scanner<'a> {
 
     fn token(&mut self) -> Result<(), ()> {
         if self.column == 0 && self.at(0) == b'%' {
-            while !self.eof() && self.break_len(0) == 0 {
-                self.skip(); // a directive
-            }
+            self.skip_line(); // a directive
             return Ok(());
         }
         if self.document_indicator() {
@@ -355,6 +378,11 @@ impl<'a> Scanner<'a> {
     fn quoted(&mut self, quote: u8) {
         self.skip();
         while !self.eof() {
+            // Past a line's first column no document marker can start, so
+            // only the quote, an escape or a break needs a closer look.
+            if self.column > 0 && self.skip_run(|b| b == quote || b == b'\\') > 0 {
+                continue;
+            }
             if self.document_indicator() {
                 return; // the library stops: a document marker inside quotes
             }
@@ -393,6 +421,14 @@ impl<'a> Scanner<'a> {
             }
             let mut ended = false;
             while !self.is_blankz(0) {
+                // Text that cannot end the scalar, all at once.
+                if self.skip_run(|b| {
+                    matches!(b, b' ' | b'\t' | b':' | b',' | b'[' | b']' | b'{' | b'}')
+                }) > 0
+                {
+                    leading_blanks = false;
+                    continue;
+                }
                 let c = self.at(0);
                 let flow_indicator = matches!(c, b',' | b'[' | b']' | b'{' | b'}');
                 if (c == b':' && self.is_blankz(1))
@@ -453,9 +489,7 @@ impl<'a> Scanner<'a> {
             self.skip();
         }
         if self.at(0) == b'#' {
-            while !self.eof() && self.break_len(0) == 0 {
-                self.skip();
-            }
+            self.skip_line();
         }
         if self.eof() || self.break_len(0) == 0 {
             return; // the library stops: text after a block scalar header
@@ -472,9 +506,7 @@ impl<'a> Scanner<'a> {
             indent = (max_indent as isize).max(self.indent + 1).max(1);
         }
         while self.column as isize == indent && !self.eof() {
-            while !self.eof() && self.break_len(0) == 0 {
-                self.skip();
-            }
+            self.skip_line();
             if self.eof() {
                 break;
             }
