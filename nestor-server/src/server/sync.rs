@@ -7,9 +7,15 @@
 //! HMAC-SHA256 of the raw body — and GitLab (`X-Gitlab-Token`, the secret
 //! itself). Bodies may be JSON or GitHub's default form encoding
 //! (`payload=<urlencoded JSON>`, signed as sent).
+//!
+//! A configuration reload hands the manager the new `catalog.sources`
+//! ([`SyncManager::reconcile`]): added sources start syncing and polling,
+//! removed ones stop, changed ones restart, unchanged ones go on untouched.
+//! Sources added ad hoc (`serve --catalog`) are not the file's and stay.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,10 +38,49 @@ use super::AppState;
 
 /// One source and its runner state.
 struct Entry {
-    /// The source (a git clone or a folder), opened once.
-    source: Arc<dyn CatalogSource>,
+    /// The source (a git clone or a folder), opened once; replaced in
+    /// place when a reload changes its settings, so a sync running then
+    /// coalesces with the restart instead of racing it on the same clone.
+    source: Mutex<Arc<dyn CatalogSource>>,
     /// Whether a sync runs, and whether another was asked for meanwhile.
     state: Mutex<RunState>,
+    /// Whether it comes from `catalog.sources` (a reload may change or
+    /// remove it) rather than being added ad hoc (`serve --catalog`).
+    configured: bool,
+}
+
+impl Entry {
+    fn new(source: Arc<dyn CatalogSource>, configured: bool) -> Arc<Entry> {
+        Arc::new(Entry {
+            source: Mutex::new(source),
+            state: Mutex::new(RunState::default()),
+            configured,
+        })
+    }
+
+    fn source(&self) -> Arc<dyn CatalogSource> {
+        self.source.lock().unwrap().clone()
+    }
+}
+
+/// What a new `catalog.sources` changed, by source name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceChanges {
+    /// New sources: synced at once, then polled.
+    pub added: Vec<String>,
+    /// Sources whose settings changed: synced again at once, polled at
+    /// their new interval.
+    pub changed: Vec<String>,
+    /// Sources no longer configured: no more syncs or polls (what they
+    /// published stays in the catalog).
+    pub removed: Vec<String>,
+}
+
+impl SourceChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
 }
 
 #[derive(Default)]
@@ -60,8 +105,12 @@ struct ManagerInner {
     metrics: Arc<Metrics>,
     /// Woken after each sync so its events reach SSE at once.
     events: EventHub,
-    /// Poller tasks, aborted on shutdown.
-    pollers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Poller tasks by source, aborted on shutdown or when a reload
+    /// removes or changes their source.
+    pollers: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
+    /// Set by [`SyncManager::start_pollers`]: sources a reload adds get a
+    /// poller of their own from then on.
+    polling: AtomicBool,
 }
 
 impl SyncManager {
@@ -80,30 +129,94 @@ impl SyncManager {
                 sources: Mutex::new(BTreeMap::new()),
                 metrics,
                 events,
-                pollers: Mutex::new(Vec::new()),
+                pollers: Mutex::new(BTreeMap::new()),
+                polling: AtomicBool::new(false),
             }),
         };
         for s in sources {
-            manager.add(s.clone());
+            let entry = Entry::new(manager.open(s), true);
+            manager
+                .inner
+                .sources
+                .lock()
+                .unwrap()
+                .insert(s.name.clone(), entry);
         }
         manager
     }
 
-    /// Adds (or replaces) a source.
-    pub fn add(&self, config: SourceConfig) {
-        let source: Arc<dyn CatalogSource> = Arc::from(nestor_storage::open_source(
+    fn open(&self, config: &SourceConfig) -> Arc<dyn CatalogSource> {
+        Arc::from(nestor_storage::open_source(
             config.clone(),
             &self.inner.cache_dir,
-        ));
-        let entry = Arc::new(Entry {
-            source,
-            state: Mutex::new(RunState::default()),
-        });
+        ))
+    }
+
+    /// Adds (or replaces) a source ad hoc: it is not `catalog.sources`'s,
+    /// so a configuration reload leaves it alone.
+    pub fn add(&self, config: SourceConfig) {
+        let entry = Entry::new(self.open(&config), false);
         self.inner
             .sources
             .lock()
             .unwrap()
             .insert(config.name, entry);
+    }
+
+    /// Refuses a new `catalog.sources` that names a source added ad hoc
+    /// (`serve --catalog`): two sources by one name cannot both sync.
+    pub(super) fn check(&self, wanted: &[SourceConfig]) -> anyhow::Result<()> {
+        let sources = self.inner.sources.lock().unwrap();
+        for w in wanted {
+            if sources.get(&w.name).is_some_and(|e| !e.configured) {
+                anyhow::bail!(
+                    "catalog.sources: {:?} is also the name of a `serve --catalog` source; rename one",
+                    w.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the configured sources `wanted` (already [`SyncManager::check`]ed):
+    /// starts, restarts and stops syncs and pollers for what changed.
+    pub(super) fn reconcile(&self, wanted: &[SourceConfig]) -> SourceChanges {
+        let mut changes = SourceChanges::default();
+        {
+            let mut sources = self.inner.sources.lock().unwrap();
+            let gone: Vec<String> = sources
+                .iter()
+                .filter(|(name, e)| e.configured && !wanted.iter().any(|w| &w.name == *name))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in gone {
+                sources.remove(&name);
+                if let Some(poller) = self.inner.pollers.lock().unwrap().remove(&name) {
+                    poller.abort();
+                }
+                changes.removed.push(name);
+            }
+            for w in wanted {
+                match sources.get(&w.name) {
+                    Some(e) if e.source().config() == w => continue,
+                    Some(e) => {
+                        *e.source.lock().unwrap() = self.open(w);
+                        changes.changed.push(w.name.clone());
+                    }
+                    None => {
+                        sources.insert(w.name.clone(), Entry::new(self.open(w), true));
+                        changes.added.push(w.name.clone());
+                    }
+                }
+                if self.inner.polling.load(Ordering::Relaxed) {
+                    self.start_poller(w.clone());
+                }
+            }
+        }
+        for name in changes.added.iter().chain(&changes.changed) {
+            self.trigger(name);
+        }
+        changes
     }
 
     /// The source names.
@@ -117,7 +230,7 @@ impl SyncManager {
             .lock()
             .unwrap()
             .values()
-            .map(|e| e.source.config().clone())
+            .map(|e| e.source().config().clone())
             .collect()
     }
 
@@ -151,7 +264,7 @@ impl SyncManager {
         nestor: &Nestor,
     ) -> nestor_core::Result<SyncReport> {
         let started = Instant::now();
-        let result = nestor.sync(entry.source.as_ref()).await;
+        let result = nestor.sync(entry.source().as_ref()).await;
         self.inner.metrics.observe_sync(name, started.elapsed());
         self.inner.events.wake();
         match &result {
@@ -201,25 +314,35 @@ impl SyncManager {
 
     /// Starts one poller per source at its `poll_interval`.
     pub fn start_pollers(&self) {
+        self.inner.polling.store(true, Ordering::Relaxed);
         for config in self.configs() {
-            let manager = self.clone();
-            let interval = config.poll_interval.max(Duration::from_secs(1));
-            let handle = tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(interval);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            self.start_poller(config);
+        }
+    }
+
+    /// Starts the poller of one source, replacing the one it had.
+    fn start_poller(&self, config: SourceConfig) {
+        let manager = self.clone();
+        let name = config.name.clone();
+        let interval = config.poll_interval.max(Duration::from_secs(1));
+        let handle = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
                 ticker.tick().await;
-                loop {
-                    ticker.tick().await;
-                    manager.trigger(&config.name);
-                }
-            });
-            self.inner.pollers.lock().unwrap().push(handle);
+                manager.trigger(&config.name);
+            }
+        });
+        if let Some(old) = self.inner.pollers.lock().unwrap().insert(name, handle) {
+            old.abort();
         }
     }
 
     /// Stops the pollers.
     pub fn stop(&self) {
-        for handle in self.inner.pollers.lock().unwrap().drain(..) {
+        self.inner.polling.store(false, Ordering::Relaxed);
+        for (_, handle) in std::mem::take(&mut *self.inner.pollers.lock().unwrap()) {
             handle.abort();
         }
     }
