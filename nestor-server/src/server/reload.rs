@@ -26,6 +26,8 @@
 //! - Rate-limit buckets are kept when `server.rate_limits` is unchanged and
 //!   start full again when it changes: a limiter is built for its quota.
 //! - The event hub is not touched, so open SSE streams go on.
+//! - Each outcome is in the audit trail (`config.reload`, actor `server`):
+//!   a token or role change made by editing the file is a write like any other.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use nestor_core::{Actor, AuditOutcome, ErrorCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -211,7 +214,41 @@ impl AppState {
             }
         }
         self.metrics().config_reload(result.is_ok());
+        self.audit_reload(&result);
         result
+    }
+
+    /// Records the reload in the audit trail, in the background: one
+    /// `config.reload` record per part it changed, or one `failed` record
+    /// (subject `config`) when it was refused.
+    fn audit_reload(&self, result: &anyhow::Result<ReloadReport>) {
+        let records: Vec<(&'static str, AuditOutcome, Option<String>)> = match result {
+            Ok(r) => [
+                ("auth", r.auth),
+                ("server.rate_limits", r.rate_limits),
+                ("catalog.sources", !r.sources.is_empty()),
+            ]
+            .into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(part, _)| (part, AuditOutcome::Succeeded, None))
+            .collect(),
+            Err(_) => vec![(
+                "config",
+                AuditOutcome::Failed,
+                Some(ErrorCode::ValidationFailed.as_str().to_string()),
+            )],
+        };
+        if records.is_empty() {
+            return;
+        }
+        let server = self.nestor().acting_as(Actor::new("server", vec![]));
+        tokio::spawn(async move {
+            for (subject, outcome, error) in records {
+                server
+                    .record_write("config.reload", subject, outcome, error)
+                    .await;
+            }
+        });
     }
 
     /// Reloads from `source` on SIGHUP, and whenever the file's content

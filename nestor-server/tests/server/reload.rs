@@ -89,6 +89,23 @@ async fn a_token_added_by_a_reload_works_and_a_removed_one_gets_401() {
     assert_eq!(status, 200, "with the roles of the new file");
     // The `serve --catalog`-style source added ad hoc is not the file's: it stays.
     assert_eq!(s.state.syncs().names(), ["examples"]);
+    // The token change is in the audit trail, as the server's own write.
+    let trail = eventually(WAIT, || async {
+        let (_, page) = s
+            .get_as("/api/v1/audit?action=config.reload", "admin")
+            .await;
+        page["items"].as_array().filter(|i| !i.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(
+        (
+            trail[0]["subject"].as_str(),
+            trail[0]["actor"]["name"].as_str()
+        ),
+        (Some("auth"), Some("server")),
+        "{trail:?}"
+    );
+    assert_eq!(trail[0]["outcome"], "succeeded");
     s.stop().await;
 }
 
