@@ -336,13 +336,15 @@ async fn a_configmap_style_symlink_swap_is_noticed_by_the_file_watch() {
 struct Child {
     process: std::process::Child,
     url: String,
+    /// The `--dev` admin token it printed.
+    dev_token: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Child {
     fn start(dir: &Path, config: &Path) -> Child {
         let mut process = Command::new(env!("CARGO_BIN_EXE_nestor"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .current_dir(dir)
             .env_remove("NESTOR_SERVER")
@@ -366,15 +368,23 @@ impl Child {
                 let _ = tx.send(line);
             }
         });
-        let url = loop {
+        let (mut url, mut dev_token) = (None, None);
+        while url.is_none() || dev_token.is_none() {
             let line = rx
                 .recv_timeout(Duration::from_secs(120))
-                .expect("nestor serve prints where it listens");
+                .expect("nestor serve prints where it listens and its dev token");
             if let Some(rest) = line.strip_prefix("nestor listening on ") {
-                break rest.split_whitespace().next().unwrap().to_string();
+                url = rest.split_whitespace().next().map(str::to_string);
+            } else if line.trim_start().starts_with("nst_") {
+                dev_token = Some(line.trim().to_string());
             }
-        };
-        Child { process, url, log }
+        }
+        Child {
+            process,
+            url: url.unwrap(),
+            dev_token: dev_token.unwrap(),
+            log,
+        }
     }
 
     fn hangup(&self) {
@@ -438,6 +448,11 @@ async fn sighup_reloads_a_running_nestor_serve() {
     let seen = child.logged(0, "config reloaded: auth").await;
     assert_eq!(child.status("gamma").await, 200);
     assert_eq!(child.status("alpha").await, 401);
+    assert_eq!(
+        child.status(&child.dev_token).await,
+        200,
+        "the --dev token is laid over every reload"
+    );
 
     std::fs::write(&config, "auth: {tokens: [{name: x, sha256: zz}]}\n").unwrap();
     child.hangup();
