@@ -88,6 +88,10 @@ pub struct ServerConfig {
     pub rate_limits: Option<RateLimitsConfig>,
     /// Cross-origin access for browser apps; off when absent.
     pub cors: Option<CorsConfig>,
+    /// How often `nestor serve` re-reads its configuration file to reload
+    /// `auth`, `server.rate_limits` and `catalog.sources` when the content
+    /// changed (`2s`); `0s` reloads on SIGHUP only.
+    pub config_watch_interval: String,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +109,7 @@ impl Default for ServerConfig {
             tls: None,
             rate_limits: None,
             cors: None,
+            config_watch_interval: "2s".into(),
         }
     }
 }
@@ -157,6 +162,13 @@ impl ServerConfig {
             write_timeout: parse("write_timeout", &self.write_timeout)?,
             max_connections: self.max_connections,
         })
+    }
+
+    /// `config_watch_interval`, parsed: `None` when `0s` (SIGHUP only).
+    pub fn config_watch_interval(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        let d = nestor_core::parse_duration(&self.config_watch_interval)
+            .map_err(|e| anyhow::anyhow!("server.config_watch_interval: {e}"))?;
+        Ok(Some(d).filter(|d| !d.is_zero()))
     }
 }
 
@@ -590,6 +602,7 @@ impl Config {
 
     fn check(&self) -> anyhow::Result<()> {
         self.server.limits()?;
+        self.server.config_watch_interval()?;
         nestor_core::parse_duration(&self.sse.heartbeat)
             .map_err(|e| anyhow::anyhow!("sse.heartbeat: {e}"))?;
         nestor_core::parse_duration(&self.sse.retention)

@@ -1,6 +1,7 @@
 //! `nestor serve`: opens the store, loads the engines (with hot reload),
 //! syncs every source once, starts the pollers and serves the HTTP API
-//! until Ctrl-C or SIGTERM.
+//! until Ctrl-C or SIGTERM; SIGHUP or an edit of the configuration file
+//! reloads `auth`, `server.rate_limits` and `catalog.sources`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,16 +69,24 @@ pub(super) async fn serve(args: ServeArgs, ctx: &mut Context<'_>) -> anyhow::Res
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let dev_token = if args.dev {
         let token = server::new_token()?;
-        ctx.config.auth.tokens.push(TokenConfig {
-            name: "dev".into(),
-            sha256: server::hash_token(&token),
-            roles: vec!["admin".into()],
-        });
+        ctx.config.auth.tokens.push(dev_token_config(&token));
         write_token(&token_path(&data_dir), &token)?;
         Some(token)
     } else {
         None
     };
+    // What a reload reads: the same file and environment, the same flags on top.
+    let overlay = (
+        args.listen.clone(),
+        dev_token.as_deref().map(dev_token_config),
+    );
+    let reloads = server::ConfigSource::new(ctx.global.config.clone(), std::env::vars())
+        .with_overlay(move |config| {
+            if let Some(listen) = &overlay.0 {
+                config.server.listen = listen.clone();
+            }
+            config.auth.tokens.extend(overlay.1.clone());
+        });
     let store = ctx.store().await?;
     let engines = ctx.engines()?;
     let _watch = ctx
@@ -139,6 +148,7 @@ pub(super) async fn serve(args: ServeArgs, ctx: &mut Context<'_>) -> anyhow::Res
         }
     }
     state.syncs().start_pollers();
+    let _reloads = state.watch_config(reloads, ctx.config.server.config_watch_interval()?);
 
     let listener = tokio::net::TcpListener::bind(&ctx.config.server.listen)
         .await
@@ -167,6 +177,15 @@ pub(super) async fn serve(args: ServeArgs, ctx: &mut Context<'_>) -> anyhow::Res
     }
     server::serve(listener, state, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The admin token of `serve --dev`.
+fn dev_token_config(token: &str) -> TokenConfig {
+    TokenConfig {
+        name: "dev".into(),
+        sha256: server::hash_token(token),
+        roles: vec!["admin".into()],
+    }
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

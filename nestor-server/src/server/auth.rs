@@ -169,7 +169,9 @@ impl Caller {
     /// Catalog reads: anonymous when allowed, else any token.
     pub fn read_catalog(&self, state: &AppState) -> Result<(), ApiError> {
         match &*self.0 {
-            Principal::Anonymous if !state.inner.auth.anonymous_read => Err(unauthorized()),
+            // A token caller never loads the access again; an anonymous one
+            // reads the flag of the current reload.
+            Principal::Anonymous if !state.access().auth.anonymous_read => Err(unauthorized()),
             _ => Ok(()),
         }
     }

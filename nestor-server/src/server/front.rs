@@ -185,11 +185,13 @@ fn refusal(request: &mut Request, state: &AppState, route: &str) -> Option<Refus
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let principal = match state.auth().principal(header) {
+    // One load for the request: the tokens and limits of the same reload.
+    let access = state.access();
+    let principal = match access.auth.principal(header) {
         Ok(p) => p,
         Err(e) => return Some(Refusal::from(ApiError::from(e))),
     };
-    if let Some(limits) = state.rate_limits() {
+    if let Some(limits) = access.rate_limits() {
         if let Some(class) = ratelimit::classify(request.method(), route) {
             let peer = request.extensions().get::<PeerIp>().map(|p| p.0);
             if let Err(wait) = limits.check(class, &principal, peer) {

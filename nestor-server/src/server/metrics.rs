@@ -70,6 +70,11 @@ struct StatusLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EngineLabel {
     engine: String,
 }
@@ -94,6 +99,8 @@ pub struct Metrics {
     taken_over: Counter,
     /// `nestor_engine_render_seconds{engine}`.
     renders: Histograms<EngineLabel>,
+    /// `nestor_config_reloads_total{outcome}`: `applied` or `refused`.
+    reloads: Family<OutcomeLabel, Counter>,
     /// The last catalog version count and when it was taken (a count
     /// lists every name, so scrapes and `/status` share one for a while).
     versions: Mutex<Option<(Instant, u64)>>,
@@ -165,6 +172,7 @@ impl Default for Metrics {
         let deployments = Family::<StatusLabel, Counter>::default();
         let taken_over = Counter::default();
         let renders: Histograms<EngineLabel> = Family::new_with_constructor(latency);
+        let reloads = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "nestor_http_requests",
             "HTTP requests served",
@@ -205,6 +213,11 @@ impl Default for Metrics {
             "Engine render duration",
             renders.clone(),
         );
+        registry.register(
+            "nestor_config_reloads",
+            "Configuration reloads (SIGHUP or file change) by outcome",
+            reloads.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -215,6 +228,7 @@ impl Default for Metrics {
             deployments,
             taken_over,
             renders,
+            reloads,
             versions: Mutex::new(None),
             routes: RwLock::new(HashMap::new()),
         }
@@ -306,6 +320,12 @@ impl Metrics {
     /// Counts a deployment taken over from a runner that stopped.
     pub(super) fn deployment_taken_over(&self) {
         self.taken_over.inc();
+    }
+
+    /// Counts a configuration reload, applied or refused.
+    pub(super) fn config_reload(&self, applied: bool) {
+        let outcome = if applied { "applied" } else { "refused" };
+        self.reloads.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     pub(super) fn sse_connected(&self) {

@@ -16,6 +16,8 @@
 //!   and its retention.
 //! - `events`: the event-log tail and the SSE stream (docs/src/reference/events.md).
 //! - `sync`: background syncs with coalescing, pollers and git webhooks.
+//! - `reload`: SIGHUP and config-file reloads of `auth:`,
+//!   `server.rate_limits` and `catalog.sources`, swapped in whole or not at all.
 //! - `conn`: the transport under the router: header and idle timeouts and
 //!   a connection cap (`server:` limits).
 //! - `tls`: HTTPS and mutual TLS (`server.tls`, rustls).
@@ -47,6 +49,7 @@ mod front;
 mod metrics;
 mod openapi;
 mod ratelimit;
+mod reload;
 mod render;
 mod routes;
 mod runs;
@@ -73,7 +76,8 @@ pub use auth::{hash_token, new_token};
 pub use error::ApiError;
 pub use events::EventHub;
 pub use metrics::Metrics;
-pub use sync::{hmac_sha256_hex, SyncManager};
+pub use reload::{ConfigSource, ReloadReport};
+pub use sync::{hmac_sha256_hex, SourceChanges, SyncManager};
 
 /// Everything a handler needs, cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -86,18 +90,22 @@ struct Inner {
     nestor: Nestor,
     /// Engine list (with each plugin's source and digest) and readiness.
     engines: Arc<EngineRegistry>,
-    /// Limits, auth and SSE settings.
+    /// The configuration the server started with: limits, SSE settings,
+    /// defaults (what a reload cannot change).
     config: Config,
+    /// The configuration last applied (start-up's, then each reload's),
+    /// which the next reload is compared with; its lock makes reloads
+    /// one at a time.
+    applied: std::sync::Mutex<Config>,
     /// The `server:` limits, parsed.
     limits: crate::config::ServerLimits,
-    /// Token hashes and roles, parsed once.
-    auth: auth::Auth,
+    /// Tokens, roles and rate limits: one lock-free load per request,
+    /// swapped whole by a reload.
+    access: arc_swap::ArcSwap<reload::Access>,
     /// `server.tls`, when the server speaks HTTPS.
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// `server.cors`, when browser apps on other origins may call.
     cors: Option<tower_http::cors::CorsLayer>,
-    /// `server.rate_limits`, when any class is limited.
-    rate_limits: Option<ratelimit::RateLimits>,
     /// Where fresh request ids come from.
     request_ids: error::RequestIds,
     /// Counters and histograms for `/metrics`.
@@ -167,9 +175,8 @@ impl AppState {
         }
         let nestor = config.with_governance(builder)?.build()?;
         let drift_interval = config.deployments.drift_interval()?;
-        let auth = auth::Auth::from_config(&config.auth)?;
+        let access = reload::Access::from_config(&config)?.swappable();
         let limits = config.server.limits()?;
-        let rate_limits = ratelimit::RateLimits::from_config(config.server.rate_limits.as_ref())?;
         let cors = cors::layer(config.server.cors.as_ref())?;
         let tls = tls::acceptor(config.server.tls.as_ref())?;
         let heartbeat =
@@ -209,10 +216,10 @@ impl AppState {
             inner: Arc::new(Inner {
                 nestor,
                 engines,
+                applied: std::sync::Mutex::new(config.clone()),
                 config,
                 limits,
-                auth,
-                rate_limits,
+                access,
                 tls,
                 cors,
                 request_ids: error::RequestIds::new(),
@@ -258,12 +265,9 @@ impl AppState {
         &self.inner.limits
     }
 
-    fn auth(&self) -> &auth::Auth {
-        &self.inner.auth
-    }
-
-    fn rate_limits(&self) -> Option<&ratelimit::RateLimits> {
-        self.inner.rate_limits.as_ref()
+    /// The current tokens and rate limits (one lock-free load).
+    fn access(&self) -> arc_swap::Guard<Arc<reload::Access>> {
+        self.inner.access.load()
     }
 
     fn request_ids(&self) -> &error::RequestIds {

@@ -1,41 +1,84 @@
 //! Catalog syncs in the background (docs/src/platform/git-sources.md): one runner per source with
 //! coalescing (triggers during a running sync become one follow-up), a
 //! poller per source at its `poll_interval`, `POST /api/v1/sync`, and the
-//! git webhook, verified the way each provider signs: GitHub
-//! (`X-Hub-Signature-256: sha256=<hex>`), Gitea and Forgejo
-//! (`X-Gitea-Signature: <hex>`), Gogs (`X-Gogs-Signature: <hex>`) — each an
-//! HMAC-SHA256 of the raw body — and GitLab (`X-Gitlab-Token`, the secret
-//! itself). Bodies may be JSON or GitHub's default form encoding
-//! (`payload=<urlencoded JSON>`, signed as sent).
+//! git webhook (`webhook`: how each provider signs, and which sources a
+//! push is for).
+//!
+//! A configuration reload hands the manager the new `catalog.sources`
+//! ([`SyncManager::reconcile`]): added sources start syncing and polling,
+//! removed ones stop, changed ones restart, unchanged ones go on untouched.
+//! Sources added ad hoc (`serve --catalog`) are not the file's and stay.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hmac::{KeyInit, Mac};
 use nestor_core::{Actor, AuditOutcome, CatalogSource, Error, Nestor, SourceConfig, SyncReport};
-use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
+use serde_json::json;
 
 use super::audit::Acting;
 use super::auth::Caller;
 use super::error::ApiResult;
 use super::events::EventHub;
-use super::extract::{Query, Unread};
+use super::extract::Query;
 use super::metrics::Metrics;
 use super::AppState;
 
+mod webhook;
+pub use webhook::hmac_sha256_hex;
+pub(super) use webhook::{__path_webhook, webhook};
+
 /// One source and its runner state.
 struct Entry {
-    /// The source (a git clone or a folder), opened once.
-    source: Arc<dyn CatalogSource>,
+    /// The source (a git clone or a folder), opened once; replaced in
+    /// place when a reload changes its settings, so a sync running then
+    /// coalesces with the restart instead of racing it on the same clone.
+    source: Mutex<Arc<dyn CatalogSource>>,
     /// Whether a sync runs, and whether another was asked for meanwhile.
     state: Mutex<RunState>,
+    /// Whether it comes from `catalog.sources` (a reload may change or
+    /// remove it) rather than being added ad hoc (`serve --catalog`).
+    configured: bool,
+}
+
+impl Entry {
+    fn new(source: Arc<dyn CatalogSource>, configured: bool) -> Arc<Entry> {
+        Arc::new(Entry {
+            source: Mutex::new(source),
+            state: Mutex::new(RunState::default()),
+            configured,
+        })
+    }
+
+    fn source(&self) -> Arc<dyn CatalogSource> {
+        self.source.lock().unwrap().clone()
+    }
+}
+
+/// What a new `catalog.sources` changed, by source name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceChanges {
+    /// New sources: synced at once, then polled.
+    pub added: Vec<String>,
+    /// Sources whose settings changed: synced again at once, polled at
+    /// their new interval.
+    pub changed: Vec<String>,
+    /// Sources no longer configured: no more syncs or polls (what they
+    /// published stays in the catalog).
+    pub removed: Vec<String>,
+}
+
+impl SourceChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
 }
 
 #[derive(Default)]
@@ -60,8 +103,12 @@ struct ManagerInner {
     metrics: Arc<Metrics>,
     /// Woken after each sync so its events reach SSE at once.
     events: EventHub,
-    /// Poller tasks, aborted on shutdown.
-    pollers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Poller tasks by source, aborted on shutdown or when a reload
+    /// removes or changes their source.
+    pollers: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
+    /// Set by [`SyncManager::start_pollers`]: sources a reload adds get a
+    /// poller of their own from then on.
+    polling: AtomicBool,
 }
 
 impl SyncManager {
@@ -80,30 +127,94 @@ impl SyncManager {
                 sources: Mutex::new(BTreeMap::new()),
                 metrics,
                 events,
-                pollers: Mutex::new(Vec::new()),
+                pollers: Mutex::new(BTreeMap::new()),
+                polling: AtomicBool::new(false),
             }),
         };
         for s in sources {
-            manager.add(s.clone());
+            let entry = Entry::new(manager.open(s), true);
+            manager
+                .inner
+                .sources
+                .lock()
+                .unwrap()
+                .insert(s.name.clone(), entry);
         }
         manager
     }
 
-    /// Adds (or replaces) a source.
-    pub fn add(&self, config: SourceConfig) {
-        let source: Arc<dyn CatalogSource> = Arc::from(nestor_storage::open_source(
+    fn open(&self, config: &SourceConfig) -> Arc<dyn CatalogSource> {
+        Arc::from(nestor_storage::open_source(
             config.clone(),
             &self.inner.cache_dir,
-        ));
-        let entry = Arc::new(Entry {
-            source,
-            state: Mutex::new(RunState::default()),
-        });
+        ))
+    }
+
+    /// Adds (or replaces) a source ad hoc: it is not `catalog.sources`'s,
+    /// so a configuration reload leaves it alone.
+    pub fn add(&self, config: SourceConfig) {
+        let entry = Entry::new(self.open(&config), false);
         self.inner
             .sources
             .lock()
             .unwrap()
             .insert(config.name, entry);
+    }
+
+    /// Refuses a new `catalog.sources` that names a source added ad hoc
+    /// (`serve --catalog`): two sources by one name cannot both sync.
+    pub(super) fn check(&self, wanted: &[SourceConfig]) -> anyhow::Result<()> {
+        let sources = self.inner.sources.lock().unwrap();
+        for w in wanted {
+            if sources.get(&w.name).is_some_and(|e| !e.configured) {
+                anyhow::bail!(
+                    "catalog.sources: {:?} is also the name of a `serve --catalog` source; rename one",
+                    w.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the configured sources `wanted` (already [`SyncManager::check`]ed):
+    /// starts, restarts and stops syncs and pollers for what changed.
+    pub(super) fn reconcile(&self, wanted: &[SourceConfig]) -> SourceChanges {
+        let mut changes = SourceChanges::default();
+        {
+            let mut sources = self.inner.sources.lock().unwrap();
+            let gone: Vec<String> = sources
+                .iter()
+                .filter(|(name, e)| e.configured && !wanted.iter().any(|w| &w.name == *name))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in gone {
+                sources.remove(&name);
+                if let Some(poller) = self.inner.pollers.lock().unwrap().remove(&name) {
+                    poller.abort();
+                }
+                changes.removed.push(name);
+            }
+            for w in wanted {
+                match sources.get(&w.name) {
+                    Some(e) if e.source().config() == w => continue,
+                    Some(e) => {
+                        *e.source.lock().unwrap() = self.open(w);
+                        changes.changed.push(w.name.clone());
+                    }
+                    None => {
+                        sources.insert(w.name.clone(), Entry::new(self.open(w), true));
+                        changes.added.push(w.name.clone());
+                    }
+                }
+                if self.inner.polling.load(Ordering::Relaxed) {
+                    self.start_poller(w.clone());
+                }
+            }
+        }
+        for name in changes.added.iter().chain(&changes.changed) {
+            self.trigger(name);
+        }
+        changes
     }
 
     /// The source names.
@@ -117,7 +228,7 @@ impl SyncManager {
             .lock()
             .unwrap()
             .values()
-            .map(|e| e.source.config().clone())
+            .map(|e| e.source().config().clone())
             .collect()
     }
 
@@ -151,7 +262,7 @@ impl SyncManager {
         nestor: &Nestor,
     ) -> nestor_core::Result<SyncReport> {
         let started = Instant::now();
-        let result = nestor.sync(entry.source.as_ref()).await;
+        let result = nestor.sync(entry.source().as_ref()).await;
         self.inner.metrics.observe_sync(name, started.elapsed());
         self.inner.events.wake();
         match &result {
@@ -201,25 +312,35 @@ impl SyncManager {
 
     /// Starts one poller per source at its `poll_interval`.
     pub fn start_pollers(&self) {
+        self.inner.polling.store(true, Ordering::Relaxed);
         for config in self.configs() {
-            let manager = self.clone();
-            let interval = config.poll_interval.max(Duration::from_secs(1));
-            let handle = tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(interval);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            self.start_poller(config);
+        }
+    }
+
+    /// Starts the poller of one source, replacing the one it had.
+    fn start_poller(&self, config: SourceConfig) {
+        let manager = self.clone();
+        let name = config.name.clone();
+        let interval = config.poll_interval.max(Duration::from_secs(1));
+        let handle = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
                 ticker.tick().await;
-                loop {
-                    ticker.tick().await;
-                    manager.trigger(&config.name);
-                }
-            });
-            self.inner.pollers.lock().unwrap().push(handle);
+                manager.trigger(&config.name);
+            }
+        });
+        if let Some(old) = self.inner.pollers.lock().unwrap().insert(name, handle) {
+            old.abort();
         }
     }
 
     /// Stops the pollers.
     pub fn stop(&self) {
-        for handle in self.inner.pollers.lock().unwrap().drain(..) {
+        self.inner.polling.store(false, Ordering::Relaxed);
+        for (_, handle) in std::mem::take(&mut *self.inner.pollers.lock().unwrap()) {
             handle.abort();
         }
     }
@@ -278,302 +399,4 @@ pub(super) async fn trigger(
             .await;
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"accepted": names}))).into_response())
-}
-
-type HmacSha256 = hmac::Hmac<sha2_mac::Sha256>;
-
-/// Hex HMAC-SHA256 of `message`: what GitHub sends after `sha256=` in
-/// `X-Hub-Signature-256`, and Gitea and Gogs send bare (handy for clients
-/// and tests).
-pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(message);
-    hex::encode(mac.finalize().into_bytes())
-}
-
-/// The signature headers, in the order they are tried: the HMAC ones
-/// (with the prefix their value carries), then GitLab's shared token.
-const HMAC_HEADERS: [(&str, &str); 3] = [
-    ("x-hub-signature-256", "sha256="),
-    ("x-gitea-signature", ""),
-    ("x-gogs-signature", ""),
-];
-
-/// Whether the call carries any signature header at all.
-fn has_signature(headers: &HeaderMap) -> bool {
-    HMAC_HEADERS
-        .iter()
-        .map(|(h, _)| *h)
-        .chain(["x-gitlab-token"])
-        .any(|h| headers.contains_key(h))
-}
-
-/// Whether the call carries a valid signature for `secret`; the first
-/// signature header present decides.
-fn signed(headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
-    for (name, prefix) in HMAC_HEADERS {
-        let Some(sig) = headers.get(name).and_then(|v| v.to_str().ok()) else {
-            continue;
-        };
-        let Some(given) = sig
-            .trim()
-            .strip_prefix(prefix)
-            .and_then(|h| hex::decode(h).ok())
-        else {
-            return false;
-        };
-        let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("any key length");
-        mac.update(body);
-        // Constant time, whatever the given length.
-        return mac.verify_slice(&given).is_ok();
-    }
-    if let Some(token) = headers.get("x-gitlab-token").and_then(|v| v.to_str().ok()) {
-        // Compare digests, so neither the time nor the length compared
-        // tells anything about the secret.
-        use sha2::Digest;
-        let given = sha2::Sha256::digest(token.as_bytes());
-        let wanted = sha2::Sha256::digest(secret.as_bytes());
-        return bool::from(given.as_slice().ct_eq(wanted.as_slice()));
-    }
-    false
-}
-
-/// The push payload of a body: JSON, or GitHub's default form encoding
-/// `payload=<urlencoded JSON>` (the signature covers the form as sent).
-fn push_payload(bytes: &[u8], form: bool) -> ApiResult<Value> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
-    }
-    let looks_like_form = form || bytes.starts_with(b"payload=");
-    if looks_like_form {
-        let json = form_urlencoded::parse(bytes)
-            .find(|(k, _)| k == "payload")
-            .map(|(_, v)| v.into_owned())
-            .ok_or_else(|| {
-                Error::bad_request("a form-encoded webhook must carry its JSON in `payload=`")
-            })?;
-        return serde_json::from_str(&json)
-            .map_err(|e| Error::bad_request(format!("invalid JSON in payload=: {e}")).into());
-    }
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::bad_request(format!("invalid JSON payload: {e}")).into())
-}
-
-/// A repository URL reduced to host and path, so `https://h/o/r.git`,
-/// `git@h:o/r` and `ssh://git@h/o/r` compare equal.
-fn normalize_url(url: &str) -> String {
-    let mut u = url.trim().to_ascii_lowercase();
-    for scheme in ["https://", "http://", "ssh://", "git://", "file://"] {
-        if let Some(rest) = u.strip_prefix(scheme) {
-            u = rest.to_string();
-        }
-    }
-    if let Some((user, rest)) = u.split_once('@') {
-        if !user.contains('/') {
-            u = rest.to_string();
-        }
-    }
-    if !u.starts_with('/') {
-        if let Some((host, path)) = u.split_once(':') {
-            if !path.starts_with("//") && !host.contains('/') {
-                u = format!(
-                    "{host}/{}",
-                    path.trim_start_matches(|c: char| c.is_ascii_digit())
-                        .trim_start_matches('/')
-                );
-            }
-        }
-    }
-    u.trim_end_matches('/')
-        .trim_end_matches(".git")
-        .trim_end_matches('/')
-        .to_string()
-}
-
-/// Every repository URL a GitHub or GitLab payload names.
-fn payload_urls(payload: &Value) -> Vec<String> {
-    let mut urls = Vec::new();
-    for base in ["/repository", "/project"] {
-        for key in [
-            "clone_url",
-            "html_url",
-            "ssh_url",
-            "git_url",
-            "url",
-            "git_http_url",
-            "git_ssh_url",
-            "web_url",
-            "http_url",
-            "homepage",
-        ] {
-            if let Some(u) = payload
-                .pointer(&format!("{base}/{key}"))
-                .and_then(Value::as_str)
-            {
-                urls.push(normalize_url(u));
-            }
-        }
-    }
-    urls
-}
-
-/// `POST /webhooks/git`: verifies, answers 202 at once, syncs in the
-/// background. A source with a secret refuses unsigned or mis-signed calls
-/// with 401 and nothing is synced. An unsigned call is refused before its
-/// body is read when every source it could be for has a secret.
-#[utoipa::path(post, path = "/webhooks/git", params(("source" = Option<String>, Query), ("X-Hub-Signature-256" = Option<String>, Header),
-        ("X-Gitea-Signature" = Option<String>, Header), ("X-Gogs-Signature" = Option<String>, Header), ("X-Gitlab-Token" = Option<String>, Header)),
-    request_body(content = Object, description = "a GitHub, Gitea, Gogs or GitLab push payload: JSON, or GitHub's form encoding (payload=...)"),
-    responses((status = 202, description = "{accepted: [sources]}"), (status = 401, description = "UNAUTHORIZED: missing or wrong signature"), (status = 404, description = "NOT_FOUND: no source matches")))]
-pub(super) async fn webhook(
-    State(state): State<AppState>,
-    acting: Acting,
-    query: Query,
-    headers: HeaderMap,
-    body: Unread,
-) -> ApiResult<Response> {
-    query.allow(&["source"])?;
-    let configs = state.syncs().configs();
-    let named: Option<Vec<&SourceConfig>> = query
-        .get("source")
-        .map(|name| configs.iter().filter(|c| c.name == name).collect());
-    if named.as_ref().is_some_and(Vec::is_empty) {
-        return Err(not_found());
-    }
-    let candidates: Vec<&SourceConfig> = named.clone().unwrap_or_else(|| configs.iter().collect());
-    let secret = |c: &&SourceConfig| c.webhook_secret.as_deref().is_some_and(|s| !s.is_empty());
-    if !has_signature(&headers) && !candidates.is_empty() && candidates.iter().all(secret) {
-        tracing::warn!("webhook refused before its body was read: no signature");
-        return Err(unsigned());
-    }
-    let payload = body.read(&state).await?;
-    let body = push_payload(&payload.bytes, payload.form)?;
-    let matched: Vec<&SourceConfig> = match named {
-        Some(named) => named,
-        None => {
-            let urls = payload_urls(&body);
-            configs
-                .iter()
-                .filter(|c| urls.contains(&normalize_url(&c.url)))
-                .collect()
-        }
-    };
-    if matched.is_empty() {
-        return Err(not_found());
-    }
-    // Every matched source with a secret must accept the signature; else nothing syncs.
-    for c in &matched {
-        if let Some(secret) = c.webhook_secret.as_deref().filter(|s| !s.is_empty()) {
-            if !signed(&headers, &payload.bytes, secret) {
-                tracing::warn!(source = %c.name, "webhook refused: missing or wrong signature");
-                return Err(unsigned());
-            }
-        }
-    }
-    let branch = body
-        .get("ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix("refs/heads/"));
-    let mut accepted = Vec::new();
-    let mut ignored = Vec::new();
-    for c in matched {
-        if branch.is_some_and(|b| b != c.branch) {
-            ignored.push(c.name.clone());
-        } else if state.syncs().trigger(&c.name) {
-            acting
-                .renamed("webhook")
-                .record_write("catalog.trigger", &c.name, AuditOutcome::Succeeded, None)
-                .await;
-            accepted.push(c.name.clone());
-        }
-    }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"accepted": accepted, "ignored_other_branch": ignored})),
-    )
-        .into_response())
-}
-
-fn unsigned() -> super::error::ApiError {
-    Error::Unauthorized {
-        message: "missing or wrong webhook signature".into(),
-    }
-    .into()
-}
-
-fn not_found() -> super::error::ApiError {
-    Error::NotFound {
-        message: "no catalog source matches this repository; add ?source=NAME".into(),
-    }
-    .into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hmac_matches_rfc_4231() {
-        assert_eq!(
-            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        let long_key = [0xaau8; 131];
-        assert_eq!(
-            hmac_sha256_hex(
-                &long_key,
-                b"Test Using Larger Than Block-Size Key - Hash Key First"
-            ),
-            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
-        );
-    }
-
-    #[test]
-    fn every_provider_signature_is_checked() {
-        let body = b"{\"ref\": \"refs/heads/main\"}";
-        let sig = hmac_sha256_hex(b"s3cret", body);
-        let with = |name: &'static str, value: String| {
-            let mut h = HeaderMap::new();
-            h.insert(name, value.parse().unwrap());
-            h
-        };
-        assert!(signed(
-            &with("x-hub-signature-256", format!("sha256={sig}")),
-            body,
-            "s3cret"
-        ));
-        assert!(signed(
-            &with("x-gitea-signature", sig.clone()),
-            body,
-            "s3cret"
-        ));
-        assert!(signed(
-            &with("x-gogs-signature", sig.clone()),
-            body,
-            "s3cret"
-        ));
-        assert!(signed(
-            &with("x-gitlab-token", "s3cret".into()),
-            body,
-            "s3cret"
-        ));
-        assert!(!signed(
-            &with("x-gitea-signature", sig.clone()),
-            body,
-            "other"
-        ));
-        assert!(
-            !signed(&with("x-hub-signature-256", sig), body, "s3cret"),
-            "needs its prefix"
-        );
-        assert!(!signed(&HeaderMap::new(), body, "s3cret"));
-    }
-
-    #[test]
-    fn urls_compare_by_host_and_path() {
-        let a = normalize_url("https://github.com/Acme/catalog.git");
-        assert_eq!(a, normalize_url("git@github.com:acme/catalog"));
-        assert_eq!(a, normalize_url("ssh://git@github.com/acme/catalog/"));
-        assert_eq!(normalize_url("/tmp/x/repo"), "/tmp/x/repo");
-    }
 }

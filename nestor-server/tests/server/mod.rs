@@ -12,6 +12,7 @@ mod hostile;
 mod metrics;
 mod openapi;
 mod process;
+mod reload;
 mod remote;
 mod secrets;
 mod security;
