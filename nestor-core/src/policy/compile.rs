@@ -337,3 +337,104 @@ fn messages(rule: &str, value: &regorus::Value) -> Vec<String> {
         other => one(other).into_iter().collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::cpu::Inline;
+    use crate::policy::{deployment_input, PolicyResource};
+
+    /// Runs jobs inline, counting them, and claims four lanes.
+    struct Lanes(AtomicUsize);
+
+    impl Offload for Lanes {
+        fn run(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Inline.run(job)
+        }
+        fn parallelism(&self) -> usize {
+            4
+        }
+    }
+
+    fn set(n: usize) -> PolicySet {
+        let files = (0..n)
+            .map(|i| PolicyFile {
+                origin: PolicyOrigin {
+                    file: format!("p{i}.rego"),
+                    ..Default::default()
+                },
+                scope: PolicyScope::global(),
+                text: format!(
+                    "package nestor.deployment.p{i}\n\n\
+                     deny contains sprintf(\"{i}: %s\", [r.name]) if {{\n    \
+                     some r in input.resources\n    r.engine == \"helm\"\n}}\n\n\
+                     warn contains sprintf(\"{i}: %d resources\", [count(input.resources)]) if true\n"
+                ),
+            })
+            .collect();
+        PolicySet::new(files).unwrap()
+    }
+
+    fn input(resources: usize) -> PolicyInput {
+        let def = crate::parse::parse_definition_yaml(
+            "apiVersion: catalog.nestor.io/v1\nkind: ResourceDefinition\n\
+             metadata: {name: thing, version: \"1.0.0\", provider: aws, category: test, resource_type: thing}\n\
+             spec:\n  supported_engines: [terraform, helm]\n",
+        )
+        .unwrap();
+        let names: Vec<String> = (0..resources).map(|i| format!("r{i:02}")).collect();
+        let listed: Vec<PolicyResource<'_>> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| PolicyResource {
+                name,
+                catalog_ref: def.subject(),
+                engine: if i % 10 == 0 { "helm" } else { "terraform" },
+                inputs: Some(BTreeMap::new()),
+                definition: &def,
+            })
+            .collect();
+        let none = BTreeMap::new();
+        deployment_input("alpha", "prod", "d", &none, None, &BTreeMap::new(), &listed).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_large_input_spreads_the_policies_and_keeps_their_order() {
+        let set = Arc::new(set(6));
+        let input = input(40);
+        let alone = set.evaluate(PolicyHook::Deployment, Some("alpha"), Some("prod"), &input);
+        assert_eq!(alone.denials.len(), 6 * 4);
+        assert_eq!(alone.warnings.len(), 6);
+        let lanes = Lanes(AtomicUsize::new(0));
+        let spread = set
+            .clone()
+            .evaluate_on(
+                &lanes,
+                PolicyHook::Deployment,
+                Some("alpha"),
+                Some("prod"),
+                &input,
+            )
+            .await;
+        assert_eq!(spread, alone);
+        assert_eq!(lanes.0.load(Ordering::SeqCst), 3, "6 policies over 4 lanes");
+    }
+
+    #[tokio::test]
+    async fn a_small_input_stays_on_the_calling_task() {
+        let set = Arc::new(set(6));
+        let input = input(3);
+        let lanes = Lanes(AtomicUsize::new(0));
+        let verdict = set
+            .evaluate_on(&lanes, PolicyHook::Deployment, None, None, &input)
+            .await;
+        assert_eq!(verdict.denials.len(), 6);
+        assert_eq!(lanes.0.load(Ordering::SeqCst), 0);
+    }
+}
