@@ -251,6 +251,9 @@ impl Entry {
         let mut engine = taken.unwrap_or_else(|| self.prototype.clone());
         engine.set_input(input);
         let result = engine.eval_query(self.query.clone(), false);
+        // A pooled engine does not keep the (shared, possibly large) input
+        // alive until its next evaluation.
+        engine.set_input(regorus::Value::new_object());
         if let Ok(mut pool) = self.pool.lock() {
             pool.push(engine);
         }
