@@ -60,7 +60,7 @@ impl PolicyInput {
         })
     }
 
-    /// The document as JSON (what `nestor policy check` would show).
+    /// The document as JSON, as a policy author reads it.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(&self.value).unwrap_or(Value::Null)
     }
