@@ -18,7 +18,7 @@ use crate::model::{
     EventType, Origin, PublishOutcome, PublishedVersion, ResourceDefinition, SerializedEvent,
     Shared, Timestamp, VersionSummary,
 };
-use crate::policy::{Policies, PolicyHook, PolicyVerdict};
+use crate::policy::{Policies, PolicyHook, PolicyInput, PolicyVerdict};
 use crate::store::{Announcement, CatalogStore, VersionWrite};
 use crate::validate::validate_definition;
 use crate::versioning::{check_bump, predecessor, select_matching, VersionSpec};
@@ -375,7 +375,7 @@ impl CatalogService {
         if !set.applies(PolicyHook::Definition, None, None) {
             return Ok(PolicyVerdict::default());
         }
-        let input = serde_json::to_value(def).map_err(|e| Error::internal(e.to_string()))?;
+        let input = PolicyInput::of(def)?;
         Ok(set.evaluate(PolicyHook::Definition, None, None, &input))
     }
 

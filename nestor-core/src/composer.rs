@@ -104,7 +104,7 @@ impl Composer {
                     definition: &p.definition.definition,
                 })
                 .collect();
-            let input = composition_input(c, &resources);
+            let input = composition_input(c, &resources)?;
             verdict = set.evaluate(PolicyHook::Composition, team, None, &input);
         }
         Ok((resolved.waves, verdict))

@@ -187,7 +187,8 @@ impl NestorBuilder {
         self
     }
 
-    /// Where CPU-bound work (a sync's parsing, a batch's serialising) runs.
+    /// Where CPU-bound work (a sync's parsing, a batch's serialising, the
+    /// policies of a large plan) runs.
     /// Default: [`default_offload`](crate::default_offload) (tokio's blocking pool with feature `rt`).
     pub fn offload(mut self, offload: Arc<dyn Offload>) -> Self {
         self.offload = Some(offload);
@@ -212,8 +213,8 @@ impl NestorBuilder {
             .with_clock(clock.clone())
             .with_engines(engines.clone())
             .with_policies(policies.clone());
-        if let Some(offload) = self.offload {
-            catalog = catalog.with_offload(offload);
+        if let Some(offload) = &self.offload {
+            catalog = catalog.with_offload(offload.clone());
         }
         let composer = Composer::new(store.clone())
             .with_clock(clock.clone())
@@ -234,6 +235,9 @@ impl NestorBuilder {
         }
         if let Some(direct) = self.direct {
             orchestrator = orchestrator.with_direct(direct);
+        }
+        if let Some(offload) = self.offload {
+            orchestrator = orchestrator.with_offload(offload);
         }
         Ok(Nestor {
             inner: Arc::new(Inner {

@@ -81,6 +81,9 @@ pub struct Orchestrator {
     policies: crate::policy::Policies,
     /// The team quotas every new revision must fit in (the store checks).
     quotas: Arc<[crate::quota::Quota]>,
+    /// Where the policies of a large plan evaluate, in parallel;
+    /// [`default_offload`](crate::default_offload) when unset.
+    offload: Option<Arc<dyn crate::cpu::Offload>>,
 }
 
 impl Orchestrator {
@@ -102,7 +105,15 @@ impl Orchestrator {
             template_limits: TemplateLimits::default(),
             policies: crate::policy::Policies::none(),
             quotas: Arc::new([]),
+            offload: None,
         }
+    }
+
+    /// Evaluates the policies of large plans on `offload` instead of
+    /// [`default_offload`](crate::default_offload)'s choice.
+    pub fn with_offload(mut self, offload: Arc<dyn crate::cpu::Offload>) -> Self {
+        self.offload = Some(offload);
+        self
     }
 
     /// Has every new revision fit in the team quotas of `quotas`
@@ -179,7 +190,7 @@ impl Orchestrator {
         let spec = self.spec(request).await?;
         let resolved = self.resolve(&spec).await?;
         self.check_secrets(&spec, &resolved)?;
-        let warnings = self.check_policies(&spec, &resolved)?;
+        let warnings = self.check_policies(&spec, &resolved).await?;
         let revision = self.next_revision(&spec.key).await?;
         let mut deployment = self.draft(&spec, &resolved, revision);
         deployment.policy_warnings = warnings.clone();

@@ -2,19 +2,23 @@
 //! built from the resolved request, evaluated before anything renders or
 //! is recorded.
 
+use super::resolve::{render_config, Wired};
 use super::*;
-use crate::policy::{deployment_input, PolicyHook, PolicyMessage, PolicyResource, PolicyVerdict};
+use crate::policy::{
+    deployment_input, PolicyHook, PolicyInput, PolicyMessage, PolicyResource, PolicyVerdict,
+};
 use crate::template::references;
 
 impl Orchestrator {
     /// Evaluates the deployment policies covering the request's team and
     /// environment: `POLICY_VIOLATION` when one denies, else the warnings.
-    pub(super) fn check_policies(
+    pub(super) async fn check_policies(
         &self,
         spec: &Spec,
         resolved: &Resolved,
     ) -> Result<Vec<PolicyMessage>> {
         self.policy_verdict(spec, resolved)
+            .await?
             .into_result(&spec.key.to_string())
     }
 
@@ -24,16 +28,28 @@ impl Orchestrator {
     pub async fn evaluate_policies(&self, request: &DeploymentRequest) -> Result<PolicyVerdict> {
         let spec = self.spec(request).await?;
         let resolved = self.resolve(&spec).await?;
-        Ok(self.policy_verdict(&spec, &resolved))
+        self.policy_verdict(&spec, &resolved).await
     }
 
-    fn policy_verdict(&self, spec: &Spec, resolved: &Resolved) -> PolicyVerdict {
+    /// The verdict of the deployment policies, spread over the offload's
+    /// lanes for a large plan.
+    async fn policy_verdict(&self, spec: &Spec, resolved: &Resolved) -> Result<PolicyVerdict> {
         let set = self.policies.current();
         let key = &spec.key;
         let (team, env) = (Some(key.team.as_str()), Some(key.environment.as_str()));
         if !set.applies(PolicyHook::Deployment, team, env) {
-            return PolicyVerdict::default();
+            return Ok(PolicyVerdict::default());
         }
+        let input = self.policy_input(spec, resolved)?;
+        let offload = self.offload.clone().unwrap_or_else(crate::default_offload);
+        Ok(set
+            .evaluate_on(&*offload, PolicyHook::Deployment, team, env, &input)
+            .await)
+    }
+
+    /// The `nestor.deployment` input document of a resolved request.
+    fn policy_input(&self, spec: &Spec, resolved: &Resolved) -> Result<PolicyInput> {
+        let key = &spec.key;
         // One budget for the request's templates; each resource renders
         // with the outputs of only the resources it names, so building the
         // input stays linear in the number of resources.
@@ -57,7 +73,7 @@ impl Orchestrator {
                 definition: &p.definition.definition,
             })
             .collect();
-        let input = deployment_input(
+        deployment_input(
             &key.team,
             &key.environment,
             &key.name,
@@ -65,8 +81,7 @@ impl Orchestrator {
             spec.composition.as_deref(),
             &spec.params,
             &resources,
-        );
-        set.evaluate(PolicyHook::Deployment, team, env, &input)
+        )
     }
 
     /// Params and names as a render of `p` sees them; the outputs of the
@@ -102,15 +117,10 @@ impl Orchestrator {
 }
 
 /// A resource's inputs with templates rendered and defaults applied; an
-/// input wired from an output keeps its template text. When rendering
-/// fails (the render reports it later), the config as written.
+/// input wired from an output keeps its template text (it is not
+/// rendered: its value exists only once the producer has rendered). When
+/// rendering fails (the render reports it later), the config as written.
 fn final_inputs(p: &PinnedResource, ctx: &TemplateContext) -> BTreeMap<String, serde_json::Value> {
-    let mut inputs = render_inputs(&p.resource, &p.definition.definition, ctx)
-        .unwrap_or_else(|_| p.resource.config.clone());
-    for (key, value) in &p.resource.config {
-        if !references(value).outputs.is_empty() {
-            inputs.insert(key.clone(), value.clone());
-        }
-    }
-    inputs
+    render_config(&p.resource, &p.definition.definition, ctx, Wired::AsWritten)
+        .unwrap_or_else(|_| p.resource.config.clone())
 }

@@ -288,16 +288,42 @@ pub fn render_inputs(
     def: &ResourceDefinition,
     ctx: &crate::template::TemplateContext,
 ) -> Result<BTreeMap<String, Value>> {
+    render_config(r, def, ctx, Wired::Render)
+}
+
+/// What [`render_config`] does with a value wired from an output.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wired {
+    /// Renders it (with the outputs in the context).
+    Render,
+    /// Keeps it as written, unrendered: what the policy input shows of it
+    /// before the outputs exist.
+    AsWritten,
+}
+
+/// [`render_inputs`], with the values wired from outputs rendered or kept
+/// as written.
+pub(super) fn render_config(
+    r: &CompositionResource,
+    def: &ResourceDefinition,
+    ctx: &crate::template::TemplateContext,
+    wired: Wired,
+) -> Result<BTreeMap<String, Value>> {
     let mut errors = Vec::new();
     let mut inputs = BTreeMap::new();
     for (key, value) in &r.config {
         let field = format!("resources.{}.config.{key}", r.name);
-        match crate::template::render_value(value, ctx) {
+        // An output is a reference the tool resolves (a module output, a
+        // secret key ref...), whose shape is the engine's: a value built
+        // from one is not checked against the type.
+        let from_outputs = !references(value).outputs.is_empty();
+        let rendered = if from_outputs && wired == Wired::AsWritten {
+            Ok(value.clone())
+        } else {
+            crate::template::render_value(value, ctx)
+        };
+        match rendered {
             Ok(v) => {
-                // An output is a reference the tool resolves (a module
-                // output, a secret key ref...), whose shape is the engine's:
-                // a value built from one is not checked against the type.
-                let from_outputs = !references(value).outputs.is_empty();
                 if let Some((input, _)) = def.input(key) {
                     if !from_outputs {
                         errors.extend(check_value(

@@ -107,7 +107,7 @@ impl Orchestrator {
         let resolved = self.resolve(&spec).await?;
         self.check_wiring(&spec, &resolved).await?;
         self.check_secrets(&spec, &resolved)?;
-        let warnings = self.check_policies(&spec, &resolved)?;
+        let warnings = self.check_policies(&spec, &resolved).await?;
         let request_hash = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(

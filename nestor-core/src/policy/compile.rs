@@ -1,19 +1,27 @@
 //! A [`PolicySet`]: Rego files compiled once, one engine per entry file
 //! (with every library module), evaluated hook by hook.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use regorus::Engine;
 use serde_json::Value;
 
 use super::{
-    PolicyFile, PolicyHook, PolicyMessage, PolicyOrigin, PolicyProblem, PolicyScope, PolicyVerdict,
+    PolicyFile, PolicyHook, PolicyInput, PolicyMessage, PolicyOrigin, PolicyProblem, PolicyScope,
+    PolicyVerdict,
 };
+use crate::cpu::{self, Offload};
 use crate::error::{Error, FieldError, Result};
 
 /// How long one policy may evaluate before it is stopped (and refuses).
 const EVAL_LIMIT: Duration = Duration::from_secs(1);
+
+/// From how many resources an input's policies are spread over the
+/// offload's lanes: below it, an evaluation takes less than handing it
+/// off costs, and the policies evaluate one after the other on the
+/// calling task.
+const PARALLEL_FROM: usize = 32;
 
 /// Compiled policies, ready to evaluate.
 #[derive(Default)]
@@ -157,21 +165,59 @@ impl PolicySet {
         hook: PolicyHook,
         team: Option<&str>,
         environment: Option<&str>,
-        input: &Value,
+        input: &PolicyInput,
     ) -> PolicyVerdict {
         let mut verdict = PolicyVerdict::default();
-        let mut converted = None;
-        for entry in self
-            .entries
-            .iter()
-            .filter(|e| e.hook == hook && e.scope.covers(team, environment))
-        {
-            let input = converted
-                .get_or_insert_with(|| regorus::Value::from(input.clone()))
-                .clone();
-            entry.evaluate(input, &mut verdict);
+        for i in self.selected(hook, team, environment) {
+            self.entries[i].evaluate(input.value().clone(), &mut verdict);
         }
         verdict
+    }
+
+    /// [`evaluate`](Self::evaluate) with the policies spread over
+    /// `offload`'s lanes when the input is large (each policy is
+    /// independent of the others); the messages in the same order.
+    pub async fn evaluate_on(
+        self: Arc<Self>,
+        offload: &dyn Offload,
+        hook: PolicyHook,
+        team: Option<&str>,
+        environment: Option<&str>,
+        input: &PolicyInput,
+    ) -> PolicyVerdict {
+        let selected = self.selected(hook, team, environment);
+        if selected.len() < 2 || input.resources() < PARALLEL_FROM {
+            return self.evaluate(hook, team, environment, input);
+        }
+        let shared = input.clone();
+        let set = self.clone();
+        let verdicts = cpu::map(offload, selected, 1, move |i| {
+            let mut verdict = PolicyVerdict::default();
+            set.entries[i].evaluate(shared.value().clone(), &mut verdict);
+            verdict
+        })
+        .await;
+        let mut verdict = PolicyVerdict::default();
+        for v in verdicts {
+            verdict.denials.extend(v.denials);
+            verdict.warnings.extend(v.warnings);
+        }
+        verdict
+    }
+
+    /// The entries of `hook` whose scope covers `team` in `environment`.
+    fn selected(
+        &self,
+        hook: PolicyHook,
+        team: Option<&str>,
+        environment: Option<&str>,
+    ) -> Vec<usize> {
+        (0..self.entries.len())
+            .filter(|&i| {
+                let e = &self.entries[i];
+                e.hook == hook && e.scope.covers(team, environment)
+            })
+            .collect()
     }
 }
 
@@ -205,6 +251,9 @@ impl Entry {
         let mut engine = taken.unwrap_or_else(|| self.prototype.clone());
         engine.set_input(input);
         let result = engine.eval_query(self.query.clone(), false);
+        // A pooled engine does not keep the (shared, possibly large) input
+        // alive until its next evaluation.
+        engine.set_input(regorus::Value::new_object());
         if let Ok(mut pool) = self.pool.lock() {
             pool.push(engine);
         }
@@ -289,5 +338,106 @@ fn messages(rule: &str, value: &regorus::Value) -> Vec<String> {
     match &json {
         Value::Array(items) => items.iter().filter_map(one).collect(),
         other => one(other).into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::cpu::Inline;
+    use crate::policy::{deployment_input, PolicyResource};
+
+    /// Runs jobs inline, counting them, and claims four lanes.
+    struct Lanes(AtomicUsize);
+
+    impl Offload for Lanes {
+        fn run(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Inline.run(job)
+        }
+        fn parallelism(&self) -> usize {
+            4
+        }
+    }
+
+    fn set(n: usize) -> PolicySet {
+        let files = (0..n)
+            .map(|i| PolicyFile {
+                origin: PolicyOrigin {
+                    file: format!("p{i}.rego"),
+                    ..Default::default()
+                },
+                scope: PolicyScope::global(),
+                text: format!(
+                    "package nestor.deployment.p{i}\n\n\
+                     deny contains sprintf(\"{i}: %s\", [r.name]) if {{\n    \
+                     some r in input.resources\n    r.engine == \"helm\"\n}}\n\n\
+                     warn contains sprintf(\"{i}: %d resources\", [count(input.resources)]) if true\n"
+                ),
+            })
+            .collect();
+        PolicySet::new(files).unwrap()
+    }
+
+    fn input(resources: usize) -> PolicyInput {
+        let def = crate::parse::parse_definition_yaml(
+            "apiVersion: catalog.nestor.io/v1\nkind: ResourceDefinition\n\
+             metadata: {name: thing, version: \"1.0.0\", provider: aws, category: test, resource_type: thing}\n\
+             spec:\n  supported_engines: [terraform, helm]\n",
+        )
+        .unwrap();
+        let names: Vec<String> = (0..resources).map(|i| format!("r{i:02}")).collect();
+        let listed: Vec<PolicyResource<'_>> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| PolicyResource {
+                name,
+                catalog_ref: def.subject(),
+                engine: if i % 10 == 0 { "helm" } else { "terraform" },
+                inputs: Some(BTreeMap::new()),
+                definition: &def,
+            })
+            .collect();
+        let none = BTreeMap::new();
+        deployment_input("alpha", "prod", "d", &none, None, &BTreeMap::new(), &listed).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_large_input_spreads_the_policies_and_keeps_their_order() {
+        let set = Arc::new(set(6));
+        let input = input(40);
+        let alone = set.evaluate(PolicyHook::Deployment, Some("alpha"), Some("prod"), &input);
+        assert_eq!(alone.denials.len(), 6 * 4);
+        assert_eq!(alone.warnings.len(), 6);
+        let lanes = Lanes(AtomicUsize::new(0));
+        let spread = set
+            .clone()
+            .evaluate_on(
+                &lanes,
+                PolicyHook::Deployment,
+                Some("alpha"),
+                Some("prod"),
+                &input,
+            )
+            .await;
+        assert_eq!(spread, alone);
+        assert_eq!(lanes.0.load(Ordering::SeqCst), 3, "6 policies over 4 lanes");
+    }
+
+    #[tokio::test]
+    async fn a_small_input_stays_on_the_calling_task() {
+        let set = Arc::new(set(6));
+        let input = input(3);
+        let lanes = Lanes(AtomicUsize::new(0));
+        let verdict = set
+            .evaluate_on(&lanes, PolicyHook::Deployment, None, None, &input)
+            .await;
+        assert_eq!(verdict.denials.len(), 6);
+        assert_eq!(lanes.0.load(Ordering::SeqCst), 0);
     }
 }

@@ -41,7 +41,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 pub use compile::PolicySet;
-pub use input::{composition_input, deployment_input, PolicyResource};
+pub use input::{composition_input, deployment_input, PolicyInput, PolicyResource};
 pub use testing::{run_policy_tests, PolicyTestOutcome, PolicyTestReport};
 
 /// Where a policy runs, chosen by its package.

@@ -197,6 +197,46 @@ async fn a_deployment_policy_refuses_plan_and_apply_and_warns() {
     assert!(nestor.plan(&large).await.unwrap().warnings.is_empty());
 }
 
+/// What a deployment policy reads of each resource: the pinned reference,
+/// the definition document, and the final inputs (templates rendered,
+/// defaults applied, an input wired from an output as written).
+const SHOW_INPUTS: &str = r#"package nestor.deployment.show
+
+warn contains msg if {
+    some r in input.resources
+    msg := sprintf("%s %s %s %s %s", [
+        r.name, r.catalog_ref, r.engine, r.definition.metadata.name, json.marshal(r.inputs),
+    ])
+}
+
+warn contains msg if {
+    msg := sprintf("%s/%s/%s %s", [input.team, input.environment, input.name, json.marshal(input.params)])
+}
+"#;
+
+#[tokio::test]
+async fn a_deployment_policy_reads_the_documented_input() {
+    let (nestor, _) = nestor_with(policies(vec![file(
+        "policies/show.rego",
+        PolicyScope::global(),
+        SHOW_INPUTS,
+    )]));
+    nestor.sync(&web_app_source()).await.unwrap();
+    let plan = nestor
+        .plan(&request(json!({"size": "large"})))
+        .await
+        .unwrap();
+    let shown: Vec<&str> = plan.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert_eq!(
+        shown,
+        vec![
+            r#"alpha/staging/checkout {"size":"large"}"#,
+            r#"app app:1.0.0 helm app {"env":{"DB":"{{ resources.db.outputs.endpoint }}"},"size":"small"}"#,
+            r#"db database:1.0.0 terraform database {"env":{},"size":"large"}"#,
+        ]
+    );
+}
+
 #[tokio::test]
 async fn scopes_add_rules_and_never_lift_a_global_denial() {
     let global = file(
