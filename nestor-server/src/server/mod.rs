@@ -167,6 +167,7 @@ impl AppState {
         }
         let nestor = config.with_governance(builder)?.build()?;
         let drift_interval = config.deployments.drift_interval()?;
+        config.auth.check_tls(config.server.tls.as_ref())?;
         let auth = auth::Auth::from_config(&config.auth)?;
         let limits = config.server.limits()?;
         let rate_limits = ratelimit::RateLimits::from_config(config.server.rate_limits.as_ref())?;

@@ -15,13 +15,13 @@ use rcgen::{
 use super::super::{Setup, TestServer};
 
 /// A CA and what it signs, as PEM.
-struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
+pub(super) struct Pki {
+    pub(super) ca: rcgen::Certificate,
+    pub(super) ca_key: KeyPair,
 }
 
 impl Pki {
-    fn new(name: &str) -> Pki {
+    pub(super) fn new(name: &str) -> Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -32,7 +32,7 @@ impl Pki {
     }
 
     /// (certificate PEM, key PEM) for `names`, for a server or a client.
-    fn issue(&self, cn: &str, names: &[&str], client: bool) -> (String, String) {
+    pub(super) fn issue(&self, cn: &str, names: &[&str], client: bool) -> (String, String) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
@@ -47,7 +47,7 @@ impl Pki {
     }
 }
 
-fn write(dir: &Path, file: &str, text: &str) -> std::path::PathBuf {
+pub(super) fn write(dir: &Path, file: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(file);
     std::fs::write(&path, text).unwrap();
     path
