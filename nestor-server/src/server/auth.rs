@@ -129,7 +129,7 @@ pub(super) enum Lookup {
     /// Known now (or refused now).
     Known(Result<Arc<Principal>, Error>),
     /// A JWT whose key is not cached: known once its issuer's keys are fetched.
-    Fetch(oidc::Pending),
+    Fetch(Box<oidc::Pending>),
 }
 
 /// Hex SHA-256 of a token: what `auth.tokens[].sha256` holds.

@@ -196,7 +196,7 @@ enum Step {
     /// Answered now.
     Refuse(Refusal),
     /// Its JWT's issuer keys must be fetched first.
-    Wait(auth::Pending),
+    Wait(Box<auth::Pending>),
 }
 
 /// The handler's future, now or once the principal is known.
@@ -223,7 +223,10 @@ fn refusal(request: &mut Request, state: &AppState, route: &str) -> Step {
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let peer = request.extensions().get::<Arc<PeerIdentity>>().map(|p| &**p);
+    let peer = request
+        .extensions()
+        .get::<Arc<PeerIdentity>>()
+        .map(|p| &**p);
     match state.auth().principal(header, peer) {
         Lookup::Known(Ok(principal)) => match admit(request, state, route, principal) {
             None => Step::Go,
@@ -237,7 +240,7 @@ fn refusal(request: &mut Request, state: &AppState, route: &str) -> Step {
 /// After [`refusal`] waited for a JWT's keys: the principal, the rate
 /// limit, then the handler's future.
 async fn admit_later<S>(
-    pending: auth::Pending,
+    pending: Box<auth::Pending>,
     mut request: Request,
     state: AppState,
     route: String,

@@ -92,11 +92,11 @@ impl Issuers {
         };
         match issuer.verify_cached(token, &header, true) {
             Some(result) => Lookup::Known(result),
-            None => Lookup::Fetch(Pending {
+            None => Lookup::Fetch(Box::new(Pending {
                 issuer: issuer.clone(),
                 token: token.to_string(),
                 header,
-            }),
+            })),
         }
     }
 }
@@ -205,7 +205,9 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
         if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            return Err(format!("{url}: the key set is larger than {MAX_JWKS_BYTES} bytes"));
+            return Err(format!(
+                "{url}: the key set is larger than {MAX_JWKS_BYTES} bytes"
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -293,7 +295,10 @@ impl Issuer {
             role_map.insert(value.clone(), parsed);
         }
         if role_map.is_empty() && c.team_claim.is_none() {
-            anyhow::bail!("{key} ({}): set role_map or team_claim, or no token of it could do anything", c.issuer);
+            anyhow::bail!(
+                "{key} ({}): set role_map or team_claim, or no token of it could do anything",
+                c.issuer
+            );
         }
         let refetch = nestor_core::parse_duration(&c.jwks_refetch_interval)
             .map_err(|e| anyhow::anyhow!("{key}.jwks_refetch_interval: {e}"))?;
@@ -306,7 +311,8 @@ impl Issuer {
         } else {
             let bytes = std::fs::read(&c.jwks)
                 .map_err(|e| anyhow::anyhow!("{key}.jwks: {}: {e}", c.jwks))?;
-            keys.set = KeySet::parse(&bytes).map_err(|e| anyhow::anyhow!("{key}.jwks: {}: {e}", c.jwks))?;
+            keys.set = KeySet::parse(&bytes)
+                .map_err(|e| anyhow::anyhow!("{key}.jwks: {}: {e}", c.jwks))?;
             keys.fetched_at = Some(Instant::now());
             Source::File(PathBuf::from(&c.jwks))
         };
@@ -327,7 +333,8 @@ impl Issuer {
     /// Whether the keys may be read again now.
     fn may_refetch(&self) -> bool {
         let keys = self.keys.read().unwrap();
-        keys.fetched_at.is_none_or(|at| at.elapsed() >= self.refetch)
+        keys.fetched_at
+            .is_none_or(|at| at.elapsed() >= self.refetch)
     }
 
     /// Checks `token` with the cached keys; `None` when its key is not
@@ -348,13 +355,20 @@ impl Issuer {
             .filter(|(alg, _)| *alg == header.alg)
             .collect();
         if candidates.is_empty() {
-            if fetch && keys.fetched_at.is_none_or(|at| at.elapsed() >= self.refetch) {
+            if fetch
+                && keys
+                    .fetched_at
+                    .is_none_or(|at| at.elapsed() >= self.refetch)
+            {
                 return None;
             }
             return Some(Err(refused(format!(
                 "no {:?} key {} in the keys of issuer {:?}",
                 header.alg,
-                header.kid.as_deref().map_or("without a kid".into(), |k| format!("{k:?}")),
+                header
+                    .kid
+                    .as_deref()
+                    .map_or("without a kid".into(), |k| format!("{k:?}")),
                 self.issuer
             ))));
         }
@@ -381,11 +395,21 @@ impl Issuer {
     /// What a failed check says.
     fn why(&self, kind: &ErrorKind) -> Error {
         refused(match kind {
-            ErrorKind::ExpiredSignature => format!("the token has expired (exp is past, {LEEWAY_SECS} s of leeway)"),
-            ErrorKind::ImmatureSignature => format!("the token is not valid yet (nbf is ahead, {LEEWAY_SECS} s of leeway)"),
-            ErrorKind::InvalidAudience => format!("the token is for another audience: this server accepts aud {:?}", self.audience),
+            ErrorKind::ExpiredSignature => {
+                format!("the token has expired (exp is past, {LEEWAY_SECS} s of leeway)")
+            }
+            ErrorKind::ImmatureSignature => {
+                format!("the token is not valid yet (nbf is ahead, {LEEWAY_SECS} s of leeway)")
+            }
+            ErrorKind::InvalidAudience => format!(
+                "the token is for another audience: this server accepts aud {:?}",
+                self.audience
+            ),
             ErrorKind::InvalidIssuer => format!("the token's iss is not {:?}", self.issuer),
-            ErrorKind::InvalidSignature => format!("the token's signature does not verify with the keys of issuer {:?}", self.issuer),
+            ErrorKind::InvalidSignature => format!(
+                "the token's signature does not verify with the keys of issuer {:?}",
+                self.issuer
+            ),
             ErrorKind::MissingRequiredClaim(c) => format!("the token has no {c} claim"),
             ErrorKind::InvalidClaimFormat(c) => format!("the token's {c} claim has the wrong type"),
             other => format!("the token could not be checked: {other:?}"),
@@ -398,7 +422,12 @@ impl Issuer {
         let subject = claim(claims, &self.subject_claim)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| refused(format!("the token has no {} claim (a string) naming the caller", self.subject_claim)))?;
+            .ok_or_else(|| {
+                refused(format!(
+                    "the token has no {} claim (a string) naming the caller",
+                    self.subject_claim
+                ))
+            })?;
         let mut roles = Roles::default();
         for value in values(claim(claims, &self.roles_claim)) {
             if let Some(granted) = self.role_map.get(value) {

@@ -46,7 +46,11 @@ impl SigningKey {
         use rsa::Generate;
         let private = rsa::PrivateKey::generate();
         let der = private.to_pkcs1_der().unwrap();
-        Self::named(Algorithm::RS256, kid, EncodingKey::from_rsa_der(der.as_bytes()))
+        Self::named(
+            Algorithm::RS256,
+            kid,
+            EncodingKey::from_rsa_der(der.as_bytes()),
+        )
     }
 
     fn named(alg: Algorithm, kid: &str, key: EncodingKey) -> SigningKey {
@@ -152,7 +156,12 @@ fn issuers(dir: &Path, idp_url: &str, github: &SigningKey, k8s: &SigningKey) -> 
     .into();
     // Fetched once, on first use: every later unknown kid is refused without a fetch.
     idp.jwks_refetch_interval = "1h".into();
-    let mut gh = oidc(GITHUB, write(dir, "github.jwks", &jwks(&[github])).to_str().unwrap());
+    let mut gh = oidc(
+        GITHUB,
+        write(dir, "github.jwks", &jwks(&[github]))
+            .to_str()
+            .unwrap(),
+    );
     gh.team_claim = Some("repository_owner".into());
     let mut kube = oidc(K8S, write(dir, "k8s.jwks", &jwks(&[k8s])).to_str().unwrap());
     kube.team_claim = Some("/kubernetes.io/namespace".into());
@@ -176,8 +185,13 @@ fn https_client(server_ca: &Pki, identity: (String, String)) -> reqwest::Client 
     reqwest::Client::builder()
         .use_rustls_tls()
         .timeout(Duration::from_secs(10))
-        .add_root_certificate(reqwest::Certificate::from_pem(server_ca.ca.pem().as_bytes()).unwrap())
-        .identity(reqwest::Identity::from_pem(format!("{}{}", identity.0, identity.1).as_bytes()).unwrap())
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(server_ca.ca.pem().as_bytes()).unwrap(),
+        )
+        .identity(
+            reqwest::Identity::from_pem(format!("{}{}", identity.0, identity.1).as_bytes())
+                .unwrap(),
+        )
         .build()
         .unwrap()
 }
@@ -194,6 +208,17 @@ enum Ask {
     /// `POST /api/v1/resources`, a new version each time.
     Publish,
 }
+
+/// (case, certificate, bearer token, request, status, error code, what the message says).
+type Case = (
+    &'static str,
+    Cert,
+    Option<String>,
+    Ask,
+    u16,
+    &'static str,
+    &'static str,
+);
 
 /// Which client certificate a case's connection presents.
 #[derive(Clone, Copy, Debug)]
@@ -242,13 +267,34 @@ async fn the_auth_matrix_over_https() {
     let url = s.url.replacen("http://", "https://", 1);
     let clients = [
         https_client(&server_ca, client_cert(&client_ca, "someone.example", None)),
-        https_client(&server_ca, client_cert(&client_ca, "alpha-ci.example", None)),
-        https_client(&server_ca, client_cert(&client_ca, "publisher", Some(SPIFFE))),
+        https_client(
+            &server_ca,
+            client_cert(&client_ca, "alpha-ci.example", None),
+        ),
+        https_client(
+            &server_ca,
+            client_cert(&client_ca, "publisher", Some(SPIFFE)),
+        ),
     ];
 
-    let alpha_user = claims(IDP, "nestor", "ada@example.com", json!({"groups": ["staff", "nestor-alpha"]}));
-    let gh_alpha = claims(GITHUB, "nestor", "repo:alpha/web:ref:refs/heads/main", json!({"repository_owner": "alpha", "repository": "alpha/web"}));
-    let k8s_alpha = claims(K8S, "nestor", "system:serviceaccount:alpha:deployer", json!({"kubernetes.io": {"namespace": "alpha", "serviceaccount": {"name": "deployer"}}}));
+    let alpha_user = claims(
+        IDP,
+        "nestor",
+        "ada@example.com",
+        json!({"groups": ["staff", "nestor-alpha"]}),
+    );
+    let gh_alpha = claims(
+        GITHUB,
+        "nestor",
+        "repo:alpha/web:ref:refs/heads/main",
+        json!({"repository_owner": "alpha", "repository": "alpha/web"}),
+    );
+    let k8s_alpha = claims(
+        K8S,
+        "nestor",
+        "system:serviceaccount:alpha:deployer",
+        json!({"kubernetes.io": {"namespace": "alpha", "serviceaccount": {"name": "deployer"}}}),
+    );
     let with = |base: &Value, extra: Value| {
         let mut c = base.clone();
         for (k, v) in extra.as_object().unwrap() {
@@ -264,7 +310,8 @@ async fn the_auth_matrix_over_https() {
     .unwrap();
 
     // (case, certificate, bearer token, request, status, code, what the message says)
-    let cases: Vec<(&str, Cert, Option<String>, Ask, u16, &str, &str)> = vec![
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
         ("anonymous reads the catalog", Cert::Unmapped, None, Ask::Catalog, 200, "", ""),
         ("anonymous reads a team", Cert::Unmapped, None, Ask::ReadAlpha, 401, "UNAUTHORIZED", "needs a token"),
         ("static team token", Cert::Unmapped, Some("alpha".into()), Ask::ReadAlpha, 200, "", ""),
@@ -324,7 +371,9 @@ async fn the_auth_matrix_over_https() {
         let message = body["error"]["message"].as_str().unwrap_or_default();
         let code_ok = error.is_empty() || code(&body) == *error;
         if got != *status || !code_ok || !message.contains(says) {
-            failures.push(format!("{case}: expected {status} {error} ~{says:?}, got {got} {body}"));
+            failures.push(format!(
+                "{case}: expected {status} {error} ~{says:?}, got {got} {body}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -340,14 +389,24 @@ async fn the_auth_matrix_over_https() {
             .bearer_auth("admin")
             .send()
     };
-    let denied: Value = trail("ada@example.com").await.unwrap().json().await.unwrap();
+    let denied: Value = trail("ada@example.com")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let items = denied["items"].as_array().unwrap();
     assert!(
-        items.iter().any(|r| r["actor"]["roles"] == json!(["team:alpha"])),
+        items
+            .iter()
+            .any(|r| r["actor"]["roles"] == json!(["team:alpha"])),
         "{denied}"
     );
     let publisher: Value = trail("publisher").await.unwrap().json().await.unwrap();
-    assert!(!publisher["items"].as_array().unwrap().is_empty(), "{publisher}");
+    assert!(
+        !publisher["items"].as_array().unwrap().is_empty(),
+        "{publisher}"
+    );
     s.stop().await;
 }
 
@@ -364,10 +423,23 @@ async fn jwks_rotation_and_bounded_refetches() {
     idp.jwks_refetch_interval = "1s".into();
     setup.config.auth.oidc = vec![idp];
     let s = TestServer::with(setup).await;
-    let user = claims(IDP, "nestor", "bob@example.com", json!({"groups": ["nestor-readers"]}));
+    let user = claims(
+        IDP,
+        "nestor",
+        "bob@example.com",
+        json!({"groups": ["nestor-readers"]}),
+    );
     let read = |token: String| {
         let s = &s;
-        async move { s.send(Method::GET, "/api/v1/teams/alpha/compositions", Some(&token), None).await }
+        async move {
+            s.send(
+                Method::GET,
+                "/api/v1/teams/alpha/compositions",
+                Some(&token),
+                None,
+            )
+            .await
+        }
     };
     assert_eq!(read(old.sign(&user)).await.0, 200);
     assert_eq!(served.hits(), 1);
@@ -380,18 +452,36 @@ async fn jwks_rotation_and_bounded_refetches() {
     // Unknown kids right after a fetch do not fetch again.
     for i in 0..5 {
         let (status, body) = read(new.sign_as(&format!("k-x{i}"), &user)).await;
-        assert_eq!((status.as_u16(), code(&body)), (401, "UNAUTHORIZED"), "{body}");
+        assert_eq!(
+            (status.as_u16(), code(&body)),
+            (401, "UNAUTHORIZED"),
+            "{body}"
+        );
     }
     assert_eq!(served.hits(), 2);
     // The removed key is no longer accepted.
     let (status, body) = read(old.sign(&user)).await;
-    assert_eq!((status.as_u16(), code(&body)), (401, "UNAUTHORIZED"), "{body}");
+    assert_eq!(
+        (status.as_u16(), code(&body)),
+        (401, "UNAUTHORIZED"),
+        "{body}"
+    );
     // The key set's server fails: a clear 401.
     served.set(500, "down".into());
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, body) = read(new.sign_as("k-3", &user)).await;
-    assert_eq!((status.as_u16(), code(&body)), (401, "UNAUTHORIZED"), "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("could not be fetched"), "{body}");
+    assert_eq!(
+        (status.as_u16(), code(&body)),
+        (401, "UNAUTHORIZED"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be fetched"),
+        "{body}"
+    );
     // Keys already cached still work while it is down.
     assert_eq!(read(new.sign(&user)).await.0, 200);
     s.stop().await;
@@ -407,5 +497,9 @@ fn client_certs_without_a_client_ca_are_refused() {
     )
     .unwrap();
     let err = nestor_server::Config::load(Some(&path), Vec::new()).unwrap_err();
-    assert!(err.to_string().contains("auth.client_certs needs server.tls.client_ca"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("auth.client_certs needs server.tls.client_ca"),
+        "{err}"
+    );
 }
