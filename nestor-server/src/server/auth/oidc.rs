@@ -143,8 +143,12 @@ impl Pending {
                 let mut keys = issuer.keys.write().unwrap();
                 keys.fetched_at = Some(Instant::now());
                 match fetched {
-                    Ok(set) => keys.set = set,
+                    Ok(set) => {
+                        keys.set = set;
+                        keys.last_error = None;
+                    }
                     Err(e) => {
+                        keys.last_error = Some(e.clone());
                         tracing::warn!(issuer = %issuer.issuer, error = %e, "could not fetch the JWKS");
                         return Err(refused(format!(
                             "the keys of issuer {:?} could not be fetched to check the token: {e}",
@@ -266,6 +270,9 @@ impl KeySet {
 struct Keys {
     set: KeySet,
     fetched_at: Option<Instant>,
+    /// Why the last fetch failed, if it did (told to the tokens refused
+    /// until the next one).
+    last_error: Option<String>,
 }
 
 /// One configured issuer.
@@ -362,8 +369,11 @@ impl Issuer {
             {
                 return None;
             }
+            let failed = keys.last_error.as_ref().map_or(String::new(), |e| {
+                format!(" (the last fetch of its keys failed: {e})")
+            });
             return Some(Err(refused(format!(
-                "no {:?} key {} in the keys of issuer {:?}",
+                "no {:?} key {} in the keys of issuer {:?}{failed}",
                 header.alg,
                 header
                     .kid

@@ -482,6 +482,16 @@ async fn jwks_rotation_and_bounded_refetches() {
             .contains("could not be fetched"),
         "{body}"
     );
+    // Until the next fetch, a refused token says the last one failed.
+    let (status, body) = read(new.sign_as("k-4", &user)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the last fetch of its keys failed"),
+        "{body}"
+    );
     // Keys already cached still work while it is down.
     assert_eq!(read(new.sign(&user)).await.0, 200);
     s.stop().await;
