@@ -16,6 +16,10 @@
 //! request id), then the principal (a 401 for an unknown token on every
 //! route, before any body is read), then the caller's rate limit for the
 //! route's class (a 429 with `Retry-After`, ratelimit.rs), then the handler.
+//! The principal is known without waiting for a static token, a client
+//! certificate or a JWT whose issuer's keys are cached; only a JWT with a
+//! key id not cached waits (auth/oidc.rs fetches the key set), and only
+//! that request clones the route to call it after the wait.
 
 use std::convert::Infallible;
 use std::sync::Arc;
