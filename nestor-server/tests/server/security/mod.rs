@@ -4,5 +4,6 @@
 
 mod auth_matrix;
 mod cors;
+mod identity_config;
 mod rate_limits;
 mod tls;
