@@ -168,12 +168,12 @@ impl AppState {
         }
         let nestor = config.with_governance(builder)?.build()?;
         let drift_interval = config.deployments.drift_interval()?;
-        config.auth.check_tls(config.server.tls.as_ref())?;
         let auth = auth::Auth::from_config(&config.auth)?;
         let limits = config.server.limits()?;
         let rate_limits = ratelimit::RateLimits::from_config(config.server.rate_limits.as_ref())?;
         let cors = cors::layer(config.server.cors.as_ref())?;
         let tls = tls::acceptor(config.server.tls.as_ref())?;
+        config.auth.check_tls(config.server.tls.as_ref())?;
         let heartbeat =
             nestor_core::parse_duration(&config.sse.heartbeat).map_err(anyhow::Error::msg)?;
         let retention =
