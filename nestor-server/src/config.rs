@@ -612,12 +612,12 @@ impl Config {
 
     fn check(&self) -> anyhow::Result<()> {
         self.server.limits()?;
-        self.auth.check_tls(self.server.tls.as_ref())?;
         nestor_core::parse_duration(&self.sse.heartbeat)
             .map_err(|e| anyhow::anyhow!("sse.heartbeat: {e}"))?;
         nestor_core::parse_duration(&self.sse.retention)
             .map_err(|e| anyhow::anyhow!("sse.retention: {e}"))?;
         self.audit.retention()?;
+        self.auth.check_tls(self.server.tls.as_ref())?;
         if let Some(argo) = &self.argocd {
             argo.durations()?;
             if !(argo.server.starts_with("https://") || argo.server.starts_with("http://")) {
