@@ -247,6 +247,7 @@ async fn the_auth_matrix_over_https() {
         cert: write(dir.path(), "server.pem", &cert),
         key: write(dir.path(), "server.key", &key),
         client_ca: Some(write(dir.path(), "client-ca.pem", &client_ca.ca.pem())),
+        client_cert_optional: false,
     });
     setup.config.auth.client_certs = vec![
         ClientCertConfig {

@@ -57,6 +57,7 @@ fn a_bad_identity_entry_is_refused_at_start_with_its_key() {
             cert: dir.path().join("server.pem"),
             key: dir.path().join("server.key"),
             client_ca: Some(dir.path().join("ca.pem")),
+            client_cert_optional: false,
         });
         config
     };

@@ -61,6 +61,7 @@ async fn https_server(dir: &Path, pki: &Pki, client_ca: Option<&Pki>) -> (TestSe
         cert: write(dir, "server.pem", &cert),
         key: write(dir, "server.key", &key),
         client_ca: client_ca.map(|ca| write(dir, "client-ca.pem", &ca.ca.pem())),
+        client_cert_optional: false,
     });
     let s = TestServer::with(setup).await;
     let url = s.url.replacen("http://", "https://", 1);
@@ -134,6 +135,54 @@ async fn mutual_tls_needs_a_certificate_from_the_client_ca() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_client_certificates_admit_token_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_pki = Pki::new("server ca");
+    let clients = Pki::new("client ca");
+    let (cert, key) = server_pki.issue("nestor", &["127.0.0.1"], false);
+    let mut setup = Setup::default();
+    setup.config.server.tls = Some(TlsConfig {
+        cert: write(dir.path(), "server.pem", &cert),
+        key: write(dir.path(), "server.key", &key),
+        client_ca: Some(write(dir.path(), "client-ca.pem", &clients.ca.pem())),
+        client_cert_optional: true,
+    });
+    setup.config.auth.client_certs = vec![nestor_server::ClientCertConfig {
+        name: "alpha-ci".into(),
+        subject: Some("alpha-ci".into()),
+        san: None,
+        roles: vec!["team:alpha".into()],
+    }];
+    let s = TestServer::with(setup).await;
+    let url = s.url.replacen("http://", "https://", 1);
+    let client = |identity: Option<(String, String)>| {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(Duration::from_secs(5))
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(server_pki.ca.pem().as_bytes()).unwrap(),
+            );
+        if let Some((cert, key)) = identity {
+            b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let team = format!("{url}/api/v1/teams/alpha/compositions");
+    // No certificate: a token caller is served, an anonymous one is anonymous.
+    let bare = client(None);
+    let with_token = bare.get(&team).bearer_auth("alpha").send().await.unwrap();
+    assert_eq!(with_token.status(), 200);
+    assert_eq!(bare.get(&team).send().await.unwrap().status(), 401);
+    // A mapped certificate is its principal.
+    let mapped = client(Some(clients.issue("alpha-ci", &[], true)));
+    assert_eq!(mapped.get(&team).send().await.unwrap().status(), 200);
+    // A certificate another CA signed is still refused in the handshake.
+    let stranger = client(Some(Pki::new("other ca").issue("alpha-ci", &[], true)));
+    assert!(stranger.get(&team).send().await.is_err());
+    s.stop().await;
+}
+
 #[test]
 fn a_missing_certificate_file_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,6 +191,7 @@ fn a_missing_certificate_file_is_refused_at_start() {
         cert: dir.path().join("missing.pem"),
         key: dir.path().join("missing.key"),
         client_ca: None,
+        client_cert_optional: false,
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let parts = nestor_server::server::Parts {
