@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 mod governance;
+mod identity;
 mod security;
 pub use governance::PolicyConfig;
+pub use identity::{ClientCertConfig, OidcConfig};
 pub use security::{CorsConfig, RateConfig, RateLimitsConfig, TlsConfig};
 
 /// The whole configuration file.
@@ -302,6 +304,11 @@ pub struct AuthConfig {
     pub anonymous_read: bool,
     /// Accepted tokens, stored as SHA-256 hashes.
     pub tokens: Vec<TokenConfig>,
+    /// Client certificates (mutual TLS) mapped to roles; needs
+    /// `server.tls.client_ca`.
+    pub client_certs: Vec<ClientCertConfig>,
+    /// OpenID Connect issuers whose JWTs are accepted as bearer tokens.
+    pub oidc: Vec<OidcConfig>,
 }
 
 impl Default for AuthConfig {
@@ -309,7 +316,22 @@ impl Default for AuthConfig {
         AuthConfig {
             anonymous_read: true,
             tokens: Vec::new(),
+            client_certs: Vec::new(),
+            oidc: Vec::new(),
         }
+    }
+}
+
+impl AuthConfig {
+    /// Refuses `client_certs` when the server verifies no client
+    /// certificate (`server.tls.client_ca` unset): they could never match.
+    pub fn check_tls(&self, tls: Option<&TlsConfig>) -> anyhow::Result<()> {
+        if !self.client_certs.is_empty() && tls.and_then(|t| t.client_ca.as_ref()).is_none() {
+            bail!(
+                "auth.client_certs needs server.tls.client_ca: without it no client certificate is asked for or verified"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -608,6 +630,7 @@ impl Config {
         nestor_core::parse_duration(&self.sse.retention)
             .map_err(|e| anyhow::anyhow!("sse.retention: {e}"))?;
         self.audit.retention()?;
+        self.auth.check_tls(self.server.tls.as_ref())?;
         if let Some(argo) = &self.argocd {
             argo.durations()?;
             if !(argo.server.starts_with("https://") || argo.server.starts_with("http://")) {

@@ -81,7 +81,13 @@ pub struct TlsConfig {
     /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
     /// A CA (PEM) whose certificates clients must present (mutual TLS);
-    /// a client without one is refused during the handshake.
+    /// a client without one is refused during the handshake (unless
+    /// `client_cert_optional`).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: let a client connect without a certificate (it is
+    /// then known by its bearer token alone, or anonymous); a certificate
+    /// it does present must still verify. Default `false`: required.
+    #[serde(default)]
+    pub client_cert_optional: bool,
 }

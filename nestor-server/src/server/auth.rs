@@ -7,6 +7,11 @@
 //! may be anonymous (`auth.anonymous_read`); every write needs a token.
 //! A team token never sees another team's compositions or deployments:
 //! listings are filtered to its teams, and a direct read is `FORBIDDEN`.
+//!
+//! Besides static tokens, a caller may be a client certificate mapped to
+//! roles (certs.rs) or the subject of a JWT from a configured OpenID
+//! Connect issuer (oidc.rs); all three end as the same [`Principal`], with
+//! roles read by the one [`parse_roles`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -18,14 +23,20 @@ use super::error::ApiError;
 use super::AppState;
 use crate::config::AuthConfig;
 
+mod certs;
+mod oidc;
+pub use certs::PeerIdentity;
+pub(super) use oidc::Pending;
+
 /// Who is calling, attached to every request by [`authenticate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    /// No `Authorization` header.
+    /// No `Authorization` header (and no mapped client certificate).
     Anonymous,
-    /// A known token.
+    /// A known token, a mapped client certificate or a valid OIDC token.
     Token {
-        /// The token's name from the configuration (logged, never the token).
+        /// The token's or certificate's name from the configuration, or the
+        /// OIDC token's subject (logged, never the token).
         name: String,
         /// Whether it has `admin`.
         admin: bool,
@@ -38,15 +49,87 @@ pub enum Principal {
     },
 }
 
-/// The configured tokens, by hash.
+/// The roles a token, certificate or OIDC claim grants, parsed by
+/// [`parse_roles`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Roles {
+    admin: bool,
+    platform: bool,
+    reader: bool,
+    teams: BTreeSet<String>,
+}
+
+impl Roles {
+    /// Whether it grants nothing.
+    fn is_empty(&self) -> bool {
+        !self.admin && !self.platform && !self.reader && self.teams.is_empty()
+    }
+
+    /// Adds what `other` grants.
+    fn merge(&mut self, other: &Roles) {
+        self.admin |= other.admin;
+        self.platform |= other.platform;
+        self.reader |= other.reader;
+        self.teams.extend(other.teams.iter().cloned());
+    }
+
+    /// The principal `name` holding these roles.
+    fn principal(self, name: &str) -> Principal {
+        Principal::Token {
+            name: name.to_string(),
+            admin: self.admin,
+            platform: self.platform,
+            reader: self.reader,
+            teams: self.teams,
+        }
+    }
+}
+
+/// Parses `roles`, the one place roles are read for tokens, client
+/// certificates and OIDC role maps; an unknown role is an error naming
+/// `key` (the configuration key it came from).
+pub(super) fn parse_roles(key: &str, roles: &[String]) -> anyhow::Result<Roles> {
+    let mut parsed = Roles::default();
+    for role in roles {
+        match role.as_str() {
+            "admin" => parsed.admin = true,
+            "platform" => parsed.platform = true,
+            "reader" => parsed.reader = true,
+            other => match other.strip_prefix("team:") {
+                Some(team) if nestor_core::is_valid_name(team) => {
+                    parsed.teams.insert(team.to_string());
+                }
+                _ => anyhow::bail!(
+                    "{key}: unknown role {other:?} (admin, platform, reader, team:<name>)"
+                ),
+            },
+        }
+    }
+    Ok(parsed)
+}
+
+/// Everything that tells who a caller is: static tokens by hash, client
+/// certificates, OIDC issuers.
 #[derive(Debug)]
 pub(super) struct Auth {
     /// SHA-256 → principal.
     tokens: HashMap<[u8; 32], Arc<Principal>>,
+    /// `auth.client_certs`.
+    certs: certs::CertMap,
+    /// `auth.oidc`, by issuer.
+    oidc: oidc::Issuers,
     /// `auth.anonymous_read`.
     anonymous_read: bool,
     /// The one anonymous principal every request without a token shares.
     anonymous: Arc<Principal>,
+}
+
+/// Who a request is from, as far as can be told without waiting.
+pub(super) enum Lookup {
+    /// Known now (or refused now).
+    Known(Result<Arc<Principal>, Error>),
+    /// A JWT whose key is not cached: known once its issuer's keys are fetched.
+    Fetch(Box<oidc::Pending>),
 }
 
 /// Hex SHA-256 of a token: what `auth.tokens[].sha256` holds.
@@ -62,6 +145,7 @@ pub fn new_token() -> anyhow::Result<String> {
 }
 
 impl Auth {
+    /// Everything `auth:` says, checked; a bad entry is an error naming its key.
     pub(super) fn from_config(config: &AuthConfig) -> anyhow::Result<Auth> {
         let mut tokens = HashMap::new();
         for t in &config.tokens {
@@ -72,61 +156,52 @@ impl Auth {
                     t.name
                 );
             }
-            let mut p = (false, false, false, BTreeSet::new());
-            for role in &t.roles {
-                match role.as_str() {
-                    "admin" => p.0 = true,
-                    "platform" => p.1 = true,
-                    "reader" => p.2 = true,
-                    other => match other.strip_prefix("team:") {
-                        Some(team) if nestor_core::is_valid_name(team) => {
-                            p.3.insert(team.to_string());
-                        }
-                        _ => anyhow::bail!("auth.tokens[{}]: unknown role {other:?} (admin, platform, reader, team:<name>)", t.name),
-                    },
-                }
-            }
-            let principal = Principal::Token {
-                name: t.name.clone(),
-                admin: p.0,
-                platform: p.1,
-                reader: p.2,
-                teams: p.3,
-            };
+            let roles = parse_roles(&format!("auth.tokens[{}]", t.name), &t.roles)?;
             let mut key = [0u8; 32];
             hex::decode_to_slice(&hash, &mut key)?;
-            tokens.insert(key, Arc::new(principal));
+            tokens.insert(key, Arc::new(roles.principal(&t.name)));
         }
         Ok(Auth {
             tokens,
+            certs: certs::CertMap::from_config(&config.client_certs)?,
+            oidc: oidc::Issuers::from_config(&config.oidc)?,
             anonymous_read: config.anonymous_read,
             anonymous: Arc::new(Principal::Anonymous),
         })
     }
 
-    /// Who sends `header` (the `Authorization` value, `None` when absent):
-    /// an unknown token is 401 on every route, even one that anonymous
-    /// callers may use.
-    pub(super) fn principal(&self, header: Option<&str>) -> Result<Arc<Principal>, Error> {
+    /// Who sends `header` (the `Authorization` value, `None` when absent)
+    /// over a connection whose client presented `peer` (a verified
+    /// certificate). The header wins: a static token, else a JWT of a
+    /// configured issuer; an unknown token is 401 on every route, even
+    /// one that anonymous callers may use. Without a header a mapped
+    /// certificate is its principal and an unmapped one anonymous.
+    pub(super) fn principal(&self, header: Option<&str>, peer: Option<&PeerIdentity>) -> Lookup {
         let Some(value) = header else {
-            return Ok(self.anonymous.clone());
+            let mapped = peer.and_then(|p| self.certs.lookup(p));
+            return Lookup::Known(Ok(mapped.unwrap_or_else(|| self.anonymous.clone())));
         };
-        let token = value
+        let Some(token) = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::Unauthorized {
+        else {
+            return Lookup::Known(Err(Error::Unauthorized {
                 message: "the Authorization header must be `Bearer <token>`".into(),
-            })?;
+            }));
+        };
         // Hash first: the lookup compares hashes, never the secret itself.
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.tokens
-            .get(&hash)
-            .cloned()
-            .ok_or_else(|| Error::Unauthorized {
-                message: "unknown token".into(),
-            })
+        if let Some(p) = self.tokens.get(&hash) {
+            return Lookup::Known(Ok(p.clone()));
+        }
+        if !self.oidc.is_empty() && oidc::looks_like_jwt(token) {
+            return self.oidc.lookup(token);
+        }
+        Lookup::Known(Err(Error::Unauthorized {
+            message: "unknown token".into(),
+        }))
     }
 }
 

@@ -341,6 +341,7 @@ pub(super) async fn serve(
                 app,
                 limits,
                 shutdown,
+                identity: None,
             };
             match tls {
                 None => conn.plain().await,
@@ -372,6 +373,9 @@ struct Conn {
     app: Router,
     limits: ServerLimits,
     shutdown: watch::Receiver<bool>,
+    /// The client certificate verified in the TLS handshake, parsed once;
+    /// every request on the connection carries it (auth/certs.rs).
+    identity: Option<Arc<super::auth::PeerIdentity>>,
 }
 
 impl Conn {
@@ -393,10 +397,19 @@ impl Conn {
     /// HTTPS: the handshake must end within `header_read_timeout`. The
     /// canned 408 and 431 answers are plain bytes, so over TLS such a
     /// connection is closed without one.
-    async fn tls(self, acceptor: tokio_rustls::TlsAcceptor) {
+    async fn tls(mut self, acceptor: tokio_rustls::TlsAcceptor) {
         let handshake = acceptor.accept(self.shared());
         match tokio::time::timeout(self.limits.header_read_timeout, handshake).await {
-            Ok(Ok(tls)) => connection(TokioIo::new(tls), false, self).await,
+            Ok(Ok(tls)) => {
+                self.identity = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| super::auth::PeerIdentity::from_der(leaf))
+                    .map(Arc::new);
+                connection(TokioIo::new(tls), false, self).await
+            }
             Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!("TLS handshake did not finish in time"),
         }
@@ -417,6 +430,7 @@ where
         app,
         limits,
         mut shutdown,
+        identity,
     } = conn;
     let head_cap = limits.max_header_bytes * 4;
     let service_tracker = tracker.clone();
@@ -425,6 +439,9 @@ where
         request
             .extensions_mut()
             .insert(super::ratelimit::PeerIp(peer));
+        if let Some(identity) = &identity {
+            request.extensions_mut().insert(identity.clone());
+        }
         let tracker = service_tracker.clone();
         tracker.request_started();
         let app = app.clone();

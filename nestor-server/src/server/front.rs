@@ -16,6 +16,10 @@
 //! request id), then the principal (a 401 for an unknown token on every
 //! route, before any body is read), then the caller's rate limit for the
 //! route's class (a 429 with `Retry-After`, ratelimit.rs), then the handler.
+//! The principal is known without waiting for a static token, a client
+//! certificate or a JWT whose issuer's keys are cached; only a JWT with a
+//! key id not cached waits (auth/oidc.rs fetches the key set), and only
+//! that request clones the route to call it after the wait.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 
+use super::auth::{self, Lookup, PeerIdentity, Principal};
 use super::error::{self, ApiError};
 use super::metrics::{method_label, RouteMetrics};
 use super::ratelimit::{self, PeerIp};
@@ -71,7 +76,7 @@ pub(super) struct Front<S> {
 
 impl<S> Service<Request> for Front<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response;
@@ -94,13 +99,33 @@ where
         let wakes_events = request.method() != Method::GET && request.method() != Method::HEAD;
         let span = tracing::info_span!("request", method = %method, route = %route.route(), request_id = request_id.to_str().unwrap_or_default());
         let refused = match refusal(&mut request, state, route.route()) {
-            None => Ok(span.in_scope(|| self.inner.call(request))),
-            Some(refusal) => Err(refusal),
+            Step::Go => Ok(Handler::Now(span.in_scope(|| self.inner.call(request)))),
+            Step::Refuse(refusal) => Err(refusal),
+            Step::Wait(pending) => {
+                // Only a JWT whose issuer's keys must be fetched waits: the
+                // route is cloned for it alone.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                Ok(Handler::Later(Box::pin(admit_later(
+                    pending,
+                    request,
+                    state.clone(),
+                    route.route().to_string(),
+                    inner,
+                ))))
+            }
         };
         let state = state.clone();
         Box::pin(async move {
             let id = request_id.clone();
             let mut response = error::with_request_id(id, async {
+                let refused = match refused {
+                    Ok(Handler::Now(handler)) => Ok(handler),
+                    Ok(Handler::Later(later)) => {
+                        tracing::Instrument::instrument(later, span.clone()).await
+                    }
+                    Err(refusal) => Err(refusal),
+                };
                 match refused {
                     Ok(handler) => tracing::Instrument::instrument(handler, span.clone())
                         .await
@@ -168,14 +193,31 @@ impl From<ApiError> for Refusal {
     }
 }
 
+/// What happens to a request before its handler.
+enum Step {
+    /// Its principal is attached: on to the handler.
+    Go,
+    /// Answered now.
+    Refuse(Refusal),
+    /// Its JWT's issuer keys must be fetched first.
+    Wait(Box<auth::Pending>),
+}
+
+/// The handler's future, now or once the principal is known.
+enum Handler<F> {
+    Now(F),
+    Later(BoxFuture<'static, Result<F, Refusal>>),
+}
+
 /// Why the request is answered before its handler runs, if it is: a head
 /// over `server.max_header_bytes` (431), an `Authorization` header that
-/// names no known token (401), or a caller over its rate limit for the
-/// route's class (429). Otherwise the caller's principal is attached.
-fn refusal(request: &mut Request, state: &AppState, route: &str) -> Option<Refusal> {
+/// names no known token or carries an invalid JWT (401), a valid JWT that
+/// grants no role (403), or a caller over its rate limit for the route's
+/// class (429). Otherwise the caller's principal is attached.
+fn refusal(request: &mut Request, state: &AppState, route: &str) -> Step {
     let limit = state.limits().max_header_bytes;
     if head_bytes(request) > limit {
-        return Some(Refusal::from(ApiError::from(
+        return Step::Refuse(Refusal::from(ApiError::from(
             nestor_core::Error::RequestHeaderFieldsTooLarge {
                 message: format!("the request line and headers are larger than {limit} bytes"),
             },
@@ -185,13 +227,57 @@ fn refusal(request: &mut Request, state: &AppState, route: &str) -> Option<Refus
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let peer = request
+        .extensions()
+        .get::<Arc<PeerIdentity>>()
+        .map(|p| &**p);
     // One load for the request: the tokens and limits of the same reload.
     let access = state.access();
-    let principal = match access.auth.principal(header) {
-        Ok(p) => p,
-        Err(e) => return Some(Refusal::from(ApiError::from(e))),
-    };
-    if let Some(limits) = access.rate_limits() {
+    match access.auth.principal(header, peer) {
+        Lookup::Known(Ok(principal)) => {
+            match admit(request, access.rate_limits(), route, principal) {
+                None => Step::Go,
+                Some(refusal) => Step::Refuse(refusal),
+            }
+        }
+        Lookup::Known(Err(e)) => Step::Refuse(Refusal::from(ApiError::from(e))),
+        Lookup::Fetch(pending) => Step::Wait(pending),
+    }
+}
+
+/// After [`refusal`] waited for a JWT's keys: the principal, the rate
+/// limit, then the handler's future.
+async fn admit_later<S>(
+    pending: Box<auth::Pending>,
+    mut request: Request,
+    state: AppState,
+    route: String,
+    mut inner: S,
+) -> Result<S::Future, Refusal>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let principal = pending
+        .resolve()
+        .await
+        .map_err(|e| Refusal::from(ApiError::from(e)))?;
+    // The access of now, after the wait (a reload may have come between).
+    let access = state.access();
+    match admit(&mut request, access.rate_limits(), &route, principal) {
+        None => Ok(inner.call(request)),
+        Some(refusal) => Err(refusal),
+    }
+}
+
+/// The caller's rate limit for the route's class (429), then its
+/// principal attached to the request.
+fn admit(
+    request: &mut Request,
+    limits: Option<&ratelimit::RateLimits>,
+    route: &str,
+    principal: Arc<Principal>,
+) -> Option<Refusal> {
+    if let Some(limits) = limits {
         if let Some(class) = ratelimit::classify(request.method(), route) {
             let peer = request.extensions().get::<PeerIp>().map(|p| p.0);
             if let Err(wait) = limits.check(class, &principal, peer) {

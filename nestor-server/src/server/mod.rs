@@ -8,7 +8,8 @@
 //!   body, 5xx details only in the log), and the request-id scope.
 //! - `extract`: strict query parsing (unknown keys are refused), bounded
 //!   bodies, JSON and YAML payloads.
-//! - `auth`: bearer tokens (SHA-256 in the config) and the role checks.
+//! - `auth`: who a caller is (static bearer tokens as SHA-256 in the
+//!   config, OIDC JWTs, mapped client certificates) and the role checks.
 //! - `ratelimit`: per-caller token buckets by route class (429 + `Retry-After`).
 //! - `cors`: cross-origin access for browser apps (`server.cors`).
 //! - `catalog`, `compositions`, `deployments`, `render`: the routes, thin.
@@ -179,6 +180,7 @@ impl AppState {
         let limits = config.server.limits()?;
         let cors = cors::layer(config.server.cors.as_ref())?;
         let tls = tls::acceptor(config.server.tls.as_ref())?;
+        config.auth.check_tls(config.server.tls.as_ref())?;
         let heartbeat =
             nestor_core::parse_duration(&config.sse.heartbeat).map_err(anyhow::Error::msg)?;
         let retention =

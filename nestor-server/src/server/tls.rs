@@ -1,7 +1,8 @@
 //! HTTPS for `nestor serve` (`server.tls`): rustls with the ring provider,
 //! the certificate and key read from PEM files at start, TLS 1.2 and 1.3.
 //! With `client_ca` every client must present a certificate that CA signed
-//! (mutual TLS), checked during the handshake. The handshake runs inside
+//! (mutual TLS), checked during the handshake; with `client_cert_optional`
+//! a client may present none, but one it presents must verify. The handshake runs inside
 //! the transport's connection task (conn.rs), so the connection cap counts
 //! it and `server.header_read_timeout` bounds it.
 
@@ -42,7 +43,12 @@ pub(super) fn acceptor(config: Option<&TlsConfig>) -> anyhow::Result<Option<TlsA
                     anyhow::anyhow!("server.tls.client_ca: {}: {e}", path.display())
                 })?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if config.client_cert_optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier
                 .build()
                 .map_err(|e| anyhow::anyhow!("server.tls.client_ca: {e}"))?;
             builder.with_client_cert_verifier(verifier)

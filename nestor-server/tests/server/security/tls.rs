@@ -15,13 +15,13 @@ use rcgen::{
 use super::super::{Setup, TestServer};
 
 /// A CA and what it signs, as PEM.
-struct Pki {
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
+pub(super) struct Pki {
+    pub(super) ca: rcgen::Certificate,
+    pub(super) ca_key: KeyPair,
 }
 
 impl Pki {
-    fn new(name: &str) -> Pki {
+    pub(super) fn new(name: &str) -> Pki {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -32,7 +32,7 @@ impl Pki {
     }
 
     /// (certificate PEM, key PEM) for `names`, for a server or a client.
-    fn issue(&self, cn: &str, names: &[&str], client: bool) -> (String, String) {
+    pub(super) fn issue(&self, cn: &str, names: &[&str], client: bool) -> (String, String) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
@@ -47,7 +47,7 @@ impl Pki {
     }
 }
 
-fn write(dir: &Path, file: &str, text: &str) -> std::path::PathBuf {
+pub(super) fn write(dir: &Path, file: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(file);
     std::fs::write(&path, text).unwrap();
     path
@@ -61,6 +61,7 @@ async fn https_server(dir: &Path, pki: &Pki, client_ca: Option<&Pki>) -> (TestSe
         cert: write(dir, "server.pem", &cert),
         key: write(dir, "server.key", &key),
         client_ca: client_ca.map(|ca| write(dir, "client-ca.pem", &ca.ca.pem())),
+        client_cert_optional: false,
     });
     let s = TestServer::with(setup).await;
     let url = s.url.replacen("http://", "https://", 1);
@@ -134,6 +135,54 @@ async fn mutual_tls_needs_a_certificate_from_the_client_ca() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_client_certificates_admit_token_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_pki = Pki::new("server ca");
+    let clients = Pki::new("client ca");
+    let (cert, key) = server_pki.issue("nestor", &["127.0.0.1"], false);
+    let mut setup = Setup::default();
+    setup.config.server.tls = Some(TlsConfig {
+        cert: write(dir.path(), "server.pem", &cert),
+        key: write(dir.path(), "server.key", &key),
+        client_ca: Some(write(dir.path(), "client-ca.pem", &clients.ca.pem())),
+        client_cert_optional: true,
+    });
+    setup.config.auth.client_certs = vec![nestor_server::ClientCertConfig {
+        name: "alpha-ci".into(),
+        subject: Some("alpha-ci".into()),
+        san: None,
+        roles: vec!["team:alpha".into()],
+    }];
+    let s = TestServer::with(setup).await;
+    let url = s.url.replacen("http://", "https://", 1);
+    let client = |identity: Option<(String, String)>| {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(Duration::from_secs(5))
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(server_pki.ca.pem().as_bytes()).unwrap(),
+            );
+        if let Some((cert, key)) = identity {
+            b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let team = format!("{url}/api/v1/teams/alpha/compositions");
+    // No certificate: a token caller is served, an anonymous one is anonymous.
+    let bare = client(None);
+    let with_token = bare.get(&team).bearer_auth("alpha").send().await.unwrap();
+    assert_eq!(with_token.status(), 200);
+    assert_eq!(bare.get(&team).send().await.unwrap().status(), 401);
+    // A mapped certificate is its principal.
+    let mapped = client(Some(clients.issue("alpha-ci", &[], true)));
+    assert_eq!(mapped.get(&team).send().await.unwrap().status(), 200);
+    // A certificate another CA signed is still refused in the handshake.
+    let stranger = client(Some(Pki::new("other ca").issue("alpha-ci", &[], true)));
+    assert!(stranger.get(&team).send().await.is_err());
+    s.stop().await;
+}
+
 #[test]
 fn a_missing_certificate_file_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,6 +191,7 @@ fn a_missing_certificate_file_is_refused_at_start() {
         cert: dir.path().join("missing.pem"),
         key: dir.path().join("missing.key"),
         client_ca: None,
+        client_cert_optional: false,
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let parts = nestor_server::server::Parts {
