@@ -136,7 +136,7 @@ impl SyncManager {
     ) -> nestor_core::Result<SyncReport> {
         let entry = self
             .entry(name)
-            .ok_or_else(|| Error::bad_request(format!("no source named {name:?}")))?;
+            .ok_or_else(|| no_source(name, &self.names()))?;
         self.run_once(name, &entry, nestor).await
     }
 
@@ -228,9 +228,10 @@ impl SyncManager {
 /// `POST /api/v1/sync?source=NAME` (platform role): 202, the sync runs in
 /// the background. Without `source`, every source. With `source` and
 /// `wait=true`, the sync runs before the answer: 200 with its report.
-#[utoipa::path(post, path = "/api/v1/sync", params(("source" = Option<String>, Query), ("wait" = Option<bool>, Query)),
+#[utoipa::path(post, path = "/api/v1/sync", params(("source" = Option<String>, Query, description = "a configured source's name (default: every source)"), ("wait" = Option<bool>, Query, description = "true: sync before answering (needs `source`)")),
     responses((status = 202, description = "{accepted: [names]}"), (status = 200, description = "the sync report (wait=true)"),
-              (status = 400, description = "unknown source")))]
+              (status = 400, description = "`wait` other than true or false, or `wait=true` without `source` (BAD_REQUEST)"),
+              (status = 404, description = "no source of that name (NOT_FOUND)")))]
 pub(super) async fn trigger(
     State(state): State<AppState>,
     caller: Caller,
@@ -251,11 +252,7 @@ pub(super) async fn trigger(
             .get("source")
             .ok_or_else(|| Error::bad_request("wait=true needs source=NAME"))?;
         if !state.syncs().names().iter().any(|n| n == name) {
-            return Err(Error::bad_request(format!(
-                "no source named {name:?} (known: {})",
-                state.syncs().names().join(", ")
-            ))
-            .into());
+            return Err(no_source(name, &state.syncs().names()).into());
         }
         let report = state.syncs().sync_now_as(name, &acting.nestor).await?;
         return Ok(Json(report).into_response());
@@ -266,11 +263,7 @@ pub(super) async fn trigger(
     };
     for name in &names {
         if !state.syncs().trigger(name) {
-            return Err(Error::bad_request(format!(
-                "no source named {name:?} (known: {})",
-                state.syncs().names().join(", ")
-            ))
-            .into());
+            return Err(no_source(name, &state.syncs().names()).into());
         }
         acting
             .nestor
@@ -340,7 +333,17 @@ fn signed(headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
 
 /// The push payload of a body: JSON, or GitHub's default form encoding
 /// `payload=<urlencoded JSON>` (the signature covers the form as sent).
+/// A push event is a JSON object; an empty body (a bare trigger) is null.
 fn push_payload(bytes: &[u8], form: bool) -> ApiResult<Value> {
+    let value = push_json(bytes, form)?;
+    if value.is_object() || value.is_null() {
+        Ok(value)
+    } else {
+        Err(Error::bad_request("a webhook payload is a JSON object (a push event)").into())
+    }
+}
+
+fn push_json(bytes: &[u8], form: bool) -> ApiResult<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
@@ -499,6 +502,19 @@ fn unsigned() -> super::error::ApiError {
         message: "missing or wrong webhook signature".into(),
     }
     .into()
+}
+
+/// `NOT_FOUND` for a source name the configuration does not have (a
+/// named thing that is not there, like any other lookup; not a malformed
+/// request).
+fn no_source(name: &str, known: &[String]) -> Error {
+    Error::NotFound {
+        message: format!(
+            "no source named {} (known: {})",
+            nestor_core::excerpt(name),
+            known.join(", ")
+        ),
+    }
 }
 
 fn not_found() -> super::error::ApiError {
