@@ -38,6 +38,11 @@ for _ in $(seq 1 120); do
   if curl -sf "http://127.0.0.1:$port/ready" >/dev/null 2>&1; then break; fi
   sleep 1
 done
+if ! curl -sf "http://127.0.0.1:$port/ready" >/dev/null 2>&1; then
+  echo "newcomer: the server did not answer /ready within 120 s; its output:" >&2
+  cat "$work/serve.log" >&2
+  exit 1
+fi
 curl -sf "http://127.0.0.1:$port/api/v1/resources" > "$work/resources.json"
 python3 - "$work/resources.json" <<'PY'
 import json, sys
