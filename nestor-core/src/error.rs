@@ -198,7 +198,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "Too many requests from this caller; wait for `Retry-After` and retry.",
             ErrorCode::StorageUnavailable => "The store cannot be reached or refused the write (SQLite file locked or unreadable, DynamoDB unreachable or throttling). Nothing was written; retry once the store is back.",
             ErrorCode::InternalError => "A bug or an unexpected failure inside Nestor. The body stays generic; the server log has the detail under the same `trace_id`.",
-            ErrorCode::NotFound => "No such route, or a webhook for a repository no source names.",
+            ErrorCode::NotFound => "No such route, a catalog source the configuration does not name, or a webhook for a repository no source names.",
             ErrorCode::MethodNotAllowed => "The route exists but not with this HTTP method.",
             ErrorCode::RequestTimeout => "The client did not send its request head (`server.header_read_timeout`) or body (`server.body_read_timeout`) in time.",
             ErrorCode::PayloadTooLarge => "The body is larger than `server.max_body_bytes` (1 MiB by default).",

@@ -12,6 +12,7 @@ mod composition;
 mod definition;
 mod limits;
 mod lines;
+mod yaml_value;
 
 use std::collections::BTreeMap;
 
@@ -150,7 +151,9 @@ pub fn parse_yaml_value(text: &str) -> Result<Value, String> {
         ));
     }
     limits::check_nesting(text).map_err(|e| format!("invalid YAML: {e}"))?;
-    serde_yaml::from_str::<Value>(text).map_err(|e| format!("invalid YAML: {e}"))
+    serde_yaml::from_str::<yaml_value::YamlValue>(text)
+        .map(|v| v.0)
+        .map_err(|e| format!("invalid YAML: {e}"))
 }
 
 /// Parses a whole file's bytes: size and encoding checks, then every document.

@@ -181,10 +181,9 @@ impl Backend for Embedded {
                     .iter()
                     .map(|s| s.name.as_str())
                     .collect();
-                return Err(Error::bad_request(format!(
-                    "no source named {source:?} (known: {})",
-                    known.join(", ")
-                ))
+                return Err(Error::NotFound {
+                    message: format!("no source named {source:?} (known: {})", known.join(", ")),
+                }
                 .into());
             }
             None => SourceConfig::new(super::catalog::source_name(source), source),

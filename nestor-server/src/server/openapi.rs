@@ -12,6 +12,7 @@
 //! the router and this document disagree.
 
 mod bodies;
+mod constraints;
 mod contract;
 
 use std::sync::OnceLock;

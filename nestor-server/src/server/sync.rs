@@ -247,7 +247,7 @@ impl SyncManager {
     ) -> nestor_core::Result<SyncReport> {
         let entry = self
             .entry(name)
-            .ok_or_else(|| Error::bad_request(format!("no source named {name:?}")))?;
+            .ok_or_else(|| no_source(name, &self.names()))?;
         self.run_once(name, &entry, nestor).await
     }
 
@@ -349,9 +349,10 @@ impl SyncManager {
 /// `POST /api/v1/sync?source=NAME` (platform role): 202, the sync runs in
 /// the background. Without `source`, every source. With `source` and
 /// `wait=true`, the sync runs before the answer: 200 with its report.
-#[utoipa::path(post, path = "/api/v1/sync", params(("source" = Option<String>, Query), ("wait" = Option<bool>, Query)),
+#[utoipa::path(post, path = "/api/v1/sync", params(("source" = Option<String>, Query, description = "a configured source's name (default: every source)"), ("wait" = Option<bool>, Query, description = "true: sync before answering (needs `source`)")),
     responses((status = 202, description = "{accepted: [names]}"), (status = 200, description = "the sync report (wait=true)"),
-              (status = 400, description = "unknown source")))]
+              (status = 400, description = "`wait` other than true or false, or `wait=true` without `source` (BAD_REQUEST)"),
+              (status = 404, description = "no source of that name (NOT_FOUND)")))]
 pub(super) async fn trigger(
     State(state): State<AppState>,
     caller: Caller,
@@ -372,11 +373,7 @@ pub(super) async fn trigger(
             .get("source")
             .ok_or_else(|| Error::bad_request("wait=true needs source=NAME"))?;
         if !state.syncs().names().iter().any(|n| n == name) {
-            return Err(Error::bad_request(format!(
-                "no source named {name:?} (known: {})",
-                state.syncs().names().join(", ")
-            ))
-            .into());
+            return Err(no_source(name, &state.syncs().names()).into());
         }
         let report = state.syncs().sync_now_as(name, &acting.nestor).await?;
         return Ok(Json(report).into_response());
@@ -387,11 +384,7 @@ pub(super) async fn trigger(
     };
     for name in &names {
         if !state.syncs().trigger(name) {
-            return Err(Error::bad_request(format!(
-                "no source named {name:?} (known: {})",
-                state.syncs().names().join(", ")
-            ))
-            .into());
+            return Err(no_source(name, &state.syncs().names()).into());
         }
         acting
             .nestor
@@ -399,4 +392,16 @@ pub(super) async fn trigger(
             .await;
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"accepted": names}))).into_response())
+}
+/// `NOT_FOUND` for a source name the configuration does not have (a
+/// named thing that is not there, like any other lookup; not a malformed
+/// request).
+fn no_source(name: &str, known: &[String]) -> Error {
+    Error::NotFound {
+        message: format!(
+            "no source named {} (known: {})",
+            nestor_core::excerpt(name),
+            known.join(", ")
+        ),
+    }
 }

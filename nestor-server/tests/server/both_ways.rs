@@ -214,7 +214,7 @@ async fn catalog(b: &Both) {
     let sync = b.ok(&["catalog", "sync", "examples"]).await;
     assert!(sync.1.starts_with("synced examples"), "{}", sync.1);
     b.ok(&["-o", "json", "catalog", "sync", "examples"]).await;
-    b.fails(&["catalog", "sync", "nope"], "BAD_REQUEST").await;
+    b.fails(&["catalog", "sync", "nope"], "NOT_FOUND").await;
     for args in [
         vec!["catalog", "list"],
         vec!["catalog", "list", "--provider", "aws", "--limit", "3"],

@@ -132,3 +132,175 @@ async fn every_route_is_in_the_document_and_every_operation_is_a_route() {
     }
     s.stop().await;
 }
+
+/// `text` percent-encoded for one path segment.
+fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The schema pattern of parameter `name` of `method path`.
+fn parameter_pattern(
+    doc: &serde_json::Value,
+    method: &str,
+    path: &str,
+    name: &str,
+) -> regex::Regex {
+    let params = doc["paths"][path][method]["parameters"].as_array().unwrap();
+    let p = params.iter().find(|p| p["name"] == name).unwrap();
+    regex::Regex::new(p["schema"]["pattern"].as_str().unwrap()).unwrap()
+}
+
+/// The version segment a client reads from the document and the one the
+/// server reads agree: what the pattern admits is never refused as
+/// malformed, and what it excludes is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_version_forms_are_the_ones_the_server_reads() {
+    let s = TestServer::start().await;
+    let (_, doc) = s.get("/api/v1/openapi.json").await;
+    let spec = parameter_pattern(&doc, "get", "/api/v1/resources/{name}/{version}", "version");
+    let exact = parameter_pattern(
+        &doc,
+        "post",
+        "/api/v1/resources/{name}/{version}/yank",
+        "version",
+    );
+    for good in [
+        "2.0.0",
+        "v1.0.0",
+        "latest",
+        "^1",
+        "~1.2",
+        ">=1.0.0, <3.0.0",
+        "1.*",
+        "*",
+        "1.2.3-rc.1+b.5",
+    ] {
+        assert!(spec.is_match(good), "{good} is a documented version form");
+        let (status, body) = s
+            .get(&format!(
+                "/api/v1/resources/aws-rds-mysql/{}",
+                segment(good)
+            ))
+            .await;
+        assert!(
+            [200, 404].contains(&status.as_u16()),
+            "{good}: {status} {body}"
+        );
+    }
+    for bad in [
+        "01.0.0",
+        "1.0.0-01",
+        "abc",
+        "^",
+        "1.2.3.4",
+        "1.*.3",
+        "1..2",
+        "99999999999999999999999.0.0",
+    ] {
+        assert!(!spec.is_match(bad), "{bad} is outside the documented forms");
+        let (status, body) = s
+            .get(&format!("/api/v1/resources/aws-rds-mysql/{}", segment(bad)))
+            .await;
+        assert_eq!(
+            (status.as_u16(), code(&body)),
+            (400, "BAD_REQUEST"),
+            "{bad}"
+        );
+    }
+    for (version, documented) in [
+        ("2.0.0", true),
+        ("v2.0.0", true),
+        ("^2", false),
+        ("2.0", false),
+    ] {
+        assert_eq!(exact.is_match(version), documented, "{version}");
+        let path = format!(
+            "/api/v1/resources/aws-rds-mysql/{}/unyank",
+            segment(version)
+        );
+        let (status, body) = s
+            .post(&path, "admin", super::Body::Json(serde_json::json!({})))
+            .await;
+        assert_eq!(
+            status.as_u16() == 400,
+            !documented,
+            "{version}: {status} {body}"
+        );
+    }
+    s.stop().await;
+}
+
+/// What schemathesis found the server doing that the document did not
+/// say, each now one way in both: a YAML integer beyond 64 bits is read
+/// as JSON reads it, a source that is not configured is not found, a
+/// webhook payload that is not an object is refused, and a render for a
+/// team that cannot exist is refused like a deployment for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_answers_what_the_document_says_where_schemathesis_found_otherwise() {
+    let s = TestServer::start().await;
+    let big = "apiVersion: v1\nkind: ConfigMap\ndata: {n: 1180591620717411303424}\n";
+    let (status, body) = s
+        .post("/api/v1/validate", "admin", super::Body::Yaml(big.into()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["documents"][0]["kind"], "foreign", "{body}");
+
+    let (status, body) = s
+        .send(
+            Method::POST,
+            "/api/v1/sync?source=nope",
+            Some("admin"),
+            None,
+        )
+        .await;
+    assert_eq!((status.as_u16(), code(&body)), (404, "NOT_FOUND"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("examples"),
+        "{body}"
+    );
+
+    let (status, body) = s
+        .send(
+            Method::POST,
+            "/webhooks/git?source=examples",
+            None,
+            Some(super::Body::Raw("application/json", b"1860080".to_vec())),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), code(&body)),
+        (400, "BAD_REQUEST"),
+        "{body}"
+    );
+
+    let render = serde_json::json!({
+        "catalog_ref": "aws-rds-mysql:^2", "team": "", "environment": "Dev",
+        "config": {"identifier": "orders-db", "instance_class": "db.t3.micro"}
+    });
+    let (status, body) = s
+        .post("/api/v1/render", "admin", super::Body::Json(render))
+        .await;
+    assert_eq!(
+        (status.as_u16(), code(&body)),
+        (422, "VALIDATION_FAILED"),
+        "{body}"
+    );
+    let fields: Vec<&str> = body["error"]["details"]["validation_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["team", "environment"], "{body}");
+    s.stop().await;
+}

@@ -207,8 +207,7 @@ async fn catalog_sync_of_a_configured_source_against_nestor_serve() {
     let unknown = nestor(local.path(), &served.args(&["catalog", "sync", "nope"])).await;
     assert_eq!(unknown.0, 1);
     assert!(
-        unknown.2.starts_with("error[BAD_REQUEST]")
-            && unknown.2.contains("no source named \"nope\""),
+        unknown.2.starts_with("error[NOT_FOUND]") && unknown.2.contains("no source named \"nope\""),
         "{}",
         unknown.2
     );

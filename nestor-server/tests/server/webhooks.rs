@@ -304,6 +304,6 @@ async fn triggers_during_a_sync_coalesce() {
             None,
         )
         .await;
-    assert_eq!((status.as_u16(), code(&body)), (400, "BAD_REQUEST"));
+    assert_eq!((status.as_u16(), code(&body)), (404, "NOT_FOUND"));
     s.stop().await;
 }

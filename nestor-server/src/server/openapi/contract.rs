@@ -82,6 +82,16 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/audit", "listAuditRecords"),
     ("get", "/api/v1/graph", "getGraph"),
     ("get", "/api/v1/openapi.json", "getOpenApiDocument"),
+    ("get", "/api/v1/deployments/{id}/logs", "getDeploymentLogs"),
+    (
+        "post",
+        "/api/v1/deployments/{id}/drift",
+        "checkDeploymentDrift",
+    ),
+    ("get", "/api/v1/teams", "listTeams"),
+    ("get", "/api/v1/teams/{team}", "getTeam"),
+    ("get", "/api/v1/teams/{team}/quotas", "getTeamQuotas"),
+    ("post", "/api/v1/teams/{team}/validate", "checkTeamPolicies"),
     ("get", "/health", "health"),
     ("get", "/ready", "ready"),
     ("get", "/metrics", "metrics"),
@@ -148,6 +158,7 @@ pub(super) fn complete(doc: &mut Value) {
     ] {
         add_published_schema(&mut components, name, kind);
     }
+    super::constraints::request_schemas(&mut components);
     super::bodies::generated(&mut components);
     doc["components"] = components;
     let Some(paths) = doc["paths"].as_object_mut() else {
@@ -204,7 +215,7 @@ fn complete_operation(method: &str, path: &str, op: &mut Value, id: String) {
     } else {
         json!([{"bearer": []}])
     };
-    constrain_parameters(path, op);
+    super::constraints::constrain_parameters(path, op);
     super::bodies::type_responses(method, path, op);
     let has_body = op.get("requestBody").is_some();
     if has_body {
@@ -220,7 +231,11 @@ fn complete_operation(method: &str, path: &str, op: &mut Value, id: String) {
         statuses.push((401, "No token, or an unknown one (`UNAUTHORIZED`)."));
         statuses.push((403, "The token's roles do not allow this (`FORBIDDEN`)."));
     }
-    if path.contains('{') || path == "/webhooks/git" || path == "/api/v1/sync" {
+    if path.contains('{')
+        || path == "/webhooks/git"
+        || path == "/api/v1/sync"
+        || renders(method, path)
+    {
         statuses.push((404, "Not found: `RESOURCE_NOT_FOUND`, `VERSION_NOT_FOUND`, `COMPOSITION_NOT_FOUND`, `DEPLOYMENT_NOT_FOUND` or `NOT_FOUND`."));
     }
     if path == "/webhooks/git" {
@@ -263,43 +278,6 @@ fn complete_operation(method: &str, path: &str, op: &mut Value, id: String) {
     op["responses"] = responses;
 }
 
-/// Names, limits and enums the server enforces, stated on the parameters.
-fn constrain_parameters(path: &str, op: &mut Value) {
-    let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
-        return;
-    };
-    for p in params {
-        let name = p["name"].as_str().unwrap_or_default().to_string();
-        let location = p["in"].as_str().unwrap_or_default().to_string();
-        let schema = &mut p["schema"];
-        match (name.as_str(), location.as_str()) {
-            ("name", "path") | ("team", "path") => {
-                schema["pattern"] = json!("^[a-z][a-z0-9-]{0,61}[a-z0-9]$");
-            }
-            ("limit", "query") if path == "/api/v1/audit" => {
-                *schema = json!({"type": "integer", "minimum": 1,
-                    "maximum": nestor_core::AuditQuery::MAX_LIMIT,
-                    "default": nestor_core::AuditQuery::DEFAULT_LIMIT});
-            }
-            ("limit", "query") => {
-                *schema = json!({"type": "integer", "minimum": 1, "maximum": 500, "default": 50});
-            }
-            ("status", "query") => {
-                *schema = json!({"type": "string", "enum": [
-                    "pending", "planning", "applying", "succeeded", "failed", "cancelled", "rolled_back"
-                ]});
-            }
-            ("format", "query") => {
-                *schema = json!({"type": "string", "enum": ["json", "dot"], "default": "json"});
-            }
-            ("to", "query") => {
-                *schema = json!({"type": "integer", "minimum": 1});
-            }
-            _ => {}
-        }
-    }
-}
-
 /// JSON bodies typed with the published schemas; YAML beside JSON where
 /// the server reads it.
 fn type_request_body(method: &str, path: &str, op: &mut Value) {
@@ -315,42 +293,61 @@ fn type_request_body(method: &str, path: &str, op: &mut Value) {
             json!({"$ref": "#/components/schemas/DeploymentRequest"})
         }
         ("post", "/api/v1/render") => json!({"$ref": "#/components/schemas/RenderResourceRequest"}),
+        ("post", "/api/v1/deployments/promote") => {
+            json!({"$ref": "#/components/schemas/PromoteRequest"})
+        }
+        ("post", "/api/v1/teams/{team}/deploy") => {
+            json!({"$ref": "#/components/schemas/TeamDeployRequest"})
+        }
+        ("post", "/api/v1/teams/{team}/validate") => {
+            json!({"$ref": "#/components/schemas/TeamDeploymentRequest"})
+        }
+        // Any document: each is judged and the verdict is the answer.
+        ("post", "/api/v1/validate") => json!({
+            "description": "A definition or composition, or an array of them; any other value is answered as an invalid document."
+        }),
         _ => op["requestBody"]["content"]["application/json"]["schema"].clone(),
     };
-    let yaml = matches!(
-        (method, path),
-        ("post", "/api/v1/resources")
-            | ("post", "/api/v1/validate")
-            | ("post", "/api/v1/teams/{team}/compositions")
-    );
+    // YAML: one document of the same shape (or several, separated by `---`,
+    // which a schema cannot state).
+    let yaml = match (method, path) {
+        ("post", "/api/v1/resources") => {
+            Some(json!({"$ref": "#/components/schemas/ResourceDefinition"}))
+        }
+        ("post", "/api/v1/teams/{team}/compositions") => {
+            Some(json!({"$ref": "#/components/schemas/Composition"}))
+        }
+        ("post", "/api/v1/validate") => Some(schema.clone()),
+        _ => None,
+    };
     let mut content = json!({"application/json": {"schema": schema}});
-    if yaml {
-        content["application/yaml"] = json!({"schema": {
-            "type": "string",
-            "description": "One or more YAML documents separated by `---`."
-        }});
+    if let Some(mut yaml) = yaml {
+        yaml["description"] = json!("One or more YAML documents separated by `---`.");
+        content["application/yaml"] = json!({ "schema": yaml });
     }
     op["requestBody"]["content"] = content;
-    op["requestBody"]["required"] = json!(true);
+    // A webhook without a body is a bare trigger of `?source=NAME`.
+    op["requestBody"]["required"] = json!(path != "/webhooks/git");
 }
 
 /// `POST /api/v1/render`'s body, `nestor_core::RenderResourceRequest` (a test
 /// below decodes the example with the type and compares the property
 /// names with the type's fields, so the two cannot drift apart unnoticed).
 fn render_request_schema() -> Value {
+    let name = format!("^{}$", super::constraints::NAME);
     json!({
         "type": "object",
         "description": "One catalog resource to render on its own, as a resource of a deployment of `team` in `environment`.",
         "required": ["catalog_ref", "team", "environment"],
         "additionalProperties": false,
         "properties": {
-            "catalog_ref": {"type": "string", "description": "NAME, NAME:VERSION or NAME:REQUIREMENT."},
-            "engine": {"type": "string", "description": "Default: the definition's first supported engine that is loaded."},
+            "catalog_ref": {"type": "string", "pattern": super::constraints::catalog_ref_pattern(), "description": "NAME, NAME:VERSION or NAME:REQUIREMENT."},
+            "engine": {"type": ["string", "null"], "description": "Default: the definition's first supported engine that is loaded."},
             "config": {"type": "object", "description": "The resource's inputs."},
-            "team": {"type": "string"},
-            "environment": {"type": "string"}
+            "team": {"type": "string", "pattern": name},
+            "environment": {"type": "string", "pattern": name}
         },
-        "example": {"catalog_ref": "aws-rds-mysql:^2", "config": {"size": "small"}, "team": "alpha", "environment": "dev"}
+        "example": {"catalog_ref": "aws-rds-mysql:^2", "config": {"identifier": "orders-db", "instance_class": "db.t3.micro"}, "team": "alpha", "environment": "dev"}
     })
 }
 

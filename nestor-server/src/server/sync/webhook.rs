@@ -80,7 +80,17 @@ fn signed(headers: &HeaderMap, body: &[u8], secret: &str) -> bool {
 
 /// The push payload of a body: JSON, or GitHub's default form encoding
 /// `payload=<urlencoded JSON>` (the signature covers the form as sent).
+/// A push event is a JSON object; an empty body (a bare trigger) is null.
 fn push_payload(bytes: &[u8], form: bool) -> ApiResult<Value> {
+    let value = push_json(bytes, form)?;
+    if value.is_object() || value.is_null() {
+        Ok(value)
+    } else {
+        Err(Error::bad_request("a webhook payload is a JSON object (a push event)").into())
+    }
+}
+
+fn push_json(bytes: &[u8], form: bool) -> ApiResult<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
