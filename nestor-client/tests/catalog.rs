@@ -227,7 +227,7 @@ async fn publish_yank_validate_and_sync() {
     assert_eq!(report.source, "examples");
     assert!(report.errors.is_empty());
     let err = platform.sync("nowhere").await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::BadRequest);
+    assert_eq!(err.code(), ErrorCode::NotFound);
     s.stop().await;
 }
 

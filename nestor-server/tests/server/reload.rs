@@ -232,7 +232,7 @@ async fn sources_reload_and_an_open_event_stream_goes_on() {
             Body::Raw("application/json", vec![]),
         )
         .await;
-    assert_eq!(status, 400, "the removed source is unknown");
+    assert_eq!(status, 404, "the removed source is unknown");
     assert_eq!(s.get("/api/v1/resources/reloaded-a").await.0, 200);
 
     // After all those reloads the stream still delivers.
