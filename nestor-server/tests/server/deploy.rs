@@ -239,15 +239,7 @@ async fn team_deploy_is_followed_to_succeeded_over_sse() {
         .unwrap();
     assert_eq!(dot, core.to_dot());
 
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("nestor_deployments_total{status=\"succeeded\"}"),
         "{metrics}"

@@ -321,15 +321,7 @@ async fn request_data_never_becomes_a_metric_series() {
         assert_eq!(status.as_u16(), 405);
         assert!(started.elapsed() < ANSWER);
     }
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     assert!(
         text.len() < 64 * 1024,
         "/metrics grew to {} bytes",

@@ -178,6 +178,12 @@ impl TestServer {
         self.send(Method::GET, path, Some(token), None).await
     }
 
+    /// The `/metrics` exposition, as text.
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(format!("{}/metrics", self.url)).send();
+        response.await.unwrap().text().await.unwrap()
+    }
+
     pub async fn post(&self, path: &str, token: &str, body: Body) -> (StatusCode, Value) {
         self.send(Method::POST, path, Some(token), Some(body)).await
     }
@@ -384,15 +390,7 @@ async fn health_ready_metrics_openapi_and_request_ids() {
         assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
     }
 
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     for metric in ["nestor_http_requests_total{route=\"/api/v1/resources/{name}\",method=\"GET\",status=\"404\"} 1", "nestor_http_request_duration_seconds_bucket", "nestor_catalog_versions 26", "nestor_sync_duration_seconds_count{source=\"examples\"} 1", "nestor_sse_connections 0"] {
         assert!(text.contains(metric), "metrics lack {metric}:\n{text}");
     }

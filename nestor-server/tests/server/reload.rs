@@ -150,15 +150,7 @@ async fn an_invalid_file_is_refused_whole_and_the_old_access_stays() {
     s.state.reload(&source).unwrap();
     assert_eq!(status_as(&s, "gamma").await, 200);
 
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     for line in [
         "nestor_config_reloads_total{outcome=\"refused\"} 7",
         "nestor_config_reloads_total{outcome=\"applied\"} 1",

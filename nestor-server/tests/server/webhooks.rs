@@ -249,15 +249,7 @@ async fn triggers_during_a_sync_coalesce() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("nestor_sync_duration_seconds_count{source=\"examples\"}"))
