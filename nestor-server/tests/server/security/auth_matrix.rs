@@ -182,18 +182,7 @@ fn client_cert(ca: &Pki, cn: &str, uri: Option<&str>) -> (String, String) {
 }
 
 fn https_client(server_ca: &Pki, identity: (String, String)) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(Duration::from_secs(10))
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(server_ca.ca.pem().as_bytes()).unwrap(),
-        )
-        .identity(
-            reqwest::Identity::from_pem(format!("{}{}", identity.0, identity.1).as_bytes())
-                .unwrap(),
-        )
-        .build()
-        .unwrap()
+    server_ca.client(Some(identity))
 }
 
 /// What a case asks for.

@@ -45,6 +45,20 @@ impl Pki {
         let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
         (cert.pem(), key.serialize_pem())
     }
+
+    /// An HTTPS client that trusts this CA's servers, presenting
+    /// `identity` (certificate PEM, key PEM) when given.
+    pub(super) fn client(&self, identity: Option<(String, String)>) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(self.ca.pem().as_bytes()).unwrap();
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(Duration::from_secs(10))
+            .add_root_certificate(ca);
+        if let Some((cert, key)) = identity {
+            b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+        }
+        b.build().unwrap()
+    }
 }
 
 pub(super) fn write(dir: &Path, file: &str, text: &str) -> std::path::PathBuf {
@@ -105,18 +119,7 @@ async fn mutual_tls_needs_a_certificate_from_the_client_ca() {
     let server_pki = Pki::new("server ca");
     let clients = Pki::new("client ca");
     let (s, url) = https_server(dir.path(), &server_pki, Some(&clients)).await;
-    let client = |identity: Option<(String, String)>| {
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(Duration::from_secs(5))
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(server_pki.ca.pem().as_bytes()).unwrap(),
-            );
-        if let Some((cert, key)) = identity {
-            b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
-        }
-        b.build().unwrap()
-    };
+    let client = |identity| server_pki.client(identity);
     let health = format!("{url}/health");
     // A certificate the client CA signed: served.
     let ok = client(Some(clients.issue("ci-runner", &[], true)));
@@ -156,18 +159,7 @@ async fn optional_client_certificates_admit_token_callers() {
     }];
     let s = TestServer::with(setup).await;
     let url = s.url.replacen("http://", "https://", 1);
-    let client = |identity: Option<(String, String)>| {
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(Duration::from_secs(5))
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(server_pki.ca.pem().as_bytes()).unwrap(),
-            );
-        if let Some((cert, key)) = identity {
-            b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
-        }
-        b.build().unwrap()
-    };
+    let client = |identity| server_pki.client(identity);
     let team = format!("{url}/api/v1/teams/alpha/compositions");
     // No certificate: a token caller is served, an anonymous one is anonymous.
     let bare = client(None);
