@@ -508,6 +508,19 @@ impl Error {
         }
     }
 
+    /// `NOT_FOUND` for a catalog source `name` that is not configured,
+    /// listing the `known` ones (a lookup of a named thing, like any other).
+    pub fn no_source<S: AsRef<str>>(name: &str, known: &[S]) -> Error {
+        let known: Vec<&str> = known.iter().map(AsRef::as_ref).collect();
+        Error::NotFound {
+            message: format!(
+                "no source named {} (known: {})",
+                crate::validate::excerpt(name),
+                known.join(", ")
+            ),
+        }
+    }
+
     /// An internal error.
     pub fn internal(message: impl Into<String>) -> Error {
         Error::Internal {

@@ -29,22 +29,12 @@ impl Orchestrator {
     }
 
     pub(super) async fn parse_spec(&self, request: &DeploymentRequest) -> Result<Spec> {
-        let mut errors = Vec::new();
-        for (field, value) in [
+        check_key_names(&[
             ("team", &request.team),
             ("environment", &request.environment),
             ("name", &request.name),
-        ] {
-            if !is_valid_name(value) {
-                errors.push(FieldError::new(
-                    field,
-                    format!("{value:?} is not a valid {field} (lowercase letters, digits and '-')"),
-                ));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(Error::Validation { errors });
-        }
+        ])?;
+        let mut errors = Vec::new();
         let key = DeploymentKey {
             team: request.team.clone(),
             environment: request.environment.clone(),
@@ -236,6 +226,30 @@ pub(super) fn check_spec_names(spec: &Spec) -> Result<()> {
                 e
             })
             .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation { errors })
+    }
+}
+
+/// `VALIDATION_FAILED` naming every field of `fields` whose value is not a
+/// name: a deployment's key, or the team and environment one resource
+/// renders for (templates and artifact paths are made of them).
+pub(super) fn check_key_names(fields: &[(&str, &str)]) -> Result<()> {
+    let errors: Vec<FieldError> = fields
+        .iter()
+        .filter(|(_, value)| !is_valid_name(value))
+        .map(|(field, value)| {
+            FieldError::new(
+                *field,
+                format!(
+                    "{} is not a valid {field} (lowercase letters, digits and '-')",
+                    crate::validate::excerpt(value)
+                ),
+            )
+        })
+        .collect();
     if errors.is_empty() {
         Ok(())
     } else {

@@ -65,6 +65,10 @@ impl Orchestrator {
             team,
             environment,
         } = request;
+        super::request::check_key_names(&[
+            ("team", team.as_str()),
+            ("environment", environment.as_str()),
+        ])?;
         let name = crate::versioning::CatalogRef::parse(catalog_ref)
             .map_err(crate::error::Error::bad_request)?
             .name;

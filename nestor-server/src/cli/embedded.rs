@@ -181,10 +181,7 @@ impl Backend for Embedded {
                     .iter()
                     .map(|s| s.name.as_str())
                     .collect();
-                return Err(Error::NotFound {
-                    message: format!("no source named {source:?} (known: {})", known.join(", ")),
-                }
-                .into());
+                return Err(Error::no_source(source, &known).into());
             }
             None => SourceConfig::new(super::catalog::source_name(source), source),
         };

@@ -4,7 +4,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use nestor_core::{Error, FieldError, RenderResourceRequest, RenderedResource};
+use nestor_core::{RenderResourceRequest, RenderedResource};
 
 use super::auth::Caller;
 use super::error::ApiResult;
@@ -26,33 +26,6 @@ pub(super) async fn render(
     caller.may_read_some_team()?;
     let payload = body.read(&state).await?;
     let request: RenderResourceRequest = off_thread(&state, move |_| payload.decode()).await?;
-    check_names(&request)?;
     caller.read_team(&request.team)?;
     Ok(Json(state.nestor().render(&request).await?))
-}
-
-/// `VALIDATION_FAILED` unless `team` and `environment` are names, as in a
-/// deployment request (templates and artifact paths are made of them).
-fn check_names(request: &RenderResourceRequest) -> Result<(), Error> {
-    let errors: Vec<FieldError> = [
-        ("team", &request.team),
-        ("environment", &request.environment),
-    ]
-    .into_iter()
-    .filter(|(_, value)| !nestor_core::is_valid_name(value))
-    .map(|(field, value)| {
-        FieldError::new(
-            field,
-            format!(
-                "{} is not a valid {field} (lowercase letters, digits and '-')",
-                nestor_core::excerpt(value)
-            ),
-        )
-    })
-    .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Validation { errors })
-    }
 }

@@ -247,7 +247,7 @@ impl SyncManager {
     ) -> nestor_core::Result<SyncReport> {
         let entry = self
             .entry(name)
-            .ok_or_else(|| no_source(name, &self.names()))?;
+            .ok_or_else(|| Error::no_source(name, &self.names()))?;
         self.run_once(name, &entry, nestor).await
     }
 
@@ -373,7 +373,7 @@ pub(super) async fn trigger(
             .get("source")
             .ok_or_else(|| Error::bad_request("wait=true needs source=NAME"))?;
         if !state.syncs().names().iter().any(|n| n == name) {
-            return Err(no_source(name, &state.syncs().names()).into());
+            return Err(Error::no_source(name, &state.syncs().names()).into());
         }
         let report = state.syncs().sync_now_as(name, &acting.nestor).await?;
         return Ok(Json(report).into_response());
@@ -384,7 +384,7 @@ pub(super) async fn trigger(
     };
     for name in &names {
         if !state.syncs().trigger(name) {
-            return Err(no_source(name, &state.syncs().names()).into());
+            return Err(Error::no_source(name, &state.syncs().names()).into());
         }
         acting
             .nestor
@@ -392,16 +392,4 @@ pub(super) async fn trigger(
             .await;
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"accepted": names}))).into_response())
-}
-/// `NOT_FOUND` for a source name the configuration does not have (a
-/// named thing that is not there, like any other lookup; not a malformed
-/// request).
-fn no_source(name: &str, known: &[String]) -> Error {
-    Error::NotFound {
-        message: format!(
-            "no source named {} (known: {})",
-            nestor_core::excerpt(name),
-            known.join(", ")
-        ),
-    }
 }
