@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::{code, definition, Body, TestServer};
+use super::{code, definition, fields, Body, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_filters_and_pagination() {
@@ -207,12 +207,7 @@ async fn publish_with_every_error_code() {
         (422, "VALIDATION_FAILED"),
         "{body}"
     );
-    let fields: Vec<&str> = body["error"]["details"]["validation_errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = fields(&body);
     assert!(
         fields.contains(&"metadata.name")
             && fields.iter().any(|f| f.contains("requried_inputs"))

@@ -223,6 +223,16 @@ pub fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<no code>")
 }
 
+/// The fields a `VALIDATION_FAILED` body names, in order.
+pub fn fields(v: &Value) -> Vec<&str> {
+    v["error"]["details"]["validation_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect()
+}
+
 /// A small valid definition; `extra` is appended under `spec` inputs.
 pub fn definition(name: &str, version: &str, description: &str, required: &[&str]) -> String {
     let mut inputs = String::new();

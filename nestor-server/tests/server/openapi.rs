@@ -295,12 +295,7 @@ async fn the_server_answers_what_the_document_says_where_schemathesis_found_othe
         (422, "VALIDATION_FAILED"),
         "{body}"
     );
-    let fields: Vec<&str> = body["error"]["details"]["validation_errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = super::fields(&body);
     assert_eq!(fields, ["team", "environment"], "{body}");
     s.stop().await;
 }

@@ -27,7 +27,7 @@ fn client_certs_without_a_client_ca_are_refused() {
 }
 
 /// Why `AppState::new` refuses `config`.
-fn start_error(config: nestor_server::Config) -> String {
+pub(super) fn start_error(config: nestor_server::Config) -> String {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let parts = nestor_server::server::Parts {

@@ -2,7 +2,6 @@
 //! with `Retry-After` while other callers go on; classes are separate;
 //! nestor-client waits out `Retry-After` and succeeds.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nestor_server::{RateConfig, RateLimitsConfig};
@@ -135,27 +134,6 @@ async fn nestor_client_waits_out_retry_after() {
 
 #[test]
 fn a_zero_rate_is_refused_at_start() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let parts = nestor_server::server::Parts {
-        config: limited(rate(0, 1), None).config,
-        store: Arc::new(nestor_storage::MemoryStore::new()),
-        engines: Arc::new(nestor_engines::EngineRegistry::new(Default::default()).unwrap()),
-        executor: Arc::new(
-            nestor_storage::GitOpsExecutor::open(nestor_storage::GitOpsConfig::local(
-                dir.path().join("gitops"),
-            ))
-            .unwrap(),
-        ),
-        cache_dir: dir.path().join("sources"),
-    };
-    let err = rt
-        .block_on(async { nestor_server::server::AppState::new(parts) })
-        .err()
-        .expect("a zero rate is refused");
-    assert!(
-        err.to_string()
-            .contains("server.rate_limits.reads.per_second"),
-        "{err}"
-    );
+    let err = super::identity_config::start_error(limited(rate(0, 1), None).config);
+    assert!(err.contains("server.rate_limits.reads.per_second"), "{err}");
 }
