@@ -47,7 +47,8 @@ use crate::config::Config;
 /// reload.
 #[derive(Debug)]
 pub(super) struct Access {
-    /// Tokens (and their roles) and anonymous access, from `auth:`.
+    /// Who callers are, from `auth:`: static tokens, OIDC issuers (with
+    /// their cached keys), client certificates, anonymous access.
     pub(super) auth: Arc<auth::Auth>,
     /// `server.rate_limits`, when any class is limited; shared with the
     /// previous [`Access`] when unchanged, so buckets survive a reload.
@@ -122,7 +123,8 @@ impl ConfigSource {
 /// What an applied reload changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadReport {
-    /// Whether `auth:` changed (tokens, roles, anonymous access).
+    /// Whether `auth:` changed (tokens, OIDC issuers, client certificates,
+    /// anonymous access).
     pub auth: bool,
     /// Whether `server.rate_limits` changed (its buckets start full).
     pub rate_limits: bool,
