@@ -2,7 +2,7 @@
 //! built from the resolved request, evaluated before anything renders or
 //! is recorded.
 
-use super::resolve::{render_config, Wired};
+use super::resolve::{contains_template, render_config, Wired};
 use super::*;
 use crate::policy::{
     deployment_input, PolicyHook, PolicyInput, PolicyMessage, PolicyResource, PolicyVerdict,
@@ -66,10 +66,7 @@ impl Orchestrator {
                 name: &p.resource.name,
                 catalog_ref: p.definition.definition.subject(),
                 engine: &p.engine,
-                inputs: Some(final_inputs(
-                    p,
-                    &self.policy_context(spec, p, &by_name, &budget),
-                )),
+                inputs: Some(self.final_inputs(spec, p, &by_name, &budget)),
                 definition: &p.definition.definition,
             })
             .collect();
@@ -84,23 +81,59 @@ impl Orchestrator {
         )
     }
 
-    /// Params and names as a render of `p` sees them; the outputs of the
-    /// resources it names are stand-ins (their values exist only once
-    /// those resources have rendered).
-    fn policy_context(
+    /// A resource's inputs with templates rendered and defaults applied; an
+    /// input wired from an output keeps its template text (it is not
+    /// rendered: its value exists only once the producer has rendered).
+    /// When rendering fails (the render reports it later), the config as
+    /// written.
+    fn final_inputs(
         &self,
         spec: &Spec,
         p: &PinnedResource,
         by_name: &std::collections::HashMap<&str, &PinnedResource>,
         budget: &TemplateBudget,
+    ) -> BTreeMap<String, serde_json::Value> {
+        // One scan of each templated value: which inputs are wired, the
+        // resources whose outputs they name, and whether any other renders.
+        let mut wired = BTreeSet::new();
+        let mut producers = BTreeSet::new();
+        let mut renders = false;
+        for (key, value) in &p.resource.config {
+            if !contains_template(value) {
+                continue;
+            }
+            let outputs = references(value).outputs;
+            if outputs.is_empty() {
+                renders = true;
+            } else {
+                wired.insert(key.as_str());
+                producers.extend(outputs.into_iter().map(|(from, _)| from));
+            }
+        }
+        let ctx = if renders {
+            self.policy_context(spec, &producers, by_name, budget)
+        } else {
+            // Nothing renders: the context is never read.
+            TemplateContext {
+                budget: budget.clone(),
+                ..TemplateContext::default()
+            }
+        };
+        let def = &p.definition.definition;
+        render_config(&p.resource, def, &ctx, Wired::AsWritten(&wired))
+            .unwrap_or_else(|_| p.resource.config.clone())
+    }
+
+    /// Params and names as a render sees them; the outputs of `producers`
+    /// (the resources it names) are stand-ins (their values exist only
+    /// once those resources have rendered).
+    fn policy_context(
+        &self,
+        spec: &Spec,
+        producers: &BTreeSet<String>,
+        by_name: &std::collections::HashMap<&str, &PinnedResource>,
+        budget: &TemplateBudget,
     ) -> TemplateContext {
-        let producers: BTreeSet<String> = p
-            .resource
-            .config
-            .values()
-            .flat_map(|v| references(v).outputs)
-            .map(|(from, _)| from)
-            .collect();
         TemplateContext {
             params: spec.params.clone(),
             resources: producers
@@ -114,13 +147,4 @@ impl Orchestrator {
             budget: budget.clone(),
         }
     }
-}
-
-/// A resource's inputs with templates rendered and defaults applied; an
-/// input wired from an output keeps its template text (it is not
-/// rendered: its value exists only once the producer has rendered). When
-/// rendering fails (the render reports it later), the config as written.
-fn final_inputs(p: &PinnedResource, ctx: &TemplateContext) -> BTreeMap<String, serde_json::Value> {
-    render_config(&p.resource, &p.definition.definition, ctx, Wired::AsWritten)
-        .unwrap_or_else(|_| p.resource.config.clone())
 }

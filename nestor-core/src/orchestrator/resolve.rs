@@ -47,7 +47,8 @@ impl Resolved {
     }
 }
 
-fn contains_template(v: &Value) -> bool {
+/// Whether a config value holds template syntax somewhere.
+pub(super) fn contains_template(v: &Value) -> bool {
     match v {
         Value::String(s) => is_template(s),
         Value::Array(items) => items.iter().any(contains_template),
@@ -293,12 +294,14 @@ pub fn render_inputs(
 
 /// What [`render_config`] does with a value wired from an output.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Wired {
+pub(super) enum Wired<'a> {
     /// Renders it (with the outputs in the context).
     Render,
     /// Keeps it as written, unrendered: what the policy input shows of it
-    /// before the outputs exist.
-    AsWritten,
+    /// before the outputs exist. The caller found which config keys are
+    /// wired (their templates name an output), so they are not scanned
+    /// again.
+    AsWritten(&'a BTreeSet<&'a str>),
 }
 
 /// [`render_inputs`], with the values wired from outputs rendered or kept
@@ -307,7 +310,7 @@ pub(super) fn render_config(
     r: &CompositionResource,
     def: &ResourceDefinition,
     ctx: &crate::template::TemplateContext,
-    wired: Wired,
+    wired: Wired<'_>,
 ) -> Result<BTreeMap<String, Value>> {
     let mut errors = Vec::new();
     let mut inputs = BTreeMap::new();
@@ -316,8 +319,14 @@ pub(super) fn render_config(
         // An output is a reference the tool resolves (a module output, a
         // secret key ref...), whose shape is the engine's: a value built
         // from one is not checked against the type.
-        let from_outputs = !references(value).outputs.is_empty();
-        let rendered = if from_outputs && wired == Wired::AsWritten {
+        let (from_outputs, as_written) = match wired {
+            Wired::Render => (!references(value).outputs.is_empty(), false),
+            Wired::AsWritten(keys) => {
+                let wired = keys.contains(key.as_str());
+                (wired, wired)
+            }
+        };
+        let rendered = if as_written {
             Ok(value.clone())
         } else {
             crate::template::render_value(value, ctx)
