@@ -93,24 +93,20 @@ impl Orchestrator {
         by_name: &std::collections::HashMap<&str, &PinnedResource>,
         budget: &TemplateBudget,
     ) -> BTreeMap<String, serde_json::Value> {
-        // One scan of each templated value: which inputs are wired, the
-        // resources whose outputs they name, and whether any other renders.
-        let mut wired = BTreeSet::new();
-        let mut producers = BTreeSet::new();
-        let mut renders = false;
-        for (key, value) in &p.resource.config {
-            if !contains_template(value) {
-                continue;
-            }
-            let outputs = references(value).outputs;
-            if outputs.is_empty() {
-                renders = true;
-            } else {
-                wired.insert(key.as_str());
-                producers.extend(outputs.into_iter().map(|(from, _)| from));
-            }
-        }
+        let wired = &p.wired;
+        let renders = p
+            .resource
+            .config
+            .iter()
+            .any(|(key, value)| !wired.contains(key) && contains_template(value));
         let ctx = if renders {
+            // The resources whose outputs the wired inputs name.
+            let producers: BTreeSet<String> = wired
+                .iter()
+                .filter_map(|key| p.resource.config.get(key))
+                .flat_map(|v| references(v).outputs)
+                .map(|(from, _)| from)
+                .collect();
             self.policy_context(spec, &producers, by_name, budget)
         } else {
             // Nothing renders: the context is never read.
@@ -120,7 +116,7 @@ impl Orchestrator {
             }
         };
         let def = &p.definition.definition;
-        render_config(&p.resource, def, &ctx, Wired::AsWritten(&wired))
+        render_config(&p.resource, def, &ctx, Wired::AsWritten(wired))
             .unwrap_or_else(|_| p.resource.config.clone())
     }
 

@@ -25,6 +25,11 @@ pub struct PinnedResource {
     pub definition: Shared<PublishedVersion>,
     /// The engine chosen for it.
     pub engine: String,
+    /// The config keys whose values name another resource's output
+    /// (`{{ resources.db.outputs.endpoint }}`), found once here: they are
+    /// rendered only once that resource has, and the policy input shows
+    /// them as written.
+    pub wired: BTreeSet<String>,
 }
 
 /// Resources pinned, checked and ordered.
@@ -126,6 +131,7 @@ pub async fn resolve_resources(
             resource: r.clone(),
             definition,
             engine,
+            wired: BTreeSet::new(),
         });
     }
 
@@ -135,6 +141,7 @@ pub async fn resolve_resources(
         .map(|p| (p.resource.name.as_str(), p))
         .collect();
     let mut edges: BTreeSet<Edge> = explicit.iter().cloned().collect();
+    let mut wired = vec![BTreeSet::new(); resources.len()];
     for (i, r) in resources.iter().enumerate() {
         for dep in &r.depends_on {
             edges.insert(Edge {
@@ -144,6 +151,9 @@ pub async fn resolve_resources(
         }
         for (key, value) in &r.config {
             let refs = references(value);
+            if !refs.outputs.is_empty() {
+                wired[i].insert(key.clone());
+            }
             for (res, out) in &refs.outputs {
                 edges.insert(Edge {
                     from: res.clone(),
@@ -177,6 +187,10 @@ pub async fn resolve_resources(
     }
     if !errors.is_empty() {
         return Err(Error::Validation { errors });
+    }
+    // Without errors every resource was pinned, in request order.
+    for (p, keys) in pinned.iter_mut().zip(wired) {
+        p.wired = keys;
     }
     let edges: Vec<Edge> = edges.into_iter().collect();
     let graph = DependencyGraph::new(resources.iter().map(|r| r.name.as_str()), &edges)?;
@@ -298,10 +312,9 @@ pub(super) enum Wired<'a> {
     /// Renders it (with the outputs in the context).
     Render,
     /// Keeps it as written, unrendered: what the policy input shows of it
-    /// before the outputs exist. The caller found which config keys are
-    /// wired (their templates name an output), so they are not scanned
-    /// again.
-    AsWritten(&'a BTreeSet<&'a str>),
+    /// before the outputs exist; the keys that are wired (their
+    /// templates name an output) are known, not scanned again.
+    AsWritten(&'a BTreeSet<String>),
 }
 
 /// [`render_inputs`], with the values wired from outputs rendered or kept
@@ -322,7 +335,7 @@ pub(super) fn render_config(
         let (from_outputs, as_written) = match wired {
             Wired::Render => (!references(value).outputs.is_empty(), false),
             Wired::AsWritten(keys) => {
-                let wired = keys.contains(key.as_str());
+                let wired = keys.contains(key);
                 (wired, wired)
             }
         };
