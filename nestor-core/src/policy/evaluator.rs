@@ -38,8 +38,8 @@ pub(super) fn new_engine() -> Engine {
     engine
 }
 
-/// One entry file, ready to evaluate inputs; evaluations reuse pooled
-/// machines (or engine clones), each letting go of its input after use.
+/// One entry file, ready to evaluate inputs; no evaluation keeps its
+/// input once it is done.
 pub(super) enum Evaluator {
     /// Compiled to bytecode.
     Bytecode(Bytecode),
@@ -53,8 +53,6 @@ pub(super) struct Bytecode {
     program: Arc<Program>,
     /// `(rule, entry point)` of every message rule, by rule name.
     rules: Vec<(String, String)>,
-    /// Machines that evaluated before, the program loaded.
-    pool: Mutex<Vec<RegoVM>>,
 }
 
 /// The engine an entry compiled into, queried for its whole package.
@@ -172,26 +170,22 @@ fn compile(engine: &mut Engine, package: &str, rules: Vec<String>) -> Option<Byt
         }
         None => Arc::new(Program::new()),
     };
-    Some(Bytecode {
-        program,
-        rules,
-        pool: Mutex::new(Vec::new()),
-    })
+    Some(Bytecode { program, rules })
 }
 
 impl Bytecode {
+    /// A machine per evaluation (making one costs a few allocations): a
+    /// pooled one would keep the registers of its last run, and so the
+    /// (shared, possibly large) input, alive until its next.
     fn machine(&self) -> RegoVM {
-        let taken = self.pool.lock().ok().and_then(|mut p| p.pop());
-        taken.unwrap_or_else(|| {
-            let mut vm = RegoVM::new();
-            vm.load_program(self.program.clone());
-            vm.set_execution_timer_config(Some(timer()));
-            // The time limit bounds an evaluation; the instruction count
-            // (25,000 by default) would refuse a plan of a few thousand
-            // resources.
-            vm.set_max_instructions(usize::MAX);
-            vm
-        })
+        let mut vm = RegoVM::new();
+        vm.load_program(self.program.clone());
+        vm.set_execution_timer_config(Some(timer()));
+        // The time limit bounds an evaluation; the instruction count
+        // (25,000 by default) would refuse a plan of a few thousand
+        // resources.
+        vm.set_max_instructions(usize::MAX);
+        vm
     }
 
     fn evaluate(&self, input: Value) -> Result<RuleValues, String> {
@@ -201,27 +195,14 @@ impl Bytecode {
         let mut vm = self.machine();
         vm.set_input(input);
         let mut values = Vec::with_capacity(self.rules.len());
-        let mut failed = None;
         for (rule, path) in &self.rules {
             match vm.execute_entry_point_by_name(path) {
                 Ok(Value::Undefined) => {}
                 Ok(v) => values.push((rule.clone(), v)),
-                Err(e) => {
-                    failed = Some(e.to_string());
-                    break;
-                }
+                Err(e) => return Err(e.to_string()),
             }
         }
-        // A pooled machine does not keep the (shared, possibly large)
-        // input alive until its next evaluation.
-        vm.set_input(Value::Null);
-        if let Ok(mut pool) = self.pool.lock() {
-            pool.push(vm);
-        }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(values),
-        }
+        Ok(values)
     }
 }
 
@@ -331,6 +312,23 @@ mod tests {
         let (rule, messages) = &refused[0];
         assert_eq!(rule, "deny");
         assert_eq!(messages.as_set().unwrap().len(), 3, "{messages:?}");
+    }
+
+    #[test]
+    fn an_evaluation_lets_go_of_its_input() {
+        for text in EXAMPLES {
+            for evaluator in [both(text).0, both(text).1] {
+                let input = input(
+                    "production",
+                    serde_json::json!([resource("db", "beta", "db.t4g.micro", "private")]),
+                );
+                evaluator.evaluate(input.clone()).unwrap();
+                let Value::Object(document) = &input else {
+                    unreachable!()
+                };
+                assert_eq!(Arc::strong_count(document), 1, "{text}");
+            }
+        }
     }
 
     #[test]

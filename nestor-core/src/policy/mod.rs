@@ -28,8 +28,8 @@
 //!
 //! # Design decisions
 //! - One compiled program per entry file (with the libraries), so every
-//!   message names the file and rule it came from; each is compiled once
-//!   and evaluations reuse pooled machines.
+//!   message names the file and rule it came from; each is compiled once,
+//!   and no evaluation keeps its input alive once it is done.
 //! - The program is regorus' bytecode (the `rvm` feature): on a plan of
 //!   10,000 resources it evaluates in 60 % of the interpreter's
 //!   instructions (benches/README.md, "Policies"). A file the bytecode
