@@ -2,7 +2,7 @@
 //! built from the resolved request, evaluated before anything renders or
 //! is recorded.
 
-use super::resolve::{render_config, Wired};
+use super::resolve::{contains_template, render_config, Wired};
 use super::*;
 use crate::policy::{
     deployment_input, PolicyHook, PolicyInput, PolicyMessage, PolicyResource, PolicyVerdict,
@@ -66,10 +66,7 @@ impl Orchestrator {
                 name: &p.resource.name,
                 catalog_ref: p.definition.definition.subject(),
                 engine: &p.engine,
-                inputs: Some(final_inputs(
-                    p,
-                    &self.policy_context(spec, p, &by_name, &budget),
-                )),
+                inputs: Some(self.final_inputs(spec, p, &by_name, &budget)),
                 definition: &p.definition.definition,
             })
             .collect();
@@ -84,23 +81,55 @@ impl Orchestrator {
         )
     }
 
-    /// Params and names as a render of `p` sees them; the outputs of the
-    /// resources it names are stand-ins (their values exist only once
-    /// those resources have rendered).
-    fn policy_context(
+    /// A resource's inputs with templates rendered and defaults applied; an
+    /// input wired from an output keeps its template text (it is not
+    /// rendered: its value exists only once the producer has rendered).
+    /// When rendering fails (the render reports it later), the config as
+    /// written.
+    fn final_inputs(
         &self,
         spec: &Spec,
         p: &PinnedResource,
         by_name: &std::collections::HashMap<&str, &PinnedResource>,
         budget: &TemplateBudget,
-    ) -> TemplateContext {
-        let producers: BTreeSet<String> = p
+    ) -> BTreeMap<String, serde_json::Value> {
+        let wired = &p.wired;
+        let renders = p
             .resource
             .config
-            .values()
-            .flat_map(|v| references(v).outputs)
-            .map(|(from, _)| from)
-            .collect();
+            .iter()
+            .any(|(key, value)| !wired.contains(key) && contains_template(value));
+        let ctx = if renders {
+            // The resources whose outputs the wired inputs name.
+            let producers: BTreeSet<String> = wired
+                .iter()
+                .filter_map(|key| p.resource.config.get(key))
+                .flat_map(|v| references(v).outputs)
+                .map(|(from, _)| from)
+                .collect();
+            self.policy_context(spec, &producers, by_name, budget)
+        } else {
+            // Nothing renders: the context is never read.
+            TemplateContext {
+                budget: budget.clone(),
+                ..TemplateContext::default()
+            }
+        };
+        let def = &p.definition.definition;
+        render_config(&p.resource, def, &ctx, Wired::AsWritten(wired))
+            .unwrap_or_else(|_| p.resource.config.clone())
+    }
+
+    /// Params and names as a render sees them; the outputs of `producers`
+    /// (the resources it names) are stand-ins (their values exist only
+    /// once those resources have rendered).
+    fn policy_context(
+        &self,
+        spec: &Spec,
+        producers: &BTreeSet<String>,
+        by_name: &std::collections::HashMap<&str, &PinnedResource>,
+        budget: &TemplateBudget,
+    ) -> TemplateContext {
         TemplateContext {
             params: spec.params.clone(),
             resources: producers
@@ -114,13 +143,4 @@ impl Orchestrator {
             budget: budget.clone(),
         }
     }
-}
-
-/// A resource's inputs with templates rendered and defaults applied; an
-/// input wired from an output keeps its template text (it is not
-/// rendered: its value exists only once the producer has rendered). When
-/// rendering fails (the render reports it later), the config as written.
-fn final_inputs(p: &PinnedResource, ctx: &TemplateContext) -> BTreeMap<String, serde_json::Value> {
-    render_config(&p.resource, &p.definition.definition, ctx, Wired::AsWritten)
-        .unwrap_or_else(|_| p.resource.config.clone())
 }

@@ -25,6 +25,11 @@ pub struct PinnedResource {
     pub definition: Shared<PublishedVersion>,
     /// The engine chosen for it.
     pub engine: String,
+    /// The config keys whose values name another resource's output
+    /// (`{{ resources.db.outputs.endpoint }}`), found once here: they are
+    /// rendered only once that resource has, and the policy input shows
+    /// them as written.
+    pub wired: BTreeSet<String>,
 }
 
 /// Resources pinned, checked and ordered.
@@ -47,7 +52,8 @@ impl Resolved {
     }
 }
 
-fn contains_template(v: &Value) -> bool {
+/// Whether a config value holds template syntax somewhere.
+pub(super) fn contains_template(v: &Value) -> bool {
     match v {
         Value::String(s) => is_template(s),
         Value::Array(items) => items.iter().any(contains_template),
@@ -125,6 +131,7 @@ pub async fn resolve_resources(
             resource: r.clone(),
             definition,
             engine,
+            wired: BTreeSet::new(),
         });
     }
 
@@ -134,6 +141,7 @@ pub async fn resolve_resources(
         .map(|p| (p.resource.name.as_str(), p))
         .collect();
     let mut edges: BTreeSet<Edge> = explicit.iter().cloned().collect();
+    let mut wired = vec![BTreeSet::new(); resources.len()];
     for (i, r) in resources.iter().enumerate() {
         for dep in &r.depends_on {
             edges.insert(Edge {
@@ -143,6 +151,9 @@ pub async fn resolve_resources(
         }
         for (key, value) in &r.config {
             let refs = references(value);
+            if !refs.outputs.is_empty() {
+                wired[i].insert(key.clone());
+            }
             for (res, out) in &refs.outputs {
                 edges.insert(Edge {
                     from: res.clone(),
@@ -176,6 +187,10 @@ pub async fn resolve_resources(
     }
     if !errors.is_empty() {
         return Err(Error::Validation { errors });
+    }
+    // Without errors every resource was pinned, in request order.
+    for (p, keys) in pinned.iter_mut().zip(wired) {
+        p.wired = keys;
     }
     let edges: Vec<Edge> = edges.into_iter().collect();
     let graph = DependencyGraph::new(resources.iter().map(|r| r.name.as_str()), &edges)?;
@@ -293,12 +308,13 @@ pub fn render_inputs(
 
 /// What [`render_config`] does with a value wired from an output.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Wired {
+pub(super) enum Wired<'a> {
     /// Renders it (with the outputs in the context).
     Render,
     /// Keeps it as written, unrendered: what the policy input shows of it
-    /// before the outputs exist.
-    AsWritten,
+    /// before the outputs exist; the keys that are wired (their
+    /// templates name an output) are known, not scanned again.
+    AsWritten(&'a BTreeSet<String>),
 }
 
 /// [`render_inputs`], with the values wired from outputs rendered or kept
@@ -307,7 +323,7 @@ pub(super) fn render_config(
     r: &CompositionResource,
     def: &ResourceDefinition,
     ctx: &crate::template::TemplateContext,
-    wired: Wired,
+    wired: Wired<'_>,
 ) -> Result<BTreeMap<String, Value>> {
     let mut errors = Vec::new();
     let mut inputs = BTreeMap::new();
@@ -316,8 +332,14 @@ pub(super) fn render_config(
         // An output is a reference the tool resolves (a module output, a
         // secret key ref...), whose shape is the engine's: a value built
         // from one is not checked against the type.
-        let from_outputs = !references(value).outputs.is_empty();
-        let rendered = if from_outputs && wired == Wired::AsWritten {
+        let (from_outputs, as_written) = match wired {
+            Wired::Render => (!references(value).outputs.is_empty(), false),
+            Wired::AsWritten(keys) => {
+                let wired = keys.contains(key);
+                (wired, wired)
+            }
+        };
+        let rendered = if as_written {
             Ok(value.clone())
         } else {
             crate::template::render_value(value, ctx)

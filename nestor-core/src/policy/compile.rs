@@ -1,21 +1,18 @@
-//! A [`PolicySet`]: Rego files compiled once, one engine per entry file
+//! A [`PolicySet`]: Rego files compiled once, one evaluator per entry file
 //! (with every library module), evaluated hook by hook.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use regorus::Engine;
 use serde_json::Value;
 
+use super::evaluator::{new_engine, Evaluator};
 use super::{
     PolicyFile, PolicyHook, PolicyInput, PolicyMessage, PolicyOrigin, PolicyProblem, PolicyScope,
     PolicyVerdict,
 };
 use crate::cpu::{self, Offload};
 use crate::error::{Error, FieldError, Result};
-
-/// How long one policy may evaluate before it is stopped (and refuses).
-const EVAL_LIMIT: Duration = Duration::from_secs(1);
 
 /// From how many resources an input's policies are spread over the
 /// offload's lanes: below it, an evaluation takes less than handing it
@@ -31,17 +28,13 @@ pub struct PolicySet {
     files: Vec<(PolicyOrigin, PolicyScope, Option<PolicyHook>)>,
 }
 
-/// One entry file: its hook, package and compiled engine.
+/// One entry file: its hook and how it evaluates.
 struct Entry {
     origin: PolicyOrigin,
     scope: PolicyScope,
     hook: PolicyHook,
-    /// `data.nestor.deployment...`: what is queried.
-    query: String,
-    /// The compiled engine every evaluation clones from.
-    prototype: Engine,
-    /// Clones that evaluated before, ready for the next evaluation.
-    pool: Mutex<Vec<Engine>>,
+    /// Its message rules, compiled.
+    evaluator: Evaluator,
 }
 
 /// The package a module declares, read with the engine.
@@ -50,15 +43,6 @@ fn package_of(file: &PolicyFile) -> std::result::Result<String, String> {
     engine
         .add_policy(file.origin.file.clone(), file.text.clone())
         .map_err(|e| e.to_string())
-}
-
-fn new_engine() -> Engine {
-    let mut engine = Engine::new();
-    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
-        limit: EVAL_LIMIT,
-        check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
-    });
-    engine
 }
 
 /// The hook a package selects: the hook's own package or one below it.
@@ -114,16 +98,14 @@ impl PolicySet {
         }
         for (file, hook, query) in entries {
             match compile_entry(&file, &libraries, &query) {
-                Ok(prototype) => {
+                Ok(engine) => {
                     set.files
                         .push((file.origin.clone(), file.scope.clone(), Some(hook)));
                     set.entries.push(Entry {
                         origin: file.origin,
                         scope: file.scope,
                         hook,
-                        query,
-                        prototype,
-                        pool: Mutex::new(Vec::new()),
+                        evaluator: Evaluator::new(engine, &query),
                     });
                 }
                 Err(message) => problems.push(PolicyProblem {
@@ -247,29 +229,14 @@ fn compile_entry(
 
 impl Entry {
     fn evaluate(&self, input: regorus::Value, verdict: &mut PolicyVerdict) {
-        let taken = self.pool.lock().ok().and_then(|mut p| p.pop());
-        let mut engine = taken.unwrap_or_else(|| self.prototype.clone());
-        engine.set_input(input);
-        let result = engine.eval_query(self.query.clone(), false);
-        // A pooled engine does not keep the (shared, possibly large) input
-        // alive until its next evaluation.
-        engine.set_input(regorus::Value::new_object());
-        if let Ok(mut pool) = self.pool.lock() {
-            pool.push(engine);
-        }
         let message = |rule: &str, message: String| PolicyMessage {
             policy: self.origin.file.clone(),
             rule: rule.to_string(),
             message,
             source: self.origin.source.clone(),
         };
-        let package = match result {
-            Ok(results) => results
-                .result
-                .into_iter()
-                .next()
-                .and_then(|r| r.expressions.into_iter().next())
-                .map(|e| e.value),
+        let rules = match self.evaluator.evaluate(input) {
+            Ok(rules) => rules,
             Err(e) => {
                 verdict
                     .denials
@@ -277,20 +244,12 @@ impl Entry {
                 return;
             }
         };
-        let Some(regorus::Value::Object(rules)) = package else {
-            return;
-        };
-        let mut named: Vec<(&str, &regorus::Value)> = rules
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_string().ok()?.as_ref(), v)))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(b.0));
-        for (name, value) in named {
-            let Some(denies) = rule_kind(name) else {
+        for (name, value) in rules {
+            let Some(denies) = rule_kind(&name) else {
                 continue;
             };
-            for text in messages(name, value) {
-                let m = message(name, text);
+            for text in messages(&name, &value) {
+                let m = message(&name, text);
                 if denies {
                     verdict.denials.push(m);
                 } else {

@@ -82,16 +82,53 @@ fn value<T: Serialize + ?Sized>(x: &T) -> Result<regorus::Value> {
     regorus::Value::deserialize(json).map_err(|e| Error::internal(e.to_string()))
 }
 
-/// The engine's value of a JSON map, read in place (no JSON copy).
-fn map_value(map: &BTreeMap<String, Value>) -> Result<regorus::Value> {
-    let fields = map
-        .iter()
-        .map(|(k, v)| {
-            let v = regorus::Value::deserialize(v).map_err(|e| Error::internal(e.to_string()))?;
-            Ok((regorus::Value::from(k.as_str()), v))
-        })
-        .collect::<Result<BTreeMap<_, _>>>()?;
-    Ok(regorus::Value::from(fields))
+/// Strings made once per input, object keys and engine names: 10,000
+/// resources share one `"name"`, one of each of their inputs' names and
+/// one `"terraform"` instead of allocating each.
+#[derive(Default)]
+struct Keys {
+    made: HashMap<String, regorus::Value>,
+}
+
+impl Keys {
+    fn key(&mut self, name: &str) -> regorus::Value {
+        if let Some(made) = self.made.get(name) {
+            return made.clone();
+        }
+        let made = regorus::Value::from(name);
+        self.made.insert(name.to_string(), made.clone());
+        made
+    }
+
+    /// The engine's value of a JSON value, converted in place (no serde
+    /// round trip): the same values `regorus::Value::deserialize` makes.
+    fn json(&mut self, v: &Value) -> regorus::Value {
+        match v {
+            Value::Null => regorus::Value::Null,
+            Value::Bool(b) => regorus::Value::Bool(*b),
+            // As serde reads a JSON number: unsigned, else signed, else
+            // a (finite) float.
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => regorus::Value::from(u),
+                (None, Some(i)) => regorus::Value::from(i),
+                (None, None) => n
+                    .as_f64()
+                    .map_or(regorus::Value::Null, regorus::Value::from),
+            },
+            Value::String(s) => regorus::Value::from(s.as_str()),
+            Value::Array(items) => {
+                regorus::Value::from(items.iter().map(|i| self.json(i)).collect::<Vec<_>>())
+            }
+            Value::Object(map) => self.map(map.iter()),
+        }
+    }
+
+    /// The engine's object of `(key, JSON value)` pairs.
+    fn map<'a>(&mut self, fields: impl Iterator<Item = (&'a String, &'a Value)>) -> regorus::Value {
+        let map: BTreeMap<regorus::Value, regorus::Value> =
+            fields.map(|(k, v)| (self.key(k), self.json(v))).collect();
+        regorus::Value::from(map)
+    }
 }
 
 /// An object of the engine's values from `(key, value)` pairs.
@@ -104,30 +141,37 @@ fn object(fields: impl IntoIterator<Item = (&'static str, regorus::Value)>) -> r
 }
 
 /// The `resources` (or `resolved`) array: each pinned definition's
-/// document converted once, keyed by `name:version`, and shared.
+/// document converted once, keyed by the pinned reference
+/// (`name:version`, what `catalog_ref` holds), and shared.
 fn resources(resources: &[PolicyResource<'_>]) -> Result<regorus::Value> {
-    let mut definitions: HashMap<String, regorus::Value> = HashMap::new();
+    let mut keys = Keys::default();
+    let [name, catalog_ref, engine, definition, inputs] =
+        ["name", "catalog_ref", "engine", "definition", "inputs"].map(|k| keys.key(k));
+    let mut pinned: HashMap<&str, (regorus::Value, regorus::Value)> = HashMap::new();
     let mut items = Vec::with_capacity(resources.len());
     for r in resources {
-        let subject = r.definition.subject();
-        let definition = match definitions.get(&subject) {
-            Some(d) => d.clone(),
+        let (reference, document) = match pinned.get(r.catalog_ref.as_str()) {
+            Some(p) => p.clone(),
             None => {
-                let d = value(r.definition)?;
-                definitions.insert(subject, d.clone());
-                d
+                let json = serde_json::to_value(r.definition)
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                let p = (
+                    regorus::Value::from(r.catalog_ref.as_str()),
+                    keys.json(&json),
+                );
+                pinned.insert(&r.catalog_ref, p.clone());
+                p
             }
         };
-        let mut fields = vec![
-            ("name", regorus::Value::from(r.name)),
-            ("catalog_ref", regorus::Value::from(r.catalog_ref.as_str())),
-            ("engine", regorus::Value::from(r.engine)),
-            ("definition", definition),
-        ];
-        if let Some(inputs) = &r.inputs {
-            fields.push(("inputs", map_value(inputs)?));
+        let mut fields = BTreeMap::new();
+        fields.insert(name.clone(), regorus::Value::from(r.name));
+        fields.insert(catalog_ref.clone(), reference);
+        fields.insert(engine.clone(), keys.key(r.engine));
+        fields.insert(definition.clone(), document);
+        if let Some(given) = &r.inputs {
+            fields.insert(inputs.clone(), keys.map(given.iter()));
         }
-        items.push(object(fields));
+        items.push(regorus::Value::from(fields));
     }
     Ok(regorus::Value::from(items))
 }
@@ -149,7 +193,7 @@ pub fn deployment_input(
         ("name", regorus::Value::from(name)),
         ("labels", value(labels)?),
         ("composition", value(&composition)?),
-        ("params", map_value(params)?),
+        ("params", Keys::default().map(params.iter())),
         ("resources", self::resources(resources)?),
     ]);
     Ok(PolicyInput {
