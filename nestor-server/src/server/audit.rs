@@ -7,7 +7,6 @@
 //! The records themselves are written by the core's facade, which every
 //! write goes through; a handler only hands it the actor.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
@@ -21,10 +20,9 @@ use nestor_core::{
 };
 use tokio::sync::watch;
 
-use super::auth::{Caller, Principal};
+use super::auth::{Caller, Origin, Principal};
 use super::error::{current_request_id, ApiError, ApiResult};
 use super::extract::Query;
-use super::ratelimit::PeerIp;
 use super::AppState;
 
 /// The facade acting for the request's caller: every write made through
@@ -61,12 +59,13 @@ impl Acting {
 /// Who a request is from: its principal (attached by the front layer),
 /// the request id and the client's address.
 fn actor_from(extensions: &Extensions) -> Actor {
-    let mut actor = actor_of(extensions.get::<Arc<Principal>>().map(|p| &**p));
+    let origin = Origin::of(extensions);
+    let mut actor = actor_of(origin.and_then(|o| o.principal.as_deref()));
     let id = current_request_id();
     if !id.is_empty() {
         actor = actor.with_request_id(id);
     }
-    if let Some(PeerIp(ip)) = extensions.get::<PeerIp>() {
+    if let Some(ip) = origin.and_then(|o| o.ip) {
         actor = actor.with_client(ip.to_string());
     }
     actor

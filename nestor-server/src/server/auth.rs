@@ -205,6 +205,45 @@ impl Auth {
     }
 }
 
+/// Who a request comes from, in one request extension: the client's
+/// address and verified certificate, attached by the transport
+/// (conn.rs), and the principal the front layer found for them
+/// (front.rs). One extension rather than one per fact: each is a box in a
+/// hash map the request carries, and a fourth extension made that map
+/// grow on every request (benches/README.md, server).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Origin {
+    /// The client's address: anonymous callers' rate-limit key and the
+    /// audit records' client.
+    pub(super) ip: Option<std::net::IpAddr>,
+    /// The client certificate verified in the TLS handshake, parsed once
+    /// per connection (certs.rs).
+    pub(super) identity: Option<Arc<PeerIdentity>>,
+    /// The caller, once the front layer admitted the request.
+    pub(super) principal: Option<Arc<Principal>>,
+}
+
+impl Origin {
+    /// The origin attached to `extensions`, if any.
+    pub(super) fn of(extensions: &axum::http::Extensions) -> Option<&Origin> {
+        extensions.get::<Origin>()
+    }
+
+    /// Attaches the caller the front layer found, to the transport's
+    /// origin (or to a new one when the request came without).
+    pub(super) fn admit(extensions: &mut axum::http::Extensions, principal: Arc<Principal>) {
+        match extensions.get_mut::<Origin>() {
+            Some(origin) => origin.principal = Some(principal),
+            None => {
+                extensions.insert(Origin {
+                    principal: Some(principal),
+                    ..Origin::default()
+                });
+            }
+        }
+    }
+}
+
 /// The caller of a request, as an extractor.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Arc<Principal>);
@@ -217,10 +256,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
         _: &S,
     ) -> Result<Self, Self::Rejection> {
         Ok(Caller(
-            parts
-                .extensions
-                .get::<Arc<Principal>>()
-                .cloned()
+            Origin::of(&parts.extensions)
+                .and_then(|o| o.principal.clone())
                 .unwrap_or_else(|| Arc::new(Principal::Anonymous)),
         ))
     }

@@ -228,12 +228,77 @@ impl AsyncRead for Shared {
 }
 
 /// The most one read asks for. hyper hands a fresh, uninitialised
-/// `ReadBuf` over its whole spare capacity (8 KiB and up) per read, and a
+/// buffer over its whole spare capacity (8 KiB and up) per read, and a
 /// safe read must zero what it reads into first: zeroing all of it was 3%
 /// of the server's CPU at 100k requests/s (benches/server), for request
 /// heads that are a few hundred bytes. Bodies larger than this take more
-/// reads, each zeroing what it fills.
+/// reads. Over TLS each read zeroes what it may fill; plain connections
+/// read into a buffer zeroed once per worker thread instead ([`Plain`]).
 const READ_CHUNK: usize = 4096;
+
+thread_local! {
+    /// What a plain connection reads into before handing the bytes to
+    /// hyper: zeroed once per thread, so no read zeroes anything.
+    static SCRATCH: std::cell::RefCell<[u8; READ_CHUNK]> =
+        const { std::cell::RefCell::new([0; READ_CHUNK]) };
+}
+
+/// A plain connection's socket as hyper reads and writes it: [`Shared`]
+/// through hyper's own I/O traits rather than `TokioIo`'s adapter. The
+/// adapter hands each read a fresh uninitialised buffer, which a safe read
+/// must zero before the kernel fills it — 4 KiB zeroed per request for
+/// heads of a few hundred bytes (13% of a cached GET's instructions,
+/// callgrind, benches/README.md). Here the kernel fills the thread's
+/// [`SCRATCH`] buffer and hyper gets a copy of what was read.
+struct Plain(Shared);
+
+impl hyper::rt::Read for Plain {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let wanted = buf.remaining().min(READ_CHUNK);
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut read = ReadBuf::new(&mut scratch[..wanted]);
+            let polled = Pin::new(&mut self.0).poll_read(cx, &mut read);
+            if let Poll::Ready(Ok(())) = polled {
+                buf.put_slice(read.filled());
+            }
+            polled
+        })
+    }
+}
+
+impl hyper::rt::Write for Plain {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
 
 /// One `recv` into `buf`, like tokio's own `TcpStream` reads: a short
 /// read clears the socket's readiness, so the next read waits for epoll
@@ -264,11 +329,14 @@ fn read_once(stream: &TcpStream, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
     }
 }
 
-impl AsyncWrite for Shared {
-    fn poll_write(
-        self: Pin<&mut Self>,
+impl Shared {
+    /// One write through `write` once the socket takes bytes, the tracker
+    /// told whether the write waits (the client reads nothing) or went
+    /// through.
+    fn poll_write_with(
+        &self,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         loop {
             match self.stream.poll_write_ready(cx) {
@@ -279,7 +347,7 @@ impl AsyncWrite for Shared {
                     return Poll::Pending;
                 }
             }
-            match self.stream.try_write(buf) {
+            match write(&self.stream) {
                 Ok(n) => {
                     self.tracker.wrote();
                     return Poll::Ready(Ok(n));
@@ -288,6 +356,31 @@ impl AsyncWrite for Shared {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
+    }
+}
+
+/// Writes are vectored, as tokio's own `TcpStream`'s: hyper then sends a
+/// response's head and body in one `writev` without first copying the
+/// body behind the head.
+impl AsyncWrite for Shared {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |stream| stream.try_write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |stream| stream.try_write_vectored(bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -390,7 +483,7 @@ impl Conn {
 
     /// Plain HTTP.
     async fn plain(self) {
-        let io = TokioIo::new(self.shared());
+        let io = Plain(self.shared());
         connection(io, true, self).await;
     }
 
@@ -435,13 +528,13 @@ where
     let head_cap = limits.max_header_bytes * 4;
     let service_tracker = tracker.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        // The rate limits key anonymous callers by their address.
-        request
-            .extensions_mut()
-            .insert(super::ratelimit::PeerIp(peer));
-        if let Some(identity) = &identity {
-            request.extensions_mut().insert(identity.clone());
-        }
+        // The rate limits key anonymous callers by their address; the
+        // front layer adds the principal to the same extension.
+        request.extensions_mut().insert(super::auth::Origin {
+            ip: Some(peer),
+            identity: identity.clone(),
+            principal: None,
+        });
         let tracker = service_tracker.clone();
         tracker.request_started();
         let app = app.clone();

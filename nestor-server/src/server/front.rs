@@ -32,10 +32,10 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
 use tower::{Layer, Service};
 
-use super::auth::{self, Lookup, PeerIdentity, Principal};
+use super::auth::{self, Lookup, Origin, Principal};
 use super::error::{self, ApiError};
 use super::metrics::{method_label, RouteMetrics};
-use super::ratelimit::{self, PeerIp};
+use super::ratelimit;
 use super::AppState;
 
 /// The header a request id travels in, both ways.
@@ -227,10 +227,7 @@ fn refusal(request: &mut Request, state: &AppState, route: &str) -> Step {
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let peer = request
-        .extensions()
-        .get::<Arc<PeerIdentity>>()
-        .map(|p| &**p);
+    let peer = Origin::of(request.extensions()).and_then(|o| o.identity.as_deref());
     // One load for the request: the tokens and limits of the same reload.
     let access = state.access();
     match access.auth.principal(header, peer) {
@@ -279,7 +276,7 @@ fn admit(
 ) -> Option<Refusal> {
     if let Some(limits) = limits {
         if let Some(class) = ratelimit::classify(request.method(), route) {
-            let peer = request.extensions().get::<PeerIp>().map(|p| p.0);
+            let peer = Origin::of(request.extensions()).and_then(|o| o.ip);
             if let Err(wait) = limits.check(class, &principal, peer) {
                 return Some(Refusal {
                     error: ApiError::from(nestor_core::Error::RateLimited),
@@ -288,7 +285,7 @@ fn admit(
             }
         }
     }
-    request.extensions_mut().insert(principal);
+    Origin::admit(request.extensions_mut(), principal);
     None
 }
 

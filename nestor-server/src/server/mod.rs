@@ -368,7 +368,10 @@ async fn method_not_allowed() -> ApiError {
 #[utoipa::path(get, path = "/health", responses((status = 200, description = "the process is alive")))]
 async fn health() -> Response {
     (
-        [(header::CONTENT_TYPE, "application/json")],
+        [(
+            header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
         r#"{"status":"ok"}"#,
     )
         .into_response()

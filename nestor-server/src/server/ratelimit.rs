@@ -20,10 +20,6 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::auth::Principal;
 use crate::config::{RateConfig, RateLimitsConfig};
 
-/// The client's address, put in each request's extensions by the transport.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct PeerIp(pub IpAddr);
-
 /// Which bucket a request draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Class {
