@@ -7,6 +7,8 @@
 
 use std::collections::BTreeSet;
 
+use futures_util::StreamExt;
+
 use crate::cpu::{self, Offload};
 use crate::error::{Error, ErrorCode, FieldError, Result};
 use crate::model::*;
@@ -53,34 +55,22 @@ pub(super) async fn read_and_parse(
     offload: &dyn Offload,
     paths: &[String],
 ) -> Parsed {
+    let pieces: Vec<Parsed> = futures_util::stream::iter(paths.chunks(READ_PIECE))
+        .map(|piece| async move {
+            let contents = source.read_files(head, piece).await;
+            parse_all(offload, piece, contents).await
+        })
+        .buffered(2)
+        .collect()
+        .await;
     let mut parsed = Parsed::default();
-    let mut parsing = None;
-    for piece in paths.chunks(READ_PIECE) {
-        let read = source.read_files(head, piece);
-        let contents = match parsing.take() {
-            Some(last) => {
-                let (contents, done) = futures_util::future::join(read, last).await;
-                parsed.absorb(done);
-                contents
-            }
-            None => read.await,
-        };
-        parsing = Some(parse_all(offload, piece, contents));
-    }
-    if let Some(last) = parsing {
-        parsed.absorb(last.await);
+    for piece in pieces {
+        parsed.definitions.extend(piece.definitions);
+        parsed.compositions.extend(piece.compositions);
+        parsed.clean.extend(piece.clean);
+        parsed.errors.extend(piece.errors);
     }
     parsed
-}
-
-impl Parsed {
-    /// Appends what a later piece of files held.
-    fn absorb(&mut self, piece: Parsed) {
-        self.definitions.extend(piece.definitions);
-        self.compositions.extend(piece.compositions);
-        self.clean.extend(piece.clean);
-        self.errors.extend(piece.errors);
-    }
 }
 
 /// Parses every file on `offload`.
