@@ -153,7 +153,7 @@ impl CatalogService {
         items: Vec<(ResourceDefinition, Option<Origin>)>,
         offline: bool,
     ) -> Result<Vec<Result<PublishResult>>> {
-        let (mut results, batch) = self.judge(items, false, offline, false).await?;
+        let (mut results, batch) = self.judge(items, false, offline).await?;
         for a in batch.accepted {
             results[a.index] = Some(Ok(BatchResult {
                 outcome: PublishOutcome::Created,
@@ -182,7 +182,7 @@ impl CatalogService {
         actor: &str,
         mode: BatchMode,
     ) -> Result<Vec<Result<BatchResult>>> {
-        let (mut results, batch) = self.judge(items, mode.validated, false, true).await?;
+        let (mut results, batch) = self.judge(items, mode.validated, false).await?;
         // Each accepted version goes to the store with its events' data, and
         // the store writes both together. What the results need of each is
         // taken first (the versions are moved to the store when the caller
@@ -192,7 +192,7 @@ impl CatalogService {
         let mut writes = Vec::with_capacity(batch.accepted.len());
         for a in batch.accepted {
             let deprecates = a.candidate.definition.metadata.deprecated && !a.was_deprecated;
-            let data = a.data?;
+            let data = a.event_data()?;
             written.push(Written {
                 index: a.index,
                 subject: a.candidate.definition.subject(),
@@ -246,7 +246,6 @@ impl CatalogService {
         items: Vec<(ResourceDefinition, Option<Origin>)>,
         validated: bool,
         offline: bool,
-        events: bool,
     ) -> Result<(Vec<Option<Result<BatchResult>>>, Batch)> {
         let now = self.clock.now();
         let mut names: Vec<String> = items
@@ -259,7 +258,7 @@ impl CatalogService {
         names.sort();
         names.dedup();
         // Each definition is serialised once, on every core: the bytes give
-        // its content hash and (for a publish) its events' data. A store that
+        // its content hash now and its events' data later. A store that
         // reads on other threads reads the names' histories meanwhile.
         let read = async {
             if offline {
@@ -271,7 +270,7 @@ impl CatalogService {
         let (known, candidates) = futures_util::future::join(read, async {
             let offload = self.offload();
             cpu::map(&*offload, items, 256, move |(def, origin)| {
-                Candidate::new(def, now, origin, events)
+                Candidate::new(def, now, origin)
             })
             .await
         })
@@ -283,12 +282,7 @@ impl CatalogService {
             offline,
         };
         let mut results: Vec<Option<Result<BatchResult>>> = Vec::with_capacity(candidates.len());
-        for Candidate {
-            version,
-            json,
-            data,
-        } in candidates
-        {
+        for Candidate { version, json } in candidates {
             let candidate = version;
             match self.prepare(&candidate, &batch, validated).await {
                 Ok(Prepared::Unchanged(existing)) => results.push(Some(Ok(BatchResult {
@@ -305,7 +299,6 @@ impl CatalogService {
                         index: results.len(),
                         candidate,
                         json,
-                        data,
                         changes,
                         was_deprecated,
                     });
@@ -533,74 +526,62 @@ struct Accepted {
     candidate: PublishedVersion,
     /// The definition's canonical JSON.
     json: Box<RawValue>,
-    /// Its events' data ([`event_data`]).
-    data: Result<Box<RawValue>>,
     changes: Vec<Change>,
     was_deprecated: bool,
 }
 
-/// The version as its events carry it, around the definition's JSON
-/// serialised already: the same text as serialising the version.
-fn event_data(v: &PublishedVersion, json: &RawValue) -> Result<Box<RawValue>> {
-    /// [`PublishedVersion`]'s fields, in its order, as it serialises.
-    #[derive(Serialize)]
-    struct VersionData<'a> {
-        definition: &'a RawValue,
-        content_hash: &'a str,
-        published_at: Timestamp,
-        yanked: bool,
-        origin: &'a Option<Origin>,
+impl Accepted {
+    /// The version as its events carry it, around the definition's JSON
+    /// serialised already: the same text as serialising the version.
+    fn event_data(&self) -> Result<Box<RawValue>> {
+        /// [`PublishedVersion`]'s fields, in its order, as it serialises.
+        #[derive(Serialize)]
+        struct VersionData<'a> {
+            definition: &'a RawValue,
+            content_hash: &'a str,
+            published_at: Timestamp,
+            yanked: bool,
+            origin: &'a Option<Origin>,
+        }
+        let v = &self.candidate;
+        serde_json::value::to_raw_value(&VersionData {
+            definition: &self.json,
+            content_hash: &v.content_hash,
+            published_at: v.published_at,
+            yanked: v.yanked,
+            origin: &v.origin,
+        })
+        .map_err(|e| Error::internal(format!("serialising an event's data: {e}")))
     }
-    serde_json::value::to_raw_value(&VersionData {
-        definition: json,
-        content_hash: &v.content_hash,
-        published_at: v.published_at,
-        yanked: v.yanked,
-        origin: &v.origin,
-    })
-    .map_err(|e| Error::internal(format!("serialising an event's data: {e}")))
 }
 
 /// A version about to be published with its definition's canonical JSON,
-/// serialised once for both the content hash and the events, and the
-/// events' data around it.
+/// serialised once for both the content hash and the events.
 struct Candidate {
     version: PublishedVersion,
     json: Box<RawValue>,
-    /// The events' data; a check, which announces nothing, has none.
-    data: Result<Box<RawValue>>,
 }
 
 impl Candidate {
-    /// What [`PublishedVersion::new`] makes, the same hash included, with
-    /// its events' data when `events` (made here, on the core's CPU pool,
-    /// rather than one by one where the batch is written).
+    /// What [`PublishedVersion::new`] makes, the same hash included.
     fn new(
         definition: ResourceDefinition,
         published_at: Timestamp,
         origin: Option<Origin>,
-        events: bool,
     ) -> Self {
         use sha2::Digest;
         let json =
             serde_json::value::to_raw_value(&definition).expect("a definition always serialises");
         let content_hash = hex::encode(sha2::Sha256::digest(json.get().as_bytes()));
-        let version = PublishedVersion {
-            definition,
-            content_hash,
-            published_at,
-            yanked: false,
-            origin,
-        };
-        let data = if events {
-            event_data(&version, &json)
-        } else {
-            Err(Error::internal("a check announces nothing"))
-        };
         Candidate {
-            version,
+            version: PublishedVersion {
+                definition,
+                content_hash,
+                published_at,
+                yanked: false,
+                origin,
+            },
             json,
-            data,
         }
     }
 }
@@ -788,10 +769,17 @@ spec:
             }),
         ] {
             let expected = PublishedVersion::new(definition(), 42, origin.clone());
-            let Candidate { version, data, .. } = Candidate::new(definition(), 42, origin, true);
+            let Candidate { version, json } = Candidate::new(definition(), 42, origin);
             assert_eq!(version, expected);
+            let accepted = Accepted {
+                index: 0,
+                candidate: version,
+                json,
+                changes: vec![],
+                was_deprecated: false,
+            };
             assert_eq!(
-                data.unwrap().get(),
+                accepted.event_data().unwrap().get(),
                 serde_json::to_string(&expected).unwrap()
             );
         }
