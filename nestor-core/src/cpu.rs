@@ -68,15 +68,9 @@ pub fn default_offload() -> Arc<dyn Offload> {
     Arc::new(Inline)
 }
 
-/// Maps `items` in order with `f` on `offload`, spread over its
-/// parallelism; up to `min_chunk` items are not worth a hand-off and are
-/// mapped on the calling task.
-///
-/// The lanes share one queue of pieces of `min_chunk` items and each takes
-/// the next piece when it is done with one, instead of each being handed a
-/// fixed share up front: a lane that the OS schedules less (another process,
-/// the store's writer thread) then takes fewer pieces, and the map ends
-/// when the work does rather than when the slowest share does.
+/// Maps `items` in order with `f` on `offload`, in chunks of at least
+/// `min_chunk` spread over its parallelism; up to `min_chunk` items are not
+/// worth a hand-off and are mapped on the calling task.
 pub(crate) async fn map<T, U, F>(
     offload: &dyn Offload,
     items: Vec<T>,
@@ -93,67 +87,26 @@ where
         return items.into_iter().map(f).collect();
     }
     let lanes = offload.parallelism().clamp(1, 8);
-    let share = items.len().div_ceil(lanes).max(min_chunk);
-    let workers = items.len().div_ceil(share);
-    let queue = Arc::new(Pieces::new(items, min_chunk));
+    let chunk = items.len().div_ceil(lanes).max(min_chunk);
     let f = Arc::new(f);
-    let jobs: Vec<_> = (0..workers)
-        .map(|_| {
-            let (queue, f) = (queue.clone(), f.clone());
-            offload.run(Box::new(move || {
-                while let Some((index, piece)) = queue.take() {
-                    let mapped: Vec<U> = piece.into_iter().map(|t| f(t)).collect();
-                    queue.done(index, mapped);
-                }
-            }))
-        })
-        .collect();
+    let mut slots = Vec::new();
+    let mut jobs = Vec::new();
+    let mut iter = items.into_iter().peekable();
+    while iter.peek().is_some() {
+        let part: Vec<T> = iter.by_ref().take(chunk).collect();
+        let slot = Arc::new(Mutex::new(Vec::new()));
+        let (out, f) = (slot.clone(), f.clone());
+        jobs.push(offload.run(Box::new(move || {
+            let mapped: Vec<U> = part.into_iter().map(|t| f(t)).collect();
+            *out.lock().unwrap_or_else(|p| p.into_inner()) = mapped;
+        })));
+        slots.push(slot);
+    }
     futures_util::future::join_all(jobs).await;
-    queue.results()
-}
-
-/// The pieces a [`map`] hands out, and what each mapped to.
-struct Pieces<T, U> {
-    pending: Mutex<std::iter::Enumerate<std::vec::IntoIter<Vec<T>>>>,
-    done: Mutex<Vec<Option<Vec<U>>>>,
-}
-
-impl<T, U> Pieces<T, U> {
-    fn new(items: Vec<T>, size: usize) -> Self {
-        let mut pieces = Vec::with_capacity(items.len().div_ceil(size));
-        let mut iter = items.into_iter().peekable();
-        while iter.peek().is_some() {
-            pieces.push(iter.by_ref().take(size).collect::<Vec<T>>());
-        }
-        let done = (0..pieces.len()).map(|_| None).collect();
-        Pieces {
-            pending: Mutex::new(pieces.into_iter().enumerate()),
-            done: Mutex::new(done),
-        }
-    }
-
-    /// The next piece not taken yet, with its position.
-    fn take(&self) -> Option<(usize, Vec<T>)> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .next()
-    }
-
-    fn done(&self, index: usize, mapped: Vec<U>) {
-        self.done.lock().unwrap_or_else(|p| p.into_inner())[index] = Some(mapped);
-    }
-
-    /// Every piece's results in order (every piece was taken and mapped:
-    /// a job that panicked has re-raised its panic in the caller already).
-    fn results(&self) -> Vec<U> {
-        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *done)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect()
-    }
+    slots
+        .into_iter()
+        .flat_map(|s| std::mem::take(&mut *s.lock().unwrap_or_else(|p| p.into_inner())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -186,48 +139,6 @@ mod tests {
         let counting = Counting(0.into());
         assert_eq!(map(&counting, vec![3], 256, |i: i32| i + 1).await, [4]);
         assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 0);
-    }
-
-    /// Runs each job on a thread of its own; the first one named `late`
-    /// starts 100 ms after the others (a lane the OS scheduled away).
-    struct OneLateLane(std::sync::atomic::AtomicBool);
-
-    impl Offload for OneLateLane {
-        fn run(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()> {
-            let late = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let name = if late { "late" } else { "early" };
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(move || {
-                    if late {
-                        std::thread::sleep(std::time::Duration::from_millis(100));
-                    }
-                    job();
-                    let _ = tx.send(());
-                })
-                .expect("a test thread starts");
-            Box::pin(async move {
-                let _ = rx.await;
-            })
-        }
-        fn parallelism(&self) -> usize {
-            2
-        }
-    }
-
-    #[tokio::test]
-    async fn a_late_lane_leaves_its_share_to_the_others() {
-        let lanes = OneLateLane(false.into());
-        let mapped = map(&lanes, (0..4096).collect(), 64, |i: usize| {
-            (i, std::thread::current().name() == Some("late"))
-        })
-        .await;
-        let order: Vec<usize> = mapped.iter().map(|(i, _)| *i).collect();
-        assert_eq!(order, (0..4096).collect::<Vec<_>>());
-        let on_late = mapped.iter().filter(|(_, late)| *late).count();
-        // A fixed half each would have left 2,048 items to the late lane.
-        assert!(on_late < 2048, "the late lane mapped {on_late} of 4096");
     }
 
     #[cfg(feature = "rt")]

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::model::*;
 use crate::policy::Policies;
 use crate::source::{is_policy_file, CatalogSource, FileChange, SourceHead};
-use read::{document_error, read_and_parse, Pending, PendingComposition};
+use read::{document_error, parse_all, Pending, PendingComposition};
 
 /// Syncs catalog sources into the store behind a [`CatalogService`].
 #[derive(Clone)]
@@ -124,16 +124,19 @@ impl SyncService {
         }
 
         let (to_read, deleted) = self.plan(source, &head, &state).await?;
+        let contents = source.read_files(&head, &to_read).await;
         report.files_read = to_read.len();
-        let (policy_paths, to_read): (Vec<String>, Vec<String>) = to_read
-            .into_iter()
-            .partition(|path| is_policy_file(path, &config.path));
-        let policy_contents = if policy_paths.is_empty() {
-            Vec::new()
-        } else {
-            source.read_files(&head, &policy_paths).await
-        };
-        let policy_reads = policy_paths.into_iter().zip(policy_contents).collect();
+        let (mut catalog_files, mut catalog_contents) = (Vec::new(), Vec::new());
+        let mut policy_reads = Vec::new();
+        for (path, bytes) in to_read.into_iter().zip(contents) {
+            if is_policy_file(&path, &config.path) {
+                policy_reads.push((path, bytes));
+            } else {
+                catalog_files.push(path);
+                catalog_contents.push(bytes);
+            }
+        }
+        let to_read = catalog_files;
         let unread = policies::update(
             &mut state,
             &config.path,
@@ -143,8 +146,7 @@ impl SyncService {
         );
         report.errors.extend(unread);
         self.install_policies(config, &state, &mut report);
-        let offload = self.catalog.offload();
-        let parsed = read_and_parse(source, &head, &*offload, &to_read).await;
+        let parsed = parse_all(&*self.catalog.offload(), &to_read, catalog_contents).await;
         report.errors.extend(parsed.errors);
 
         let origins = Origins {

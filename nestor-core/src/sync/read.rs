@@ -1,19 +1,14 @@
 //! Reading a source's files: each file parsed into the definitions and
 //! compositions it holds, and the errors of the documents that were not
 //! usable. Parsing is pure CPU work and the bulk of a cold sync, so it runs
-//! on the catalog's [`Offload`], spread over every core; the files are read
-//! in pieces, the next piece while the last one parses, so that neither
-//! the source's reads nor the parse wait for the other to finish whole.
+//! on the catalog's [`Offload`], spread over every core.
 
 use std::collections::BTreeSet;
-
-use futures_util::StreamExt;
 
 use crate::cpu::{self, Offload};
 use crate::error::{Error, ErrorCode, FieldError, Result};
 use crate::model::*;
 use crate::parse::{parse_file, Document};
-use crate::source::{CatalogSource, SourceHead};
 
 /// A definition read from a file, waiting to be published.
 pub(super) struct Pending {
@@ -32,7 +27,6 @@ pub(super) struct PendingComposition {
 }
 
 /// What the files read held, in file order.
-#[derive(Default)]
 pub(super) struct Parsed {
     pub definitions: Vec<Pending>,
     pub compositions: Vec<PendingComposition>,
@@ -41,47 +35,20 @@ pub(super) struct Parsed {
     pub errors: Vec<DocumentError>,
 }
 
-/// How many files one read of the source hands to the parser: enough for
-/// the source to spread a read over its threads, few enough that the first
-/// parse starts early and the last read does not run alone.
-const READ_PIECE: usize = 512;
-
-/// Reads `paths` at `head` from `source` and parses every file on
-/// `offload`, a piece of files read while the piece before parses; what
-/// they held in file order.
-pub(super) async fn read_and_parse(
-    source: &dyn CatalogSource,
-    head: &SourceHead,
-    offload: &dyn Offload,
-    paths: &[String],
-) -> Parsed {
-    let pieces: Vec<Parsed> = futures_util::stream::iter(paths.chunks(READ_PIECE))
-        .map(|piece| async move {
-            let contents = source.read_files(head, piece).await;
-            parse_all(offload, piece, contents).await
-        })
-        .buffered(2)
-        .collect()
-        .await;
-    let mut parsed = Parsed::default();
-    for piece in pieces {
-        parsed.definitions.extend(piece.definitions);
-        parsed.compositions.extend(piece.compositions);
-        parsed.clean.extend(piece.clean);
-        parsed.errors.extend(piece.errors);
-    }
-    parsed
-}
-
 /// Parses every file on `offload`.
-async fn parse_all(
+pub(super) async fn parse_all(
     offload: &dyn Offload,
     paths: &[String],
     contents: Vec<Result<Vec<u8>>>,
 ) -> Parsed {
     let jobs: Vec<(String, Result<Vec<u8>>)> = paths.iter().cloned().zip(contents).collect();
     let files = cpu::map(offload, jobs, 64, |(path, bytes)| parse_one(&path, bytes)).await;
-    let mut parsed = Parsed::default();
+    let mut parsed = Parsed {
+        definitions: Vec::new(),
+        compositions: Vec::new(),
+        clean: BTreeSet::new(),
+        errors: Vec::new(),
+    };
     for (path, file) in paths.iter().zip(files) {
         parsed.definitions.extend(file.definitions);
         parsed.compositions.extend(file.compositions);
