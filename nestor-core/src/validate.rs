@@ -43,10 +43,10 @@ fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
 /// (2 to 63 characters).
 ///
 /// Written out over the bytes rather than as that regex: every request
-/// naming a resource checks its name (twice, in the handler and the
-/// core), and the regex's search was ~1,100 of the ~31,000 instructions of
-/// a `GET /api/v1/resources/{name}` (callgrind, benches/README.md). A unit
-/// test compares the two.
+/// naming a resource checks its name, and the regex's search (then run
+/// twice per `GET /api/v1/resources/{name}`) was ~1,100 of its ~31,000
+/// instructions (callgrind, benches/README.md). A unit test compares the
+/// two.
 pub fn is_valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     let inner = |b: &u8| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-');

@@ -242,7 +242,6 @@ impl Interpreted {
 mod tests {
     use super::*;
 
-    /// `text`'s engine, checked on an empty input as a policy set does.
     /// A library the entry files below import.
     const LIBRARY: &str = "package lib.naming\n\n\
                            prefixed(name, prefix) if startswith(name, prefix)\n\n\
@@ -269,6 +268,7 @@ mod tests {
          warn contains object.get(input.labels, \"owner\", \"nobody\") if count(names) > 1\n",
     ];
 
+    /// `text`'s engine, checked on an empty input as a policy set does.
     fn engine(text: &str) -> (Engine, String) {
         let mut engine = new_engine();
         engine

@@ -2,7 +2,7 @@
 //! validate, yank, status.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use nestor_core::{
@@ -32,21 +32,12 @@ const FILTER_KEYS: [&str; 6] = [
 /// definitions is written.
 const RECORD_BYTES: usize = 1024;
 
-/// The `Content-Type` of a JSON answer, as a static header value (from a
-/// `&str`, axum copies the text into a fresh allocation per response).
-fn json_type() -> [(header::HeaderName, HeaderValue); 1] {
-    [(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    )]
-}
-
 /// `value` as a JSON response, written into a buffer of `capacity` bytes.
 fn json_sized<T: serde::Serialize>(value: &T, capacity: usize) -> ApiResult<Response> {
     let mut body = Vec::with_capacity(capacity);
     serde_json::to_writer(&mut body, value)
         .map_err(|e| Error::internal(format!("cannot serialise the response: {e}")))?;
-    Ok((json_type(), body).into_response())
+    Ok((super::json_type(), body).into_response())
 }
 
 /// One catalog record as a JSON response: the bytes the record keeps of
@@ -56,7 +47,7 @@ fn json_record(record: &Shared<PublishedVersion>) -> ApiResult<Response> {
     let body = record
         .json_bytes()
         .map_err(|e| Error::internal(format!("cannot serialise the response: {e}")))?;
-    Ok((json_type(), bytes::Bytes::from_owner(body)).into_response())
+    Ok((super::json_type(), bytes::Bytes::from_owner(body)).into_response())
 }
 
 /// The list and search filters from the query string.
@@ -113,7 +104,6 @@ pub(super) async fn latest(
 ) -> ApiResult<Response> {
     caller.read_catalog(&state)?;
     query.allow(&[])?;
-    check_name("resource", &name)?;
     let latest = state.nestor().get(&name, &VersionSpec::Latest).await?;
     json_record(&latest)
 }
@@ -129,7 +119,6 @@ pub(super) async fn versions(
 ) -> ApiResult<Json<Vec<VersionSummary>>> {
     caller.read_catalog(&state)?;
     query.allow(&[])?;
-    check_name("resource", &name)?;
     Ok(Json(state.nestor().versions(&name).await?))
 }
 

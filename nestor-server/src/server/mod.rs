@@ -365,16 +365,18 @@ async fn method_not_allowed() -> ApiError {
     .into()
 }
 
+/// The `Content-Type` of a JSON answer, as a static header value (from a
+/// `&str`, axum copies the text into a fresh allocation per response).
+fn json_type() -> [(header::HeaderName, axum::http::HeaderValue); 1] {
+    [(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    )]
+}
+
 #[utoipa::path(get, path = "/health", responses((status = 200, description = "the process is alive")))]
 async fn health() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        )],
-        r#"{"status":"ok"}"#,
-    )
-        .into_response()
+    (json_type(), r#"{"status":"ok"}"#).into_response()
 }
 
 /// Ready when the store answers and at least one engine is healthy.
