@@ -643,3 +643,51 @@ async fn compositions_in_a_source_publish_after_the_definitions_they_use() {
         1
     );
 }
+
+/// A source of many files, parsed in parallel shares: a dependency whose
+/// file sorts last still publishes before the definition that needs it,
+/// each bad document is reported with its own file, and deletions anywhere
+/// yank what their files held.
+#[tokio::test]
+async fn a_source_of_many_files_syncs_whole() {
+    let repo = TestRepo::new();
+    let count = 1300;
+    for i in 0..count {
+        let folder = i % 7;
+        repo.write(
+            &format!("defs/{folder}/m-{i:04}.yaml"),
+            def_yaml(&format!("m-{i:04}"), "1.0.0", "", ""),
+        );
+    }
+    // `a-app` sorts first and needs `z-db`, which sorts last.
+    repo.write(
+        "a/app.yaml",
+        def_yaml("a-app", "1.0.0", "", "{name: z-db, version: \"^1.0\"}"),
+    );
+    repo.write("z/db.yaml", def_yaml("z-db", "1.0.0", "", ""));
+    repo.write("defs/3/broken-middle.yaml", "metadata: [unclosed\n");
+    repo.write(
+        "defs/6/zz-invalid.yaml",
+        def_yaml("Bad_Name", "1.0.0", "", ""),
+    );
+    repo.commit("many files");
+    let env = Env::new();
+    let config = SourceConfig::new("platform", repo.url());
+    let report = env.sync(config.clone()).await;
+
+    assert_eq!(report.files_read, count + 4);
+    assert_eq!(report.published.len(), count + 2, "{:?}", report.errors);
+    let a = report.published.iter().position(|s| s == "a-app:1.0.0");
+    let z = report.published.iter().position(|s| s == "z-db:1.0.0");
+    assert!(z < a, "the dependency publishes first: {z:?} {a:?}");
+    let mut bad: Vec<&str> = report.errors.iter().map(|e| e.file.as_str()).collect();
+    bad.sort();
+    assert_eq!(bad, ["defs/3/broken-middle.yaml", "defs/6/zz-invalid.yaml"]);
+    assert_eq!(env.latest("m-1299").await, "1.0.0");
+
+    repo.remove("defs/0/m-0000.yaml");
+    repo.remove("defs/6/m-1294.yaml");
+    repo.commit("two gone");
+    let report = env.sync(config).await;
+    assert_eq!(sorted(report.yanked), ["m-0000:1.0.0", "m-1294:1.0.0"]);
+}
