@@ -449,6 +449,22 @@ async fn oversized_definitions_are_bad_requests() {
 }
 
 /// A private DynamoDB Local for a test that stops it; killed on drop.
+/// The folder of DynamoDB Local's jar, for the tests that start a private
+/// server to stop or stall; `None` (after saying so) when they are to be
+/// skipped. Panics under CI, which must never skip them.
+fn local_dir() -> Option<PathBuf> {
+    match std::env::var("NESTOR_DYNAMODB_LOCAL_DIR") {
+        Ok(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ if in_ci() => panic!(
+            "CI=true but NESTOR_DYNAMODB_LOCAL_DIR is not set (.ci/dynamodb.sh start exports it)"
+        ),
+        _ => {
+            eprintln!("skipped: NESTOR_DYNAMODB_LOCAL_DIR is not set (run .ci/dynamodb.sh start)");
+            None
+        }
+    }
+}
+
 struct PrivateServer {
     dir: PathBuf,
     port: u16,
@@ -553,16 +569,8 @@ async fn outage_gives_storage_unavailable_and_recovery_needs_nothing() {
     if endpoint().is_none() {
         return;
     }
-    let dir = match std::env::var("NESTOR_DYNAMODB_LOCAL_DIR") {
-        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ if in_ci() => panic!(
-            "CI=true but NESTOR_DYNAMODB_LOCAL_DIR is not set (.ci/dynamodb.sh start exports it)"
-        ),
-        _ => {
-            return eprintln!(
-                "skipped: NESTOR_DYNAMODB_LOCAL_DIR is not set (run .ci/dynamodb.sh start)"
-            )
-        }
+    let Some(dir) = local_dir() else {
+        return;
     };
     let mut server = PrivateServer::start(dir);
     let config = DynamoConfig {
@@ -641,16 +649,8 @@ async fn a_stalled_server_times_out_as_storage_unavailable() {
     if endpoint().is_none() {
         return;
     }
-    let dir = match std::env::var("NESTOR_DYNAMODB_LOCAL_DIR") {
-        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ if in_ci() => panic!(
-            "CI=true but NESTOR_DYNAMODB_LOCAL_DIR is not set (.ci/dynamodb.sh start exports it)"
-        ),
-        _ => {
-            return eprintln!(
-                "skipped: NESTOR_DYNAMODB_LOCAL_DIR is not set (run .ci/dynamodb.sh start)"
-            )
-        }
+    let Some(dir) = local_dir() else {
+        return;
     };
     let server = PrivateServer::start(dir);
     let config = DynamoConfig {
