@@ -2,7 +2,7 @@
 //! built from the resolved request, evaluated before anything renders or
 //! is recorded.
 
-use super::resolve::{contains_template, render_config, Wired};
+use super::resolve::{config_with_defaults, contains_template, render_config, Wired};
 use super::*;
 use crate::policy::{
     deployment_input, PolicyHook, PolicyInput, PolicyMessage, PolicyResource, PolicyVerdict,
@@ -64,10 +64,9 @@ impl Orchestrator {
             .iter()
             .map(|p| PolicyResource {
                 name: &p.resource.name,
-                catalog_ref: p.definition.definition.subject(),
                 engine: &p.engine,
                 inputs: Some(self.final_inputs(spec, p, &by_name, &budget)),
-                definition: &p.definition.definition,
+                pinned: &p.definition,
             })
             .collect();
         deployment_input(
@@ -78,6 +77,7 @@ impl Orchestrator {
             spec.composition.as_deref(),
             &spec.params,
             &resources,
+            &self.documents,
         )
     }
 
@@ -99,23 +99,18 @@ impl Orchestrator {
             .config
             .iter()
             .any(|(key, value)| !wired.contains(key) && contains_template(value));
-        let ctx = if renders {
-            // The resources whose outputs the wired inputs name.
-            let producers: BTreeSet<String> = wired
-                .iter()
-                .filter_map(|key| p.resource.config.get(key))
-                .flat_map(|v| references(v).outputs)
-                .map(|(from, _)| from)
-                .collect();
-            self.policy_context(spec, &producers, by_name, budget)
-        } else {
-            // Nothing renders: the context is never read.
-            TemplateContext {
-                budget: budget.clone(),
-                ..TemplateContext::default()
-            }
-        };
         let def = &p.definition.definition;
+        if !renders {
+            return config_with_defaults(&p.resource, def);
+        }
+        // The resources whose outputs the wired inputs name.
+        let producers: BTreeSet<String> = wired
+            .iter()
+            .filter_map(|key| p.resource.config.get(key))
+            .flat_map(|v| references(v).outputs)
+            .map(|(from, _)| from)
+            .collect();
+        let ctx = self.policy_context(spec, &producers, by_name, budget);
         render_config(&p.resource, def, &ctx, Wired::AsWritten(wired))
             .unwrap_or_else(|_| p.resource.config.clone())
     }

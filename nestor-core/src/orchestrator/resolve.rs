@@ -306,6 +306,25 @@ pub fn render_inputs(
     render_config(r, def, ctx, Wired::Render)
 }
 
+/// What [`render_config`] gives a resource of a successful resolve whose
+/// config renders nothing (every value is literal or wired from an
+/// output, kept as written): the config with the defaults of the inputs
+/// it leaves out. Nothing needs checking again: the resolve refused an
+/// unknown key, a required input left out and a literal value that does
+/// not fit (`check_config`), and a wired value is not checked.
+pub(super) fn config_with_defaults(
+    r: &CompositionResource,
+    def: &ResourceDefinition,
+) -> BTreeMap<String, Value> {
+    let mut inputs = r.config.clone();
+    for (input, _) in def.inputs() {
+        if let (Some(d), false) = (&input.default, inputs.contains_key(&input.name)) {
+            inputs.insert(input.name.clone(), d.clone());
+        }
+    }
+    inputs
+}
+
 /// What [`render_config`] does with a value wired from an output.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Wired<'a> {
@@ -386,5 +405,62 @@ pub(super) fn render_config(
         Ok(inputs)
     } else {
         Err(Error::Validation { errors })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::TemplateContext;
+    use serde_json::json;
+
+    const DEFINITION: &str = r#"apiVersion: catalog.nestor.io/v1
+kind: ResourceDefinition
+metadata: {name: thing, version: "1.0.0", provider: aws, category: database, resource_type: thing}
+spec:
+  supported_engines: [terraform]
+  required_inputs:
+    - {name: size, type: string, validation: {enum: [small, large]}}
+  optional_inputs:
+    - {name: replicas, type: integer, default: 1, validation: {min: 1, max: 100}}
+    - {name: class, type: string, default: db.r6g.large}
+    - {name: upstream, type: string, default: ""}
+    - {name: env, type: object, default: {A: "1"}}
+    - {name: note, type: string}
+"#;
+
+    fn resource(config: serde_json::Value) -> CompositionResource {
+        CompositionResource {
+            name: "r".into(),
+            catalog_ref: "thing:^1".into(),
+            engine: None,
+            config: serde_json::from_value(config).unwrap(),
+            depends_on: vec![],
+        }
+    }
+
+    #[test]
+    fn a_config_that_renders_nothing_gets_what_rendering_it_gives() {
+        let def = crate::parse::parse_definition_yaml(DEFINITION).unwrap();
+        let wired_env = json!({"DB": "{{ resources.db.outputs.endpoint }}"});
+        let configs = [
+            json!({"size": "small"}),
+            json!({"size": "large", "replicas": 7, "class": "db.t4g.micro", "note": "n"}),
+            json!({"size": "small", "upstream": "{{ resources.db.outputs.endpoint }}"}),
+            json!({"size": "small", "env": wired_env, "replicas": 100}),
+        ];
+        let ctx = TemplateContext::default();
+        for config in configs {
+            let r = resource(config);
+            assert!(check_config(&r, &def, "resources[0]").is_empty());
+            let wired: BTreeSet<String> = r
+                .config
+                .iter()
+                .filter(|(_, v)| !references(v).outputs.is_empty())
+                .map(|(k, _)| k.clone())
+                .collect();
+            let rendered = render_config(&r, &def, &ctx, Wired::AsWritten(&wired)).unwrap();
+            assert_eq!(config_with_defaults(&r, &def), rendered, "{:?}", r.config);
+        }
     }
 }

@@ -173,7 +173,9 @@ impl PolicySet {
         }
         let shared = input.clone();
         let set = self.clone();
-        let verdicts = cpu::map(offload, selected, 1, move |i| {
+        // Each policy a piece of its own: they cost unevenly (one reads a
+        // label, another loops twice over every resource).
+        let verdicts = cpu::map_each(offload, selected, move |i| {
             let mut verdict = PolicyVerdict::default();
             set.entries[i].evaluate(shared.value().clone(), &mut verdict);
             verdict
@@ -350,20 +352,31 @@ mod tests {
              spec:\n  supported_engines: [terraform, helm]\n",
         )
         .unwrap();
+        let pinned = crate::model::PublishedVersion::new(def, 0, None);
         let names: Vec<String> = (0..resources).map(|i| format!("r{i:02}")).collect();
         let listed: Vec<PolicyResource<'_>> = names
             .iter()
             .enumerate()
             .map(|(i, name)| PolicyResource {
                 name,
-                catalog_ref: def.subject(),
                 engine: if i % 10 == 0 { "helm" } else { "terraform" },
                 inputs: Some(BTreeMap::new()),
-                definition: &def,
+                pinned: &pinned,
             })
             .collect();
         let none = BTreeMap::new();
-        deployment_input("alpha", "prod", "d", &none, None, &BTreeMap::new(), &listed).unwrap()
+        let documents = crate::policy::DefinitionDocuments::default();
+        deployment_input(
+            "alpha",
+            "prod",
+            "d",
+            &none,
+            None,
+            &BTreeMap::new(),
+            &listed,
+            &documents,
+        )
+        .unwrap()
     }
 
     #[tokio::test]
@@ -385,7 +398,7 @@ mod tests {
             )
             .await;
         assert_eq!(spread, alone);
-        assert_eq!(lanes.0.load(Ordering::SeqCst), 3, "6 policies over 4 lanes");
+        assert_eq!(lanes.0.load(Ordering::SeqCst), 4, "6 policies over 4 lanes");
     }
 
     #[tokio::test]

@@ -11,25 +11,26 @@
 //!   params, resources: [{name, catalog_ref, engine, inputs, definition}]}`.
 //!
 //! The documents are built directly as the engine's values, and each
-//! pinned definition's document once per input however many resources
-//! pin it: the engine's values share their contents, so 10,000 resources
-//! over 100 definitions hold 100 definition documents, not 10,000.
+//! pinned definition's document once however many resources pin it: the
+//! engine's values share their contents, so 10,000 resources over 100
+//! definitions hold 100 definition documents, not 10,000. A pinned
+//! version's document never changes (its content is immutable), so
+//! [`DefinitionDocuments`] keeps it from one input to the next.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::model::{Composition, ResourceDefinition};
+use crate::model::{Composition, PublishedVersion};
 
 /// One resource of a deployment (or a composition) as policies see it.
 #[derive(Debug, Clone)]
 pub struct PolicyResource<'a> {
     /// Its name in the deployment.
     pub name: &'a str,
-    /// The pinned reference, `name:exact-version`.
-    pub catalog_ref: String,
     /// The engine that renders it.
     pub engine: &'a str,
     /// The final inputs: templates rendered, defaults applied. An input
@@ -37,8 +38,57 @@ pub struct PolicyResource<'a> {
     /// (`{{ resources.db.outputs.endpoint }}`): its value exists only once
     /// that resource has rendered. Absent in a composition's input.
     pub inputs: Option<BTreeMap<String, Value>>,
-    /// The canonical definition document it pins.
-    pub definition: &'a ResourceDefinition,
+    /// The exact version it pins: policies read its reference
+    /// (`catalog_ref`, `name:version`) and its canonical document.
+    pub pinned: &'a PublishedVersion,
+}
+
+/// How many definition documents [`DefinitionDocuments`] keeps before it
+/// starts over (a few thousand documents of a few kilobytes each).
+const DOCUMENTS_KEPT: usize = 4096;
+
+/// The `catalog_ref` and `definition` values of pinned versions, by
+/// content hash, shared by every input built with it (clones share it).
+/// Converting a definition's document costs about 130,000 instructions
+/// (benches/README.md, "Policies"): once per version, not once per plan.
+#[derive(Clone, Default)]
+pub struct DefinitionDocuments {
+    kept: Arc<Mutex<HashMap<String, Pinned>>>,
+}
+
+impl std::fmt::Debug for DefinitionDocuments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self.kept.lock().map_or(0, |k| k.len());
+        f.debug_struct("DefinitionDocuments")
+            .field("kept", &kept)
+            .finish()
+    }
+}
+
+/// A pinned version as policies see it: its reference and its document.
+type Pinned = (regorus::Value, regorus::Value);
+
+impl DefinitionDocuments {
+    /// `pinned`'s reference and document, converted on first use.
+    fn get(&self, pinned: &PublishedVersion) -> Result<Pinned> {
+        let lock = || self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(kept) = lock().get(&pinned.content_hash) {
+            return Ok(kept.clone());
+        }
+        // Converted outside the lock; two first users make equal values.
+        let def = &pinned.definition;
+        let json = serde_json::to_value(def).map_err(|e| Error::internal(e.to_string()))?;
+        let made = (
+            regorus::Value::from(def.subject().as_str()),
+            Keys::default().json(&json),
+        );
+        let mut kept = lock();
+        if kept.len() >= DOCUMENTS_KEPT {
+            kept.clear();
+        }
+        kept.insert(pinned.content_hash.clone(), made.clone());
+        Ok(made)
+    }
 }
 
 /// An input document in the engine's values, ready to be handed to every
@@ -140,26 +190,24 @@ fn object(fields: impl IntoIterator<Item = (&'static str, regorus::Value)>) -> r
     regorus::Value::from(map)
 }
 
-/// The `resources` (or `resolved`) array: each pinned definition's
-/// document converted once, keyed by the pinned reference
-/// (`name:version`, what `catalog_ref` holds), and shared.
-fn resources(resources: &[PolicyResource<'_>]) -> Result<regorus::Value> {
+/// The `resources` (or `resolved`) array: each pinned version's reference
+/// and document taken once from `documents` and shared.
+fn resources(
+    resources: &[PolicyResource<'_>],
+    documents: &DefinitionDocuments,
+) -> Result<regorus::Value> {
     let mut keys = Keys::default();
     let [name, catalog_ref, engine, definition, inputs] =
         ["name", "catalog_ref", "engine", "definition", "inputs"].map(|k| keys.key(k));
-    let mut pinned: HashMap<&str, (regorus::Value, regorus::Value)> = HashMap::new();
+    // By address: resources pinning one version share its record.
+    let mut pinned: HashMap<*const PublishedVersion, Pinned> = HashMap::new();
     let mut items = Vec::with_capacity(resources.len());
     for r in resources {
-        let (reference, document) = match pinned.get(r.catalog_ref.as_str()) {
+        let (reference, document) = match pinned.get(&std::ptr::from_ref(r.pinned)) {
             Some(p) => p.clone(),
             None => {
-                let json = serde_json::to_value(r.definition)
-                    .map_err(|e| Error::internal(e.to_string()))?;
-                let p = (
-                    regorus::Value::from(r.catalog_ref.as_str()),
-                    keys.json(&json),
-                );
-                pinned.insert(&r.catalog_ref, p.clone());
+                let p = documents.get(r.pinned)?;
+                pinned.insert(r.pinned, p.clone());
                 p
             }
         };
@@ -176,7 +224,8 @@ fn resources(resources: &[PolicyResource<'_>]) -> Result<regorus::Value> {
     Ok(regorus::Value::from(items))
 }
 
-/// The input of `nestor.deployment`.
+/// The input of `nestor.deployment`; the definition documents are taken
+/// from (and kept in) `documents`.
 #[allow(clippy::too_many_arguments)]
 pub fn deployment_input(
     team: &str,
@@ -186,6 +235,7 @@ pub fn deployment_input(
     composition: Option<&str>,
     params: &BTreeMap<String, Value>,
     resources: &[PolicyResource<'_>],
+    documents: &DefinitionDocuments,
 ) -> Result<PolicyInput> {
     let value = object([
         ("team", regorus::Value::from(team)),
@@ -194,7 +244,7 @@ pub fn deployment_input(
         ("labels", value(labels)?),
         ("composition", value(&composition)?),
         ("params", Keys::default().map(params.iter())),
-        ("resources", self::resources(resources)?),
+        ("resources", self::resources(resources, documents)?),
     ]);
     Ok(PolicyInput {
         value,
@@ -202,14 +252,19 @@ pub fn deployment_input(
     })
 }
 
-/// The input of `nestor.composition`.
+/// The input of `nestor.composition`; the definition documents are taken
+/// from (and kept in) `documents`.
 pub fn composition_input(
     composition: &Composition,
     resolved: &[PolicyResource<'_>],
+    documents: &DefinitionDocuments,
 ) -> Result<PolicyInput> {
     let mut doc = value(composition)?;
     if let Ok(map) = doc.as_object_mut() {
-        map.insert(regorus::Value::from("resolved"), resources(resolved)?);
+        map.insert(
+            regorus::Value::from("resolved"),
+            resources(resolved, documents)?,
+        );
     }
     Ok(PolicyInput {
         value: doc,
@@ -260,10 +315,13 @@ spec:
         regorus::Value::from(doc)
     }
 
-    fn resource<'a>(name: &'a str, def: &'a ResourceDefinition, n: i64) -> PolicyResource<'a> {
+    fn pinned() -> PublishedVersion {
+        PublishedVersion::new(parse_definition_yaml(DEFINITION).unwrap(), 0, None)
+    }
+
+    fn resource<'a>(name: &'a str, pinned: &'a PublishedVersion, n: i64) -> PolicyResource<'a> {
         PolicyResource {
             name,
-            catalog_ref: def.subject(),
             engine: "terraform",
             inputs: Some(BTreeMap::from([
                 ("size".to_string(), json!("small")),
@@ -275,13 +333,13 @@ spec:
                 ),
                 ("tags".to_string(), json!({"a": [1, null, true]})),
             ])),
-            definition: def,
+            pinned,
         }
     }
 
     #[test]
     fn the_deployment_input_is_the_documented_document() {
-        let def = parse_definition_yaml(DEFINITION).unwrap();
+        let def = pinned();
         let labels = BTreeMap::from([("cost-center".to_string(), "cc-1".to_string())]);
         let params = BTreeMap::from([("size".to_string(), json!("large"))]);
         let resources = vec![resource("db", &def, 1), resource("replica", &def, 2)];
@@ -294,6 +352,7 @@ spec:
                 composition,
                 &params,
                 &resources,
+                &DefinitionDocuments::default(),
             )
             .unwrap();
             let expected = json!({
@@ -305,10 +364,10 @@ spec:
                 "params": params,
                 "resources": resources.iter().map(|r| json!({
                     "name": r.name,
-                    "catalog_ref": r.catalog_ref,
+                    "catalog_ref": r.pinned.definition.subject(),
                     "engine": r.engine,
                     "inputs": r.inputs,
-                    "definition": serde_json::to_value(r.definition).unwrap(),
+                    "definition": serde_json::to_value(&r.pinned.definition).unwrap(),
                 })).collect::<Vec<_>>(),
             });
             assert_eq!(built.value(), &as_json_was(expected.clone()));
@@ -318,31 +377,57 @@ spec:
     }
 
     #[test]
-    fn resources_pinning_one_version_share_its_document() {
-        let def = parse_definition_yaml(DEFINITION).unwrap();
-        let resources = vec![resource("db", &def, 1), resource("replica", &def, 2)];
-        let built = self::resources(&resources).unwrap();
-        let items = built.as_array().unwrap();
-        let definition = |i: usize| match &items[i]["definition"] {
+    fn resources_pinning_one_version_share_its_document_across_inputs() {
+        let def = pinned();
+        // Another record of the same content (as another store read
+        // would give) shares the document too.
+        let again = pinned();
+        let documents = DefinitionDocuments::default();
+        let resources = vec![resource("db", &def, 1), resource("replica", &again, 2)];
+        let first = self::resources(&resources, &documents).unwrap();
+        let second = self::resources(&resources[..1], &documents).unwrap();
+        let definition = |built: &regorus::Value, i: usize| match &built[i]["definition"] {
             regorus::Value::Object(o) => o.clone(),
             other => panic!("not an object: {other:?}"),
         };
-        assert!(std::sync::Arc::ptr_eq(&definition(0), &definition(1)));
+        assert!(Arc::ptr_eq(&definition(&first, 0), &definition(&first, 1)));
+        assert!(Arc::ptr_eq(&definition(&first, 0), &definition(&second, 0)));
+        let fresh = self::resources(&resources, &DefinitionDocuments::default()).unwrap();
+        assert!(!Arc::ptr_eq(&definition(&first, 0), &definition(&fresh, 0)));
+        assert_eq!(first, fresh);
+    }
+
+    #[test]
+    fn a_changed_definition_is_not_read_from_the_kept_document() {
+        let documents = DefinitionDocuments::default();
+        let old = pinned();
+        let mut changed = parse_definition_yaml(DEFINITION).unwrap();
+        changed.metadata.maturity = crate::model::Maturity::Beta;
+        let new = PublishedVersion::new(changed, 0, None);
+        let seen = |p: &PublishedVersion| {
+            let built = self::resources(&[resource("db", p, 1)], &documents).unwrap();
+            serde_json::to_value(&built[0]["definition"]).unwrap()
+        };
+        assert_eq!(seen(&old), serde_json::to_value(&old.definition).unwrap());
+        assert_eq!(seen(&new), serde_json::to_value(&new.definition).unwrap());
+        assert_ne!(seen(&old), seen(&new));
     }
 
     #[test]
     fn the_composition_input_is_the_documented_document() {
         let composition = parse_composition_yaml(COMPOSITION).unwrap();
-        let def = parse_definition_yaml(DEFINITION).unwrap();
-        let mut resolved = vec![resource("database", &def, 1)];
+        let pinned = pinned();
+        let def = &pinned.definition;
+        let mut resolved = vec![resource("database", &pinned, 1)];
         resolved[0].inputs = None;
-        let built = composition_input(&composition, &resolved).unwrap();
+        let documents = DefinitionDocuments::default();
+        let built = composition_input(&composition, &resolved, &documents).unwrap();
         let mut expected = serde_json::to_value(&composition).unwrap();
         expected["resolved"] = json!([{
             "name": "database",
             "catalog_ref": def.subject(),
             "engine": "terraform",
-            "definition": serde_json::to_value(&def).unwrap(),
+            "definition": serde_json::to_value(def).unwrap(),
         }]);
         assert_eq!(built.value(), &as_json_was(expected));
     }

@@ -49,7 +49,9 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 pub use compile::PolicySet;
-pub use input::{composition_input, deployment_input, PolicyInput, PolicyResource};
+pub use input::{
+    composition_input, deployment_input, DefinitionDocuments, PolicyInput, PolicyResource,
+};
 pub use testing::{run_policy_tests, PolicyTestOutcome, PolicyTestReport};
 
 /// Where a policy runs, chosen by its package.
