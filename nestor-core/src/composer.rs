@@ -13,6 +13,7 @@ use crate::orchestrator::resolve_resources;
 use crate::parse::check_composition;
 use crate::policy::{
     composition_input, DefinitionDocuments, Policies, PolicyHook, PolicyResource, PolicyVerdict,
+    ResourceInputs,
 };
 use crate::store::Store;
 use crate::versioning::VersionSpec;
@@ -104,7 +105,7 @@ impl Composer {
                 .map(|p| PolicyResource {
                     name: &p.resource.name,
                     engine: &p.engine,
-                    inputs: None,
+                    inputs: ResourceInputs::Absent,
                     pinned: &p.definition,
                 })
                 .collect();

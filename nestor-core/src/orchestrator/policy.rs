@@ -2,10 +2,14 @@
 //! built from the resolved request, evaluated before anything renders or
 //! is recorded.
 
-use super::resolve::{config_with_defaults, contains_template, render_config, Wired};
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
+use super::resolve::{contains_template, render_config, Wired};
 use super::*;
 use crate::policy::{
     deployment_input, PolicyHook, PolicyInput, PolicyMessage, PolicyResource, PolicyVerdict,
+    ResourceInputs,
 };
 use crate::template::references;
 
@@ -53,11 +57,10 @@ impl Orchestrator {
         // One budget for the request's templates; each resource renders
         // with the outputs of only the resources it names, so building the
         // input stays linear in the number of resources.
-        let by_name: std::collections::HashMap<&str, &PinnedResource> = resolved
-            .resources
-            .iter()
-            .map(|p| (p.resource.name.as_str(), p))
-            .collect();
+        let producers = Producers {
+            resolved,
+            by_name: OnceCell::new(),
+        };
         let budget = TemplateBudget::new(self.template_limits);
         let resources: Vec<PolicyResource<'_>> = resolved
             .resources
@@ -65,7 +68,7 @@ impl Orchestrator {
             .map(|p| PolicyResource {
                 name: &p.resource.name,
                 engine: &p.engine,
-                inputs: Some(self.final_inputs(spec, p, &by_name, &budget)),
+                inputs: self.final_inputs(spec, p, &producers, &budget),
                 pinned: &p.definition,
             })
             .collect();
@@ -85,34 +88,38 @@ impl Orchestrator {
     /// input wired from an output keeps its template text (it is not
     /// rendered: its value exists only once the producer has rendered).
     /// When rendering fails (the render reports it later), the config as
-    /// written.
-    fn final_inputs(
+    /// written. A config with nothing to render is handed over as written
+    /// with its definition's defaults (what rendering it gives: the
+    /// resolve has checked it, `resolve::config_with_defaults`).
+    fn final_inputs<'a>(
         &self,
         spec: &Spec,
-        p: &PinnedResource,
-        by_name: &std::collections::HashMap<&str, &PinnedResource>,
+        p: &'a PinnedResource,
+        producers: &Producers<'_>,
         budget: &TemplateBudget,
-    ) -> BTreeMap<String, serde_json::Value> {
+    ) -> ResourceInputs<'a> {
         let wired = &p.wired;
         let renders = p
             .resource
             .config
             .iter()
             .any(|(key, value)| !wired.contains(key) && contains_template(value));
-        let def = &p.definition.definition;
         if !renders {
-            return config_with_defaults(&p.resource, def);
+            return ResourceInputs::AsWritten(&p.resource.config);
         }
         // The resources whose outputs the wired inputs name.
-        let producers: BTreeSet<String> = wired
+        let named: BTreeSet<String> = wired
             .iter()
             .filter_map(|key| p.resource.config.get(key))
             .flat_map(|v| references(v).outputs)
             .map(|(from, _)| from)
             .collect();
-        let ctx = self.policy_context(spec, &producers, by_name, budget);
-        render_config(&p.resource, def, &ctx, Wired::AsWritten(wired))
-            .unwrap_or_else(|_| p.resource.config.clone())
+        let ctx = self.policy_context(spec, &named, producers.by_name(), budget);
+        let def = &p.definition.definition;
+        ResourceInputs::Rendered(
+            render_config(&p.resource, def, &ctx, Wired::AsWritten(wired))
+                .unwrap_or_else(|_| p.resource.config.clone()),
+        )
     }
 
     /// Params and names as a render sees them; the outputs of `producers`
@@ -122,7 +129,7 @@ impl Orchestrator {
         &self,
         spec: &Spec,
         producers: &BTreeSet<String>,
-        by_name: &std::collections::HashMap<&str, &PinnedResource>,
+        by_name: &HashMap<&str, &PinnedResource>,
         budget: &TemplateBudget,
     ) -> TemplateContext {
         TemplateContext {
@@ -137,5 +144,24 @@ impl Orchestrator {
             deployment: spec.key.name.clone(),
             budget: budget.clone(),
         }
+    }
+}
+
+/// The resources of a resolve by name, looked up only once some config
+/// renders (most plans' configs render nothing).
+struct Producers<'a> {
+    resolved: &'a Resolved,
+    by_name: OnceCell<HashMap<&'a str, &'a PinnedResource>>,
+}
+
+impl<'a> Producers<'a> {
+    fn by_name(&self) -> &HashMap<&'a str, &'a PinnedResource> {
+        self.by_name.get_or_init(|| {
+            self.resolved
+                .resources
+                .iter()
+                .map(|p| (p.resource.name.as_str(), p))
+                .collect()
+        })
     }
 }

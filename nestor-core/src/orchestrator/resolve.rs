@@ -306,25 +306,6 @@ pub fn render_inputs(
     render_config(r, def, ctx, Wired::Render)
 }
 
-/// What [`render_config`] gives a resource of a successful resolve whose
-/// config renders nothing (every value is literal or wired from an
-/// output, kept as written): the config with the defaults of the inputs
-/// it leaves out. Nothing needs checking again: the resolve refused an
-/// unknown key, a required input left out and a literal value that does
-/// not fit (`check_config`), and a wired value is not checked.
-pub(super) fn config_with_defaults(
-    r: &CompositionResource,
-    def: &ResourceDefinition,
-) -> BTreeMap<String, Value> {
-    let mut inputs = r.config.clone();
-    for (input, _) in def.inputs() {
-        if let (Some(d), false) = (&input.default, inputs.contains_key(&input.name)) {
-            inputs.insert(input.name.clone(), d.clone());
-        }
-    }
-    inputs
-}
-
 /// What [`render_config`] does with a value wired from an output.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Wired<'a> {
@@ -439,6 +420,25 @@ spec:
         }
     }
 
+    /// What the policy input shows of a config with nothing to render
+    /// (`ResourceInputs::AsWritten`; policy::input tests that): its values
+    /// and the defaults of the inputs it leaves out.
+    fn config_with_defaults(
+        r: &CompositionResource,
+        def: &ResourceDefinition,
+    ) -> BTreeMap<String, Value> {
+        let mut inputs = r.config.clone();
+        for (input, _) in def.inputs() {
+            if let (Some(d), false) = (&input.default, inputs.contains_key(&input.name)) {
+                inputs.insert(input.name.clone(), d.clone());
+            }
+        }
+        inputs
+    }
+
+    /// Once the resolve has checked a config (`check_config`: no unknown
+    /// key, no required input left out, every literal fits), rendering
+    /// one with nothing to render only adds the defaults.
     #[test]
     fn a_config_that_renders_nothing_gets_what_rendering_it_gives() {
         let def = crate::parse::parse_definition_yaml(DEFINITION).unwrap();

@@ -311,7 +311,7 @@ mod tests {
 
     use super::*;
     use crate::cpu::Inline;
-    use crate::policy::{deployment_input, PolicyResource};
+    use crate::policy::{deployment_input, PolicyResource, ResourceInputs};
 
     /// Runs jobs inline, counting them, and claims four lanes.
     struct Lanes(AtomicUsize);
@@ -360,7 +360,7 @@ mod tests {
             .map(|(i, name)| PolicyResource {
                 name,
                 engine: if i % 10 == 0 { "helm" } else { "terraform" },
-                inputs: Some(BTreeMap::new()),
+                inputs: ResourceInputs::Rendered(BTreeMap::new()),
                 pinned: &pinned,
             })
             .collect();

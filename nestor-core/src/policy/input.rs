@@ -18,13 +18,30 @@
 //! [`DefinitionDocuments`] keeps it from one input to the next.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::documents::{DeclaredInput, Pinned};
+use super::DefinitionDocuments;
 use crate::error::{Error, Result};
 use crate::model::{Composition, PublishedVersion};
+
+/// A resource's final inputs: templates rendered, defaults applied. An
+/// input wired from another resource's output keeps the template as
+/// written (`{{ resources.db.outputs.endpoint }}`): its value exists only
+/// once that resource has rendered.
+#[derive(Debug, Clone)]
+pub enum ResourceInputs<'a> {
+    /// None: a composition's input lists no inputs.
+    Absent,
+    /// The values rendered.
+    Rendered(BTreeMap<String, Value>),
+    /// A config with nothing to render, as written: its final inputs are
+    /// its values and the pinned definition's defaults of the inputs it
+    /// leaves out (converted once per definition, and shared).
+    AsWritten(&'a BTreeMap<String, Value>),
+}
 
 /// One resource of a deployment (or a composition) as policies see it.
 #[derive(Debug, Clone)]
@@ -33,62 +50,11 @@ pub struct PolicyResource<'a> {
     pub name: &'a str,
     /// The engine that renders it.
     pub engine: &'a str,
-    /// The final inputs: templates rendered, defaults applied. An input
-    /// wired from another resource's output keeps the template as written
-    /// (`{{ resources.db.outputs.endpoint }}`): its value exists only once
-    /// that resource has rendered. Absent in a composition's input.
-    pub inputs: Option<BTreeMap<String, Value>>,
+    /// Its final inputs (`inputs`).
+    pub inputs: ResourceInputs<'a>,
     /// The exact version it pins: policies read its reference
     /// (`catalog_ref`, `name:version`) and its canonical document.
     pub pinned: &'a PublishedVersion,
-}
-
-/// How many definition documents [`DefinitionDocuments`] keeps before it
-/// starts over (a few thousand documents of a few kilobytes each).
-const DOCUMENTS_KEPT: usize = 4096;
-
-/// The `catalog_ref` and `definition` values of pinned versions, by
-/// content hash, shared by every input built with it (clones share it).
-/// Converting a definition's document costs about 130,000 instructions
-/// (benches/README.md, "Policies"): once per version, not once per plan.
-#[derive(Clone, Default)]
-pub struct DefinitionDocuments {
-    kept: Arc<Mutex<HashMap<String, Pinned>>>,
-}
-
-impl std::fmt::Debug for DefinitionDocuments {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kept = self.kept.lock().map_or(0, |k| k.len());
-        f.debug_struct("DefinitionDocuments")
-            .field("kept", &kept)
-            .finish()
-    }
-}
-
-/// A pinned version as policies see it: its reference and its document.
-type Pinned = (regorus::Value, regorus::Value);
-
-impl DefinitionDocuments {
-    /// `pinned`'s reference and document, converted on first use.
-    fn get(&self, pinned: &PublishedVersion) -> Result<Pinned> {
-        let lock = || self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(kept) = lock().get(&pinned.content_hash) {
-            return Ok(kept.clone());
-        }
-        // Converted outside the lock; two first users make equal values.
-        let def = &pinned.definition;
-        let json = serde_json::to_value(def).map_err(|e| Error::internal(e.to_string()))?;
-        let made = (
-            regorus::Value::from(def.subject().as_str()),
-            Keys::default().json(&json),
-        );
-        let mut kept = lock();
-        if kept.len() >= DOCUMENTS_KEPT {
-            kept.clear();
-        }
-        kept.insert(pinned.content_hash.clone(), made.clone());
-        Ok(made)
-    }
 }
 
 /// An input document in the engine's values, ready to be handed to every
@@ -136,12 +102,12 @@ fn value<T: Serialize + ?Sized>(x: &T) -> Result<regorus::Value> {
 /// resources share one `"name"`, one of each of their inputs' names and
 /// one `"terraform"` instead of allocating each.
 #[derive(Default)]
-struct Keys {
+pub(super) struct Keys {
     made: HashMap<String, regorus::Value>,
 }
 
 impl Keys {
-    fn key(&mut self, name: &str) -> regorus::Value {
+    pub(super) fn key(&mut self, name: &str) -> regorus::Value {
         if let Some(made) = self.made.get(name) {
             return made.clone();
         }
@@ -152,7 +118,7 @@ impl Keys {
 
     /// The engine's value of a JSON value, converted in place (no serde
     /// round trip): the same values `regorus::Value::deserialize` makes.
-    fn json(&mut self, v: &Value) -> regorus::Value {
+    pub(super) fn json(&mut self, v: &Value) -> regorus::Value {
         match v {
             Value::Null => regorus::Value::Null,
             Value::Bool(b) => regorus::Value::Bool(*b),
@@ -173,10 +139,45 @@ impl Keys {
         }
     }
 
-    /// The engine's object of `(key, JSON value)` pairs.
+    /// The engine's object of `(key, JSON value)` pairs, in key order
+    /// (inserted one by one: collecting would sort them again).
     fn map<'a>(&mut self, fields: impl Iterator<Item = (&'a String, &'a Value)>) -> regorus::Value {
-        let map: BTreeMap<regorus::Value, regorus::Value> =
-            fields.map(|(k, v)| (self.key(k), self.json(v))).collect();
+        let mut map = BTreeMap::new();
+        for (k, v) in fields {
+            map.insert(self.key(k), self.json(v));
+        }
+        regorus::Value::from(map)
+    }
+
+    /// The final inputs of `config` written against `declared` (sorted by
+    /// name): its values, and the default of every declared input it
+    /// leaves out. The keys and defaults are the definition's, shared.
+    fn as_written(
+        &mut self,
+        config: &BTreeMap<String, Value>,
+        declared: &[DeclaredInput],
+    ) -> regorus::Value {
+        let mut map = BTreeMap::new();
+        let mut given = config.iter().peekable();
+        for d in declared {
+            // A key no input declares (never after a resolve) stays.
+            while let Some((k, v)) = given.next_if(|(k, _)| k.as_str() < d.name.as_str()) {
+                map.insert(self.key(k), self.json(v));
+            }
+            match given.next_if(|(k, _)| k.as_str() == d.name.as_str()) {
+                Some((_, v)) => {
+                    map.insert(d.key.clone(), self.json(v));
+                }
+                None => {
+                    if let Some(default) = &d.default {
+                        map.insert(d.key.clone(), default.clone());
+                    }
+                }
+            }
+        }
+        for (k, v) in given {
+            map.insert(self.key(k), self.json(v));
+        }
         regorus::Value::from(map)
     }
 }
@@ -203,7 +204,7 @@ fn resources(
     let mut pinned: HashMap<*const PublishedVersion, Pinned> = HashMap::new();
     let mut items = Vec::with_capacity(resources.len());
     for r in resources {
-        let (reference, document) = match pinned.get(&std::ptr::from_ref(r.pinned)) {
+        let p = match pinned.get(&std::ptr::from_ref(r.pinned)) {
             Some(p) => p.clone(),
             None => {
                 let p = documents.get(r.pinned)?;
@@ -213,11 +214,16 @@ fn resources(
         };
         let mut fields = BTreeMap::new();
         fields.insert(name.clone(), regorus::Value::from(r.name));
-        fields.insert(catalog_ref.clone(), reference);
+        fields.insert(catalog_ref.clone(), p.reference);
         fields.insert(engine.clone(), keys.key(r.engine));
-        fields.insert(definition.clone(), document);
-        if let Some(given) = &r.inputs {
-            fields.insert(inputs.clone(), keys.map(given.iter()));
+        fields.insert(definition.clone(), p.document);
+        let given = match &r.inputs {
+            ResourceInputs::Absent => None,
+            ResourceInputs::Rendered(values) => Some(keys.map(values.iter())),
+            ResourceInputs::AsWritten(config) => Some(keys.as_written(config, &p.declared)),
+        };
+        if let Some(given) = given {
+            fields.insert(inputs.clone(), given);
         }
         items.push(regorus::Value::from(fields));
     }
@@ -323,7 +329,7 @@ spec:
         PolicyResource {
             name,
             engine: "terraform",
-            inputs: Some(BTreeMap::from([
+            inputs: ResourceInputs::Rendered(BTreeMap::from([
                 ("size".to_string(), json!("small")),
                 ("replicas".to_string(), json!(n)),
                 ("ratio".to_string(), json!(0.5)),
@@ -366,7 +372,10 @@ spec:
                     "name": r.name,
                     "catalog_ref": r.pinned.definition.subject(),
                     "engine": r.engine,
-                    "inputs": r.inputs,
+                    "inputs": match &r.inputs {
+                        ResourceInputs::Rendered(values) => json!(values),
+                        other => panic!("{other:?}"),
+                    },
                     "definition": serde_json::to_value(&r.pinned.definition).unwrap(),
                 })).collect::<Vec<_>>(),
             });
@@ -390,11 +399,52 @@ spec:
             regorus::Value::Object(o) => o.clone(),
             other => panic!("not an object: {other:?}"),
         };
-        assert!(Arc::ptr_eq(&definition(&first, 0), &definition(&first, 1)));
-        assert!(Arc::ptr_eq(&definition(&first, 0), &definition(&second, 0)));
+        assert!(std::sync::Arc::ptr_eq(
+            &definition(&first, 0),
+            &definition(&first, 1)
+        ));
+        assert!(std::sync::Arc::ptr_eq(
+            &definition(&first, 0),
+            &definition(&second, 0)
+        ));
         let fresh = self::resources(&resources, &DefinitionDocuments::default()).unwrap();
-        assert!(!Arc::ptr_eq(&definition(&first, 0), &definition(&fresh, 0)));
+        assert!(!std::sync::Arc::ptr_eq(
+            &definition(&first, 0),
+            &definition(&fresh, 0)
+        ));
         assert_eq!(first, fresh);
+    }
+
+    #[test]
+    fn a_config_as_written_reads_as_its_values_with_the_defaults() {
+        let def = pinned();
+        let config: BTreeMap<String, Value> = serde_json::from_value(json!({
+            "a_key_no_input_declares": 1,
+            "replicas": 3,
+            "size": "small",
+            "upstream": "{{ resources.db.outputs.endpoint }}",
+            "zz_another": [true],
+        }))
+        .unwrap();
+        let mut with_defaults = config.clone();
+        with_defaults.insert("ratio".into(), json!(0.25));
+        with_defaults.insert("tags".into(), json!({}));
+        let documents = DefinitionDocuments::default();
+        let mut written = resource("db", &def, 1);
+        written.inputs = ResourceInputs::AsWritten(&config);
+        let mut rendered = resource("db", &def, 1);
+        rendered.inputs = ResourceInputs::Rendered(with_defaults);
+        for _ in 0..2 {
+            let built = self::resources(&[written.clone()], &documents).unwrap();
+            let expected = self::resources(&[rendered.clone()], &documents).unwrap();
+            assert_eq!(built, expected);
+        }
+        let bare: BTreeMap<String, Value> = BTreeMap::new();
+        written.inputs = ResourceInputs::AsWritten(&bare);
+        let built = self::resources(&[written], &documents).unwrap();
+        let shown = serde_json::to_value(&built[0]["inputs"]).unwrap();
+        let defaults = json!({"ratio": 0.25, "replicas": 1, "tags": {}, "upstream": ""});
+        assert_eq!(shown, defaults);
     }
 
     #[test]
@@ -419,7 +469,7 @@ spec:
         let pinned = pinned();
         let def = &pinned.definition;
         let mut resolved = vec![resource("database", &pinned, 1)];
-        resolved[0].inputs = None;
+        resolved[0].inputs = ResourceInputs::Absent;
         let documents = DefinitionDocuments::default();
         let built = composition_input(&composition, &resolved, &documents).unwrap();
         let mut expected = serde_json::to_value(&composition).unwrap();

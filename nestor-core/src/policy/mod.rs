@@ -24,6 +24,7 @@
 //!   its interpreter for what the bytecode could read differently.
 //! - `input`: the input documents each hook evaluates, whose names policy
 //!   authors depend on.
+//! - `documents`: each pinned version's part of them, kept across inputs.
 //! - `testing`: `test_*` rules run like `opa test` does.
 //!
 //! # Design decisions
@@ -39,6 +40,7 @@
 //!   the error as its message: a broken guard never waves anything through.
 
 mod compile;
+mod documents;
 mod evaluator;
 mod input;
 mod testing;
@@ -49,9 +51,8 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 pub use compile::PolicySet;
-pub use input::{
-    composition_input, deployment_input, DefinitionDocuments, PolicyInput, PolicyResource,
-};
+pub use documents::DefinitionDocuments;
+pub use input::{composition_input, deployment_input, PolicyInput, PolicyResource, ResourceInputs};
 pub use testing::{run_policy_tests, PolicyTestOutcome, PolicyTestReport};
 
 /// Where a policy runs, chosen by its package.
