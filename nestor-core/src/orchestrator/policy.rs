@@ -2,14 +2,15 @@
 //! built from the resolved request, evaluated before anything renders or
 //! is recorded.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use super::resolve::{contains_template, render_config, Wired};
 use super::*;
 use crate::policy::{
-    deployment_input, PolicyHook, PolicyInput, PolicyMessage, PolicyResource, PolicyVerdict,
-    ResourceInputs,
+    deployment_input_on, DeploymentFields, PolicyHook, PolicyInput, PolicyMessage, PolicyResource,
+    PolicyVerdict, ResourceInputs, ResourceList,
 };
 use crate::template::references;
 
@@ -44,15 +45,21 @@ impl Orchestrator {
         if !set.applies(PolicyHook::Deployment, team, env) {
             return Ok(PolicyVerdict::default());
         }
-        let input = self.policy_input(spec, resolved)?;
         let offload = self.offload.clone().unwrap_or_else(crate::default_offload);
+        let input = self.policy_input(&*offload, spec, resolved).await?;
         Ok(set
             .evaluate_on(&*offload, PolicyHook::Deployment, team, env, &input)
             .await)
     }
 
-    /// The `nestor.deployment` input document of a resolved request.
-    fn policy_input(&self, spec: &Spec, resolved: &Resolved) -> Result<PolicyInput> {
+    /// The `nestor.deployment` input document of a resolved request (a
+    /// large one built on `offload`'s lanes).
+    async fn policy_input(
+        &self,
+        offload: &dyn crate::cpu::Offload,
+        spec: &Spec,
+        resolved: &Resolved,
+    ) -> Result<PolicyInput> {
         let key = &spec.key;
         // One budget for the request's templates; each resource renders
         // with the outputs of only the resources it names, so building the
@@ -62,42 +69,40 @@ impl Orchestrator {
             by_name: OnceCell::new(),
         };
         let budget = TemplateBudget::new(self.template_limits);
-        let resources: Vec<PolicyResource<'_>> = resolved
+        let rendered = resolved
             .resources
             .iter()
-            .map(|p| PolicyResource {
-                name: &p.resource.name,
-                engine: &p.engine,
-                inputs: self.final_inputs(spec, p, &producers, &budget),
-                pinned: &p.definition,
-            })
+            .map(|p| self.rendered_inputs(spec, p, &producers, &budget))
             .collect();
-        deployment_input(
-            &key.team,
-            &key.environment,
-            &key.name,
-            &spec.labels,
-            spec.composition.as_deref(),
-            &spec.params,
-            &resources,
-            &self.documents,
-        )
+        let listed = Listed {
+            resources: resolved.resources.clone(),
+            rendered,
+        };
+        let fields = DeploymentFields {
+            team: &key.team,
+            environment: &key.environment,
+            name: &key.name,
+            labels: &spec.labels,
+            composition: spec.composition.as_deref(),
+            params: &spec.params,
+        };
+        deployment_input_on(offload, &fields, Arc::new(listed), &self.documents).await
     }
 
     /// A resource's inputs with templates rendered and defaults applied; an
     /// input wired from an output keeps its template text (it is not
     /// rendered: its value exists only once the producer has rendered).
     /// When rendering fails (the render reports it later), the config as
-    /// written. A config with nothing to render is handed over as written
-    /// with its definition's defaults (what rendering it gives: the
-    /// resolve has checked it, `resolve::config_with_defaults`).
-    fn final_inputs<'a>(
+    /// written. `None` for a config with nothing to render: the policy
+    /// input shows it as written with its definition's defaults, which is
+    /// what rendering it gives (the resolve has checked it).
+    fn rendered_inputs(
         &self,
         spec: &Spec,
-        p: &'a PinnedResource,
+        p: &PinnedResource,
         producers: &Producers<'_>,
         budget: &TemplateBudget,
-    ) -> ResourceInputs<'a> {
+    ) -> Option<BTreeMap<String, serde_json::Value>> {
         let wired = &p.wired;
         let renders = p
             .resource
@@ -105,7 +110,7 @@ impl Orchestrator {
             .iter()
             .any(|(key, value)| !wired.contains(key) && contains_template(value));
         if !renders {
-            return ResourceInputs::AsWritten(&p.resource.config);
+            return None;
         }
         // The resources whose outputs the wired inputs name.
         let named: BTreeSet<String> = wired
@@ -116,7 +121,7 @@ impl Orchestrator {
             .collect();
         let ctx = self.policy_context(spec, &named, producers.by_name(), budget);
         let def = &p.definition.definition;
-        ResourceInputs::Rendered(
+        Some(
             render_config(&p.resource, def, &ctx, Wired::AsWritten(wired))
                 .unwrap_or_else(|_| p.resource.config.clone()),
         )
@@ -163,5 +168,32 @@ impl<'a> Producers<'a> {
                 .map(|p| (p.resource.name.as_str(), p))
                 .collect()
         })
+    }
+}
+
+/// A resolve's resources as the policy input lists them, shared with the
+/// lanes that build a large input.
+struct Listed {
+    resources: Arc<[PinnedResource]>,
+    /// Each resource's rendered inputs; `None`: its config as written.
+    rendered: Vec<Option<BTreeMap<String, serde_json::Value>>>,
+}
+
+impl ResourceList for Listed {
+    fn len(&self) -> usize {
+        self.resources.len()
+    }
+
+    fn resource(&self, i: usize) -> PolicyResource<'_> {
+        let p = &self.resources[i];
+        PolicyResource {
+            name: &p.resource.name,
+            engine: &p.engine,
+            inputs: match &self.rendered[i] {
+                Some(values) => ResourceInputs::Rendered(Cow::Borrowed(values)),
+                None => ResourceInputs::AsWritten(&p.resource.config),
+            },
+            pinned: &p.definition,
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! cleanly fails a deployment only on what a deployment adds: parameters.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -35,8 +36,9 @@ pub struct PinnedResource {
 /// Resources pinned, checked and ordered.
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    /// In request order.
-    pub resources: Vec<PinnedResource>,
+    /// In request order (shared: a large plan's policy input is built
+    /// from them on the CPU pool).
+    pub resources: Arc<[PinnedResource]>,
     /// Explicit, `depends_on` and implicit (output reference) edges.
     pub edges: Vec<Edge>,
     /// Waves of resource names.
@@ -196,7 +198,7 @@ pub async fn resolve_resources(
     let graph = DependencyGraph::new(resources.iter().map(|r| r.name.as_str()), &edges)?;
     let waves = graph.waves()?;
     Ok(Resolved {
-        resources: pinned,
+        resources: pinned.into(),
         edges,
         waves,
         graph,

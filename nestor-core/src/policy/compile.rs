@@ -360,23 +360,22 @@ mod tests {
             .map(|(i, name)| PolicyResource {
                 name,
                 engine: if i % 10 == 0 { "helm" } else { "terraform" },
-                inputs: ResourceInputs::Rendered(BTreeMap::new()),
+                inputs: ResourceInputs::Rendered(Default::default()),
                 pinned: &pinned,
             })
             .collect();
         let none = BTreeMap::new();
         let documents = crate::policy::DefinitionDocuments::default();
-        deployment_input(
-            "alpha",
-            "prod",
-            "d",
-            &none,
-            None,
-            &BTreeMap::new(),
-            &listed,
-            &documents,
-        )
-        .unwrap()
+        let params = BTreeMap::new();
+        let fields = crate::policy::DeploymentFields {
+            team: "alpha",
+            environment: "prod",
+            name: "d",
+            labels: &none,
+            composition: None,
+            params: &params,
+        };
+        deployment_input(&fields, &listed, &documents).unwrap()
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@
 //! version's document never changes (its content is immutable), so
 //! [`DefinitionDocuments`] keeps it from one input to the next.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,7 @@ pub enum ResourceInputs<'a> {
     /// None: a composition's input lists no inputs.
     Absent,
     /// The values rendered.
-    Rendered(BTreeMap<String, Value>),
+    Rendered(Cow<'a, BTreeMap<String, Value>>),
     /// A config with nothing to render, as written: its final inputs are
     /// its values and the pinned definition's defaults of the inputs it
     /// leaves out (converted once per definition, and shared).
@@ -191,27 +192,42 @@ fn object(fields: impl IntoIterator<Item = (&'static str, regorus::Value)>) -> r
     regorus::Value::from(map)
 }
 
-/// The `resources` (or `resolved`) array: each pinned version's reference
-/// and document taken once from `documents` and shared.
-fn resources(
-    resources: &[PolicyResource<'_>],
-    documents: &DefinitionDocuments,
-) -> Result<regorus::Value> {
-    let mut keys = Keys::default();
-    let [name, catalog_ref, engine, definition, inputs] =
-        ["name", "catalog_ref", "engine", "definition", "inputs"].map(|k| keys.key(k));
-    // By address: resources pinning one version share its record.
-    let mut pinned: HashMap<*const PublishedVersion, Pinned> = HashMap::new();
-    let mut items = Vec::with_capacity(resources.len());
-    for r in resources {
-        let p = match pinned.get(&std::ptr::from_ref(r.pinned)) {
+/// Makes the items of a `resources` (or `resolved`) array one by one:
+/// each pinned version's reference and document taken once from the
+/// [`DefinitionDocuments`] and shared, and the keys made once.
+pub(super) struct Items<'d> {
+    keys: Keys,
+    /// `name`, `catalog_ref`, `engine`, `definition`, `inputs`.
+    fields: [regorus::Value; 5],
+    /// By address: resources pinning one version share its record.
+    pinned: HashMap<*const PublishedVersion, Pinned>,
+    documents: &'d DefinitionDocuments,
+}
+
+impl<'d> Items<'d> {
+    pub(super) fn new(documents: &'d DefinitionDocuments) -> Self {
+        let mut keys = Keys::default();
+        let fields = ["name", "catalog_ref", "engine", "definition", "inputs"].map(|k| keys.key(k));
+        Items {
+            keys,
+            fields,
+            pinned: HashMap::new(),
+            documents,
+        }
+    }
+
+    /// The item of `r`.
+    pub(super) fn item(&mut self, r: &PolicyResource<'_>) -> Result<regorus::Value> {
+        let p = match self.pinned.get(&std::ptr::from_ref(r.pinned)) {
             Some(p) => p.clone(),
             None => {
-                let p = documents.get(r.pinned)?;
-                pinned.insert(r.pinned, p.clone());
+                let p = self.documents.get(r.pinned)?;
+                self.pinned.insert(r.pinned, p.clone());
                 p
             }
         };
+        let [name, catalog_ref, engine, definition, inputs] = &self.fields;
+        let keys = &mut self.keys;
         let mut fields = BTreeMap::new();
         fields.insert(name.clone(), regorus::Value::from(r.name));
         fields.insert(catalog_ref.clone(), p.reference);
@@ -225,36 +241,67 @@ fn resources(
         if let Some(given) = given {
             fields.insert(inputs.clone(), given);
         }
-        items.push(regorus::Value::from(fields));
+        Ok(regorus::Value::from(fields))
     }
-    Ok(regorus::Value::from(items))
+}
+
+/// The `resources` (or `resolved`) array of `resources`.
+fn resources(
+    resources: &[PolicyResource<'_>],
+    documents: &DefinitionDocuments,
+) -> Result<regorus::Value> {
+    let mut items = Items::new(documents);
+    let made: Result<Vec<regorus::Value>> = resources.iter().map(|r| items.item(r)).collect();
+    Ok(regorus::Value::from(made?))
+}
+
+/// What a `nestor.deployment` input says besides its resources.
+#[derive(Debug, Clone, Copy)]
+pub struct DeploymentFields<'a> {
+    /// `team`.
+    pub team: &'a str,
+    /// `environment`.
+    pub environment: &'a str,
+    /// `name`: the deployment's.
+    pub name: &'a str,
+    /// `labels`.
+    pub labels: &'a BTreeMap<String, String>,
+    /// `composition`: the pinned composition it comes from, if any.
+    pub composition: Option<&'a str>,
+    /// `params`.
+    pub params: &'a BTreeMap<String, Value>,
 }
 
 /// The input of `nestor.deployment`; the definition documents are taken
 /// from (and kept in) `documents`.
-#[allow(clippy::too_many_arguments)]
 pub fn deployment_input(
-    team: &str,
-    environment: &str,
-    name: &str,
-    labels: &BTreeMap<String, String>,
-    composition: Option<&str>,
-    params: &BTreeMap<String, Value>,
+    fields: &DeploymentFields<'_>,
     resources: &[PolicyResource<'_>],
     documents: &DefinitionDocuments,
 ) -> Result<PolicyInput> {
+    let items = self::resources(resources, documents)?;
+    deployment_document(fields, items, resources.len())
+}
+
+/// The `nestor.deployment` document of `fields` and the `resources` array
+/// `items` (of `count` resources).
+pub(super) fn deployment_document(
+    fields: &DeploymentFields<'_>,
+    items: regorus::Value,
+    count: usize,
+) -> Result<PolicyInput> {
     let value = object([
-        ("team", regorus::Value::from(team)),
-        ("environment", regorus::Value::from(environment)),
-        ("name", regorus::Value::from(name)),
-        ("labels", value(labels)?),
-        ("composition", value(&composition)?),
-        ("params", Keys::default().map(params.iter())),
-        ("resources", self::resources(resources, documents)?),
+        ("team", regorus::Value::from(fields.team)),
+        ("environment", regorus::Value::from(fields.environment)),
+        ("name", regorus::Value::from(fields.name)),
+        ("labels", value(fields.labels)?),
+        ("composition", value(&fields.composition)?),
+        ("params", Keys::default().map(fields.params.iter())),
+        ("resources", items),
     ]);
     Ok(PolicyInput {
         value,
-        resources: resources.len(),
+        resources: count,
     })
 }
 
@@ -329,7 +376,7 @@ spec:
         PolicyResource {
             name,
             engine: "terraform",
-            inputs: ResourceInputs::Rendered(BTreeMap::from([
+            inputs: ResourceInputs::Rendered(Cow::Owned(BTreeMap::from([
                 ("size".to_string(), json!("small")),
                 ("replicas".to_string(), json!(n)),
                 ("ratio".to_string(), json!(0.5)),
@@ -338,7 +385,7 @@ spec:
                     json!("{{ resources.db.outputs.endpoint }}"),
                 ),
                 ("tags".to_string(), json!({"a": [1, null, true]})),
-            ])),
+            ]))),
             pinned,
         }
     }
@@ -350,17 +397,16 @@ spec:
         let params = BTreeMap::from([("size".to_string(), json!("large"))]);
         let resources = vec![resource("db", &def, 1), resource("replica", &def, 2)];
         for composition in [None, Some("alpha/web-app:1.0.0")] {
-            let built = deployment_input(
-                "alpha",
-                "production",
-                "checkout",
-                &labels,
+            let fields = DeploymentFields {
+                team: "alpha",
+                environment: "production",
+                name: "checkout",
+                labels: &labels,
                 composition,
-                &params,
-                &resources,
-                &DefinitionDocuments::default(),
-            )
-            .unwrap();
+                params: &params,
+            };
+            let built =
+                deployment_input(&fields, &resources, &DefinitionDocuments::default()).unwrap();
             let expected = json!({
                 "team": "alpha",
                 "environment": "production",
@@ -433,7 +479,7 @@ spec:
         let mut written = resource("db", &def, 1);
         written.inputs = ResourceInputs::AsWritten(&config);
         let mut rendered = resource("db", &def, 1);
-        rendered.inputs = ResourceInputs::Rendered(with_defaults);
+        rendered.inputs = ResourceInputs::Rendered(Cow::Owned(with_defaults));
         for _ in 0..2 {
             let built = self::resources(&[written.clone()], &documents).unwrap();
             let expected = self::resources(&[rendered.clone()], &documents).unwrap();

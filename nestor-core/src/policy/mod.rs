@@ -25,6 +25,7 @@
 //! - `input`: the input documents each hook evaluates, whose names policy
 //!   authors depend on.
 //! - `documents`: each pinned version's part of them, kept across inputs.
+//! - `large`: a large plan's input built on the CPU pool's lanes.
 //! - `testing`: `test_*` rules run like `opa test` does.
 //!
 //! # Design decisions
@@ -43,6 +44,7 @@ mod compile;
 mod documents;
 mod evaluator;
 mod input;
+mod large;
 mod testing;
 
 use std::collections::BTreeMap;
@@ -52,7 +54,11 @@ use serde::{Deserialize, Serialize};
 
 pub use compile::PolicySet;
 pub use documents::DefinitionDocuments;
-pub use input::{composition_input, deployment_input, PolicyInput, PolicyResource, ResourceInputs};
+pub use input::{
+    composition_input, deployment_input, DeploymentFields, PolicyInput, PolicyResource,
+    ResourceInputs,
+};
+pub use large::{deployment_input_on, ResourceList};
 pub use testing::{run_policy_tests, PolicyTestOutcome, PolicyTestReport};
 
 /// Where a policy runs, chosen by its package.
