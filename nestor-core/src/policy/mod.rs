@@ -37,6 +37,11 @@
 //!   instructions (benches/README.md, "Policies"). A file the bytecode
 //!   compiler refuses, or whose rules could conflict (where the VM and
 //!   the interpreter disagree), is interpreted as before.
+//! - A large plan's input is built, and its policies evaluated, on the
+//!   CPU pool's lanes (each lane takes the next policy when done with
+//!   one: they cost unevenly); each pinned version's document is converted
+//!   once and kept by content hash, since a version's content never
+//!   changes (benches/README.md, "Policies", session 10).
 //! - A policy that fails while it evaluates refuses (fails closed), with
 //!   the error as its message: a broken guard never waves anything through.
 
