@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 use crate::model::*;
 use crate::orchestrator::resolve_resources;
 use crate::parse::check_composition;
-use crate::policy::{composition_input, Policies, PolicyHook, PolicyResource, PolicyVerdict};
+use crate::policy::{
+    composition_input, DefinitionDocuments, Policies, PolicyHook, PolicyResource, PolicyVerdict,
+    ResourceInputs,
+};
 use crate::store::Store;
 use crate::versioning::VersionSpec;
 
@@ -34,6 +37,8 @@ pub struct Composer {
     clock: Arc<dyn Clock>,
     /// The `nestor.composition` policies every new version must pass.
     policies: Policies,
+    /// The definition documents of their inputs, kept from one to the next.
+    documents: DefinitionDocuments,
 }
 
 impl Composer {
@@ -43,6 +48,7 @@ impl Composer {
             store,
             clock: Arc::new(SystemClock),
             policies: Policies::none(),
+            documents: DefinitionDocuments::default(),
         }
     }
 
@@ -98,13 +104,12 @@ impl Composer {
                 .iter()
                 .map(|p| PolicyResource {
                     name: &p.resource.name,
-                    catalog_ref: p.definition.definition.subject(),
                     engine: &p.engine,
-                    inputs: None,
-                    definition: &p.definition.definition,
+                    inputs: ResourceInputs::Absent,
+                    pinned: &p.definition,
                 })
                 .collect();
-            let input = composition_input(c, &resources)?;
+            let input = composition_input(c, &resources, &self.documents)?;
             verdict = set.evaluate(PolicyHook::Composition, team, None, &input);
         }
         Ok((resolved.waves, verdict))

@@ -109,6 +109,64 @@ where
         .collect()
 }
 
+/// Maps `items` in order with `f` on `offload`, each item a piece of its
+/// own that the next free lane takes: for a few costly items of uneven
+/// cost (the policies of a large plan), where [`map`]'s fixed shares would
+/// leave one lane idle while the other finishes a heavier share.
+pub(crate) async fn map_each<T, U, F>(offload: &dyn Offload, items: Vec<T>, f: F) -> Vec<U>
+where
+    T: Send + 'static,
+    U: Send + 'static,
+    F: Fn(T) -> U + Send + Sync + 'static,
+{
+    let lanes = offload.parallelism().clamp(1, 8).min(items.len());
+    if lanes <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let count = items.len();
+    let queue = Arc::new(Queue {
+        items: Mutex::new(items.into_iter().enumerate()),
+        done: Mutex::new(Vec::with_capacity(count)),
+    });
+    let f = Arc::new(f);
+    let jobs: Vec<_> = (0..lanes)
+        .map(|_| {
+            let (queue, f) = (queue.clone(), f.clone());
+            offload.run(Box::new(move || queue.drain(&*f)))
+        })
+        .collect();
+    futures_util::future::join_all(jobs).await;
+    let mut done = std::mem::take(&mut *lock(&queue.done));
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, u)| u).collect()
+}
+
+/// The items [`map_each`]'s lanes take one by one, and what they made of
+/// each, by position.
+struct Queue<T, U> {
+    items: Mutex<std::iter::Enumerate<std::vec::IntoIter<T>>>,
+    done: Mutex<Vec<(usize, U)>>,
+}
+
+impl<T, U> Queue<T, U> {
+    /// Maps the next item until none is left (the lock is held only to
+    /// take an item or to put its result).
+    fn drain(&self, f: &dyn Fn(T) -> U) {
+        loop {
+            let next = lock(&self.items).next();
+            let Some((i, item)) = next else { return };
+            let made = f(item);
+            lock(&self.done).push((i, made));
+        }
+    }
+}
+
+/// A lock whose holder panicked is still usable here: a panic is resumed
+/// by the caller, and the data is only a queue.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +197,48 @@ mod tests {
         let counting = Counting(0.into());
         assert_eq!(map(&counting, vec![3], 256, |i: i32| i + 1).await, [4]);
         assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn map_each_keeps_order_with_one_job_per_lane() {
+        let counting = Counting(0.into());
+        let squared = map_each(&counting, (0..10).collect(), |i: u64| i * i).await;
+        assert_eq!(squared, (0..10).map(|i| i * i).collect::<Vec<_>>());
+        assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+        let few = map_each(&counting, vec![1, 2], |i: u64| i + 1).await;
+        assert_eq!(few, [2, 3]);
+        assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 6);
+    }
+
+    #[cfg(feature = "rt")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn map_each_lanes_take_what_a_busy_lane_has_not() {
+        // Two lanes: the first item waits for all the others, which only
+        // finish if the other lane takes every one of them (with fixed
+        // shares the first lane would hold half and wait for itself).
+        struct TwoLanes;
+        impl Offload for TwoLanes {
+            fn run(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()> {
+                Blocking.run(job)
+            }
+            fn parallelism(&self) -> usize {
+                2
+            }
+        }
+        let (sent, received) = std::sync::mpsc::channel();
+        let received = Mutex::new(received);
+        let made = map_each(&TwoLanes, (0..8).collect(), move |i: u32| {
+            if i == 0 {
+                let received = received.lock().unwrap();
+                let wait = std::time::Duration::from_secs(30);
+                (1..8).all(|_| received.recv_timeout(wait).is_ok())
+            } else {
+                sent.send(i).unwrap();
+                true
+            }
+        })
+        .await;
+        assert_eq!(made, [true; 8]);
     }
 
     #[cfg(feature = "rt")]

@@ -79,6 +79,8 @@ pub struct Orchestrator {
     template_limits: TemplateLimits,
     /// The `nestor.deployment` policies every plan and apply must pass.
     policies: crate::policy::Policies,
+    /// The definition documents of their inputs, kept from plan to plan.
+    documents: crate::policy::DefinitionDocuments,
     /// The team quotas every new revision must fit in (the store checks).
     quotas: Arc<[crate::quota::Quota]>,
     /// Where the policies of a large plan evaluate, in parallel;
@@ -104,6 +106,7 @@ impl Orchestrator {
             observer: None,
             template_limits: TemplateLimits::default(),
             policies: crate::policy::Policies::none(),
+            documents: Default::default(),
             quotas: Arc::new([]),
             offload: None,
         }

@@ -5,6 +5,7 @@
 //! cleanly fails a deployment only on what a deployment adds: parameters.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -35,8 +36,9 @@ pub struct PinnedResource {
 /// Resources pinned, checked and ordered.
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    /// In request order.
-    pub resources: Vec<PinnedResource>,
+    /// In request order (shared: a large plan's policy input is built
+    /// from them on the CPU pool).
+    pub resources: Arc<[PinnedResource]>,
     /// Explicit, `depends_on` and implicit (output reference) edges.
     pub edges: Vec<Edge>,
     /// Waves of resource names.
@@ -196,7 +198,7 @@ pub async fn resolve_resources(
     let graph = DependencyGraph::new(resources.iter().map(|r| r.name.as_str()), &edges)?;
     let waves = graph.waves()?;
     Ok(Resolved {
-        resources: pinned,
+        resources: pinned.into(),
         edges,
         waves,
         graph,
@@ -386,5 +388,81 @@ pub(super) fn render_config(
         Ok(inputs)
     } else {
         Err(Error::Validation { errors })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::TemplateContext;
+    use serde_json::json;
+
+    const DEFINITION: &str = r#"apiVersion: catalog.nestor.io/v1
+kind: ResourceDefinition
+metadata: {name: thing, version: "1.0.0", provider: aws, category: database, resource_type: thing}
+spec:
+  supported_engines: [terraform]
+  required_inputs:
+    - {name: size, type: string, validation: {enum: [small, large]}}
+  optional_inputs:
+    - {name: replicas, type: integer, default: 1, validation: {min: 1, max: 100}}
+    - {name: class, type: string, default: db.r6g.large}
+    - {name: upstream, type: string, default: ""}
+    - {name: env, type: object, default: {A: "1"}}
+    - {name: note, type: string}
+"#;
+
+    fn resource(config: serde_json::Value) -> CompositionResource {
+        CompositionResource {
+            name: "r".into(),
+            catalog_ref: "thing:^1".into(),
+            engine: None,
+            config: serde_json::from_value(config).unwrap(),
+            depends_on: vec![],
+        }
+    }
+
+    /// What the policy input shows of a config with nothing to render
+    /// (`ResourceInputs::AsWritten`; policy::input tests that): its values
+    /// and the defaults of the inputs it leaves out.
+    fn config_with_defaults(
+        r: &CompositionResource,
+        def: &ResourceDefinition,
+    ) -> BTreeMap<String, Value> {
+        let mut inputs = r.config.clone();
+        for (input, _) in def.inputs() {
+            if let (Some(d), false) = (&input.default, inputs.contains_key(&input.name)) {
+                inputs.insert(input.name.clone(), d.clone());
+            }
+        }
+        inputs
+    }
+
+    /// Once the resolve has checked a config (`check_config`: no unknown
+    /// key, no required input left out, every literal fits), rendering
+    /// one with nothing to render only adds the defaults.
+    #[test]
+    fn a_config_that_renders_nothing_gets_what_rendering_it_gives() {
+        let def = crate::parse::parse_definition_yaml(DEFINITION).unwrap();
+        let wired_env = json!({"DB": "{{ resources.db.outputs.endpoint }}"});
+        let configs = [
+            json!({"size": "small"}),
+            json!({"size": "large", "replicas": 7, "class": "db.t4g.micro", "note": "n"}),
+            json!({"size": "small", "upstream": "{{ resources.db.outputs.endpoint }}"}),
+            json!({"size": "small", "env": wired_env, "replicas": 100}),
+        ];
+        let ctx = TemplateContext::default();
+        for config in configs {
+            let r = resource(config);
+            assert!(check_config(&r, &def, "resources[0]").is_empty());
+            let wired: BTreeSet<String> = r
+                .config
+                .iter()
+                .filter(|(_, v)| !references(v).outputs.is_empty())
+                .map(|(k, _)| k.clone())
+                .collect();
+            let rendered = render_config(&r, &def, &ctx, Wired::AsWritten(&wired)).unwrap();
+            assert_eq!(config_with_defaults(&r, &def), rendered, "{:?}", r.config);
+        }
     }
 }

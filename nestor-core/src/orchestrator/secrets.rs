@@ -25,7 +25,7 @@ impl Orchestrator {
             budget: TemplateBudget::new(self.template_limits),
         };
         let mut errors = Vec::new();
-        for p in &resolved.resources {
+        for p in resolved.resources.iter() {
             for (key, value) in &p.resource.config {
                 let Some((input, _)) = p.definition.definition.input(key) else {
                     continue;

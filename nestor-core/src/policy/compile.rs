@@ -1,6 +1,8 @@
 //! A [`PolicySet`]: Rego files compiled once, one evaluator per entry file
 //! (with every library module), evaluated hook by hook.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use regorus::Engine;
@@ -35,6 +37,10 @@ struct Entry {
     hook: PolicyHook,
     /// Its message rules, compiled.
     evaluator: Evaluator,
+    /// How long its last evaluation on a lane took, in nanoseconds (0:
+    /// never): the costliest policies are handed out first, so that no
+    /// lane is left with a long one while the other idles.
+    cost: AtomicU64,
 }
 
 /// The package a module declares, read with the engine.
@@ -106,6 +112,7 @@ impl PolicySet {
                         scope: file.scope,
                         hook,
                         evaluator: Evaluator::new(engine, &query),
+                        cost: AtomicU64::new(0),
                     });
                 }
                 Err(message) => problems.push(PolicyProblem {
@@ -171,16 +178,27 @@ impl PolicySet {
         if selected.len() < 2 || input.resources() < PARALLEL_FROM {
             return self.evaluate(hook, team, environment, input);
         }
+        // Each policy a piece of its own, the costliest first (as their
+        // last evaluations took): they cost unevenly (one reads a label,
+        // another loops twice over every resource).
+        let mut order: Vec<(usize, usize)> = selected.into_iter().enumerate().collect();
+        order.sort_by_key(|&(_, i)| std::cmp::Reverse(self.entries[i].cost.load(Relaxed)));
         let shared = input.clone();
         let set = self.clone();
-        let verdicts = cpu::map(offload, selected, 1, move |i| {
+        let mut verdicts = cpu::map_each(offload, order, move |(at, i)| {
             let mut verdict = PolicyVerdict::default();
-            set.entries[i].evaluate(shared.value().clone(), &mut verdict);
-            verdict
+            let entry = &set.entries[i];
+            let started = std::time::Instant::now();
+            entry.evaluate(shared.value().clone(), &mut verdict);
+            let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            entry.cost.store(took.max(1), Relaxed);
+            (at, verdict)
         })
         .await;
+        // The messages in the policies' order, whatever order they ran in.
+        verdicts.sort_by_key(|&(at, _)| at);
         let mut verdict = PolicyVerdict::default();
-        for v in verdicts {
+        for (_, v) in verdicts {
             verdict.denials.extend(v.denials);
             verdict.warnings.extend(v.warnings);
         }
@@ -309,7 +327,7 @@ mod tests {
 
     use super::*;
     use crate::cpu::Inline;
-    use crate::policy::{deployment_input, PolicyResource};
+    use crate::policy::{deployment_input, PolicyResource, ResourceInputs};
 
     /// Runs jobs inline, counting them, and claims four lanes.
     struct Lanes(AtomicUsize);
@@ -350,20 +368,30 @@ mod tests {
              spec:\n  supported_engines: [terraform, helm]\n",
         )
         .unwrap();
+        let pinned = crate::model::PublishedVersion::new(def, 0, None);
         let names: Vec<String> = (0..resources).map(|i| format!("r{i:02}")).collect();
         let listed: Vec<PolicyResource<'_>> = names
             .iter()
             .enumerate()
             .map(|(i, name)| PolicyResource {
                 name,
-                catalog_ref: def.subject(),
                 engine: if i % 10 == 0 { "helm" } else { "terraform" },
-                inputs: Some(BTreeMap::new()),
-                definition: &def,
+                inputs: ResourceInputs::Rendered(Default::default()),
+                pinned: &pinned,
             })
             .collect();
         let none = BTreeMap::new();
-        deployment_input("alpha", "prod", "d", &none, None, &BTreeMap::new(), &listed).unwrap()
+        let documents = crate::policy::DefinitionDocuments::default();
+        let params = BTreeMap::new();
+        let fields = crate::policy::DeploymentFields {
+            team: "alpha",
+            environment: "prod",
+            name: "d",
+            labels: &none,
+            composition: None,
+            params: &params,
+        };
+        deployment_input(&fields, &listed, &documents).unwrap()
     }
 
     #[tokio::test]
@@ -385,7 +413,23 @@ mod tests {
             )
             .await;
         assert_eq!(spread, alone);
-        assert_eq!(lanes.0.load(Ordering::SeqCst), 3, "6 policies over 4 lanes");
+        assert_eq!(lanes.0.load(Ordering::SeqCst), 4, "6 policies over 4 lanes");
+        assert!(set.entries.iter().all(|e| e.cost.load(Relaxed) > 0));
+        // The last policy now the costliest, the first the cheapest: they
+        // run in reverse, and the messages still come in the policies' order.
+        for (i, e) in set.entries.iter().enumerate() {
+            e.cost.store(1 + i as u64, Relaxed);
+        }
+        let reversed = set
+            .clone()
+            .evaluate_on(&Inline, PolicyHook::Deployment, None, None, &input)
+            .await;
+        let fours = set
+            .clone()
+            .evaluate_on(&lanes, PolicyHook::Deployment, None, None, &input)
+            .await;
+        assert_eq!(reversed, alone);
+        assert_eq!(fours, alone);
     }
 
     #[tokio::test]

@@ -11,34 +11,51 @@
 //!   params, resources: [{name, catalog_ref, engine, inputs, definition}]}`.
 //!
 //! The documents are built directly as the engine's values, and each
-//! pinned definition's document once per input however many resources
-//! pin it: the engine's values share their contents, so 10,000 resources
-//! over 100 definitions hold 100 definition documents, not 10,000.
+//! pinned definition's document once however many resources pin it: the
+//! engine's values share their contents, so 10,000 resources over 100
+//! definitions hold 100 definition documents, not 10,000. A pinned
+//! version's document never changes (its content is immutable), so
+//! [`DefinitionDocuments`] keeps it from one input to the next.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::documents::{DeclaredInput, Pinned};
+use super::DefinitionDocuments;
 use crate::error::{Error, Result};
-use crate::model::{Composition, ResourceDefinition};
+use crate::model::{Composition, PublishedVersion};
+
+/// A resource's final inputs: templates rendered, defaults applied. An
+/// input wired from another resource's output keeps the template as
+/// written (`{{ resources.db.outputs.endpoint }}`): its value exists only
+/// once that resource has rendered.
+#[derive(Debug, Clone)]
+pub enum ResourceInputs<'a> {
+    /// None: a composition's input lists no inputs.
+    Absent,
+    /// The values rendered.
+    Rendered(Cow<'a, BTreeMap<String, Value>>),
+    /// A config with nothing to render, as written: its final inputs are
+    /// its values and the pinned definition's defaults of the inputs it
+    /// leaves out (converted once per definition, and shared).
+    AsWritten(&'a BTreeMap<String, Value>),
+}
 
 /// One resource of a deployment (or a composition) as policies see it.
 #[derive(Debug, Clone)]
 pub struct PolicyResource<'a> {
     /// Its name in the deployment.
     pub name: &'a str,
-    /// The pinned reference, `name:exact-version`.
-    pub catalog_ref: String,
     /// The engine that renders it.
     pub engine: &'a str,
-    /// The final inputs: templates rendered, defaults applied. An input
-    /// wired from another resource's output keeps the template as written
-    /// (`{{ resources.db.outputs.endpoint }}`): its value exists only once
-    /// that resource has rendered. Absent in a composition's input.
-    pub inputs: Option<BTreeMap<String, Value>>,
-    /// The canonical definition document it pins.
-    pub definition: &'a ResourceDefinition,
+    /// Its final inputs (`inputs`).
+    pub inputs: ResourceInputs<'a>,
+    /// The exact version it pins: policies read its reference
+    /// (`catalog_ref`, `name:version`) and its canonical document.
+    pub pinned: &'a PublishedVersion,
 }
 
 /// An input document in the engine's values, ready to be handed to every
@@ -86,12 +103,12 @@ fn value<T: Serialize + ?Sized>(x: &T) -> Result<regorus::Value> {
 /// resources share one `"name"`, one of each of their inputs' names and
 /// one `"terraform"` instead of allocating each.
 #[derive(Default)]
-struct Keys {
+pub(super) struct Keys {
     made: HashMap<String, regorus::Value>,
 }
 
 impl Keys {
-    fn key(&mut self, name: &str) -> regorus::Value {
+    pub(super) fn key(&mut self, name: &str) -> regorus::Value {
         if let Some(made) = self.made.get(name) {
             return made.clone();
         }
@@ -102,7 +119,7 @@ impl Keys {
 
     /// The engine's value of a JSON value, converted in place (no serde
     /// round trip): the same values `regorus::Value::deserialize` makes.
-    fn json(&mut self, v: &Value) -> regorus::Value {
+    pub(super) fn json(&mut self, v: &Value) -> regorus::Value {
         match v {
             Value::Null => regorus::Value::Null,
             Value::Bool(b) => regorus::Value::Bool(*b),
@@ -123,10 +140,45 @@ impl Keys {
         }
     }
 
-    /// The engine's object of `(key, JSON value)` pairs.
+    /// The engine's object of `(key, JSON value)` pairs, in key order
+    /// (inserted one by one: collecting would sort them again).
     fn map<'a>(&mut self, fields: impl Iterator<Item = (&'a String, &'a Value)>) -> regorus::Value {
-        let map: BTreeMap<regorus::Value, regorus::Value> =
-            fields.map(|(k, v)| (self.key(k), self.json(v))).collect();
+        let mut map = BTreeMap::new();
+        for (k, v) in fields {
+            map.insert(self.key(k), self.json(v));
+        }
+        regorus::Value::from(map)
+    }
+
+    /// The final inputs of `config` written against `declared` (sorted by
+    /// name): its values, and the default of every declared input it
+    /// leaves out. The keys and defaults are the definition's, shared.
+    fn as_written(
+        &mut self,
+        config: &BTreeMap<String, Value>,
+        declared: &[DeclaredInput],
+    ) -> regorus::Value {
+        let mut map = BTreeMap::new();
+        let mut given = config.iter().peekable();
+        for d in declared {
+            // A key no input declares (never after a resolve) stays.
+            while let Some((k, v)) = given.next_if(|(k, _)| k.as_str() < d.name.as_str()) {
+                map.insert(self.key(k), self.json(v));
+            }
+            match given.next_if(|(k, _)| k.as_str() == d.name.as_str()) {
+                Some((_, v)) => {
+                    map.insert(d.key.clone(), self.json(v));
+                }
+                None => {
+                    if let Some(default) = &d.default {
+                        map.insert(d.key.clone(), default.clone());
+                    }
+                }
+            }
+        }
+        for (k, v) in given {
+            map.insert(self.key(k), self.json(v));
+        }
         regorus::Value::from(map)
     }
 }
@@ -140,76 +192,132 @@ fn object(fields: impl IntoIterator<Item = (&'static str, regorus::Value)>) -> r
     regorus::Value::from(map)
 }
 
-/// The `resources` (or `resolved`) array: each pinned definition's
-/// document converted once, keyed by the pinned reference
-/// (`name:version`, what `catalog_ref` holds), and shared.
-fn resources(resources: &[PolicyResource<'_>]) -> Result<regorus::Value> {
-    let mut keys = Keys::default();
-    let [name, catalog_ref, engine, definition, inputs] =
-        ["name", "catalog_ref", "engine", "definition", "inputs"].map(|k| keys.key(k));
-    let mut pinned: HashMap<&str, (regorus::Value, regorus::Value)> = HashMap::new();
-    let mut items = Vec::with_capacity(resources.len());
-    for r in resources {
-        let (reference, document) = match pinned.get(r.catalog_ref.as_str()) {
+/// Makes the items of a `resources` (or `resolved`) array one by one:
+/// each pinned version's reference and document taken once from the
+/// [`DefinitionDocuments`] and shared, and the keys made once.
+pub(super) struct Items<'d> {
+    keys: Keys,
+    /// `name`, `catalog_ref`, `engine`, `definition`, `inputs`.
+    fields: [regorus::Value; 5],
+    /// By address: resources pinning one version share its record.
+    pinned: HashMap<*const PublishedVersion, Pinned>,
+    documents: &'d DefinitionDocuments,
+}
+
+impl<'d> Items<'d> {
+    pub(super) fn new(documents: &'d DefinitionDocuments) -> Self {
+        let mut keys = Keys::default();
+        let fields = ["name", "catalog_ref", "engine", "definition", "inputs"].map(|k| keys.key(k));
+        Items {
+            keys,
+            fields,
+            pinned: HashMap::new(),
+            documents,
+        }
+    }
+
+    /// The item of `r`.
+    pub(super) fn item(&mut self, r: &PolicyResource<'_>) -> Result<regorus::Value> {
+        let p = match self.pinned.get(&std::ptr::from_ref(r.pinned)) {
             Some(p) => p.clone(),
             None => {
-                let json = serde_json::to_value(r.definition)
-                    .map_err(|e| Error::internal(e.to_string()))?;
-                let p = (
-                    regorus::Value::from(r.catalog_ref.as_str()),
-                    keys.json(&json),
-                );
-                pinned.insert(&r.catalog_ref, p.clone());
+                let p = self.documents.get(r.pinned)?;
+                self.pinned.insert(r.pinned, p.clone());
                 p
             }
         };
+        let [name, catalog_ref, engine, definition, inputs] = &self.fields;
+        let keys = &mut self.keys;
         let mut fields = BTreeMap::new();
         fields.insert(name.clone(), regorus::Value::from(r.name));
-        fields.insert(catalog_ref.clone(), reference);
+        fields.insert(catalog_ref.clone(), p.reference);
         fields.insert(engine.clone(), keys.key(r.engine));
-        fields.insert(definition.clone(), document);
-        if let Some(given) = &r.inputs {
-            fields.insert(inputs.clone(), keys.map(given.iter()));
+        fields.insert(definition.clone(), p.document);
+        let given = match &r.inputs {
+            ResourceInputs::Absent => None,
+            ResourceInputs::Rendered(values) => Some(keys.map(values.iter())),
+            ResourceInputs::AsWritten(config) => Some(keys.as_written(config, &p.declared)),
+        };
+        if let Some(given) = given {
+            fields.insert(inputs.clone(), given);
         }
-        items.push(regorus::Value::from(fields));
+        Ok(regorus::Value::from(fields))
     }
-    Ok(regorus::Value::from(items))
 }
 
-/// The input of `nestor.deployment`.
-#[allow(clippy::too_many_arguments)]
-pub fn deployment_input(
-    team: &str,
-    environment: &str,
-    name: &str,
-    labels: &BTreeMap<String, String>,
-    composition: Option<&str>,
-    params: &BTreeMap<String, Value>,
+/// The `resources` (or `resolved`) array of `resources`.
+fn resources(
     resources: &[PolicyResource<'_>],
+    documents: &DefinitionDocuments,
+) -> Result<regorus::Value> {
+    let mut items = Items::new(documents);
+    let made: Result<Vec<regorus::Value>> = resources.iter().map(|r| items.item(r)).collect();
+    Ok(regorus::Value::from(made?))
+}
+
+/// What a `nestor.deployment` input says besides its resources.
+#[derive(Debug, Clone, Copy)]
+pub struct DeploymentFields<'a> {
+    /// `team`.
+    pub team: &'a str,
+    /// `environment`.
+    pub environment: &'a str,
+    /// `name`: the deployment's.
+    pub name: &'a str,
+    /// `labels`.
+    pub labels: &'a BTreeMap<String, String>,
+    /// `composition`: the pinned composition it comes from, if any.
+    pub composition: Option<&'a str>,
+    /// `params`.
+    pub params: &'a BTreeMap<String, Value>,
+}
+
+/// The input of `nestor.deployment`; the definition documents are taken
+/// from (and kept in) `documents`.
+pub fn deployment_input(
+    fields: &DeploymentFields<'_>,
+    resources: &[PolicyResource<'_>],
+    documents: &DefinitionDocuments,
+) -> Result<PolicyInput> {
+    let items = self::resources(resources, documents)?;
+    deployment_document(fields, items, resources.len())
+}
+
+/// The `nestor.deployment` document of `fields` and the `resources` array
+/// `items` (of `count` resources).
+pub(super) fn deployment_document(
+    fields: &DeploymentFields<'_>,
+    items: regorus::Value,
+    count: usize,
 ) -> Result<PolicyInput> {
     let value = object([
-        ("team", regorus::Value::from(team)),
-        ("environment", regorus::Value::from(environment)),
-        ("name", regorus::Value::from(name)),
-        ("labels", value(labels)?),
-        ("composition", value(&composition)?),
-        ("params", Keys::default().map(params.iter())),
-        ("resources", self::resources(resources)?),
+        ("team", regorus::Value::from(fields.team)),
+        ("environment", regorus::Value::from(fields.environment)),
+        ("name", regorus::Value::from(fields.name)),
+        ("labels", value(fields.labels)?),
+        ("composition", value(&fields.composition)?),
+        ("params", Keys::default().map(fields.params.iter())),
+        ("resources", items),
     ]);
     Ok(PolicyInput {
         value,
-        resources: resources.len(),
+        resources: count,
     })
 }
 
-/// The input of `nestor.composition`.
+/// The input of `nestor.composition`; the definition documents are taken
+/// from (and kept in) `documents`.
 pub fn composition_input(
     composition: &Composition,
     resolved: &[PolicyResource<'_>],
+    documents: &DefinitionDocuments,
 ) -> Result<PolicyInput> {
     let mut doc = value(composition)?;
     if let Ok(map) = doc.as_object_mut() {
-        map.insert(regorus::Value::from("resolved"), resources(resolved)?);
+        map.insert(
+            regorus::Value::from("resolved"),
+            resources(resolved, documents)?,
+        );
     }
     Ok(PolicyInput {
         value: doc,
@@ -260,12 +368,15 @@ spec:
         regorus::Value::from(doc)
     }
 
-    fn resource<'a>(name: &'a str, def: &'a ResourceDefinition, n: i64) -> PolicyResource<'a> {
+    fn pinned() -> PublishedVersion {
+        PublishedVersion::new(parse_definition_yaml(DEFINITION).unwrap(), 0, None)
+    }
+
+    fn resource<'a>(name: &'a str, pinned: &'a PublishedVersion, n: i64) -> PolicyResource<'a> {
         PolicyResource {
             name,
-            catalog_ref: def.subject(),
             engine: "terraform",
-            inputs: Some(BTreeMap::from([
+            inputs: ResourceInputs::Rendered(Cow::Owned(BTreeMap::from([
                 ("size".to_string(), json!("small")),
                 ("replicas".to_string(), json!(n)),
                 ("ratio".to_string(), json!(0.5)),
@@ -274,28 +385,28 @@ spec:
                     json!("{{ resources.db.outputs.endpoint }}"),
                 ),
                 ("tags".to_string(), json!({"a": [1, null, true]})),
-            ])),
-            definition: def,
+            ]))),
+            pinned,
         }
     }
 
     #[test]
     fn the_deployment_input_is_the_documented_document() {
-        let def = parse_definition_yaml(DEFINITION).unwrap();
+        let def = pinned();
         let labels = BTreeMap::from([("cost-center".to_string(), "cc-1".to_string())]);
         let params = BTreeMap::from([("size".to_string(), json!("large"))]);
         let resources = vec![resource("db", &def, 1), resource("replica", &def, 2)];
         for composition in [None, Some("alpha/web-app:1.0.0")] {
-            let built = deployment_input(
-                "alpha",
-                "production",
-                "checkout",
-                &labels,
+            let fields = DeploymentFields {
+                team: "alpha",
+                environment: "production",
+                name: "checkout",
+                labels: &labels,
                 composition,
-                &params,
-                &resources,
-            )
-            .unwrap();
+                params: &params,
+            };
+            let built =
+                deployment_input(&fields, &resources, &DefinitionDocuments::default()).unwrap();
             let expected = json!({
                 "team": "alpha",
                 "environment": "production",
@@ -305,10 +416,13 @@ spec:
                 "params": params,
                 "resources": resources.iter().map(|r| json!({
                     "name": r.name,
-                    "catalog_ref": r.catalog_ref,
+                    "catalog_ref": r.pinned.definition.subject(),
                     "engine": r.engine,
-                    "inputs": r.inputs,
-                    "definition": serde_json::to_value(r.definition).unwrap(),
+                    "inputs": match &r.inputs {
+                        ResourceInputs::Rendered(values) => json!(values),
+                        other => panic!("{other:?}"),
+                    },
+                    "definition": serde_json::to_value(&r.pinned.definition).unwrap(),
                 })).collect::<Vec<_>>(),
             });
             assert_eq!(built.value(), &as_json_was(expected.clone()));
@@ -318,31 +432,98 @@ spec:
     }
 
     #[test]
-    fn resources_pinning_one_version_share_its_document() {
-        let def = parse_definition_yaml(DEFINITION).unwrap();
-        let resources = vec![resource("db", &def, 1), resource("replica", &def, 2)];
-        let built = self::resources(&resources).unwrap();
-        let items = built.as_array().unwrap();
-        let definition = |i: usize| match &items[i]["definition"] {
+    fn resources_pinning_one_version_share_its_document_across_inputs() {
+        let def = pinned();
+        // Another record of the same content (as another store read
+        // would give) shares the document too.
+        let again = pinned();
+        let documents = DefinitionDocuments::default();
+        let resources = vec![resource("db", &def, 1), resource("replica", &again, 2)];
+        let first = self::resources(&resources, &documents).unwrap();
+        let second = self::resources(&resources[..1], &documents).unwrap();
+        let definition = |built: &regorus::Value, i: usize| match &built[i]["definition"] {
             regorus::Value::Object(o) => o.clone(),
             other => panic!("not an object: {other:?}"),
         };
-        assert!(std::sync::Arc::ptr_eq(&definition(0), &definition(1)));
+        assert!(std::sync::Arc::ptr_eq(
+            &definition(&first, 0),
+            &definition(&first, 1)
+        ));
+        assert!(std::sync::Arc::ptr_eq(
+            &definition(&first, 0),
+            &definition(&second, 0)
+        ));
+        let fresh = self::resources(&resources, &DefinitionDocuments::default()).unwrap();
+        assert!(!std::sync::Arc::ptr_eq(
+            &definition(&first, 0),
+            &definition(&fresh, 0)
+        ));
+        assert_eq!(first, fresh);
+    }
+
+    #[test]
+    fn a_config_as_written_reads_as_its_values_with_the_defaults() {
+        let def = pinned();
+        let config: BTreeMap<String, Value> = serde_json::from_value(json!({
+            "a_key_no_input_declares": 1,
+            "replicas": 3,
+            "size": "small",
+            "upstream": "{{ resources.db.outputs.endpoint }}",
+            "zz_another": [true],
+        }))
+        .unwrap();
+        let mut with_defaults = config.clone();
+        with_defaults.insert("ratio".into(), json!(0.25));
+        with_defaults.insert("tags".into(), json!({}));
+        let documents = DefinitionDocuments::default();
+        let mut written = resource("db", &def, 1);
+        written.inputs = ResourceInputs::AsWritten(&config);
+        let mut rendered = resource("db", &def, 1);
+        rendered.inputs = ResourceInputs::Rendered(Cow::Owned(with_defaults));
+        for _ in 0..2 {
+            let built = self::resources(&[written.clone()], &documents).unwrap();
+            let expected = self::resources(&[rendered.clone()], &documents).unwrap();
+            assert_eq!(built, expected);
+        }
+        let bare: BTreeMap<String, Value> = BTreeMap::new();
+        written.inputs = ResourceInputs::AsWritten(&bare);
+        let built = self::resources(&[written], &documents).unwrap();
+        let shown = serde_json::to_value(&built[0]["inputs"]).unwrap();
+        let defaults = json!({"ratio": 0.25, "replicas": 1, "tags": {}, "upstream": ""});
+        assert_eq!(shown, defaults);
+    }
+
+    #[test]
+    fn a_changed_definition_is_not_read_from_the_kept_document() {
+        let documents = DefinitionDocuments::default();
+        let old = pinned();
+        let mut changed = parse_definition_yaml(DEFINITION).unwrap();
+        changed.metadata.maturity = crate::model::Maturity::Beta;
+        let new = PublishedVersion::new(changed, 0, None);
+        let seen = |p: &PublishedVersion| {
+            let built = self::resources(&[resource("db", p, 1)], &documents).unwrap();
+            serde_json::to_value(&built[0]["definition"]).unwrap()
+        };
+        assert_eq!(seen(&old), serde_json::to_value(&old.definition).unwrap());
+        assert_eq!(seen(&new), serde_json::to_value(&new.definition).unwrap());
+        assert_ne!(seen(&old), seen(&new));
     }
 
     #[test]
     fn the_composition_input_is_the_documented_document() {
         let composition = parse_composition_yaml(COMPOSITION).unwrap();
-        let def = parse_definition_yaml(DEFINITION).unwrap();
-        let mut resolved = vec![resource("database", &def, 1)];
-        resolved[0].inputs = None;
-        let built = composition_input(&composition, &resolved).unwrap();
+        let pinned = pinned();
+        let def = &pinned.definition;
+        let mut resolved = vec![resource("database", &pinned, 1)];
+        resolved[0].inputs = ResourceInputs::Absent;
+        let documents = DefinitionDocuments::default();
+        let built = composition_input(&composition, &resolved, &documents).unwrap();
         let mut expected = serde_json::to_value(&composition).unwrap();
         expected["resolved"] = json!([{
             "name": "database",
             "catalog_ref": def.subject(),
             "engine": "terraform",
-            "definition": serde_json::to_value(&def).unwrap(),
+            "definition": serde_json::to_value(def).unwrap(),
         }]);
         assert_eq!(built.value(), &as_json_was(expected));
     }

@@ -24,6 +24,8 @@
 //!   its interpreter for what the bytecode could read differently.
 //! - `input`: the input documents each hook evaluates, whose names policy
 //!   authors depend on.
+//! - `documents`: each pinned version's part of them, kept across inputs.
+//! - `large`: a large plan's input built on the CPU pool's lanes.
 //! - `testing`: `test_*` rules run like `opa test` does.
 //!
 //! # Design decisions
@@ -35,12 +37,19 @@
 //!   instructions (benches/README.md, "Policies"). A file the bytecode
 //!   compiler refuses, or whose rules could conflict (where the VM and
 //!   the interpreter disagree), is interpreted as before.
+//! - A large plan's input is built, and its policies evaluated, on the
+//!   CPU pool's lanes (each lane takes the next policy when done with
+//!   one: they cost unevenly); each pinned version's document is converted
+//!   once and kept by content hash, since a version's content never
+//!   changes (benches/README.md, "Policies", session 10).
 //! - A policy that fails while it evaluates refuses (fails closed), with
 //!   the error as its message: a broken guard never waves anything through.
 
 mod compile;
+mod documents;
 mod evaluator;
 mod input;
+mod large;
 mod testing;
 
 use std::collections::BTreeMap;
@@ -49,7 +58,12 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 pub use compile::PolicySet;
-pub use input::{composition_input, deployment_input, PolicyInput, PolicyResource};
+pub use documents::DefinitionDocuments;
+pub use input::{
+    composition_input, deployment_input, DeploymentFields, PolicyInput, PolicyResource,
+    ResourceInputs,
+};
+pub use large::{deployment_input_on, ResourceList};
 pub use testing::{run_policy_tests, PolicyTestOutcome, PolicyTestReport};
 
 /// Where a policy runs, chosen by its package.
