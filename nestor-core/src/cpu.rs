@@ -167,6 +167,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// For tests: runs jobs inline, counts them, and claims a number of lanes,
+/// so a caller's split into pieces shows without threads.
+#[cfg(test)]
+pub(crate) struct CountingLanes {
+    lanes: usize,
+    jobs: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+impl CountingLanes {
+    /// Claims `lanes` lanes; no job run yet.
+    pub(crate) fn new(lanes: usize) -> Self {
+        CountingLanes {
+            lanes,
+            jobs: Default::default(),
+        }
+    }
+
+    /// How many jobs it was given.
+    pub(crate) fn jobs(&self) -> usize {
+        self.jobs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+impl Offload for CountingLanes {
+    fn run(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()> {
+        self.jobs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Inline.run(job)
+    }
+    fn parallelism(&self) -> usize {
+        self.lanes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -321,26 +321,10 @@ fn messages(rule: &str, value: &regorus::Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::cpu::Inline;
+    use crate::cpu::{CountingLanes, Inline};
     use crate::policy::{deployment_input, PolicyResource, ResourceInputs};
-
-    /// Runs jobs inline, counting them, and claims four lanes.
-    struct Lanes(AtomicUsize);
-
-    impl Offload for Lanes {
-        fn run(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Inline.run(job)
-        }
-        fn parallelism(&self) -> usize {
-            4
-        }
-    }
 
     fn set(n: usize) -> PolicySet {
         let files = (0..n)
@@ -401,7 +385,7 @@ mod tests {
         let alone = set.evaluate(PolicyHook::Deployment, Some("alpha"), Some("prod"), &input);
         assert_eq!(alone.denials.len(), 6 * 4);
         assert_eq!(alone.warnings.len(), 6);
-        let lanes = Lanes(AtomicUsize::new(0));
+        let lanes = CountingLanes::new(4);
         let spread = set
             .clone()
             .evaluate_on(
@@ -413,7 +397,7 @@ mod tests {
             )
             .await;
         assert_eq!(spread, alone);
-        assert_eq!(lanes.0.load(Ordering::SeqCst), 4, "6 policies over 4 lanes");
+        assert_eq!(lanes.jobs(), 4, "6 policies over 4 lanes");
         assert!(set.entries.iter().all(|e| e.cost.load(Relaxed) > 0));
         // The last policy now the costliest, the first the cheapest: they
         // run in reverse, and the messages still come in the policies' order.
@@ -436,11 +420,11 @@ mod tests {
     async fn a_small_input_stays_on_the_calling_task() {
         let set = Arc::new(set(6));
         let input = input(3);
-        let lanes = Lanes(AtomicUsize::new(0));
+        let lanes = CountingLanes::new(4);
         let verdict = set
             .evaluate_on(&lanes, PolicyHook::Deployment, None, None, &input)
             .await;
         assert_eq!(verdict.denials.len(), 6);
-        assert_eq!(lanes.0.load(Ordering::SeqCst), 0);
+        assert_eq!(lanes.jobs(), 0);
     }
 }

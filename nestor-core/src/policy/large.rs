@@ -65,28 +65,13 @@ pub async fn deployment_input_on(
 mod tests {
     use std::borrow::Cow;
     use std::collections::BTreeMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use futures_util::future::BoxFuture;
     use serde_json::json;
 
     use super::*;
-    use crate::cpu::Inline;
+    use crate::cpu::CountingLanes;
     use crate::model::PublishedVersion;
     use crate::policy::ResourceInputs;
-
-    /// Runs jobs inline, counting them, and claims three lanes.
-    struct Lanes(AtomicUsize);
-
-    impl Offload for Lanes {
-        fn run(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Inline.run(job)
-        }
-        fn parallelism(&self) -> usize {
-            3
-        }
-    }
 
     /// Resources over two versions, every other one's inputs rendered.
     struct Listed {
@@ -154,14 +139,14 @@ mod tests {
             let list = Arc::new(listed(n));
             let listed: Vec<PolicyResource<'_>> = (0..n).map(|i| list.resource(i)).collect();
             let alone = deployment_input(&fields, &listed, &DefinitionDocuments::default());
-            let lanes = Lanes(AtomicUsize::new(0));
+            let lanes = CountingLanes::new(3);
             let documents = DefinitionDocuments::default();
             let built = deployment_input_on(&lanes, &fields, list.clone(), &documents).await;
             let (alone, built) = (alone.unwrap(), built.unwrap());
             assert_eq!(built.to_json(), alone.to_json(), "{n} resources");
             assert_eq!(built.resources(), n);
             let jobs = if n < RUNS_FROM { 0 } else { 3 };
-            assert_eq!(lanes.0.load(Ordering::SeqCst), jobs, "{n} resources");
+            assert_eq!(lanes.jobs(), jobs, "{n} resources");
         }
     }
 }
