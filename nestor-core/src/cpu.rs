@@ -206,43 +206,30 @@ impl Offload for CountingLanes {
 mod tests {
     use super::*;
 
-    /// An offload that records how many jobs it was given.
-    struct Counting(std::sync::atomic::AtomicUsize);
-
-    impl Offload for Counting {
-        fn run(&self, job: Box<dyn FnOnce() + Send + 'static>) -> BoxFuture<'static, ()> {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Inline.run(job)
-        }
-        fn parallelism(&self) -> usize {
-            4
-        }
-    }
-
     #[tokio::test]
     async fn map_keeps_order_across_chunks() {
-        let counting = Counting(0.into());
+        let counting = CountingLanes::new(4);
         let doubled = map(&counting, (0..5000).collect(), 256, |i: usize| i * 2).await;
         assert_eq!(doubled, (0..5000).map(|i| i * 2).collect::<Vec<_>>());
-        assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(counting.jobs(), 4);
     }
 
     #[tokio::test]
     async fn few_items_stay_on_the_calling_task() {
-        let counting = Counting(0.into());
+        let counting = CountingLanes::new(4);
         assert_eq!(map(&counting, vec![3], 256, |i: i32| i + 1).await, [4]);
-        assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(counting.jobs(), 0);
     }
 
     #[tokio::test]
     async fn map_each_keeps_order_with_one_job_per_lane() {
-        let counting = Counting(0.into());
+        let counting = CountingLanes::new(4);
         let squared = map_each(&counting, (0..10).collect(), |i: u64| i * i).await;
         assert_eq!(squared, (0..10).map(|i| i * i).collect::<Vec<_>>());
-        assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+        assert_eq!(counting.jobs(), 4);
         let few = map_each(&counting, vec![1, 2], |i: u64| i + 1).await;
         assert_eq!(few, [2, 3]);
-        assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 6);
+        assert_eq!(counting.jobs(), 6);
     }
 
     #[cfg(feature = "rt")]
