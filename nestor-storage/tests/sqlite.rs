@@ -534,6 +534,83 @@ async fn event_ids_keep_increasing_across_reopen_and_prune() {
     assert_eq!(store.read_after(0, 10).await.unwrap().len(), 1);
 }
 
+/// A version's events keep its definition once: their rows hold what
+/// follows the definition and point at the version's row, and read back
+/// as the whole version, as published, even after a yank changes the row;
+/// an event row holding its whole data (as every row of a file written
+/// before schema version 6) reads as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_versions_events_keep_its_definition_once() {
+    use nestor_core::CatalogService;
+
+    let (_dir, path) = db_file();
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let svc = CatalogService::new(store.clone());
+    let mut def = definition("db", "1.0.0");
+    def.metadata.deprecated = true;
+    svc.publish(def, None, "api").await.unwrap();
+    let as_published = serde_json::json!(store
+        .get_version("db", &v("1.0.0"))
+        .await
+        .unwrap()
+        .unwrap()
+        .into_inner());
+    svc.set_yanked("db", &v("1.0.0"), true, "api")
+        .await
+        .unwrap();
+    // A row as a build before schema version 6 wrote it.
+    let whole = serde_json::to_string(&as_published).unwrap();
+    raw(&path)
+        .execute(
+            "INSERT INTO events (event_type, source, subject, timestamp, data) \
+             VALUES ('resource.updated', 'old', 'db:1.0.0', 1, ?1)",
+            [&whole],
+        )
+        .unwrap();
+
+    let rows: Vec<(String, usize, Option<i64>)> = raw(&path)
+        .prepare("SELECT event_type, length(data), version_id FROM events ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let by_reference: Vec<&str> = rows
+        .iter()
+        .filter(|(_, _, id)| id.is_some())
+        .map(|(kind, _, _)| kind.as_str())
+        .collect();
+    assert_eq!(by_reference, ["resource.created", "resource.deprecated"]);
+    for (kind, len, id) in &rows[..2] {
+        assert!(
+            id.is_some() && *len < whole.len() / 3,
+            "{kind} keeps {len} of {} bytes",
+            whole.len()
+        );
+    }
+
+    let events = store.read_after(0, 10).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "resource.created",
+            "resource.deprecated",
+            "resource.yanked",
+            "resource.updated"
+        ]
+    );
+    for e in [&events[0], &events[1], &events[3]] {
+        assert_eq!(
+            e.data,
+            as_published,
+            "{} reads as published",
+            e.event_type.as_str()
+        );
+    }
+    assert_eq!(events[0].data["yanked"], false, "as it was when published");
+}
+
 /// The suites' composition with a config, so persistence is checked for
 /// every field.
 fn composition(team: &str, name: &str, version: &str) -> PublishedComposition {

@@ -4,6 +4,13 @@
 //! the writer's transaction (so strictly increasing across every process
 //! sharing the file) and never reused, because SQLite remembers the greatest
 //! id in `sqlite_sequence` even after pruning deletes the rows.
+//!
+//! A version's events (`resource.created`, `.updated`, `.deprecated`)
+//! carry the whole version as their data, definition first. Their rows keep
+//! only the text after the definition and the version's row id, and a read
+//! joins the definition back in from `versions` (schema version 6): a cold
+//! sync of 10,000 definitions then writes each definition once instead of
+//! twice (~18 MB less in the transaction).
 
 use async_trait::async_trait;
 use nestor_core::{
@@ -18,21 +25,59 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// id, type, source, subject, timestamp, data: an event row before decoding.
-type EventRow = (i64, String, String, String, i64, String);
+/// What the data of a version's event holds before the definition's JSON.
+const VERSION_DATA_HEAD: &str = r#"{"definition":"#;
 
-fn read_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-    ))
+/// An event row before decoding.
+struct EventRow {
+    id: i64,
+    event_type: String,
+    source: String,
+    subject: String,
+    timestamp: i64,
+    data: String,
+    /// The version whose definition the data leaves out, and that
+    /// definition (`None` if the row is missing: a damaged file).
+    by_version: Option<(i64, Option<String>)>,
 }
 
-fn into_event((id, event_type, source, subject, timestamp, data): EventRow) -> Result<Event> {
+fn read_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    let version_id: Option<i64> = row.get(6)?;
+    Ok(EventRow {
+        id: row.get(0)?,
+        event_type: row.get(1)?,
+        source: row.get(2)?,
+        subject: row.get(3)?,
+        timestamp: row.get(4)?,
+        data: row.get(5)?,
+        by_version: version_id.map(|v| row.get(7).map(|d| (v, d))).transpose()?,
+    })
+}
+
+/// The row's whole data text: as stored, or its version's definition put
+/// back in front of the stored rest.
+fn whole_data(id: i64, data: String, by_version: Option<(i64, Option<String>)>) -> Result<String> {
+    match by_version {
+        None => Ok(data),
+        Some((_, Some(definition))) => Ok([VERSION_DATA_HEAD, &definition, &data].concat()),
+        Some((version_id, None)) => Err(Error::StorageUnavailable {
+            message: format!("event {id} refers to version row {version_id}, which is missing"),
+            source: None,
+        }),
+    }
+}
+
+fn into_event(row: EventRow) -> Result<Event> {
+    let EventRow {
+        id,
+        event_type,
+        source,
+        subject,
+        timestamp,
+        data,
+        by_version,
+    } = row;
+    let data = whole_data(id, data, by_version)?;
     let event_type = EventType::parse(&event_type).ok_or_else(|| Error::StorageUnavailable {
         message: format!("unknown event type {event_type:?} in event {id}"),
         source: None,
@@ -74,6 +119,48 @@ pub(super) fn insert_row(
         "INSERT INTO events (event_type, source, subject, timestamp, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )
     .and_then(|mut s| s.execute(params![event_type.as_str(), source, subject, timestamp, data]))
+    .ctx("appending an event")?;
+    Ok(tx.last_insert_rowid().unsigned_abs())
+}
+
+/// Appends an event of the version in row `version_row`, whose definition
+/// is `definition_json`: by reference when its data is that version's
+/// (definition first), whole otherwise.
+pub(super) fn insert_version_event(
+    tx: &rusqlite::Transaction<'_>,
+    event: &SerializedEvent,
+    version_row: i64,
+    definition_json: &str,
+) -> Result<u64> {
+    let rest = event
+        .data
+        .get()
+        .strip_prefix(VERSION_DATA_HEAD)
+        .and_then(|d| d.strip_prefix(definition_json));
+    let Some(rest) = rest else {
+        return insert_row(
+            tx,
+            event.event_type,
+            &event.source,
+            &event.subject,
+            event.timestamp,
+            event.data.get(),
+        );
+    };
+    tx.prepare_cached(
+        "INSERT INTO events (event_type, source, subject, timestamp, data, version_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            event.event_type.as_str(),
+            event.source,
+            event.subject,
+            event.timestamp,
+            rest,
+            version_row
+        ])
+    })
     .ctx("appending an event")?;
     Ok(tx.last_insert_rowid().unsigned_abs())
 }
@@ -120,8 +207,10 @@ impl EventLog for SqliteStore {
         self.read(move |conn, _| {
             let rows = conn
                 .prepare_cached(
-                    "SELECT id, event_type, source, subject, timestamp, data FROM events \
-                     WHERE id > ?1 ORDER BY id LIMIT ?2",
+                    "SELECT e.id, e.event_type, e.source, e.subject, e.timestamp, e.data, \
+                     e.version_id, v.definition FROM events e \
+                     LEFT JOIN versions v ON v.id = e.version_id \
+                     WHERE e.id > ?1 ORDER BY e.id LIMIT ?2",
                 )
                 .and_then(|mut s| {
                     s.query_map(params![to_i64(after), to_i64(limit as u64)], read_event)?

@@ -289,18 +289,42 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>, &VersionCache) -> Result<T> + Send + 'static,
     {
+        self.write_with(
+            Write {
+                large,
+                ..Write::default()
+            },
+            write,
+        )
+        .await
+    }
+
+    /// [`Self::write`] as `how` says.
+    async fn write_with<T, F>(&self, how: Write, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, &VersionCache) -> Result<T> + Send + 'static,
+    {
         let shared = self.shared.clone();
-        let deferred = large && shared.checkpoints.is_some();
+        let deferred = how.large && shared.checkpoints.is_some();
         let value = blocking(move || {
             let mut conn = lock(&shared.writer);
             if deferred {
                 checkpoint::set_automatic(&conn, false)
                     .ctx("suspending the automatic checkpoint")?;
             }
+            if how.keeps_references {
+                set_foreign_keys(&conn, false)?;
+            }
             let written = transact(&mut conn, &shared.cache, write);
+            // The write is done (or rolled back) either way: a failure to
+            // restore a setting is logged, not made the write's.
+            if how.keeps_references {
+                if let Err(e) = set_foreign_keys(&conn, true) {
+                    tracing::warn!(error = %e, "cannot turn SQLite's foreign key checks back on");
+                }
+            }
             if deferred {
-                // The write is done (or rolled back) either way: a failure
-                // here is logged, not made the write's.
                 if let Err(e) = checkpoint::set_automatic(&conn, true) {
                     tracing::warn!(error = %e, "cannot restore SQLite's automatic checkpoint");
                 }
@@ -313,6 +337,24 @@ impl SqliteStore {
         }
         value
     }
+}
+
+/// How a write transaction runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Write {
+    /// Leave the WAL checkpoint to the background (`checkpoint.rs`).
+    large: bool,
+    /// The write keeps every foreign key itself, so SQLite checks none
+    /// while it runs (`publish.rs`: a batch writes a new name's row after
+    /// its versions, which checked or deferred checks make cost a scan of
+    /// `names` per version).
+    keeps_references: bool,
+}
+
+/// `PRAGMA foreign_keys`, which SQLite ignores inside a transaction.
+fn set_foreign_keys(conn: &Connection, on: bool) -> Result<()> {
+    conn.pragma_update(None, "foreign_keys", on)
+        .ctx("setting foreign key checks")
 }
 
 /// Runs `write` in one `BEGIN IMMEDIATE` transaction on `conn`; commits if

@@ -2,14 +2,14 @@
 //! and the latest pointer of `names` kept in step in the same transaction.
 //!
 //! A batch (a cold sync: thousands of versions in one transaction) costs,
-//! per version, two inserts and its events, and an existence check for a
-//! name that existed before (a name the insert creates has no version); the
-//! definition's JSON is the text the caller serialised already
-//! ([`VersionWrite::definition_json`]), never serialised again here. Each
-//! name the batch touched has its latest pointer refreshed once, after the
-//! last insert: a name the batch created has no versions but the batch's,
-//! so its latest is chosen from what the batch inserted, without reading
-//! its history back; a name that existed reads its history once. A large
+//! per version, a lookup of its name, an insert and its events, and an
+//! existence check for a name that existed before (a name the batch
+//! creates has no version); the definition's JSON is the text the caller
+//! serialised already ([`VersionWrite::definition_json`]), never serialised
+//! again here. Each name the batch touched has its latest pointer written
+//! once, after the last insert: a name the batch created gets its row then,
+//! its latest chosen from what the batch inserted, without reading its
+//! history back; a name that existed reads its history once. A large
 //! batch commits without running the WAL checkpoint itself
 //! (`checkpoint.rs`).
 
@@ -25,7 +25,7 @@ use semver::Version;
 
 use super::cache::VersionCache;
 use super::catalog::history;
-use super::events::insert_row;
+use super::events::insert_version_event;
 use super::{Context, SqliteStore};
 
 /// A version row an insert created: what its name's latest pointer needs.
@@ -40,7 +40,11 @@ struct NewRow {
 /// What [`insert_version`] did.
 enum Inserted {
     Unchanged,
-    Created { first_of_name: bool, row: NewRow },
+    /// The version's row id, and whether it is the first of its name.
+    Created {
+        first_of_name: bool,
+        id: i64,
+    },
 }
 
 impl Inserted {
@@ -52,37 +56,64 @@ impl Inserted {
     }
 }
 
-/// The names a transaction inserted versions of, in the order it first
-/// touched them, with those versions and whether it created the name.
+/// What a transaction knows of a name it inserts versions of.
+struct TouchedName {
+    /// The name had a row (so versions) before this transaction.
+    existed: bool,
+    /// The versions this transaction inserted, in order.
+    rows: Vec<NewRow>,
+}
+
+/// The names a transaction inserts versions of, in the order it first
+/// touched them. A name the transaction creates gets its `names` row once,
+/// at [`Touched::refresh`], already pointing at its latest version, where
+/// inserting the bare name first and updating it after cost two writes.
+/// Its versions go in first, so the transaction runs without SQLite's
+/// foreign key checks (`Write::keeps_references`) and keeps them itself:
+/// every name with a version gets its row before the commit. (Deferred
+/// checks are no substitute: while a version waits for its name, SQLite
+/// scans `names` for every later version.)
 #[derive(Default)]
 struct Touched {
     order: Vec<String>,
-    names: HashMap<String, (bool, Vec<NewRow>)>,
+    names: HashMap<String, TouchedName>,
 }
 
 impl Touched {
-    fn add(&mut self, name: &str, first_of_name: bool, row: NewRow) {
-        if let Some((_, rows)) = self.names.get_mut(name) {
-            rows.push(row);
-            return;
+    /// The name as this transaction sees it, read from `names` the first
+    /// time.
+    fn name(&mut self, tx: &Transaction<'_>, name: &str) -> Result<&mut TouchedName> {
+        if !self.names.contains_key(name) {
+            let existed = tx
+                .prepare_cached("SELECT 1 FROM names WHERE name = ?1")
+                .and_then(|mut s| s.exists([name]))
+                .ctx("looking up a name")?;
+            self.order.push(name.to_string());
+            self.names.insert(
+                name.to_string(),
+                TouchedName {
+                    existed,
+                    rows: Vec::new(),
+                },
+            );
         }
-        self.order.push(name.to_string());
-        self.names
-            .insert(name.to_string(), (first_of_name, vec![row]));
+        Ok(self.names.get_mut(name).expect("inserted above"))
     }
 
-    /// Refreshes the latest pointer of every touched name, once each, and
+    /// Writes the latest pointer of every touched name, once each, and
     /// moves each name's `change_seq` past every other's.
     fn refresh(mut self, tx: &Transaction<'_>) -> Result<()> {
         let mut seq = next_change_seq(tx)?;
         for name in &self.order {
-            let Some((created, rows)) = self.names.remove(name) else {
+            let Some(touched) = self.names.remove(name) else {
                 continue;
             };
-            if created {
-                latest_of_new_name(tx, name, &rows, seq)?;
-            } else {
+            if touched.existed {
                 refresh_latest(tx, name, seq)?;
+            } else if !touched.rows.is_empty() {
+                insert_new_name(tx, name, &touched.rows, seq)?;
+            } else {
+                continue;
             }
             seq += 1;
         }
@@ -98,15 +129,16 @@ fn next_change_seq(tx: &Transaction<'_>) -> Result<i64> {
         .ctx("reading the catalog change sequence")
 }
 
-/// Points the latest pointer of a name whose only versions are `rows` (it
-/// was created in this transaction) at the latest of them by the core rule.
-fn latest_of_new_name(tx: &Transaction<'_>, name: &str, rows: &[NewRow], seq: i64) -> Result<()> {
+/// Inserts the `names` row of a name whose only versions are `rows` (this
+/// transaction created them), pointing at the latest of them by the core
+/// rule.
+fn insert_new_name(tx: &Transaction<'_>, name: &str, rows: &[NewRow], seq: i64) -> Result<()> {
     let summaries: Vec<VersionSummary> = rows.iter().map(|r| r.summary.clone()).collect();
     let latest =
         select_latest(&summaries).and_then(|v| rows.iter().find(|r| r.summary.version == v));
     tx.prepare_cached(
-        "UPDATE names SET latest_id = ?2, provider = ?3, category = ?4, resource_type = ?5, \
-         change_seq = ?6 WHERE name = ?1",
+        "INSERT INTO names (name, latest_id, provider, category, resource_type, change_seq) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -118,7 +150,7 @@ fn latest_of_new_name(tx: &Transaction<'_>, name: &str, rows: &[NewRow], seq: i6
             seq,
         ])
     })
-    .ctx("updating the latest version")?;
+    .ctx("inserting a name")?;
     Ok(())
 }
 
@@ -164,24 +196,26 @@ fn search_text(def: &ResourceDefinition) -> String {
 
 /// Inserts `new` unless it exists; `Created` says whether it was the first
 /// version of its name (decided inside the transaction). The caller
-/// refreshes the name's latest pointer ([`Touched`]). `definition_json` is
-/// the definition's canonical JSON when the caller has it already.
+/// refreshes the name's latest pointer ([`Touched::refresh`]).
+/// `definition_json` is the definition's canonical JSON when the caller
+/// has it already.
 fn insert_version(
     tx: &Transaction<'_>,
     cache: &VersionCache,
+    touched: &mut Touched,
     new: PublishedVersion,
     definition_json: Option<&str>,
 ) -> Result<Inserted> {
     let name = new.name();
     let version = new.version();
     let version_text = version.to_string();
-    // The name first: a name this insert creates has no version yet, so
-    // the existence check is skipped for it (every name of a cold sync).
-    let first_of_name = tx
-        .prepare_cached("INSERT OR IGNORE INTO names (name) VALUES (?1)")
-        .and_then(|mut s| s.execute([name]))
-        .ctx("inserting a name")?
-        == 1;
+    // A name without a row has no version but the ones this transaction
+    // inserted, so the existence check is skipped for its first (every
+    // name of a cold sync).
+    let first_of_name = {
+        let known = touched.name(tx, name)?;
+        !known.existed && known.rows.is_empty()
+    };
     let existing: Option<String> = if first_of_name {
         None
     } else {
@@ -239,8 +273,9 @@ fn insert_version(
         ])
     })
     .ctx("inserting a version")?;
+    let id = tx.last_insert_rowid();
     let row = NewRow {
-        id: tx.last_insert_rowid(),
+        id,
         summary: VersionSummary {
             version: version.clone(),
             published_at: new.published_at,
@@ -252,9 +287,10 @@ fn insert_version(
         category: m.category.clone(),
         resource_type: m.resource_type.clone(),
     };
+    touched.name(tx, name)?.rows.push(row);
     // Harmless even if the commit fails: the cache is keyed by content.
     cache.insert(Shared::new(new));
-    Ok(Inserted::Created { first_of_name, row })
+    Ok(Inserted::Created { first_of_name, id })
 }
 
 /// One version and its name's latest pointer.
@@ -263,15 +299,10 @@ fn insert_one(
     cache: &VersionCache,
     version: PublishedVersion,
 ) -> Result<PublishOutcome> {
-    let name = version.name().to_string();
-    let inserted = insert_version(tx, cache, version, None)?;
-    let outcome = inserted.outcome();
-    if let Inserted::Created { first_of_name, row } = inserted {
-        let mut touched = Touched::default();
-        touched.add(&name, first_of_name, row);
-        touched.refresh(tx)?;
-    }
-    Ok(outcome)
+    let mut touched = Touched::default();
+    let inserted = insert_version(tx, cache, &mut touched, version, None)?;
+    touched.refresh(tx)?;
+    Ok(inserted.outcome())
 }
 
 /// The batch: every version, each created one's events, then each touched
@@ -284,8 +315,8 @@ fn insert_batch(
     let mut out = Vec::with_capacity(writes.len());
     let mut touched = Touched::default();
     for w in writes {
-        let name = w.version.name().to_string();
-        let inserted = match insert_version(tx, cache, w.version, Some(w.definition_json.get())) {
+        let json = Some(w.definition_json.get());
+        let inserted = match insert_version(tx, cache, &mut touched, w.version, json) {
             Err(e @ Error::StorageUnavailable { .. }) => return Err(e),
             Err(e) => {
                 out.push(Err(e));
@@ -294,18 +325,10 @@ fn insert_batch(
             Ok(inserted) => inserted,
         };
         out.push(Ok(inserted.outcome()));
-        if let Inserted::Created { first_of_name, row } = inserted {
+        if let Inserted::Created { first_of_name, id } = inserted {
             for e in w.announcement.events(first_of_name) {
-                insert_row(
-                    tx,
-                    e.event_type,
-                    &e.source,
-                    &e.subject,
-                    e.timestamp,
-                    e.data.get(),
-                )?;
+                insert_version_event(tx, &e, id, w.definition_json.get())?;
             }
-            touched.add(&name, first_of_name, row);
         }
     }
     touched.refresh(tx)?;
@@ -339,7 +362,11 @@ fn set_yanked(tx: &Transaction<'_>, name: &str, version: &str, yanked: bool) -> 
 #[async_trait]
 impl CatalogWriter for SqliteStore {
     async fn insert_version(&self, version: PublishedVersion) -> Result<PublishOutcome> {
-        self.write(move |tx, cache| insert_one(tx, cache, version))
+        let how = super::Write {
+            large: false,
+            keeps_references: true,
+        };
+        self.write_with(how, move |tx, cache| insert_one(tx, cache, version))
             .await
     }
 
@@ -352,7 +379,11 @@ impl CatalogWriter for SqliteStore {
         writes: Vec<VersionWrite>,
     ) -> Result<Vec<Result<PublishOutcome>>> {
         let large = writes.len() >= super::checkpoint::LARGE_BATCH;
-        self.write_sized(large, move |tx, cache| insert_batch(tx, cache, writes))
+        let how = super::Write {
+            large,
+            keeps_references: true,
+        };
+        self.write_with(how, move |tx, cache| insert_batch(tx, cache, writes))
             .await
     }
 

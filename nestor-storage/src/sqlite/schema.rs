@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     V3_LEASES,
     V4_CATALOG_CHANGES,
     V5_AUDIT,
+    V6_EVENTS_BY_VERSION,
 ];
 
 /// The schema version this build writes and understands.
@@ -193,6 +194,20 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_time ON audit (timestamp, id);
 CREATE INDEX audit_by_actor ON audit (actor, timestamp);
 CREATE INDEX audit_by_subject ON audit (subject, timestamp);
+"#;
+
+/// Version 6: a version's events keep its definition by reference. The
+/// data of `resource.created`, `.updated` and `.deprecated` is the whole
+/// version, whose definition (nine tenths of it) `versions.definition`
+/// holds already: such a row keeps in `data` only the text after the
+/// definition and points at the version's row, and a read puts the two
+/// back together, byte for byte (`events.rs`). Rows written before, and
+/// events that are not a version's, keep their whole data and no
+/// `version_id`.
+const V6_EVENTS_BY_VERSION: &str = r#"
+-- When set, the event's data is '{"definition":' || versions.definition
+-- || data of that row. Versions are never deleted.
+ALTER TABLE events ADD COLUMN version_id INTEGER REFERENCES versions(id);
 "#;
 
 /// Settings of the writer connection. `file` is false for an in-memory
@@ -382,7 +397,7 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let on_disk = user_version(&Connection::open(&path).unwrap()).unwrap();
         assert_eq!(on_disk, i64::from(SCHEMA_VERSION));
-        assert_eq!(SCHEMA_VERSION, 5);
+        assert_eq!(SCHEMA_VERSION, 6);
 
         let v100 = "1.0.0".parse().unwrap();
         let got = store.get_version("db", &v100).await.unwrap();
