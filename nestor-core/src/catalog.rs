@@ -192,18 +192,18 @@ impl CatalogService {
         let mut writes = Vec::with_capacity(batch.accepted.len());
         for a in batch.accepted {
             let deprecates = a.candidate.definition.metadata.deprecated && !a.was_deprecated;
-            let data = a.event_data()?;
+            let subject = a.candidate.definition.subject();
             written.push(Written {
                 index: a.index,
-                subject: a.candidate.definition.subject(),
+                subject: subject.clone(),
                 changes: a.changes,
             });
             writes.push(VersionWrite {
                 announcement: Announcement {
-                    subject: a.candidate.definition.subject(),
+                    subject,
                     actor: actor.to_string(),
                     timestamp,
-                    data,
+                    data: a.data,
                     deprecates,
                 },
                 version: a.candidate,
@@ -282,7 +282,12 @@ impl CatalogService {
             offline,
         };
         let mut results: Vec<Option<Result<BatchResult>>> = Vec::with_capacity(candidates.len());
-        for Candidate { version, json } in candidates {
+        for Candidate {
+            version,
+            json,
+            data,
+        } in candidates
+        {
             let candidate = version;
             match self.prepare(&candidate, &batch, validated).await {
                 Ok(Prepared::Unchanged(existing)) => results.push(Some(Ok(BatchResult {
@@ -299,6 +304,7 @@ impl CatalogService {
                         index: results.len(),
                         candidate,
                         json,
+                        data,
                         changes,
                         was_deprecated,
                     });
@@ -526,40 +532,22 @@ struct Accepted {
     candidate: PublishedVersion,
     /// The definition's canonical JSON.
     json: Box<RawValue>,
+    /// Its events' data ([`Candidate::data`]).
+    data: Box<RawValue>,
     changes: Vec<Change>,
     was_deprecated: bool,
 }
 
-impl Accepted {
-    /// The version as its events carry it, around the definition's JSON
-    /// serialised already: the same text as serialising the version.
-    fn event_data(&self) -> Result<Box<RawValue>> {
-        /// [`PublishedVersion`]'s fields, in its order, as it serialises.
-        #[derive(Serialize)]
-        struct VersionData<'a> {
-            definition: &'a RawValue,
-            content_hash: &'a str,
-            published_at: Timestamp,
-            yanked: bool,
-            origin: &'a Option<Origin>,
-        }
-        let v = &self.candidate;
-        serde_json::value::to_raw_value(&VersionData {
-            definition: &self.json,
-            content_hash: &v.content_hash,
-            published_at: v.published_at,
-            yanked: v.yanked,
-            origin: &v.origin,
-        })
-        .map_err(|e| Error::internal(format!("serialising an event's data: {e}")))
-    }
-}
-
 /// A version about to be published with its definition's canonical JSON,
-/// serialised once for both the content hash and the events.
+/// serialised once for both the content hash and the events, and its
+/// events' data: all of it made on the CPU pool's lanes, so a large batch
+/// serialises nothing on its one thread.
 struct Candidate {
     version: PublishedVersion,
     json: Box<RawValue>,
+    /// The version as its events carry it, around `json`: the same text as
+    /// serialising the version.
+    data: Box<RawValue>,
 }
 
 impl Candidate {
@@ -570,9 +558,26 @@ impl Candidate {
         origin: Option<Origin>,
     ) -> Self {
         use sha2::Digest;
+        /// [`PublishedVersion`]'s fields, in its order, as it serialises.
+        #[derive(Serialize)]
+        struct VersionData<'a> {
+            definition: &'a RawValue,
+            content_hash: &'a str,
+            published_at: Timestamp,
+            yanked: bool,
+            origin: &'a Option<Origin>,
+        }
         let json =
             serde_json::value::to_raw_value(&definition).expect("a definition always serialises");
         let content_hash = hex::encode(sha2::Sha256::digest(json.get().as_bytes()));
+        let data = serde_json::value::to_raw_value(&VersionData {
+            definition: &json,
+            content_hash: &content_hash,
+            published_at,
+            yanked: false,
+            origin: &origin,
+        })
+        .expect("a version always serialises");
         Candidate {
             version: PublishedVersion {
                 definition,
@@ -582,6 +587,7 @@ impl Candidate {
                 origin,
             },
             json,
+            data,
         }
     }
 }
@@ -703,10 +709,7 @@ pub fn publish_order<T>(items: Vec<T>, definition: impl Fn(&T) -> &ResourceDefin
         .enumerate()
         .map(|(i, (name, _))| (name.as_str(), i))
         .collect();
-    let mut graph: DiGraphMap<usize, ()> = DiGraphMap::new();
-    for i in 0..names.len() {
-        graph.add_node(i);
-    }
+    let mut edges = Vec::new();
     for (i, (_, versions)) in names.iter().enumerate() {
         for dep in versions
             .iter()
@@ -714,17 +717,24 @@ pub fn publish_order<T>(items: Vec<T>, definition: impl Fn(&T) -> &ResourceDefin
         {
             if let Some(&d) = position.get(dep.name.as_str()) {
                 if d != i {
-                    graph.add_edge(d, i, ());
+                    edges.push((d, i));
                 }
             }
         }
     }
     drop(position);
     // Without edges the order is name order, as a topological sort of the
-    // same graph gives it.
-    let order: Vec<usize> = if graph.edge_count() == 0 {
+    // same graph gives it (and no graph is built).
+    let order: Vec<usize> = if edges.is_empty() {
         (0..names.len()).collect()
     } else {
+        let mut graph: DiGraphMap<usize, ()> = DiGraphMap::new();
+        for i in 0..names.len() {
+            graph.add_node(i);
+        }
+        for (d, i) in edges {
+            graph.add_edge(d, i, ());
+        }
         petgraph::algo::toposort(&graph, None).unwrap_or_else(|_| (0..names.len()).collect())
     };
     let mut slots: Vec<Option<Vec<T>>> = names.into_iter().map(|(_, v)| Some(v)).collect();
@@ -769,19 +779,17 @@ spec:
             }),
         ] {
             let expected = PublishedVersion::new(definition(), 42, origin.clone());
-            let Candidate { version, json } = Candidate::new(definition(), 42, origin);
-            assert_eq!(version, expected);
-            let accepted = Accepted {
-                index: 0,
-                candidate: version,
+            let Candidate {
+                version,
                 json,
-                changes: vec![],
-                was_deprecated: false,
-            };
+                data,
+            } = Candidate::new(definition(), 42, origin);
+            assert_eq!(version, expected);
             assert_eq!(
-                accepted.event_data().unwrap().get(),
-                serde_json::to_string(&expected).unwrap()
+                json.get(),
+                serde_json::to_string(&expected.definition).unwrap()
             );
+            assert_eq!(data.get(), serde_json::to_string(&expected).unwrap());
         }
     }
 

@@ -160,7 +160,7 @@ impl SyncService {
             .await?;
         self.publish_compositions(parsed.compositions, &origins, &mut report)
             .await?;
-        let gone = vanished::settle(&mut state, &deleted, &now_in_file, &parsed.clean);
+        let gone = vanished::settle(&mut state, &deleted, now_in_file, &parsed.clean);
         self.yank(gone, &config.name, &mut report).await?;
 
         state.head = Some(head.id.clone());
@@ -222,7 +222,12 @@ impl SyncService {
         let source = &origins.config.name;
         let results = self.catalog.publish_batch(batch, source, mode).await?;
         for ((file, document, line, subject), result) in places.into_iter().zip(results) {
-            now_in_file.entry(file.clone()).or_default().push(subject);
+            match now_in_file.get_mut(&file) {
+                Some(subjects) => subjects.push(subject),
+                None => {
+                    now_in_file.insert(file.clone(), vec![subject]);
+                }
+            }
             match result {
                 Ok(r) if r.outcome == PublishOutcome::Created => report.published.push(r.subject),
                 Ok(r) => {

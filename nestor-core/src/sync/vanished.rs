@@ -15,7 +15,7 @@ use crate::model::SourceState;
 pub(super) fn settle(
     state: &mut SourceState,
     deleted: &[String],
-    now_in_file: &BTreeMap<String, Vec<String>>,
+    now_in_file: BTreeMap<String, Vec<String>>,
     clean: &BTreeSet<String>,
 ) -> Vec<String> {
     let mut gone: Vec<String> = Vec::new();
@@ -23,21 +23,19 @@ pub(super) fn settle(
         gone.extend(state.files.remove(file).unwrap_or_default());
     }
     for (file, subjects) in now_in_file {
-        let before = state.files.get(file).cloned().unwrap_or_default();
-        if clean.contains(file) {
+        let before = state.files.remove(&file).unwrap_or_default();
+        if clean.contains(&file) {
             gone.extend(before.into_iter().filter(|s| !subjects.contains(s)));
-            if subjects.is_empty() {
-                state.files.remove(file);
-            } else {
-                state.files.insert(file.clone(), subjects.clone());
+            if !subjects.is_empty() {
+                state.files.insert(file, subjects);
             }
         } else {
-            let merged: BTreeSet<String> =
-                before.into_iter().chain(subjects.iter().cloned()).collect();
-            state
-                .files
-                .insert(file.clone(), merged.into_iter().collect());
+            let merged: BTreeSet<String> = before.into_iter().chain(subjects).collect();
+            state.files.insert(file, merged.into_iter().collect());
         }
+    }
+    if gone.is_empty() {
+        return gone;
     }
     let still_present: BTreeSet<&String> = state.files.values().flatten().collect();
     gone.retain(|s| !still_present.contains(s));
@@ -66,7 +64,7 @@ mod tests {
     fn a_version_gone_from_a_clean_file_vanishes() {
         let mut s = state(&[("a.yaml", &["a:1.0.0", "a:1.1.0"])]);
         let clean = BTreeSet::from(["a.yaml".to_string()]);
-        let gone = settle(&mut s, &[], &now(&[("a.yaml", &["a:1.1.0"])]), &clean);
+        let gone = settle(&mut s, &[], now(&[("a.yaml", &["a:1.1.0"])]), &clean);
         assert_eq!(gone, ["a:1.0.0"]);
         assert_eq!(s.files["a.yaml"], ["a:1.1.0"]);
     }
@@ -77,7 +75,7 @@ mod tests {
         let gone = settle(
             &mut s,
             &[],
-            &now(&[("a.yaml", &["b:1.0.0"])]),
+            now(&[("a.yaml", &["b:1.0.0"])]),
             &BTreeSet::new(),
         );
         assert!(gone.is_empty());
@@ -89,7 +87,7 @@ mod tests {
         let mut s = state(&[("a.yaml", &["a:1.0.0", "b:1.0.0"])]);
         let clean = BTreeSet::from(["b.yaml".to_string()]);
         let moved = now(&[("b.yaml", &["b:1.0.0"])]);
-        let gone = settle(&mut s, &["a.yaml".to_string()], &moved, &clean);
+        let gone = settle(&mut s, &["a.yaml".to_string()], moved, &clean);
         assert_eq!(gone, ["a:1.0.0"]);
         assert!(!s.files.contains_key("a.yaml"));
     }

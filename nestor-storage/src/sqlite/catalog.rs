@@ -99,50 +99,99 @@ fn get_version(
     row.map(|r| r.load(conn, cache)).transpose()
 }
 
+/// The columns of a history entry, in the order [`summary`] reads them.
+const SUMMARY_COLUMNS: &str =
+    "v.id, v.version, v.published_at, v.yanked, v.deprecated, v.origin_commit";
+
+/// A history entry from the [`SUMMARY_COLUMNS`] starting at column `at`.
+fn summary(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<(i64, String, VersionSummaryRow)> {
+    Ok((
+        r.get(at)?,
+        r.get(at + 1)?,
+        (
+            r.get(at + 2)?,
+            r.get(at + 3)?,
+            r.get(at + 4)?,
+            r.get(at + 5)?,
+        ),
+    ))
+}
+
+/// published_at, yanked, deprecated, origin_commit.
+type VersionSummaryRow = (i64, bool, bool, Option<String>);
+
+/// The summary of a history row of `name`.
+fn to_summary(
+    name: &str,
+    (id, version, (published_at, yanked, deprecated, git_commit)): (i64, String, VersionSummaryRow),
+) -> Result<(i64, VersionSummary)> {
+    let version = Version::parse(&version)
+        .map_err(|e| Error::storage(format!("bad stored version {name}@{version}"), e))?;
+    Ok((
+        id,
+        VersionSummary {
+            version,
+            published_at,
+            yanked,
+            deprecated,
+            git_commit,
+        },
+    ))
+}
+
 /// A name's versions with their row ids, newest first by semver.
 pub(super) fn history(conn: &Connection, name: &str) -> Result<Vec<(i64, VersionSummary)>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, version, published_at, yanked, deprecated, origin_commit \
-             FROM versions WHERE name = ?1",
-        )
-        .ctx("reading a version history")?;
-    let rows = stmt
-        .query_map([name], |r| {
-            let row: (i64, String, i64, bool, bool, Option<String>) = (
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            );
-            Ok(row)
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM versions v WHERE v.name = ?1"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_map([name], |r| summary(r, 0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
         .ctx("reading a version history")?;
     let mut history = rows
         .into_iter()
-        .map(
-            |(id, version, published_at, yanked, deprecated, git_commit)| {
-                let version = Version::parse(&version).map_err(|e| {
-                    Error::storage(format!("bad stored version {name}@{version}"), e)
-                })?;
-                Ok((
-                    id,
-                    VersionSummary {
-                        version,
-                        published_at,
-                        yanked,
-                        deprecated,
-                        git_commit,
-                    },
-                ))
-            },
-        )
+        .map(|row| to_summary(name, row))
         .collect::<Result<Vec<_>>>()?;
     history.sort_by(|a, b| b.1.version.cmp(&a.1.version));
     Ok(history)
+}
+
+/// The histories of `names` ([`history`] each), in one statement: the
+/// names go in as a JSON list, so thousands (a cold sync) cost one query
+/// instead of one each, and a name without versions costs an index probe.
+fn histories(
+    conn: &Connection,
+    names: Vec<String>,
+) -> Result<std::collections::HashMap<String, Vec<VersionSummary>>> {
+    let mut out: std::collections::HashMap<String, Vec<(i64, VersionSummary)>> =
+        names.into_iter().map(|n| (n, Vec::new())).collect();
+    // From the map's keys: a name asked for twice is read once.
+    let list = serde_json::to_string(&out.keys().collect::<Vec<_>>()).ctx("listing names")?;
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT v.name, {SUMMARY_COLUMNS} FROM json_each(?1) j \
+             JOIN versions v ON v.name = j.value"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_map([list], |r| Ok((r.get::<_, String>(0)?, summary(r, 1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .ctx("reading version histories")?;
+    for (name, row) in rows {
+        let entry = to_summary(&name, row)?;
+        if let Some(history) = out.get_mut(&name) {
+            history.push(entry);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(name, mut history)| {
+            history.sort_by(|a, b| b.1.version.cmp(&a.1.version));
+            (name, history.into_iter().map(|(_, s)| s).collect())
+        })
+        .collect())
 }
 
 /// A query over the latest version of every name, with the filters SQL can
@@ -312,22 +361,13 @@ impl CatalogReader for SqliteStore {
     }
 
     /// Every history on one reader connection, in one trip to the blocking
-    /// pool: a cold sync asks for thousands.
+    /// pool and one statement: a cold sync asks for thousands.
     async fn versions_many(
         &self,
         names: &[String],
     ) -> Result<std::collections::HashMap<String, Vec<VersionSummary>>> {
         let names = names.to_vec();
-        self.read(move |conn, _| {
-            names
-                .into_iter()
-                .map(|name| {
-                    let h = history(conn, &name)?.into_iter().map(|(_, s)| s).collect();
-                    Ok((name, h))
-                })
-                .collect()
-        })
-        .await
+        self.read(move |conn, _| histories(conn, names)).await
     }
 
     async fn list_latest(
