@@ -80,6 +80,39 @@ struct Touched {
 }
 
 impl Touched {
+    /// Looks up every name of `writes` at once (one statement over a JSON
+    /// list, where a batch of thousands would cost a query per name).
+    fn of_batch(tx: &Transaction<'_>, writes: &[VersionWrite]) -> Result<Self> {
+        let mut touched = Touched::default();
+        for w in writes {
+            let name = w.version.name();
+            if !touched.names.contains_key(name) {
+                touched.order.push(name.to_string());
+                touched.names.insert(
+                    name.to_string(),
+                    TouchedName {
+                        existed: false,
+                        rows: Vec::new(),
+                    },
+                );
+            }
+        }
+        let list = serde_json::to_string(&touched.order).ctx("listing names")?;
+        let existing = tx
+            .prepare_cached("SELECT n.name FROM json_each(?1) j JOIN names n ON n.name = j.value")
+            .and_then(|mut s| {
+                s.query_map([list], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .ctx("looking up names")?;
+        for name in existing {
+            if let Some(t) = touched.names.get_mut(&name) {
+                t.existed = true;
+            }
+        }
+        Ok(touched)
+    }
+
     /// The name as this transaction sees it, read from `names` the first
     /// time.
     fn name(&mut self, tx: &Transaction<'_>, name: &str) -> Result<&mut TouchedName> {
@@ -108,12 +141,14 @@ impl Touched {
             let Some(touched) = self.names.remove(name) else {
                 continue;
             };
+            if touched.rows.is_empty() {
+                // Nothing of it was written: its row stays as it was.
+                continue;
+            }
             if touched.existed {
                 refresh_latest(tx, name, seq)?;
-            } else if !touched.rows.is_empty() {
-                insert_new_name(tx, name, &touched.rows, seq)?;
             } else {
-                continue;
+                insert_new_name(tx, name, &touched.rows, seq)?;
             }
             seq += 1;
         }
@@ -313,7 +348,7 @@ fn insert_batch(
     writes: Vec<VersionWrite>,
 ) -> Result<Vec<Result<PublishOutcome>>> {
     let mut out = Vec::with_capacity(writes.len());
-    let mut touched = Touched::default();
+    let mut touched = Touched::of_batch(tx, &writes)?;
     for w in writes {
         let json = Some(w.definition_json.get());
         let inserted = match insert_version(tx, cache, &mut touched, w.version, json) {
