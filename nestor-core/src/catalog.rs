@@ -182,7 +182,35 @@ impl CatalogService {
         actor: &str,
         mode: BatchMode,
     ) -> Result<Vec<Result<BatchResult>>> {
-        let (mut results, batch) = self.judge(items, mode.validated, false).await?;
+        let (results, batch) = self.judge(items, mode.validated, false).await?;
+        self.write_batch(results, batch, actor, mode).await
+    }
+
+    /// [`CatalogService::publish_batch`] of candidates made already
+    /// ([`Candidate::new`], e.g. on the lanes that parsed them), in order.
+    pub(crate) async fn publish_candidates(
+        &self,
+        candidates: Vec<Candidate>,
+        actor: &str,
+        mode: BatchMode,
+    ) -> Result<Vec<Result<BatchResult>>> {
+        let names = batch_names(candidates.iter().map(|c| &c.version.definition));
+        let known = self.store.versions_many(&names).await?;
+        let (results, batch) = self
+            .judge_candidates(candidates, known, mode.validated, false)
+            .await?;
+        self.write_batch(results, batch, actor, mode).await
+    }
+
+    /// Writes the accepted versions of a judged batch and completes the
+    /// results.
+    async fn write_batch(
+        &self,
+        mut results: Vec<Option<Result<BatchResult>>>,
+        batch: Batch,
+        actor: &str,
+        mode: BatchMode,
+    ) -> Result<Vec<Result<BatchResult>>> {
         // Each accepted version goes to the store with its events' data, and
         // the store writes both together. What the results need of each is
         // taken first (the versions are moved to the store when the caller
@@ -248,15 +276,7 @@ impl CatalogService {
         offline: bool,
     ) -> Result<(Vec<Option<Result<BatchResult>>>, Batch)> {
         let now = self.clock.now();
-        let mut names: Vec<String> = items
-            .iter()
-            .flat_map(|(d, _)| {
-                std::iter::once(&d.metadata.name).chain(d.spec.dependencies.iter().map(|x| &x.name))
-            })
-            .cloned()
-            .collect();
-        names.sort();
-        names.dedup();
+        let names = batch_names(items.iter().map(|(d, _)| d));
         // Each definition is serialised once, on every core: the bytes give
         // its content hash now and its events' data later. A store that
         // reads on other threads reads the names' histories meanwhile.
@@ -275,8 +295,21 @@ impl CatalogService {
             .await
         })
         .await;
+        self.judge_candidates(candidates, known?, validated, offline)
+            .await
+    }
+
+    /// Applies every rule to each candidate in order, against the `known`
+    /// histories of the batch's names.
+    async fn judge_candidates(
+        &self,
+        candidates: Vec<Candidate>,
+        known: HashMap<String, Vec<VersionSummary>>,
+        validated: bool,
+        offline: bool,
+    ) -> Result<(Vec<Option<Result<BatchResult>>>, Batch)> {
         let mut batch = Batch {
-            known: known?,
+            known,
             new: HashMap::new(),
             accepted: Vec::new(),
             offline,
@@ -542,7 +575,7 @@ struct Accepted {
 /// serialised once for both the content hash and the events, and its
 /// events' data: all of it made on the CPU pool's lanes, so a large batch
 /// serialises nothing on its one thread.
-struct Candidate {
+pub(crate) struct Candidate {
     version: PublishedVersion,
     json: Box<RawValue>,
     /// The version as its events carry it, around `json`: the same text as
@@ -552,7 +585,7 @@ struct Candidate {
 
 impl Candidate {
     /// What [`PublishedVersion::new`] makes, the same hash included.
-    fn new(
+    pub(crate) fn new(
         definition: ResourceDefinition,
         published_at: Timestamp,
         origin: Option<Origin>,
@@ -590,6 +623,27 @@ impl Candidate {
             data,
         }
     }
+}
+
+impl Candidate {
+    /// The definition it publishes.
+    pub(crate) fn definition(&self) -> &ResourceDefinition {
+        &self.version.definition
+    }
+}
+
+/// The names a batch of `definitions` reads the histories of: theirs and
+/// their dependencies', sorted, once each.
+fn batch_names<'a>(definitions: impl Iterator<Item = &'a ResourceDefinition>) -> Vec<String> {
+    let mut names: Vec<String> = definitions
+        .flat_map(|d| {
+            std::iter::once(&d.metadata.name).chain(d.spec.dependencies.iter().map(|x| &x.name))
+        })
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// A version the batch holds or the store handed out, read where it is.

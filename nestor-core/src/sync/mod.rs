@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::model::*;
 use crate::policy::Policies;
 use crate::source::{is_policy_file, CatalogSource, FileChange, SourceHead};
-use read::{document_error, parse_all, Pending, PendingComposition};
+use read::{document_error, parse_all, Pending, PendingComposition, Stamp};
 
 /// Syncs catalog sources into the store behind a [`CatalogService`].
 #[derive(Clone)]
@@ -146,13 +146,19 @@ impl SyncService {
         );
         report.errors.extend(unread);
         self.install_policies(config, &state, &mut report);
-        let parsed = parse_all(&*self.catalog.offload(), &to_read, catalog_contents).await;
-        report.errors.extend(parsed.errors);
-
         let origins = Origins {
             config,
             head: &head,
         };
+        let parsed = parse_all(
+            &*self.catalog.offload(),
+            &to_read,
+            catalog_contents,
+            origins.stamp(self.catalog.now()),
+        )
+        .await;
+        report.errors.extend(parsed.errors);
+
         // What each re-read file holds now, whether or not it published.
         let mut now_in_file: BTreeMap<String, Vec<String>> =
             to_read.iter().map(|f| (f.clone(), vec![])).collect();
@@ -203,14 +209,14 @@ impl SyncService {
         report: &mut SyncReport,
         now_in_file: &mut BTreeMap<String, Vec<String>>,
     ) -> Result<()> {
-        let pending = publish_order(pending, |p| &p.definition);
-        // The definitions move into the batch; what the report needs of each
+        let pending = publish_order(pending, |p| p.candidate.definition());
+        // The candidates move into the batch; what the report needs of each
         // (where it was read) stays here.
         let mut batch = Vec::with_capacity(pending.len());
         let mut places = Vec::with_capacity(pending.len());
         for p in pending {
-            let subject = p.definition.subject();
-            batch.push((p.definition, Some(origins.of(&p.file))));
+            let subject = p.candidate.definition().subject();
+            batch.push(p.candidate);
             places.push((p.file, p.document, p.line, subject));
         }
         // Validated as they were parsed, and only the outcomes are needed
@@ -220,7 +226,7 @@ impl SyncService {
             keep_versions: false,
         };
         let source = &origins.config.name;
-        let results = self.catalog.publish_batch(batch, source, mode).await?;
+        let results = self.catalog.publish_candidates(batch, source, mode).await?;
         for ((file, document, line, subject), result) in places.into_iter().zip(results) {
             match now_in_file.get_mut(&file) {
                 Some(subjects) => subjects.push(subject),
@@ -383,6 +389,16 @@ impl Origins<'_> {
             git_repository: self.config.url.clone(),
             git_commit: self.head.commit.clone(),
             git_path: file.to_string(),
+        }
+    }
+
+    /// What the definitions read are published with, at `published_at`.
+    fn stamp(&self, published_at: Timestamp) -> Stamp {
+        Stamp {
+            source: self.config.name.clone(),
+            repository: self.config.url.clone(),
+            commit: self.head.commit.clone(),
+            published_at,
         }
     }
 }

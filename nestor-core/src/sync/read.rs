@@ -5,17 +5,42 @@
 
 use std::collections::BTreeSet;
 
+use crate::catalog::Candidate;
 use crate::cpu::{self, Offload};
 use crate::error::{Error, ErrorCode, FieldError, Result};
 use crate::model::*;
 use crate::parse::{parse_file, Document};
 
-/// A definition read from a file, waiting to be published.
+/// A definition read from a file, waiting to be published: already a
+/// [`Candidate`] (serialised and hashed on the lane that parsed it, while
+/// it is in that core's cache).
 pub(super) struct Pending {
     pub file: String,
     pub document: usize,
     pub line: usize,
-    pub definition: ResourceDefinition,
+    pub candidate: Candidate,
+}
+
+/// What a definition read from this source is published with: where it
+/// came from (everything but its file) and when.
+#[derive(Clone)]
+pub(super) struct Stamp {
+    pub source: String,
+    pub repository: String,
+    pub commit: Option<String>,
+    pub published_at: Timestamp,
+}
+
+impl Stamp {
+    /// The origin of a document read from `file`.
+    pub fn origin(&self, file: &str) -> Origin {
+        Origin {
+            source: self.source.clone(),
+            git_repository: self.repository.clone(),
+            git_commit: self.commit.clone(),
+            git_path: file.to_string(),
+        }
+    }
 }
 
 /// A composition read from a file.
@@ -35,14 +60,19 @@ pub(super) struct Parsed {
     pub errors: Vec<DocumentError>,
 }
 
-/// Parses every file on `offload`.
+/// Parses every file on `offload`, each definition made a candidate with
+/// `stamp`.
 pub(super) async fn parse_all(
     offload: &dyn Offload,
     paths: &[String],
     contents: Vec<Result<Vec<u8>>>,
+    stamp: Stamp,
 ) -> Parsed {
     let jobs: Vec<(String, Result<Vec<u8>>)> = paths.iter().cloned().zip(contents).collect();
-    let files = cpu::map(offload, jobs, 64, |(path, bytes)| parse_one(&path, bytes)).await;
+    let files = cpu::map(offload, jobs, 64, move |(path, bytes)| {
+        parse_one(&path, bytes, &stamp)
+    })
+    .await;
     let mut parsed = Parsed {
         definitions: Vec::new(),
         compositions: Vec::new(),
@@ -89,7 +119,7 @@ struct FileParse {
 
 /// Parses one file: its definitions and compositions, and the errors of
 /// the documents that were not usable.
-fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> FileParse {
+fn parse_one(path: &str, bytes: Result<Vec<u8>>, stamp: &Stamp) -> FileParse {
     let mut out = FileParse::default();
     let bytes = match bytes {
         Ok(b) => b,
@@ -119,7 +149,7 @@ fn parse_one(path: &str, bytes: Result<Vec<u8>>) -> FileParse {
                 file: path.into(),
                 document: doc.index,
                 line: doc.line,
-                definition: *def,
+                candidate: Candidate::new(*def, stamp.published_at, Some(stamp.origin(path))),
             }),
             Document::Composition(c) => out.compositions.push(PendingComposition {
                 file: path.into(),
