@@ -48,6 +48,13 @@
 //!   `list_latest` is one range scan over `names`. Provider, category,
 //!   resource type and `q` are pre-filtered in SQL; `ListFilter::matches`
 //!   stays the rule and is applied to every row in Rust.
+//! - **Foreign keys** are on for every connection, except in the
+//!   catalog's version writes, which keep them themselves (`publish.rs`):
+//!   a new name's row is written once, after its versions, where a
+//!   checked (or deferred) insert order would cost a second write or a
+//!   scan per version.
+//! - **Events of a version** keep its definition by reference to its row
+//!   (`events.rs`), so a cold sync writes each definition once.
 //! - **Compositions and deployments** are stored whole, as JSON, beside
 //!   copies of the fields that are unique keys, filters or sort keys. Their
 //!   conditional writes (immutable `team/name@version`, a revision number
