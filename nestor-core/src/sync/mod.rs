@@ -146,25 +146,22 @@ impl SyncService {
         );
         report.errors.extend(unread);
         self.install_policies(config, &state, &mut report);
-        let origins = Origins {
-            config,
-            head: &head,
+        let stamp = Stamp {
+            source: config.name.clone(),
+            repository: config.url.clone(),
+            commit: head.commit.clone(),
+            published_at: self.catalog.now(),
         };
-        let parsed = parse_all(
-            &*self.catalog.offload(),
-            &to_read,
-            catalog_contents,
-            origins.stamp(self.catalog.now()),
-        )
-        .await;
+        let offload = self.catalog.offload();
+        let parsed = parse_all(&*offload, &to_read, catalog_contents, stamp.clone()).await;
         report.errors.extend(parsed.errors);
 
         // What each re-read file holds now, whether or not it published.
         let mut now_in_file: BTreeMap<String, Vec<String>> =
             to_read.iter().map(|f| (f.clone(), vec![])).collect();
-        self.publish_definitions(parsed.definitions, &origins, &mut report, &mut now_in_file)
+        self.publish_definitions(parsed.definitions, &stamp, &mut report, &mut now_in_file)
             .await?;
-        self.publish_compositions(parsed.compositions, &origins, &mut report)
+        self.publish_compositions(parsed.compositions, &stamp, &mut report)
             .await?;
         let gone = vanished::settle(&mut state, &deleted, now_in_file, &parsed.clean);
         self.yank(gone, &config.name, &mut report).await?;
@@ -205,7 +202,7 @@ impl SyncService {
     async fn publish_definitions(
         &self,
         pending: Vec<Pending>,
-        origins: &Origins<'_>,
+        stamp: &Stamp,
         report: &mut SyncReport,
         now_in_file: &mut BTreeMap<String, Vec<String>>,
     ) -> Result<()> {
@@ -225,7 +222,7 @@ impl SyncService {
             validated: true,
             keep_versions: false,
         };
-        let source = &origins.config.name;
+        let source = &stamp.source;
         let results = self.catalog.publish_candidates(batch, source, mode).await?;
         for ((file, document, line, subject), result) in places.into_iter().zip(results) {
             match now_in_file.get_mut(&file) {
@@ -256,7 +253,7 @@ impl SyncService {
     async fn publish_compositions(
         &self,
         compositions: Vec<PendingComposition>,
-        origins: &Origins<'_>,
+        stamp: &Stamp,
         report: &mut SyncReport,
     ) -> Result<()> {
         let Some(composer) = &self.composer else {
@@ -265,11 +262,8 @@ impl SyncService {
         for c in compositions {
             let subject = c.composition.subject();
             let team = c.composition.metadata.team.clone();
-            let origin = Some(origins.of(&c.file));
-            match composer
-                .publish(c.composition, origin, &origins.config.name)
-                .await
-            {
+            let origin = Some(stamp.origin(&c.file));
+            match composer.publish(c.composition, origin, &stamp.source).await {
                 Ok(r) if r.outcome == PublishOutcome::Created => report.published.push(subject),
                 Ok(_) => report.unchanged += 1,
                 // About the store or the service, not this document: the batch
@@ -372,34 +366,6 @@ impl SyncService {
                 .await?;
         }
         Ok(())
-    }
-}
-
-/// Where the documents of one sync came from: the source and the head read.
-struct Origins<'a> {
-    config: &'a SourceConfig,
-    head: &'a SourceHead,
-}
-
-impl Origins<'_> {
-    /// The origin of a document read from `file`.
-    fn of(&self, file: &str) -> Origin {
-        Origin {
-            source: self.config.name.clone(),
-            git_repository: self.config.url.clone(),
-            git_commit: self.head.commit.clone(),
-            git_path: file.to_string(),
-        }
-    }
-
-    /// What the definitions read are published with, at `published_at`.
-    fn stamp(&self, published_at: Timestamp) -> Stamp {
-        Stamp {
-            source: self.config.name.clone(),
-            repository: self.config.url.clone(),
-            commit: self.head.commit.clone(),
-            published_at,
-        }
     }
 }
 

@@ -21,8 +21,8 @@ pub(super) struct Pending {
     pub candidate: Candidate,
 }
 
-/// What a definition read from this source is published with: where it
-/// came from (everything but its file) and when.
+/// What the documents of one sync are published with: where they came
+/// from (everything but their file) and, for definitions, when.
 #[derive(Clone)]
 pub(super) struct Stamp {
     pub source: String,

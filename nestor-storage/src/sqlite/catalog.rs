@@ -99,11 +99,15 @@ fn get_version(
     row.map(|r| r.load(conn, cache)).transpose()
 }
 
-/// The columns of a history entry, in the order [`summary`] reads them.
-const SUMMARY_COLUMNS: &str =
-    "v.id, v.version, v.published_at, v.yanked, v.deprecated, v.origin_commit";
+/// The columns of a history entry, in the order [`summary`] reads them (a
+/// macro, so the queries are literals).
+macro_rules! summary_columns {
+    () => {
+        "v.id, v.version, v.published_at, v.yanked, v.deprecated, v.origin_commit"
+    };
+}
 
-/// A history entry from the [`SUMMARY_COLUMNS`] starting at column `at`.
+/// A history entry from the [`summary_columns`] starting at column `at`.
 fn summary(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<(i64, String, VersionSummaryRow)> {
     Ok((
         r.get(at)?,
@@ -142,8 +146,10 @@ fn to_summary(
 /// A name's versions with their row ids, newest first by semver.
 pub(super) fn history(conn: &Connection, name: &str) -> Result<Vec<(i64, VersionSummary)>> {
     let rows = conn
-        .prepare_cached(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM versions v WHERE v.name = ?1"
+        .prepare_cached(concat!(
+            "SELECT ",
+            summary_columns!(),
+            " FROM versions v WHERE v.name = ?1"
         ))
         .and_then(|mut stmt| {
             stmt.query_map([name], |r| summary(r, 0))?
@@ -170,9 +176,10 @@ fn histories(
     // From the map's keys: a name asked for twice is read once.
     let list = serde_json::to_string(&out.keys().collect::<Vec<_>>()).ctx("listing names")?;
     let rows = conn
-        .prepare_cached(&format!(
-            "SELECT v.name, {SUMMARY_COLUMNS} FROM json_each(?1) j \
-             JOIN versions v ON v.name = j.value"
+        .prepare_cached(concat!(
+            "SELECT v.name, ",
+            summary_columns!(),
+            " FROM json_each(?1) j JOIN versions v ON v.name = j.value"
         ))
         .and_then(|mut stmt| {
             stmt.query_map([list], |r| Ok((r.get::<_, String>(0)?, summary(r, 1)?)))?

@@ -87,14 +87,7 @@ impl Touched {
         for w in writes {
             let name = w.version.name();
             if !touched.names.contains_key(name) {
-                touched.order.push(name.to_string());
-                touched.names.insert(
-                    name.to_string(),
-                    TouchedName {
-                        existed: false,
-                        rows: Vec::new(),
-                    },
-                );
+                touched.track(name, false);
             }
         }
         let list = serde_json::to_string(&touched.order).ctx("listing names")?;
@@ -121,16 +114,18 @@ impl Touched {
                 .prepare_cached("SELECT 1 FROM names WHERE name = ?1")
                 .and_then(|mut s| s.exists([name]))
                 .ctx("looking up a name")?;
-            self.order.push(name.to_string());
-            self.names.insert(
-                name.to_string(),
-                TouchedName {
-                    existed,
-                    rows: Vec::new(),
-                },
-            );
+            self.track(name, existed);
         }
-        Ok(self.names.get_mut(name).expect("inserted above"))
+        Ok(self.names.get_mut(name).expect("tracked above"))
+    }
+
+    /// Starts tracking `name`, which had a row before this transaction if
+    /// `existed`.
+    fn track(&mut self, name: &str, existed: bool) {
+        self.order.push(name.to_string());
+        let rows = Vec::new();
+        self.names
+            .insert(name.to_string(), TouchedName { existed, rows });
     }
 
     /// Writes the latest pointer of every touched name, once each, and
