@@ -506,10 +506,13 @@ impl Batch {
 
     fn add(&mut self, accepted: Accepted) {
         let v = &accepted.candidate;
-        self.known
-            .entry(v.name().to_string())
-            .or_default()
-            .push(v.summary());
+        // The histories read hold every name of the batch already.
+        match self.known.get_mut(v.name()) {
+            Some(history) => history.push(v.summary()),
+            None => {
+                self.known.insert(v.name().to_string(), vec![v.summary()]);
+            }
+        }
         self.new.insert(
             (v.name().to_string(), v.version().clone()),
             self.accepted.len(),
@@ -735,43 +738,45 @@ fn check_dependencies(def: &ResourceDefinition, batch: &Batch) -> Result<()> {
 /// which is the honest outcome.
 pub fn publish_order<T>(items: Vec<T>, definition: impl Fn(&T) -> &ResourceDefinition) -> Vec<T> {
     use petgraph::graphmap::DiGraphMap;
-    use std::collections::BTreeMap;
 
-    let mut by_name: BTreeMap<String, Vec<T>> = BTreeMap::new();
-    for item in items {
-        let name = &definition(&item).metadata.name;
-        match by_name.get_mut(name) {
-            Some(versions) => versions.push(item),
-            None => {
-                by_name.insert(name.clone(), vec![item]);
+    // Positions sorted by name, then version; a stable sort keeps equal
+    // ones in the order given. The items themselves move once, at the end.
+    let mut sorted: Vec<usize> = (0..items.len()).collect();
+    sorted.sort_by(|&a, &b| {
+        let (a, b) = (
+            &definition(&items[a]).metadata,
+            &definition(&items[b]).metadata,
+        );
+        a.name.cmp(&b.name).then_with(|| a.version.cmp(&b.version))
+    });
+    // Each name's run of `sorted`, in name order: the graph's nodes.
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    for (at, &i) in sorted.iter().enumerate() {
+        let name = &definition(&items[i]).metadata.name;
+        match runs.last_mut() {
+            Some(run) if &definition(&items[sorted[run.start]]).metadata.name == name => {
+                run.end = at + 1
             }
+            _ => runs.push(at..at + 1),
         }
     }
-    let mut names: Vec<(String, Vec<T>)> = by_name.into_iter().collect();
-    for (_, versions) in &mut names {
-        versions.sort_by(|a, b| {
-            definition(a)
-                .metadata
-                .version
-                .cmp(&definition(b).metadata.version)
-        });
-    }
-    // Nodes are positions in name order (what a graph of names would hold,
-    // in the same order, for less hashing).
-    let position: HashMap<&str, usize> = names
+    let position: HashMap<&str, usize> = runs
         .iter()
         .enumerate()
-        .map(|(i, (name, _))| (name.as_str(), i))
+        .map(|(node, run)| {
+            let name = definition(&items[sorted[run.start]]).metadata.name.as_str();
+            (name, node)
+        })
         .collect();
     let mut edges = Vec::new();
-    for (i, (_, versions)) in names.iter().enumerate() {
-        for dep in versions
+    for (node, run) in runs.iter().enumerate() {
+        for dep in sorted[run.clone()]
             .iter()
-            .flat_map(|p| &definition(p).spec.dependencies)
+            .flat_map(|&i| &definition(&items[i]).spec.dependencies)
         {
             if let Some(&d) = position.get(dep.name.as_str()) {
-                if d != i {
-                    edges.push((d, i));
+                if d != node {
+                    edges.push((d, node));
                 }
             }
         }
@@ -780,21 +785,22 @@ pub fn publish_order<T>(items: Vec<T>, definition: impl Fn(&T) -> &ResourceDefin
     // Without edges the order is name order, as a topological sort of the
     // same graph gives it (and no graph is built).
     let order: Vec<usize> = if edges.is_empty() {
-        (0..names.len()).collect()
+        (0..runs.len()).collect()
     } else {
         let mut graph: DiGraphMap<usize, ()> = DiGraphMap::new();
-        for i in 0..names.len() {
-            graph.add_node(i);
+        for node in 0..runs.len() {
+            graph.add_node(node);
         }
-        for (d, i) in edges {
-            graph.add_edge(d, i, ());
+        for (d, node) in edges {
+            graph.add_edge(d, node, ());
         }
-        petgraph::algo::toposort(&graph, None).unwrap_or_else(|_| (0..names.len()).collect())
+        petgraph::algo::toposort(&graph, None).unwrap_or_else(|_| (0..runs.len()).collect())
     };
-    let mut slots: Vec<Option<Vec<T>>> = names.into_iter().map(|(_, v)| Some(v)).collect();
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
     order
         .into_iter()
-        .flat_map(|i| slots[i].take().unwrap_or_default())
+        .flat_map(|node| runs[node].clone().map(|at| sorted[at]))
+        .filter_map(|i| slots[i].take())
         .collect()
 }
 
@@ -896,5 +902,35 @@ spec:
             named("a", "1.0.0", &[]),
         ]);
         assert_eq!(cycle, ["a:1.0.0", "d:1.0.0", "e:1.0.0"]);
+    }
+
+    /// Two documents of one name@version keep the order they were given
+    /// (the second is then the batch's immutability error, not the first).
+    #[test]
+    fn publish_order_keeps_equal_versions_in_order() {
+        let described = |text: &str| {
+            let mut d = named("a", "1.0.0", &[]);
+            d.metadata.description = text.into();
+            d
+        };
+        let items = vec![
+            described("first"),
+            named("b", "1.0.0", &[]),
+            described("second"),
+            named("a", "0.9.0", &[]),
+        ];
+        let ordered: Vec<String> = publish_order(items, |d| d)
+            .into_iter()
+            .map(|d| format!("{}:{}", d.subject(), d.metadata.description))
+            .collect();
+        assert_eq!(
+            ordered,
+            [
+                "a:0.9.0:".to_string() + &named("a", "0.9.0", &[]).metadata.description,
+                "a:1.0.0:first".into(),
+                "a:1.0.0:second".into(),
+                "b:1.0.0:".to_string() + &named("b", "1.0.0", &[]).metadata.description,
+            ]
+        );
     }
 }
