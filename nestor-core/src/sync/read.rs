@@ -74,7 +74,8 @@ pub(super) async fn parse_all(
     })
     .await;
     let mut parsed = Parsed {
-        definitions: Vec::new(),
+        // Sized once: the definitions are large, and a sync holds thousands.
+        definitions: Vec::with_capacity(files.iter().map(|f| f.definitions.len()).sum()),
         compositions: Vec::new(),
         clean: BTreeSet::new(),
         errors: Vec::new(),
@@ -143,6 +144,7 @@ fn parse_one(path: &str, bytes: Result<Vec<u8>>, stamp: &Stamp) -> FileParse {
             return out;
         }
     };
+    out.definitions.reserve_exact(docs.len());
     for doc in docs {
         match doc.document {
             Document::Definition(def) => out.definitions.push(Pending {
