@@ -197,20 +197,33 @@ impl Announcement {
         } else {
             EventType::ResourceUpdated
         };
-        let event = |event_type, data| SerializedEvent {
+        let timestamp = self.timestamp;
+        let event = |event_type, data, source, subject| SerializedEvent {
             event_type,
-            source: self.actor.clone(),
-            subject: self.subject.clone(),
-            timestamp: self.timestamp,
+            source,
+            subject,
+            timestamp,
             data,
         };
         if self.deprecates {
             vec![
-                event(kind, self.data.clone()),
-                event(EventType::ResourceDeprecated, self.data),
+                event(
+                    kind,
+                    self.data.clone(),
+                    self.actor.clone(),
+                    self.subject.clone(),
+                ),
+                event(
+                    EventType::ResourceDeprecated,
+                    self.data,
+                    self.actor,
+                    self.subject,
+                ),
             ]
         } else {
-            vec![event(kind, self.data)]
+            // The usual case moves everything: a cold sync announces
+            // thousands.
+            vec![event(kind, self.data, self.actor, self.subject)]
         }
     }
 }

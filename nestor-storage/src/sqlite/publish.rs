@@ -28,13 +28,11 @@ use super::catalog::history;
 use super::events::insert_version_event;
 use super::{Context, SqliteStore};
 
-/// A version row an insert created: what its name's latest pointer needs.
+/// A version row an insert created: its id and the version, shared with
+/// the read cache (its name's latest pointer needs both).
 struct NewRow {
     id: i64,
-    summary: VersionSummary,
-    provider: String,
-    category: String,
-    resource_type: String,
+    version: Shared<PublishedVersion>,
 }
 
 /// What [`insert_version`] did.
@@ -163,9 +161,10 @@ fn next_change_seq(tx: &Transaction<'_>) -> Result<i64> {
 /// transaction created them), pointing at the latest of them by the core
 /// rule.
 fn insert_new_name(tx: &Transaction<'_>, name: &str, rows: &[NewRow], seq: i64) -> Result<()> {
-    let summaries: Vec<VersionSummary> = rows.iter().map(|r| r.summary.clone()).collect();
-    let latest =
-        select_latest(&summaries).and_then(|v| rows.iter().find(|r| r.summary.version == v));
+    let summaries: Vec<VersionSummary> = rows.iter().map(|r| r.version.summary()).collect();
+    let latest = select_latest(&summaries)
+        .and_then(|v| rows.iter().find(|r| r.version.version() == &v))
+        .map(|r| (r.id, &r.version.definition.metadata));
     tx.prepare_cached(
         "INSERT INTO names (name, latest_id, provider, category, resource_type, change_seq) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -173,10 +172,10 @@ fn insert_new_name(tx: &Transaction<'_>, name: &str, rows: &[NewRow], seq: i64) 
     .and_then(|mut s| {
         s.execute(params![
             name,
-            latest.map(|r| r.id),
-            latest.map(|r| &r.provider),
-            latest.map(|r| &r.category),
-            latest.map(|r| &r.resource_type),
+            latest.map(|(id, _)| id),
+            latest.map(|(_, m)| &m.provider),
+            latest.map(|(_, m)| &m.category),
+            latest.map(|(_, m)| &m.resource_type),
             seq,
         ])
     })
@@ -218,10 +217,20 @@ fn search_text(def: &ResourceDefinition) -> String {
         .into_iter()
         .chain(m.labels.iter().flat_map(|(k, v)| [k, v]))
         .chain([&m.description]);
-    fields
-        .map(|f| f.to_lowercase())
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut text = String::new();
+    for (i, field) in fields.enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        // `to_lowercase` of ASCII text is its ASCII lower case, without a
+        // string of its own per field.
+        if field.is_ascii() {
+            text.extend(field.chars().map(|c| c.to_ascii_lowercase()));
+        } else {
+            text.push_str(&field.to_lowercase());
+        }
+    }
+    text
 }
 
 /// Inserts `new` unless it exists; `Created` says whether it was the first
@@ -304,22 +313,11 @@ fn insert_version(
     })
     .ctx("inserting a version")?;
     let id = tx.last_insert_rowid();
-    let row = NewRow {
-        id,
-        summary: VersionSummary {
-            version: version.clone(),
-            published_at: new.published_at,
-            yanked: new.yanked,
-            deprecated: m.deprecated,
-            git_commit: origin.and_then(|o| o.git_commit.clone()),
-        },
-        provider: m.provider.clone(),
-        category: m.category.clone(),
-        resource_type: m.resource_type.clone(),
-    };
-    touched.name(tx, name)?.rows.push(row);
     // Harmless even if the commit fails: the cache is keyed by content.
-    cache.insert(Shared::new(new));
+    let version = Shared::new(new);
+    cache.insert(version.clone());
+    let known = touched.name(tx, version.name())?;
+    known.rows.push(NewRow { id, version });
     Ok(Inserted::Created { first_of_name, id })
 }
 
@@ -421,5 +419,30 @@ impl CatalogWriter for SqliteStore {
         let (name, version) = (name.to_string(), version.to_string());
         self.write(move |tx, _| set_yanked(tx, &name, &version, yanked))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The searchable text is each field lower-cased as `to_lowercase`
+    /// does it, ASCII or not, one per line.
+    #[test]
+    fn search_text_lower_cases_each_field_as_to_lowercase_does() {
+        let mut def = nestor_core::testing::definition("db", "1.0.0");
+        def.metadata.description = "ΣΊΣΥΦΟΣ Straße DB".into();
+        def.metadata.labels.insert("Tier".into(), "DATA".into());
+        let m = &def.metadata;
+        let mut expected = vec![
+            m.name.to_lowercase(),
+            m.resource_type.to_lowercase(),
+            m.category.to_lowercase(),
+            m.provider.to_lowercase(),
+        ];
+        for (k, v) in &m.labels {
+            expected.extend([k.to_lowercase(), v.to_lowercase()]);
+        }
+        expected.push(m.description.to_lowercase());
+        assert_eq!(super::search_text(&def), expected.join("\n"));
+        assert!(super::search_text(&def).ends_with("σίσυφος straße db"));
     }
 }
