@@ -611,6 +611,32 @@ async fn a_versions_events_keep_its_definition_once() {
     assert_eq!(events[0].data["yanked"], false, "as it was when published");
 }
 
+/// A batch appends its events several rows per statement: across those
+/// statements they keep the batch's order, with increasing ids, and the
+/// next append continues after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_appends_its_events_in_order() {
+    use nestor_core::CatalogService;
+
+    let (_dir, path) = db_file();
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let svc = CatalogService::new(store.clone());
+    let items: Vec<_> = (0..150)
+        .map(|i| (definition(&format!("res-{i:03}"), "1.0.0"), None))
+        .collect();
+    let results = svc.publish_many(items, "sync").await.unwrap();
+    assert!(results.iter().all(|r| r.is_ok()));
+    store.append(event("after", 1)).await.unwrap();
+
+    let events = store.read_after(0, 1000).await.unwrap();
+    let subjects: Vec<String> = events.iter().map(|e| e.subject.clone()).collect();
+    let mut expected: Vec<String> = (0..150).map(|i| format!("res-{i:03}:1.0.0")).collect();
+    expected.push("after".into());
+    assert_eq!(subjects, expected);
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id), "ids increase");
+    assert_eq!(store.last_sequence().await.unwrap(), events[150].id);
+}
+
 /// The suites' composition with a config, so persistence is checked for
 /// every field.
 fn composition(team: &str, name: &str, version: &str) -> PublishedComposition {

@@ -123,46 +123,69 @@ pub(super) fn insert_row(
     Ok(tx.last_insert_rowid().unsigned_abs())
 }
 
-/// Appends an event of the version in row `version_row`, whose definition
-/// is `definition_json`: by reference when its data is that version's
-/// (definition first), whole otherwise.
-pub(super) fn insert_version_event(
+/// An event a batch appends once its versions are in: a version's event
+/// keeps what follows the definition in its data (from `rest`) and the
+/// version's row; any other keeps its whole data.
+pub(super) struct BatchEvent {
+    event: SerializedEvent,
+    /// The version's row, and where the data after its definition starts.
+    by_version: Option<(i64, usize)>,
+}
+
+impl BatchEvent {
+    /// `event` of the version in row `version_row`, whose definition is
+    /// `definition_json`: by reference when its data is that version's
+    /// (definition first), whole otherwise.
+    pub(super) fn of_version(
+        event: SerializedEvent,
+        version_row: i64,
+        definition_json: &str,
+    ) -> Self {
+        let whole = event.data.get();
+        let by_version = whole
+            .strip_prefix(VERSION_DATA_HEAD)
+            .and_then(|d| d.strip_prefix(definition_json))
+            .map(|rest| (version_row, whole.len() - rest.len()));
+        BatchEvent { event, by_version }
+    }
+
+    /// The stored data text.
+    fn data(&self) -> &str {
+        let whole = self.event.data.get();
+        self.by_version.map_or(whole, |(_, at)| &whole[at..])
+    }
+}
+
+/// How many events one statement appends: AUTOINCREMENT updates
+/// `sqlite_sequence` once per statement, not once per row.
+const EVENTS_PER_STATEMENT: usize = 64;
+
+/// Appends `events` in order, [`EVENTS_PER_STATEMENT`] per statement.
+pub(super) fn insert_batch_events(
     tx: &rusqlite::Transaction<'_>,
-    event: &SerializedEvent,
-    version_row: i64,
-    definition_json: &str,
-) -> Result<u64> {
-    let rest = event
-        .data
-        .get()
-        .strip_prefix(VERSION_DATA_HEAD)
-        .and_then(|d| d.strip_prefix(definition_json));
-    let Some(rest) = rest else {
-        return insert_row(
-            tx,
-            event.event_type,
-            &event.source,
-            &event.subject,
-            event.timestamp,
-            event.data.get(),
+    events: &[BatchEvent],
+) -> Result<()> {
+    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO events (event_type, source, subject, timestamp, data, version_id) \
+             VALUES {rows}"
         );
-    };
-    tx.prepare_cached(
-        "INSERT INTO events (event_type, source, subject, timestamp, data, version_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            event.event_type.as_str(),
-            event.source,
-            event.subject,
-            event.timestamp,
-            rest,
-            version_row
-        ])
-    })
-    .ctx("appending an event")?;
-    Ok(tx.last_insert_rowid().unsigned_abs())
+        let mut stmt = tx.prepare_cached(&sql).ctx("appending events")?;
+        for (i, e) in chunk.iter().enumerate() {
+            let at = i * 6;
+            let event = &e.event;
+            stmt.raw_bind_parameter(at + 1, event.event_type.as_str())
+                .and_then(|()| stmt.raw_bind_parameter(at + 2, &event.source))
+                .and_then(|()| stmt.raw_bind_parameter(at + 3, &event.subject))
+                .and_then(|()| stmt.raw_bind_parameter(at + 4, event.timestamp))
+                .and_then(|()| stmt.raw_bind_parameter(at + 5, e.data()))
+                .and_then(|()| stmt.raw_bind_parameter(at + 6, e.by_version.map(|(id, _)| id)))
+                .ctx("appending events")?;
+        }
+        stmt.raw_execute().ctx("appending events")?;
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -25,7 +25,7 @@ use semver::Version;
 
 use super::cache::VersionCache;
 use super::catalog::history;
-use super::events::insert_version_event;
+use super::events::{insert_batch_events, BatchEvent};
 use super::{Context, SqliteStore};
 
 /// A version row an insert created: its id and the version, shared with
@@ -333,8 +333,8 @@ fn insert_one(
     Ok(inserted.outcome())
 }
 
-/// The batch: every version, each created one's events, then each touched
-/// name's latest pointer once.
+/// The batch: every version, then each created one's events in order,
+/// then each touched name's latest pointer once.
 fn insert_batch(
     tx: &Transaction<'_>,
     cache: &VersionCache,
@@ -342,6 +342,7 @@ fn insert_batch(
 ) -> Result<Vec<Result<PublishOutcome>>> {
     let mut out = Vec::with_capacity(writes.len());
     let mut touched = Touched::of_batch(tx, &writes)?;
+    let mut events = Vec::with_capacity(writes.len());
     for w in writes {
         let json = Some(w.definition_json.get());
         let inserted = match insert_version(tx, cache, &mut touched, w.version, json) {
@@ -354,11 +355,13 @@ fn insert_batch(
         };
         out.push(Ok(inserted.outcome()));
         if let Inserted::Created { first_of_name, id } = inserted {
-            for e in w.announcement.events(first_of_name) {
-                insert_version_event(tx, &e, id, w.definition_json.get())?;
-            }
+            let json = w.definition_json.get();
+            let announced = w.announcement.events(first_of_name).into_iter();
+            events.extend(announced.map(|e| BatchEvent::of_version(e, id, json)));
         }
     }
+    // In order, after the versions they name.
+    insert_batch_events(tx, &events)?;
     touched.refresh(tx)?;
     Ok(out)
 }
