@@ -10,7 +10,8 @@
 //! only the text after the definition and the version's row id, and a read
 //! joins the definition back in from `versions` (schema version 6): a cold
 //! sync of 10,000 definitions then writes each definition once instead of
-//! twice (~18 MB less in the transaction).
+//! twice (a 25 MiB file instead of 41). A batch appends its events
+//! [`EVENTS_PER_STATEMENT`] rows per statement.
 
 use async_trait::async_trait;
 use nestor_core::{
