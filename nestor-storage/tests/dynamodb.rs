@@ -469,10 +469,18 @@ struct PrivateServer {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// One private server at a time: the outage test leaves its port free
+    /// for seconds, and a second server picking a port meanwhile could
+    /// take it (its own JVM then exits, and the test talks to the other).
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
+/// Whose turn it is to run a private server.
+static PRIVATE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl PrivateServer {
-    fn start(dir: PathBuf) -> PrivateServer {
+    async fn start(dir: PathBuf) -> PrivateServer {
+        let turn = PRIVATE_TURN.lock().await;
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -482,6 +490,7 @@ impl PrivateServer {
             dir,
             port,
             child: None,
+            _turn: turn,
         };
         server.restart();
         server
@@ -502,6 +511,18 @@ impl PrivateServer {
             .spawn()
             .expect("java starts DynamoDB Local");
         self.child = Some(child);
+    }
+
+    /// Fails the test unless the server answering is this one's own JVM
+    /// (one that could not bind its port has exited).
+    fn assert_running(&mut self) {
+        let child = self.child.as_mut().expect("the server was started");
+        let exited = child.try_wait().expect("the JVM's state can be read");
+        assert!(
+            exited.is_none(),
+            "the private DynamoDB Local on port {} exited ({exited:?}): another process holds the port",
+            self.port
+        );
     }
 
     fn stop(&mut self) {
@@ -572,7 +593,7 @@ async fn outage_gives_storage_unavailable_and_recovery_needs_nothing() {
     let Some(dir) = local_dir() else {
         return;
     };
-    let mut server = PrivateServer::start(dir);
+    let mut server = PrivateServer::start(dir).await;
     let config = DynamoConfig {
         endpoint_url: Some(server.endpoint()),
         ..unique_config("unused")
@@ -580,6 +601,7 @@ async fn outage_gives_storage_unavailable_and_recovery_needs_nothing() {
     let store = Arc::new(DynamoStore::connect(config).await.unwrap());
     let service = CatalogService::new(store.clone());
     migrate_when_up(&store).await;
+    server.assert_running();
     when_up("the first publish", || {
         service.publish(definition("db", "1.0.0"), None, "test")
     })
@@ -652,7 +674,7 @@ async fn a_stalled_server_times_out_as_storage_unavailable() {
     let Some(dir) = local_dir() else {
         return;
     };
-    let server = PrivateServer::start(dir);
+    let mut server = PrivateServer::start(dir).await;
     let config = DynamoConfig {
         endpoint_url: Some(server.endpoint()),
         ..unique_config("unused")
@@ -668,6 +690,7 @@ async fn a_stalled_server_times_out_as_storage_unavailable() {
     // pooled connection, as a real partition would.
     let first = v("1.0.0");
     when_up("the first read", || store.get_version("db", &first)).await;
+    server.assert_running();
 
     // A server that accepts connections but never answers (a partition, a
     // hung process): only the timeouts end the calls.
