@@ -157,7 +157,7 @@ impl CatalogService {
         for a in batch.accepted {
             results[a.index] = Some(Ok(BatchResult {
                 outcome: PublishOutcome::Created,
-                subject: a.candidate.definition.subject(),
+                subject: a.subject,
                 version: Some(a.candidate),
                 changes: a.changes,
             }));
@@ -220,7 +220,7 @@ impl CatalogService {
         let mut writes = Vec::with_capacity(batch.accepted.len());
         for a in batch.accepted {
             let deprecates = a.candidate.definition.metadata.deprecated && !a.was_deprecated;
-            let subject = a.candidate.definition.subject();
+            let subject = a.subject;
             written.push(Written {
                 index: a.index,
                 subject: subject.clone(),
@@ -317,6 +317,7 @@ impl CatalogService {
         let mut results: Vec<Option<Result<BatchResult>>> = Vec::with_capacity(candidates.len());
         for Candidate {
             version,
+            subject,
             json,
             data,
         } in candidates
@@ -325,7 +326,7 @@ impl CatalogService {
             match self.prepare(&candidate, &batch, validated).await {
                 Ok(Prepared::Unchanged(existing)) => results.push(Some(Ok(BatchResult {
                     outcome: PublishOutcome::Unchanged,
-                    subject: candidate.definition.subject(),
+                    subject,
                     version: Some(*existing),
                     changes: vec![],
                 }))),
@@ -336,6 +337,7 @@ impl CatalogService {
                     batch.add(Accepted {
                         index: results.len(),
                         candidate,
+                        subject,
                         json,
                         data,
                         changes,
@@ -566,6 +568,8 @@ struct Accepted {
     /// Its position in the batch (and in the results).
     index: usize,
     candidate: PublishedVersion,
+    /// `name:version`.
+    subject: String,
     /// The definition's canonical JSON.
     json: Box<RawValue>,
     /// Its events' data ([`Candidate::data`]).
@@ -580,6 +584,8 @@ struct Accepted {
 /// serialises nothing on its one thread.
 pub(crate) struct Candidate {
     version: PublishedVersion,
+    /// `name:version`, which the results and the events name it by.
+    subject: String,
     json: Box<RawValue>,
     /// The version as its events carry it, around `json`: the same text as
     /// serialising the version.
@@ -615,6 +621,7 @@ impl Candidate {
         })
         .expect("a version always serialises");
         Candidate {
+            subject: definition.subject(),
             version: PublishedVersion {
                 definition,
                 content_hash,
@@ -632,6 +639,11 @@ impl Candidate {
     /// The definition it publishes.
     pub(crate) fn definition(&self) -> &ResourceDefinition {
         &self.version.definition
+    }
+
+    /// `name:version`.
+    pub(crate) fn subject(&self) -> &str {
+        &self.subject
     }
 }
 
@@ -841,10 +853,12 @@ spec:
             let expected = PublishedVersion::new(definition(), 42, origin.clone());
             let Candidate {
                 version,
+                subject,
                 json,
                 data,
             } = Candidate::new(definition(), 42, origin);
             assert_eq!(version, expected);
+            assert_eq!(subject, expected.definition.subject());
             assert_eq!(
                 json.get(),
                 serde_json::to_string(&expected.definition).unwrap()

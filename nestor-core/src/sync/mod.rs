@@ -212,7 +212,7 @@ impl SyncService {
         let mut batch = Vec::with_capacity(pending.len());
         let mut places = Vec::with_capacity(pending.len());
         for p in pending {
-            let subject = p.candidate.definition().subject();
+            let subject = p.candidate.subject().to_string();
             batch.push(p.candidate);
             places.push((p.file, p.document, p.line, subject));
         }
