@@ -633,9 +633,7 @@ impl Candidate {
             data,
         }
     }
-}
 
-impl Candidate {
     /// The definition it publishes.
     pub(crate) fn definition(&self) -> &ResourceDefinition {
         &self.version.definition

@@ -286,27 +286,11 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>, &VersionCache) -> Result<T> + Send + 'static,
     {
-        self.write_sized(false, write).await
+        self.write_with(Write::default(), write).await
     }
 
-    /// [`Self::write`]; when `large`, the commit leaves the WAL checkpoint
-    /// to the background (`checkpoint.rs`) instead of running it itself.
-    async fn write_sized<T, F>(&self, large: bool, write: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, &VersionCache) -> Result<T> + Send + 'static,
-    {
-        self.write_with(
-            Write {
-                large,
-                ..Write::default()
-            },
-            write,
-        )
-        .await
-    }
-
-    /// [`Self::write`] as `how` says.
+    /// [`Self::write`] as `how` says ([`Write`]: a large batch's
+    /// checkpoint, foreign keys the write keeps itself).
     async fn write_with<T, F>(&self, how: Write, write: F) -> Result<T>
     where
         T: Send + 'static,
