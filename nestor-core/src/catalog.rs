@@ -278,7 +278,7 @@ impl CatalogService {
         let now = self.clock.now();
         let names = batch_names(items.iter().map(|(d, _)| d));
         // Each definition is serialised once, on every core: the bytes give
-        // its content hash now and its events' data later. A store that
+        // its content hash and its events' data together. A store that
         // reads on other threads reads the names' histories meanwhile.
         let read = async {
             if offline {
