@@ -67,6 +67,31 @@ fn has(errors: &[FieldError], field: &str, needle: &str) -> bool {
         .any(|e| e.field == field && e.message.contains(needle))
 }
 
+/// A key written in both spellings (snake_case and camelCase) is one key
+/// given twice: reported once, naming both spellings, whichever the file
+/// has first.
+#[test]
+fn a_key_in_both_spellings_is_given_twice() {
+    for (first, second) in [
+        ("resource_type", "resourceType"),
+        ("resourceType", "resource_type"),
+    ] {
+        let text = CANONICAL.replace(
+            "  resource_type: mysql\n",
+            &format!("  {first}: mysql\n  {second}: postgres\n"),
+        );
+        let errors = errors_of(&text);
+        let twice: Vec<_> = errors
+            .iter()
+            .filter(|e| e.message.starts_with("given twice"))
+            .collect();
+        assert_eq!(twice.len(), 1, "{errors:?}");
+        assert_eq!(twice[0].field, "metadata.resource_type");
+        assert!(twice[0].message.contains("\"resource_type\""), "{errors:?}");
+        assert!(twice[0].message.contains("\"resourceType\""), "{errors:?}");
+    }
+}
+
 #[test]
 fn every_violation_is_reported_at_once_with_its_field_path() {
     let errors = errors_of(WRONG);

@@ -87,7 +87,7 @@ impl Parser {
                     }
                     Some(_) => {}
                     None => {
-                        meta.entries.insert(key.to_string(), entry);
+                        meta.entries.insert(key.into(), entry);
                     }
                 }
             }

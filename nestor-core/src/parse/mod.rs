@@ -14,6 +14,7 @@ mod limits;
 mod lines;
 mod yaml_value;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -270,7 +271,11 @@ pub fn camel_case(key: &str) -> String {
 }
 
 /// Converts `camelCase` to `snake_case`; snake_case passes through.
-fn snake(key: &str) -> String {
+fn snake(key: &str) -> Cow<'_, str> {
+    // Most keys are snake_case already: those are borrowed, not copied.
+    if !key.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Cow::Borrowed(key);
+    }
     let mut out = String::with_capacity(key.len() + 4);
     for (i, c) in key.chars().enumerate() {
         if c.is_ascii_uppercase() {
@@ -282,7 +287,7 @@ fn snake(key: &str) -> String {
             out.push(c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// A mapping whose keys were normalised to snake_case, remembering the
@@ -290,7 +295,7 @@ fn snake(key: &str) -> String {
 /// from the document's tree: nothing is copied until a field is read.
 pub(crate) struct Keys<'v> {
     path: String,
-    entries: BTreeMap<String, (&'v str, &'v Value)>,
+    entries: BTreeMap<Cow<'v, str>, (&'v str, &'v Value)>,
 }
 
 #[derive(Default)]
@@ -346,7 +351,8 @@ impl Parser {
                     format!("given twice, as {canonical:?} and its alias {alias:?}"),
                 );
             } else {
-                keys.entries.insert(canonical.to_string(), entry);
+                keys.entries
+                    .insert(Cow::Owned(canonical.to_string()), entry);
             }
         }
     }
@@ -354,7 +360,7 @@ impl Parser {
     /// Reports every key not in `allowed` (a long key quoted cut short).
     fn unknown(&mut self, keys: &Keys<'_>, allowed: &[&str]) {
         for (canonical, (original, _)) in &keys.entries {
-            if !allowed.contains(&canonical.as_str()) {
+            if !allowed.contains(&canonical.as_ref()) {
                 let hint = closest(canonical, allowed)
                     .map(|c| format!(" (did you mean {c:?}?)"))
                     .unwrap_or_default();
