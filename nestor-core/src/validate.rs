@@ -5,7 +5,7 @@
 //! Every rule runs; every violation is returned with its field path.
 
 use std::collections::HashSet;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
 use serde_json::Value;
@@ -16,16 +16,18 @@ use crate::versioning::VersionSpec;
 
 /// Compiles a user pattern, through a small cache: catalogs repeat the same
 /// few patterns thousands of times, and compiling one costs far more than
-/// matching it. Regex is cheap to clone (shared program).
-fn compile(pattern: &str) -> Result<Regex, regex::Error> {
+/// matching it. The cache hands out shared handles: cloning a `Regex`
+/// itself builds a new pool of search caches, which cost a sync more than
+/// the matches it checks (perf, benches/README.md).
+fn compile(pattern: &str) -> Result<Arc<Regex>, regex::Error> {
     use std::collections::HashMap;
     use std::sync::Mutex;
-    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Regex>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(r) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
         return Ok(r);
     }
-    let compiled = Regex::new(pattern)?;
+    let compiled = Arc::new(Regex::new(pattern)?);
     if let Ok(mut c) = cache.lock() {
         if c.len() >= 1024 {
             c.clear();
@@ -76,9 +78,19 @@ pub fn check_name(kind: &str, value: &str) -> crate::error::Result<()> {
     }
 }
 
+/// `^[a-z0-9][a-z0-9_-]*$`: providers, categories, resource types.
+/// Written out over the bytes as [`is_valid_name`] is (every definition
+/// checks three; a unit test compares it with the regex).
 fn is_classifier(s: &str) -> bool {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^[a-z0-9][a-z0-9_-]*$").is_match(s)
+    match s.as_bytes() {
+        [first, rest @ ..] => {
+            matches!(first, b'a'..=b'z' | b'0'..=b'9')
+                && rest
+                    .iter()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+        }
+        [] => false,
+    }
 }
 
 /// DNS-1123 subdomain: the rule for Kubernetes object names (a Secret's).
@@ -92,10 +104,18 @@ pub fn is_dns_subdomain(name: &str) -> bool {
         .is_match(name)
 }
 
-/// snake_case: the rule for input and output names.
+/// snake_case, `^[a-z][a-z0-9_]*$`: the rule for input and output names
+/// (over the bytes, as [`is_classifier`]).
 pub fn is_snake_case(s: &str) -> bool {
-    static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r"^[a-z][a-z0-9_]*$").is_match(s)
+    match s.as_bytes() {
+        [first, rest @ ..] => {
+            first.is_ascii_lowercase()
+                && rest
+                    .iter()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        }
+        [] => false,
+    }
 }
 
 /// Every static rule of definitions (docs/src/reference/formats.md) (all but dependency existence, which needs
@@ -487,26 +507,31 @@ fn describe(v: &Value) -> String {
 mod tests {
     use super::*;
 
-    /// The byte rule of [`is_valid_name`] against the regex it replaced,
-    /// on every string of up to 3 characters over an alphabet with each
-    /// class of the rule (and a few outside it), and on lengths around
-    /// the 63-character bound.
-    #[test]
-    fn names_follow_the_dns_label_regex() {
-        let regex = Regex::new(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$").unwrap();
+    /// Every string of up to 3 characters over an alphabet with each class
+    /// of the byte rules (and a few outside them).
+    fn short_strings() -> Vec<String> {
         let alphabet = [
             'a', 'q', 'z', '0', '9', '-', 'A', '_', '.', '/', ' ', '\n', 'é',
         ];
-        let mut names = vec![String::new()];
+        let mut strings = vec![String::new()];
         let mut last = vec![String::new()];
         for _ in 0..3 {
             let next: Vec<String> = last
                 .iter()
                 .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
                 .collect();
-            names.extend(next.iter().cloned());
+            strings.extend(next.iter().cloned());
             last = next;
         }
+        strings
+    }
+
+    /// The byte rule of [`is_valid_name`] against the regex it replaced,
+    /// on [`short_strings`] and on lengths around the 63-character bound.
+    #[test]
+    fn names_follow_the_dns_label_regex() {
+        let regex = Regex::new(r"^[a-z][a-z0-9-]{0,61}[a-z0-9]$").unwrap();
+        let mut names = short_strings();
         for len in 60..=66 {
             for (first, fill, end) in [
                 ("a", "b", "c"),
@@ -520,6 +545,21 @@ mod tests {
         assert!(names.len() > 2000);
         for name in &names {
             assert_eq!(is_valid_name(name), regex.is_match(name), "{name:?}");
+        }
+    }
+
+    /// The byte rules of classifiers and snake_case names against the
+    /// regexes they replaced.
+    #[test]
+    fn classifiers_and_snake_case_follow_their_regexes() {
+        let classifier = Regex::new(r"^[a-z0-9][a-z0-9_-]*$").unwrap();
+        let snake = Regex::new(r"^[a-z][a-z0-9_]*$").unwrap();
+        let strings = short_strings();
+        assert!(strings.iter().any(|s| is_classifier(s)));
+        assert!(strings.iter().any(|s| is_snake_case(s)));
+        for s in &strings {
+            assert_eq!(is_classifier(s), classifier.is_match(s), "{s:?}");
+            assert_eq!(is_snake_case(s), snake.is_match(s), "{s:?}");
         }
     }
 }
