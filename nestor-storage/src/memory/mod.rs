@@ -31,7 +31,7 @@ struct Inner {
     /// semver order for history without sorting on read. Reads hand out
     /// the record itself; a yank replaces it.
     versions: BTreeMap<String, BTreeMap<Version, Shared<PublishedVersion>>>,
-    events: Vec<Event>,
+    events: Vec<Logged>,
     /// Survives pruning so sequences never repeat.
     last_sequence: u64,
     source_states: HashMap<String, SourceState>,
@@ -49,6 +49,66 @@ struct Inner {
     audit: Vec<nestor_core::AuditRecord>,
     /// Ids given so far (survives pruning so ids never repeat).
     audit_count: u64,
+}
+
+/// An event as the log keeps it: the data as given, a value tree or the
+/// JSON text a batch serialised (then parsed only when read, as SQLite
+/// does: a cold sync appends thousands of events nobody may read, and
+/// parsing each one's data back was most of its batch's time).
+struct Logged {
+    id: u64,
+    event_type: nestor_core::EventType,
+    source: String,
+    subject: String,
+    timestamp: Timestamp,
+    data: Data,
+}
+
+/// An event's data as [`Logged`] keeps it.
+enum Data {
+    Value(serde_json::Value),
+    Text(Box<serde_json::value::RawValue>),
+}
+
+impl Logged {
+    fn of(event: &Event) -> Self {
+        Logged {
+            id: event.id,
+            event_type: event.event_type,
+            source: event.source.clone(),
+            subject: event.subject.clone(),
+            timestamp: event.timestamp,
+            data: Data::Value(event.data.clone()),
+        }
+    }
+
+    fn serialized(id: u64, event: SerializedEvent) -> Self {
+        Logged {
+            id,
+            event_type: event.event_type,
+            source: event.source,
+            subject: event.subject,
+            timestamp: event.timestamp,
+            data: Data::Text(event.data),
+        }
+    }
+
+    /// The event as readers get it.
+    fn read(&self) -> Result<Event> {
+        let data = match &self.data {
+            Data::Value(v) => v.clone(),
+            Data::Text(text) => serde_json::from_str(text.get())
+                .map_err(|e| Error::internal(format!("event data is not JSON: {e}")))?,
+        };
+        Ok(Event {
+            id: self.id,
+            event_type: self.event_type,
+            source: self.source.clone(),
+            subject: self.subject.clone(),
+            timestamp: self.timestamp,
+            data,
+        })
+    }
 }
 
 impl MemoryStore {
@@ -160,23 +220,15 @@ impl CatalogWriter for MemoryStore {
         self.lock().insert(version)
     }
 
-    /// Under one lock: each version and, when it is created, its events.
+    /// Under one lock: each version and, when it is created, its events
+    /// (their data kept as the text the caller serialised).
     async fn insert_versions(
         &self,
         writes: Vec<VersionWrite>,
     ) -> Result<Vec<Result<PublishOutcome>>> {
-        // The events' data is parsed outside the lock.
-        let parsed = writes
-            .into_iter()
-            .map(|w| {
-                let data: serde_json::Value = serde_json::from_str(w.announcement.data.get())
-                    .map_err(|e| Error::internal(format!("event data is not JSON: {e}")))?;
-                Ok((w, data))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let mut inner = self.lock();
-        let mut out = Vec::with_capacity(parsed.len());
-        for (write, data) in parsed {
+        let mut out = Vec::with_capacity(writes.len());
+        for write in writes {
             let first = inner
                 .versions
                 .get(write.version.name())
@@ -186,14 +238,7 @@ impl CatalogWriter for MemoryStore {
                 for e in write.announcement.events(first) {
                     inner.last_sequence += 1;
                     let id = inner.last_sequence;
-                    let event = NewEvent {
-                        event_type: e.event_type,
-                        source: e.source,
-                        subject: e.subject,
-                        timestamp: e.timestamp,
-                        data: data.clone(),
-                    };
-                    inner.events.push(Event::from_new(id, event));
+                    inner.events.push(Logged::serialized(id, e));
                 }
             }
             out.push(outcome);
@@ -256,26 +301,18 @@ impl EventLog for MemoryStore {
         let mut inner = self.lock();
         inner.last_sequence += 1;
         let event = Event::from_new(inner.last_sequence, event);
-        inner.events.push(event.clone());
+        inner.events.push(Logged::of(&event));
         Ok(event)
     }
 
-    /// Parses each event's data once, outside the lock, and keeps it with
-    /// no copy to hand back.
+    /// Keeps each event's data as the text given (parsed when read).
     async fn append_serialized(&self, events: Vec<SerializedEvent>) -> Result<Vec<u64>> {
-        let events = events
-            .into_iter()
-            .map(|e| {
-                e.into_new()
-                    .map_err(|e| Error::internal(format!("event data is not JSON: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let mut inner = self.lock();
         let mut ids = Vec::with_capacity(events.len());
         for event in events {
             inner.last_sequence += 1;
             let id = inner.last_sequence;
-            inner.events.push(Event::from_new(id, event));
+            inner.events.push(Logged::serialized(id, event));
             ids.push(id);
         }
         Ok(ids)
@@ -284,7 +321,11 @@ impl EventLog for MemoryStore {
     async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
         let inner = self.lock();
         let start = inner.events.partition_point(|e| e.id <= after);
-        Ok(inner.events[start..].iter().take(limit).cloned().collect())
+        inner.events[start..]
+            .iter()
+            .take(limit)
+            .map(Logged::read)
+            .collect()
     }
 
     async fn last_sequence(&self) -> Result<u64> {
