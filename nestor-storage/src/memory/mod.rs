@@ -51,63 +51,24 @@ struct Inner {
     audit_count: u64,
 }
 
-/// An event as the log keeps it: the data as given, a value tree or the
-/// JSON text a batch serialised (then parsed only when read, as SQLite
+/// An event as the log keeps it: its data as JSON text, which a batch
+/// has serialised already, parsed only when the event is read (as SQLite
 /// does: a cold sync appends thousands of events nobody may read, and
 /// parsing each one's data back was most of its batch's time).
+#[derive(Clone)]
 struct Logged {
     id: u64,
-    event_type: nestor_core::EventType,
-    source: String,
-    subject: String,
-    timestamp: Timestamp,
-    data: Data,
-}
-
-/// An event's data as [`Logged`] keeps it.
-enum Data {
-    Value(serde_json::Value),
-    Text(Box<serde_json::value::RawValue>),
+    event: SerializedEvent,
 }
 
 impl Logged {
-    fn of(event: &Event) -> Self {
-        Logged {
-            id: event.id,
-            event_type: event.event_type,
-            source: event.source.clone(),
-            subject: event.subject.clone(),
-            timestamp: event.timestamp,
-            data: Data::Value(event.data.clone()),
-        }
-    }
-
-    fn serialized(id: u64, event: SerializedEvent) -> Self {
-        Logged {
-            id,
-            event_type: event.event_type,
-            source: event.source,
-            subject: event.subject,
-            timestamp: event.timestamp,
-            data: Data::Text(event.data),
-        }
-    }
-
     /// The event as readers get it.
-    fn read(&self) -> Result<Event> {
-        let data = match &self.data {
-            Data::Value(v) => v.clone(),
-            Data::Text(text) => serde_json::from_str(text.get())
-                .map_err(|e| Error::internal(format!("event data is not JSON: {e}")))?,
-        };
-        Ok(Event {
-            id: self.id,
-            event_type: self.event_type,
-            source: self.source.clone(),
-            subject: self.subject.clone(),
-            timestamp: self.timestamp,
-            data,
-        })
+    fn into_event(self) -> Result<Event> {
+        let new = self
+            .event
+            .into_new()
+            .map_err(|e| Error::internal(format!("event data is not JSON: {e}")))?;
+        Ok(Event::from_new(self.id, new))
     }
 }
 
@@ -238,7 +199,7 @@ impl CatalogWriter for MemoryStore {
                 for e in write.announcement.events(first) {
                     inner.last_sequence += 1;
                     let id = inner.last_sequence;
-                    inner.events.push(Logged::serialized(id, e));
+                    inner.events.push(Logged { id, event: e });
                 }
             }
             out.push(outcome);
@@ -298,11 +259,19 @@ impl CatalogSearch for MemoryStore {
 #[async_trait]
 impl EventLog for MemoryStore {
     async fn append(&self, event: NewEvent) -> Result<Event> {
+        let logged = SerializedEvent::new(
+            event.event_type,
+            event.source.clone(),
+            event.subject.clone(),
+            event.timestamp,
+            &event.data,
+        )
+        .map_err(|e| Error::internal(format!("serialising an event's data: {e}")))?;
         let mut inner = self.lock();
         inner.last_sequence += 1;
-        let event = Event::from_new(inner.last_sequence, event);
-        inner.events.push(Logged::of(&event));
-        Ok(event)
+        let id = inner.last_sequence;
+        inner.events.push(Logged { id, event: logged });
+        Ok(Event::from_new(id, event))
     }
 
     /// Keeps each event's data as the text given (parsed when read).
@@ -312,20 +281,20 @@ impl EventLog for MemoryStore {
         for event in events {
             inner.last_sequence += 1;
             let id = inner.last_sequence;
-            inner.events.push(Logged::serialized(id, event));
+            inner.events.push(Logged { id, event });
             ids.push(id);
         }
         Ok(ids)
     }
 
+    /// Copies the events' text under the lock and parses it after.
     async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
-        let inner = self.lock();
-        let start = inner.events.partition_point(|e| e.id <= after);
-        inner.events[start..]
-            .iter()
-            .take(limit)
-            .map(Logged::read)
-            .collect()
+        let logged: Vec<Logged> = {
+            let inner = self.lock();
+            let start = inner.events.partition_point(|e| e.id <= after);
+            inner.events[start..].iter().take(limit).cloned().collect()
+        };
+        logged.into_iter().map(Logged::into_event).collect()
     }
 
     async fn last_sequence(&self) -> Result<u64> {
@@ -335,7 +304,7 @@ impl EventLog for MemoryStore {
     async fn prune_before(&self, before: Timestamp) -> Result<u64> {
         let mut inner = self.lock();
         let len = inner.events.len();
-        inner.events.retain(|e| e.timestamp >= before);
+        inner.events.retain(|e| e.event.timestamp >= before);
         Ok((len - inner.events.len()) as u64)
     }
 }
