@@ -267,10 +267,7 @@ pub trait EventLog: Send + Sync {
     async fn append_serialized(&self, events: Vec<SerializedEvent>) -> Result<Vec<u64>> {
         let events = events
             .into_iter()
-            .map(|e| {
-                e.into_new()
-                    .map_err(|e| Error::internal(format!("event data is not JSON: {e}")))
-            })
+            .map(SerializedEvent::into_new)
             .collect::<Result<Vec<_>>>()?;
         Ok(self
             .append_many(events)

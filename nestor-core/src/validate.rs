@@ -78,19 +78,24 @@ pub fn check_name(kind: &str, value: &str) -> crate::error::Result<()> {
     }
 }
 
-/// `^[a-z0-9][a-z0-9_-]*$`: providers, categories, resource types.
-/// Written out over the bytes as [`is_valid_name`] is (every definition
-/// checks three; a unit test compares it with the regex).
-fn is_classifier(s: &str) -> bool {
+/// Whether `s` is one byte passing `first` and then only bytes passing
+/// `rest`: a `^[..][..]*$` rule written out over the bytes, as
+/// [`is_valid_name`] is (every definition checks several; a unit test
+/// compares each rule with its regex).
+fn first_then(s: &str, first: impl Fn(u8) -> bool, rest: impl Fn(u8) -> bool) -> bool {
     match s.as_bytes() {
-        [first, rest @ ..] => {
-            matches!(first, b'a'..=b'z' | b'0'..=b'9')
-                && rest
-                    .iter()
-                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
-        }
+        [head, tail @ ..] => first(*head) && tail.iter().all(|b| rest(*b)),
         [] => false,
     }
+}
+
+/// `^[a-z0-9][a-z0-9_-]*$`: providers, categories, resource types.
+fn is_classifier(s: &str) -> bool {
+    first_then(
+        s,
+        |b| matches!(b, b'a'..=b'z' | b'0'..=b'9'),
+        |b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'),
+    )
 }
 
 /// DNS-1123 subdomain: the rule for Kubernetes object names (a Secret's).
@@ -104,18 +109,13 @@ pub fn is_dns_subdomain(name: &str) -> bool {
         .is_match(name)
 }
 
-/// snake_case, `^[a-z][a-z0-9_]*$`: the rule for input and output names
-/// (over the bytes, as [`is_classifier`]).
+/// snake_case, `^[a-z][a-z0-9_]*$`: the rule for input and output names.
 pub fn is_snake_case(s: &str) -> bool {
-    match s.as_bytes() {
-        [first, rest @ ..] => {
-            first.is_ascii_lowercase()
-                && rest
-                    .iter()
-                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
-        }
-        [] => false,
-    }
+    first_then(
+        s,
+        |b| b.is_ascii_lowercase(),
+        |b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'),
+    )
 }
 
 /// Every static rule of definitions (docs/src/reference/formats.md) (all but dependency existence, which needs

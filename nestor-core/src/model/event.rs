@@ -182,14 +182,17 @@ impl SerializedEvent {
     }
 
     /// The same event with its data parsed into a value tree, for stores
-    /// that keep values.
-    pub fn into_new(self) -> serde_json::Result<NewEvent> {
+    /// that keep values and for readers of stores that keep text (data
+    /// that is not JSON is an internal error: only this type writes it).
+    pub fn into_new(self) -> crate::error::Result<NewEvent> {
+        let data = serde_json::from_str(self.data.get())
+            .map_err(|e| crate::error::Error::internal(format!("event data is not JSON: {e}")))?;
         Ok(NewEvent {
             event_type: self.event_type,
             source: self.source,
             subject: self.subject,
             timestamp: self.timestamp,
-            data: serde_json::from_str(self.data.get())?,
+            data,
         })
     }
 }

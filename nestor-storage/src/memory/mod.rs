@@ -64,11 +64,7 @@ struct Logged {
 impl Logged {
     /// The event as readers get it.
     fn into_event(self) -> Result<Event> {
-        let new = self
-            .event
-            .into_new()
-            .map_err(|e| Error::internal(format!("event data is not JSON: {e}")))?;
-        Ok(Event::from_new(self.id, new))
+        Ok(Event::from_new(self.id, self.event.into_new()?))
     }
 }
 
