@@ -1,5 +1,6 @@
-//! Hostile input meets the core's rules: deep YAML is refused before the
-//! YAML library builds anything, templates draw on one budget per request,
+//! Hostile input meets the core's rules: deep flow YAML is refused before
+//! the YAML library scans it and deep block YAML as its tree is built,
+//! templates draw on one budget per request,
 //! values are never echoed whole (sensitive ones not at all), and search
 //! queries, filters and cursors are bounded (issue 11).
 

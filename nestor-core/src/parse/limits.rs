@@ -1,5 +1,6 @@
 //! A linear pre-scan that bounds how deeply a YAML document nests, run
-//! before the YAML library sees the text.
+//! before the YAML library sees a text that could nest flow collections
+//! too deeply, and to name the line of any document nested too deeply.
 //!
 //! Why it exists: the YAML library (libyaml, under `yaml_serde`) scans a
 //! whole document into events before the deserialiser's recursion limit
@@ -7,8 +8,14 @@
 //! possible simple key of every open level. `{a: ` repeated 50,000 times
 //! therefore costs time quadratic in the depth — 31–36 s for a 250 KB body
 //! and minutes for 1 MB (issue 11) — and the same parser reads every file
-//! of a git sync. Block nesting costs linear time, but is bounded here too
-//! so that no document reaches the library deeper than [`MAX_DEPTH`].
+//! of a git sync. Each open flow collection starts at a `[` or `{` byte,
+//! so a text with no more than [`MAX_DEPTH`] of them cannot nest flow
+//! collections that deep, and needs no scan
+//! ([`may_nest_flow_deeply`]: a count the CPU does a vector at a time,
+//! where the scan costs about a tenth of the library's own work — measured
+//! in benches/README.md). Block nesting costs the library linear time; the
+//! value tree refuses any collection deeper than [`MAX_DEPTH`] as it is
+//! built (`yaml_value`), and the scan then names the line.
 //!
 //! The scan is a token-level shadow of libyaml's scanner: it follows the
 //! same rules for where a token starts, what a quote, a comment, a block
@@ -24,6 +31,19 @@
 /// document may have. Definitions and compositions nest a handful of
 /// levels; Kubernetes manifests about fifteen.
 pub const MAX_DEPTH: usize = 64;
+
+/// Whether `text` has more than [`MAX_DEPTH`] flow brackets (`[`, `{`),
+/// so that its flow collections could nest deeper than that and it must
+/// be scanned ([`check_nesting`]) before the YAML library reads it. A
+/// bracket inside a scalar counts too: this only decides whether to scan.
+pub(crate) fn may_nest_flow_deeply(text: &str) -> bool {
+    let brackets: usize = text
+        .as_bytes()
+        .iter()
+        .map(|&b| usize::from(b == b'[' || b == b'{'))
+        .sum();
+    brackets > MAX_DEPTH
+}
 
 /// Refuses text whose collections nest deeper than [`MAX_DEPTH`], in one
 /// pass over its bytes.
@@ -570,6 +590,45 @@ mod tests {
         assert!(check_nesting(&stairs).is_err());
         let err = check_nesting(&deep("{a: ", "}", 1000)).unwrap_err();
         assert!(err.contains("deeper than 64"), "{err}");
+    }
+
+    /// What a parse answers: the scan's refusal, at its line, whether the
+    /// scan ran first (many brackets) or the value tree hit the limit.
+    #[test]
+    fn a_parse_refuses_what_is_too_deep_whichever_check_catches_it() {
+        use crate::parse::parse_yaml_value;
+        let scanned = |text: &str| format!("invalid YAML: {}", check_nesting(text).unwrap_err());
+        let dashes = format!("{}x\n", "- ".repeat(MAX_DEPTH + 1));
+        let mut stairs = String::new();
+        for i in 0..=MAX_DEPTH {
+            stairs.push_str(&format!("{}k{i}:\n", " ".repeat(i)));
+        }
+        let flow = deep("{a: ", "}", 1000);
+        for text in [&dashes, &stairs, &flow] {
+            assert_eq!(parse_yaml_value(text).unwrap_err(), scanned(text));
+        }
+        assert!(!may_nest_flow_deeply(&dashes) && !may_nest_flow_deeply(&stairs));
+        assert!(
+            scanned(&stairs).contains("line 65:"),
+            "{}",
+            scanned(&stairs)
+        );
+        // Deep and broken: the depth is what it reports.
+        let broken = format!("{stairs}{}: ]\n", " ".repeat(MAX_DEPTH + 1));
+        assert_eq!(parse_yaml_value(&broken).unwrap_err(), scanned(&broken));
+        // One level less passes.
+        let shallower = format!("{}x\n", "- ".repeat(MAX_DEPTH));
+        assert!(parse_yaml_value(&shallower).is_ok());
+        // A single-pair mapping in a flow sequence is a level without a
+        // bracket: the scan lets this through, the tree does not.
+        let pairs = deep("[a: ", "]", 40);
+        assert!(check_nesting(&pairs).is_ok() && !may_nest_flow_deeply(&pairs));
+        let err = parse_yaml_value(&pairs).unwrap_err();
+        assert!(err.contains("nests deeper than 64 levels"), "{err}");
+        // Brackets in a scalar are counted, so the text is scanned, and pass.
+        let quoted = format!("a: \"{}\"\n", "[".repeat(200));
+        assert!(may_nest_flow_deeply(&quoted));
+        assert!(parse_yaml_value(&quoted).is_ok());
     }
 
     #[test]

@@ -141,9 +141,11 @@ pub fn single_document(text: &str) -> Result<Value, crate::error::Error> {
 }
 
 /// Parses one YAML document into a JSON value tree. Text larger than
-/// [`MAX_FILE_BYTES`] or nested deeper than [`MAX_DEPTH`] is refused before
-/// the YAML library builds anything (the `limits` module says why); the
-/// library itself refuses alias bombs (repetition limit).
+/// [`MAX_FILE_BYTES`], or with enough flow brackets to nest flow
+/// collections deeper than [`MAX_DEPTH`], is refused before the YAML
+/// library scans it if it does nest that deep (the `limits` module says
+/// why); any other collection deeper than that is refused as the tree is
+/// built. The library itself refuses alias bombs (repetition limit).
 pub fn parse_yaml_value(text: &str) -> Result<Value, String> {
     if text.len() > MAX_FILE_BYTES {
         return Err(format!(
@@ -151,10 +153,19 @@ pub fn parse_yaml_value(text: &str) -> Result<Value, String> {
             text.len()
         ));
     }
-    limits::check_nesting(text).map_err(|e| format!("invalid YAML: {e}"))?;
+    let nesting = || limits::check_nesting(text).map_err(|e| format!("invalid YAML: {e}"));
+    if limits::may_nest_flow_deeply(text) {
+        nesting()?;
+    }
     serde_yaml::from_str::<yaml_value::YamlValue>(text)
         .map(|v| v.0)
-        .map_err(|e| format!("invalid YAML: {e}"))
+        .map_err(|e| {
+            // A document too deep says so, at the line the scan names,
+            // whatever else is wrong with it (as when the scan runs first).
+            nesting()
+                .err()
+                .unwrap_or_else(|| format!("invalid YAML: {e}"))
+        })
 }
 
 /// Parses a whole file's bytes: size and encoding checks, then every document.

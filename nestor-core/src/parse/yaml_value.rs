@@ -3,23 +3,57 @@
 //! float, so the YAML reader does the same instead of refusing the
 //! document ("JSON number out of range"). A value is a value, whichever of
 //! the two formats the request body (or the catalog file) uses.
+//!
+//! The tree is also where the depth limit holds for nesting the
+//! pre-scan lets through (`limits` says which): a collection deeper than
+//! [`MAX_DEPTH`] is refused as it is built, so no value tree deeper than
+//! that ever exists.
 
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+
+use super::limits::MAX_DEPTH;
 
 /// A [`Value`] deserialised with [`JsonVisitor`].
 pub(super) struct YamlValue(pub(super) Value);
 
 impl<'de> Deserialize<'de> for YamlValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(JsonVisitor).map(YamlValue)
+        Nested(0).deserialize(d).map(YamlValue)
     }
 }
 
-/// serde_json's own value visitor, but for 128-bit integers.
-struct JsonVisitor;
+/// A value inside this many collections.
+#[derive(Clone, Copy)]
+struct Nested(usize);
+
+impl<'de> DeserializeSeed<'de> for Nested {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(JsonVisitor(self.0))
+    }
+}
+
+/// serde_json's own value visitor, but for 128-bit integers, building a
+/// value inside this many collections.
+struct JsonVisitor(usize);
+
+impl JsonVisitor {
+    /// The depth of a collection this visitor builds, or the error if that
+    /// is deeper than [`MAX_DEPTH`].
+    fn inner<E: Error>(&self) -> Result<Nested, E> {
+        if self.0 >= MAX_DEPTH {
+            // The YAML library appends where the collection starts.
+            return Err(E::custom(format_args!(
+                "the document nests deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(Nested(self.0 + 1))
+    }
+}
 
 fn float(f: f64) -> Value {
     Number::from_f64(f).map_or(Value::Null, Value::Number)
@@ -68,19 +102,21 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Value::Null)
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        YamlValue::deserialize(d).map(|v| v.0)
+        Nested(self.0).deserialize(d)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.inner()?;
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(YamlValue(item)) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(inner)? {
             items.push(item);
         }
         Ok(Value::Array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.inner()?;
         let mut fields = Map::new();
-        while let Some((key, YamlValue(value))) = map.next_entry::<String, YamlValue>()? {
-            fields.insert(key, value);
+        while let Some(key) = map.next_key::<String>()? {
+            fields.insert(key, map.next_value_seed(inner)?);
         }
         Ok(Value::Object(fields))
     }
