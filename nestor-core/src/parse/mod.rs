@@ -85,13 +85,33 @@ pub struct LocatedDocument {
 /// each one's first line so errors can point into the file.
 pub fn split_documents(text: &str) -> Vec<RawDocument> {
     let mut docs = Vec::new();
+    if let Some((start, body)) = unmarked(text) {
+        if has_content(body) {
+            let mut text = String::with_capacity(body.len() + 1);
+            text.push_str(body);
+            if !body.ends_with('\n') {
+                text.push('\n');
+            }
+            let value = parse_yaml_value(&text).map_err(|m| FieldError::new("", m));
+            docs.push(RawDocument {
+                index: 0,
+                line: start,
+                text,
+                value,
+            });
+        }
+        return docs;
+    }
+    split_lines(text)
+}
+
+/// [`split_documents`] a line at a time, for any text.
+fn split_lines(text: &str) -> Vec<RawDocument> {
+    let mut docs = Vec::new();
     let mut current = String::new();
     let mut start = 1;
     let flush = |current: &mut String, start: usize, docs: &mut Vec<RawDocument>| {
-        if current.lines().any(|l| {
-            let t = l.trim();
-            !t.is_empty() && !t.starts_with('#') && !t.starts_with('%')
-        }) {
+        if has_content(current) {
             let value = parse_yaml_value(current).map_err(|m| FieldError::new("", m));
             docs.push(RawDocument {
                 index: docs.len(),
@@ -124,6 +144,38 @@ pub fn split_documents(text: &str) -> Vec<RawDocument> {
     }
     flush(&mut current, start, &mut docs);
     docs
+}
+
+/// Whether a document's text holds anything but blank lines, comments and
+/// directives.
+fn has_content(text: &str) -> bool {
+    text.lines().any(|l| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with('#') && !t.starts_with('%')
+    })
+}
+
+/// For a text without document markers (most files hold one document)
+/// and without carriage returns, what [`split_documents`]' line loop would
+/// gather, without copying it a line at a time: the line its first
+/// non-blank line is, and the text from there. `None` for any other text
+/// (a `---` or `...` at the start of a line, even one that is no marker,
+/// takes the loop).
+fn unmarked(text: &str) -> Option<(usize, &str)> {
+    let marked = ["---", "..."].iter().any(|m| text.starts_with(m))
+        || ["\n---", "\n..."].iter().any(|m| text.contains(m));
+    if marked || text.contains('\r') {
+        return None;
+    }
+    let (mut start, mut rest) = (1, text);
+    while let Some((line, after)) = rest.split_once('\n') {
+        if !line.trim().is_empty() {
+            break;
+        }
+        start += 1;
+        rest = after;
+    }
+    Some((start, rest))
 }
 
 /// The value tree of a text that must hold exactly one YAML document (an
@@ -529,4 +581,44 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A text without markers splits as the line loop splits it: the same
+    /// text (line endings and blank lines included), first line and tree.
+    #[test]
+    fn an_unmarked_text_splits_as_the_line_loop_splits_it() {
+        let texts = [
+            "a: 1\nb: [x]\n",
+            "a: 1",
+            "\n\n  \t\na: 1\n\n\nb: 2\n\n",
+            "# only a comment\n",
+            "%YAML 1.2\n",
+            "  \n\t\n",
+            "",
+            "\u{3000}\na: 1\n  \nb: |\n  text\n   \n",
+            "# head\n\na: 1\n",
+            "a: 1 --- 2\nb: x...\n",
+            "a: [1,\n  2]\n",
+        ];
+        for text in texts {
+            assert!(unmarked(text).is_some(), "{text:?}");
+            assert_eq!(split_documents(text), split_lines(text), "{text:?}");
+        }
+        // Markers, even ones that are not, and carriage returns take the loop.
+        for text in [
+            "---\na: 1\n",
+            "a: 1\n---\nb: 2\n",
+            "a: 1\n...\n",
+            "a: 1\r\n",
+            "x: |\n---y\n",
+        ] {
+            assert!(unmarked(text).is_none(), "{text:?}");
+        }
+        let [doc] = split_documents("\n\n  \na: 1").try_into().unwrap();
+        assert_eq!((doc.line, doc.text.as_str()), (4, "a: 1\n"));
+    }
 }

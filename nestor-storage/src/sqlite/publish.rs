@@ -21,7 +21,7 @@ use nestor_core::{
     select_latest, CatalogWriter, Error, PublishOutcome, PublishedVersion, ResourceDefinition,
     Result, Shared, VersionSummary, VersionWrite,
 };
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, CachedStatement, OptionalExtension, Statement, Transaction};
 use semver::Version;
 
 use super::cache::VersionCache;
@@ -131,6 +131,7 @@ impl Touched {
     /// moves each name's `change_seq` past every other's.
     fn refresh(mut self, tx: &Transaction<'_>) -> Result<()> {
         let mut seq = next_change_seq(tx)?;
+        let mut insert = tx.prepare_cached(INSERT_NAME).ctx("inserting a name")?;
         for name in &self.order {
             let Some(touched) = self.names.remove(name) else {
                 continue;
@@ -142,7 +143,7 @@ impl Touched {
             if touched.existed {
                 refresh_latest(tx, name, seq)?;
             } else {
-                insert_new_name(tx, name, &touched.rows, seq)?;
+                insert_new_name(&mut insert, name, &touched.rows, seq)?;
             }
             seq += 1;
         }
@@ -158,20 +159,26 @@ fn next_change_seq(tx: &Transaction<'_>) -> Result<i64> {
         .ctx("reading the catalog change sequence")
 }
 
-/// Inserts the `names` row of a name whose only versions are `rows` (this
-/// transaction created them), pointing at the latest of them by the core
-/// rule.
-fn insert_new_name(tx: &Transaction<'_>, name: &str, rows: &[NewRow], seq: i64) -> Result<()> {
+/// The `names` row of a name the transaction created.
+const INSERT_NAME: &str =
+    "INSERT INTO names (name, latest_id, provider, category, resource_type, change_seq) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Inserts ([`INSERT_NAME`]) the `names` row of a name whose only versions
+/// are `rows` (this transaction created them), pointing at the latest of
+/// them by the core rule.
+fn insert_new_name(
+    insert: &mut Statement<'_>,
+    name: &str,
+    rows: &[NewRow],
+    seq: i64,
+) -> Result<()> {
     let summaries: Vec<VersionSummary> = rows.iter().map(|r| r.version.summary()).collect();
     let latest = select_latest(&summaries)
         .and_then(|v| rows.iter().find(|r| r.version.version() == &v))
         .map(|r| (r.id, &r.version.definition.metadata));
-    tx.prepare_cached(
-        "INSERT INTO names (name, latest_id, provider, category, resource_type, change_seq) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
+    insert
+        .execute(params![
             name,
             latest.map(|(id, _)| id),
             latest.map(|(_, m)| &m.provider),
@@ -179,8 +186,7 @@ fn insert_new_name(tx: &Transaction<'_>, name: &str, rows: &[NewRow], seq: i64) 
             latest.map(|(_, m)| &m.resource_type),
             seq,
         ])
-    })
-    .ctx("inserting a name")?;
+        .ctx("inserting a name")?;
     Ok(())
 }
 
@@ -241,6 +247,7 @@ fn search_text(def: &ResourceDefinition) -> String {
 /// has it already.
 fn insert_version(
     tx: &Transaction<'_>,
+    insert: &mut Statement<'_>,
     cache: &VersionCache,
     touched: &mut Touched,
     new: PublishedVersion,
@@ -283,14 +290,8 @@ fn insert_version(
     let origin = new.origin.as_ref();
     // Beyond i64 the integer columns saturate; order is decided in Rust anyway.
     let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    tx.prepare_cached(
-        "INSERT INTO versions (name, version, major, minor, patch, pre, content_hash, published_at, \
-         yanked, deprecated, provider, category, resource_type, search_text, origin_source, \
-         origin_repository, origin_commit, origin_path, definition) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
+    insert
+        .execute(params![
             name,
             version_text,
             int(version.major),
@@ -311,8 +312,7 @@ fn insert_version(
             origin.map(|o| &o.git_path),
             definition_json,
         ])
-    })
-    .ctx("inserting a version")?;
+        .ctx("inserting a version")?;
     let id = tx.last_insert_rowid();
     // Harmless even if the commit fails: the cache is keyed by content.
     let version = Shared::new(new);
@@ -322,6 +322,19 @@ fn insert_version(
     Ok(Inserted::Created { first_of_name, id })
 }
 
+/// A version's row ([`insert_version`]); a batch prepares it once for all
+/// its versions (looking a statement up in rusqlite's cache hashes its
+/// text, per row).
+const INSERT_VERSION: &str =
+    "INSERT INTO versions (name, version, major, minor, patch, pre, content_hash, published_at, \
+     yanked, deprecated, provider, category, resource_type, search_text, origin_source, \
+     origin_repository, origin_commit, origin_path, definition) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+
+fn prepare_insert<'c>(tx: &'c Transaction<'_>) -> Result<CachedStatement<'c>> {
+    tx.prepare_cached(INSERT_VERSION).ctx("inserting a version")
+}
+
 /// One version and its name's latest pointer.
 fn insert_one(
     tx: &Transaction<'_>,
@@ -329,7 +342,9 @@ fn insert_one(
     version: PublishedVersion,
 ) -> Result<PublishOutcome> {
     let mut touched = Touched::default();
-    let inserted = insert_version(tx, cache, &mut touched, version, None)?;
+    let mut insert = prepare_insert(tx)?;
+    let inserted = insert_version(tx, &mut insert, cache, &mut touched, version, None)?;
+    drop(insert);
     touched.refresh(tx)?;
     Ok(inserted.outcome())
 }
@@ -344,9 +359,10 @@ fn insert_batch(
     let mut out = Vec::with_capacity(writes.len());
     let mut touched = Touched::of_batch(tx, &writes)?;
     let mut events = Vec::with_capacity(writes.len());
+    let mut insert = prepare_insert(tx)?;
     for w in writes {
         let json = Some(w.definition_json.get());
-        let inserted = match insert_version(tx, cache, &mut touched, w.version, json) {
+        let inserted = match insert_version(tx, &mut insert, cache, &mut touched, w.version, json) {
             Err(e @ Error::StorageUnavailable { .. }) => return Err(e),
             Err(e) => {
                 out.push(Err(e));
@@ -361,6 +377,7 @@ fn insert_batch(
             events.extend(announced.map(|e| BatchEvent::of_version(e, id, json)));
         }
     }
+    drop(insert);
     // In order, after the versions they name.
     insert_batch_events(tx, &events)?;
     touched.refresh(tx)?;
