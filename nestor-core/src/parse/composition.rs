@@ -67,7 +67,7 @@ impl Parser {
         // A description under metadata is accepted and moved to spec.
         let mut meta = meta;
         if let Some(d) = meta.entries.remove("description") {
-            spec.entries.entry("description".into()).or_insert(d);
+            spec.entries.insert_if_absent("description".into(), d);
         }
         self.unknown(&meta, &["name", "team", "version"]);
         let version = match meta.entries.get("version") {

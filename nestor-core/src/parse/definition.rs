@@ -59,7 +59,7 @@ impl Parser {
                 }
                 Keys {
                     path: "metadata".into(),
-                    entries: BTreeMap::new(),
+                    entries: Default::default(),
                 }
             }
         };
@@ -71,7 +71,7 @@ impl Parser {
                 }
                 Keys {
                     path: "spec".into(),
-                    entries: BTreeMap::new(),
+                    entries: Default::default(),
                 }
             }
         };
@@ -86,9 +86,7 @@ impl Parser {
                         );
                     }
                     Some(_) => {}
-                    None => {
-                        meta.entries.insert(key.into(), entry);
-                    }
+                    None => meta.entries.insert_if_absent(key.into(), entry),
                 }
             }
         }

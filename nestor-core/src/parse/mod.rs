@@ -358,7 +358,50 @@ fn snake(key: &str) -> Cow<'_, str> {
 /// from the document's tree: nothing is copied until a field is read.
 pub(crate) struct Keys<'v> {
     path: String,
-    entries: BTreeMap<Cow<'v, str>, (&'v str, &'v Value)>,
+    entries: Entries<'v>,
+}
+
+/// One entry of [`Keys`]: the key as written and its value.
+type Entry<'v> = (&'v str, &'v Value);
+
+/// A mapping's entries by snake_case key, in key order (as a `BTreeMap`
+/// iterates them, so errors come in the same order): a mapping of a
+/// document has a handful of keys, and a sorted vector searched by halves
+/// costs less to build and read than a tree's nodes.
+#[derive(Default)]
+pub(crate) struct Entries<'v>(Vec<(Cow<'v, str>, Entry<'v>)>);
+
+impl<'v> Entries<'v> {
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key))
+    }
+
+    /// The entry of `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&Entry<'v>> {
+        self.position(key).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Whether `key` has an entry.
+    pub(crate) fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_ok()
+    }
+
+    /// Takes out the entry of `key`.
+    pub(crate) fn remove(&mut self, key: &str) -> Option<Entry<'v>> {
+        self.position(key).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// Sets the entry of `key`, unless it has one.
+    pub(crate) fn insert_if_absent(&mut self, key: Cow<'v, str>, entry: Entry<'v>) {
+        if let Err(i) = self.position(&key) {
+            self.0.insert(i, (key, entry));
+        }
+    }
+
+    /// Every entry, in key order.
+    fn iter(&self) -> impl Iterator<Item = (&str, &Entry<'v>)> {
+        self.0.iter().map(|(k, e)| (k.as_ref(), e))
+    }
 }
 
 #[derive(Default)]
@@ -370,8 +413,17 @@ pub(crate) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
     } else {
-        format!("{path}.{key}")
+        [path, ".", key].concat()
     }
+}
+
+/// `path[i]`, the path of a list's item.
+fn item(path: &str, i: usize) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(path.len() + 4);
+    out.push_str(path);
+    let _ = write!(out, "[{i}]");
+    out
 }
 
 impl Parser {
@@ -387,7 +439,7 @@ impl Parser {
             self.err(path, "must be a mapping");
             return None;
         };
-        let mut entries = BTreeMap::new();
+        let mut entries = Entries(Vec::with_capacity(map.len()));
         for (k, v) in map {
             let canonical = snake(k);
             if let Some((first, _)) = entries.get(&canonical) {
@@ -397,7 +449,7 @@ impl Parser {
                 );
                 continue;
             }
-            entries.insert(canonical, (k.as_str(), v));
+            entries.insert_if_absent(canonical, (k.as_str(), v));
         }
         Some(Keys {
             path: path.to_string(),
@@ -415,15 +467,15 @@ impl Parser {
                 );
             } else {
                 keys.entries
-                    .insert(Cow::Owned(canonical.to_string()), entry);
+                    .insert_if_absent(Cow::Owned(canonical.to_string()), entry);
             }
         }
     }
 
     /// Reports every key not in `allowed` (a long key quoted cut short).
     fn unknown(&mut self, keys: &Keys<'_>, allowed: &[&str]) {
-        for (canonical, (original, _)) in &keys.entries {
-            if !allowed.contains(&canonical.as_ref()) {
+        for (canonical, (original, _)) in keys.entries.iter() {
+            if !allowed.contains(&canonical) {
                 let hint = closest(canonical, allowed)
                     .map(|c| format!(" (did you mean {c:?}?)"))
                     .unwrap_or_default();
@@ -482,7 +534,7 @@ impl Parser {
                     Value::String(s) => Some(s.clone()),
                     other => {
                         self.err(
-                            format!("{path}[{i}]"),
+                            item(&path, i),
                             format!("must be a string, found {}", type_name(other)),
                         );
                         None
@@ -535,7 +587,7 @@ impl Parser {
             Some((_, Value::Array(items))) => items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (format!("{path}[{i}]"), v))
+                .map(|(i, v)| (item(&path, i), v))
                 .collect(),
             Some((_, other)) => {
                 self.err(path, format!("must be a list, found {}", type_name(other)));
