@@ -176,6 +176,37 @@ async fn wal_mode_is_on() {
     assert_eq!(mode.to_lowercase(), "wal");
 }
 
+/// A new file has 16 KiB pages (a version's row fits several to a page);
+/// a file made with SQLite's default 4 KiB pages keeps them and works.
+#[tokio::test]
+async fn new_files_have_large_pages_and_old_ones_keep_theirs() {
+    let page_size = |path: &Path| -> i64 {
+        raw(path)
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    let (_dir, path) = db_file();
+    let store = SqliteStore::open(&path).unwrap();
+    store
+        .insert_version(published("db", "1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(page_size(&path), 16 * 1024);
+
+    let (_old_dir, old) = db_file();
+    raw(&old)
+        .execute_batch("PRAGMA page_size = 4096; CREATE TABLE t (x); DROP TABLE t;")
+        .unwrap();
+    let store = SqliteStore::open(&old).unwrap();
+    store
+        .insert_version(published("db", "1.0.0"))
+        .await
+        .unwrap();
+    assert_eq!(page_size(&old), 4096);
+    let read = store.get_version("db", &v("1.0.0")).await.unwrap();
+    assert!(read.is_some(), "the old file is read and written as before");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_handles_on_one_file_see_each_others_writes() {
     let (_dir, path) = db_file();

@@ -90,6 +90,9 @@
 //! - **Durability.** `synchronous = NORMAL`, the usual WAL setting: a commit
 //!   survives a crash of the process; only a power loss may drop the last
 //!   commits, never corrupt the file.
+//! - **Pages.** A new file gets 16 KiB pages (`schema::PAGE_SIZE`): a
+//!   version's row is 1.5–2.5 KiB, two to a default 4 KiB page, so a batch
+//!   split a page for nearly every row. A file made before keeps its own.
 //! - **Checkpoints.** SQLite's automatic checkpoint (inside the commit that
 //!   takes the WAL past 1,000 pages) stays for ordinary writes; a batch of
 //!   256 versions or more commits without it, and a passive checkpoint

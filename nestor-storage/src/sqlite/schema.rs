@@ -210,6 +210,15 @@ const V6_EVENTS_BY_VERSION: &str = r#"
 ALTER TABLE events ADD COLUMN version_id INTEGER REFERENCES versions(id);
 "#;
 
+/// The page size of a new database file, in bytes. A version's row (its
+/// definition's JSON and the columns beside it) is 1.5–2.5 KiB, so SQLite's
+/// default 4 KiB page holds one or two and a batch splits a page for
+/// nearly every row; 16 KiB pages hold about eight. Measured on a cold
+/// sync of 10,000 definitions: the SQLite transaction ~15 ms shorter, the
+/// file 25.1 → 19.8 MiB, point reads unchanged (benches/README.md).
+/// A file created before keeps its page size (WAL cannot change it).
+pub(super) const PAGE_SIZE: u32 = 16 * 1024;
+
 /// Settings of the writer connection. `file` is false for an in-memory
 /// database, which has no journal to switch to WAL.
 pub(super) fn configure_writer(conn: &Connection, file: bool) -> Result<()> {
@@ -217,6 +226,10 @@ pub(super) fn configure_writer(conn: &Connection, file: bool) -> Result<()> {
         .ctx("setting busy_timeout")?;
     stable_plans(conn)?;
     if file {
+        // Only a file without a page yet takes it: before the switch to WAL,
+        // which writes the first.
+        conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE};"))
+            .ctx("setting the page size")?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .ctx("switching to WAL")?;
