@@ -752,16 +752,19 @@ fn check_dependencies(def: &ResourceDefinition, batch: &Batch) -> Result<()> {
 pub fn publish_order<T>(items: Vec<T>, definition: impl Fn(&T) -> &ResourceDefinition) -> Vec<T> {
     use petgraph::graphmap::DiGraphMap;
 
-    // Positions sorted by name, then version; a stable sort keeps equal
-    // ones in the order given. The items themselves move once, at the end.
-    let mut sorted: Vec<usize> = (0..items.len()).collect();
-    sorted.sort_by(|&a, &b| {
-        let (a, b) = (
-            &definition(&items[a]).metadata,
-            &definition(&items[b]).metadata,
-        );
-        a.name.cmp(&b.name).then_with(|| a.version.cmp(&b.version))
-    });
+    // Positions sorted by name, then version, then position (equal ones
+    // keep the order given). The keys sit side by side, so the sort reads
+    // no item; the items themselves move once, at the end.
+    let mut keys: Vec<(&str, &Version, usize)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let m = &definition(item).metadata;
+            (m.name.as_str(), &m.version, i)
+        })
+        .collect();
+    keys.sort_unstable();
+    let sorted: Vec<usize> = keys.into_iter().map(|(_, _, i)| i).collect();
     // Each name's run of `sorted`, in name order: the graph's nodes.
     let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
     for (at, &i) in sorted.iter().enumerate() {
